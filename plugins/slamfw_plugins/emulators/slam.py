@@ -1,0 +1,229 @@
+"""SLAM (Zhang, Liu & Deng 2020): one RBF Support Vector Regression per wavelength pixel.
+
+Training (paper §2.1-2.2):
+1. standardise labels and every pixel's flux over the training set (eq. 2-4);
+2. for each (C, gamma) of the grid (epsilon fixed) and each pixel, k-fold cross-validate
+   and record CV MSE (eq. 5) and CV MD (eq. 6) in standardised units;
+3. choose per pixel the (C, gamma) with the lowest CV MSE, refit on all training stars and
+   record the final MSE and MD.
+
+The RBF kernel ``K(x, x') = exp(-gamma |x - x'|^2)`` (LIBSVM's, which the paper used through
+scikit-learn) depends only on the labels, so one kernel matrix per gamma serves every pixel and
+every fold: LIBSVM is run on the precomputed matrix. Pixels are trained in parallel.
+
+Prediction is matrix algebra: for the pixels that share a gamma,
+``f(theta) = K(theta, X_sv) @ dual_coef + intercept`` with an analytic jacobian.
+
+Model error for the likelihood (eq. 8): ``sigma_j = sqrt(CV MSE_j) * s_j`` in flux units,
+where ``s_j`` is the pixel's training-set standard deviation.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+from sklearn.model_selection import KFold
+from sklearn.svm import SVR
+
+from slamfw import Emulator, Params, Standardizer, check_training_data, hookimpl
+from slamfw.errors import DataError
+from slamfw.parallel import chunks, parallel_map
+from slamfw.standardize import pixel_namer
+
+log = logging.getLogger(__name__)
+
+
+def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L)."""
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, gammas: list[float],
+                     Cs: list[float], epsilon: float, tol: float, folds: list[tuple[np.ndarray, np.ndarray]],
+                     max_iter: int) -> dict[str, np.ndarray]:
+    """Cross-validate and fit the pixels of one block. y, good: (M, p) standardised flux / good mask."""
+    m, p = y.shape
+    n_g, n_c = len(gammas), len(Cs)
+    kernels = [np.exp(-g * sq_dist(X, X)) for g in gammas]
+    # fold sub-matrices, shared by every pixel whose training values are all good
+    sub = [[(np.ascontiguousarray(K[np.ix_(tr, tr)]), np.ascontiguousarray(K[np.ix_(te, tr)]))
+            for tr, te in folds] for K in kernels]
+    out = {
+        "cv_mse": np.full((p, n_g, n_c), np.nan), "cv_md": np.full((p, n_g, n_c), np.nan),
+        "dual": np.zeros((p, m)), "intercept": np.zeros(p), "gamma": np.zeros(p), "C": np.zeros(p),
+        "mse": np.zeros(p), "md": np.zeros(p), "n_support": np.zeros(p, dtype=np.int64),
+    }
+    for jj in range(p):
+        yj, gj = y[:, jj], good[:, jj]
+        all_good = bool(gj.all())
+        for a, K in enumerate(kernels):
+            for b, C in enumerate(Cs):
+                pred = np.full(m, np.nan)
+                for f, (tr, te) in enumerate(folds):
+                    if all_good:
+                        k_tr, k_te, tr_g, te_g = sub[a][f][0], sub[a][f][1], tr, te
+                    else:
+                        tr_g, te_g = tr[gj[tr]], te[gj[te]]
+                        if tr_g.size < 2 or te_g.size == 0:
+                            continue
+                        k_tr, k_te = K[np.ix_(tr_g, tr_g)], K[np.ix_(te_g, tr_g)]
+                    svr = SVR(kernel="precomputed", C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
+                    svr.fit(k_tr, yj[tr_g])
+                    pred[te_g] = svr.predict(k_te)
+                resid = pred[gj] - yj[gj]
+                resid = resid[np.isfinite(resid)]
+                if resid.size:
+                    out["cv_mse"][jj, a, b] = np.mean(resid ** 2)
+                    out["cv_md"][jj, a, b] = np.mean(resid)
+        flat = out["cv_mse"][jj].ravel()
+        best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
+        a, b = divmod(best, n_c)
+        idx = np.flatnonzero(gj)
+        svr = SVR(kernel="precomputed", C=Cs[b], epsilon=epsilon, tol=tol, max_iter=max_iter)
+        svr.fit(kernels[a][np.ix_(idx, idx)], yj[idx])
+        out["dual"][jj, idx[svr.support_]] = svr.dual_coef_[0]
+        out["intercept"][jj] = svr.intercept_[0]
+        out["gamma"][jj], out["C"][jj] = gammas[a], Cs[b]
+        out["n_support"][jj] = svr.support_.size
+        resid = svr.predict(kernels[a][np.ix_(idx, idx)]) - yj[idx]
+        out["mse"][jj], out["md"][jj] = np.mean(resid ** 2), np.mean(resid)
+    return out
+
+
+class SlamEmulator(Emulator):
+    """SLAM's SVR-per-pixel emulator.
+
+    Fitted attributes (P pixels, M training stars, L labels; G gammas, H Cs in the grid):
+    ``label_scaler_``, ``flux_scaler_`` (eq. 2-4); ``X_train_`` (M, L) standardised labels;
+    ``dual_coef_`` (P, M) SVR dual coefficients (0 for non-support vectors); ``intercept_``,
+    ``gamma_``, ``C_`` (P,) chosen per pixel; ``cv_mse_``, ``cv_md_`` (P, G, H) over the grid;
+    ``cv_mse_best_``, ``cv_md_best_`` (P,) at the chosen point; ``mse_``, ``md_`` (P,) of the final
+    fit on all stars; ``model_error_`` (P,) in flux units.
+    """
+
+    class Params(Params):
+        C: list[float] = Field(default=[10.0, 100.0], min_length=1, description="SVR penalty grid")
+        gamma: list[float] = Field(default=[0.01, 0.1], min_length=1, description="RBF width grid")
+        epsilon: float = Field(0.05, gt=0, description="SVR tube radius (standardised flux), fixed")
+        n_folds: int = Field(5, ge=2, description="k of the k-fold cross-validation")
+        n_jobs: int = Field(1, description="processes for training (-1: all cores)")
+        random_state: int | None = Field(0, description="seed of the fold split")
+        tol: float = Field(1e-3, gt=0, description="LIBSVM stopping tolerance")
+        max_iter: int = Field(-1, description="LIBSVM iteration cap (-1: none)")
+        pixels_per_task: int = Field(25, ge=1, description="pixels per parallel task")
+        progress: bool = True
+
+        @field_validator("C", "gamma")
+        @classmethod
+        def _positive(cls, v: list[float]) -> list[float]:
+            if any(x <= 0 for x in v):
+                raise ValueError("grid values must be > 0")
+            return v
+
+    # ------------------------------------------------------------------ training
+    def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":
+        """Train on labels (M, L), flux (M, P), ivar (M, P); ivar 0 excludes a star from a pixel."""
+        labels, flux, ivar = check_training_data(labels, flux, ivar)
+        m, p = flux.shape
+        if m < self.n_folds:
+            raise DataError(f"slam: {m} training stars is fewer than n_folds={self.n_folds}")
+        good = ivar > 0
+        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
+        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=self.n_folds).fit(flux, good)
+        X = self.label_scaler_.transform(labels)
+        Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
+        folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
+        blocks = chunks(p, self.pixels_per_task)
+        log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds, n_jobs=%d",
+                 p, m, len(self.C), len(self.gamma), self.n_folds, self.n_jobs)
+        results = parallel_map(
+            _fit_pixel_block, [(Y[:, s:e], good[:, s:e]) for s, e in blocks], n_jobs=self.n_jobs,
+            desc="slam: training pixels", progress=self.progress,
+            shared=dict(X=X, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon, tol=self.tol,
+                        folds=folds, max_iter=self.max_iter))
+        cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+        self.X_train_ = X
+        self.dual_coef_ = cat["dual"]
+        self.intercept_ = cat["intercept"]
+        self.gamma_ = cat["gamma"]
+        self.C_ = cat["C"]
+        self.cv_mse_ = cat["cv_mse"]
+        self.cv_md_ = cat["cv_md"]
+        self.mse_ = cat["mse"]
+        self.md_ = cat["md"]
+        self.n_support_ = cat["n_support"]
+        self._finish()
+        log.info("slam: median CV MSE %.4f, median final MSE %.4f (standardised units)",
+                 np.median(self.cv_mse_best_), np.median(self.mse_))
+        return self
+
+    def _finish(self) -> None:
+        """Derived attributes (also after loading)."""
+        p = self.dual_coef_.shape[0]
+        n_c = len(self.C)
+        grid_mse = self.cv_mse_.reshape(p, -1)
+        gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])
+        ci = np.array([self.C.index(c) if c in self.C else 0 for c in self.C_])
+        flat = gi * n_c + ci
+        self.cv_mse_best_ = grid_mse[np.arange(p), flat]
+        self.cv_md_best_ = self.cv_md_.reshape(p, -1)[np.arange(p), flat]
+        self.n_labels_ = self.X_train_.shape[1]
+        self.n_pixels_ = p
+        self.label_scale_ = self.label_scaler_.scale_
+        self.model_error_ = np.sqrt(np.nan_to_num(self.cv_mse_best_, nan=1.0)) * self.flux_scaler_.scale_
+        self._groups = []
+        for g in np.unique(self.gamma_):
+            pix = np.flatnonzero(self.gamma_ == g)
+            rows = np.flatnonzero(np.any(self.dual_coef_[pix] != 0, axis=0))
+            self._groups.append((float(g), pix, np.ascontiguousarray(self.X_train_[rows]),
+                                 np.ascontiguousarray(self.dual_coef_[pix][:, rows].T)))
+
+    # ------------------------------------------------------------------ evaluation
+    def predict(self, labels: np.ndarray) -> np.ndarray:
+        """Normalised flux (K, P) at labels (K, L) in physical units."""
+        theta = self._check_labels(labels)
+        z = self.label_scaler_.transform(theta)
+        out = np.empty((z.shape[0], self.n_pixels_))
+        for g, pix, xs, dual in self._groups:
+            out[:, pix] = np.exp(-g * sq_dist(z, xs)) @ dual + self.intercept_[pix]
+        return self.flux_scaler_.inverse_transform(out)
+
+    def jacobian(self, labels: np.ndarray) -> np.ndarray:
+        """Analytic d flux / d label (K, P, L) in physical units."""
+        theta = self._check_labels(labels)
+        z = self.label_scaler_.transform(theta)
+        jac = np.empty((z.shape[0], self.n_pixels_, self.n_labels_))
+        for g, pix, xs, dual in self._groups:
+            kz = np.exp(-g * sq_dist(z, xs))                      # (K, S)
+            diff = z[:, None, :] - xs[None, :, :]                   # (K, S, L)
+            jac[:, pix, :] = -2.0 * g * np.einsum("ks,ksl,sp->kpl", kz, diff, dual, optimize=True)
+        return jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :]
+
+    # ------------------------------------------------------------------ state
+    _ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_", "cv_md_", "mse_", "md_",
+               "n_support_")
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        arrays = {name.rstrip("_"): getattr(self, name) for name in self._ARRAYS}
+        arrays.update(self.label_scaler_.to_state("label_"))
+        arrays.update(self.flux_scaler_.to_state("flux_"))
+        return arrays, {"kind": "slam-svr", "kernel": "rbf: exp(-gamma |x - x'|^2) on standardised labels"}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "SlamEmulator":
+        obj = cls(**metadata["params"])
+        for name in cls._ARRAYS:
+            setattr(obj, name, np.asarray(arrays[name.rstrip("_")]))
+        obj.label_scaler_ = Standardizer.from_state(arrays, "label_")
+        obj.flux_scaler_ = Standardizer.from_state(arrays, "flux_")
+        obj._finish()
+        return obj
+
+
+@hookimpl
+def slamfw_register_emulators(register):
+    register("slam", SlamEmulator)

@@ -1,0 +1,86 @@
+"""Reader ``mock``: a mock survey drawn from the built-in spectral model (:mod:`.mockspec`).
+
+Labels are drawn uniformly in the given ranges; spectra get a Planck continuum (unless
+``continuum = false``), an optional random radial velocity, and photon-like Gaussian noise at the
+given S/N (a list of S/N values is assigned to the stars in turn). Deterministic given ``seed``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from slamfw import Params, Reader, SpectralSet, hookimpl
+
+from . import mockspec
+
+C_KMS = 299792.458
+
+
+class MockReader(Reader):
+    """A mock survey: no files needed."""
+
+    class Params(Params):
+        n_stars: int = Field(500, ge=1)
+        teff: list[float] = Field(default=[4000.0, 9500.0], description="Teff range (K)")
+        logg: list[float] = Field(default=[1.0, 5.0], description="log g range (dex)")
+        feh: list[float] = Field(default=[-2.0, 0.5], description="[Fe/H] range (dex)")
+        snr: float | list[float] = Field(100.0, description="S/N per pixel; a list is cycled over the stars")
+        n_pixels: int = Field(1000, ge=10)
+        wave_range: list[float] = Field(default=[3900.0, 5800.0])
+        resolution_fwhm: float = Field(2.5, gt=0, description="instrumental FWHM (A)")
+        continuum: bool = Field(True, description="multiply by a Planck continuum (else already normalised)")
+        rv_sigma: float = Field(0.0, ge=0, description="spread of random radial velocities (km/s)")
+        seed: int = 0
+        id_prefix: str = "mock"
+
+        @field_validator("teff", "logg", "feh", "wave_range")
+        @classmethod
+        def _pair(cls, v: list[float]) -> list[float]:
+            if len(v) != 2 or v[0] >= v[1]:
+                raise ValueError("expected [low, high] with low < high")
+            return v
+
+        @field_validator("snr")
+        @classmethod
+        def _snr(cls, v):
+            vals = v if isinstance(v, list) else [v]
+            if not vals or any(s <= 0 for s in vals):
+                raise ValueError("S/N values must be > 0")
+            return v
+
+    def read(self) -> SpectralSet:
+        rng = np.random.default_rng(self.seed)
+        n = self.n_stars
+        teff = rng.uniform(*self.teff, n)
+        logg = rng.uniform(*self.logg, n)
+        feh = rng.uniform(*self.feh, n)
+        snr_list = np.atleast_1d(np.asarray(self.snr, float))
+        snr = snr_list[np.arange(n) % snr_list.size]
+        # observed-frame grid a little wider than the range, so RV shifts do not leave gaps
+        pad = 3 * self.rv_sigma / C_KMS * self.wave_range[1] + 5.0 if self.rv_sigma else 0.0
+        wave = np.linspace(self.wave_range[0] - pad, self.wave_range[1] + pad, self.n_pixels)
+        rv = rng.normal(0.0, self.rv_sigma, n) if self.rv_sigma else np.zeros(n)
+        rest = wave[None, :] / (1 + rv[:, None] / C_KMS)
+        if not self.rv_sigma:
+            norm = mockspec.normalized_flux(wave, teff, logg, feh, fwhm=self.resolution_fwhm)
+        else:
+            norm = np.empty((n, wave.size))
+            for i in range(n):  # per star because of the per-star rest-frame grid
+                norm[i] = mockspec.normalized_flux(rest[i], teff[i:i + 1], logg[i:i + 1], feh[i:i + 1],
+                                                   fwhm=self.resolution_fwhm)[0]
+        cont = mockspec.continuum(wave, teff) if self.continuum else np.ones_like(norm)
+        clean = norm * cont
+        level = np.median(cont, axis=1, keepdims=True)
+        sigma = np.sqrt(np.maximum(clean, 1e-3) * level) / snr[:, None]
+        flux = clean + rng.normal(size=clean.shape) * sigma
+        width = len(str(n - 1))
+        return SpectralSet(
+            wave=wave, flux=flux, ivar=1.0 / sigma ** 2,
+            ids=[f"{self.id_prefix}{i:0{width}d}" for i in range(n)],
+            labels=np.column_stack([teff, logg, feh]), label_names=["Teff", "logg", "FeH"],
+            label_units=["K", "dex", "dex"], meta={"snr": snr, "rv": rv}, source=f"mock(seed={self.seed})")
+
+
+@hookimpl
+def slamfw_register_readers(register):
+    register("mock", MockReader)

@@ -1,0 +1,153 @@
+"""A trained model: emulator + how its training data were read and prepared, saved safely.
+
+File format (``FORMAT_VERSION`` 1): one ``.npz`` archive, loaded with ``allow_pickle=False``.
+Arrays: ``wave`` (P,), ``train_labels`` (M, L), ``train_ids`` (M,), and the emulator's arrays
+under ``emulator/<name>``. Metadata: the JSON text in ``__metadata__`` (format version, slamfw
+version, label names and units, reader/preprocess/normaliser/emulator/inferer names and
+parameters, training-set hash, creation time). No Python objects are ever unpickled.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelFileError, SlamfwError
+from .interfaces import Emulator
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "slamfw-model"
+FORMAT_VERSION = 1
+_META_KEY = "__metadata__"
+_EMU_PREFIX = "emulator/"
+
+
+@dataclass
+class SlamfwModel:
+    """A fitted emulator together with everything needed to prepare new spectra like its training set.
+
+    Attributes
+    ----------
+    emulator : fitted :class:`Emulator`
+    emulator_name : registry name of the emulator
+    wave : (P,) model wavelength grid (A)
+    label_names, label_units : the L labels
+    train_labels : (M, L) training labels (physical units), also the initial-guess library
+    train_ids : (M,) training star ids
+    components : ``{"reader": {name, params}, "normalizer": {...}, "inferer": {...}}``
+    preprocess : the ``preprocess`` config section as a dict
+    train_hash : SHA-256 of the prepared training set
+    """
+
+    emulator: Emulator
+    emulator_name: str
+    wave: np.ndarray
+    label_names: list[str]
+    label_units: list[str]
+    train_labels: np.ndarray
+    train_ids: np.ndarray
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    train_hash: str = ""
+    slamfw_version: str = __version__
+    created: str = ""
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "slamfw_version": self.slamfw_version,
+            "created": self.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "label_names": list(self.label_names),
+            "label_units": list(self.label_units),
+            "n_pixels": int(self.wave.size),
+            "wave_range": [float(self.wave[0]), float(self.wave[-1])],
+            "n_train": int(self.train_labels.shape[0]),
+            "train_hash": self.train_hash,
+            "emulator": {"name": self.emulator_name, "params": self.emulator.get_params()},
+            "components": self.components,
+            "preprocess": self.preprocess,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to ``path`` (an ``.npz`` file), atomically."""
+        arrays, emu_meta = self.emulator.to_state()
+        meta = self.metadata()
+        meta["emulator"]["state"] = emu_meta
+        payload: dict[str, np.ndarray] = {
+            "wave": np.asarray(self.wave, float),
+            "train_labels": np.asarray(self.train_labels, float),
+            "train_ids": np.asarray(self.train_ids, dtype=str),
+            _META_KEY: np.array(json.dumps(meta)),
+        }
+        for key, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.dtype == object:
+                raise SlamfwError(f"emulator state array {key!r} has dtype object; use numeric or str arrays")
+            payload[_EMU_PREFIX + key] = arr
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **payload)
+        os.replace(tmp, path)
+        log.info("model saved to %s (%.1f MB)", path, path.stat().st_size / 1e6)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SlamfwModel":
+        """Read a model file; a clear :class:`ModelFileError` if it is damaged or of another version."""
+        from .plugins import get_component
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"model file {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                files = {k: npz[k] for k in npz.files}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+            raise ModelFileError(f"{str(path)!r} is not a readable slamfw model file (damaged or "
+                                 f"another format): {type(err).__name__}: {err}") from None
+        if _META_KEY not in files:
+            raise ModelFileError(f"{str(path)!r} is an npz archive but not a slamfw model (no metadata)")
+        try:
+            meta = json.loads(str(files.pop(_META_KEY)))
+        except json.JSONDecodeError as err:
+            raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({err})") from None
+        if meta.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{str(path)!r} is not a slamfw model (format {meta.get('format')!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{str(path)!r} has model format version {meta.get('format_version')!r}, written by slamfw "
+                f"{meta.get('slamfw_version')}; this slamfw ({__version__}) reads version {FORMAT_VERSION}. "
+                f"Retrain the model, or use the slamfw version that wrote it.")
+        try:
+            emu_info = meta["emulator"]
+            emu_cls = get_component("emulator", emu_info["name"], where=f"{path}: emulator")
+            emu_arrays = {k[len(_EMU_PREFIX):]: v for k, v in files.items() if k.startswith(_EMU_PREFIX)}
+            emulator = emu_cls.from_state(emu_arrays, {"params": emu_info["params"], **emu_info.get("state", {})})
+            model = cls(
+                emulator=emulator, emulator_name=emu_info["name"], wave=files["wave"],
+                label_names=list(meta["label_names"]), label_units=list(meta["label_units"]),
+                train_labels=files["train_labels"], train_ids=files["train_ids"],
+                components=meta.get("components", {}), preprocess=meta.get("preprocess", {}),
+                train_hash=meta.get("train_hash", ""), slamfw_version=meta.get("slamfw_version", "?"),
+                created=meta.get("created", ""))
+        except SlamfwError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise ModelFileError(f"{str(path)!r} is damaged or incomplete: {type(err).__name__}: {err}") from None
+        if model.wave.size != emulator.n_pixels_ or model.train_labels.shape[1] != emulator.n_labels_:
+            raise ModelFileError(f"{str(path)!r} is inconsistent: grid of {model.wave.size} pixels and "
+                                 f"{model.train_labels.shape[1]} labels, emulator has "
+                                 f"{emulator.n_pixels_} pixels and {emulator.n_labels_} labels")
+        return model

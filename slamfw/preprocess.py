@@ -1,0 +1,115 @@
+"""Pre-processing (paper §2.1 and §3.2): rest frame, pseudo-continuum, common grid, bad pixels.
+
+Order, as in the paper: each spectrum is shifted to the rest frame with its RV, divided by its
+pseudo-continuum on its own pixels, then resampled to the common wavelength grid (ivar
+propagated). Masked pixels get zero weight; stars with more than ``max_bad_pixels`` bad pixels
+on the grid are excluded with a log line.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .config import PreprocessConfig
+from .errors import DataError
+from .interfaces import Normalizer
+from .spectra import SpectralSet
+
+log = logging.getLogger(__name__)
+
+C_KMS = 299792.458
+
+
+def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
+    """The common grid (P,) from the config, or the data's own pixels within the range."""
+    lo = cfg.wave_min if cfg.wave_min is not None else float(wave[0])
+    hi = cfg.wave_max if cfg.wave_max is not None else float(wave[-1])
+    if cfg.wave_step is None:
+        grid = wave[(wave >= lo) & (wave <= hi)]
+    else:
+        n = int(np.floor((hi - lo) / cfg.wave_step + 1e-9)) + 1
+        grid = lo + cfg.wave_step * np.arange(n)
+    if grid.size < 2:
+        raise DataError(f"preprocess: the wavelength range {lo}-{hi} A leaves {grid.size} pixel(s)")
+    return grid
+
+
+def check_overlap(wave: np.ndarray, grid: np.ndarray, what: str) -> None:
+    """Error if the data's wavelengths do not cover any of the grid."""
+    if wave[-1] < grid[0] or wave[0] > grid[-1]:
+        raise DataError(
+            f"{what}: the spectra cover {wave[0]:.1f}-{wave[-1]:.1f} A but the wavelength grid is "
+            f"{grid[0]:.1f}-{grid[-1]:.1f} A; they do not overlap. Check preprocess.wave_min/wave_max "
+            f"or that the data are the survey the model was trained for.")
+
+
+def resample(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of one spectrum onto ``grid`` with variance propagated.
+
+    ``f = (1-t) f_a + t f_b`` and ``var = (1-t)^2 var_a + t^2 var_b``; a neighbour with ivar 0
+    that carries weight makes the new pixel bad (ivar 0), as do pixels outside ``wave``.
+
+    Returns flux (G,), ivar (G,).
+    """
+    j = np.searchsorted(wave, grid, side="right") - 1
+    inside = (grid >= wave[0]) & (grid <= wave[-1])
+    j = np.clip(j, 0, wave.size - 2)
+    w0, w1 = wave[j], wave[j + 1]
+    t = np.clip((grid - w0) / (w1 - w0), 0.0, 1.0)
+    f = (1 - t) * flux[j] + t * flux[j + 1]
+    with np.errstate(divide="ignore"):
+        var_a = np.where(ivar[j] > 0, 1.0 / np.where(ivar[j] > 0, ivar[j], 1.0), np.inf)
+        var_b = np.where(ivar[j + 1] > 0, 1.0 / np.where(ivar[j + 1] > 0, ivar[j + 1], 1.0), np.inf)
+    wa, wb = (1 - t) ** 2, t ** 2
+    with np.errstate(invalid="ignore"):  # 0 * inf where a bad neighbour carries no weight
+        var = np.where(wa > 0, wa * var_a, 0.0) + np.where(wb > 0, wb * var_b, 0.0)
+    good = inside & np.isfinite(var) & (var > 0)
+    new_ivar = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
+    return np.where(inside & np.isfinite(f), f, 0.0), new_ivar
+
+
+def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer,
+            grid: np.ndarray | None = None, what: str = "data") -> SpectralSet:
+    """Rest frame, normalise, resample to ``grid`` (or the config's grid), drop bad stars.
+
+    Returns a new :class:`SpectralSet` on the grid with normalised flux and ivar, the mask
+    folded into ivar (bad pixels: ivar 0, mask False), and ``meta['n_bad_pixels']``.
+    """
+    if ss.n_stars == 0:
+        raise DataError(f"{what}: no spectra to prepare")
+    grid = make_grid(cfg, ss.wave) if grid is None else np.asarray(grid, float)
+    check_overlap(ss.wave, grid, what)
+    ivar = ss.weight_ivar
+    rv = ss.meta_column("rv", 0.0) if cfg.rv_correct else np.zeros(ss.n_stars)
+    rv = np.where(np.isfinite(rv), rv, 0.0)
+    waves = ss.wave[None, :] / (1.0 + rv[:, None] / C_KMS)
+    # normalise on each star's own pixels, restricted to a margin around the grid for speed
+    margin = 0.05 * (grid[-1] - grid[0]) + 50.0
+    keep = (ss.wave >= grid[0] - margin) & (ss.wave <= grid[-1] + margin)
+    nflux, nivar, _ = normalizer.normalize(waves[:, keep] if rv.any() else ss.wave[keep],
+                                           ss.flux[:, keep], ivar[:, keep])
+    bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
+    nflux = np.where(bad_norm, 0.0, nflux)
+    nivar = np.where(bad_norm, 0.0, nivar)
+    out_flux = np.empty((ss.n_stars, grid.size))
+    out_ivar = np.empty((ss.n_stars, grid.size))
+    for i in range(ss.n_stars):
+        out_flux[i], out_ivar[i] = resample(waves[i, keep], nflux[i], nivar[i], grid)
+    n_bad = (out_ivar <= 0).sum(axis=1)
+    meta = dict(ss.meta)
+    meta["n_bad_pixels"] = n_bad
+    prepared = SpectralSet(wave=grid, flux=out_flux, ivar=out_ivar, ids=ss.ids, mask=out_ivar > 0,
+                           labels=ss.labels, label_names=ss.label_names, label_units=ss.label_units,
+                           meta=meta, source=ss.source)
+    too_bad = n_bad > cfg.max_bad_pixels
+    if too_bad.any():
+        ids = ", ".join(f"{i} ({n})" for i, n in zip(ss.ids[too_bad][:10], n_bad[too_bad][:10]))
+        log.info("%s: excluding %d star(s) with more than %d bad pixels on the grid: %s%s", what,
+                 int(too_bad.sum()), cfg.max_bad_pixels, ids, " ..." if too_bad.sum() > 10 else "")
+        prepared = prepared.subset(~too_bad)
+    if prepared.n_stars == 0:
+        raise DataError(f"{what}: every star has more than preprocess.max_bad_pixels="
+                        f"{cfg.max_bad_pixels} bad pixels on the grid {grid[0]:.1f}-{grid[-1]:.1f} A")
+    return prepared

@@ -1,0 +1,66 @@
+import numpy as np
+from astropy.table import Table
+
+from slamfw import AnalysisContext, LabelResult, SpectralSet, plugins
+from slamfw.catalog import make_catalog, write_catalog
+from slamfw_plugins.analyzers.cv_scatter import bias_scatter
+
+
+def result(n=6):
+    rng = np.random.default_rng(0)
+    labels = rng.normal(size=(n, 2))
+    cov = np.tile(np.diag([4.0, 0.25]), (n, 1, 1))
+    return LabelResult(labels=labels, cov=cov, converged=np.array([True] * (n - 1) + [False]),
+                       rmse=np.full(n, 0.01), chi2=np.full(n, 1.1), init=labels + 1, label_names=["Teff", "logg"],
+                       nfev=np.full(n, 5))
+
+
+def test_catalog_columns_and_formats(tmp_path):
+    res = result()
+    t = make_catalog([f"s{i}" for i in range(6)], res, ["K", "dex"], snr=np.arange(6.0), true_labels=res.labels * 0)
+    expected = ["id", "Teff", "Teff_err", "logg", "logg_err", "converged", "rmse", "chi2", "snr",
+                "Teff_init", "logg_init", "Teff_true", "logg_true"]
+    assert t.colnames == expected
+    np.testing.assert_allclose(t["Teff_err"], 2.0)
+    np.testing.assert_allclose(t["logg_err"], 0.5)
+    for suffix in ("fits", "ecsv"):
+        path = write_catalog(t, tmp_path / f"cat.{suffix}")
+        back = Table.read(path)
+        assert back.colnames == expected and len(back) == 6
+        np.testing.assert_allclose(back["Teff"], res.labels[:, 0])
+        assert back["converged"].tolist() == res.converged.tolist()
+
+
+def test_bias_scatter_eq_9_10():
+    pred = np.array([[1.0], [2.0], [4.0]])
+    true = np.zeros((3, 1))
+    bias, scatter = bias_scatter(pred, true)
+    assert bias[0] == 7 / 3
+    np.testing.assert_allclose(scatter[0], np.std([1.0, 2.0, 4.0]))
+
+
+def test_cv_scatter_analyzer_per_snr_bin():
+    n = 40
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(n, 2))
+    snr = np.repeat([20.0, 100.0], n // 2)
+    noise = rng.normal(size=(n, 2)) * np.where(snr == 20, 1.0, 0.1)[:, None]
+    res = LabelResult(labels=true + noise + 0.5, cov=np.zeros((n, 2, 2)), converged=np.ones(n, bool),
+                      rmse=np.zeros(n), chi2=np.zeros(n), init=true, label_names=["a", "b"])
+    test = SpectralSet(wave=np.arange(3.0), flux=np.ones((n, 3)), ivar=np.ones((n, 3)), ids=range(n), labels=true,
+                       label_names=["a", "b"], meta={"snr": snr})
+    rep = plugins.create("analyzer", "cv-scatter").analyze(AnalysisContext(["a", "b"], ["", ""], test=test, result=res))
+    table = next(iter(rep.tables.values()))
+    assert table["snr_bin"].tolist() == ["all", "20", "100"]
+    np.testing.assert_allclose(table["a_bias"][1], (noise[:20, 0] + 0.5).mean())
+    np.testing.assert_allclose(table["a_scatter"][2], noise[20:, 0].std())
+    assert table["a_scatter"][1] > 5 * table["a_scatter"][2]
+    md = rep.to_markdown()
+    assert "| snr_bin | n |" in md and "a_scatter" in md
+
+
+def test_cv_scatter_without_truth():
+    res = result()
+    test = SpectralSet(wave=np.arange(3.0), flux=np.ones((6, 3)), ivar=np.ones((6, 3)), ids=range(6))
+    rep = plugins.create("analyzer", "cv-scatter").analyze(AnalysisContext(["Teff", "logg"], ["K", "dex"], test=test, result=res))
+    assert not rep.tables and "no true labels" in rep.notes[0]

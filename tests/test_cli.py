@@ -1,0 +1,238 @@
+"""The command line end to end, and its error paths (exit 2 with a one-paragraph message)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from slamfw.cli import main
+
+from .conftest import REPO, mock_set
+
+CONFIG = """
+seed = 4
+labels = ["Teff", "logg", "FeH"]
+
+[data.train]
+reader = "table"
+path = "{train}"
+holdout = 0.25
+
+[data.test]
+reader = "table"
+path = "{train}"
+
+[preprocess]
+max_bad_pixels = 5
+
+[normalizer]
+name = "none"
+
+[emulator]
+name = "slam"
+C = [10.0]
+gamma = [0.3]
+n_folds = 3
+progress = false
+
+[inferer]
+name = "lm"
+progress = false
+
+[[analyzers]]
+name = "cv-scatter"
+
+[output]
+dir = "{out}"
+chunk_size = 15
+"""
+
+
+def save_npz(path, ss, **changes):
+    arrays = dict(wave=ss.wave, flux=ss.flux, ivar=ss.ivar, id=ss.ids, snr=ss.meta["snr"],
+                  Teff=ss.labels[:, 0], logg=ss.labels[:, 1], FeH=ss.labels[:, 2])
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    ss = mock_set(80, seed=21, snr=[50, 200], n_pixels=100)
+    save_npz(d / "train.npz", ss)
+    other = mock_set(20, seed=22, snr=80, n_pixels=100)
+    save_npz(d / "other.npz", other)
+    return d, ss
+
+
+def write_config(d, name="exp.toml", out="out", **subs):
+    text = CONFIG.format(train=d / "train.npz", out=d / out)
+    for old, new in subs.items():
+        text = text.replace(old, new)
+    p = d / name
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def finished_run(data):
+    d, _ = data
+    cfg = write_config(d)
+    assert main(["run", str(cfg)]) == 0
+    return d, d / "out"
+
+
+def test_run_writes_everything(finished_run, capsys):
+    d, out = finished_run
+    for name in ("model.npz", "catalog.fits", "catalog.ecsv", "report.md", "config.yaml"):
+        assert (out / name).is_file(), name
+    cat = Table.read(out / "catalog.ecsv")
+    assert len(cat) == 20  # the 25% held back of 80 stars
+    for col in ("id", "Teff", "Teff_err", "logg_err", "FeH", "converged", "rmse", "chi2", "snr", "Teff_init"):
+        assert col in cat.colnames
+    assert cat["converged"].mean() > 0.8
+    # 60 training stars, 100 pixels around H-beta: far better than the prior spread (~1300 K)
+    assert np.std(cat["Teff"] - cat["Teff_true"]) < 600
+    report = (out / "report.md").read_text()
+    assert "CV scatter" in report and "| all |" in report
+    assert not (out / ".checkpoints").exists() or not any((out / ".checkpoints").iterdir())
+
+
+def test_resolved_config_reproduces_the_run(finished_run, tmp_path):
+    d, out = finished_run
+    again = tmp_path / "again"
+    assert main(["run", str(out / "config.yaml"), "--set", f"output.dir={again}"]) == 0
+    a = Table.read(out / "catalog.ecsv")
+    b = Table.read(again / "catalog.ecsv")
+    np.testing.assert_allclose(a["Teff"], b["Teff"], rtol=1e-10)
+
+
+def test_load_model_instead_of_training(finished_run, tmp_path):
+    d, out = finished_run
+    code = main(["run", str(d / "exp.toml"), "--set", f"emulator.model={out / 'model.npz'}",
+                 "--set", f"data.test.path={d / 'other.npz'}", "--set", f"output.dir={tmp_path / 'o'}"])
+    assert code == 0
+    assert len(Table.read(tmp_path / "o" / "catalog.fits")) == 20  # the whole other file
+
+
+def test_predict_and_train_commands(finished_run, tmp_path, capsys):
+    d, out = finished_run
+    assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "c.fits")]) == 0
+    cat = Table.read(tmp_path / "c.fits")
+    assert len(cat) == 20 and "Teff_true" in cat.colnames
+    assert main(["train", str(d / "exp.toml"), "--set", f"output.dir={tmp_path / 't'}"]) == 0
+    assert (tmp_path / "t" / "model.npz").is_file()
+
+
+def test_resume_reuses_finished_chunks(data, tmp_path, monkeypatch):
+    """A run killed after some chunks restarts from them (at most one chunk is lost)."""
+    d, _ = data
+    cfg_path = write_config(d, "resume.toml", out=str(tmp_path / "r"))
+    calls = []
+    from slamfw_plugins.inferers.lm import LMInferer
+    orig = LMInferer.infer
+
+    def flaky(self, model, flux, ivar, prior=None):
+        calls.append(flux.shape[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return orig(self, model, flux, ivar, prior)
+
+    monkeypatch.setattr(LMInferer, "infer", flaky)
+    assert main(["run", str(cfg_path)]) == 130
+    ckpts = list((tmp_path / "r" / ".checkpoints").rglob("chunk_*.npz"))
+    assert len(ckpts) == 1
+    calls.clear()
+    monkeypatch.setattr(LMInferer, "infer", lambda self, *a, **k: (calls.append(1), orig(self, *a, **k))[1])
+    assert main(["run", str(cfg_path)]) == 0
+    assert len(calls) == 1  # 20 test stars in chunks of 15: only the second chunk is recomputed
+    assert len(Table.read(tmp_path / "r" / "catalog.ecsv")) == 20
+
+
+def run_error(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_error_unknown_plugin(data, capsys):
+    d, _ = data
+    err = run_error(["run", str(write_config(d, "e1.toml")), "--set", "emulator.name=slm"], capsys)
+    assert "emulator.name: no emulator named 'slm'" in err and "Did you mean 'slam'" in err
+
+
+def test_error_config_typo(data, capsys):
+    d, _ = data
+    err = run_error(["run", str(write_config(d, "e2.toml", **{"n_folds = 3": "n_fols = 3"}))], capsys)
+    assert "emulator.n_fols: unknown key" in err
+
+
+def test_error_missing_data_path(data, capsys, tmp_path):
+    d, _ = data
+    err = run_error(["run", str(write_config(d, "e3.toml")), "--set", f"data.train.path={tmp_path / 'nope.npz'}"], capsys)
+    assert "nope.npz" in err and "does not exist" in err
+    err = run_error(["run", str(tmp_path / "missing.toml")], capsys)
+    assert "does not exist" in err
+
+
+def test_error_nan_flux(data, capsys):
+    d, ss = data
+    flux = ss.flux.copy()
+    flux[7, 30] = np.nan
+    save_npz(d / "nan.npz", ss, flux=flux)
+    err = run_error(["run", str(write_config(d, "e4.toml")), "--set", f"data.train.path={d / 'nan.npz'}"], capsys)
+    assert f"star '{ss.ids[7]}'" in err and "NaN" in err
+
+
+def test_error_negative_ivar(data, capsys):
+    d, ss = data
+    ivar = ss.ivar.copy()
+    ivar[3, 10] = -5.0
+    save_npz(d / "neg.npz", ss, ivar=ivar)
+    err = run_error(["run", str(write_config(d, "e5.toml")), "--set", f"data.train.path={d / 'neg.npz'}"], capsys)
+    assert f"star '{ss.ids[3]}'" in err and "ivar" in err
+
+
+def test_error_wavelengths_do_not_overlap(finished_run, data, capsys, tmp_path):
+    d, ss = data
+    _, out = finished_run
+    save_npz(d / "red.npz", ss, wave=ss.wave + 3000.0)
+    err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "red.npz"), "-o", str(tmp_path / "x.fits")],
+                    capsys)
+    assert "do not overlap" in err
+
+
+def test_error_constant_pixel(data, capsys):
+    d, ss = data
+    flux = ss.flux.copy()
+    flux[:, 42] = 1.0
+    save_npz(d / "const.npz", ss, flux=flux)
+    err = run_error(["run", str(write_config(d, "e6.toml")), "--set", f"data.train.path={d / 'const.npz'}"], capsys)
+    assert "pixel 42" in err and f"{ss.wave[42]:.2f} A" in err and "constant across the training set" in err
+
+
+def test_error_damaged_model(tmp_path, capsys, data):
+    d, _ = data
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04garbage")
+    err = run_error(["predict", str(tmp_path / "bad.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "c.fits")],
+                    capsys)
+    assert "not a readable slamfw model" in err
+
+
+def test_console_script_and_verbose(tmp_path):
+    exe = [sys.executable, "-m", "slamfw.cli"]
+    r = subprocess.run(exe + ["run", str(tmp_path / "none.toml")], capture_output=True, text=True)
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(exe + ["--verbose", "run", str(tmp_path / "none.toml")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" in r.stderr
+    r = subprocess.run(exe + ["plugins"], capture_output=True, text=True)
+    assert r.returncode == 0 and "slam" in r.stdout
+
+
+def test_demo_config_file_is_the_packaged_demo():
+    from slamfw.cli import demo_config_text
+    assert (REPO / "examples" / "demo" / "experiment.toml").read_text() == demo_config_text()

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from slamfw import DataError, plugins
+from slamfw_plugins.inferers.lm import initial_guess, likelihood_weights
+
+from .conftest import mock_set
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return plugins.create("inferer", "lm", {"progress": False})
+
+
+def test_recovers_labels_of_noiseless_emulator_spectra(small_model, lm):
+    truth = np.array([[5200.0, 4.1, -0.3], [6600.0, 3.0, -1.2], [7800.0, 2.5, 0.1]])
+    flux = small_model.emulator.predict(truth)
+    res = lm.infer(small_model, flux, np.full_like(flux, 1e6))
+    assert res.converged.all()
+    assert np.all(np.abs(res.labels - truth) < [2.0, 0.01, 0.01]), res.labels - truth
+    assert np.all(res.rmse < 1e-4)
+
+
+def test_errors_are_consistent_with_noise_scatter(small_model, lm, rng):
+    """Formal errors from the jacobian match the scatter over noise realisations."""
+    truth = np.array([6000.0, 3.8, -0.5])
+    clean = small_model.emulator.predict(truth[None])[0]
+    sigma = 0.01
+    flux = clean + rng.normal(0, sigma, size=(60, clean.size))
+    ivar = np.full_like(flux, 1 / sigma ** 2)
+    lm_nomod = plugins.create("inferer", "lm", {"progress": False, "use_model_error": False})
+    res = lm_nomod.infer(small_model, flux, ivar)
+    assert res.converged.all()
+    ratio = res.labels.std(0) / np.median(res.errors, axis=0)
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+    assert abs(np.median(res.chi2) - 1) < 0.2
+
+
+def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):
+    emu = small_model.emulator
+    flux = emu.predict(small_model.train_labels[[3, 50]]) + rng.normal(0, 1e-3, (2, emu.n_pixels_))
+    ivar = np.full_like(flux, 1e6)
+    w = likelihood_weights(ivar, emu.model_error_)
+    lib = emu.predict(small_model.train_labels)
+    idx = initial_guess(flux, w, lib)
+    brute = [np.argmin([np.sum(w[i] ** 2 * (flux[i] - lib[m]) ** 2) for m in range(lib.shape[0])]) for i in range(2)]
+    assert idx.tolist() == brute == [3, 50]
+    res = lm.infer(small_model, flux, ivar)
+    np.testing.assert_array_equal(res.init, small_model.train_labels[[3, 50]])
+
+
+def test_likelihood_weights_include_model_error():
+    w = likelihood_weights(np.array([[4.0, 0.0, 1.0]]), np.array([0.0, 1.0, 1.0]))
+    np.testing.assert_allclose(w, [[2.0, 0.0, 1 / np.sqrt(2)]])
+
+
+def test_not_converged_flag(small_model):
+    flux = small_model.emulator.predict(np.array([[5500.0, 4.0, 0.0]]))
+    res = plugins.create("inferer", "lm", {"progress": False, "max_nfev": 1}).infer(
+        small_model, flux, np.full_like(flux, 1e4))
+    assert not res.converged[0]
+
+
+def test_real_noisy_mock_spectra(small_model, lm):
+    test = mock_set(40, seed=99, snr=100)
+    res = lm.infer(small_model, test.flux, test.ivar)
+    d = res.labels - test.labels
+    assert res.converged.mean() > 0.9
+    assert np.std(d[:, 0]) < 250 and np.std(d[:, 1]) < 0.5
+
+
+def test_gaussian_prior_pulls_labels(small_model, lm):
+    flux = small_model.emulator.predict(np.array([[6000.0, 3.5, -0.5]]))
+    ivar = np.full_like(flux, 100.0)
+
+    class Prior:
+        mean = np.array([6000.0, 1.0, -0.5])
+        sigma = np.array([np.inf, 0.01, np.inf])
+
+        def log_prob(self, theta):
+            return 0.0
+
+    res = lm.infer(small_model, flux, ivar, prior=Prior())
+    assert abs(res.labels[0, 1] - 1.0) < 0.1
+    with pytest.raises(DataError, match="Gaussian priors"):
+        lm.infer(small_model, flux, ivar, prior=object())
+
+
+def test_shape_errors(small_model, lm):
+    with pytest.raises(DataError, match="must both be"):
+        lm.infer(small_model, np.ones((2, 5)), np.ones((2, 5)))

@@ -1,0 +1,88 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from slamfw import ModelFileError
+from slamfw.model import FORMAT_VERSION, SlamfwModel
+
+
+@pytest.fixture()
+def model(small_slam, small_train):
+    return SlamfwModel(emulator=small_slam, emulator_name="slam", wave=small_train.wave,
+                       label_names=["Teff", "logg", "FeH"], label_units=["K", "dex", "dex"],
+                       train_labels=small_train.labels, train_ids=small_train.ids,
+                       components={"reader": {"name": "mock", "params": {"n_stars": 120}},
+                                   "normalizer": {"name": "none", "params": {}},
+                                   "inferer": {"name": "lm", "params": {}}},
+                       preprocess={"max_bad_pixels": 50}, train_hash=small_train.fingerprint())
+
+
+def test_round_trip_identical_predictions(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    back = SlamfwModel.load(path)
+    theta = model.train_labels[:5]
+    np.testing.assert_array_equal(back.emulator.predict(theta), model.emulator.predict(theta))
+    np.testing.assert_array_equal(back.emulator.jacobian(theta), model.emulator.jacobian(theta))
+    np.testing.assert_array_equal(back.wave, model.wave)
+    assert back.label_names == model.label_names and back.train_hash == model.train_hash
+    assert back.components["reader"]["name"] == "mock"
+    assert back.emulator.get_params() == model.emulator.get_params()
+
+
+def test_file_is_plain_arrays_and_json(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:  # would raise if anything needed unpickling
+        meta = json.loads(str(npz["__metadata__"]))
+        assert all(npz[k].dtype != object for k in npz.files)
+    assert meta["format_version"] == FORMAT_VERSION and meta["format"] == "slamfw-model"
+    for key in ("slamfw_version", "label_names", "wave_range", "train_hash", "emulator", "components", "preprocess"):
+        assert key in meta
+    assert meta["emulator"]["name"] == "slam" and meta["emulator"]["params"]["epsilon"] == 0.05
+
+
+def _rewrite(path, out, mutate):
+    with np.load(path, allow_pickle=False) as npz:
+        files = {k: npz[k] for k in npz.files}
+    mutate(files)
+    np.savez(out, **files)
+    return out
+
+
+def test_other_format_version_is_a_clear_error(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+
+    def bump(files):
+        meta = json.loads(str(files["__metadata__"]))
+        meta["format_version"] = 99
+        files["__metadata__"] = np.array(json.dumps(meta))
+    bad = _rewrite(path, tmp_path / "v99.npz", bump)
+    with pytest.raises(ModelFileError, match="format version 99"):
+        SlamfwModel.load(bad)
+
+
+def test_damaged_files(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a readable slamfw model"):
+        SlamfwModel.load(tmp_path / "trunc.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ModelFileError):
+        SlamfwModel.load(tmp_path / "text.npz")
+    with pytest.raises(ModelFileError, match="does not exist"):
+        SlamfwModel.load(tmp_path / "nope.npz")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ModelFileError, match="not a slamfw model"):
+        SlamfwModel.load(tmp_path / "other.npz")
+    missing = _rewrite(path, tmp_path / "missing.npz", lambda f: f.pop("emulator/dual_coef"))
+    with pytest.raises(ModelFileError, match="damaged or incomplete"):
+        SlamfwModel.load(missing)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    np.savez(tmp_path / "pickled.npz", __metadata__=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ModelFileError):
+        SlamfwModel.load(tmp_path / "pickled.npz")
+    assert zipfile.is_zipfile(tmp_path / "pickled.npz")

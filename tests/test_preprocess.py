@@ -1,0 +1,76 @@
+import logging
+
+import numpy as np
+import pytest
+
+from slamfw import DataError, SpectralSet, plugins
+from slamfw.config import PreprocessConfig
+from slamfw.preprocess import C_KMS, make_grid, prepare, resample
+
+NONE = plugins.create("normalizer", "none")
+
+
+def test_resample_linear_and_variance_propagation():
+    wave = np.array([1.0, 2.0, 3.0])
+    flux = np.array([1.0, 3.0, 5.0])
+    ivar = np.array([1.0, 4.0, 1.0])
+    f, iv = resample(wave, flux, ivar, np.array([1.5, 2.0, 2.25]))
+    np.testing.assert_allclose(f, [2.0, 3.0, 3.5])
+    # var = (1-t)^2 var_a + t^2 var_b
+    np.testing.assert_allclose(1 / iv, [0.25 * 1 + 0.25 * 0.25, 0.25, 0.75 ** 2 * 0.25 + 0.25 ** 2 * 1])
+
+
+def test_resample_bad_neighbours_and_outside():
+    wave = np.array([1.0, 2.0, 3.0])
+    f, iv = resample(wave, np.ones(3), np.array([1.0, 0.0, 1.0]), np.array([0.5, 1.0, 1.5, 2.0, 3.0, 3.5]))
+    assert iv[0] == 0 and iv[-1] == 0          # outside the data
+    assert iv[1] > 0 and iv[4] > 0             # exactly on good pixels
+    assert iv[2] == 0 and iv[3] == 0           # touches the bad pixel
+
+
+def test_grid_from_config():
+    g = make_grid(PreprocessConfig(wave_min=3900, wave_max=3910, wave_step=2.5), np.arange(3800, 4000.0))
+    np.testing.assert_allclose(g, [3900, 3902.5, 3905, 3907.5, 3910])
+    g = make_grid(PreprocessConfig(wave_min=3900.5, wave_max=3903), np.arange(3800, 4000.0))
+    np.testing.assert_allclose(g, [3901, 3902, 3903])
+
+
+def test_rv_shift_moves_line_to_rest_frame():
+    wave = np.linspace(4800, 4900, 2001)
+    rv = 150.0
+    line = 4861.33 * (1 + rv / C_KMS)
+    flux = 1 - 0.5 * np.exp(-0.5 * ((wave - line) / 0.8) ** 2)
+    ss = SpectralSet(wave=wave, flux=flux[None], ivar=np.ones((1, wave.size)), ids=["a"], meta={"rv": np.array([rv])})
+    grid = np.linspace(4840, 4880, 801)
+    out = prepare(ss, PreprocessConfig(), NONE, grid=grid)
+    assert abs(grid[np.argmin(out.flux[0])] - 4861.33) < 0.06
+    raw = prepare(ss, PreprocessConfig(rv_correct=False), NONE, grid=grid)
+    assert abs(grid[np.argmin(raw.flux[0])] - line) < 0.06
+
+
+def test_bad_pixel_exclusion_logged(caplog):
+    wave = np.linspace(4000, 4100, 101)
+    ivar = np.ones((3, 101))
+    ivar[1, :60] = 0
+    mask = np.ones((3, 101), bool)
+    mask[2, :10] = False
+    ss = SpectralSet(wave=wave, flux=np.ones((3, 101)), ivar=ivar, ids=["a", "b", "c"], mask=mask)
+    with caplog.at_level(logging.INFO):
+        out = prepare(ss, PreprocessConfig(max_bad_pixels=50), NONE)
+    assert out.ids.tolist() == ["a", "c"]
+    assert "excluding 1 star" in caplog.text and "b (60)" in caplog.text
+    assert (out.ivar[1, :10] == 0).all() and not out.mask[1, :10].any()
+
+
+def test_no_overlap_is_a_clear_error():
+    wave = np.linspace(6000, 7000, 50)
+    ss = SpectralSet(wave=wave, flux=np.ones((1, 50)), ivar=np.ones((1, 50)), ids=["a"])
+    with pytest.raises(DataError, match="do not overlap"):
+        prepare(ss, PreprocessConfig(wave_min=3900, wave_max=5800, wave_step=1.0), NONE, what="test set")
+
+
+def test_all_stars_bad_is_an_error():
+    wave = np.linspace(4000, 4100, 101)
+    ss = SpectralSet(wave=wave, flux=np.ones((2, 101)), ivar=np.zeros((2, 101)), ids=["a", "b"])
+    with pytest.raises(DataError, match="every star has more than"):
+        prepare(ss, PreprocessConfig(), NONE)

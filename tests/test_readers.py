@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from slamfw import DataError, plugins
+from slamfw_plugins.readers import miles as miles_mod
+from slamfw_plugins.readers import mockspec
+
+
+def test_miles_reader(miles_dir):
+    ss = plugins.create("reader", "miles", {"path": str(miles_dir), "where": {"Teff": [4000, 7000]}}).read()
+    assert ss.label_names == ["Teff", "logg", "FeH"] and ss.label_units == ["K", "dex", "dex"]
+    assert 540 <= ss.n_stars <= 600  # SOURCE.md: 582 stars have 4000 < Teff < 7000
+    assert np.all((ss.labels[:, 0] >= 4000) & (ss.labels[:, 0] <= 7000))
+    np.testing.assert_allclose(ss.wave[:3], [3540.5, 3541.4, 3542.3])
+    assert ss.n_pixels == 4300 and all(i.startswith("m") and len(i) == 5 for i in ss.ids)
+    # ivar from the assumed S/N; non-positive flux is masked
+    good = ss.mask
+    np.testing.assert_allclose(ss.ivar[good], (100.0 / ss.flux[good]) ** 2)
+    assert np.all(ss.ivar[~good] == 0)
+    i = ss.ids.tolist().index("m0272")
+    np.testing.assert_allclose(ss.labels[i], [6024, 4.50, -1.44])
+
+
+def test_miles_params_table_fallback(miles_dir, tmp_path):
+    db = miles_mod.read_params_db(miles_dir / "MILES_params.db")
+    txt = miles_mod.read_params_txt(miles_dir / "paramsMILES_v9.1.txt")
+    assert "m0221" in db  # the '022.' typo
+    common = sorted(set(db) & set(txt))
+    assert len(common) > 700
+    a = np.array([db[k] for k in common])
+    b = np.array([txt[k] for k in common])
+    both = np.isfinite(a) & np.isfinite(b)
+    np.testing.assert_allclose(a[both], b[both])
+    # a directory with only the text table
+    for f in sorted(miles_dir.glob("MILES_res2.50_star_m00*.fits"))[:5]:
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "paramsMILES_v9.1.txt").symlink_to(miles_dir / "paramsMILES_v9.1.txt")
+    ss = plugins.create("reader", "miles", {"path": str(tmp_path)}).read()
+    assert 1 <= ss.n_stars <= 5
+
+
+def test_miles_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        plugins.create("reader", "miles", {"path": str(tmp_path / "nope")}).read()
+    with pytest.raises(DataError, match="no MILES FITS files"):
+        plugins.create("reader", "miles", {"path": str(tmp_path)}).read()
+
+
+def test_table_reader_formats(tmp_path):
+    rng = np.random.default_rng(0)
+    wave = np.linspace(4000, 4100, 50)
+    flux = 1 + 0.01 * rng.normal(size=(4, 50))
+    ivar = np.full((4, 50), 1e4)
+    teff = np.array([5000.0, 5500, 6000, 6500])
+    np.savez(tmp_path / "s.npz", wave=wave, flux=flux, ivar=ivar, id=np.array(list("abcd")), Teff=teff,
+             snr=np.full(4, 50.0))
+    t = Table({"id": list("abcd"), "flux": flux, "ivar": ivar, "Teff": teff})
+    t["Teff"].unit = "K"
+    t.meta["wave"] = wave.tolist()
+    t.write(tmp_path / "s.ecsv")
+    t2 = t.copy()
+    t2.meta = {}
+    t2["wave"] = np.tile(wave, (4, 1))
+    t2.write(tmp_path / "s.fits")
+    for name in ("s.npz", "s.ecsv", "s.fits"):
+        ss = plugins.create("reader", "table", {"path": str(tmp_path / name)}).read()
+        assert ss.ids.tolist() == list("abcd") and ss.label_names == ["Teff"], name
+        np.testing.assert_allclose(ss.flux, flux)
+        np.testing.assert_allclose(ss.wave, wave)
+    assert plugins.create("reader", "table", {"path": str(tmp_path / "s.npz")}).read().meta["snr"][0] == 50
+    ss = plugins.create("reader", "table", {"path": str(tmp_path / "s.npz"), "where": {"Teff": [5400, 6100]}}).read()
+    assert ss.ids.tolist() == ["b", "c"]
+
+
+def test_table_reader_bad_values(tmp_path):
+    wave = np.linspace(4000, 4100, 10)
+    flux = np.ones((2, 10))
+    flux[1, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", wave=wave, flux=flux, ivar=np.ones((2, 10)), id=np.array(["x", "y"]))
+    with pytest.raises(DataError, match=r"star 'y'.*NaN/inf flux at 1 good pixel.*4033.33 A"):
+        plugins.create("reader", "table", {"path": str(tmp_path / "nan.npz")}).read()
+    ivar = np.ones((2, 10))
+    ivar[1, 3] = 0  # NaN where ivar is 0 is fine: becomes a bad pixel
+    np.savez(tmp_path / "nan_ok.npz", wave=wave, flux=flux, ivar=ivar)
+    ss = plugins.create("reader", "table", {"path": str(tmp_path / "nan_ok.npz")}).read()
+    assert ss.flux[1, 3] == 0 and not ss.mask[1, 3]
+    ivar[0, 0] = -1
+    np.savez(tmp_path / "neg.npz", wave=wave, flux=np.ones((2, 10)), ivar=ivar)
+    with pytest.raises(DataError, match=r"ivar -1.0 < 0"):
+        plugins.create("reader", "table", {"path": str(tmp_path / "neg.npz")}).read()
+    np.savez(tmp_path / "noflux.npz", wave=wave, ivar=ivar)
+    with pytest.raises(DataError, match="no 'flux'"):
+        plugins.create("reader", "table", {"path": str(tmp_path / "noflux.npz")}).read()
+
+
+def test_mock_reader_deterministic_and_labelled():
+    kw = {"n_stars": 20, "n_pixels": 300, "seed": 3, "snr": [10, 100]}
+    a = plugins.create("reader", "mock", kw).read()
+    b = plugins.create("reader", "mock", kw).read()
+    np.testing.assert_array_equal(a.flux, b.flux)
+    assert a.meta["snr"].tolist()[:3] == [10, 100, 10]
+    c = plugins.create("reader", "mock", dict(kw, seed=4)).read()
+    assert not np.allclose(a.labels, c.labels)
+
+
+def test_mock_model_balmer_peaks_near_9000K_and_defeats_a_quadratic():
+    """The demo needs non-linear lines: H-beta core depth peaks near 9000 K."""
+    wave = np.array([4861.33])
+    teff = np.linspace(4000, 12000, 161)
+    depth = 1 - mockspec.normalized_flux(wave, teff, np.full_like(teff, 4.0), np.zeros_like(teff))[:, 0]
+    assert 8500 <= teff[np.argmax(depth)] <= 9500
+    # over 4000-9500 K (labels varying), a quadratic in the labels fits H-beta far worse than a smooth model
+    rng = np.random.default_rng(0)
+    n = 400
+    t, g, z = rng.uniform(4000, 9500, n), rng.uniform(1, 5, n), rng.uniform(-2, 0.5, n)
+    f = mockspec.normalized_flux(wave, t, g, z)[:, 0]
+    x = np.column_stack([(t - 6750) / 1600, (g - 3) / 1.2, (z + 0.75) / 0.7])
+    design = np.column_stack([np.ones(n), x] + [x[:, i] * x[:, j] for i in range(3) for j in range(i, 3)])
+    resid = f - design @ np.linalg.lstsq(design, f, rcond=None)[0]
+    assert np.var(resid) / np.var(f) > 0.03  # a quadratic leaves > 3% of the variance unexplained
+    # metal lines: deeper for metal-rich and cool stars
+    fe = np.array([5269.54])
+    d = lambda T, Z: 1 - mockspec.normalized_flux(fe, np.array([T]), np.array([4.0]), np.array([Z]))[0, 0]
+    assert d(5000, 0.0) > d(5000, -1.5) and d(5000, 0.0) > d(8000, 0.0)

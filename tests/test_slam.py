@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+from sklearn.svm import SVR
+
+from slamfw import DataError, NotFittedError, plugins
+from slamfw_plugins.emulators.slam import SlamEmulator
+
+
+def test_grid_search_and_attributes(small_slam, small_train):
+    emu = small_slam
+    p, m = small_train.n_pixels, small_train.n_stars
+    assert emu.cv_mse_.shape == (p, 2, 2) and emu.cv_md_.shape == (p, 2, 2)
+    assert emu.dual_coef_.shape == (p, m) and emu.model_error_.shape == (p,)
+    # the chosen point is the lowest CV MSE of each pixel's grid (paper §2.2.1)
+    np.testing.assert_allclose(emu.cv_mse_best_, np.nanmin(emu.cv_mse_.reshape(p, -1), axis=1))
+    assert set(np.unique(emu.C_)) <= {1.0, 10.0} and set(np.unique(emu.gamma_)) <= {0.1, 1.0}
+    # the final fit on all stars beats cross-validation, as it must
+    assert np.median(emu.mse_) <= np.median(emu.cv_mse_best_)
+    # model error = sqrt(CV MSE) in flux units
+    np.testing.assert_allclose(emu.model_error_, np.sqrt(emu.cv_mse_best_) * emu.flux_scaler_.scale_)
+    assert np.all(emu.model_error_ > 0)
+    # line pixels are learned well: H-beta core pixels have CV MSE far below 1
+    core = np.abs(small_train.wave - 4861.3) < 3
+    assert np.median(emu.cv_mse_best_[core]) < 0.05
+
+
+def test_cv_mse_by_hand_for_one_pixel(small_slam, small_train):
+    """Eq. 5-6 recomputed with plain sklearn SVR(kernel='rbf') on the same folds."""
+    from sklearn.model_selection import KFold
+    emu = small_slam
+    j = int(np.argmin(np.abs(small_train.wave - 4861.3)))
+    X = emu.label_scaler_.transform(small_train.labels)
+    y = emu.flux_scaler_.transform(small_train.flux)[:, j]
+    pred = np.empty_like(y)
+    for tr, te in KFold(3, shuffle=True, random_state=0).split(X):
+        pred[te] = SVR(C=10.0, gamma=1.0, epsilon=0.05).fit(X[tr], y[tr]).predict(X[te])
+    # equal up to LIBSVM's stopping tolerance (1e-3): the kernels agree to rounding only
+    np.testing.assert_allclose(emu.cv_mse_[j, 1, 1], np.mean((pred - y) ** 2), rtol=2e-3)
+    np.testing.assert_allclose(emu.cv_md_[j, 1, 1], np.mean(pred - y), atol=2e-3 * np.sqrt(emu.cv_mse_[j, 1, 1]))
+
+
+def test_predict_matches_per_pixel_sklearn(small_slam, small_train):
+    emu = small_slam
+    X = emu.label_scaler_.transform(small_train.labels)
+    Y = emu.flux_scaler_.transform(small_train.flux)
+    theta = small_train.labels[:7] * 1.001
+    ours = emu.predict(theta)
+    for j in (0, 40, 77):
+        ref = SVR(C=emu.C_[j], gamma=emu.gamma_[j], epsilon=0.05).fit(X, Y[:, j])
+        expect = ref.predict(emu.label_scaler_.transform(theta)) * emu.flux_scaler_.scale_[j] + emu.flux_scaler_.mean_[j]
+        # equal up to LIBSVM's stopping tolerance, in units of the pixel's training scatter
+        np.testing.assert_allclose(ours[:, j], expect, atol=2e-3 * emu.flux_scaler_.scale_[j])
+
+
+def test_predict_vectorised_equals_one_at_a_time(small_slam, small_train):
+    theta = small_train.labels[:5]
+    many = small_slam.predict(theta)
+    one = np.vstack([small_slam.predict(t[None]) for t in theta])
+    np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
+
+
+def test_jacobian_matches_finite_differences(small_slam):
+    theta = np.array([[6200.0, 3.5, -0.6], [8100.0, 2.2, 0.1]])
+    jac = small_slam.jacobian(theta)
+    fd = super(SlamEmulator, small_slam).jacobian(theta)  # the core's finite-difference fallback
+    assert jac.shape == (2, small_slam.n_pixels_, 3)
+    scale = np.abs(fd).max(axis=1, keepdims=True)
+    assert np.max(np.abs(jac - fd) / scale) < 1e-4
+
+
+def test_deterministic_given_seed(small_train):
+    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False, random_state=5)
+    a = plugins.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
+    b = plugins.create("emulator", "slam", dict(kw, n_jobs=2, pixels_per_task=17)).fit(
+        small_train.labels, small_train.flux, small_train.ivar)
+    np.testing.assert_array_equal(a.cv_mse_, b.cv_mse_)
+    np.testing.assert_array_equal(a.predict(small_train.labels[:3]), b.predict(small_train.labels[:3]))
+
+
+def test_bad_pixels_excluded_per_pixel(small_train):
+    ivar = small_train.ivar.copy()
+    flux = small_train.flux.copy()
+    ivar[:10, 5] = 0
+    flux[:10, 5] = 99.0  # garbage where ivar is 0 must not matter
+    emu = plugins.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    emu.fit(small_train.labels, flux, ivar)
+    assert np.all(emu.dual_coef_[5, :10] == 0)
+    assert abs(emu.flux_scaler_.mean_[5] - small_train.flux[10:, 5].mean()) < 1e-12
+
+
+def test_errors():
+    emu = plugins.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    with pytest.raises(NotFittedError):
+        emu.predict(np.zeros((1, 3)))
+    labels = np.random.default_rng(0).normal(size=(20, 3))
+    flux = np.random.default_rng(1).normal(size=(20, 4))
+    flux[:, 2] = 1.0
+    with pytest.raises(DataError, match="pixel 2 is constant"):
+        emu.fit(labels, flux, np.ones_like(flux))
+    labels[3, 1] = np.nan
+    with pytest.raises(DataError, match="training star 3 has a non-finite label"):
+        emu.fit(labels, np.random.default_rng(1).normal(size=(20, 4)), np.ones((20, 4)))
+
+
+def test_label_shape_errors(small_slam):
+    with pytest.raises(DataError, match=r"expects labels of shape \(K, 3\)"):
+        small_slam.predict(np.zeros((2, 2)))
+    with pytest.raises(DataError, match="not finite"):
+        small_slam.jacobian(np.array([[5000.0, np.nan, 0.0]]))
+
+
+def test_state_round_trip(small_slam, small_train):
+    arrays, meta = small_slam.to_state()
+    assert all(a.dtype != object for a in arrays.values())
+    other = SlamEmulator.from_state(arrays, {"params": small_slam.get_params(), **meta})
+    theta = small_train.labels[:4]
+    np.testing.assert_array_equal(other.predict(theta), small_slam.predict(theta))
+    np.testing.assert_array_equal(other.model_error_, small_slam.model_error_)

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from slamfw import DataError, SpectralSet
+
+
+def make(n=3, p=5, **kw):
+    args = dict(wave=np.linspace(4000, 4010, p), flux=np.ones((n, p)), ivar=np.ones((n, p)),
+                ids=[f"s{i}" for i in range(n)], labels=np.arange(n * 2, dtype=float).reshape(n, 2),
+                label_names=["Teff", "logg"])
+    args.update(kw)
+    return SpectralSet(**args)
+
+
+def test_valid_set_and_defaults():
+    ss = make()
+    assert ss.n_stars == 3 and ss.n_pixels == 5
+    assert ss.mask.all() and ss.label_units == ["", ""]
+
+
+def test_nan_flux_names_star_and_wavelength():
+    flux = np.ones((3, 5))
+    flux[1, 2] = np.nan
+    with pytest.raises(DataError, match=r"star 's1'.*not finite.*4005.00 A"):
+        make(flux=flux)
+
+
+def test_negative_ivar_names_star():
+    ivar = np.ones((3, 5))
+    ivar[2, 4] = -1
+    with pytest.raises(DataError, match=r"star 's2'.*ivar must be finite and >= 0"):
+        make(ivar=ivar)
+
+
+def test_unsorted_wavelengths():
+    with pytest.raises(DataError, match="increase strictly"):
+        make(wave=np.array([4000, 4001, 4000.5, 4002, 4003.0]))
+
+
+def test_shape_mismatch_and_duplicates():
+    with pytest.raises(DataError, match="pixels"):
+        make(flux=np.ones((3, 4)))
+    with pytest.raises(DataError, match="duplicate star ids"):
+        make(ids=["a", "a", "b"])
+    with pytest.raises(DataError, match="metadata column 'snr'"):
+        make(meta={"snr": np.ones(2)})
+
+
+def test_select_labels_and_subset():
+    ss = make()
+    sel = ss.select_labels(["logg"])
+    assert sel.label_names == ["logg"]
+    np.testing.assert_array_equal(sel.labels[:, 0], [1, 3, 5])
+    with pytest.raises(DataError, match=r"\['FeH'\] not provided"):
+        ss.select_labels(["FeH"])
+    sub = ss.subset(np.array([False, True, True]))
+    assert sub.ids.tolist() == ["s1", "s2"]
+
+
+def test_drop_unlabelled_and_weight_ivar():
+    labels = np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]])
+    mask = np.ones((3, 5), bool)
+    mask[0, 0] = False
+    ss = make(labels=labels, mask=mask)
+    assert ss.drop_unlabelled().ids.tolist() == ["s0", "s2"]
+    assert ss.weight_ivar[0, 0] == 0 and ss.weight_ivar[0, 1] == 1
+
+
+def test_fingerprint_changes_with_data():
+    a, b = make(), make()
+    assert a.fingerprint() == b.fingerprint()
+    flux = np.ones((3, 5))
+    flux[0, 0] = 1.0001
+    assert make(flux=flux).fingerprint() != a.fingerprint()
