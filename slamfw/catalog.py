@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -58,7 +59,10 @@ def write_catalog(table: Table, path: str | os.PathLike) -> Path:
         from .errors import ConfigError
         raise ConfigError(f"catalogue {str(path)!r}: use a .fits or .ecsv file name")
     tmp = path.with_name("tmp-" + path.name)
-    table.write(tmp, format=fmt, overwrite=True)
+    with warnings.catch_warnings():
+        # FITS has no 'dex'; the unit stays in the ECSV catalogue and in the model's metadata
+        warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
+        table.write(tmp, format=fmt, overwrite=True)
     os.replace(tmp, path)
     log.info("catalogue written: %s (%d stars)", path, len(table))
     return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import textwrap
 import traceback
 from importlib import resources
 from pathlib import Path
@@ -167,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except SlamfwError as err:
         if args.verbose:
             traceback.print_exc()
-        msg = textwrap.fill(str(err), width=100, subsequent_indent="  ")
-        print(f"slamfw: error: {msg}", file=sys.stderr)
+        print(f"slamfw: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("slamfw: interrupted (finished inference chunks are kept and reused on rerun)", file=sys.stderr)

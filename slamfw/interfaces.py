@@ -132,6 +132,10 @@ class Emulator(Component):
 
     #: Relative finite-difference step (times the training label scale) for the fallback jacobian.
     fd_step: ClassVar[float] = 1e-3
+    #: A directory the pipeline lends for resumable training (None: keep nothing). Emulators whose
+    #: training is long may save finished pieces there and reuse them when ``fit`` is rerun on
+    #: the same data and parameters; it is not a parameter and is never saved with the model.
+    workdir: Any = None
 
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "Emulator":
         raise NotImplementedError

@@ -111,7 +111,11 @@ class TrainResult:
 
 
 def train(cfg: ExperimentConfig) -> TrainResult:
-    """Read, prepare and (optionally) clean the training set, fit the emulator, build the model."""
+    """Read, prepare and (optionally) clean the training set, fit the emulator, build the model.
+
+    The emulator may keep finished pieces of its training under ``output.dir/.checkpoints``
+    (``Emulator.workdir``), so a killed training resumes; they are removed once it succeeds.
+    """
     if cfg.data.train is None:
         raise ConfigError("data.train: no training data configured (or set emulator.model to load one)")
     if cfg.emulator is None:
@@ -130,11 +134,17 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     dropped = np.array([], dtype=str)
     t0 = time.perf_counter()
     if spec.clean is not None and spec.clean.enabled:
+        if inferer is None:
+            raise ConfigError("data.train.clean needs an inferer section to predict the held-out labels")
         keep, _ = clean_training_set(emulator, inferer, trainset, spec.clean.folds, spec.clean.nsigma, cfg.seed)
         dropped = trainset.ids[~keep]
         trainset = trainset.subset(keep)
     log.info("training %s on %d stars x %d pixels", cfg.emulator.name, trainset.n_stars, trainset.n_pixels)
+    workdir = Path(cfg.output.dir) / ".checkpoints" / "train"
+    emulator.workdir = workdir
     emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
+    emulator.workdir = None
+    shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - t0
     log.info("training took %.1f s", elapsed)
     reader_params = {k: v for k, v in component_params("reader", spec.reader, spec.params(), "data.train.reader").items()

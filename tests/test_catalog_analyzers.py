@@ -3,7 +3,7 @@ from astropy.table import Table
 
 from slamfw import AnalysisContext, LabelResult, SpectralSet, plugins
 from slamfw.catalog import make_catalog, write_catalog
-from slamfw_plugins.analyzers.cv_scatter import bias_scatter
+from slamfw_plugins.analyzers.cv_scatter import bias_scatter, robust_scatter
 
 
 def result(n=6):
@@ -37,6 +37,11 @@ def test_bias_scatter_eq_9_10():
     bias, scatter = bias_scatter(pred, true)
     assert bias[0] == 7 / 3
     np.testing.assert_allclose(scatter[0], np.std([1.0, 2.0, 4.0]))
+    # robust scatter ignores one gross outlier that dominates the standard deviation
+    rng = np.random.default_rng(3)
+    d = rng.normal(0, 1.0, (2000, 1))
+    d[0] = 1e4
+    assert abs(robust_scatter(d, np.zeros_like(d))[0] - 1.0) < 0.08 and bias_scatter(d, np.zeros_like(d))[1][0] > 100
 
 
 def test_cv_scatter_analyzer_per_snr_bin():

@@ -236,3 +236,16 @@ def test_console_script_and_verbose(tmp_path):
 def test_demo_config_file_is_the_packaged_demo():
     from slamfw.cli import demo_config_text
     assert (REPO / "examples" / "demo" / "experiment.toml").read_text() == demo_config_text()
+
+
+def test_training_set_cleaning_from_config(data, tmp_path):
+    d, ss = data
+    labels = ss.labels.copy()
+    labels[9, 0] += 5000.0  # a mislabelled training star
+    save_npz(d / "dirty.npz", ss, Teff=labels[:, 0])
+    cfg = write_config(d, "clean.toml", out=str(tmp_path / "c"))
+    assert main(["run", str(cfg), "--set", f"data.train.path={d / 'dirty.npz'}", "--set", "data.test.path=" + str(d / "other.npz"),
+                 "--set", "data.train.holdout=0.0", "--set", "data.train.clean.folds=4"]) == 0
+    from slamfw.model import SlamfwModel
+    kept = SlamfwModel.load(tmp_path / "c" / "model.npz").train_ids.tolist()
+    assert ss.ids[9] not in kept and len(kept) >= 70

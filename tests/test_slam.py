@@ -116,3 +116,37 @@ def test_state_round_trip(small_slam, small_train):
     theta = small_train.labels[:4]
     np.testing.assert_array_equal(other.predict(theta), small_slam.predict(theta))
     np.testing.assert_array_equal(other.model_error_, small_slam.model_error_)
+
+
+def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, monkeypatch):
+    import slamfw_plugins.emulators.slam as slam_mod
+    kw = dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False, pixels_per_task=20)
+    reference = plugins.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
+    real = slam_mod._fit_pixel_block
+    calls = []
+
+    def dies_on_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", dies_on_third)
+    emu = plugins.create("emulator", "slam", kw)
+    emu.workdir = tmp_path
+    with pytest.raises(KeyboardInterrupt):
+        emu.fit(small_train.labels, small_train.flux, small_train.ivar)
+    assert len(list(tmp_path.rglob("block_*.npz"))) == 2
+    calls.clear()
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    emu.fit(small_train.labels, small_train.flux, small_train.ivar)
+    n_blocks = -(-small_train.n_pixels // 20)
+    assert len(calls) == n_blocks - 2
+    np.testing.assert_array_equal(emu.dual_coef_, reference.dual_coef_)
+    np.testing.assert_array_equal(emu.cv_mse_, reference.cv_mse_)
+    # different data or parameters never reuse those blocks
+    other = plugins.create("emulator", "slam", dict(kw, C=[2.0]))
+    other.workdir = tmp_path
+    calls.clear()
+    other.fit(small_train.labels, small_train.flux, small_train.ivar)
+    assert len(calls) == n_blocks

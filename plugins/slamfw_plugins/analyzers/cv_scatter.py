@@ -2,7 +2,9 @@
 
 For each label: bias = mean(theta_inferred - theta_true) (eq. 9) and scatter = the standard
 deviation of those differences (eq. 10, whose printed 1/m outside the root is a typo), over the
-converged stars, overall and per S/N bin.
+converged stars, overall and per S/N bin. ``<label>_scatter_robust`` (1.4826 x the median absolute
+deviation) is added because literature labels of real libraries carry a few gross errors that
+dominate a standard deviation.
 """
 from __future__ import annotations
 
@@ -17,6 +19,12 @@ def bias_scatter(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.nda
     """Per-label bias (eq. 9) and scatter (eq. 10 as a standard deviation) of (N, L) arrays."""
     diff = pred - true
     return diff.mean(axis=0), diff.std(axis=0)
+
+
+def robust_scatter(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per-label 1.4826 x median absolute deviation of the differences (N, L) -> (L,)."""
+    diff = pred - true
+    return 1.4826 * np.median(np.abs(diff - np.median(diff, axis=0)), axis=0)
 
 
 def snr_bins(snr: np.ndarray, edges: list[float] | None, max_distinct: int = 8) -> list[tuple[str, np.ndarray]]:
@@ -61,10 +69,12 @@ class CVScatterAnalyzer(Analyzer):
             if s.sum() < 2:
                 continue
             bias, scatter = bias_scatter(res.labels[s], test.labels[s])
+            robust = robust_scatter(res.labels[s], test.labels[s])
             row = {"snr_bin": name, "n": int(s.sum())}
             for j, lab in enumerate(ctx.label_names):
                 row[f"{lab}_bias"] = bias[j]
                 row[f"{lab}_scatter"] = scatter[j]
+                row[f"{lab}_scatter_robust"] = robust[j]
             rows.append(row)
         if rows:
             table = Table(rows=rows, names=list(rows[0]))
@@ -72,6 +82,7 @@ class CVScatterAnalyzer(Analyzer):
             for j, lab in enumerate(ctx.label_names):
                 report.numbers[f"{lab}_scatter"] = float(rows[0][f"{lab}_scatter"])
                 report.numbers[f"{lab}_bias"] = float(rows[0][f"{lab}_bias"])
+                report.numbers[f"{lab}_scatter_robust"] = float(rows[0][f"{lab}_scatter_robust"])
         report.notes.append(f"{int(use.sum())} of {test.n_stars} stars used "
                             f"({int((~res.converged).sum())} not converged"
                             f"{', excluded' if self.converged_only else ''}).")

@@ -19,7 +19,10 @@ where ``s_j`` is the pixel's training-set standard deviation.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,11 +142,24 @@ class SlamEmulator(Emulator):
         blocks = chunks(p, self.pixels_per_task)
         log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds, n_jobs=%d",
                  p, m, len(self.C), len(self.gamma), self.n_folds, self.n_jobs)
-        results = parallel_map(
-            _fit_pixel_block, [(Y[:, s:e], good[:, s:e]) for s, e in blocks], n_jobs=self.n_jobs,
-            desc="slam: training pixels", progress=self.progress,
+        store = self._block_store(X, Y, good)
+        done = {i: store(i) for i in range(len(blocks))} if store else {}
+        done = {i: r for i, r in done.items() if r is not None}
+        todo = [i for i in range(len(blocks)) if i not in done]
+        if done:
+            log.info("slam: reusing %d of %d finished pixel blocks from %s", len(done), len(blocks), self.workdir)
+
+        def save(k: int, result: dict[str, np.ndarray]) -> None:
+            if store:
+                store(todo[k], result)
+
+        fresh = parallel_map(
+            _fit_pixel_block, [(Y[:, blocks[i][0]:blocks[i][1]], good[:, blocks[i][0]:blocks[i][1]]) for i in todo],
+            n_jobs=self.n_jobs, desc="slam: training pixels", progress=self.progress, on_result=save,
             shared=dict(X=X, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon, tol=self.tol,
                         folds=folds, max_iter=self.max_iter))
+        done.update(zip(todo, fresh))
+        results = [done[i] for i in range(len(blocks))]
         cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         self.X_train_ = X
         self.dual_coef_ = cat["dual"]
@@ -159,6 +175,34 @@ class SlamEmulator(Emulator):
         log.info("slam: median CV MSE %.4f, median final MSE %.4f (standardised units)",
                  np.median(self.cv_mse_best_), np.median(self.mse_))
         return self
+
+    def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray):
+        """load/save of finished pixel blocks under ``workdir``, keyed by data and parameters."""
+        if not self.workdir:
+            return None
+        h = hashlib.sha256()
+        for arr in (X, Y, good):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs", "progress")}
+        h.update(json.dumps(params, sort_keys=True).encode())
+        folder = Path(self.workdir) / f"slam-{h.hexdigest()[:16]}"
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def store(i: int, result: dict[str, np.ndarray] | None = None):
+            path = folder / f"block_{i:05d}.npz"
+            if result is None:
+                if not path.is_file():
+                    return None
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        return {k: z[k] for k in z.files}
+                except (OSError, ValueError, EOFError):
+                    return None  # a block cut short by a kill is simply redone
+            tmp = folder / f"tmp-block_{i:05d}.npz"
+            np.savez(tmp, **result)
+            tmp.replace(path)
+            return None
+        return store
 
     def _finish(self) -> None:
         """Derived attributes (also after loading)."""

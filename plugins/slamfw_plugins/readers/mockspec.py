@@ -79,7 +79,7 @@ def normalized_flux(wave: np.ndarray, teff: np.ndarray, logg: np.ndarray, feh: n
     h_eta = 10.0 * np.exp(-0.5 * ((t - 9000.0) / 1300.0) ** 2) + 0.05
     for k, c in enumerate(BALMER):
         depth = _cog(h_eta * (0.55 + 0.1 * k), 0.85)
-        lor = (0.8 + 5.0 * expit((t - 7500.0) / 900.0)) * 10 ** (0.15 * (g - 4.0))
+        lor = (0.8 + 6.0 * expit((t - 8000.0) / 1500.0)) * 10 ** (0.15 * (g - 4.0))
         add(c, depth, lor, 120.0)
     # neutral metals: cool and metal-rich stars; pressure wings grow with log g
     metal = 10 ** z
