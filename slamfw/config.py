@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .interfaces import format_validation_error
@@ -80,6 +80,15 @@ class DataSpec(BaseModel):
 class DataConfig(_Strict):
     train: DataSpec | None = None
     test: DataSpec | None = None
+
+    @model_validator(mode="after")
+    def _train_only_keys(self) -> "DataConfig":
+        if self.test is not None:
+            if self.test.holdout:
+                raise ValueError("test.holdout: the hold-out split is defined on data.train (data.train.holdout)")
+            if self.test.clean is not None:
+                raise ValueError("test.clean: training-set cleaning belongs in data.train.clean")
+        return self
 
 
 class PreprocessConfig(_Strict):

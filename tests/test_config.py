@@ -65,6 +65,11 @@ def test_typo_in_core_key_reports_dotted_path(tmp_path):
         load_config(write(tmp_path, BASE), ["output.chunk_size=0"])
 
 
+def test_train_only_keys_on_the_test_side(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.*test\.holdout.*data\.train\.holdout"):
+        load_config(write(tmp_path, BASE), ["data.test.reader=mock", "data.test.holdout=0.3"])
+
+
 def test_unknown_plugin_suggests(tmp_path):
     cfg = load_config(write(tmp_path, BASE), ["emulator.name=slm"])
     with pytest.raises(ConfigError, match=r"emulator\.name: no emulator named 'slm'.*Did you mean 'slam'"):

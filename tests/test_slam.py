@@ -150,3 +150,20 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
     calls.clear()
     other.fit(small_train.labels, small_train.flux, small_train.ivar)
     assert len(calls) == n_blocks
+
+
+def test_kernel_paths_agree(small_train, monkeypatch):
+    """Shared precomputed kernels (with and without the fold cache) and LIBSVM's own RBF agree."""
+    import slamfw_plugins.emulators.slam as slam_mod
+    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False)
+    args = (small_train.labels, small_train.flux, small_train.ivar)
+    cached = plugins.create("emulator", "slam", kw).fit(*args)
+    monkeypatch.setattr(slam_mod, "FOLD_CACHE_BYTES", 0)
+    uncached = plugins.create("emulator", "slam", kw).fit(*args)
+    np.testing.assert_array_equal(cached.cv_mse_, uncached.cv_mse_)
+    np.testing.assert_array_equal(cached.dual_coef_, uncached.dual_coef_)
+    on_the_fly = plugins.create("emulator", "slam", dict(kw, max_kernel_stars=2)).fit(*args)
+    np.testing.assert_allclose(on_the_fly.cv_mse_, cached.cv_mse_, rtol=5e-3, atol=1e-5)
+    theta = small_train.labels[:5]
+    np.testing.assert_allclose(on_the_fly.predict(theta), cached.predict(theta),
+                               atol=3e-3 * cached.flux_scaler_.scale_.max())

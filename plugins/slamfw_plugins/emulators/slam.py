@@ -44,16 +44,36 @@ def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, gammas: list[float],
-                     Cs: list[float], epsilon: float, tol: float, folds: list[tuple[np.ndarray, np.ndarray]],
-                     max_iter: int) -> dict[str, np.ndarray]:
-    """Cross-validate and fit the pixels of one block. y, good: (M, p) standardised flux / good mask."""
+#: Fold sub-matrices are cached per worker only while they fit in this many bytes.
+FOLD_CACHE_BYTES = 512 * 2 ** 20
+
+
+def _svr(C: float, epsilon: float, tol: float, max_iter: int, gamma: float | None) -> SVR:
+    if gamma is None:
+        return SVR(kernel="precomputed", C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
+    return SVR(kernel="rbf", gamma=gamma, C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
+
+
+def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: list[np.ndarray] | None,
+                     gammas: list[float], Cs: list[float], epsilon: float, tol: float,
+                     folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int) -> dict[str, np.ndarray]:
+    """Cross-validate and fit the pixels of one block. y, good: (M, p) standardised flux / good mask.
+
+    ``kernels``: one (M, M) RBF matrix per gamma, shared by every pixel and fold; None to let
+    LIBSVM compute the kernel itself (training sets too large to hold M x M matrices).
+    """
     m, p = y.shape
     n_g, n_c = len(gammas), len(Cs)
-    kernels = [np.exp(-g * sq_dist(X, X)) for g in gammas]
-    # fold sub-matrices, shared by every pixel whose training values are all good
-    sub = [[(np.ascontiguousarray(K[np.ix_(tr, tr)]), np.ascontiguousarray(K[np.ix_(te, tr)]))
-            for tr, te in folds] for K in kernels]
+    precomputed = kernels is not None
+
+    def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """What SVR.fit/predict takes for these training rows against these support columns."""
+        return kernels[a][np.ix_(rows, cols)] if precomputed else X[rows]
+
+    # fold sub-matrices, shared by every pixel whose training values are all good (memory allowing)
+    cache_bytes = 8 * n_g * sum(tr.size * m for tr, _ in folds)
+    sub = ([[(design(a, tr, tr), design(a, te, tr)) for tr, te in folds] for a in range(n_g)]
+           if precomputed and cache_bytes <= FOLD_CACHE_BYTES else None)
     out = {
         "cv_mse": np.full((p, n_g, n_c), np.nan), "cv_md": np.full((p, n_g, n_c), np.nan),
         "dual": np.zeros((p, m)), "intercept": np.zeros(p), "gamma": np.zeros(p), "C": np.zeros(p),
@@ -62,19 +82,19 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, gammas: lis
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
         all_good = bool(gj.all())
-        for a, K in enumerate(kernels):
+        for a in range(n_g):
+            g_arg = None if precomputed else gammas[a]
             for b, C in enumerate(Cs):
                 pred = np.full(m, np.nan)
                 for f, (tr, te) in enumerate(folds):
-                    if all_good:
-                        k_tr, k_te, tr_g, te_g = sub[a][f][0], sub[a][f][1], tr, te
+                    tr_g, te_g = (tr, te) if all_good else (tr[gj[tr]], te[gj[te]])
+                    if tr_g.size < 2 or te_g.size == 0:
+                        continue
+                    if all_good and sub is not None:
+                        k_tr, k_te = sub[a][f]
                     else:
-                        tr_g, te_g = tr[gj[tr]], te[gj[te]]
-                        if tr_g.size < 2 or te_g.size == 0:
-                            continue
-                        k_tr, k_te = K[np.ix_(tr_g, tr_g)], K[np.ix_(te_g, tr_g)]
-                    svr = SVR(kernel="precomputed", C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
-                    svr.fit(k_tr, yj[tr_g])
+                        k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
+                    svr = _svr(C, epsilon, tol, max_iter, g_arg).fit(k_tr, yj[tr_g])
                     pred[te_g] = svr.predict(k_te)
                 resid = pred[gj] - yj[gj]
                 resid = resid[np.isfinite(resid)]
@@ -85,13 +105,13 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, gammas: lis
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
         idx = np.flatnonzero(gj)
-        svr = SVR(kernel="precomputed", C=Cs[b], epsilon=epsilon, tol=tol, max_iter=max_iter)
-        svr.fit(kernels[a][np.ix_(idx, idx)], yj[idx])
+        k_all = design(a, idx, idx)
+        svr = _svr(Cs[b], epsilon, tol, max_iter, None if precomputed else gammas[a]).fit(k_all, yj[idx])
         out["dual"][jj, idx[svr.support_]] = svr.dual_coef_[0]
         out["intercept"][jj] = svr.intercept_[0]
         out["gamma"][jj], out["C"][jj] = gammas[a], Cs[b]
         out["n_support"][jj] = svr.support_.size
-        resid = svr.predict(kernels[a][np.ix_(idx, idx)]) - yj[idx]
+        resid = svr.predict(k_all) - yj[idx]
         out["mse"][jj], out["md"][jj] = np.mean(resid ** 2), np.mean(resid)
     return out
 
@@ -117,6 +137,8 @@ class SlamEmulator(Emulator):
         tol: float = Field(1e-3, gt=0, description="LIBSVM stopping tolerance")
         max_iter: int = Field(-1, description="LIBSVM iteration cap (-1: none)")
         pixels_per_task: int = Field(25, ge=1, description="pixels per parallel task")
+        max_kernel_stars: int = Field(8000, ge=2, description="above this many training stars LIBSVM "
+                                      "computes the RBF kernel itself instead of sharing M x M matrices")
         progress: bool = True
 
         @field_validator("C", "gamma")
@@ -153,11 +175,13 @@ class SlamEmulator(Emulator):
             if store:
                 store(todo[k], result)
 
+        # one RBF matrix per gamma, computed once and shared by every pixel and fold
+        kernels = [np.exp(-g * sq_dist(X, X)) for g in self.gamma] if m <= self.max_kernel_stars else None
         fresh = parallel_map(
             _fit_pixel_block, [(Y[:, blocks[i][0]:blocks[i][1]], good[:, blocks[i][0]:blocks[i][1]]) for i in todo],
             n_jobs=self.n_jobs, desc="slam: training pixels", progress=self.progress, on_result=save,
-            shared=dict(X=X, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon, tol=self.tol,
-                        folds=folds, max_iter=self.max_iter))
+            shared=dict(X=X, kernels=kernels, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon,
+                        tol=self.tol, folds=folds, max_iter=self.max_iter))
         done.update(zip(todo, fresh))
         results = [done[i] for i in range(len(blocks))]
         cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
