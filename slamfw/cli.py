@@ -28,8 +28,6 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)
-    for noisy in ("matplotlib", "numba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print_reports(res) -> None:

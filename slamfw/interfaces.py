@@ -50,12 +50,16 @@ class Component:
     registered_name: ClassVar[str] = ""
 
     def __init__(self, **params: Any) -> None:
-        try:
-            validated = self.Params(**params)
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(err, self.registered_name or type(self).__name__)) from None
-        for key, value in validated.model_dump().items():
+        for key, value in self.validate_params(params).model_dump().items():
             setattr(self, key, value)
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any], prefix: str | None = None) -> Params:
+        """``params`` checked by ``Params``; a :class:`ConfigError` names each bad key as ``prefix.key``."""
+        try:
+            return cls.Params(**params)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, prefix or cls.registered_name or cls.__name__)) from None
 
     def get_params(self) -> dict[str, Any]:
         """The validated parameters, JSON-able."""

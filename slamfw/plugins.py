@@ -184,11 +184,4 @@ def create(kind: str, name: str, params: dict[str, Any] | None = None, where: st
     """Instantiate component ``name`` of ``kind`` with ``params`` validated by its Params model."""
     cls = get_component(kind, name, where)
     prefix = where.rsplit(".", 1)[0] if where and "." in where else kind
-    from pydantic import ValidationError
-
-    from .interfaces import format_validation_error
-    try:
-        validated = cls.Params(**(params or {}))
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, prefix)) from None
-    return cls(**validated.model_dump())
+    return cls(**cls.validate_params(params or {}, prefix).model_dump())

@@ -122,6 +122,11 @@ def test_predict_and_train_commands(finished_run, tmp_path, capsys):
     assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "c.fits")]) == 0
     cat = Table.read(tmp_path / "c.fits")
     assert len(cat) == 20 and "Teff_true" in cat.colnames
+    assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "--reader-param",
+                 'labels=["Teff"]', "-o", str(tmp_path / "c2.ecsv")]) == 0
+    assert "Teff_true" not in Table.read(tmp_path / "c2.ecsv").colnames  # the model's 3 labels are not all there
+    assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "--reader-param", "bogus=1",
+                 "-o", str(tmp_path / "c3.fits")]) == 2
     assert main(["train", str(d / "exp.toml"), "--set", f"output.dir={tmp_path / 't'}"]) == 0
     assert (tmp_path / "t" / "model.npz").is_file()
 
