@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from slamfw import plugins
-from slamfw.cleaning import TrainedEmulator
+from slamfw import TrainedEmulator
 from slamfw.config import PreprocessConfig
 from slamfw.parallel import effective_n_jobs
 from slamfw.preprocess import prepare

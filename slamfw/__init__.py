@@ -7,13 +7,14 @@ from .errors import ConfigError, DataError, ModelFileError, NotFittedError, Plug
 from .hookspecs import hookimpl  # noqa: E402
 from .interfaces import (  # noqa: E402
     AnalysisContext, Analyzer, Component, Emulator, Inferer, LabelResult, Normalizer, Params, Reader, Report,
-    check_training_data,
+    TrainedEmulator, check_training_data,
 )
 from .spectra import SpectralSet  # noqa: E402
 from .standardize import Standardizer  # noqa: E402
 
 __all__ = [
     "__version__", "hookimpl", "SpectralSet", "Standardizer", "Component", "Params", "Reader", "Normalizer",
-    "Emulator", "Inferer", "Analyzer", "AnalysisContext", "LabelResult", "Report", "check_training_data",
+    "Emulator", "Inferer", "Analyzer", "AnalysisContext", "LabelResult", "Report", "TrainedEmulator",
+    "check_training_data",
     "SlamfwError", "ConfigError", "DataError", "ModelFileError", "PluginError", "NotFittedError",
 ]

@@ -8,25 +8,14 @@ residuals, in any label, are dropped; the caller retrains on the rest.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
 import numpy as np
 from sklearn.model_selection import KFold
 
 from .errors import DataError
-from .interfaces import Emulator, Inferer
+from .interfaces import Emulator, Inferer, TrainedEmulator
 from .spectra import SpectralSet
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainedEmulator:
-    """The minimal :class:`~slamfw.interfaces.InferenceModel`: an emulator and its training labels."""
-
-    emulator: Emulator
-    train_labels: np.ndarray
-    label_names: list[str]
 
 
 def clone(emulator: Emulator) -> Emulator:

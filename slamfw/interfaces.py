@@ -222,6 +222,15 @@ class InferenceModel(Protocol):
 
 
 @dataclass
+class TrainedEmulator:
+    """The minimal :class:`InferenceModel`: a fitted emulator and its (M, L) training labels."""
+
+    emulator: Emulator
+    train_labels: np.ndarray
+    label_names: list[str]
+
+
+@dataclass
 class LabelResult:
     """Labels inferred for N spectra.
 

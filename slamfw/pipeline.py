@@ -276,6 +276,7 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
     out = Path(cfg.output.dir)
     _write_resolved(cfg, out)
     held_ids = None
+    dropped = None
     model_path = None
     train_time = None
     trainset = None
@@ -289,6 +290,7 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
     else:
         tr = train(cfg)
         model, held_ids, train_time, trainset = tr.model, tr.held_ids, tr.train_time_s, tr.train
+        dropped = tr.dropped_ids
         model_path = model.save(out / cfg.output.model_file)
     raw_test = read_test(cfg, held_ids)
     reports: list[Report] = []
@@ -315,12 +317,13 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
         timing = {"train_time_s": train_time, "infer_time_per_spectrum_s": dt / max(test.n_stars, 1)}
     else:
         timing = {"train_time_s": train_time}
-    write_report(out / "report.md", cfg, model, test, result, reports, timing)
+    write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped)
     return RunResult(out, model, result, test, reports, catalog_paths, model_path)
 
 
 def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet | None,
-                 result: LabelResult | None, reports: list[Report], timing: dict[str, Any]) -> Path:
+                 result: LabelResult | None, reports: list[Report], timing: dict[str, Any],
+                 cleaned_out: np.ndarray | None = None) -> Path:
     lines = ["# slamfw run report", "",
              f"- emulator: `{model.emulator_name}` trained on {model.train_labels.shape[0]} stars, "
              f"{model.wave.size} pixels ({model.wave[0]:.1f}-{model.wave[-1]:.1f} A)",
@@ -328,6 +331,9 @@ def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: Sp
              f"- training-set hash: `{model.train_hash[:16]}`, seed {cfg.seed}"]
     if timing.get("train_time_s") is not None:
         lines.append(f"- training time: {timing['train_time_s']:.1f} s")
+    if cleaned_out is not None and cfg.data.train is not None and cfg.data.train.clean is not None:
+        lines.append(f"- training-set cleaning (paper §4.2) dropped {len(cleaned_out)} star(s)"
+                     + (f": {', '.join(map(str, cleaned_out))}" if len(cleaned_out) else ""))
     if result is not None and test is not None:
         lines.append(f"- test set: {test.n_stars} stars, {int(result.converged.sum())} converged; "
                      f"{1e3 * timing['infer_time_per_spectrum_s']:.1f} ms per spectrum")

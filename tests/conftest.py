@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from slamfw import plugins
-from slamfw.cleaning import TrainedEmulator
+from slamfw import TrainedEmulator
 from slamfw.config import PreprocessConfig
 from slamfw.preprocess import prepare
 

@@ -254,3 +254,5 @@ def test_training_set_cleaning_from_config(data, tmp_path):
     from slamfw.model import SlamfwModel
     kept = SlamfwModel.load(tmp_path / "c" / "model.npz").train_ids.tolist()
     assert ss.ids[9] not in kept and len(kept) >= 70
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "training-set cleaning (paper §4.2) dropped" in report and ss.ids[9] in report
