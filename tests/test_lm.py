@@ -89,3 +89,20 @@ def test_gaussian_prior_pulls_labels(small_model, lm):
 def test_shape_errors(small_model, lm):
     with pytest.raises(DataError, match="must both be"):
         lm.infer(small_model, np.ones((2, 5)), np.ones((2, 5)))
+
+
+def test_trf_keeps_labels_inside_the_training_range(small_model):
+    """The bounded option never extrapolates; the paper's LM may."""
+    train = small_model.train_labels
+    # just beyond the hottest training star, where the RBF emulator still extrapolates smoothly
+    hot = np.array([[train[:, 0].max() + 100.0, 3.0, -0.5]])
+    flux = small_model.emulator.predict(hot)
+    ivar = np.full_like(flux, 1e5)
+    free = plugins.create("inferer", "lm", {"progress": False}).infer(small_model, flux, ivar)
+    bounded = plugins.create("inferer", "lm", {"progress": False, "method": "trf"}).infer(small_model, flux, ivar)
+    assert abs(free.labels[0, 0] - hot[0, 0]) < 20  # LM follows the emulator out of the range
+    assert np.all(bounded.labels[0] <= train.max(0) + 1e-6) and np.all(bounded.labels[0] >= train.min(0) - 1e-6)
+    assert abs(bounded.labels[0, 0] - train[:, 0].max()) < 1.0
+    wide = plugins.create("inferer", "lm", {"progress": False, "method": "trf", "bound_margin": 0.5}).infer(
+        small_model, flux, ivar)
+    assert abs(wide.labels[0, 0] - hot[0, 0]) < 20

@@ -10,11 +10,16 @@ Initial guess: the training star of maximum likelihood (eq. 8 evaluated against 
 star, using the emulator's spectrum at that star's labels). Covariance: ``(J^T J)^-1`` from the
 jacobian at the solution, converted to physical units. ``converged``: the optimiser met a
 tolerance within ``max_nfev`` evaluations and the solution is finite.
+
+``method = "trf"`` (an extension, off by default) bounds the labels to the training range widened
+by ``bound_margin`` of its width on each side, so that no star is extrapolated far beyond what the
+emulator learned; LM, the paper's choice, is unbounded.
 """
 from __future__ import annotations
 
 import logging
 import warnings
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -60,7 +65,8 @@ def _gaussian_prior(prior: Prior | None, n_labels: int) -> tuple[np.ndarray, np.
 
 def _fit_block(flux: np.ndarray, weights: np.ndarray, z0: np.ndarray, emulator, mean: np.ndarray,
                scale: np.ndarray, prior: tuple[np.ndarray, np.ndarray] | None, max_nfev: int,
-               xtol: float, ftol: float, gtol: float) -> dict[str, np.ndarray]:
+               xtol: float, ftol: float, gtol: float, method: str = "lm",
+               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     n, n_lab = z0.shape
     out = {"labels": np.full((n, n_lab), np.nan), "cov": np.full((n, n_lab, n_lab), np.nan),
            "converged": np.zeros(n, bool), "rmse": np.full(n, np.nan), "chi2": np.full(n, np.nan),
@@ -92,8 +98,9 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, z0: np.ndarray, emulator, 
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = least_squares(resid, z0[i], jac=jac, method="lm", max_nfev=max_nfev,
-                                xtol=xtol, ftol=ftol, gtol=gtol)
+            res = least_squares(resid, z0[i], jac=jac, method=method, max_nfev=max_nfev,
+                                xtol=xtol, ftol=ftol, gtol=gtol,
+                                bounds=bounds if bounds is not None else (-np.inf, np.inf))
         theta = mean + res.x * scale
         jtj = res.jac.T @ res.jac
         try:
@@ -120,6 +127,8 @@ class LMInferer(Inferer):
         ftol: float = Field(1e-8, gt=0)
         gtol: float = Field(1e-8, gt=0)
         use_model_error: bool = Field(True, description="add the emulator's model error to the variance (eq 8)")
+        method: Literal["lm", "trf"] = Field("lm", description="lm (paper, unbounded) or trf (bounded)")
+        bound_margin: float = Field(0.0, ge=0, description="trf: bounds = training range +- this fraction of it")
         n_jobs: int = Field(1, description="processes (-1: all cores)")
         stars_per_task: int = Field(50, ge=1)
         progress: bool = True
@@ -141,12 +150,17 @@ class LMInferer(Inferer):
         library = emu.predict(train)
         init = train[initial_guess(np.where(ivar > 0, flux, 0.0), w, library)]
         gp = _gaussian_prior(prior, train.shape[1])
+        bounds = None
+        if self.method == "trf":
+            lo, hi = train.min(0), train.max(0)
+            pad = self.bound_margin * (hi - lo)
+            bounds = ((lo - pad - mean) / scale, (hi + pad - mean) / scale)
         blocks = chunks(flux.shape[0], self.stars_per_task)
         parts = parallel_map(
             _fit_block, [(flux[s:e], w[s:e], (init[s:e] - mean) / scale) for s, e in blocks],
             n_jobs=self.n_jobs, desc="lm: fitting spectra", progress=self.progress,
             shared=dict(emulator=emu, mean=mean, scale=scale, prior=gp, max_nfev=self.max_nfev,
-                        xtol=self.xtol, ftol=self.ftol, gtol=self.gtol))
+                        xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method, bounds=bounds))
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         n_bad = int((~cat["converged"]).sum())
         if n_bad:
