@@ -8,6 +8,7 @@ residuals, in any label, are dropped; the caller retrains on the rest.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 from sklearn.model_selection import KFold
 

@@ -100,7 +100,6 @@ def demo_config_text() -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import tempfile
     from .config import apply_override, validate_config
     from .pipeline import run_experiment
     try:

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from . import plugins
 from .catalog import make_catalog, write_catalog
 from .cleaning import clean_training_set
 from .config import DataSpec, ExperimentConfig, PreprocessConfig, config_to_dict
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .interfaces import AnalysisContext, Inferer, LabelResult, Report
 from .model import SlamfwModel
 from .parallel import chunks
@@ -106,7 +106,7 @@ class TrainResult:
     model: SlamfwModel
     train: SpectralSet
     held_ids: np.ndarray
-    dropped_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    dropped_ids: np.ndarray | None = None  # stars removed by training-set cleaning; None: it did not run
     train_time_s: float = 0.0
 
 
@@ -131,7 +131,7 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     check_pixels(trainset)
     emulator = plugins.create("emulator", cfg.emulator.name, emulator_params(cfg), "emulator.name")
     inferer = make_inferer(cfg)
-    dropped = np.array([], dtype=str)
+    dropped = None
     t0 = time.perf_counter()
     if spec.clean is not None and spec.clean.enabled:
         if inferer is None:
@@ -331,7 +331,7 @@ def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: Sp
              f"- training-set hash: `{model.train_hash[:16]}`, seed {cfg.seed}"]
     if timing.get("train_time_s") is not None:
         lines.append(f"- training time: {timing['train_time_s']:.1f} s")
-    if cleaned_out is not None and cfg.data.train is not None and cfg.data.train.clean is not None:
+    if cleaned_out is not None:
         lines.append(f"- training-set cleaning (paper §4.2) dropped {len(cleaned_out)} star(s)"
                      + (f": {', '.join(map(str, cleaned_out))}" if len(cleaned_out) else ""))
     if result is not None and test is not None:

@@ -65,6 +65,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     m, p = y.shape
     n_g, n_c = len(gammas), len(Cs)
     precomputed = kernels is not None
+    svr_gamma = [None] * n_g if precomputed else list(gammas)  # what LIBSVM is told, per grid gamma
 
     def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """What SVR.fit/predict takes for these training rows against these support columns."""
@@ -83,7 +84,6 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         yj, gj = y[:, jj], good[:, jj]
         all_good = bool(gj.all())
         for a in range(n_g):
-            g_arg = None if precomputed else gammas[a]
             for b, C in enumerate(Cs):
                 pred = np.full(m, np.nan)
                 for f, (tr, te) in enumerate(folds):
@@ -94,7 +94,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
                         k_tr, k_te = sub[a][f]
                     else:
                         k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
-                    svr = _svr(C, epsilon, tol, max_iter, g_arg).fit(k_tr, yj[tr_g])
+                    svr = _svr(C, epsilon, tol, max_iter, svr_gamma[a]).fit(k_tr, yj[tr_g])
                     pred[te_g] = svr.predict(k_te)
                 resid = pred[gj] - yj[gj]
                 resid = resid[np.isfinite(resid)]
@@ -106,7 +106,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         a, b = divmod(best, n_c)
         idx = np.flatnonzero(gj)
         k_all = design(a, idx, idx)
-        svr = _svr(Cs[b], epsilon, tol, max_iter, None if precomputed else gammas[a]).fit(k_all, yj[idx])
+        svr = _svr(Cs[b], epsilon, tol, max_iter, svr_gamma[a]).fit(k_all, yj[idx])
         out["dual"][jj, idx[svr.support_]] = svr.dual_coef_[0]
         out["intercept"][jj] = svr.intercept_[0]
         out["gamma"][jj], out["C"][jj] = gammas[a], Cs[b]
@@ -114,6 +114,29 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         resid = svr.predict(k_all) - yj[idx]
         out["mse"][jj], out["md"][jj] = np.mean(resid ** 2), np.mean(resid)
     return out
+
+
+class _BlockStore:
+    """One ``.npz`` per finished block of pixels, written atomically, in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self, i: int) -> dict[str, np.ndarray] | None:
+        path = self.folder / f"block_{i:05d}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError):
+            return None  # a block cut short by a kill is simply redone
+
+    def save(self, i: int, result: dict[str, np.ndarray]) -> None:
+        tmp = self.folder / f"tmp-block_{i:05d}.npz"
+        np.savez(tmp, **result)
+        tmp.replace(self.folder / f"block_{i:05d}.npz")
 
 
 class SlamEmulator(Emulator):
@@ -165,15 +188,16 @@ class SlamEmulator(Emulator):
         log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds, n_jobs=%d",
                  p, m, len(self.C), len(self.gamma), self.n_folds, self.n_jobs)
         store = self._block_store(X, Y, good)
-        done = {i: store(i) for i in range(len(blocks))} if store else {}
-        done = {i: r for i, r in done.items() if r is not None}
+        done = {}
+        if store is not None:
+            done = {i: r for i in range(len(blocks)) if (r := store.load(i)) is not None}
         todo = [i for i in range(len(blocks)) if i not in done]
         if done:
             log.info("slam: reusing %d of %d finished pixel blocks from %s", len(done), len(blocks), self.workdir)
 
         def save(k: int, result: dict[str, np.ndarray]) -> None:
-            if store:
-                store(todo[k], result)
+            if store is not None:
+                store.save(todo[k], result)
 
         # one RBF matrix per gamma, computed once and shared by every pixel and fold
         kernels = [np.exp(-g * sq_dist(X, X)) for g in self.gamma] if m <= self.max_kernel_stars else None
@@ -200,8 +224,8 @@ class SlamEmulator(Emulator):
                  np.median(self.cv_mse_best_), np.median(self.mse_))
         return self
 
-    def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray):
-        """load/save of finished pixel blocks under ``workdir``, keyed by data and parameters."""
+    def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray) -> "_BlockStore | None":
+        """Finished pixel blocks under ``workdir``, keyed by the data and the parameters."""
         if not self.workdir:
             return None
         h = hashlib.sha256()
@@ -209,24 +233,7 @@ class SlamEmulator(Emulator):
             h.update(np.ascontiguousarray(arr).tobytes())
         params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs", "progress")}
         h.update(json.dumps(params, sort_keys=True).encode())
-        folder = Path(self.workdir) / f"slam-{h.hexdigest()[:16]}"
-        folder.mkdir(parents=True, exist_ok=True)
-
-        def store(i: int, result: dict[str, np.ndarray] | None = None):
-            path = folder / f"block_{i:05d}.npz"
-            if result is None:
-                if not path.is_file():
-                    return None
-                try:
-                    with np.load(path, allow_pickle=False) as z:
-                        return {k: z[k] for k in z.files}
-                except (OSError, ValueError, EOFError):
-                    return None  # a block cut short by a kill is simply redone
-            tmp = folder / f"tmp-block_{i:05d}.npz"
-            np.savez(tmp, **result)
-            tmp.replace(path)
-            return None
-        return store
+        return _BlockStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}")
 
     def _finish(self) -> None:
         """Derived attributes (also after loading)."""
