@@ -4,6 +4,8 @@
     slamfw train CONFIG [--set ...]
     slamfw predict MODEL --data PATH [--reader NAME] -o CATALOG
     slamfw plugins
+    slamfw check-emulator NAME [--param key=value ...]
+    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...]
     slamfw demo [--out DIR]
 
 User errors (bad config, missing data, bad spectra, damaged model files) print one paragraph
@@ -58,16 +60,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .catalog import make_catalog, write_catalog
-    from .config import parse_value
-    from .errors import ConfigError
     from .model import SlamfwModel
     from .pipeline import predict
-    overrides = {}
-    for item in args.reader_param:
-        if "=" not in item:
-            raise ConfigError(f"--reader-param {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        overrides[k] = parse_value(v)
+    overrides = _key_values(args.reader_param, "--reader-param")
     model = SlamfwModel.load(args.model)
     out = Path(args.output)
     data, result = predict(model, args.data, args.reader, overrides, chunk_size=args.chunk_size,
@@ -92,6 +87,32 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for b in broken:
             print(f"  {b.name} ({b.distribution}): {b.error}")
     return 0
+
+
+def _key_values(items: list[str], option: str) -> dict:
+    from .config import parse_value
+    from .errors import ConfigError
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{option} {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def cmd_check_emulator(args: argparse.Namespace) -> int:
+    from . import plugins
+    from .testing import check_emulator
+    cls = plugins.get_component("emulator", args.name, where="check-emulator NAME")
+    params = cls.validate_params(_key_values(args.param, "--param"), prefix=args.name).model_dump()
+    print(f"conformance checks for emulator {args.name!r} ({cls.__module__}.{cls.__name__}):")
+    results = check_emulator(cls, params, raise_on_fail=False)
+    for r in results:
+        print(f"  {'PASS' if r.passed else 'FAIL'}  {r.name}" + (f"  ({r.message})" if r.message else ""))
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def demo_config_text() -> str:
@@ -147,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_predict)
     sp = sub.add_parser("plugins", help="list registered components by kind")
     sp.set_defaults(func=cmd_plugins)
+    sp = sub.add_parser("check-emulator", help="run the emulator conformance kit on a registered emulator")
+    sp.add_argument("name", help="registered emulator name (see `slamfw plugins`)")
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="emulator parameter for the checks (repeatable)")
+    sp.set_defaults(func=cmd_check_emulator)
     sp = sub.add_parser("demo", help="mock survey end to end: train SLAM, infer, print the scatter table")
     sp.add_argument("--out", default="slamfw-demo", help="output directory (default: slamfw-demo)")
     with_set(sp)

@@ -127,11 +127,19 @@ class Emulator(Component):
     - ``predict(labels (K, L)) -> flux (K, P)``, vectorised over K
     - ``jacobian(labels (K, L)) -> (K, P, L)``: d flux / d label in physical units; this base
       class gives a central finite-difference fallback
-    - ``model_error_ (P,)``: per-pixel model scatter in flux units, used in the likelihood
-    - ``to_state() -> (arrays, metadata)`` and ``from_state(arrays, metadata)`` for safe saving
-    - ``random_state``: emulators that draw random numbers take it as a parameter
+    - ``model_error_ (P,)``: per-pixel model scatter in flux units (finite, > 0), used in the
+      likelihood
+    - ``to_state() -> (arrays, metadata)`` and ``from_state(arrays, metadata)`` for safe saving;
+      ``from_state`` finds the constructor parameters in ``metadata["params"]``
+    - ``random_state``: emulators that draw random numbers take it as a parameter, and equal
+      parameters on equal data give identical models
+    - optional, for method comparison (paper Fig. 2): ``cv_mse_`` and ``cv_md_`` (P,), the
+      cross-validated mean squared and mean difference (predicted - true) of each pixel in
+      standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
+      were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
 
     Fitted attributes end in ``_``; ``n_labels_`` and ``n_pixels_`` are always set by ``fit``.
+    ``slamfw.testing.check_emulator`` checks this contract.
     """
 
     #: Relative finite-difference step (times the training label scale) for the fallback jacobian.

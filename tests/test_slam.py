@@ -9,19 +9,19 @@ from slamfw_plugins.emulators.slam import SlamEmulator
 def test_grid_search_and_attributes(small_slam, small_train):
     emu = small_slam
     p, m = small_train.n_pixels, small_train.n_stars
-    assert emu.cv_mse_.shape == (p, 2, 2) and emu.cv_md_.shape == (p, 2, 2)
+    assert emu.cv_mse_grid_.shape == (p, 2, 2) and emu.cv_md_grid_.shape == (p, 2, 2)
     assert emu.dual_coef_.shape == (p, m) and emu.model_error_.shape == (p,)
     # the chosen point is the lowest CV MSE of each pixel's grid (paper §2.2.1)
-    np.testing.assert_allclose(emu.cv_mse_best_, np.nanmin(emu.cv_mse_.reshape(p, -1), axis=1))
+    np.testing.assert_allclose(emu.cv_mse_, np.nanmin(emu.cv_mse_grid_.reshape(p, -1), axis=1))
     assert set(np.unique(emu.C_)) <= {1.0, 10.0} and set(np.unique(emu.gamma_)) <= {0.1, 1.0}
     # the final fit on all stars beats cross-validation, as it must
-    assert np.median(emu.mse_) <= np.median(emu.cv_mse_best_)
+    assert np.median(emu.mse_) <= np.median(emu.cv_mse_)
     # model error = sqrt(CV MSE) in flux units
-    np.testing.assert_allclose(emu.model_error_, np.sqrt(emu.cv_mse_best_) * emu.flux_scaler_.scale_)
+    np.testing.assert_allclose(emu.model_error_, np.sqrt(emu.cv_mse_) * emu.flux_scaler_.scale_)
     assert np.all(emu.model_error_ > 0)
     # line pixels are learned well: H-beta core pixels have CV MSE far below 1
     core = np.abs(small_train.wave - 4861.3) < 3
-    assert np.median(emu.cv_mse_best_[core]) < 0.05
+    assert np.median(emu.cv_mse_[core]) < 0.05
 
 
 def test_cv_mse_by_hand_for_one_pixel(small_slam, small_train):
@@ -35,8 +35,8 @@ def test_cv_mse_by_hand_for_one_pixel(small_slam, small_train):
     for tr, te in KFold(3, shuffle=True, random_state=0).split(X):
         pred[te] = SVR(C=10.0, gamma=1.0, epsilon=0.05).fit(X[tr], y[tr]).predict(X[te])
     # equal up to LIBSVM's stopping tolerance (1e-3): the kernels agree to rounding only
-    np.testing.assert_allclose(emu.cv_mse_[j, 1, 1], np.mean((pred - y) ** 2), rtol=2e-3)
-    np.testing.assert_allclose(emu.cv_md_[j, 1, 1], np.mean(pred - y), atol=2e-3 * np.sqrt(emu.cv_mse_[j, 1, 1]))
+    np.testing.assert_allclose(emu.cv_mse_grid_[j, 1, 1], np.mean((pred - y) ** 2), rtol=2e-3)
+    np.testing.assert_allclose(emu.cv_md_grid_[j, 1, 1], np.mean(pred - y), atol=2e-3 * np.sqrt(emu.cv_mse_grid_[j, 1, 1]))
 
 
 def test_predict_matches_per_pixel_sklearn(small_slam, small_train):
@@ -73,7 +73,7 @@ def test_deterministic_given_seed(small_train):
     a = plugins.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
     b = plugins.create("emulator", "slam", dict(kw, n_jobs=2, pixels_per_task=17)).fit(
         small_train.labels, small_train.flux, small_train.ivar)
-    np.testing.assert_array_equal(a.cv_mse_, b.cv_mse_)
+    np.testing.assert_array_equal(a.cv_mse_grid_, b.cv_mse_grid_)
     np.testing.assert_array_equal(a.predict(small_train.labels[:3]), b.predict(small_train.labels[:3]))
 
 
@@ -143,7 +143,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
     n_blocks = -(-small_train.n_pixels // 20)
     assert len(calls) == n_blocks - 2
     np.testing.assert_array_equal(emu.dual_coef_, reference.dual_coef_)
-    np.testing.assert_array_equal(emu.cv_mse_, reference.cv_mse_)
+    np.testing.assert_array_equal(emu.cv_mse_grid_, reference.cv_mse_grid_)
     # different data or parameters never reuse those blocks
     other = plugins.create("emulator", "slam", dict(kw, C=[2.0]))
     other.workdir = tmp_path
@@ -160,10 +160,10 @@ def test_kernel_paths_agree(small_train, monkeypatch):
     cached = plugins.create("emulator", "slam", kw).fit(*args)
     monkeypatch.setattr(slam_mod, "FOLD_CACHE_BYTES", 0)
     uncached = plugins.create("emulator", "slam", kw).fit(*args)
-    np.testing.assert_array_equal(cached.cv_mse_, uncached.cv_mse_)
+    np.testing.assert_array_equal(cached.cv_mse_grid_, uncached.cv_mse_grid_)
     np.testing.assert_array_equal(cached.dual_coef_, uncached.dual_coef_)
     on_the_fly = plugins.create("emulator", "slam", dict(kw, max_kernel_stars=2)).fit(*args)
-    np.testing.assert_allclose(on_the_fly.cv_mse_, cached.cv_mse_, rtol=5e-3, atol=1e-5)
+    np.testing.assert_allclose(on_the_fly.cv_mse_grid_, cached.cv_mse_grid_, rtol=5e-3, atol=1e-5)
     theta = small_train.labels[:5]
     np.testing.assert_allclose(on_the_fly.predict(theta), cached.predict(theta),
                                atol=3e-3 * cached.flux_scaler_.scale_.max())

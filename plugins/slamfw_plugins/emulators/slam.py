@@ -30,18 +30,15 @@ from pydantic import Field, field_validator
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 
-from slamfw import Emulator, Params, Standardizer, check_training_data, hookimpl
+from slamfw import Params, Standardizer, check_training_data, hookimpl
 from slamfw.errors import DataError
 from slamfw.parallel import chunks, parallel_map
 from slamfw.standardize import pixel_namer
 
+from ._base import ScaledEmulator
+from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+
 log = logging.getLogger(__name__)
-
-
-def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L)."""
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
 
 
 #: Fold sub-matrices are cached per worker only while they fit in this many bytes.
@@ -139,15 +136,16 @@ class _BlockStore:
         tmp.replace(self.folder / f"block_{i:05d}.npz")
 
 
-class SlamEmulator(Emulator):
+class SlamEmulator(RBFPrediction, ScaledEmulator):
     """SLAM's SVR-per-pixel emulator.
 
     Fitted attributes (P pixels, M training stars, L labels; G gammas, H Cs in the grid):
     ``label_scaler_``, ``flux_scaler_`` (eq. 2-4); ``X_train_`` (M, L) standardised labels;
     ``dual_coef_`` (P, M) SVR dual coefficients (0 for non-support vectors); ``intercept_``,
-    ``gamma_``, ``C_`` (P,) chosen per pixel; ``cv_mse_``, ``cv_md_`` (P, G, H) over the grid;
-    ``cv_mse_best_``, ``cv_md_best_`` (P,) at the chosen point; ``mse_``, ``md_`` (P,) of the final
-    fit on all stars; ``model_error_`` (P,) in flux units.
+    ``gamma_``, ``C_`` (P,) chosen per pixel; ``cv_mse_grid_``, ``cv_md_grid_`` (P, G, H) over the
+    grid; ``cv_mse_``, ``cv_md_`` (P,) at the chosen point (standardised flux units, the paper's
+    Fig. 2 quantities); ``mse_``, ``md_`` (P,) of the final fit on all stars; ``model_error_`` (P,)
+    in flux units; ``cv_scheme_`` ("5-fold" etc.).
     """
 
     class Params(Params):
@@ -214,14 +212,14 @@ class SlamEmulator(Emulator):
         self.intercept_ = cat["intercept"]
         self.gamma_ = cat["gamma"]
         self.C_ = cat["C"]
-        self.cv_mse_ = cat["cv_mse"]
-        self.cv_md_ = cat["cv_md"]
+        self.cv_mse_grid_ = cat["cv_mse"]
+        self.cv_md_grid_ = cat["cv_md"]
         self.mse_ = cat["mse"]
         self.md_ = cat["md"]
         self.n_support_ = cat["n_support"]
         self._finish()
         log.info("slam: median CV MSE %.4f, median final MSE %.4f (standardised units)",
-                 np.median(self.cv_mse_best_), np.median(self.mse_))
+                 np.median(self.cv_mse_), np.median(self.mse_))
         return self
 
     def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray) -> "_BlockStore | None":
@@ -239,64 +237,31 @@ class SlamEmulator(Emulator):
         """Derived attributes (also after loading)."""
         p = self.dual_coef_.shape[0]
         n_c = len(self.C)
-        grid_mse = self.cv_mse_.reshape(p, -1)
+        grid_mse = self.cv_mse_grid_.reshape(p, -1)
         gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])
         ci = np.array([self.C.index(c) if c in self.C else 0 for c in self.C_])
         flat = gi * n_c + ci
-        self.cv_mse_best_ = grid_mse[np.arange(p), flat]
-        self.cv_md_best_ = self.cv_md_.reshape(p, -1)[np.arange(p), flat]
+        self.cv_mse_ = grid_mse[np.arange(p), flat]
+        self.cv_md_ = self.cv_md_grid_.reshape(p, -1)[np.arange(p), flat]
+        self.cv_scheme_ = f"{self.n_folds}-fold"
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = p
         self.label_scale_ = self.label_scaler_.scale_
-        self.model_error_ = np.sqrt(np.nan_to_num(self.cv_mse_best_, nan=1.0)) * self.flux_scaler_.scale_
-        self._groups = []
-        for g in np.unique(self.gamma_):
-            pix = np.flatnonzero(self.gamma_ == g)
-            rows = np.flatnonzero(np.any(self.dual_coef_[pix] != 0, axis=0))
-            self._groups.append((float(g), pix, np.ascontiguousarray(self.X_train_[rows]),
-                                 np.ascontiguousarray(self.dual_coef_[pix][:, rows].T)))
-
-    # ------------------------------------------------------------------ evaluation
-    def predict(self, labels: np.ndarray) -> np.ndarray:
-        """Normalised flux (K, P) at labels (K, L) in physical units."""
-        theta = self._check_labels(labels)
-        z = self.label_scaler_.transform(theta)
-        out = np.empty((z.shape[0], self.n_pixels_))
-        for g, pix, xs, dual in self._groups:
-            out[:, pix] = np.exp(-g * sq_dist(z, xs)) @ dual + self.intercept_[pix]
-        return self.flux_scaler_.inverse_transform(out)
-
-    def jacobian(self, labels: np.ndarray) -> np.ndarray:
-        """Analytic d flux / d label (K, P, L) in physical units."""
-        theta = self._check_labels(labels)
-        z = self.label_scaler_.transform(theta)
-        jac = np.empty((z.shape[0], self.n_pixels_, self.n_labels_))
-        for g, pix, xs, dual in self._groups:
-            kz = np.exp(-g * sq_dist(z, xs))                      # (K, S)
-            diff = z[:, None, :] - xs[None, :, :]                   # (K, S, L)
-            jac[:, pix, :] = -2.0 * g * np.einsum("ks,ksl,sp->kpl", kz, diff, dual, optimize=True)
-        return jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :]
+        self.model_error_ = np.sqrt(np.nan_to_num(self.cv_mse_, nan=1.0)) * self.flux_scaler_.scale_
+        self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, self.intercept_, self.gamma_)
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_", "cv_md_", "mse_", "md_",
-               "n_support_")
-
-    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        arrays = {name.rstrip("_"): getattr(self, name) for name in self._ARRAYS}
-        arrays.update(self.label_scaler_.to_state("label_"))
-        arrays.update(self.flux_scaler_.to_state("flux_"))
-        return arrays, {"kind": "slam-svr", "kernel": "rbf: exp(-gamma |x - x'|^2) on standardised labels"}
+    _ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_", "mse_",
+               "md_", "n_support_")
+    _KIND = "slam-svr"
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "SlamEmulator":
-        obj = cls(**metadata["params"])
-        for name in cls._ARRAYS:
-            setattr(obj, name, np.asarray(arrays[name.rstrip("_")]))
-        obj.label_scaler_ = Standardizer.from_state(arrays, "label_")
-        obj.flux_scaler_ = Standardizer.from_state(arrays, "flux_")
-        obj._finish()
-        return obj
+        arrays = dict(arrays)
+        for legacy in ("cv_mse", "cv_md"):  # slamfw 0.1.0 stored the grids under these names
+            if legacy in arrays and f"{legacy}_grid" not in arrays:
+                arrays[f"{legacy}_grid"] = arrays.pop(legacy)
+        return super().from_state(arrays, metadata)
 
 
 @hookimpl

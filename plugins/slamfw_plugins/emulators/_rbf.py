@@ -1,0 +1,80 @@
+"""RBF kernel expansions shared by the kernel emulators (``slam``, ``krr``).
+
+Both models are, per pixel j, ``f_j(z) = sum_i dual[j, i] exp(-gamma_j |z - x_i|^2) + intercept_j``
+over standardised training labels ``x_i``. Pixels that share a gamma share the kernel row, so
+evaluation is one matrix product per gamma.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L)."""
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+@dataclass
+class _Group:
+    gamma: float
+    pixels: np.ndarray   # (p,) pixel indices
+    centres: np.ndarray  # (S, L) training labels with a non-zero coefficient in any of these pixels
+    dual: np.ndarray     # (S, p)
+
+
+class RBFExpansion:
+    """Evaluates the expansion and its gradient for (K, L) standardised labels.
+
+    Parameters
+    ----------
+    X : (M, L) standardised training labels
+    dual : (P, M) coefficients (0 where a star does not contribute to a pixel)
+    intercept : (P,)
+    gamma : (P,) RBF width of each pixel
+    """
+
+    def __init__(self, X: np.ndarray, dual: np.ndarray, intercept: np.ndarray, gamma: np.ndarray) -> None:
+        self.n_pixels, self.n_labels = dual.shape[0], X.shape[1]
+        self.intercept = intercept
+        self.groups = []
+        for g in np.unique(gamma):
+            pix = np.flatnonzero(gamma == g)
+            rows = np.flatnonzero(np.any(dual[pix] != 0, axis=0))
+            self.groups.append(_Group(float(g), pix, np.ascontiguousarray(X[rows]),
+                                      np.ascontiguousarray(dual[pix][:, rows].T)))
+
+    def value(self, z: np.ndarray) -> np.ndarray:
+        """(K, P) expansion at z (K, L)."""
+        out = np.empty((z.shape[0], self.n_pixels))
+        for grp in self.groups:
+            out[:, grp.pixels] = np.exp(-grp.gamma * sq_dist(z, grp.centres)) @ grp.dual + self.intercept[grp.pixels]
+        return out
+
+    def gradient(self, z: np.ndarray) -> np.ndarray:
+        """(K, P, L) derivative of the expansion with respect to z."""
+        jac = np.empty((z.shape[0], self.n_pixels, self.n_labels))
+        for grp in self.groups:
+            kz = np.exp(-grp.gamma * sq_dist(z, grp.centres))          # (K, S)
+            diff = z[:, None, :] - grp.centres[None, :, :]                # (K, S, L)
+            jac[:, grp.pixels, :] = -2.0 * grp.gamma * np.einsum("ks,ksl,sp->kpl", kz, diff, grp.dual,
+                                                                  optimize=True)
+        return jac
+
+
+class RBFPrediction:
+    """``predict`` and analytic ``jacobian`` for emulators keeping an :class:`RBFExpansion` in ``_rbf``
+    over standardised labels and flux."""
+
+    def predict(self, labels: np.ndarray) -> np.ndarray:
+        """Normalised flux (K, P) at labels (K, L) in physical units."""
+        theta = self._check_labels(labels)
+        return self.flux_scaler_.inverse_transform(self._rbf.value(self.label_scaler_.transform(theta)))
+
+    def jacobian(self, labels: np.ndarray) -> np.ndarray:
+        """Analytic d flux / d label (K, P, L) in physical units."""
+        theta = self._check_labels(labels)
+        jac = self._rbf.gradient(self.label_scaler_.transform(theta))
+        return jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :]

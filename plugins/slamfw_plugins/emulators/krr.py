@@ -1,0 +1,142 @@
+"""Kernel ridge regression per pixel, RBF kernel, hyper-parameters by exact leave-one-out CV.
+
+The fast sibling of SLAM's SVR: the same RBF kernel on standardised labels and the same
+standardised flux (paper eq. 2-4), but a squared loss with ridge ``alpha`` instead of the
+epsilon-insensitive loss, so every fit is linear algebra.
+
+For each gamma of the grid the kernel matrix is decomposed once, ``K = U diag(e) U^T``. Then, for
+every ridge ``alpha`` and every pixel at once (Y is the (M, P) standardised flux):
+
+- dual coefficients ``A = (K + alpha I)^-1 Y = U diag(1 / (e + alpha)) U^T Y``;
+- the exact leave-one-out residual of star i is ``A_i / [(K + alpha I)^-1]_ii`` (no refitting),
+  with ``[(K + alpha I)^-1]_ii = sum_k U_ik^2 / (e_k + alpha)``;
+- the fit to all stars misses by ``alpha * A``.
+
+Each pixel takes the (gamma, alpha) of lowest LOO MSE; pixels sharing a gamma form one group at
+prediction time. Pixels where some training stars are masked (ivar 0) are solved on their good
+stars, one decomposition per distinct mask. Model error = ``sqrt(LOO MSE) * s_j`` as in SLAM.
+"""
+from __future__ import annotations
+
+import logging
+import numpy as np
+from pydantic import Field, field_validator
+
+from slamfw import Params, Standardizer, check_training_data, hookimpl
+from slamfw.errors import DataError
+from slamfw.standardize import pixel_namer
+
+from ._base import ScaledEmulator
+from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+
+log = logging.getLogger(__name__)
+
+
+def loo_search(K_list: list[np.ndarray], Y: np.ndarray, alphas: list[float]) -> dict[str, np.ndarray]:
+    """Exact LOO over a (gamma, alpha) grid for the columns of Y (m, p), all good.
+
+    K_list: one (m, m) kernel matrix per gamma. Returns per pixel the best grid indices, LOO MSE
+    and MD (predicted - true), the training MSE and MD, and the dual coefficients (p, m).
+    """
+    m, p = Y.shape
+    out = {"cv_mse": np.full(p, np.inf), "cv_md": np.zeros(p), "mse": np.zeros(p), "md": np.zeros(p),
+           "gamma_index": np.zeros(p, np.int64), "alpha": np.zeros(p), "dual": np.zeros((p, m))}
+    for a, K in enumerate(K_list):
+        e, U = np.linalg.eigh(K)
+        e = np.maximum(e, 0.0)          # a PSD kernel: clip rounding below zero
+        Q = U.T @ Y
+        U2 = U * U
+        for alpha in alphas:
+            inv = 1.0 / (e + alpha)
+            dual = U @ (inv[:, None] * Q)            # (m, p)
+            loo = -dual / (U2 @ inv)[:, None]        # predicted - true, leaving each star out
+            mse = np.mean(loo ** 2, axis=0)
+            better = mse < out["cv_mse"]
+            if not better.any():
+                continue
+            fit_resid = -alpha * dual[:, better]
+            out["cv_mse"][better] = mse[better]
+            out["cv_md"][better] = np.mean(loo[:, better], axis=0)
+            out["mse"][better] = np.mean(fit_resid ** 2, axis=0)
+            out["md"][better] = np.mean(fit_resid, axis=0)
+            out["gamma_index"][better] = a
+            out["alpha"][better] = alpha
+            out["dual"][better] = dual[:, better].T
+    return out
+
+
+class KRREmulator(RBFPrediction, ScaledEmulator):
+    """Kernel ridge regression per pixel (RBF), (alpha, gamma) by exact leave-one-out CV.
+
+    Fitted attributes (P pixels, M stars): ``label_scaler_``, ``flux_scaler_``; ``X_train_`` (M, L);
+    ``dual_coef_`` (P, M); ``gamma_``, ``alpha_`` (P,) chosen per pixel; ``cv_mse_``, ``cv_md_``
+    (P,) leave-one-out in standardised flux units; ``mse_``, ``md_`` (P,) of the fit to all stars;
+    ``model_error_`` (P,) in flux units.
+    """
+
+    class Params(Params):
+        gamma: list[float] = Field(default=[0.01, 0.03, 0.1, 0.3, 1.0], min_length=1, description="RBF width grid")
+        alpha: list[float] = Field(default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+                                   description="ridge grid (standardised flux units)")
+        max_stars: int = Field(20000, ge=2, description="refuse training sets whose M x M decomposition "
+                               "would not fit in memory")
+
+        @field_validator("gamma", "alpha")
+        @classmethod
+        def _positive(cls, v: list[float]) -> list[float]:
+            if any(x <= 0 for x in v):
+                raise ValueError("grid values must be > 0")
+            return v
+
+    def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "KRREmulator":
+        """Train on labels (M, L), flux (M, P), ivar (M, P); ivar 0 excludes a star from a pixel."""
+        labels, flux, ivar = check_training_data(labels, flux, ivar)
+        m, p = flux.shape
+        if m > self.max_stars:
+            raise DataError(f"krr: {m} training stars exceed max_stars={self.max_stars}: exact LOO needs an "
+                            f"{m} x {m} eigendecomposition per gamma. Raise max_stars or use slam.")
+        good = ivar > 0
+        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
+        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=3).fit(flux, good)
+        X = self.label_scaler_.transform(labels)
+        Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
+        d2 = sq_dist(X, X)
+        kernels = [np.exp(-g * d2) for g in self.gamma]
+        patterns, which = np.unique(good.T, axis=0, return_inverse=True)
+        which = np.ravel(which)
+        log.info("krr: %d pixels x %d stars, grid %d gamma x %d alpha, %d mask pattern(s)",
+                 p, m, len(self.gamma), len(self.alpha), len(patterns))
+        self.dual_coef_ = np.zeros((p, m))
+        self.gamma_ = np.zeros(p)
+        self.alpha_ = np.zeros(p)
+        self.cv_mse_, self.cv_md_, self.mse_, self.md_ = (np.zeros(p) for _ in range(4))
+        for k, pattern in enumerate(patterns):
+            pix = np.flatnonzero(which == k)
+            rows = np.flatnonzero(pattern)
+            res = loo_search([K[np.ix_(rows, rows)] for K in kernels], Y[np.ix_(rows, pix)], list(self.alpha))
+            self.dual_coef_[np.ix_(pix, rows)] = res["dual"]
+            self.gamma_[pix] = np.asarray(self.gamma)[res["gamma_index"]]
+            self.alpha_[pix] = res["alpha"]
+            for key in ("cv_mse", "cv_md", "mse", "md"):
+                getattr(self, key + "_")[pix] = res[key]
+        self.X_train_ = X
+        self._finish()
+        log.info("krr: median LOO MSE %.4f, median final MSE %.4f (standardised units)",
+                 np.median(self.cv_mse_), np.median(self.mse_))
+        return self
+
+    def _finish(self) -> None:
+        self.n_labels_ = self.X_train_.shape[1]
+        self.n_pixels_ = self.dual_coef_.shape[0]
+        self.label_scale_ = self.label_scaler_.scale_
+        self.cv_scheme_ = "leave-one-out"
+        self.model_error_ = np.sqrt(self.cv_mse_) * self.flux_scaler_.scale_
+        self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, np.zeros(self.n_pixels_), self.gamma_)
+
+    _ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")
+    _KIND = "krr-rbf"
+
+
+@hookimpl
+def slamfw_register_emulators(register):
+    register("krr", KRREmulator)
