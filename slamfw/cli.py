@@ -115,6 +115,22 @@ def cmd_check_emulator(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_emulators, label_table, summary_table
+    from .config import load_config
+    cfg = load_config(args.config, args.set)
+    names = args.emulators.split(",") if args.emulators else None
+    res = compare_emulators(cfg, names)
+    print(f"\ncomparison in {res.output_dir}/: compare.md, compare.json, "
+          + ", ".join(p.name for p in res.figures) + "; each emulator's run in <emulator>/\n")
+    print(summary_table(res))
+    labels = label_table(res)
+    if labels:
+        print()
+        print(labels)
+    return 0
+
+
 def demo_config_text() -> str:
     """The demo experiment (the same file as examples/demo/experiment.toml)."""
     return resources.files("slamfw").joinpath("data/demo.toml").read_text()
@@ -168,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_predict)
     sp = sub.add_parser("plugins", help="list registered components by kind")
     sp.set_defaults(func=cmd_plugins)
+    sp = sub.add_parser("compare", help="train and test several emulators on the same data; one report")
+    sp.add_argument("config")
+    sp.add_argument("--emulators", default=None, metavar="A,B,...",
+                    help="comma-separated emulator names (default: compare.emulators in the config)")
+    with_set(sp)
+    sp.set_defaults(func=cmd_compare)
     sp = sub.add_parser("check-emulator", help="run the emulator conformance kit on a registered emulator")
     sp.add_argument("name", help="registered emulator name (see `slamfw plugins`)")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

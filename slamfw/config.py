@@ -120,6 +120,18 @@ class OutputConfig(_Strict):
     model_file: str = "model.npz"
 
 
+class CompareConfig(_Strict):
+    """``slamfw compare``: emulators trained and tested side by side on the same data and split."""
+
+    emulators: list[str] = []
+    #: Parameters per emulator, e.g. ``[compare.params.cannon] order = 3``. The ``[emulator]``
+    #: section's parameters apply to the emulator it names (these are merged over them).
+    params: dict[str, dict[str, Any]] = {}
+    #: Folds of the refit cross-validation run for emulators that do not report ``cv_mse_``.
+    cv_folds: int = Field(5, ge=2)
+    figures: bool = True
+
+
 class ExperimentConfig(_Strict):
     seed: int = 0
     labels: list[str] = Field(..., min_length=1)
@@ -130,6 +142,7 @@ class ExperimentConfig(_Strict):
     inferer: ComponentSpec | None = None
     analyzers: list[ComponentSpec] = []
     output: OutputConfig = OutputConfig()
+    compare: CompareConfig | None = None
 
     @field_validator("labels")
     @classmethod

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,10 @@ class RunResult:
     reports: list[Report]
     catalog_paths: list[Path]
     model_path: Path | None
+    #: ``train_time_s`` (None when the model was loaded) and ``infer_time_per_spectrum_s``.
+    timing: dict[str, float | None] = field(default_factory=dict)
+    #: The prepared training set (None when the model was loaded).
+    train: SpectralSet | None = None
 
 
 def _write_resolved(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
@@ -318,7 +322,7 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
     else:
         timing = {"train_time_s": train_time}
     write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped)
-    return RunResult(out, model, result, test, reports, catalog_paths, model_path)
+    return RunResult(out, model, result, test, reports, catalog_paths, model_path, timing, trainset)
 
 
 def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet | None,

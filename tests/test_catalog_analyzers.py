@@ -3,7 +3,7 @@ from astropy.table import Table
 
 from slamfw import AnalysisContext, LabelResult, SpectralSet, plugins
 from slamfw.catalog import make_catalog, write_catalog
-from slamfw_plugins.analyzers.cv_scatter import bias_scatter, robust_scatter
+from slamfw.metrics import bias_scatter, robust_scatter
 
 
 def result(n=6):

@@ -13,36 +13,7 @@ from astropy.table import Table
 from pydantic import Field
 
 from slamfw import AnalysisContext, Analyzer, Params, Report, hookimpl
-
-
-def bias_scatter(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label bias (eq. 9) and scatter (eq. 10 as a standard deviation) of (N, L) arrays."""
-    diff = pred - true
-    return diff.mean(axis=0), diff.std(axis=0)
-
-
-def robust_scatter(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Per-label 1.4826 x median absolute deviation of the differences (N, L) -> (L,)."""
-    diff = pred - true
-    return 1.4826 * np.median(np.abs(diff - np.median(diff, axis=0)), axis=0)
-
-
-def snr_bins(snr: np.ndarray, edges: list[float] | None, max_distinct: int = 8) -> list[tuple[str, np.ndarray]]:
-    """(label, mask) per S/N bin: given edges, or each distinct value when there are few."""
-    finite = np.isfinite(snr)
-    if not finite.any():
-        return []
-    if edges is None:
-        values = np.unique(snr[finite])
-        if values.size <= max_distinct:
-            return [(f"{v:g}", snr == v) for v in values] if values.size > 1 else []
-        edges = list(np.quantile(snr[finite], np.linspace(0, 1, 6)))
-    out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        last = hi == edges[-1]
-        sel = finite & (snr >= lo) & ((snr <= hi) if last else (snr < hi))
-        out.append((f"{lo:.3g}-{hi:.3g}", sel))
-    return out
+from slamfw.metrics import bias_scatter, robust_scatter, snr_bins
 
 
 class CVScatterAnalyzer(Analyzer):
