@@ -72,6 +72,7 @@ class EmulatorSummary:
             "label_scatter_robust": stats.get("scatter_robust", {}).get("all", {}),
             "label_scatter_by_snr": {b: v for b, v in stats.get("scatter", {}).items() if b != "all"},
             "label_bias_by_snr": {b: v for b, v in stats.get("bias", {}).items() if b != "all"},
+            "label_scatter_robust_by_snr": {b: v for b, v in stats.get("scatter_robust", {}).items() if b != "all"},
             "n_test": self.n_test,
             "n_converged": self.n_converged,
             "train_time_s": self.train_time_s,

@@ -2,8 +2,8 @@
 
 - ``compare_cv.png``: the paper's Fig. 2 for every emulator: the 16/50/84 percentile training
   spectra, then per-pixel CV MSE and CV MD^2 (log scale) with each emulator's median dashed;
-- ``compare_labels.png``: label scatter (standard deviation) and bias per label, overall and per
-  S/N bin;
+- ``compare_labels.png``: label scatter (standard deviation, and 1.4826 MAD dashed) and bias per
+  label, overall and per S/N bin;
 - ``compare_cost.png``: training time, inference time per spectrum, model size.
 """
 from __future__ import annotations
@@ -57,14 +57,17 @@ def plot_labels(result: "CompareResult", path: Path) -> Path | None:
     fig, axes = plt.subplots(2, n_lab, figsize=(4.2 * n_lab, 6.5), squeeze=False)
     x = np.arange(len(bins))
     for j, (lab, unit) in enumerate(zip(result.label_names, result.label_units)):
-        for s in sums:
-            for row, key in ((0, "scatter"), (1, "bias")):
+        for i, s in enumerate(sums):
+            for row, key, style, name in ((0, "scatter", "o-", s.name), (0, "scatter_robust", "s--", None),
+                                          (1, "bias", "o-", None)):
                 vals = [s.label_stats[key].get(b, {}).get(lab, np.nan) for b in bins]
-                axes[row, j].plot(x, vals, "o-", label=s.name)
+                axes[row, j].plot(x, vals, style, color=f"C{i}", mfc="none" if key == "scatter_robust" else None,
+                                  label=name)
         for row, key in ((0, "scatter"), (1, "bias")):
             ax = axes[row, j]
             ax.set_xticks(x, bins, rotation=30 if len(bins) > 4 else 0)
-            ax.set_ylabel(f"{lab} {key}" + (f" [{unit}]" if unit else ""))
+            what = "scatter (solid), robust (dashed)" if key == "scatter" else key
+            ax.set_ylabel(f"{lab} {what}" + (f" [{unit}]" if unit else ""), fontsize=9)
             if key == "bias":
                 ax.axhline(0.0, color="k", lw=0.6)
         axes[1, j].set_xlabel("S/N bin")
