@@ -142,6 +142,9 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
     training if an emulator is unknown or its parameters are invalid.
     """
     names = _emulator_names(cfg, emulators)
+    unknown = sorted(set(cfg.compare.refit_cv) - set(names)) if cfg.compare else []
+    if unknown:
+        raise ConfigError(f"compare.refit_cv: {unknown} are not among the compared emulators {names}")
     if cfg.emulator is not None and cfg.emulator.model:
         raise ConfigError("emulator.model: compare trains every emulator on the same data; remove emulator.model")
     if cfg.data.train is None:
@@ -166,11 +169,12 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
         run = run_experiment(sub)
         first = first or run
         emu = run.model.emulator
-        if hasattr(emu, "cv_mse_") and hasattr(emu, "cv_md_"):
+        refit = name in (cfg.compare.refit_cv if cfg.compare else [])
+        if hasattr(emu, "cv_mse_") and hasattr(emu, "cv_md_") and not refit:
             cv_mse, cv_md = np.asarray(emu.cv_mse_, float), np.asarray(emu.cv_md_, float)
             scheme = str(getattr(emu, "cv_scheme_", "own"))
         else:
-            log.info("compare: %s reports no cv_mse_; cross-validating it by refitting (%d folds)", name, cv_folds)
+            log.info("compare: cross-validating %s by refitting (%d folds)", name, cv_folds)
             emu_params = emulator_params(sub)
             assert run.train is not None
             cv_mse, cv_md = cross_validate_flux(

@@ -129,6 +129,10 @@ class CompareConfig(_Strict):
     params: dict[str, dict[str, Any]] = {}
     #: Folds of the refit cross-validation run for emulators that do not report ``cv_mse_``.
     cv_folds: int = Field(5, ge=2)
+    #: Emulators to cross-validate here by refitting on the ``cv_folds`` folds even though they
+    #: report their own CV (e.g. ``krr``'s leave-one-out), for a like-for-like CV MSE. The folds
+    #: are those ``slam`` and ``cannon`` use for the same seed and number of folds.
+    refit_cv: list[str] = []
     figures: bool = True
 
 

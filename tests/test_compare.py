@@ -128,12 +128,13 @@ def test_emulator_without_cv_is_cross_validated_by_compare(data, capsys):
     plugins.register_plugin(plugin, name="mean-plugin")
     try:
         cfg = test_cli.write_config(d, name="cmp-mean.toml", out="cmp-mean")
-        assert main(["compare", str(cfg), "--emulators", "mean,cannon", "--set", "compare.cv_folds=4",
-                     "--set", "compare.figures=false"]) == 0
+        assert main(["compare", str(cfg), "--emulators", "mean,cannon,krr", "--set", "compare.cv_folds=4",
+                     "--set", "compare.figures=false", "--set", "compare.refit_cv=[\"krr\"]"]) == 0
     finally:
         plugins.unregister_plugin("mean-plugin")
     printed = capsys.readouterr().out
     assert "| mean | 4-fold (refit by compare) |" in printed and "| cannon | 5-fold |" in printed
+    assert "| krr | 4-fold (refit by compare) |" in printed     # asked for by compare.refit_cv
     doc = json.loads((d / "cmp-mean" / "compare.json").read_text())
     # a constant model's CV MSE is about 1 in standardised units (paper §2.2.1), the cannon's far below
     assert 0.95 < doc["emulators"]["mean"]["median_cv_mse"] < 1.2
@@ -146,6 +147,8 @@ def test_compare_errors(data, capsys):
     cfg = test_cli.write_config(d, name="cmp-err.toml", out="cmp-err")
     with pytest.raises(ConfigError, match="name the emulators"):
         compare_emulators(load_config(cfg))
+    with pytest.raises(ConfigError, match="refit_cv: \\['slam'\\] are not among"):
+        compare_emulators(load_config(cfg, ['compare.refit_cv=["slam"]']), ["krr"])
     with pytest.raises(ConfigError, match="listed more than once"):
         compare_emulators(load_config(cfg), ["krr", "krr"])
     with pytest.raises(ConfigError, match="no emulator named 'kr'.*Did you mean 'krr'"):
