@@ -121,8 +121,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     names = args.emulators.split(",") if args.emulators else None
     res = compare_emulators(cfg, names)
-    print(f"\ncomparison in {res.output_dir}/: compare.md, compare.json, "
-          + ", ".join(p.name for p in res.figures) + "; each emulator's run in <emulator>/\n")
+    files = ["compare.md", "compare.json", "compare_cv.ecsv", *(p.name for p in res.figures)]
+    print(f"\ncomparison in {res.output_dir}/: {', '.join(files)}; each emulator's run in <emulator>/\n")
     print(summary_table(res))
     labels = label_table(res)
     if labels:

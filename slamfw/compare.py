@@ -145,6 +145,9 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
     unknown = sorted(set(cfg.compare.refit_cv) - set(names)) if cfg.compare else []
     if unknown:
         raise ConfigError(f"compare.refit_cv: {unknown} are not among the compared emulators {names}")
+    unused = sorted(set(cfg.compare.params) - set(names)) if cfg.compare else []
+    if unused:
+        log.warning("compare.params: %s not compared in this run; their parameters are unused", unused)
     if cfg.emulator is not None and cfg.emulator.model:
         raise ConfigError("emulator.model: compare trains every emulator on the same data; remove emulator.model")
     if cfg.data.train is None:

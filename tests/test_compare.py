@@ -156,5 +156,8 @@ def test_compare_errors(data, capsys):
     with pytest.raises(ConfigError, match="compare.params.cannon.order: Input should be less than or equal to 3"):
         compare_emulators(load_config(cfg, ["compare.params.cannon.order=7"]), ["cannon"])
     assert not (d / "cmp-err" / "slam").exists()   # nothing trained before the names were checked
-    assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "emulator.model=x.npz"]) == 2
-    assert "emulator.model" in capsys.readouterr().err
+    assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "emulator.model=x.npz",
+                 "--set", "compare.params.slma.C=[1]"]) == 2
+    captured = capsys.readouterr()
+    assert "emulator.model" in captured.err
+    assert "compare.params: ['slma'] not compared in this run" in captured.err + captured.out

@@ -32,17 +32,19 @@ from ._rbf import RBFExpansion, RBFPrediction, sq_dist
 log = logging.getLogger(__name__)
 
 
-def loo_search(K_list: list[np.ndarray], Y: np.ndarray, alphas: list[float]) -> dict[str, np.ndarray]:
+def loo_search(d2: np.ndarray, gammas: list[float], Y: np.ndarray, alphas: list[float]) -> dict[str, np.ndarray]:
     """Exact LOO over a (gamma, alpha) grid for the columns of Y (m, p), all good.
 
-    K_list: one (m, m) kernel matrix per gamma. Returns per pixel the best grid indices, LOO MSE
-    and MD (predicted - true), the training MSE and MD, and the dual coefficients (p, m).
+    d2: (m, m) squared distances of the standardised training labels; the kernel of one gamma
+    at a time is built from it (memory: about four m x m arrays). Returns per pixel the best grid
+    indices, LOO MSE and MD (predicted - true), the training MSE and MD, and the dual
+    coefficients (p, m).
     """
     m, p = Y.shape
     out = {"cv_mse": np.full(p, np.inf), "cv_md": np.zeros(p), "mse": np.zeros(p), "md": np.zeros(p),
            "gamma_index": np.zeros(p, np.int64), "alpha": np.zeros(p), "dual": np.zeros((p, m))}
-    for a, K in enumerate(K_list):
-        e, U = np.linalg.eigh(K)
+    for a, gamma in enumerate(gammas):
+        e, U = np.linalg.eigh(np.exp(-gamma * d2))
         e = np.maximum(e, 0.0)          # a PSD kernel: clip rounding below zero
         Q = U.T @ Y
         U2 = U * U
@@ -78,8 +80,8 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
         gamma: list[float] = Field(default=[0.01, 0.03, 0.1, 0.3, 1.0], min_length=1, description="RBF width grid")
         alpha: list[float] = Field(default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
                                    description="ridge grid (standardised flux units)")
-        max_stars: int = Field(20000, ge=2, description="refuse training sets whose M x M decomposition "
-                               "would not fit in memory")
+        max_stars: int = Field(10000, ge=2, description="refuse larger training sets: the exact LOO holds "
+                               "about four M x M arrays (3.2 GB at 10,000 stars)")
 
         @field_validator("gamma", "alpha")
         @classmethod
@@ -94,14 +96,14 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
         m, p = flux.shape
         if m > self.max_stars:
             raise DataError(f"krr: {m} training stars exceed max_stars={self.max_stars}: exact LOO needs an "
-                            f"{m} x {m} eigendecomposition per gamma. Raise max_stars or use slam.")
+                            f"{m} x {m} eigendecomposition per gamma and about {4 * 8 * m * m / 1e9:.1f} GB. "
+                            f"Raise max_stars if the memory is there, or use slam.")
         good = ivar > 0
         self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
         self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=3).fit(flux, good)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         d2 = sq_dist(X, X)
-        kernels = [np.exp(-g * d2) for g in self.gamma]
         patterns, which = np.unique(good.T, axis=0, return_inverse=True)
         which = np.ravel(which)
         log.info("krr: %d pixels x %d stars, grid %d gamma x %d alpha, %d mask pattern(s)",
@@ -113,7 +115,8 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
         for k, pattern in enumerate(patterns):
             pix = np.flatnonzero(which == k)
             rows = np.flatnonzero(pattern)
-            res = loo_search([K[np.ix_(rows, rows)] for K in kernels], Y[np.ix_(rows, pix)], list(self.alpha))
+            sub = d2 if rows.size == m else d2[np.ix_(rows, rows)]
+            res = loo_search(sub, list(self.gamma), Y[np.ix_(rows, pix)], list(self.alpha))
             self.dual_coef_[np.ix_(pix, rows)] = res["dual"]
             self.gamma_[pix] = np.asarray(self.gamma)[res["gamma_index"]]
             self.alpha_[pix] = res["alpha"]
