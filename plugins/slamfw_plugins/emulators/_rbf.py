@@ -13,8 +13,11 @@ import numpy as np
 
 def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L)."""
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
+    d = a @ b.T                      # built in place: one (K, M) array, no temporaries
+    d *= -2.0
+    d += (a * a).sum(1)[:, None]
+    d += (b * b).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 @dataclass
