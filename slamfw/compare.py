@@ -35,7 +35,7 @@ from . import __version__, plugins
 from .config import ExperimentConfig, config_to_dict, validate_config
 from .errors import ConfigError
 from .interfaces import table_to_markdown
-from .metrics import bias_scatter, robust_scatter, snr_bins
+from .metrics import accuracy_by_snr, snr_bins
 from .pipeline import RunResult, emulator_params, run_experiment
 from .validation import cross_validate_flux
 
@@ -122,17 +122,12 @@ def _label_stats(run: RunResult, label_names: list[str]) -> tuple[dict[str, dict
     if test is None or res is None or test.labels is None:
         return {}, []
     use = res.converged & np.all(np.isfinite(test.labels), axis=1) & np.all(np.isfinite(res.labels), axis=1)
-    groups = [("all", np.ones(test.n_stars, bool))] + snr_bins(test.meta_column("snr"), None)
+    snr = test.meta_column("snr")
     stats: dict[str, dict[str, dict[str, float]]] = {"bias": {}, "scatter": {}, "scatter_robust": {}}
-    for name, sel in groups:
-        s = sel & use
-        if s.sum() < 2:
-            continue
-        bias, scatter = bias_scatter(res.labels[s], test.labels[s])
-        robust = robust_scatter(res.labels[s], test.labels[s])
-        for key, values in (("bias", bias), ("scatter", scatter), ("scatter_robust", robust)):
-            stats[key][name] = {lab: float(v) for lab, v in zip(label_names, values)}
-    return stats, [g for g, _ in groups[1:]]
+    for acc in accuracy_by_snr(res.labels, test.labels, use, snr):
+        for key, values in (("bias", acc.bias), ("scatter", acc.scatter), ("scatter_robust", acc.robust)):
+            stats[key][acc.name] = {lab: float(v) for lab, v in zip(label_names, values)}
+    return stats, [name for name, _ in snr_bins(snr, None)]
 
 
 def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None) -> CompareResult:

@@ -6,6 +6,8 @@ literature labels of real libraries carry a few gross errors that dominate a sta
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -36,4 +38,30 @@ def snr_bins(snr: np.ndarray, edges: list[float] | None, max_distinct: int = 8) 
         last = hi == edges[-1]
         sel = finite & (snr >= lo) & ((snr <= hi) if last else (snr < hi))
         out.append((f"{lo:.3g}-{hi:.3g}", sel))
+    return out
+
+
+@dataclass
+class BinAccuracy:
+    """Label accuracy over one group of stars: ``bias``, ``scatter``, ``robust`` are (L,)."""
+
+    name: str
+    n: int
+    bias: np.ndarray
+    scatter: np.ndarray
+    robust: np.ndarray
+
+
+def accuracy_by_snr(pred: np.ndarray, true: np.ndarray, use: np.ndarray, snr: np.ndarray,
+                    edges: list[float] | None = None) -> list[BinAccuracy]:
+    """Bias, scatter and robust scatter of pred - true (N, L) over the ``use`` (N,) stars, for all
+    of them (``"all"``) and per S/N bin (see :func:`snr_bins`); groups of fewer than 2 are left out."""
+    groups = [("all", np.ones(use.size, bool))] + snr_bins(snr, edges)
+    out = []
+    for name, sel in groups:
+        s = sel & use
+        if s.sum() < 2:
+            continue
+        bias, scatter = bias_scatter(pred[s], true[s])
+        out.append(BinAccuracy(name, int(s.sum()), bias, scatter, robust_scatter(pred[s], true[s])))
     return out

@@ -62,3 +62,10 @@ def test_refuses_training_sets_beyond_max_stars():
     labels, flux, ivar = make_check_data(n_stars=30, n_pixels=3)
     with pytest.raises(DataError, match="exceed max_stars=20"):
         KRREmulator(max_stars=20).fit(labels, flux, ivar)
+
+
+@pytest.mark.parametrize("name,key", [("krr", "alpha"), ("slam", "C")])
+def test_grids_must_be_positive(name, key):
+    from slamfw import ConfigError, plugins
+    with pytest.raises(ConfigError, match=rf"emulator\.{key}\.1: Input should be greater than 0"):
+        plugins.create("emulator", name, {key: [1.0, -1.0]}, where="emulator.name")

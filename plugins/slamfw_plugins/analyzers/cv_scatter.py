@@ -13,7 +13,7 @@ from astropy.table import Table
 from pydantic import Field
 
 from slamfw import AnalysisContext, Analyzer, Params, Report, hookimpl
-from slamfw.metrics import bias_scatter, robust_scatter, snr_bins
+from slamfw.metrics import accuracy_by_snr
 
 
 class CVScatterAnalyzer(Analyzer):
@@ -32,20 +32,13 @@ class CVScatterAnalyzer(Analyzer):
         use = np.all(np.isfinite(test.labels), axis=1) & np.all(np.isfinite(res.labels), axis=1)
         if self.converged_only:
             use &= res.converged
-        snr = test.meta_column("snr")
-        groups = [("all", np.ones(test.n_stars, bool))] + snr_bins(snr, self.snr_edges)
         rows = []
-        for name, sel in groups:
-            s = sel & use
-            if s.sum() < 2:
-                continue
-            bias, scatter = bias_scatter(res.labels[s], test.labels[s])
-            robust = robust_scatter(res.labels[s], test.labels[s])
-            row = {"snr_bin": name, "n": int(s.sum())}
+        for acc in accuracy_by_snr(res.labels, test.labels, use, test.meta_column("snr"), self.snr_edges):
+            row = {"snr_bin": acc.name, "n": acc.n}
             for j, lab in enumerate(ctx.label_names):
-                row[f"{lab}_bias"] = bias[j]
-                row[f"{lab}_scatter"] = scatter[j]
-                row[f"{lab}_scatter_robust"] = robust[j]
+                row[f"{lab}_bias"] = acc.bias[j]
+                row[f"{lab}_scatter"] = acc.scatter[j]
+                row[f"{lab}_scatter_robust"] = acc.robust[j]
             rows.append(row)
         if rows:
             table = Table(rows=rows, names=list(rows[0]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import numpy as np
 import scipy.linalg
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat
 
 from slamfw import Params, Standardizer, check_training_data, hookimpl
 from slamfw.errors import DataError
@@ -84,18 +84,12 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
     """
 
     class Params(Params):
-        gamma: list[float] = Field(default=[0.01, 0.03, 0.1, 0.3, 1.0], min_length=1, description="RBF width grid")
-        alpha: list[float] = Field(default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
-                                   description="ridge grid (standardised flux units)")
+        gamma: list[PositiveFloat] = Field(default=[0.01, 0.03, 0.1, 0.3, 1.0], min_length=1,
+                                           description="RBF width grid")
+        alpha: list[PositiveFloat] = Field(default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+                                           description="ridge grid (standardised flux units)")
         max_stars: int = Field(10000, ge=2, description="refuse larger training sets: the exact LOO holds "
                                "three M x M arrays (2.4 GB at 10,000 stars)")
-
-        @field_validator("gamma", "alpha")
-        @classmethod
-        def _positive(cls, v: list[float]) -> list[float]:
-            if any(x <= 0 for x in v):
-                raise ValueError("grid values must be > 0")
-            return v
 
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "KRREmulator":
         """Train on labels (M, L), flux (M, P), ivar (M, P); ivar 0 excludes a star from a pixel."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 
@@ -149,8 +149,8 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
     """
 
     class Params(Params):
-        C: list[float] = Field(default=[10.0, 100.0], min_length=1, description="SVR penalty grid")
-        gamma: list[float] = Field(default=[0.01, 0.1], min_length=1, description="RBF width grid")
+        C: list[PositiveFloat] = Field(default=[10.0, 100.0], min_length=1, description="SVR penalty grid")
+        gamma: list[PositiveFloat] = Field(default=[0.01, 0.1], min_length=1, description="RBF width grid")
         epsilon: float = Field(0.05, gt=0, description="SVR tube radius (standardised flux), fixed")
         n_folds: int = Field(5, ge=2, description="k of the k-fold cross-validation")
         n_jobs: int = Field(1, description="processes for training (-1: all cores)")
@@ -161,13 +161,6 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
         max_kernel_stars: int = Field(8000, ge=2, description="above this many training stars LIBSVM "
                                       "computes the RBF kernel itself instead of sharing M x M matrices")
         progress: bool = True
-
-        @field_validator("C", "gamma")
-        @classmethod
-        def _positive(cls, v: list[float]) -> list[float]:
-            if any(x <= 0 for x in v):
-                raise ValueError("grid values must be > 0")
-            return v
 
     # ------------------------------------------------------------------ training
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":
