@@ -33,6 +33,18 @@ def cross_validate_flux(make_emulator: Callable[[], Emulator], labels: np.ndarra
     for k, (tr, te) in enumerate(KFold(n_folds, shuffle=True, random_state=seed).split(labels)):
         log.info("cross-validation: fold %d/%d (%d stars held out)", k + 1, n_folds, te.size)
         pred[te] = make_emulator().fit(labels[tr], flux[tr], ivar[tr]).predict(labels[te])
-    resid = np.where(good, (pred - flux) / scaler.scale_, 0.0)
-    count = np.maximum(good.sum(axis=0), 1)
-    return (resid ** 2).sum(axis=0) / count, resid.sum(axis=0) / count
+    return residual_stats(pred, flux, good, scaler.scale_)
+
+
+def residual_stats(pred: np.ndarray, flux: np.ndarray, good: np.ndarray, scale: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel MSE and MD (eq. 5-6) of ``(pred - flux) / scale`` over the good entries.
+
+    pred, flux, good (M, P); scale (P,) the pixels' training-set standard deviations. Returns two
+    (P,) arrays, NaN for a pixel without good entries.
+    """
+    resid = np.where(good, (pred - flux) / scale, 0.0)
+    count = good.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(count > 0, count, np.nan)
+        return (resid ** 2).sum(axis=0) / n, resid.sum(axis=0) / n

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from slamfw import Emulator, Standardizer
+from slamfw.standardize import pixel_namer
 
 
 class ScaledEmulator(Emulator):
@@ -17,6 +18,12 @@ class ScaledEmulator(Emulator):
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ()
     _KIND: ClassVar[str] = ""
+
+    def _fit_scalers(self, labels: np.ndarray, flux: np.ndarray, good: np.ndarray, min_count: int) -> None:
+        """Fit ``label_scaler_`` on labels (M, L) and ``flux_scaler_`` on the good (M, P) flux (eq. 2-4);
+        a pixel with fewer than ``min_count`` good stars, or a constant one, is an error naming it."""
+        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
+        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=min_count).fit(flux, good)
 
     def _finish(self) -> None:
         raise NotImplementedError

@@ -38,9 +38,9 @@ import numpy as np
 from pydantic import Field
 from sklearn.model_selection import KFold
 
-from slamfw import Params, Standardizer, check_training_data, hookimpl
+from slamfw import Params, check_training_data, hookimpl
 from slamfw.errors import DataError
-from slamfw.standardize import pixel_namer
+from slamfw.validation import residual_stats
 
 from ._base import ScaledEmulator
 
@@ -177,14 +177,6 @@ def fit_pixels(V: np.ndarray, flux: np.ndarray, noise_var: np.ndarray, good: np.
     return _l1_solve(A, b, coef, regularization, nonlinear, l1_max_iter, l1_tol), s
 
 
-def _masked_mean(values: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Column means of values (M, P) over good entries; NaN where a column has none."""
-    count = good.sum(axis=0)
-    total = np.where(good, values, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 class CannonEmulator(ScaledEmulator):
     """The Cannon: a polynomial in the labels per pixel, with intrinsic scatter (Ness et al. 2015).
 
@@ -225,12 +217,11 @@ class CannonEmulator(ScaledEmulator):
                             f"coefficients per pixel; {m} training stars leave {smallest_fold_train} per "
                             f"{self.n_folds}-fold training set, fewer than that. Add stars or lower the order.")
         good = ivar > 0
-        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
-        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=2).fit(flux, good)
+        self._fit_scalers(labels, flux, good, min_count=2)
         V = design_matrix(self.label_scaler_.transform(labels), terms)
         noise_var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 1.0)
         nonlinear = np.array([len(t) >= 2 for t in terms])
-        s_max = self.flux_scaler_.scale_
+        s_max = self.flux_scaler_.scale_      # the pixel's flux scatter: the bound of s_j, and the CV unit
         log.info("cannon: order %d (%d terms), %d pixels x %d stars, %d folds, L1 %g",
                  self.order, len(terms), p, m, self.n_folds, self.regularization)
         pred = np.zeros_like(flux)
@@ -238,15 +229,11 @@ class CannonEmulator(ScaledEmulator):
             coef, _ = fit_pixels(V[tr], flux[tr], noise_var[tr], good[tr], s_max, self.regularization,
                                  nonlinear, **self._fit_options())
             pred[te] = V[te] @ coef.T
-        scale = self.flux_scaler_.scale_
-        self.cv_mse_ = _masked_mean(((pred - flux) / scale) ** 2, good)
-        self.cv_md_ = _masked_mean((pred - flux) / scale, good)
+        self.cv_mse_, self.cv_md_ = residual_stats(pred, flux, good, s_max)
         self.coef_, self.scatter_ = fit_pixels(V, flux, noise_var, good, s_max, self.regularization, nonlinear,
                                                **self._fit_options())
-        resid = (V @ self.coef_.T - flux) / scale
-        self.mse_ = _masked_mean(resid ** 2, good)
-        self.md_ = _masked_mean(resid, good)
-        self.noise_var_ = _masked_mean(noise_var, good)
+        self.mse_, self.md_ = residual_stats(V @ self.coef_.T, flux, good, s_max)
+        self.noise_var_ = np.where(good, noise_var, 0.0).sum(axis=0) / good.sum(axis=0)
         self._finish()
         log.info("cannon: median CV MSE %.4f, median final MSE %.4f (standardised units)",
                  np.nanmedian(self.cv_mse_), np.nanmedian(self.mse_))

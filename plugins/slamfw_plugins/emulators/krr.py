@@ -23,9 +23,8 @@ import numpy as np
 import scipy.linalg
 from pydantic import Field, PositiveFloat
 
-from slamfw import Params, Standardizer, check_training_data, hookimpl
+from slamfw import Params, check_training_data, hookimpl
 from slamfw.errors import DataError
-from slamfw.standardize import pixel_namer
 
 from ._base import ScaledEmulator
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
@@ -100,8 +99,7 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
                             f"{m} x {m} eigendecomposition per gamma and about {3 * 8 * m * m / 1e9:.1f} GB. "
                             f"Raise max_stars if the memory is there, or use slam.")
         good = ivar > 0
-        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
-        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=3).fit(flux, good)
+        self._fit_scalers(labels, flux, good, min_count=3)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         d2 = sq_dist(X, X)

@@ -30,10 +30,9 @@ from pydantic import Field, PositiveFloat
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 
-from slamfw import Params, Standardizer, check_training_data, hookimpl
+from slamfw import Params, check_training_data, hookimpl
 from slamfw.errors import DataError
 from slamfw.parallel import chunks, parallel_map
-from slamfw.standardize import pixel_namer
 
 from ._base import ScaledEmulator
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
@@ -170,8 +169,7 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
         if m < self.n_folds:
             raise DataError(f"slam: {m} training stars is fewer than n_folds={self.n_folds}")
         good = ivar > 0
-        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
-        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=self.n_folds).fit(flux, good)
+        self._fit_scalers(labels, flux, good, min_count=self.n_folds)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
