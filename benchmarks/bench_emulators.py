@@ -18,7 +18,7 @@ import tracemalloc
 
 import numpy as np
 
-from slamfw import plugins
+from slamfw import registry
 
 EMULATORS = {
     "slam": dict(C=[10.0, 100.0], gamma=[0.01, 0.1], n_jobs=-1, progress=False),
@@ -28,7 +28,7 @@ EMULATORS = {
 
 
 def run(name: str, params: dict, train) -> dict:
-    emu = plugins.create("emulator", name, params)
+    emu = registry.create("emulator", name, params)
     in_process = params.get("n_jobs", 1) == 1
     if in_process:
         tracemalloc.start()
@@ -52,7 +52,7 @@ def main() -> None:
     rows = []
     print(f"{'M':>6} {'emulator':>8} {'train (s)':>10} {'median CV MSE':>14} {'CV':>14} {'peak MB':>8}")
     for m in args.sizes:
-        train = plugins.create("reader", "mock", dict(
+        train = registry.create("reader", "mock", dict(
             n_stars=m, n_pixels=args.n_pixels, continuum=False, wave_range=[3900.0, 5800.0], snr=200.0,
             seed=1)).read()
         for name, params in EMULATORS.items():

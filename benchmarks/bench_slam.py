@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from slamfw import plugins
+from slamfw import registry
 from slamfw import TrainedEmulator
 from slamfw.config import PreprocessConfig
-from slamfw.parallel import effective_n_jobs
+from slamfw.execution.executor import effective_n_jobs
 from slamfw.preprocess import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +41,11 @@ def timed(fn, *args, **kw):
 def bench(name: str, train, test, C, gamma, n_folds: int, n_jobs: int) -> dict:
     print(f"\n== {name}: {train.n_stars} training stars x {train.n_pixels} pixels, "
           f"grid {len(C)} C x {len(gamma)} gamma, {n_folds} folds, {effective_n_jobs(n_jobs)} processes")
-    emu = plugins.create("emulator", "slam", dict(C=C, gamma=gamma, n_folds=n_folds, n_jobs=n_jobs, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=C, gamma=gamma, n_folds=n_folds, n_jobs=n_jobs, progress=False))
     _, t_train = timed(emu.fit, train.labels, train.flux, train.ivar)
     model = TrainedEmulator(emu, train.labels, train.label_names)
-    one = plugins.create("inferer", "lm", dict(n_jobs=1, progress=False))
-    many = plugins.create("inferer", "lm", dict(n_jobs=n_jobs, progress=False))
+    one = registry.create("inferer", "lm", dict(n_jobs=1, progress=False))
+    many = registry.create("inferer", "lm", dict(n_jobs=n_jobs, progress=False))
     k = min(test.n_stars, 100)
     res1, t1 = timed(one.infer, model, test.flux[:k], test.ivar[:k])
     resn, tn = timed(many.infer, model, test.flux, test.ivar)
@@ -74,17 +74,17 @@ def bench(name: str, train, test, C, gamma, n_folds: int, n_jobs: int) -> dict:
 
 def case_mock(args) -> dict:
     kw = dict(n_pixels=args.n_pixels, continuum=False, wave_range=[3900.0, 5800.0])
-    train = plugins.create("reader", "mock", dict(kw, n_stars=args.n_stars, snr=200.0, seed=1)).read()
-    test = plugins.create("reader", "mock", dict(kw, n_stars=300, snr=[20.0, 50.0, 100.0], seed=2)).read()
+    train = registry.create("reader", "mock", dict(kw, n_stars=args.n_stars, snr=200.0, seed=1)).read()
+    test = registry.create("reader", "mock", dict(kw, n_stars=300, snr=[20.0, 50.0, 100.0], seed=2)).read()
     return bench("mock", train, test, [1.0, 10.0, 100.0], [0.01, 0.1, 1.0], 5, args.n_jobs)
 
 
 def case_miles(args) -> dict:
     path = shared_data() / "miles_stellar_library"
-    ss = plugins.create("reader", "miles", dict(path=str(path), where={"Teff": [4000, 7000]}, n_jobs=args.n_jobs)).read()
+    ss = registry.create("reader", "miles", dict(path=str(path), where={"Teff": [4000, 7000]}, n_jobs=args.n_jobs)).read()
     ss = ss.select_labels(["Teff", "logg", "FeH"]).drop_unlabelled()
     pp = PreprocessConfig(wave_min=3900.0, wave_max=5800.0, wave_step=1.0)
-    ss = prepare(ss, pp, plugins.create("normalizer", "spline", {}))
+    ss = prepare(ss, pp, registry.create("normalizer", "spline", {}))
     held = np.random.default_rng(0).random(ss.n_stars) < 0.2
     return bench("miles-fgk", ss.subset(~held), ss.subset(held), [10.0, 100.0], [0.01, 0.1], 5, args.n_jobs)
 

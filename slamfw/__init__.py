@@ -1,20 +1,13 @@
-"""slamfw: data-driven stellar label inference (SLAM and friends) through plugins."""
+"""slamfw: data-driven stellar label inference (SLAM and friends) through plugins.
+
+``import slamfw`` gives the plugin API (:mod:`slamfw.sdk`, the one list of what plugins may
+import). Users' entry points: :mod:`slamfw.api` (load a model, predict, run a config),
+``slamfw.registry`` (what is installed), ``slamfw.testing`` (conformance kits).
+"""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .sdk import *  # noqa: F401,F403 - the plugin API, re-exported
+from .sdk import __all__ as _sdk_all
 
-from .errors import ConfigError, DataError, ModelFileError, NotFittedError, PluginError, SlamfwError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .interfaces import (  # noqa: E402
-    AnalysisContext, Analyzer, Component, Emulator, Inferer, LabelResult, Normalizer, Params, Reader, Report,
-    TrainedEmulator, check_training_data,
-)
-from .spectra import SpectralSet  # noqa: E402
-from .standardize import Standardizer  # noqa: E402
-
-__all__ = [
-    "__version__", "hookimpl", "SpectralSet", "Standardizer", "Component", "Params", "Reader", "Normalizer",
-    "Emulator", "Inferer", "Analyzer", "AnalysisContext", "LabelResult", "Report", "TrainedEmulator",
-    "check_training_data",
-    "SlamfwError", "ConfigError", "DataError", "ModelFileError", "PluginError", "NotFittedError",
-]
+__all__ = ["__version__", *_sdk_all]

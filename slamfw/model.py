@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
+from .components.emulator import Emulator
 from .errors import ModelFileError, SlamfwError
-from .interfaces import Emulator
+from .execution.store import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +96,15 @@ class SlamfwModel:
                 raise SlamfwError(f"emulator state array {key!r} has dtype object; use numeric or str arrays")
             payload[_EMU_PREFIX + key] = arr
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **payload)
-        os.replace(tmp, path)
         log.info("model saved to %s (%.1f MB)", path, path.stat().st_size / 1e6)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SlamfwModel":
         """Read a model file; a clear :class:`ModelFileError` if it is damaged or of another version."""
-        from .plugins import get_component
+        from .registry import get_component
 
         path = Path(path)
         if not path.is_file():

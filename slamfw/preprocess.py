@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from astropy.constants import c
 
-from .config import PreprocessConfig
+from .components.normalizer import Normalizer
+from .config.schema import PreprocessConfig
+from .data.spectra import SpectralSet
 from .errors import DataError
-from .interfaces import Normalizer
-from .spectra import SpectralSet
 
 log = logging.getLogger(__name__)
 
-C_KMS = 299792.458
+#: The speed of light in km/s.
+C_KMS = c.to_value("km/s")
 
 
 def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
@@ -70,9 +72,11 @@ def resample(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndar
     return np.where(inside & np.isfinite(f), f, 0.0), new_ivar
 
 
-def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer,
+def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | None,
             grid: np.ndarray | None = None, what: str = "data") -> SpectralSet:
     """Rest frame, normalise, resample to ``grid`` (or the config's grid), drop bad stars.
+
+    ``normalizer`` None uses the spectra as they are (already normalised).
 
     Returns a new :class:`SpectralSet` on the grid with normalised flux and ivar, the mask
     folded into ivar (bad pixels: ivar 0, mask False), and ``meta['n_bad_pixels']``.
@@ -88,8 +92,11 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer,
     # normalise on each star's own pixels, restricted to a margin around the grid for speed
     margin = 0.05 * (grid[-1] - grid[0]) + 50.0
     keep = (ss.wave >= grid[0] - margin) & (ss.wave <= grid[-1] + margin)
-    nflux, nivar, _ = normalizer.normalize(waves[:, keep] if rv.any() else ss.wave[keep],
-                                           ss.flux[:, keep], ivar[:, keep])
+    if normalizer is None:
+        nflux, nivar = ss.flux[:, keep], ivar[:, keep]
+    else:
+        nflux, nivar, _ = normalizer.normalize(waves[:, keep] if rv.any() else ss.wave[keep],
+                                               ss.flux[:, keep], ivar[:, keep])
     bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
     nflux = np.where(bad_norm, 0.0, nflux)
     nivar = np.where(bad_norm, 0.0, nivar)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slamfw import plugins
+from slamfw import registry
 from slamfw import TrainedEmulator
 from slamfw.config import PreprocessConfig
 from slamfw.preprocess import prepare
@@ -44,7 +44,7 @@ def miles_dir(shared_data: Path) -> Path:
 def mock_set(n_stars: int, seed: int, snr=500.0, teff=(4500.0, 9000.0), n_pixels: int = 120,
              wave_range=(4780.0, 4960.0), rv_sigma: float = 0.0):
     """Already-normalised mock spectra around H-beta (fast to train on)."""
-    reader = plugins.create("reader", "mock", dict(
+    reader = registry.create("reader", "mock", dict(
         n_stars=n_stars, seed=seed, snr=snr, teff=list(teff), n_pixels=n_pixels,
         wave_range=list(wave_range), continuum=False, rv_sigma=rv_sigma))
     return reader.read()
@@ -53,12 +53,12 @@ def mock_set(n_stars: int, seed: int, snr=500.0, teff=(4500.0, 9000.0), n_pixels
 @pytest.fixture(scope="session")
 def small_train():
     ss = mock_set(120, seed=11)
-    return prepare(ss, PreprocessConfig(), plugins.create("normalizer", "none"))
+    return prepare(ss, PreprocessConfig(), registry.create("normalizer", "none"))
 
 
 @pytest.fixture(scope="session")
 def small_slam(small_train):
-    emu = plugins.create("emulator", "slam", dict(C=[1.0, 10.0], gamma=[0.1, 1.0], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0, 10.0], gamma=[0.1, 1.0], n_folds=3, progress=False))
     return emu.fit(small_train.labels, small_train.flux, small_train.ivar)
 
 
@@ -70,3 +70,17 @@ def small_model(small_slam, small_train):
 @pytest.fixture()
 def rng():
     return np.random.default_rng(1234)
+
+
+def make_distribution(root: Path, name: str, version: str, entry_points: dict[str, str],
+                      modules: dict[str, str]) -> Path:
+    """A distribution as ``pip install`` leaves it: modules plus a ``.dist-info`` whose
+    ``entry_points.txt`` lists ``entry_points`` in the ``slamfw`` group. Put ``root`` on sys.path."""
+    root.mkdir(parents=True, exist_ok=True)
+    for mod, source in modules.items():
+        (root / f"{mod}.py").write_text(source)
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text("[slamfw]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+    return root

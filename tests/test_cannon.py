@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from slamfw import DataError, plugins
+from slamfw import DataError, registry
 from slamfw_plugins.emulators.cannon import CannonEmulator, design_matrix, fit_pixels, label_terms
 
 
@@ -88,7 +88,7 @@ def test_too_few_stars_for_the_order():
 
 def test_slam_beats_the_quadratic_cannon_across_a_wide_teff_range(small_slam, small_train):
     """Paper Fig. 2: over 4500-9000 K around H-beta, SVR's CV MSE is lower than the quadratic's."""
-    cannon = plugins.create("emulator", "cannon", {"n_folds": 3}).fit(
+    cannon = registry.create("emulator", "cannon", {"n_folds": 3}).fit(
         small_train.labels, small_train.flux, small_train.ivar)
     assert np.median(small_slam.cv_mse_) < np.median(cannon.cv_mse_)
     core = np.abs(small_train.wave - 4861.3) < 3

@@ -1,9 +1,9 @@
 import numpy as np
 from astropy.table import Table
 
-from slamfw import AnalysisContext, LabelResult, SpectralSet, plugins
-from slamfw.catalog import make_catalog, write_catalog
-from slamfw.metrics import bias_scatter, robust_scatter
+from slamfw import AnalysisContext, LabelResult, SpectralSet, registry
+from slamfw.data.catalog import make_catalog, write_catalog
+from slamfw.stats.metrics import bias_scatter, robust_scatter
 
 
 def result(n=6):
@@ -54,7 +54,7 @@ def test_cv_scatter_analyzer_per_snr_bin():
                       rmse=np.zeros(n), chi2=np.zeros(n), init=true, label_names=["a", "b"])
     test = SpectralSet(wave=np.arange(3.0), flux=np.ones((n, 3)), ivar=np.ones((n, 3)), ids=range(n), labels=true,
                        label_names=["a", "b"], meta={"snr": snr})
-    rep = plugins.create("analyzer", "cv-scatter").analyze(AnalysisContext(["a", "b"], ["", ""], test=test, result=res))
+    rep = registry.create("analyzer", "cv-scatter").analyze(AnalysisContext(["a", "b"], ["", ""], test=test, result=res))
     table = next(iter(rep.tables.values()))
     assert table["snr_bin"].tolist() == ["all", "20", "100"]
     np.testing.assert_allclose(table["a_bias"][1], (noise[:20, 0] + 0.5).mean())
@@ -67,5 +67,5 @@ def test_cv_scatter_analyzer_per_snr_bin():
 def test_cv_scatter_without_truth():
     res = result()
     test = SpectralSet(wave=np.arange(3.0), flux=np.ones((6, 3)), ivar=np.ones((6, 3)), ids=range(6))
-    rep = plugins.create("analyzer", "cv-scatter").analyze(AnalysisContext(["Teff", "logg"], ["K", "dex"], test=test, result=res))
+    rep = registry.create("analyzer", "cv-scatter").analyze(AnalysisContext(["Teff", "logg"], ["K", "dex"], test=test, result=res))
     assert not rep.tables and "no true labels" in rep.notes[0]

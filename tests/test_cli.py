@@ -16,11 +16,15 @@ labels = ["Teff", "logg", "FeH"]
 
 [data.train]
 reader = "table"
-path = "{train}"
 holdout = 0.25
+
+[data.train.table]
+path = "{train}"
 
 [data.test]
 reader = "table"
+
+[data.test.table]
 path = "{train}"
 
 [preprocess]
@@ -31,6 +35,8 @@ name = "none"
 
 [emulator]
 name = "slam"
+
+[emulator.slam]
 C = [10.0]
 gamma = [0.3]
 n_folds = 3
@@ -38,6 +44,8 @@ progress = false
 
 [inferer]
 name = "lm"
+
+[inferer.lm]
 progress = false
 
 [[analyzers]]
@@ -112,7 +120,7 @@ def test_resolved_config_reproduces_the_run(finished_run, tmp_path):
 def test_load_model_instead_of_training(finished_run, tmp_path):
     d, out = finished_run
     code = main(["run", str(d / "exp.toml"), "--set", f"emulator.model={out / 'model.npz'}",
-                 "--set", f"data.test.path={d / 'other.npz'}", "--set", f"output.dir={tmp_path / 'o'}"])
+                 "--set", f"data.test.table.path={d / 'other.npz'}", "--set", f"output.dir={tmp_path / 'o'}"])
     assert code == 0
     assert len(Table.read(tmp_path / "o" / "catalog.fits")) == 20  # the whole other file
 
@@ -173,12 +181,12 @@ def test_error_unknown_plugin(data, capsys):
 def test_error_config_typo(data, capsys):
     d, _ = data
     err = run_error(["run", str(write_config(d, "e2.toml", **{"n_folds = 3": "n_fols = 3"}))], capsys)
-    assert "emulator.n_fols: unknown key" in err
+    assert "emulator.slam.n_fols: unknown key" in err
 
 
 def test_error_missing_data_path(data, capsys, tmp_path):
     d, _ = data
-    err = run_error(["run", str(write_config(d, "e3.toml")), "--set", f"data.train.path={tmp_path / 'nope.npz'}"], capsys)
+    err = run_error(["run", str(write_config(d, "e3.toml")), "--set", f"data.train.table.path={tmp_path / 'nope.npz'}"], capsys)
     assert "nope.npz" in err and "does not exist" in err
     err = run_error(["run", str(tmp_path / "missing.toml")], capsys)
     assert "does not exist" in err
@@ -189,7 +197,7 @@ def test_error_nan_flux(data, capsys):
     flux = ss.flux.copy()
     flux[7, 30] = np.nan
     save_npz(d / "nan.npz", ss, flux=flux)
-    err = run_error(["run", str(write_config(d, "e4.toml")), "--set", f"data.train.path={d / 'nan.npz'}"], capsys)
+    err = run_error(["run", str(write_config(d, "e4.toml")), "--set", f"data.train.table.path={d / 'nan.npz'}"], capsys)
     assert f"star '{ss.ids[7]}'" in err and "NaN" in err
 
 
@@ -198,7 +206,7 @@ def test_error_negative_ivar(data, capsys):
     ivar = ss.ivar.copy()
     ivar[3, 10] = -5.0
     save_npz(d / "neg.npz", ss, ivar=ivar)
-    err = run_error(["run", str(write_config(d, "e5.toml")), "--set", f"data.train.path={d / 'neg.npz'}"], capsys)
+    err = run_error(["run", str(write_config(d, "e5.toml")), "--set", f"data.train.table.path={d / 'neg.npz'}"], capsys)
     assert f"star '{ss.ids[3]}'" in err and "ivar" in err
 
 
@@ -216,7 +224,7 @@ def test_error_constant_pixel(data, capsys):
     flux = ss.flux.copy()
     flux[:, 42] = 1.0
     save_npz(d / "const.npz", ss, flux=flux)
-    err = run_error(["run", str(write_config(d, "e6.toml")), "--set", f"data.train.path={d / 'const.npz'}"], capsys)
+    err = run_error(["run", str(write_config(d, "e6.toml")), "--set", f"data.train.table.path={d / 'const.npz'}"], capsys)
     assert "pixel 42" in err and f"{ss.wave[42]:.2f} A" in err and "constant across the training set" in err
 
 
@@ -239,7 +247,7 @@ def test_console_script_and_verbose(tmp_path):
 
 
 def test_demo_config_file_is_the_packaged_demo():
-    from slamfw.cli import demo_config_text
+    from slamfw.cli.commands import demo_config_text
     assert (REPO / "examples" / "demo" / "experiment.toml").read_text() == demo_config_text()
 
 
@@ -249,7 +257,7 @@ def test_training_set_cleaning_from_config(data, tmp_path):
     labels[9, 0] += 5000.0  # a mislabelled training star
     save_npz(d / "dirty.npz", ss, Teff=labels[:, 0])
     cfg = write_config(d, "clean.toml", out=str(tmp_path / "c"))
-    assert main(["run", str(cfg), "--set", f"data.train.path={d / 'dirty.npz'}", "--set", "data.test.path=" + str(d / "other.npz"),
+    assert main(["run", str(cfg), "--set", f"data.train.table.path={d / 'dirty.npz'}", "--set", "data.test.table.path=" + str(d / "other.npz"),
                  "--set", "data.train.holdout=0.0", "--set", "data.train.clean.folds=4"]) == 0
     from slamfw.model import SlamfwModel
     kept = SlamfwModel.load(tmp_path / "c" / "model.npz").train_ids.tolist()

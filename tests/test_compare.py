@@ -7,12 +7,12 @@ import pytest
 from astropy.table import Table
 
 import slamfw
-from slamfw import ConfigError, Emulator, Params, Standardizer, check_training_data, plugins
+from slamfw import ConfigError, Emulator, Params, Standardizer, check_training_data, registry
 from slamfw.cli import main
-from slamfw.compare import compare_emulators
+from slamfw.workflows.compare import compare_emulators
 from slamfw.config import load_config
 from slamfw.model import SlamfwModel
-from slamfw.validation import cross_validate_flux
+from slamfw.stats.crossval import cross_validate_flux
 from slamfw_plugins.emulators.cannon import CannonEmulator
 
 from . import test_cli
@@ -22,10 +22,10 @@ data = test_cli.data  # the CLI tests' mock survey (table files), reused
 COMPARE = """
 [compare]
 emulators = ["slam", "cannon", "krr"]
-[compare.params.cannon]
+[emulator.cannon]
 order = 2
 n_folds = 3
-[compare.params.krr]
+[emulator.krr]
 gamma = [0.1, 0.3]
 """
 
@@ -65,8 +65,8 @@ def test_every_emulator_ran_on_the_same_data(compared):
         assert e["label_bias"]["Teff"] == pytest.approx(float(np.mean(diff[ok])))
         assert set(e["label_scatter_by_snr"]) == {"50", "200"}
     assert len(hashes) == 1
-    assert SlamfwModel.load(out / "cannon" / "model.npz").emulator.n_folds == 3   # compare.params applied
-    assert SlamfwModel.load(out / "slam" / "model.npz").emulator.C == [10.0]      # [emulator] section applied
+    assert SlamfwModel.load(out / "cannon" / "model.npz").emulator.n_folds == 3   # [emulator.cannon] applied
+    assert SlamfwModel.load(out / "slam" / "model.npz").emulator.C == [10.0]      # [emulator.slam] applied
 
 
 def test_report_table_and_figures(compared):
@@ -85,7 +85,7 @@ def test_report_table_and_figures(compared):
 def test_refit_cross_validation_equals_an_emulators_own(small_train):
     """The generic k-fold refit gives exactly the cannon's own CV (same folds, same standardisation)."""
     emu = CannonEmulator(n_folds=4, random_state=7).fit(small_train.labels, small_train.flux, small_train.ivar)
-    mse, md = cross_validate_flux(lambda: CannonEmulator(n_folds=4), small_train.labels, small_train.flux,
+    mse, md = cross_validate_flux(CannonEmulator(n_folds=4), small_train.labels, small_train.flux,
                                   small_train.ivar, n_folds=4, seed=7)
     # equal up to the scatter search, whose bracket is set by each fit's own flux scale
     np.testing.assert_allclose(mse, emu.cv_mse_, rtol=1e-5)
@@ -125,13 +125,13 @@ def test_emulator_without_cv_is_cross_validated_by_compare(data, capsys):
     d, _ = data
     plugin = types.SimpleNamespace(slamfw_register_emulators=slamfw.hookimpl(
         lambda register: register("mean", MeanSpectrum)))
-    plugins.register_plugin(plugin, name="mean-plugin")
+    registry.register_plugin(plugin, name="mean-plugin")
     try:
         cfg = test_cli.write_config(d, name="cmp-mean.toml", out="cmp-mean")
         assert main(["compare", str(cfg), "--emulators", "mean,cannon,krr", "--set", "compare.cv_folds=4",
                      "--set", "compare.figures=false", "--set", "compare.refit_cv=[\"krr\"]"]) == 0
     finally:
-        plugins.unregister_plugin("mean-plugin")
+        registry.unregister_plugin("mean-plugin")
     printed = capsys.readouterr().out
     assert "| mean | 4-fold (refit by compare) |" in printed and "| cannon | 5-fold |" in printed
     assert "| krr | 4-fold (refit by compare) |" in printed     # asked for by compare.refit_cv
@@ -153,11 +153,12 @@ def test_compare_errors(data, capsys):
         compare_emulators(load_config(cfg), ["krr", "krr"])
     with pytest.raises(ConfigError, match="no emulator named 'kr'.*Did you mean 'krr'"):
         compare_emulators(load_config(cfg), ["slam", "kr"])
-    with pytest.raises(ConfigError, match="compare.params.cannon.order: Input should be less than or equal to 3"):
-        compare_emulators(load_config(cfg, ["compare.params.cannon.order=7"]), ["cannon"])
-    assert not (d / "cmp-err" / "slam").exists()   # nothing trained before the names were checked
-    assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "emulator.model=x.npz",
-                 "--set", "compare.params.slma.C=[1]"]) == 2
-    captured = capsys.readouterr()
-    assert "emulator.model" in captured.err
-    assert "compare.params: ['slma'] not compared in this run" in captured.err + captured.out
+    with pytest.raises(ConfigError, match="emulator.cannon.order: Input should be less than or equal to 3"):
+        compare_emulators(load_config(cfg, ["emulator.cannon.order=7"]), ["slam", "cannon"])
+    assert not (d / "cmp-err" / "slam").exists()   # nothing trained before every emulator's table was checked
+    assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "emulator.model=x.npz"]) == 2
+    assert "emulator.model" in capsys.readouterr().err
+    # the old mechanism is refused with a message that says how to convert
+    assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "compare.params.cannon.order=3"]) == 2
+    err = capsys.readouterr().err
+    assert "compare.params is gone" in err and "Move [compare.params.<name>] to [emulator.<name>]" in err

@@ -1,22 +1,41 @@
+import logging
+from pathlib import Path
+
 import pytest
 
 from slamfw import ConfigError
-from slamfw.config import apply_override, load_config, parse_value, validate_config
-from slamfw.pipeline import resolve_config
+from slamfw.config import apply_override, load_config, parse_value, resolve_config, selected, validate_config
 
 BASE = """
 seed = 3
 labels = ["Teff", "logg", "FeH"]
 [data.train]
 reader = "mock"
+[data.train.mock]
 n_stars = 10
 [normalizer]
 name = "none"
 [emulator]
 name = "slam"
+[emulator.slam]
 C = [1.0]
+n_jobs = 2
+[emulator.cannon]
+order = 3
 [inferer]
 name = "lm"
+"""
+
+FLAT = """
+seed = 3
+labels = ["Teff", "logg", "FeH"]
+[data.train]
+reader = "mock"
+n_stars = 10
+[emulator]
+name = "slam"
+C = [1.0]
+gamma = [0.1]
 """
 
 
@@ -31,31 +50,82 @@ def test_toml_and_yaml_agree(tmp_path):
     yaml_text = """
 seed: 3
 labels: [Teff, logg, FeH]
-data: {train: {reader: mock, n_stars: 10}}
+data: {train: {reader: mock, mock: {n_stars: 10}}}
 normalizer: {name: none}
-emulator: {name: slam, C: [1.0]}
+emulator: {name: slam, slam: {C: [1.0], n_jobs: 2}, cannon: {order: 3}}
 inferer: {name: lm}
 """
     b = load_config(write(tmp_path, yaml_text, "c.yaml"))
     assert a.model_dump() == b.model_dump()
 
 
+def test_only_the_selected_table_is_used(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    sel = selected(cfg, "emulator")
+    assert sel.name == "slam" and sel.params["C"] == [1.0] and sel.params["n_jobs"] == 2
+    assert sel.params["random_state"] == 3            # the experiment's seed
+    swapped = selected(load_config(write(tmp_path, BASE), ["emulator.name=cannon"]), "emulator")
+    assert swapped.name == "cannon" and swapped.params["order"] == 3 and "C" not in swapped.params
+    krr = selected(load_config(write(tmp_path, BASE), ["emulator.name=krr"]), "emulator")
+    assert krr.name == "krr" and krr.params["alpha"]    # no table: the defaults
+    reader = selected(load_config(write(tmp_path, BASE)), "data.train")
+    assert reader.name == "mock" and reader.params["n_stars"] == 10 and reader.name_key == "reader"
+
+
 def test_set_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, BASE), ["emulator.C=[1, 10]", "seed=7", "output.dir=x/y",
-                                              "data.train.where.Teff=[4000, 5000]"])
-    assert cfg.emulator.params()["C"] == [1, 10]
+    cfg = load_config(write(tmp_path, BASE), ["emulator.slam.C=[1, 10]", "seed=7", "output.dir=x/y",
+                                              "data.train.mock.teff=[4000, 5000]"])
+    assert selected(cfg, "emulator").params["C"] == [1.0, 10.0]
     assert cfg.seed == 7 and cfg.output.dir == "x/y"
-    assert cfg.data.train.params()["where"] == {"Teff": [4000, 5000]}
+    assert selected(cfg, "data.train").params["teff"] == [4000, 5000]
     assert parse_value("true") is True and parse_value("abc") == "abc" and parse_value("1e3") == 1000.0
 
 
+def test_resolved_config_shows_the_selected_table_only(tmp_path):
+    res = resolve_config(load_config(write(tmp_path, BASE)))
+    assert set(res["emulator"]) == {"name", "slam"}
+    assert res["emulator"]["slam"]["epsilon"] == 0.05 and res["emulator"]["slam"]["n_folds"] == 5
+    assert res["inferer"] == {"name": "lm", "lm": res["inferer"]["lm"]} and res["inferer"]["lm"]["max_nfev"] > 0
+    assert res["data"]["train"]["reader"] == "mock" and res["data"]["train"]["mock"]["n_stars"] == 10
+    assert res["data"]["train"]["holdout"] == 0.0
+    assert Path(res["output"]["dir"]).is_absolute()
+    again = validate_config(res)  # the resolved config is itself a valid config
+    assert selected(again, "emulator").params == selected(load_config(write(tmp_path, BASE)), "emulator").params
+
+
+def test_old_flat_config_loads_with_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="slamfw"):
+        sel = selected(load_config(write(tmp_path, FLAT)), "emulator")
+    assert sel.params["C"] == [1.0] and sel.params["gamma"] == [0.1]
+    assert selected(load_config(write(tmp_path, FLAT)), "data.train").params["n_stars"] == 10
+    assert "old style" in caplog.text and "[emulator.slam]" in caplog.text
+    # the flat keys belong to whichever emulator is selected: swapping says how to convert
+    cfg = load_config(write(tmp_path, FLAT), ["emulator.name=cannon"])
+    with pytest.raises(ConfigError, match=r"emulator\.C: unknown key.*old, flat style.*\[emulator\.<name>\]"):
+        selected(cfg, "emulator")
+
+
+def test_flat_override_applies_to_the_selected_component(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["emulator.n_folds=3"])
+    assert selected(cfg, "emulator").params["n_folds"] == 3
+
+
+def test_table_of_an_uninstalled_component_is_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="slamfw"):
+        sel = selected(load_config(write(tmp_path, BASE), ["emulator.someday.alpha=1"]), "emulator")
+    assert sel.name == "slam"
+    assert "[emulator.someday] is the table of no installed emulator" in caplog.text
+
+
 def test_typo_in_plugin_key_reports_dotted_path(tmp_path):
-    cfg = load_config(write(tmp_path, BASE), ["emulator.gama=[0.1]"])
-    with pytest.raises(ConfigError, match=r"emulator\.gama: unknown key"):
+    cfg = load_config(write(tmp_path, BASE), ["emulator.slam.gama=[0.1]"])
+    with pytest.raises(ConfigError, match=r"emulator\.slam\.gama: unknown key"):
         resolve_config(cfg)
-    cfg = load_config(write(tmp_path, BASE), ["data.train.n_star=5"])
-    with pytest.raises(ConfigError, match=r"data\.train\.n_star: unknown key"):
+    cfg = load_config(write(tmp_path, BASE), ["data.train.mock.n_star=5"])
+    with pytest.raises(ConfigError, match=r"data\.train\.mock\.n_star: unknown key"):
         resolve_config(cfg)
+    # a typo in a table that is not selected is not validated (it may belong to an absent plugin)
+    resolve_config(load_config(write(tmp_path, BASE), ["emulator.cannon.ordre=2"]))
 
 
 def test_typo_in_core_key_reports_dotted_path(tmp_path):
@@ -77,8 +147,8 @@ def test_unknown_plugin_suggests(tmp_path):
 
 
 def test_bad_value_type(tmp_path):
-    cfg = load_config(write(tmp_path, BASE), ["emulator.n_folds=one"])
-    with pytest.raises(ConfigError, match=r"emulator\.n_folds"):
+    cfg = load_config(write(tmp_path, BASE), ["emulator.slam.n_folds=one"])
+    with pytest.raises(ConfigError, match=r"emulator\.slam\.n_folds"):
         resolve_config(cfg)
 
 
@@ -99,6 +169,9 @@ def test_missing_file_and_bad_syntax(tmp_path):
         load_config(write(tmp_path, "labels = [\n"))
     with pytest.raises(ConfigError, match="labels"):
         validate_config({"seed": 1})
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00\x81garbage")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(tmp_path / "binary.toml")
 
 
 def test_override_errors():
@@ -112,9 +185,31 @@ def test_override_errors():
     assert raw["analyzers"][0]["name"] == "cv-scatter"
 
 
-def test_resolved_config_has_defaults(tmp_path):
-    cfg = load_config(write(tmp_path, BASE))
-    res = resolve_config(cfg)
-    assert res["emulator"]["epsilon"] == 0.05 and res["emulator"]["n_folds"] == 5
-    assert res["inferer"]["max_nfev"] > 0
-    assert res["data"]["train"]["n_stars"] == 10 and res["data"]["train"]["reader"] == "mock"
+TABLE_CFG = """
+labels = ["Teff"]
+[data.train]
+reader = "table"
+[data.train.table]
+path = "data/train.npz"
+[emulator]
+name = "slam"
+model = "models/m.npz"
+"""
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    conf_dir = tmp_path / "project" / "configs"
+    conf_dir.mkdir(parents=True)
+    path = write(conf_dir, TABLE_CFG, "exp.toml")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(Path("project/configs/exp.toml"))
+    assert selected(cfg, "data.train").params["path"] == str(conf_dir / "data" / "train.npz")
+    assert selected(cfg, "emulator").core["model"] == str(conf_dir / "models" / "m.npz")
+    # a path given on the command line is relative to the working directory
+    cfg = load_config(path, ["data.train.table.path=here.npz", "emulator.model=m2.npz"])
+    assert selected(cfg, "data.train").params["path"] == str(tmp_path / "here.npz")
+    assert selected(cfg, "emulator").core["model"] == str(tmp_path / "m2.npz")
+    # the resolved config records absolute paths, so it works from any directory
+    res = resolve_config(load_config(path))
+    assert res["data"]["train"]["table"]["path"] == str(conf_dir / "data" / "train.npz")
+    assert res["emulator"]["model"] == str(conf_dir / "models" / "m.npz")

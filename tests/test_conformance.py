@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import slamfw
-from slamfw import plugins
+from slamfw import registry
 from slamfw.cli import main
 from slamfw.testing import EmulatorCheckError, check_emulator
 from slamfw_plugins.emulators.cannon import CannonEmulator
@@ -22,7 +22,7 @@ BUILTIN = [
 
 @pytest.mark.parametrize("name,params", BUILTIN, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BUILTIN)])
 def test_builtin_emulators_pass(name, params):
-    results = check_emulator(plugins.get_component("emulator", name), params)
+    results = check_emulator(registry.get_component("emulator", name), params)
     assert len(results) == 14 and all(r.passed for r in results)
 
 
@@ -76,12 +76,12 @@ def test_cli_check_emulator(capsys):
     assert out.count("PASS") == 14 and "14 passed, 0 failed" in out
     plugin = types.SimpleNamespace(slamfw_register_emulators=slamfw.hookimpl(
         lambda register: register("flipped", FlippedJacobian)))
-    plugins.register_plugin(plugin, name="flipped-plugin")
+    registry.register_plugin(plugin, name="flipped-plugin")
     try:
         assert main(["check-emulator", "flipped"]) == 1
         out = capsys.readouterr().out
         assert "FAIL  jacobian matches central finite differences" in out and "13 passed, 1 failed" in out
     finally:
-        plugins.unregister_plugin("flipped-plugin")
+        registry.unregister_plugin("flipped-plugin")
     assert main(["check-emulator", "nope"]) == 2
     assert "no emulator named 'nope'" in capsys.readouterr().err

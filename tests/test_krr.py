@@ -66,6 +66,6 @@ def test_refuses_training_sets_beyond_max_stars():
 
 @pytest.mark.parametrize("name,key", [("krr", "alpha"), ("slam", "C")])
 def test_grids_must_be_positive(name, key):
-    from slamfw import ConfigError, plugins
+    from slamfw import ConfigError, registry
     with pytest.raises(ConfigError, match=rf"emulator\.{key}\.1: Input should be greater than 0"):
-        plugins.create("emulator", name, {key: [1.0, -1.0]}, where="emulator.name")
+        registry.create("emulator", name, {key: [1.0, -1.0]}, where="emulator.name")

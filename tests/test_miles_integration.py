@@ -11,15 +11,15 @@ from slamfw.cli import main
 
 from .conftest import REPO
 
-FAST = ["--set", "preprocess.wave_step=2.0", "--set", "emulator.C=[100.0]", "--set", "emulator.gamma=[0.1]",
-        "--set", "emulator.n_folds=3"]
+FAST = ["--set", "preprocess.wave_step=2.0", "--set", "emulator.slam.C=[100.0]", "--set", "emulator.slam.gamma=[0.1]",
+        "--set", "emulator.slam.n_folds=3"]
 
 
 @pytest.fixture(scope="module")
 def miles_run(miles_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("miles")
     cfg = REPO / "examples" / "miles" / "experiment.toml"
-    args = ["run", str(cfg), "--set", f"data.train.path={miles_dir}", "--set", f"data.test.path={miles_dir}",
+    args = ["run", str(cfg), "--set", f"data.train.miles.path={miles_dir}", "--set", f"data.test.miles.path={miles_dir}",
             "--set", f"output.dir={out}", *FAST]
     assert main(args) == 0
     return out
@@ -56,12 +56,12 @@ def test_other_directory_is_the_whole_test_set(miles_run, miles_dir, tmp_path):
     out = tmp_path / "out"
     cfg = REPO / "examples" / "miles" / "experiment.toml"
     assert main(["run", str(cfg), "--set", f"emulator.model={miles_run / 'model.npz'}",
-                 "--set", f"data.test.path={other}", "--set", f"output.dir={out}"]) == 0
+                 "--set", f"data.test.miles.path={other}", "--set", f"output.dir={out}"]) == 0
     cat = Table.read(out / "catalog.ecsv")
-    from slamfw import plugins
+    from slamfw import registry
     from slamfw.model import SlamfwModel
-    from slamfw.pipeline import prepare_for_model
-    raw = plugins.create("reader", "miles", {"path": str(other), "where": {"Teff": [4000.0, 7000.0]}}).read()
+    from slamfw.workflows.infer import prepare_for_model
+    raw = registry.create("reader", "miles", {"path": str(other), "where": {"Teff": [4000.0, 7000.0]}}).read()
     expect = prepare_for_model(raw, SlamfwModel.load(miles_run / "model.npz"))
     assert len(expect.ids) >= 20
     assert sorted(cat["id"]) == sorted(expect.ids.tolist())  # all of them, training stars included

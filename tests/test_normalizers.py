@@ -1,6 +1,6 @@
 import numpy as np
 
-from slamfw import plugins
+from slamfw import registry
 
 
 def test_spline_recovers_continuum_under_lines(rng):
@@ -12,7 +12,7 @@ def test_spline_recovers_continuum_under_lines(rng):
     noise = rng.normal(0, 0.005, wave.size)
     flux = cont * lines * (1 + noise)
     ivar = np.full_like(wave, 1 / (0.005 * 1.5) ** 2)
-    norm = plugins.create("normalizer", "spline", {"smoothing_length": 100.0, "k": 1.5, "n_iter": 5})
+    norm = registry.create("normalizer", "spline", {"smoothing_length": 100.0, "k": 1.5, "n_iter": 5})
     nf, ni, c = norm.normalize(wave, flux[None], ivar[None])
     inner = (wave > 4000) & (wave < 5700)
     # continuum estimate within 1.5% of the truth; normalised continuum pixels near 1
@@ -28,8 +28,8 @@ def test_spline_rejection_is_what_helps(rng):
     for c in np.arange(4020, 4990, 15.0):
         lines *= 1 - 0.6 * np.exp(-0.5 * ((wave - c) / 1.5) ** 2)
     ivar = np.ones((1, wave.size)) * 1e4
-    kept = plugins.create("normalizer", "spline", {"n_iter": 5}).normalize(wave, lines[None], ivar)[2]
-    none = plugins.create("normalizer", "spline", {"n_iter": 0}).normalize(wave, lines[None], ivar)[2]
+    kept = registry.create("normalizer", "spline", {"n_iter": 5}).normalize(wave, lines[None], ivar)[2]
+    none = registry.create("normalizer", "spline", {"n_iter": 0}).normalize(wave, lines[None], ivar)[2]
     # without rejection the continuum sinks into the lines; with it, it stays closer to 1
     assert np.median(np.abs(kept - 1)) < 0.5 * np.median(np.abs(none - 1))
 
@@ -38,9 +38,9 @@ def test_identity_and_bad_pixels():
     wave = np.linspace(4000, 4100, 200)
     flux = np.ones((2, 200)) * 3
     ivar = np.ones((2, 200))
-    nf, ni, c = plugins.create("normalizer", "none").normalize(wave, flux, ivar)
+    nf, ni, c = registry.create("normalizer", "none").normalize(wave, flux, ivar)
     np.testing.assert_array_equal(nf, flux)
     ivar[0] = 0  # a star without good pixels gets zero weight, not NaN
-    nf, ni, c = plugins.create("normalizer", "spline").normalize(wave, flux, ivar)
+    nf, ni, c = registry.create("normalizer", "spline").normalize(wave, flux, ivar)
     assert np.all(ni[0] == 0) and np.all(np.isfinite(nf))
     np.testing.assert_allclose(nf[1], 1, atol=1e-6)

@@ -1,6 +1,6 @@
 import logging
 
-from slamfw.parallel import chunks, effective_n_jobs, parallel_map
+from slamfw.execution.executor import chunks, effective_n_jobs, parallel_map
 
 
 def _square_plus(x, offset=0):

@@ -3,11 +3,11 @@ import logging
 import numpy as np
 import pytest
 
-from slamfw import DataError, SpectralSet, plugins
+from slamfw import DataError, SpectralSet, registry
 from slamfw.config import PreprocessConfig
 from slamfw.preprocess import C_KMS, make_grid, prepare, resample
 
-NONE = plugins.create("normalizer", "none")
+NONE = registry.create("normalizer", "none")
 
 
 def test_resample_linear_and_variance_propagation():

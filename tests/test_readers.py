@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from slamfw import DataError, plugins
+from slamfw import DataError, registry
 from slamfw_plugins.readers import miles as miles_mod
 from slamfw_plugins.readers import mockspec
 
 
 def test_miles_reader(miles_dir):
-    ss = plugins.create("reader", "miles", {"path": str(miles_dir), "where": {"Teff": [4000, 7000]}}).read()
+    ss = registry.create("reader", "miles", {"path": str(miles_dir), "where": {"Teff": [4000, 7000]}}).read()
     assert ss.label_names == ["Teff", "logg", "FeH"] and ss.label_units == ["K", "dex", "dex"]
     assert 540 <= ss.n_stars <= 600  # SOURCE.md: 582 stars have 4000 < Teff < 7000
     assert np.all((ss.labels[:, 0] >= 4000) & (ss.labels[:, 0] <= 7000))
@@ -36,15 +36,15 @@ def test_miles_params_table_fallback(miles_dir, tmp_path):
     for f in sorted(miles_dir.glob("MILES_res2.50_star_m00*.fits"))[:5]:
         (tmp_path / f.name).symlink_to(f)
     (tmp_path / "paramsMILES_v9.1.txt").symlink_to(miles_dir / "paramsMILES_v9.1.txt")
-    ss = plugins.create("reader", "miles", {"path": str(tmp_path)}).read()
+    ss = registry.create("reader", "miles", {"path": str(tmp_path)}).read()
     assert 1 <= ss.n_stars <= 5
 
 
 def test_miles_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        plugins.create("reader", "miles", {"path": str(tmp_path / "nope")}).read()
+        registry.create("reader", "miles", {"path": str(tmp_path / "nope")}).read()
     with pytest.raises(DataError, match="no MILES FITS files"):
-        plugins.create("reader", "miles", {"path": str(tmp_path)}).read()
+        registry.create("reader", "miles", {"path": str(tmp_path)}).read()
 
 
 def test_table_reader_formats(tmp_path):
@@ -64,12 +64,12 @@ def test_table_reader_formats(tmp_path):
     t2["wave"] = np.tile(wave, (4, 1))
     t2.write(tmp_path / "s.fits")
     for name in ("s.npz", "s.ecsv", "s.fits"):
-        ss = plugins.create("reader", "table", {"path": str(tmp_path / name)}).read()
+        ss = registry.create("reader", "table", {"path": str(tmp_path / name)}).read()
         assert ss.ids.tolist() == list("abcd") and ss.label_names == ["Teff"], name
         np.testing.assert_allclose(ss.flux, flux)
         np.testing.assert_allclose(ss.wave, wave)
-    assert plugins.create("reader", "table", {"path": str(tmp_path / "s.npz")}).read().meta["snr"][0] == 50
-    ss = plugins.create("reader", "table", {"path": str(tmp_path / "s.npz"), "where": {"Teff": [5400, 6100]}}).read()
+    assert registry.create("reader", "table", {"path": str(tmp_path / "s.npz")}).read().meta["snr"][0] == 50
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "s.npz"), "where": {"Teff": [5400, 6100]}}).read()
     assert ss.ids.tolist() == ["b", "c"]
 
 
@@ -79,28 +79,28 @@ def test_table_reader_bad_values(tmp_path):
     flux[1, 3] = np.nan
     np.savez(tmp_path / "nan.npz", wave=wave, flux=flux, ivar=np.ones((2, 10)), id=np.array(["x", "y"]))
     with pytest.raises(DataError, match=r"star 'y'.*NaN/inf flux at 1 good pixel.*4033.33 A"):
-        plugins.create("reader", "table", {"path": str(tmp_path / "nan.npz")}).read()
+        registry.create("reader", "table", {"path": str(tmp_path / "nan.npz")}).read()
     ivar = np.ones((2, 10))
     ivar[1, 3] = 0  # NaN where ivar is 0 is fine: becomes a bad pixel
     np.savez(tmp_path / "nan_ok.npz", wave=wave, flux=flux, ivar=ivar)
-    ss = plugins.create("reader", "table", {"path": str(tmp_path / "nan_ok.npz")}).read()
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "nan_ok.npz")}).read()
     assert ss.flux[1, 3] == 0 and not ss.mask[1, 3]
     ivar[0, 0] = -1
     np.savez(tmp_path / "neg.npz", wave=wave, flux=np.ones((2, 10)), ivar=ivar)
     with pytest.raises(DataError, match=r"ivar -1.0 < 0"):
-        plugins.create("reader", "table", {"path": str(tmp_path / "neg.npz")}).read()
+        registry.create("reader", "table", {"path": str(tmp_path / "neg.npz")}).read()
     np.savez(tmp_path / "noflux.npz", wave=wave, ivar=ivar)
     with pytest.raises(DataError, match="no 'flux'"):
-        plugins.create("reader", "table", {"path": str(tmp_path / "noflux.npz")}).read()
+        registry.create("reader", "table", {"path": str(tmp_path / "noflux.npz")}).read()
 
 
 def test_mock_reader_deterministic_and_labelled():
     kw = {"n_stars": 20, "n_pixels": 300, "seed": 3, "snr": [10, 100]}
-    a = plugins.create("reader", "mock", kw).read()
-    b = plugins.create("reader", "mock", kw).read()
+    a = registry.create("reader", "mock", kw).read()
+    b = registry.create("reader", "mock", kw).read()
     np.testing.assert_array_equal(a.flux, b.flux)
     assert a.meta["snr"].tolist()[:3] == [10, 100, 10]
-    c = plugins.create("reader", "mock", dict(kw, seed=4)).read()
+    c = registry.create("reader", "mock", dict(kw, seed=4)).read()
     assert not np.allclose(a.labels, c.labels)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVR
 
-from slamfw import DataError, NotFittedError, plugins
+from slamfw import DataError, NotFittedError, registry
 from slamfw_plugins.emulators.slam import SlamEmulator
 
 
@@ -70,8 +70,8 @@ def test_jacobian_matches_finite_differences(small_slam):
 
 def test_deterministic_given_seed(small_train):
     kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False, random_state=5)
-    a = plugins.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
-    b = plugins.create("emulator", "slam", dict(kw, n_jobs=2, pixels_per_task=17)).fit(
+    a = registry.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
+    b = registry.create("emulator", "slam", dict(kw, n_jobs=2, pixels_per_task=17)).fit(
         small_train.labels, small_train.flux, small_train.ivar)
     np.testing.assert_array_equal(a.cv_mse_grid_, b.cv_mse_grid_)
     np.testing.assert_array_equal(a.predict(small_train.labels[:3]), b.predict(small_train.labels[:3]))
@@ -82,14 +82,14 @@ def test_bad_pixels_excluded_per_pixel(small_train):
     flux = small_train.flux.copy()
     ivar[:10, 5] = 0
     flux[:10, 5] = 99.0  # garbage where ivar is 0 must not matter
-    emu = plugins.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
     emu.fit(small_train.labels, flux, ivar)
     assert np.all(emu.dual_coef_[5, :10] == 0)
     assert abs(emu.flux_scaler_.mean_[5] - small_train.flux[10:, 5].mean()) < 1e-12
 
 
 def test_errors():
-    emu = plugins.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
     with pytest.raises(NotFittedError):
         emu.predict(np.zeros((1, 3)))
     labels = np.random.default_rng(0).normal(size=(20, 3))
@@ -121,7 +121,7 @@ def test_state_round_trip(small_slam, small_train):
 def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, monkeypatch):
     import slamfw_plugins.emulators.slam as slam_mod
     kw = dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False, pixels_per_task=20)
-    reference = plugins.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
+    reference = registry.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
     real = slam_mod._fit_pixel_block
     calls = []
 
@@ -132,7 +132,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
         return real(*a, **k)
 
     monkeypatch.setattr(slam_mod, "_fit_pixel_block", dies_on_third)
-    emu = plugins.create("emulator", "slam", kw)
+    emu = registry.create("emulator", "slam", kw)
     emu.workdir = tmp_path
     with pytest.raises(KeyboardInterrupt):
         emu.fit(small_train.labels, small_train.flux, small_train.ivar)
@@ -145,7 +145,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
     np.testing.assert_array_equal(emu.dual_coef_, reference.dual_coef_)
     np.testing.assert_array_equal(emu.cv_mse_grid_, reference.cv_mse_grid_)
     # different data or parameters never reuse those blocks
-    other = plugins.create("emulator", "slam", dict(kw, C=[2.0]))
+    other = registry.create("emulator", "slam", dict(kw, C=[2.0]))
     other.workdir = tmp_path
     calls.clear()
     other.fit(small_train.labels, small_train.flux, small_train.ivar)
@@ -157,12 +157,12 @@ def test_kernel_paths_agree(small_train, monkeypatch):
     import slamfw_plugins.emulators.slam as slam_mod
     kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False)
     args = (small_train.labels, small_train.flux, small_train.ivar)
-    cached = plugins.create("emulator", "slam", kw).fit(*args)
+    cached = registry.create("emulator", "slam", kw).fit(*args)
     monkeypatch.setattr(slam_mod, "FOLD_CACHE_BYTES", 0)
-    uncached = plugins.create("emulator", "slam", kw).fit(*args)
+    uncached = registry.create("emulator", "slam", kw).fit(*args)
     np.testing.assert_array_equal(cached.cv_mse_grid_, uncached.cv_mse_grid_)
     np.testing.assert_array_equal(cached.dual_coef_, uncached.dual_coef_)
-    on_the_fly = plugins.create("emulator", "slam", dict(kw, max_kernel_stars=2)).fit(*args)
+    on_the_fly = registry.create("emulator", "slam", dict(kw, max_kernel_stars=2)).fit(*args)
     np.testing.assert_allclose(on_the_fly.cv_mse_grid_, cached.cv_mse_grid_, rtol=5e-3, atol=1e-5)
     theta = small_train.labels[:5]
     np.testing.assert_allclose(on_the_fly.predict(theta), cached.predict(theta),

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from slamfw import DataError, Standardizer
-from slamfw.standardize import pixel_namer
+from slamfw.stats.standardize import pixel_namer
 
 
 def test_matches_paper_eq_2_to_4(rng):

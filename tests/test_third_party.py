@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from slamfw import plugins
+from slamfw import registry
 from slamfw.cli import main
 from slamfw.testing import check_emulator
 
@@ -37,13 +37,13 @@ def installed_linear(tmp_path, monkeypatch):
     (info / "entry_points.txt").write_text("[slamfw]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(PACKAGE))
-    plugins.reset()
+    registry.reset()
     yield project["name"]
-    plugins.reset()
+    registry.reset()
 
 
 def test_listed_by_slamfw_plugins_with_its_distribution(installed_linear, capsys):
-    reg = plugins.available("emulator")
+    reg = registry.available("emulator")
     assert reg["linear"].distribution == installed_linear == "slamfw-linear-emulator"
     assert reg["linear"].cls.__module__ == "slamfw_linear.emulator"
     assert main(["plugins"]) == 0
@@ -52,7 +52,7 @@ def test_listed_by_slamfw_plugins_with_its_distribution(installed_linear, capsys
 
 
 def test_passes_the_conformance_kit(installed_linear, capsys):
-    results = check_emulator(plugins.get_component("emulator", "linear"))
+    results = check_emulator(registry.get_component("emulator", "linear"))
     assert all(r.passed for r in results)
     assert main(["check-emulator", "linear"]) == 0
     assert "14 passed, 0 failed" in capsys.readouterr().out

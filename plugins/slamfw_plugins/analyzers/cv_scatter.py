@@ -12,8 +12,9 @@ import numpy as np
 from astropy.table import Table
 from pydantic import Field
 
-from slamfw import AnalysisContext, Analyzer, Params, Report, hookimpl
-from slamfw.metrics import accuracy_by_snr
+from slamfw import AnalysisContext, Analyzer, Params, Report, accuracy_by_snr, hookimpl
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 
 class CVScatterAnalyzer(Analyzer):

@@ -38,11 +38,9 @@ import numpy as np
 from pydantic import Field
 from sklearn.model_selection import KFold
 
-from slamfw import Params, check_training_data, hookimpl
-from slamfw.errors import DataError
-from slamfw.validation import residual_stats
+from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl, residual_stats
 
-from ._base import ScaledEmulator
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +175,7 @@ def fit_pixels(V: np.ndarray, flux: np.ndarray, noise_var: np.ndarray, good: np.
     return _l1_solve(A, b, coef, regularization, nonlinear, l1_max_iter, l1_tol), s
 
 
-class CannonEmulator(ScaledEmulator):
+class CannonEmulator(StandardizedEmulator):
     """The Cannon: a polynomial in the labels per pixel, with intrinsic scatter (Ness et al. 2015).
 
     Fitted attributes (P pixels, L labels, D polynomial terms): ``label_scaler_``, ``flux_scaler_``;
@@ -217,7 +215,7 @@ class CannonEmulator(ScaledEmulator):
                             f"coefficients per pixel; {m} training stars leave {smallest_fold_train} per "
                             f"{self.n_folds}-fold training set, fewer than that. Add stars or lower the order.")
         good = ivar > 0
-        self._fit_scalers(labels, flux, good, min_count=2)
+        self.fit_standardizers(labels, flux, good, min_count=2)
         V = design_matrix(self.label_scaler_.transform(labels), terms)
         noise_var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 1.0)
         nonlinear = np.array([len(t) >= 2 for t in terms])
@@ -234,12 +232,12 @@ class CannonEmulator(ScaledEmulator):
                                                **self._fit_options())
         self.mse_, self.md_ = residual_stats(V @ self.coef_.T, flux, good, s_max)
         self.noise_var_ = np.where(good, noise_var, 0.0).sum(axis=0) / good.sum(axis=0)
-        self._finish()
+        self.rebuild()
         log.info("cannon: median CV MSE %.4f, median final MSE %.4f (standardised units)",
                  np.nanmedian(self.cv_mse_), np.nanmedian(self.mse_))
         return self
 
-    def _finish(self) -> None:
+    def rebuild(self) -> None:
         """Derived attributes (also after loading)."""
         self.n_labels_ = self.label_scaler_.mean_.size
         self.n_pixels_ = self.coef_.shape[0]
@@ -247,7 +245,6 @@ class CannonEmulator(ScaledEmulator):
         if self.coef_.shape[1] != len(self.terms_):
             raise DataError(f"cannon: {self.coef_.shape[1]} coefficients per pixel do not match order "
                             f"{self.order} with {self.n_labels_} labels ({len(self.terms_)} terms)")
-        self.label_scale_ = self.label_scaler_.scale_
         self.cv_scheme_ = f"{self.n_folds}-fold"
         scale = self.flux_scaler_.scale_
         cv_var = np.nan_to_num(self.cv_mse_, nan=1.0) * scale ** 2
@@ -273,11 +270,11 @@ class CannonEmulator(ScaledEmulator):
         return jac / self.label_scaler_.scale_[None, None, :]
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("coef_", "scatter_", "cv_mse_", "cv_md_", "mse_", "md_", "noise_var_")
-    _KIND = "cannon"
+    STATE_ARRAYS = ("coef_", "scatter_", "cv_mse_", "cv_md_", "mse_", "md_", "noise_var_")
+    STATE_KIND = "cannon"
 
-    def _state_metadata(self) -> dict[str, Any]:
-        return {"kind": self._KIND, "terms": [list(t) for t in self.terms_]}
+    def state_metadata(self) -> dict[str, Any]:
+        return {"kind": self.STATE_KIND, "terms": [list(t) for t in self.terms_]}
 
 
 @hookimpl

@@ -19,15 +19,16 @@ stars, one decomposition per distinct mask. Model error = ``sqrt(LOO MSE) * s_j`
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import scipy.linalg
 from pydantic import Field, PositiveFloat
 
-from slamfw import Params, check_training_data, hookimpl
-from slamfw.errors import DataError
+from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl
 
-from ._base import ScaledEmulator
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def loo_search(d2: np.ndarray, gammas: list[float], Y: np.ndarray, alphas: list[
     return out
 
 
-class KRREmulator(RBFPrediction, ScaledEmulator):
+class KRREmulator(RBFPrediction, StandardizedEmulator):
     """Kernel ridge regression per pixel (RBF), (alpha, gamma) by exact leave-one-out CV.
 
     Fitted attributes (P pixels, M stars): ``label_scaler_``, ``flux_scaler_``; ``X_train_`` (M, L);
@@ -99,7 +100,7 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
                             f"{m} x {m} eigendecomposition per gamma and about {3 * 8 * m * m / 1e9:.1f} GB. "
                             f"Raise max_stars if the memory is there, or use slam.")
         good = ivar > 0
-        self._fit_scalers(labels, flux, good, min_count=3)
+        self.fit_standardizers(labels, flux, good, min_count=3)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         d2 = sq_dist(X, X)
@@ -122,21 +123,20 @@ class KRREmulator(RBFPrediction, ScaledEmulator):
             for key in ("cv_mse", "cv_md", "mse", "md"):
                 getattr(self, key + "_")[pix] = res[key]
         self.X_train_ = X
-        self._finish()
+        self.rebuild()
         log.info("krr: median LOO MSE %.4f, median final MSE %.4f (standardised units)",
                  np.median(self.cv_mse_), np.median(self.mse_))
         return self
 
-    def _finish(self) -> None:
+    def rebuild(self) -> None:
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = self.dual_coef_.shape[0]
-        self.label_scale_ = self.label_scaler_.scale_
         self.cv_scheme_ = "leave-one-out"
         self.model_error_ = np.sqrt(self.cv_mse_) * self.flux_scaler_.scale_
         self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, np.zeros(self.n_pixels_), self.gamma_)
 
-    _ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")
-    _KIND = "krr-rbf"
+    STATE_ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")
+    STATE_KIND = "krr-rbf"
 
 
 @hookimpl

@@ -30,12 +30,13 @@ from pydantic import Field, PositiveFloat
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 
-from slamfw import Params, check_training_data, hookimpl
-from slamfw.errors import DataError
-from slamfw.parallel import chunks, parallel_map
+from slamfw import (
+    ChunkStore, DataError, Params, StandardizedEmulator, check_training_data, chunks, hookimpl, parallel_map,
+)
 
-from ._base import ScaledEmulator
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 
@@ -112,30 +113,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     return out
 
 
-class _BlockStore:
-    """One ``.npz`` per finished block of pixels, written atomically, in ``folder``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def load(self, i: int) -> dict[str, np.ndarray] | None:
-        path = self.folder / f"block_{i:05d}.npz"
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
-            return None  # a block cut short by a kill is simply redone
-
-    def save(self, i: int, result: dict[str, np.ndarray]) -> None:
-        tmp = self.folder / f"tmp-block_{i:05d}.npz"
-        np.savez(tmp, **result)
-        tmp.replace(self.folder / f"block_{i:05d}.npz")
-
-
-class SlamEmulator(RBFPrediction, ScaledEmulator):
+class SlamEmulator(RBFPrediction, StandardizedEmulator):
     """SLAM's SVR-per-pixel emulator.
 
     Fitted attributes (P pixels, M training stars, L labels; G gammas, H Cs in the grid):
@@ -169,7 +147,7 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
         if m < self.n_folds:
             raise DataError(f"slam: {m} training stars is fewer than n_folds={self.n_folds}")
         good = ivar > 0
-        self._fit_scalers(labels, flux, good, min_count=self.n_folds)
+        self.fit_standardizers(labels, flux, good, min_count=self.n_folds)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
@@ -208,12 +186,12 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
         self.mse_ = cat["mse"]
         self.md_ = cat["md"]
         self.n_support_ = cat["n_support"]
-        self._finish()
+        self.rebuild()
         log.info("slam: median CV MSE %.4f, median final MSE %.4f (standardised units)",
                  np.median(self.cv_mse_), np.median(self.mse_))
         return self
 
-    def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray) -> "_BlockStore | None":
+    def _block_store(self, X: np.ndarray, Y: np.ndarray, good: np.ndarray) -> ChunkStore | None:
         """Finished pixel blocks under ``workdir``, keyed by the data and the parameters."""
         if not self.workdir:
             return None
@@ -222,9 +200,9 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
             h.update(np.ascontiguousarray(arr).tobytes())
         params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs", "progress")}
         h.update(json.dumps(params, sort_keys=True).encode())
-        return _BlockStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}")
+        return ChunkStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}", prefix="block")
 
-    def _finish(self) -> None:
+    def rebuild(self) -> None:
         """Derived attributes (also after loading)."""
         p = self.dual_coef_.shape[0]
         n_c = len(self.C)
@@ -237,14 +215,13 @@ class SlamEmulator(RBFPrediction, ScaledEmulator):
         self.cv_scheme_ = f"{self.n_folds}-fold"
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = p
-        self.label_scale_ = self.label_scaler_.scale_
         self.model_error_ = np.sqrt(np.nan_to_num(self.cv_mse_, nan=1.0)) * self.flux_scaler_.scale_
         self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, self.intercept_, self.gamma_)
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_", "mse_",
-               "md_", "n_support_")
-    _KIND = "slam-svr"
+    STATE_ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_", "mse_",
+                    "md_", "n_support_")
+    STATE_KIND = "slam-svr"
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "SlamEmulator":

@@ -25,10 +25,9 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import least_squares
 
-from slamfw import Inferer, LabelResult, Params, hookimpl
-from slamfw.errors import DataError
-from slamfw.interfaces import InferenceModel, Prior
-from slamfw.parallel import chunks, parallel_map
+from slamfw import DataError, InferenceModel, Inferer, LabelResult, Params, Prior, chunks, hookimpl, parallel_map
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ import numpy as np
 
 from slamfw import Normalizer, hookimpl
 
+SLAMFW_PLUGIN_API = (1, 0)
+
 
 class IdentityNormalizer(Normalizer):
     """Returns the spectra unchanged (continuum 1)."""

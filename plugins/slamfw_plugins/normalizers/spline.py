@@ -15,6 +15,8 @@ from scipy.interpolate import make_smoothing_spline
 
 from slamfw import Normalizer, Params, hookimpl
 
+SLAMFW_PLUGIN_API = (1, 0)
+
 
 class SplineNormalizer(Normalizer):
     """Smoothing-spline pseudo-continuum with k-sigma rejection in wavelength bins."""

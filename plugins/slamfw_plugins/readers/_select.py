@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import numpy as np
 
-from slamfw.errors import ConfigError
+from slamfw import ConfigError, ParamRole
 
 log = logging.getLogger(__name__)
+
+#: ``where = {label = [low, high], ...}``: which stars to read (a selection, not how to read them).
+Where = Annotated[dict[str, list[float]], ParamRole.SELECTION]
 
 
 def where_mask(labels: np.ndarray, names: list[str], where: dict[str, list[float]], what: str) -> np.ndarray:

@@ -16,11 +16,11 @@ import numpy as np
 from astropy.io import fits
 from pydantic import Field
 
-from slamfw import Params, Reader, SpectralSet, hookimpl
-from slamfw.errors import DataError
-from slamfw.parallel import parallel_map
+from slamfw import DataError, InputPath, Params, Reader, SpectralSet, hookimpl, parallel_map
 
-from ._select import where_mask
+from ._select import Where, where_mask
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class MilesReader(Reader):
     """The MILES library (Sánchez-Blázquez et al. 2006; Cenarro et al. 2007 parameters)."""
 
     class Params(Params):
-        path: str = Field(..., description="directory with the MILES FITS files and parameter table")
-        where: dict[str, list[float]] = Field(default_factory=dict, description="label ranges to keep")
+        path: InputPath = Field(..., description="directory with the MILES FITS files and parameter table")
+        where: Where = Field(default_factory=dict, description="label ranges to keep")
         assumed_snr: float = Field(100.0, gt=0, description="per-pixel S/N used to set ivar")
         n_jobs: int = 1
 

@@ -7,13 +7,15 @@ given S/N (a list of S/N values is assigned to the stars in turn). Deterministic
 from __future__ import annotations
 
 import numpy as np
+from astropy.constants import c
 from pydantic import Field, field_validator
 
 from slamfw import Params, Reader, SpectralSet, hookimpl
 
 from . import mockspec
 
-C_KMS = 299792.458
+SLAMFW_PLUGIN_API = (1, 0)
+C_KMS = c.to_value("km/s")
 
 
 class MockReader(Reader):

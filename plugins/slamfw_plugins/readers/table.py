@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from slamfw import Params, Reader, SpectralSet, hookimpl
-from slamfw.errors import DataError
-from slamfw.spectra import KNOWN_META
+from slamfw import KNOWN_META, DataError, InputPath, Params, Reader, SpectralSet, hookimpl
 
-from ._select import where_mask
+from ._select import Where, where_mask
+
+SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ class TableReader(Reader):
     """Spectra and labels from one FITS/ECSV/npz file."""
 
     class Params(Params):
-        path: str = Field(..., description="the .fits, .ecsv or .npz file")
+        path: InputPath = Field(..., description="the .fits, .ecsv or .npz file")
         labels: list[str] | None = Field(None, description="label columns (default: all other 1-D numeric columns)")
-        where: dict[str, list[float]] = Field(default_factory=dict, description="label ranges to keep")
+        where: Where = Field(default_factory=dict, description="label ranges to keep")
 
     def read(self) -> SpectralSet:
         path = Path(self.path)

@@ -1,0 +1,110 @@
+"""The ``slamfw`` command line.
+
+    slamfw run CONFIG [--set dotted.key=value ...]
+    slamfw train CONFIG [--set ...]
+    slamfw predict MODEL [--data PATH] [--reader NAME] -o CATALOG
+    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...]
+    slamfw plugins [NAME] [--kind KIND]
+    slamfw check-plugin KIND NAME [--param key=value ...]     (check-emulator NAME: the emulator kit)
+    slamfw demo [--out DIR]
+
+User errors (bad config, missing data, bad spectra, damaged model files) print one paragraph
+and exit with status 2; ``--verbose`` (before or after the command) shows tracebacks and debug
+logging.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+
+from .._version import __version__
+from ..components.kinds import KINDS
+from ..errors import SlamfwError
+from . import commands, plugin_commands
+
+log = logging.getLogger("slamfw")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        force=True)
+
+
+def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, config: bool = False,
+               **kw) -> argparse.ArgumentParser:
+    sp = sub.add_parser(name, help=help, **kw)
+    # also after the command; SUPPRESS keeps a --verbose given before it
+    sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="debug logging and tracebacks")
+    if config:
+        sp.add_argument("config")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set emulator.name=cannon (repeatable)")
+    sp.set_defaults(func=func)
+    return sp
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slamfw", description="Data-driven stellar labels (SLAM and friends).")
+    p.add_argument("--version", action="version", version=f"slamfw {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    _subparser(sub, "run", commands.cmd_run, "train (or load) a model, infer the test set, analyse", config=True)
+    _subparser(sub, "train", commands.cmd_train, "train and save a model", config=True)
+    sp = _subparser(sub, "predict", commands.cmd_predict, "label a survey with a saved model")
+    sp.add_argument("model")
+    sp.add_argument("--data", default=None, help="input path for the reader (file or directory); "
+                    "not needed by readers that read no files")
+    sp.add_argument("--reader", default=None, help="reader name (default: the model's)")
+    sp.add_argument("--reader-param", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--chunk-size", type=int, default=500)
+    sp.add_argument("-o", "--output", required=True, help="catalogue file (.fits or .ecsv)")
+    sp = _subparser(sub, "compare", commands.cmd_compare,
+                    "train and test several emulators on the same data; one report", config=True)
+    sp.add_argument("--emulators", default=None, metavar="A,B,...",
+                    help="comma-separated emulator names (default: compare.emulators in the config)")
+    sp = _subparser(sub, "plugins", plugin_commands.cmd_plugins,
+                    "list registered components by kind, or show one component's parameters")
+    sp.add_argument("name", nargs="?", help="a component name: show its parameters")
+    sp.add_argument("--kind", choices=sorted(KINDS), help="the kind, when the name is used by several")
+    sp = _subparser(sub, "check-plugin", plugin_commands.cmd_check_plugin,
+                    "run the conformance kit of a kind on a registered component")
+    sp.add_argument("kind", choices=sorted(KINDS))
+    sp.add_argument("name", help="registered name (see `slamfw plugins`)")
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="component parameter for the checks (repeatable)")
+    sp = _subparser(sub, "check-emulator", plugin_commands.cmd_check_emulator,
+                    "the emulator conformance kit (same as check-plugin emulator NAME)")
+    sp.add_argument("name", help="registered emulator name (see `slamfw plugins`)")
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="emulator parameter for the checks (repeatable)")
+    sp = _subparser(sub, "demo", commands.cmd_demo,
+                    "mock survey end to end: train SLAM, infer, print the scatter table")
+    sp.add_argument("--out", default="slamfw-demo", help="output directory (default: slamfw-demo)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except SlamfwError as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"slamfw: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("slamfw: interrupted (finished inference chunks are kept and reused on rerun)", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not a user error
+        if args.verbose:
+            traceback.print_exc()
+        print(f"slamfw: internal error: {type(err).__name__}: {err}\n"
+              f"  (this is a bug; rerun with --verbose for the traceback)", file=sys.stderr)
+        return 1

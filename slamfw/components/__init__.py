@@ -1,0 +1,13 @@
+"""The component contracts, one module per kind, and the table of kinds (:mod:`.kinds`)."""
+from .analyzer import AnalysisContext, Analyzer, Report
+from .base import Component, InputPath, ParamRole, Params, params_with_role
+from .emulator import Emulator, check_training_data
+from .inferer import InferenceModel, Inferer, Prior, TrainedEmulator
+from .kinds import KINDS, Kind, kind_of
+from .normalizer import Normalizer
+from .reader import Reader
+from .standardized import StandardizedEmulator
+
+__all__ = ["AnalysisContext", "Analyzer", "Report", "Component", "InputPath", "ParamRole", "Params",
+           "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior",
+           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "StandardizedEmulator"]

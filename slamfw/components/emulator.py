@@ -1,0 +1,119 @@
+"""The Emulator contract: labels in, normalised flux out."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import DataError, NotFittedError
+from .base import Component
+
+
+class Emulator(Component):
+    """Labels in, normalised flux out: the generative model of the spectra.
+
+    Contract
+    --------
+    - ``fit(labels (M, L), flux (M, P), ivar (M, P)) -> self`` (ivar 0 marks a bad pixel)
+    - ``predict(labels (K, L)) -> flux (K, P)``, vectorised over K
+    - ``jacobian(labels (K, L)) -> (K, P, L)``: d flux / d label in physical units; this base
+      class gives a central finite-difference fallback
+    - ``model_error_ (P,)``: per-pixel model scatter in flux units (finite, > 0), used in the
+      likelihood
+    - ``to_state() -> (arrays, metadata)`` and ``from_state(arrays, metadata)`` for safe saving;
+      ``from_state`` finds the constructor parameters in ``metadata["params"]``
+    - ``random_state``: emulators that draw random numbers take it as a parameter, and equal
+      parameters on equal data give identical models
+    - optional, for method comparison (paper Fig. 2): ``cv_mse_`` and ``cv_md_`` (P,), the
+      cross-validated mean squared and mean difference (predicted - true) of each pixel in
+      standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
+      were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
+    - optional: ``label_scale_`` (L,), a typical scale of each label (the training set's
+      standard deviation, say); the finite-difference jacobian steps by ``fd_step`` times it.
+
+    Fitted attributes end in ``_``; ``n_labels_`` and ``n_pixels_`` are always set by ``fit``.
+    ``slamfw.testing.check_emulator`` checks this contract.
+    """
+
+    #: Relative finite-difference step of the fallback jacobian (times ``label_scale_``, or
+    #: times max(|label|, 1) for emulators without it).
+    fd_step: ClassVar[float] = 1e-3
+    #: A directory the pipeline lends for resumable training (None: keep nothing). Emulators whose
+    #: training is long may save finished pieces there and reuse them when ``fit`` is rerun on
+    #: the same data and parameters; it is not a parameter and is never saved with the model.
+    workdir: Any = None
+
+    def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "Emulator":
+        raise NotImplementedError
+
+    def predict(self, labels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def jacobian(self, labels: np.ndarray) -> np.ndarray:
+        """(K, P, L) derivatives by central differences (override with an analytic one)."""
+        theta = self._check_labels(labels)
+        k, n_lab = theta.shape
+        scale = getattr(self, "label_scale_", None)
+        if scale is None:
+            scale = np.maximum(np.abs(theta).max(axis=0), 1.0)
+        jac = np.empty((k, self.n_pixels_, n_lab))
+        for l_ in range(n_lab):
+            h = self.fd_step * scale[l_]
+            up, dn = theta.copy(), theta.copy()
+            up[:, l_] += h
+            dn[:, l_] -= h
+            jac[:, :, l_] = (self.predict(up) - self.predict(dn)) / (2 * h)
+        return jac
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "Emulator":
+        raise NotImplementedError
+
+    # -- helpers every emulator can use
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_labels_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load a model")
+
+    def _check_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Validate labels for predict/jacobian: (K, L) finite floats."""
+        self._check_fitted()
+        theta = np.asarray(labels, dtype=float)
+        if theta.ndim == 1:
+            theta = theta[None, :]
+        if theta.ndim != 2 or theta.shape[1] != self.n_labels_:
+            raise DataError(f"{type(self).__name__} expects labels of shape (K, {self.n_labels_}), "
+                            f"got {np.shape(labels)}")
+        if not np.all(np.isfinite(theta)):
+            k = int(np.argwhere(~np.isfinite(theta))[0, 0])
+            raise DataError(f"label vector {k} is not finite: {theta[k].tolist()}")
+        return theta
+
+
+def check_training_data(labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and convert ``fit`` inputs; errors name the star and the problem.
+
+    Returns labels (M, L), flux (M, P) with non-finite values at ivar-0 pixels set to 0, ivar (M, P).
+    """
+    labels = np.atleast_2d(np.asarray(labels, dtype=float))
+    flux = np.atleast_2d(np.asarray(flux, dtype=float))
+    ivar = np.atleast_2d(np.asarray(ivar, dtype=float))
+    m = labels.shape[0]
+    if flux.shape[0] != m or ivar.shape != flux.shape:
+        raise DataError(f"training shapes disagree: labels {labels.shape}, flux {flux.shape}, ivar {ivar.shape}")
+    if m < 2:
+        raise DataError(f"need at least 2 training stars, got {m}")
+    if not np.all(np.isfinite(labels)):
+        i = int(np.argwhere(~np.isfinite(labels))[0, 0])
+        raise DataError(f"training star {i} has a non-finite label: {labels[i].tolist()}")
+    if np.any(~np.isfinite(ivar) | (ivar < 0)):
+        i = int(np.argwhere(~np.isfinite(ivar) | (ivar < 0))[0, 0])
+        raise DataError(f"training star {i} has ivar < 0 or not finite")
+    bad = ~np.isfinite(flux) & (ivar > 0)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"training star {i} has non-finite flux at pixel {j} with ivar > 0")
+    return labels, np.where(np.isfinite(flux), flux, 0.0), ivar

@@ -1,0 +1,67 @@
+"""A public base for emulators that work in standardised labels and flux (paper eq. 2-4)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..stats.standardize import Standardizer, pixel_namer
+from .emulator import Emulator
+
+
+class StandardizedEmulator(Emulator):
+    """An emulator working on standardised labels (``label_scaler_``) and flux (``flux_scaler_``).
+
+    What a subclass writes:
+
+    - ``fit``: call :meth:`fit_standardizers`, learn its own fitted attributes (ending in ``_``)
+      on ``label_scaler_.transform(labels)`` and ``flux_scaler_.transform(flux)``, then call
+      :meth:`rebuild` and return self;
+    - ``STATE_ARRAYS``: the names of the fitted array attributes that define the model (saved
+      without their trailing ``_``), and ``STATE_KIND``, a short tag of the model kind;
+    - ``rebuild``: set everything derived from those arrays (``n_labels_``, ``n_pixels_``,
+      ``model_error_``, caches). It runs after ``fit`` and after loading.
+
+    ``to_state``/``from_state`` then save and load the emulator without pickling, and
+    ``label_scale_`` (the training labels' standard deviations) serves the finite-difference
+    jacobian.
+    """
+
+    STATE_ARRAYS: ClassVar[tuple[str, ...]] = ()
+    STATE_KIND: ClassVar[str] = ""
+
+    def fit_standardizers(self, labels: np.ndarray, flux: np.ndarray, good: np.ndarray, min_count: int = 2) -> None:
+        """Fit ``label_scaler_`` on labels (M, L) and ``flux_scaler_`` on the good (M, P) flux (eq. 2-4);
+        a pixel with fewer than ``min_count`` good stars, or a constant one, is an error naming it."""
+        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
+        self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=min_count).fit(flux, good)
+
+    @property
+    def label_scale_(self) -> np.ndarray:
+        """(L,) standard deviations of the training labels."""
+        return self.label_scaler_.scale_
+
+    def rebuild(self) -> None:
+        """Set everything derived from the state arrays (after ``fit`` and after loading)."""
+        raise NotImplementedError
+
+    def state_metadata(self) -> dict[str, Any]:
+        """JSON-able metadata saved beside the arrays (the model kind, by default)."""
+        return {"kind": self.STATE_KIND}
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        arrays = {name.rstrip("_"): getattr(self, name) for name in self.STATE_ARRAYS}
+        arrays.update(self.label_scaler_.to_state("label_"))
+        arrays.update(self.flux_scaler_.to_state("flux_"))
+        return arrays, self.state_metadata()
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "StandardizedEmulator":
+        obj = cls(**metadata["params"])
+        for name in cls.STATE_ARRAYS:
+            setattr(obj, name, np.asarray(arrays[name.rstrip("_")]))
+        obj.label_scaler_ = Standardizer.from_state(arrays, "label_")
+        obj.flux_scaler_ = Standardizer.from_state(arrays, "flux_")
+        obj.rebuild()
+        return obj

@@ -1,0 +1,148 @@
+"""Reading configs: TOML or YAML files, ``${ENV}`` expansion, ``--set`` overrides, validation.
+
+Strings may use ``${VAR}`` or ``${VAR:-default}`` to read environment variables (for example
+the location of the shared data). Relative paths in a config file are resolved against the
+file's folder; paths given with ``--set`` against the working directory (see
+:mod:`slamfw.config.sections`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..components.base import format_validation_error
+from ..errors import ConfigError
+from .schema import ExperimentConfig
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a nested structure."""
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {var} is not set (used in {value!r})")
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw dict of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not a text file") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            raw = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            raw = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {str(p)!r}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid {p.suffix[1:].upper()}: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a table/mapping at top level")
+    return raw
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON/TOML-like literals (numbers, booleans, lists) or a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``dotted.key=value`` to ``raw`` in place (lists indexed by number: analyzers.0.name)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+    key, value = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not an index of the list") from None
+            continue
+        if part not in node or node[part] is None:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        try:
+            node[int(last)] = parse_value(value)
+        except (ValueError, IndexError):
+            raise ConfigError(f"--set {key}: {last} is not an index of the list") from None
+    else:
+        node[last] = parse_value(value)
+
+
+def validate_config(raw: dict[str, Any], base_dir: str | os.PathLike | None = None,
+                    overridden: set[str] | None = None) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a raw dict.
+
+    ``base_dir``: the folder the raw dict's relative paths are relative to (its file's folder;
+    None: the working directory); ``overridden``: dotted keys whose values came from the command
+    line, and so are relative to the working directory.
+    """
+    try:
+        cfg = ExperimentConfig.model_validate(expand_env(raw))
+    except ValidationError as err:
+        raise ConfigError("invalid config: " + format_validation_error(err, "")) from None
+    cfg._base_dir = Path(base_dir).resolve() if base_dir is not None else None
+    cfg._overridden = set(overridden or ())
+    return cfg
+
+
+def override_key(assignment: str) -> str:
+    """The dotted key of a ``--set`` assignment."""
+    return assignment.split("=", 1)[0].strip()
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override (``dotted.key=value``) and validate an experiment config."""
+    raw = read_config_file(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_config(raw, Path(path).parent, {override_key(a) for a in overrides})
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """A plain, JSON-able dict of a config (extras included, None dropped)."""
+    return json.loads(cfg.model_dump_json(exclude_none=True))

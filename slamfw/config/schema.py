@@ -1,0 +1,192 @@
+"""The pydantic experiment configuration.
+
+Every component section holds the core's keys (``name``, and for some kinds ``model``, ``reader``,
+``holdout``, ``clean``) and one parameter table per component name; only the table of the selected
+component is used and validated (by the ``Params`` model the plugin declares)::
+
+    seed = 42
+    labels = ["Teff", "logg", "FeH"]
+    [data.train]          reader = "miles", holdout = 0.2, clean = {...}
+    [data.train.miles]    path = "...", where = {...}          # the miles reader's parameters
+    [data.test]           reader = "miles"
+    [data.test.miles]     path = "..."
+    [preprocess]          wave_min, wave_max, wave_step, max_bad_pixels, rv_correct
+    [normalizer]          name = "spline"
+    [normalizer.spline]   smoothing_length = 150.0
+    [emulator]            name = "slam", model = "optional/path/to/model.npz"
+    [emulator.slam]       C = [10.0, 100.0]
+    [emulator.cannon]     order = 2
+    [inferer]             name = "lm"
+    [[analyzers]]         name = "cv-scatter"
+    [output]              dir = "runs/x", formats = ["fits", "ecsv"], chunk_size = 500
+
+``--set emulator.name=cannon`` then swaps the emulator, with its own table. The component
+sections are made from the table of kinds (:data:`slamfw.components.kinds.KINDS`). How sections
+are read (tables, old flat parameters, paths): :mod:`slamfw.config.sections`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
+
+from ..components.kinds import KINDS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSection(BaseModel):
+    """``name`` (the selected component), core keys, and parameter tables per component name.
+
+    Parameters written directly in the section (the old, flat style) are read as parameters of
+    the selected component; see :func:`slamfw.config.sections.section_params`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def extras(self) -> dict[str, Any]:
+        """Everything in the section that is not a core key: tables, and any flat parameters."""
+        return dict(self.model_extra or {})
+
+
+class CleaningConfig(_Strict):
+    """Training-set cleaning of paper §4.2: leave-1/``folds``-out, drop > ``nsigma`` outliers."""
+
+    enabled: bool = True
+    folds: int = Field(10, ge=2)
+    nsigma: float = Field(4.0, gt=0)
+
+
+class DataSection(BaseModel):
+    """``reader`` (the selected reader), core keys, and reader parameter tables per name."""
+
+    model_config = ConfigDict(extra="allow")
+    reader: str
+    #: Fraction of the training stars held back (never trained on); a test set read from the
+    #: same reader and input is restricted to them.
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
+    clean: CleaningConfig | None = None
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(_Strict):
+    train: DataSection | None = None
+    test: DataSection | None = None
+
+    @model_validator(mode="after")
+    def _train_only_keys(self) -> "DataConfig":
+        if self.test is not None:
+            if self.test.holdout:
+                raise ValueError("test.holdout: the hold-out split is defined on data.train (data.train.holdout)")
+            if self.test.clean is not None:
+                raise ValueError("test.clean: training-set cleaning belongs in data.train.clean")
+        return self
+
+
+class PreprocessConfig(_Strict):
+    """Grid, RV and bad-pixel handling applied to every spectrum before normalisation/fitting."""
+
+    wave_min: float | None = None
+    wave_max: float | None = None
+    #: Step of the common linear grid (A); None keeps the data's own pixels inside the range.
+    wave_step: float | None = Field(None, gt=0)
+    #: Stars with more bad pixels than this on the grid are excluded (paper: 50).
+    max_bad_pixels: int = Field(50, ge=0)
+    #: Shift to the rest frame with the per-star ``rv`` metadata (km/s) when present.
+    rv_correct: bool = True
+
+    @field_validator("wave_max")
+    @classmethod
+    def _range(cls, v: float | None, info: Any) -> float | None:
+        lo = info.data.get("wave_min")
+        if v is not None and lo is not None and v <= lo:
+            raise ValueError(f"wave_max ({v}) must be larger than wave_min ({lo})")
+        return v
+
+
+class OutputConfig(_Strict):
+    #: Relative to the working directory (where results go is where you run).
+    dir: str = "slamfw-output"
+    formats: list[Literal["fits", "ecsv"]] = ["fits", "ecsv"]
+    #: Spectra per inference chunk; finished chunks are kept if a run is killed, and reused.
+    chunk_size: int = Field(500, ge=1)
+    model_file: str = "model.npz"
+
+
+class CompareConfig(_Strict):
+    """``slamfw compare``: emulators trained and tested side by side on the same data and split.
+
+    Each emulator's parameters are its table in the ``[emulator]`` section (``[emulator.cannon]``).
+    """
+
+    emulators: list[str] = []
+    #: Folds of the refit cross-validation run for emulators that do not report ``cv_mse_``.
+    cv_folds: int = Field(5, ge=2)
+    #: Emulators to cross-validate here by refitting on the ``cv_folds`` folds even though they
+    #: report their own CV (e.g. ``krr``'s leave-one-out), for a like-for-like CV MSE. The folds
+    #: are those ``slam`` and ``cannon`` use for the same seed and number of folds.
+    refit_cv: list[str] = []
+    figures: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_params(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "params" in data:
+            names = ", ".join(sorted(data["params"])) if isinstance(data["params"], dict) else "..."
+            raise ValueError(f"params: compare.params is gone; each emulator's parameters live in its table of "
+                             f"the [emulator] section. Move [compare.params.<name>] to [emulator.<name>] "
+                             f"(here: {names}).")
+        return data
+
+
+def _section_model(kind_name: str, core_keys: tuple[str, ...]) -> type[ComponentSection]:
+    if not core_keys:
+        return ComponentSection
+    fields: dict[str, Any] = {key: (Optional[str], None) for key in core_keys}
+    return create_model(f"{kind_name.title()}Section", __base__=ComponentSection, **fields)
+
+
+def _component_fields() -> dict[str, Any]:
+    """One config field per top-level component section of the table of kinds."""
+    fields: dict[str, Any] = {}
+    for kind in KINDS.values():
+        for section, _ in kind.sections:
+            if "." in section:
+                continue  # nested sections (data.train's reader) are declared by their parents
+            model = _section_model(kind.name, kind.core_keys)
+            fields[section] = (list[model], []) if kind.many else (Optional[model], None)
+    return fields
+
+
+class _ExperimentBase(_Strict):
+    seed: int = 0
+    labels: list[str] = Field(..., min_length=1)
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    output: OutputConfig = OutputConfig()
+    compare: CompareConfig | None = None
+
+    #: The folder relative paths of the config file are resolved against (None: working directory).
+    _base_dir: Path | None = PrivateAttr(default=None)
+    #: Dotted keys set on the command line (``--set``): their relative paths are the working directory's.
+    _overridden: set[str] = PrivateAttr(default_factory=set)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"label names must be unique: {v}")
+        return v
+
+
+ExperimentConfig = create_model("ExperimentConfig", __base__=_ExperimentBase, **_component_fields())
+ExperimentConfig.__doc__ = """An experiment: data, pre-processing, one section per component kind, output.
+
+Component sections (``normalizer``, ``emulator``, ``inferer``, ``analyzers``) come from the
+table of kinds. A missing ``normalizer`` uses the spectra as they are read (already normalised)."""

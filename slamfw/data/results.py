@@ -1,0 +1,68 @@
+"""Inferred labels of N spectra: :class:`LabelResult`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+_EXTRA = "extra/"
+
+
+@dataclass
+class LabelResult:
+    """Labels inferred for N spectra.
+
+    labels, init : (N, L) physical units (the solution and the initial guess)
+    cov : (N, L, L) covariance in physical units; ``errors`` is sqrt of its diagonal
+    converged : (N,) bool
+    rmse : (N,) root-mean-square of observed - model flux over good pixels
+    chi2 : (N,) reduced chi^2 over good pixels (likelihood weights)
+    nfev : (N,) function evaluations
+    samples : optional (N, S, L) posterior samples (MCMC inferers)
+    extra : further per-star arrays, each with N rows
+    """
+
+    labels: np.ndarray
+    cov: np.ndarray
+    converged: np.ndarray
+    rmse: np.ndarray
+    chi2: np.ndarray
+    init: np.ndarray
+    label_names: list[str]
+    nfev: np.ndarray | None = None
+    samples: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    ARRAYS: ClassVar[tuple[str, ...]] = ("labels", "cov", "converged", "rmse", "chi2", "init", "nfev", "samples")
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diagonal(self.cov, axis1=1, axis2=2), 0, None))
+
+    @property
+    def n(self) -> int:
+        return self.labels.shape[0]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as named numpy arrays (``extra`` under ``extra/<key>``), for ``np.savez``."""
+        out = {k: np.asarray(getattr(self, k)) for k in self.ARRAYS if getattr(self, k) is not None}
+        out.update({_EXTRA + k: np.asarray(v) for k, v in self.extra.items()})
+        out["label_names"] = np.asarray(self.label_names, dtype=str)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "LabelResult":
+        """The inverse of :meth:`to_arrays`."""
+        kw = {k: arrays[k] for k in cls.ARRAYS if k in arrays}
+        extra = {k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)}
+        return cls(label_names=[str(n) for n in arrays["label_names"]], extra=extra, **kw)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["LabelResult"]) -> "LabelResult":
+        """One result with the stars of ``parts`` in order; every field is kept."""
+        first = parts[0]
+        kw = {k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.ARRAYS
+              if getattr(first, k) is not None}
+        extra = {k: np.concatenate([p.extra[k] for p in parts]) for k in first.extra}
+        return cls(label_names=list(first.label_names), extra=extra, **kw)

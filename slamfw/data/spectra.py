@@ -1,0 +1,198 @@
+"""The one container that carries spectra through every step: :class:`SpectralSet`."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+#: Per-star metadata columns that slamfw understands (others are carried along untouched).
+KNOWN_META = ("snr", "rv", "ra", "dec")
+
+
+@dataclass
+class SpectralSet:
+    """Spectra of N stars on one wavelength grid of P pixels, with optional labels.
+
+    Attributes
+    ----------
+    wave : (P,) float array
+        Wavelength in Angstrom, strictly increasing.
+    flux : (N, P) float array
+        Flux (raw or normalised); finite everywhere (bad pixels carry ivar 0).
+    ivar : (N, P) float array
+        Inverse variance of ``flux``, >= 0; 0 marks a pixel without information.
+    mask : (N, P) bool array
+        True for good pixels. Bad pixels get zero weight everywhere downstream.
+    ids : (N,) str array
+        Star identifiers.
+    labels : (N, L) float array or None
+        Stellar labels in physical units; NaN where a star's label is unknown.
+    label_names : list of L str
+    label_units : list of L str
+    meta : dict of (N,) arrays
+        Per-star metadata such as ``snr``, ``rv`` (km/s), ``ra``, ``dec`` (deg).
+
+    The set validates itself once, on creation, and raises :class:`DataError`
+    naming the star and the problem.
+    """
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    ids: Sequence[str] | np.ndarray
+    mask: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    label_names: list[str] = field(default_factory=list)
+    label_units: list[str] = field(default_factory=list)
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.wave = np.asarray(self.wave, dtype=float)
+        self.flux = np.atleast_2d(np.asarray(self.flux, dtype=float))
+        self.ivar = np.atleast_2d(np.asarray(self.ivar, dtype=float))
+        self.ids = np.asarray([str(i) for i in self.ids])
+        src = f" in {self.source}" if self.source else ""
+        if self.wave.ndim != 1:
+            raise DataError(f"wavelength array{src} must be 1-D, got shape {self.wave.shape}")
+        n, p = self.flux.shape
+        if p != self.wave.size:
+            raise DataError(f"flux{src} has {p} pixels but the wavelength grid has {self.wave.size}")
+        if self.ivar.shape != (n, p):
+            raise DataError(f"ivar{src} has shape {self.ivar.shape}, flux has {(n, p)}")
+        if self.ids.shape != (n,):
+            raise DataError(f"{self.ids.size} star ids{src} for {n} spectra")
+        if n and len(set(self.ids.tolist())) != n:
+            dup = [i for i in set(self.ids.tolist()) if (self.ids == i).sum() > 1][:3]
+            raise DataError(f"duplicate star ids{src}: {dup}")
+        if not np.all(np.isfinite(self.wave)):
+            raise DataError(f"the wavelength grid{src} has non-finite values")
+        if p > 1 and not np.all(np.diff(self.wave) > 0):
+            i = int(np.argmin(np.diff(self.wave)))
+            raise DataError(f"wavelengths{src} must increase strictly (pixel {i + 1}: "
+                            f"{self.wave[i + 1]!r} after {self.wave[i]!r})")
+        self.mask = (np.ones((n, p), bool) if self.mask is None
+                     else np.atleast_2d(np.asarray(self.mask, dtype=bool)))
+        if self.mask.shape != (n, p):
+            raise DataError(f"mask{src} has shape {self.mask.shape}, flux has {(n, p)}")
+        self._check_star_values(src)
+        self._check_labels(n, src)
+        meta = {}
+        for key, val in dict(self.meta).items():
+            arr = np.asarray(val)
+            if arr.shape != (n,):
+                raise DataError(f"metadata column {key!r}{src} has shape {arr.shape}, expected ({n},)")
+            meta[key] = arr
+        self.meta = meta
+
+    def _check_star_values(self, src: str) -> None:
+        bad_flux = ~np.isfinite(self.flux)
+        if bad_flux.any():
+            i, j = np.argwhere(bad_flux)[0]
+            count = int(bad_flux[i].sum())
+            raise DataError(
+                f"star {str(self.ids[i])!r}{src}: flux is not finite (NaN or inf) at {count} pixel(s), "
+                f"first at {self.wave[j]:.2f} A. Give such pixels ivar 0 and a finite flux, "
+                f"or mask them in the reader.")
+        bad_ivar = ~np.isfinite(self.ivar) | (self.ivar < 0)
+        if bad_ivar.any():
+            i, j = np.argwhere(bad_ivar)[0]
+            raise DataError(
+                f"star {str(self.ids[i])!r}{src}: ivar must be finite and >= 0, got {float(self.ivar[i, j])!r} "
+                f"at {self.wave[j]:.2f} A ({int(bad_ivar[i].sum())} such pixel(s)).")
+
+    def _check_labels(self, n: int, src: str) -> None:
+        if self.labels is None:
+            return
+        self.labels = np.atleast_2d(np.asarray(self.labels, dtype=float))
+        if self.labels.shape[0] != n:
+            raise DataError(f"{self.labels.shape[0]} label rows{src} for {n} spectra")
+        n_lab = self.labels.shape[1]
+        if len(self.label_names) != n_lab:
+            raise DataError(f"{n_lab} label columns{src} but {len(self.label_names)} label names")
+        self.label_names = list(self.label_names)
+        self.label_units = list(self.label_units) or [""] * n_lab
+        if len(self.label_units) != n_lab:
+            raise DataError(f"{n_lab} label columns{src} but {len(self.label_units)} label units")
+        if np.isinf(self.labels).any():
+            i, j = np.argwhere(np.isinf(self.labels))[0]
+            raise DataError(f"star {str(self.ids[i])!r}{src}: label {self.label_names[j]} is infinite")
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def n_stars(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def n_pixels(self) -> int:
+        return self.wave.size
+
+    @property
+    def weight_ivar(self) -> np.ndarray:
+        """(N, P) ivar with masked pixels set to 0: what every step uses as weights."""
+        return np.where(self.mask, self.ivar, 0.0)
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> "SpectralSet":
+        """A new set with the stars ``index`` (integer or boolean index)."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return SpectralSet(
+            wave=self.wave, flux=self.flux[idx], ivar=self.ivar[idx], ids=self.ids[idx],
+            mask=self.mask[idx], labels=None if self.labels is None else self.labels[idx],
+            label_names=list(self.label_names), label_units=list(self.label_units),
+            meta={k: v[idx] for k, v in self.meta.items()}, source=self.source)
+
+    def select_labels(self, names: Sequence[str]) -> "SpectralSet":
+        """A new set whose labels are ``names`` in that order (error if one is absent)."""
+        if self.labels is None:
+            raise DataError(f"the spectra{' in ' + self.source if self.source else ''} have no labels; "
+                            f"needed: {list(names)}")
+        missing = [n for n in names if n not in self.label_names]
+        if missing:
+            raise DataError(f"label(s) {missing} not provided by the data"
+                            f"{' in ' + self.source if self.source else ''}; it has {self.label_names}")
+        cols = [self.label_names.index(n) for n in names]
+        out = self.subset(np.arange(self.n_stars))
+        out.labels = self.labels[:, cols]
+        out.label_names = list(names)
+        out.label_units = [self.label_units[c] for c in cols]
+        return out
+
+    def drop_unlabelled(self, what: str = "") -> "SpectralSet":
+        """Drop stars with any NaN label, logging which ones."""
+        if self.labels is None:
+            return self
+        bad = np.isnan(self.labels).any(axis=1)
+        if bad.any():
+            names = ", ".join(self.ids[bad][:10]) + (" ..." if bad.sum() > 10 else "")
+            log.info("%sdropping %d star(s) missing a requested label: %s",
+                     f"{what}: " if what else "", int(bad.sum()), names)
+        return self.subset(~bad)
+
+    def meta_column(self, key: str, default: float = np.nan) -> np.ndarray:
+        """(N,) float metadata column ``key``, filled with ``default`` if absent."""
+        if key in self.meta:
+            return np.asarray(self.meta[key], dtype=float)
+        return np.full(self.n_stars, default, dtype=float)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the arrays (wave, flux, ivar, mask, labels, ids): the training-set hash."""
+        import hashlib
+        h = hashlib.sha256()
+        for arr in (self.wave, self.flux, self.ivar, self.mask,
+                    self.labels if self.labels is not None else np.zeros(0)):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\n".join(self.ids.tolist()).encode())
+        return h.hexdigest()
+
+
+def labels_from_mapping(rows: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
+    """(N, L) array from a mapping of label name -> (N,) values."""
+    return np.column_stack([np.asarray(rows[n], dtype=float) for n in names])

@@ -1,0 +1,74 @@
+"""Atomic writes, and a folder of finished pieces of work (the unit of resumption).
+
+Everything slamfw writes goes to a temporary name beside the target and is renamed into place,
+so a kill never leaves a half-written file under its final name. :class:`ChunkStore` keeps one
+``.npz`` per finished piece (a block of pixels in training, a chunk of spectra in inference); a
+piece that cannot be read back (cut short by a kill, damaged) is simply redone.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, else removed.
+
+    The temporary name keeps the suffix, so writers that choose the format by suffix still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
+    """Write ``arrays`` to ``path`` atomically (``np.savez``; no object arrays)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return Path(path)
+
+
+class ChunkStore:
+    """Finished pieces of one job, one ``<prefix>_<index>.npz`` each, in ``folder``."""
+
+    def __init__(self, folder: str | os.PathLike, prefix: str = "chunk") -> None:
+        self.folder = Path(folder)
+        self.prefix = prefix
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{self.prefix}_{index:05d}.npz"
+
+    def load(self, index: int) -> dict[str, np.ndarray] | None:
+        """The arrays of piece ``index``, or None when it is missing or unreadable (then redone)."""
+        path = self.path(index)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError) as err:
+            log.warning("%s is unreadable (%s: %s); it will be redone", path, type(err).__name__, err)
+            return None
+
+    def save(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
+        return save_npz(self.path(index), arrays)
+
+    def remove(self) -> None:
+        """Delete the folder and everything in it (once the job has succeeded)."""
+        shutil.rmtree(self.folder, ignore_errors=True)

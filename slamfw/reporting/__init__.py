@@ -1,0 +1,1 @@
+"""Reports: markdown tables, and what ``slamfw compare`` writes (JSON, ECSV, figures, markdown)."""

@@ -1,0 +1,58 @@
+"""The plugin API: everything a slamfw plugin may import, in one list.
+
+A plugin imports from ``slamfw`` (which re-exports exactly this list), from ``slamfw.sdk``, or
+from ``slamfw.testing`` (the conformance kits). Anything else in slamfw may change without
+notice; this list changes only with :data:`PLUGIN_API` (a new major version when something is
+removed or changed incompatibly). slamfw's own plugins keep to it, and a test checks that they do.
+
+- components: the contracts (``Reader``, ``Normalizer``, ``Emulator``, ``Inferer``, ``Analyzer``),
+  their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), and the public
+  standardised-emulator base ``StandardizedEmulator``;
+- data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``;
+- inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``, ``Prior``;
+- analysis: ``AnalysisContext``, ``Report``, ``table_to_markdown``;
+- statistics: ``Standardizer`` (eq. 2-4), ``pixel_namer``, ``label_namer``, ``residual_stats`` and
+  ``cross_validate_flux`` (eq. 5-6), ``bias_scatter``, ``robust_scatter``, ``accuracy_by_snr``,
+  ``snr_bins``, ``BinAccuracy`` (eq. 9-10);
+- execution: ``parallel_map``, ``chunks``, ``effective_n_jobs`` (the executor), ``ChunkStore``,
+  ``atomic_path``, ``save_npz`` (atomic writes and resumable pieces of work);
+- plugins: ``hookimpl``, ``PLUGIN_API``;
+- errors: ``SlamfwError`` and its kinds.
+"""
+from __future__ import annotations
+
+from .components import (
+    AnalysisContext, Analyzer, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
+    Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
+)
+from .data.results import LabelResult
+from .data.spectra import KNOWN_META, SpectralSet
+from .errors import ConfigError, DataError, ModelFileError, NotFittedError, PluginError, SlamfwError
+from .execution.executor import chunks, effective_n_jobs, parallel_map
+from .execution.store import ChunkStore, atomic_path, save_npz
+from .registry.hookspecs import PLUGIN_API, hookimpl
+from .reporting.markdown import table_to_markdown
+from .stats.crossval import cross_validate_flux, residual_stats
+from .stats.metrics import BinAccuracy, accuracy_by_snr, bias_scatter, robust_scatter, snr_bins
+from .stats.standardize import Standardizer, label_namer, pixel_namer
+
+__all__ = [
+    # components
+    "Component", "Params", "ParamRole", "InputPath", "Reader", "Normalizer", "Emulator", "StandardizedEmulator",
+    "Inferer", "Analyzer", "check_training_data",
+    # data
+    "SpectralSet", "LabelResult", "KNOWN_META",
+    # inference
+    "InferenceModel", "TrainedEmulator", "Prior",
+    # analysis
+    "AnalysisContext", "Report", "table_to_markdown",
+    # statistics
+    "Standardizer", "pixel_namer", "label_namer", "residual_stats", "cross_validate_flux", "bias_scatter",
+    "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy",
+    # execution
+    "parallel_map", "chunks", "effective_n_jobs", "ChunkStore", "atomic_path", "save_npz",
+    # plugins
+    "hookimpl", "PLUGIN_API",
+    # errors
+    "SlamfwError", "ConfigError", "DataError", "ModelFileError", "PluginError", "NotFittedError",
+]

@@ -1,0 +1,162 @@
+"""A whole experiment: read -> prepare -> train (or load) -> infer -> catalogue -> analyzers.
+
+Results land in ``output.dir``: the model file, ``catalog.fits``/``catalog.ecsv``, ``report.md``
+and the resolved config ``config.yaml``, which reproduces the run from any directory.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..components.analyzer import AnalysisContext, Report
+from ..config import ExperimentConfig, resolve_config, selected, selected_all
+from ..data.catalog import make_catalog, write_catalog
+from ..data.results import LabelResult
+from ..data.spectra import SpectralSet
+from ..errors import ConfigError
+from ..execution.store import atomic_path
+from ..model import SlamfwModel
+from .infer import infer_chunked, prepare_for_model
+from .train import TrainResult, source_key, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    model: SlamfwModel
+    result: LabelResult | None
+    test: SpectralSet | None
+    reports: list[Report]
+    catalog_paths: list[Path]
+    model_path: Path | None
+    #: ``train_time_s`` (None when the model was loaded) and ``infer_time_per_spectrum_s``.
+    timing: dict[str, float | None] = field(default_factory=dict)
+    #: The prepared training set (None when the model was loaded).
+    train: SpectralSet | None = None
+
+
+def write_resolved(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
+    """Validate every section and write ``config.yaml`` (absolute paths, selected tables only)."""
+    resolved = resolve_config(cfg)
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text("# resolved slamfw config: `slamfw run config.yaml` reproduces this run\n"
+                       + yaml.safe_dump(resolved, sort_keys=False))
+    return resolved
+
+
+def run_train(cfg: ExperimentConfig) -> tuple[TrainResult, Path]:
+    """``slamfw train``: train and save the model into ``output.dir``."""
+    out = Path(cfg.output.dir)
+    write_resolved(cfg, out)
+    tr = train(cfg)
+    return tr, tr.model.save(out / cfg.output.model_file)
+
+
+def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet | None:
+    """The raw test set: ``data.test``, restricted to the held-back stars if it is the training source."""
+    test_sel = selected(cfg, "data.test")
+    if test_sel is None:
+        return None
+    raw = test_sel.build().read()
+    if raw.labels is not None:
+        present = [n for n in cfg.labels if n in raw.label_names]
+        if present == list(cfg.labels):
+            raw = raw.select_labels(cfg.labels)
+        else:
+            raw.labels, raw.label_names, raw.label_units = None, [], []
+    train_sel = selected(cfg, "data.train")
+    if train_sel is not None and source_key(train_sel) == source_key(test_sel):
+        if held_ids is None:
+            raise ConfigError("data.test reads the training data, but the model was loaded from a file: "
+                              "the held-back split is unknown. Point data.test at other data.")
+        keep = np.isin(raw.ids, held_ids)
+        log.info("test set: %d stars of the training source that were held back (data.train.holdout)",
+                 int(keep.sum()))
+        if not keep.any():
+            raise ConfigError("data.test reads the same data as data.train, and no star was held back: "
+                              "set data.train.holdout > 0 or point data.test elsewhere")
+        raw = raw.subset(keep)
+    return raw
+
+
+def _load_model(cfg: ExperimentConfig, path: str) -> SlamfwModel:
+    model = SlamfwModel.load(path)
+    log.info("loaded model %s (%s, %d labels, %d pixels)", path, model.emulator_name,
+             len(model.label_names), model.wave.size)
+    if list(model.label_names) != list(cfg.labels):
+        raise ConfigError(f"labels: the config asks for {cfg.labels} but the model {path} has {model.label_names}")
+    return model
+
+
+def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, raw_test: SpectralSet, trainset: SpectralSet | None,
+                       out: Path) -> tuple[SpectralSet, LabelResult, list[Report], list[Path], float]:
+    inf_sel = selected(cfg, "inferer")
+    if inf_sel is None:
+        raise ConfigError("inferer: data.test is set but no inferer is configured")
+    test = prepare_for_model(raw_test, model)
+    t0 = time.perf_counter()
+    result = infer_chunked(model, inf_sel.build(), test, cfg.output.chunk_size, out / ".checkpoints")
+    dt = time.perf_counter() - t0
+    log.info("inferred %d spectra in %.1f s (%.1f ms per spectrum)", test.n_stars, dt, 1e3 * dt / test.n_stars)
+    table = make_catalog(test.ids, result, model.label_units, snr=test.meta_column("snr"), true_labels=test.labels)
+    paths = [write_catalog(table, out / f"catalog.{fmt}") for fmt in cfg.output.formats]
+    ctx = AnalysisContext(label_names=list(model.label_names), label_units=list(model.label_units),
+                          model=model, test=test, result=result, train=trainset, output_dir=out)
+    reports = [sel.build().analyze(ctx) for sel in selected_all(cfg, "analyzers")]
+    return test, result, reports, paths, dt / max(test.n_stars, 1)
+
+
+def run_experiment(cfg: ExperimentConfig) -> RunResult:
+    """``slamfw run``: train (or load), infer the test set, write catalogue and report."""
+    out = Path(cfg.output.dir)
+    write_resolved(cfg, out)
+    emu_sel = selected(cfg, "emulator")
+    held_ids = dropped = model_path = train_time = trainset = None
+    if emu_sel is not None and emu_sel.core.get("model"):
+        model = _load_model(cfg, emu_sel.core["model"])
+    else:
+        tr = train(cfg)
+        model, held_ids, train_time, trainset, dropped = tr.model, tr.held_ids, tr.train_time_s, tr.train, tr.dropped_ids
+        model_path = model.save(out / cfg.output.model_file)
+    raw_test = read_test(cfg, held_ids)
+    reports: list[Report] = []
+    catalog_paths: list[Path] = []
+    result = test = None
+    timing: dict[str, float | None] = {"train_time_s": train_time}
+    if raw_test is not None:
+        test, result, reports, catalog_paths, per_spectrum = _infer_and_analyse(cfg, model, raw_test, trainset, out)
+        timing["infer_time_per_spectrum_s"] = per_spectrum
+    write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped)
+    return RunResult(out, model, result, test, reports, catalog_paths, model_path, timing, trainset)
+
+
+def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet | None,
+                 result: LabelResult | None, reports: list[Report], timing: dict[str, Any],
+                 cleaned_out: np.ndarray | None = None) -> Path:
+    lines = ["# slamfw run report", "",
+             f"- emulator: `{model.emulator_name}` trained on {model.train_labels.shape[0]} stars, "
+             f"{model.wave.size} pixels ({model.wave[0]:.1f}-{model.wave[-1]:.1f} A)",
+             f"- labels: {', '.join(model.label_names)}",
+             f"- training-set hash: `{model.train_hash[:16]}`, seed {cfg.seed}"]
+    if timing.get("train_time_s") is not None:
+        lines.append(f"- training time: {timing['train_time_s']:.1f} s")
+    if cleaned_out is not None:
+        lines.append(f"- training-set cleaning (paper §4.2) dropped {len(cleaned_out)} star(s)"
+                     + (f": {', '.join(map(str, cleaned_out))}" if len(cleaned_out) else ""))
+    if result is not None and test is not None:
+        lines.append(f"- test set: {test.n_stars} stars, {int(result.converged.sum())} converged; "
+                     f"{1e3 * timing['infer_time_per_spectrum_s']:.1f} ms per spectrum")
+    lines.append("")
+    for rep in reports:
+        lines += [rep.to_markdown(), ""]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path

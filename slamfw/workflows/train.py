@@ -1,0 +1,126 @@
+"""Training: read, hold back, prepare, (clean), fit the emulator, build the model.
+
+Every step goes through the registries; the core names no plugin.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..components.base import ParamRole, params_with_role
+from ..components.normalizer import Normalizer
+from ..config import ExperimentConfig, Selected, selected
+from ..errors import ConfigError
+from ..execution.store import ChunkStore
+from ..model import SlamfwModel
+from ..preprocess import prepare
+from ..data.spectra import SpectralSet
+from ..stats.standardize import Standardizer, pixel_namer
+from .cleaning import clean_training_set
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: SlamfwModel
+    train: SpectralSet
+    held_ids: np.ndarray
+    dropped_ids: np.ndarray | None = None  # stars removed by training-set cleaning; None: it did not run
+    train_time_s: float = 0.0
+
+
+def holdout_mask(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool, True for the ``round(fraction * N)`` stars held back; fixed by ids and seed."""
+    n = ids.size
+    n_hold = int(round(fraction * n))
+    held = np.zeros(n, bool)
+    if n_hold:
+        order = np.argsort(ids, kind="stable")
+        pick = np.random.default_rng(seed).permutation(n)[:n_hold]
+        held[order[pick]] = True
+    return held
+
+
+def check_pixels(train: SpectralSet) -> None:
+    """Error naming the pixel (and wavelength) that is constant or unusable across the training set."""
+    Standardizer(pixel_namer(train.wave)).fit(train.flux, train.ivar > 0)
+
+
+def reading_params(sel: Selected) -> dict[str, Any]:
+    """A reader's parameters that say how to read, not which data (no input paths, no selections)."""
+    cls = type(sel.build())
+    drop = set(params_with_role(cls, ParamRole.INPUT_PATH)) | set(params_with_role(cls, ParamRole.SELECTION))
+    return {k: v for k, v in sel.params.items() if k not in drop}
+
+
+def source_key(sel: Selected) -> str:
+    """What identifies a reader's data: its name and input paths (or, reading no files, its parameters)."""
+    cls = type(sel.build())
+    paths = {k: sel.params[k] for k in params_with_role(cls, ParamRole.INPUT_PATH)}
+    what = paths or {k: v for k, v in sel.params.items() if k not in params_with_role(cls, ParamRole.SELECTION)}
+    return json.dumps([sel.name, what], sort_keys=True, default=str)
+
+
+def make_normalizer(cfg: ExperimentConfig) -> Normalizer | None:
+    sel = selected(cfg, "normalizer")
+    return None if sel is None else sel.build()
+
+
+def _component_record(sel: Selected | None, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    return None if sel is None else {"name": sel.name, "params": sel.params if params is None else params}
+
+
+def train(cfg: ExperimentConfig) -> TrainResult:
+    """Read, prepare and (optionally) clean the training set, fit the emulator, build the model.
+
+    The emulator may keep finished pieces of its training under ``output.dir/.checkpoints``
+    (``Emulator.workdir``), so a killed training resumes; they are removed once it succeeds.
+    """
+    data_sel, emu_sel = selected(cfg, "data.train"), selected(cfg, "emulator")
+    if data_sel is None:
+        raise ConfigError("data.train: no training data configured (or set emulator.model to load one)")
+    if emu_sel is None:
+        raise ConfigError("emulator: no emulator section in the config")
+    spec = cfg.data.train
+    raw = data_sel.build().read().select_labels(cfg.labels).drop_unlabelled("training set")
+    held = holdout_mask(raw.ids, spec.holdout, cfg.seed)
+    if held.any():
+        log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
+                 int(held.sum()), raw.n_stars, spec.holdout, cfg.seed)
+    trainset = prepare(raw.subset(~held), cfg.preprocess, make_normalizer(cfg), what="training set")
+    check_pixels(trainset)
+    emulator = emu_sel.build()
+    inf_sel = selected(cfg, "inferer")
+    dropped = None
+    t0 = time.perf_counter()
+    if spec.clean is not None and spec.clean.enabled:
+        if inf_sel is None:
+            raise ConfigError("data.train.clean needs an inferer section to predict the held-out labels")
+        keep, _ = clean_training_set(emulator, inf_sel.build(), trainset, spec.clean.folds, spec.clean.nsigma,
+                                     cfg.seed)
+        dropped = trainset.ids[~keep]
+        trainset = trainset.subset(keep)
+    log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
+    workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
+    emulator.workdir = workdir.folder
+    emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
+    emulator.workdir = None
+    workdir.remove()
+    elapsed = time.perf_counter() - t0
+    log.info("training took %.1f s", elapsed)
+    model = SlamfwModel(
+        emulator=emulator, emulator_name=emu_sel.name, wave=trainset.wave,
+        label_names=list(trainset.label_names), label_units=list(trainset.label_units),
+        train_labels=trainset.labels, train_ids=trainset.ids,
+        components={"reader": _component_record(data_sel, reading_params(data_sel)),
+                    "normalizer": _component_record(selected(cfg, "normalizer")),
+                    "inferer": _component_record(inf_sel)},
+        preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint())
+    return TrainResult(model, trainset, raw.ids[held], dropped, elapsed)
