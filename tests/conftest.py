@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slamfw import registry
-from slamfw import TrainedEmulator
+from slamfw import TrainedEmulator, registry
 from slamfw.config import PreprocessConfig
 from slamfw.preprocess import prepare
 
 REPO = Path(__file__).resolve().parents[1]
+LINEAR_PACKAGE = REPO / "examples" / "slamfw-linear-emulator"
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def shared_data_dir() -> Path | None:
@@ -84,3 +90,17 @@ def make_distribution(root: Path, name: str, version: str, entry_points: dict[st
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text("[slamfw]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
     return root
+
+
+@pytest.fixture()
+def installed_linear(tmp_path_factory, monkeypatch):
+    """The example third-party package examples/slamfw-linear-emulator, visible as after ``pip install``:
+    a ``.dist-info`` with the ``entry_points.txt`` its own pyproject.toml declares, on sys.path."""
+    project = tomllib.loads((LINEAR_PACKAGE / "pyproject.toml").read_text())["project"]
+    eps = project["entry-points"]["slamfw"]
+    root = make_distribution(tmp_path_factory.mktemp("site"), project["name"], project["version"], eps, {})
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(str(LINEAR_PACKAGE))
+    registry.reset()
+    yield project["name"]
+    registry.reset()

@@ -105,7 +105,7 @@ def test_run_writes_everything(finished_run, capsys):
     assert np.std(cat["Teff"] - cat["Teff_true"]) < 600
     report = (out / "report.md").read_text()
     assert "CV scatter" in report and "| all |" in report
-    assert not (out / ".checkpoints").exists() or not any((out / ".checkpoints").iterdir())
+    assert not (out / ".checkpoints").exists()      # removed once the run succeeded
 
 
 def test_resolved_config_reproduces_the_run(finished_run, tmp_path):
@@ -242,6 +242,8 @@ def test_console_script_and_verbose(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(exe + ["--verbose", "run", str(tmp_path / "none.toml")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" in r.stderr
+    r = subprocess.run(exe + ["run", str(tmp_path / "none.toml"), "--verbose"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" in r.stderr       # after the command too
     r = subprocess.run(exe + ["plugins"], capture_output=True, text=True)
     assert r.returncode == 0 and "slam" in r.stdout
 
@@ -264,3 +266,51 @@ def test_training_set_cleaning_from_config(data, tmp_path):
     assert ss.ids[9] not in kept and len(kept) >= 70
     report = (tmp_path / "c" / "report.md").read_text()
     assert "training-set cleaning (paper §4.2) dropped" in report and ss.ids[9] in report
+
+
+def test_predict_without_data_for_a_reader_that_reads_no_files(tmp_path, capsys):
+    """A model trained on the mock reader labels a new mock survey: no --data, reader params only."""
+    demo = REPO / "examples" / "demo" / "experiment.toml"
+    sets = ["data.train.mock.n_stars=40", "data.train.mock.n_pixels=400", "emulator.name=cannon",
+            "emulator.cannon.order=1", f"output.dir={tmp_path / 'm'}"]
+    assert main(["train", str(demo), *[a for s in sets for a in ("--set", s)]]) == 0
+    model = tmp_path / "m" / "model.npz"
+    assert main(["predict", str(model), "--reader-param", "n_stars=7", "--reader-param", "seed=5",
+                 "--reader-param", "n_pixels=400", "-o", str(tmp_path / "new.ecsv")]) == 0
+    cat = Table.read(tmp_path / "new.ecsv")
+    assert len(cat) == 7 and "Teff_true" in cat.colnames
+    err = run_error(["predict", str(model), "--data", str(tmp_path), "-o", str(tmp_path / "x.fits")], capsys)
+    assert "reads no files" in err
+
+
+def test_predict_needs_data_for_a_reader_that_reads_files(finished_run, tmp_path, capsys):
+    d, out = finished_run
+    err = run_error(["predict", str(out / "model.npz"), "-o", str(tmp_path / "x.fits")], capsys)
+    assert "--data" in err and "'table'" in err
+
+
+def test_config_paths_relative_to_the_file_and_config_yaml_runs_from_anywhere(data, tmp_path, monkeypatch):
+    d, _ = data
+    project = tmp_path / "project"
+    (project / "spectra").mkdir(parents=True)
+    (project / "spectra" / "train.npz").write_bytes((d / "train.npz").read_bytes())
+    cfg = project / "exp.toml"
+    cfg.write_text(CONFIG.format(train="spectra/train.npz", out="out"))   # relative to exp.toml
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(cfg)]) == 0          # output.dir "out" is the working directory's
+    first = Table.read(elsewhere / "out" / "catalog.ecsv")
+    resolved = (elsewhere / "out" / "config.yaml").read_text()
+    assert str(project / "spectra" / "train.npz") in resolved
+    monkeypatch.chdir(tmp_path)                  # and the saved config runs from another directory
+    assert main(["run", str(elsewhere / "out" / "config.yaml"), "--set", "output.dir=again"]) == 0
+    np.testing.assert_allclose(Table.read(tmp_path / "again" / "catalog.ecsv")["Teff"], first["Teff"], rtol=1e-10)
+
+
+def test_test_split_is_checked_before_training(data, tmp_path, capsys):
+    d, _ = data
+    cfg = write_config(d, "split.toml", out=str(tmp_path / "s"))
+    err = run_error(["run", str(cfg), "--set", "data.train.holdout=0"], capsys)
+    assert "no star is held back" in err
+    assert not (tmp_path / "s" / "model.npz").exists()   # refused before any training

@@ -136,8 +136,10 @@ def test_typo_in_core_key_reports_dotted_path(tmp_path):
 
 
 def test_train_only_keys_on_the_test_side(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.*test\.holdout.*data\.train\.holdout"):
+    with pytest.raises(ConfigError, match=r"data\.test\.holdout: the hold-out split .*data\.train\.holdout"):
         load_config(write(tmp_path, BASE), ["data.test.reader=mock", "data.test.holdout=0.3"])
+    with pytest.raises(ConfigError, match=r"data\.test\.clean: training-set cleaning .*data\.train\.clean"):
+        load_config(write(tmp_path, BASE), ["data.test.reader=mock", "data.test.clean.folds=3"])
 
 
 def test_unknown_plugin_suggests(tmp_path):
@@ -183,6 +185,11 @@ def test_override_errors():
     raw = {"analyzers": [{"name": "x"}]}
     apply_override(raw, "analyzers.0.name=cv-scatter")
     assert raw["analyzers"][0]["name"] == "cv-scatter"
+    apply_override(raw, "analyzers.1.name=cv-scatter")          # one past the end adds an item
+    apply_override(raw, "analyzers.1.cv-scatter.snr_edges=[0, 50, 200]")
+    assert raw["analyzers"][1] == {"name": "cv-scatter", "cv-scatter": {"snr_edges": [0, 50, 200]}}
+    with pytest.raises(ConfigError, match="not an index of the list"):
+        apply_override(raw, "analyzers.5.name=x")
 
 
 TABLE_CFG = """
@@ -213,3 +220,29 @@ def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
     res = resolve_config(load_config(path))
     assert res["data"]["train"]["table"]["path"] == str(conf_dir / "data" / "train.npz")
     assert res["emulator"]["model"] == str(conf_dir / "models" / "m.npz")
+
+
+def test_core_keys_and_plugin_parameters_do_not_share_a_namespace(tmp_path):
+    """A plugin may have parameters called ``name`` or ``model``: in its table they are its own."""
+    import types
+
+    import slamfw
+    from slamfw import registry
+    from slamfw_plugins.emulators.cannon import CannonEmulator
+
+    class Named(CannonEmulator):
+        class Params(CannonEmulator.Params):
+            name: str = "unnamed"
+            model: str = "quadratic"
+
+    plugin = types.SimpleNamespace(slamfw_register_emulators=slamfw.hookimpl(lambda register: register("named", Named)))
+    registry.register_plugin(plugin, name="named-plugin")
+    try:
+        text = BASE + '\n[emulator.named]\nname = "mine"\nmodel = "cubic"\n'
+        cfg = load_config(write(tmp_path, text), ["emulator.name=named"])
+        sel = selected(cfg, "emulator")
+        assert sel.name == "named" and sel.params["name"] == "mine" and sel.params["model"] == "cubic"
+        assert "model" not in sel.core            # the core's emulator.model (load a file) is unset
+        assert resolve_config(cfg)["emulator"] == {"name": "named", "named": sel.params}
+    finally:
+        registry.reset()

@@ -1,15 +1,35 @@
-"""The conformance kit: every built-in emulator passes, and it catches broken emulators."""
+"""The conformance kits: every built-in component passes its kind's kit, and each kit catches
+deliberately broken components (exactly the checks they should fail)."""
 import types
 
 import numpy as np
 import pytest
+from pydantic import Field
+from scipy.stats import pearsonr
 
 import slamfw
-from slamfw import registry
+from slamfw import DataError, Inferer, InputPath, LabelResult, Params, Reader, registry
 from slamfw.cli import main
-from slamfw.testing import EmulatorCheckError, check_emulator
+from slamfw.testing import (
+    CHECKS, ComponentCheckError, EmulatorCheckError, ReferenceEmulator, check_analyzer, check_component,
+    check_emulator, check_inferer, check_normalizer, check_reader, make_reference_model, parametrize_with_checks,
+)
+from slamfw.testing import inferer as inferer_kit
+from slamfw_plugins.analyzers.cv_scatter import CVScatterAnalyzer
 from slamfw_plugins.emulators.cannon import CannonEmulator
+from slamfw_plugins.inferers.lm import LMInferer
+from slamfw_plugins.normalizers.identity import IdentityNormalizer
+from slamfw_plugins.normalizers.spline import SplineNormalizer
+from slamfw_plugins.readers.mock import MockReader
 
+from .conftest import mock_set
+
+
+def failed(results):
+    return {r.check for r in results if not r.passed}
+
+
+# ---------------------------------------------------------------------------------- emulators
 BUILTIN = [
     ("slam", {"progress": False}),
     ("slam", {"C": [3.0], "gamma": [0.2], "n_folds": 3, "max_kernel_stars": 10, "progress": False}),
@@ -24,11 +44,14 @@ BUILTIN = [
 def test_builtin_emulators_pass(name, params):
     results = check_emulator(registry.get_component("emulator", name), params)
     assert len(results) == 14 and all(r.passed for r in results)
+    assert [r.check for r in results] == [c.name for c in CHECKS["emulator"]]
 
 
 def test_instances_are_checked_with_their_parameters():
     results = check_emulator(CannonEmulator(order=1))
     assert all(r.passed for r in results)
+    with pytest.raises(TypeError, match="give params with a class only"):
+        check_emulator(CannonEmulator(order=1), {"order": 2})
 
 
 class FlippedJacobian(CannonEmulator):
@@ -57,23 +80,369 @@ class LosesState(CannonEmulator):
 
 
 @pytest.mark.parametrize("cls,failing", [
-    (FlippedJacobian, {"jacobian matches central finite differences"}),
-    (Unvalidated, {"clear errors on wrong label count / NaN labels", "unfitted use raises NotFittedError",
-                   "fit reproduces the training spectra", "jacobian matches central finite differences"}),
-    (Noisy, {"deterministic given its parameters (seed)"}),
-    (LosesState, {"save -> load gives identical predictions"}),
+    (FlippedJacobian, {"check_jacobian"}),
+    (Unvalidated, {"check_bad_labels", "check_unfitted", "check_learns", "check_jacobian"}),
+    (Noisy, {"check_deterministic"}),
+    (LosesState, {"check_save_load"}),
 ])
 def test_kit_catches_broken_emulators(cls, failing):
     results = check_emulator(cls, raise_on_fail=False)
-    assert {r.name for r in results if not r.passed} == failing
-    with pytest.raises(EmulatorCheckError, match=f"fails {len(failing)} of 14"):
+    assert failed(results) == failing
+    with pytest.raises(EmulatorCheckError, match=f"fails {len(failing)} of 14") as err:
         check_emulator(cls)
+    assert isinstance(err.value, ComponentCheckError) and {r.check for r in err.value.failed} == failing
 
 
+def test_reference_emulator_keeps_the_emulator_contract_but_learns_nothing():
+    results = check_emulator(ReferenceEmulator, {"n_pixels": 40}, n_pixels=40, raise_on_fail=False)
+    assert failed(results) == {"check_learns"}  # it knows its model and ignores the training flux
+    model = make_reference_model()
+    assert model.train_labels.shape == (200, 3) and model.emulator.predict(model.train_labels).shape == (200, 40)
+
+
+# ---------------------------------------------------------------------------------- inferers
+class GaussNewton(Inferer):
+    """A small Gauss-Newton inferer that keeps the contract; the broken ones change one method."""
+
+    class Params(Params):
+        n_iter: int = 25
+
+    def validate(self, model, flux, ivar):
+        flux, ivar = np.atleast_2d(np.asarray(flux, float)), np.atleast_2d(np.asarray(ivar, float))
+        if flux.shape != ivar.shape or flux.shape[1] != model.emulator.n_pixels_:
+            raise DataError(f"flux {flux.shape} and ivar {ivar.shape} must be (N, {model.emulator.n_pixels_})")
+        if not np.all(np.isfinite(flux[ivar > 0])):
+            raise DataError("non-finite flux at a pixel with ivar > 0")
+        return flux, ivar
+
+    def weights(self, ivar):
+        return np.sqrt(ivar)
+
+    def start(self, model, flux, w):
+        library = model.emulator.predict(model.train_labels)
+        chi2 = (((flux[:, None, :] - library[None]) * w[:, None, :]) ** 2).sum(-1)
+        return model.train_labels[np.argmin(chi2, axis=1)]
+
+    def infer(self, model, flux, ivar, prior=None):
+        flux, ivar = self.validate(model, flux, ivar)
+        w = self.weights(ivar)
+        flux = np.where(w > 0, flux, 0.0)
+        emu, scale = model.emulator, model.train_labels.std(0)
+        theta = init = self.start(model, flux, w)
+        for _ in range(self.n_iter):
+            jac = emu.jacobian(theta) * w[:, :, None] * scale
+            r = (flux - emu.predict(theta)) * w
+            step = np.linalg.solve(np.einsum("npl,npm->nlm", jac, jac), np.einsum("npl,np->nl", jac, r)[..., None])
+            theta = theta + step[..., 0] * scale
+        jac = emu.jacobian(theta) * w[:, :, None]
+        resid = flux - emu.predict(theta)
+        n_good = (w > 0).sum(1)
+        return LabelResult(labels=theta, cov=np.linalg.inv(np.einsum("npl,npm->nlm", jac, jac)),
+                           converged=np.ones(len(theta), bool), init=init, label_names=list(model.label_names),
+                           rmse=np.sqrt((resid ** 2 * (w > 0)).sum(1) / n_good),
+                           chi2=((resid * w) ** 2).sum(1) / (n_good - theta.shape[1]))
+
+
+class IgnoresIvar(GaussNewton):
+    """Weights every pixel alike: the flux of ivar-0 pixels counts."""
+
+    def weights(self, ivar):
+        return np.full_like(ivar, np.sqrt(np.median(ivar[ivar > 0])))
+
+
+class BatchMeanStart(GaussNewton):
+    """Starts every star at the batch's mean guess and stops after 3 iterations."""
+
+    class Params(Params):
+        n_iter: int = 3
+
+    def start(self, model, flux, w):
+        return np.broadcast_to(super().start(model, flux, w).mean(0), (flux.shape[0], model.train_labels.shape[1]))
+
+
+class UnvalidatedInferer(GaussNewton):
+    """Does not check its input: NaN flux is silently masked, wrong shapes raise numpy errors."""
+
+    def validate(self, model, flux, ivar):
+        flux = np.asarray(flux, float)
+        return flux, np.where(np.isfinite(flux), np.asarray(ivar, float), 0.0)
+
+
+class ReturnsInit(GaussNewton):
+    """Gives back the initial guess (the nearest library star)."""
+
+    class Params(Params):
+        n_iter: int = 0
+
+
+@pytest.mark.parametrize("params", [{"progress": False}, {"progress": False, "method": "trf", "bound_margin": 0.1},
+                                    {"progress": False, "stars_per_task": 4}])
+def test_builtin_inferer_passes(params):
+    results = check_inferer(registry.get_component("inferer", "lm"), params)
+    assert [r.check for r in results] == [c.name for c in CHECKS["inferer"]] and all(r.passed for r in results)
+
+
+def test_a_minimal_correct_inferer_passes():
+    check_inferer(GaussNewton)
+
+
+@pytest.mark.parametrize("cls,failing", [
+    (IgnoresIvar, {"check_zero_ivar_ignored"}),
+    (BatchMeanStart, {"check_chunk_invariance"}),
+    (UnvalidatedInferer, {"check_nan_flux", "check_bad_shapes"}),
+    (ReturnsInit, {"check_recovers_labels"}),
+])
+def test_inferer_kit_catches_broken_inferers(cls, failing):
+    assert failed(check_inferer(cls, raise_on_fail=False)) == failing
+    with pytest.raises(ComponentCheckError, match=f"fails {len(failing)} of {len(CHECKS['inferer'])}"):
+        check_inferer(cls)
+
+
+def test_one_check_alone():
+    result = inferer_kit.check_chunk_invariance(LMInferer(progress=False))
+    assert result.passed and result.check == "check_chunk_invariance"
+    with pytest.raises(ComponentCheckError, match="check_chunk_invariance") as err:
+        inferer_kit.check_chunk_invariance(BatchMeanStart())
+    assert [r.check for r in err.value.results] == ["check_chunk_invariance"]
+    with pytest.raises(TypeError, match="Inferer"):
+        inferer_kit.check_chunk_invariance(CannonEmulator())
+
+
+# ---------------------------------------------------------------------------------- normalisers
+class ForgetsIvarScaling(SplineNormalizer):
+    """Divides the flux by the continuum but leaves the ivar as it was."""
+
+    def normalize_one(self, wave, flux, ivar):
+        nf, ni, cont = super().normalize_one(wave, flux, ivar)
+        return nf, np.where(ni > 0, ivar, 0.0), cont
+
+
+class NaNForBadStar(SplineNormalizer):
+    """Returns NaN for a star without good pixels."""
+
+    def normalize_one(self, wave, flux, ivar):
+        if not np.any(ivar > 0):
+            return (np.full_like(flux, np.nan),) * 3
+        return super().normalize_one(wave, flux, ivar)
+
+
+class OnlyOneGrid(IdentityNormalizer):
+    """Accepts only one (P,) wavelength grid for all stars."""
+
+    def normalize(self, wave, flux, ivar):
+        if np.ndim(wave) != 1:
+            raise ValueError("wave must be 1-D")
+        return super().normalize(wave, flux, ivar)
+
+
+class ScalesTheFlux(IdentityNormalizer):
+    """Divides by the median flux but says the continuum is 1."""
+
+    def normalize(self, wave, flux, ivar):
+        nf, ni, cont = super().normalize(wave, flux, ivar)
+        return nf / np.median(flux), ni, cont
+
+
+@pytest.mark.parametrize("name", ["spline", "none"])
+def test_builtin_normalizers_pass(name):
+    results = check_normalizer(registry.get_component("normalizer", name))
+    assert [r.check for r in results] == [c.name for c in CHECKS["normalizer"]] and all(r.passed for r in results)
+
+
+def test_spline_normalizer_passes_with_other_parameters():
+    check_normalizer(SplineNormalizer(smoothing_length=50.0, k=2.0, k_upper=3.0, n_iter=1))
+
+
+@pytest.mark.parametrize("cls,failing", [
+    (ForgetsIvarScaling, {"check_ivar_scaling"}),
+    (NaNForBadStar, {"check_unnormalisable"}),
+    (OnlyOneGrid, {"check_wave_2d", "check_shifted_waves"}),
+    (ScalesTheFlux, {"check_ivar_scaling", "check_chunk_invariance", "check_shifted_waves"}),
+])
+def test_normalizer_kit_catches_broken_normalizers(cls, failing):
+    assert failed(check_normalizer(cls, raise_on_fail=False)) == failing
+
+
+# ---------------------------------------------------------------------------------- readers
+def save_npz(path, ss):
+    """The table reader's npz layout (as in test_cli.py)."""
+    np.savez(path, wave=ss.wave, flux=ss.flux, ivar=ss.ivar, id=ss.ids, snr=ss.meta["snr"],
+             Teff=ss.labels[:, 0], logg=ss.labels[:, 1], FeH=ss.labels[:, 2])
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory):
+    return save_npz(tmp_path_factory.mktemp("kit") / "survey.npz", mock_set(15, seed=3, n_pixels=60))
+
+
+class IgnoresItsPath(Reader):
+    """Has a path parameter but always returns the same mock spectra."""
+
+    class Params(Params):
+        path: InputPath = Field(..., description="not read")
+
+    def read(self):
+        return MockReader(n_stars=5, n_pixels=50).read()
+
+
+class Unseeded(MockReader):
+    """A new random survey at every read."""
+
+    def read(self):
+        seed = int(np.random.default_rng().integers(2 ** 31))
+        return MockReader(**{**self.get_params(), "seed": seed}).read()
+
+
+class ReturnsDict(MockReader):
+    """Returns the arrays in a dict."""
+
+    def read(self):
+        ss = super().read()
+        return {"wave": ss.wave, "flux": ss.flux, "ivar": ss.ivar}
+
+
+class Chatty(MockReader):
+    """Prints while reading."""
+
+    def read(self):
+        print(f"reading {self.n_stars} stars")
+        return super().read()
+
+
+MOCK = {"n_stars": 20, "n_pixels": 200}
+
+
+def test_builtin_mock_and_table_readers_pass(table_file):
+    results = check_reader(registry.get_component("reader", "mock"), MOCK)
+    assert all(r.passed for r in results)
+    assert {r.check: r.message for r in results}["check_path_missing"] == "no InputPath parameter"
+    for params in ({"path": str(table_file)}, {"path": str(table_file), "labels": ["Teff", "logg"],
+                                               "where": {"Teff": [5000, 8000]}}):
+        results = check_reader(registry.get_component("reader", "table"), params)
+        assert [r.check for r in results] == [c.name for c in CHECKS["reader"]] and all(r.passed for r in results)
+
+
+def test_builtin_miles_reader_passes(miles_dir):
+    check_reader(registry.get_component("reader", "miles"),
+                 {"path": str(miles_dir), "where": {"Teff": [5000, 5200]}, "n_jobs": 1})
+
+
+@pytest.mark.parametrize("cls,params,failing", [
+    (IgnoresItsPath, "table", {"check_path_missing", "check_path_copy"}),
+    (Unseeded, MOCK, {"check_deterministic"}),
+    (ReturnsDict, MOCK, {"check_read", "check_deterministic"}),
+    (Chatty, MOCK, {"check_silent"}),
+])
+def test_reader_kit_catches_broken_readers(cls, params, failing, table_file):
+    params = {"path": str(table_file)} if params == "table" else params
+    assert failed(check_reader(cls, params, raise_on_fail=False)) == failing
+
+
+def test_reader_kit_reports_a_missing_file():
+    results = check_reader(registry.get_component("reader", "table"), {"path": "/no/such/file.npz"}, raise_on_fail=False)
+    assert {"check_read", "check_deterministic"} <= failed(results)
+    assert "does not exist" in {r.check: r.message for r in results}["check_read"]
+
+
+# ---------------------------------------------------------------------------------- analyzers
+class CrashesWithoutTruth(CVScatterAnalyzer):
+    """Adds the largest |inferred - true| without asking whether true labels exist."""
+
+    def analyze(self, ctx):
+        report = super().analyze(ctx)
+        report.numbers["max_abs_diff"] = float(np.max(np.abs(ctx.result.labels - ctx.test.labels)))
+        return report
+
+
+class CrashesWithOneStar(CVScatterAnalyzer):
+    """Adds the correlation of Teff with S/N (undefined for one star: scipy raises)."""
+
+    def analyze(self, ctx):
+        report = super().analyze(ctx)
+        report.numbers["teff_snr_corr"] = float(pearsonr(ctx.test.meta_column("snr"), ctx.result.labels[:, 0])[0])
+        return report
+
+
+class ReturnsADict(CVScatterAnalyzer):
+    """Returns its numbers in a dict."""
+
+    def analyze(self, ctx):
+        return dict(super().analyze(ctx).numbers)
+
+
+class InfiniteNumbers(CVScatterAnalyzer):
+    """Reports an infinite number when a label's scatter is 0."""
+
+    def analyze(self, ctx):
+        report = super().analyze(ctx)
+        report.numbers["precision"] = np.inf if ctx.test.n_stars == 1 else 1.0
+        return report
+
+
+@pytest.mark.parametrize("params", [{}, {"converged_only": False, "snr_edges": [10.0, 40.0, 200.0]}])
+def test_builtin_analyzer_passes(params):
+    results = check_analyzer(registry.get_component("analyzer", "cv-scatter"), params)
+    assert [r.check for r in results] == [c.name for c in CHECKS["analyzer"]] and all(r.passed for r in results)
+
+
+@pytest.mark.parametrize("cls,failing", [
+    (CrashesWithoutTruth, {"check_no_truth"}),
+    (CrashesWithOneStar, {"check_one_star"}),
+    (ReturnsADict, {"check_with_truth", "check_no_truth", "check_loaded_model", "check_one_star",
+                    "check_deterministic"}),
+    (InfiniteNumbers, {"check_one_star"}),
+])
+def test_analyzer_kit_catches_broken_analyzers(cls, failing):
+    assert failed(check_analyzer(cls, raise_on_fail=False)) == failing
+
+
+# ---------------------------------------------------------------------------------- dispatch
+def test_check_component_dispatches_by_kind(table_file):
+    for component, params in ((LMInferer, {"progress": False}), (IdentityNormalizer(), None),
+                              (CVScatterAnalyzer, None), (MockReader, MOCK), (CannonEmulator(order=1), None)):
+        results = check_component(component, params)
+        assert all(r.passed for r in results)
+    with pytest.raises(TypeError, match="not a slamfw component"):
+        check_component(object)
+
+
+# ---------------------------------------------------------------------------------- parametrize_with_checks
+def expected_failures(component):
+    if isinstance(component, IgnoresIvar):
+        return {"check_zero_ivar_ignored": "weights every pixel alike (kept to show xfail)"}
+    return {}
+
+
+@parametrize_with_checks([CannonEmulator(order=1), LMInferer(progress=False), IdentityNormalizer(),
+                          MockReader(**MOCK), CVScatterAnalyzer(), IgnoresIvar()],
+                         expected_failed_checks=expected_failures)
+def test_parametrized_conformance(component, check):
+    check(component)
+
+
+def test_parametrize_with_checks_ids_and_marks():
+    mark = parametrize_with_checks([CannonEmulator(order=1), IgnoresIvar()],
+                                   expected_failed_checks=expected_failures).mark
+    assert mark.args[0] == "component, check"
+    cases = {p.id: p for p in mark.args[1]}
+    assert len(cases) == len(CHECKS["emulator"]) + len(CHECKS["inferer"])
+    assert "CannonEmulator(order=1)-check_jacobian" in cases
+    xfail = cases["IgnoresIvar()-check_zero_ivar_ignored"].marks
+    assert [(m.name, m.kwargs) for m in xfail] == [
+        ("xfail", {"reason": "weights every pixel alike (kept to show xfail)", "strict": True})]
+    assert not cases["IgnoresIvar()-check_chunk_invariance"].marks
+    with pytest.raises(ValueError, match="no inferer checks named"):
+        parametrize_with_checks([LMInferer()], expected_failed_checks=lambda c: {"check_typo": "?"})
+
+
+# ---------------------------------------------------------------------------------- CLI
 def test_cli_check_emulator(capsys):
     assert main(["check-emulator", "krr", "--param", "alpha=[0.01]"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS") == 14 and "14 passed, 0 failed" in out
+    assert main(["check-emulator", "cannon"]) == 0
+    assert "14 passed, 0 failed" in capsys.readouterr().out
     plugin = types.SimpleNamespace(slamfw_register_emulators=slamfw.hookimpl(
         lambda register: register("flipped", FlippedJacobian)))
     registry.register_plugin(plugin, name="flipped-plugin")
@@ -85,3 +454,29 @@ def test_cli_check_emulator(capsys):
         registry.unregister_plugin("flipped-plugin")
     assert main(["check-emulator", "nope"]) == 2
     assert "no emulator named 'nope'" in capsys.readouterr().err
+
+
+def test_cli_check_plugin_builtins(capsys, miles_dir):
+    assert main(["check-plugin", "inferer", "lm"]) == 0
+    out = capsys.readouterr().out
+    n = len(CHECKS["inferer"])
+    assert out.count("  PASS  ") == n and "FAIL" not in out and f"{n} passed, 0 failed" in out
+    assert main(["check-plugin", "reader", "miles", "--param", f"path={miles_dir}",
+                 "--param", 'where={"Teff": [5000, 5200]}']) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and f"{len(CHECKS['reader'])} passed, 0 failed" in out
+    for kind, name in (("normalizer", "none"), ("analyzer", "cv-scatter")):
+        assert main(["check-plugin", kind, name]) == 0
+
+
+def test_cli_check_plugin_broken_inferer(capsys):
+    plugin = types.SimpleNamespace(slamfw_register_inferers=slamfw.hookimpl(
+        lambda register: register("broken-x", IgnoresIvar)))
+    registry.register_plugin(plugin, name="broken-x-plugin")
+    try:
+        assert main(["check-plugin", "inferer", "broken-x"]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL  flux at ivar-0 pixels is ignored" in out
+        assert f"{len(CHECKS['inferer']) - 1} passed, 1 failed" in out
+    finally:
+        registry.unregister_plugin("broken-x-plugin")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"slamfw: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`slamfw plugins | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("slamfw: interrupted (finished inference chunks are kept and reused on rerun)", file=sys.stderr)
         return 130

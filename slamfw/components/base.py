@@ -67,7 +67,7 @@ def format_validation_error(err: ValidationError, prefix: str | Callable[[str], 
             path = ".".join(p for p in (prefix, *loc) if p != "")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not a parameter of this component)"
+            msg = "unknown key"
         lines.append(f"{path}: {msg}")
     return "; ".join(lines)
 

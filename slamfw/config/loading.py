@@ -81,8 +81,20 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _list_item(node: list, index: str, key: str, where: str, new: Any) -> Any:
+    """``node[index]``; the index one past the end appends ``new`` (``--set analyzers.1.name=x``)."""
+    try:
+        i = int(index)
+        if i == len(node):
+            node.append(new)
+        return node[i]
+    except (ValueError, IndexError):
+        raise ConfigError(f"--set {key}: {where} is not an index of the list (it has {len(node)} items)") from None
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``dotted.key=value`` to ``raw`` in place (lists indexed by number: analyzers.0.name)."""
+    """Apply ``dotted.key=value`` to ``raw`` in place (lists indexed by number: analyzers.0.name;
+    the index one past the end adds an item)."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
     key, value = assignment.split("=", 1)
@@ -93,10 +105,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(node, list):
-            try:
-                node = node[int(part)]
-            except (ValueError, IndexError):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not an index of the list") from None
+            node = _list_item(node, part, key, ".".join(parts[:i + 1]), [] if nxt.isdigit() else {})
             continue
         if part not in node or node[part] is None:
             node[part] = [] if nxt.isdigit() else {}
@@ -105,10 +114,8 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is a value, not a section")
     last = parts[-1]
     if isinstance(node, list):
-        try:
-            node[int(last)] = parse_value(value)
-        except (ValueError, IndexError):
-            raise ConfigError(f"--set {key}: {last} is not an index of the list") from None
+        _list_item(node, last, key, key, None)
+        node[int(last)] = parse_value(value)
     else:
         node[last] = parse_value(value)
 

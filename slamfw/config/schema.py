@@ -75,18 +75,27 @@ class DataSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class TestDataSection(DataSection):
+    """The test side: ``holdout`` and ``clean`` belong to the training side."""
+
+    @field_validator("holdout")
+    @classmethod
+    def _no_holdout(cls, v: float) -> float:
+        if v:
+            raise ValueError("the hold-out split is defined on the training side: data.train.holdout")
+        return v
+
+    @field_validator("clean")
+    @classmethod
+    def _no_clean(cls, v: CleaningConfig | None) -> CleaningConfig | None:
+        if v is not None:
+            raise ValueError("training-set cleaning belongs on the training side: data.train.clean")
+        return v
+
+
 class DataConfig(_Strict):
     train: DataSection | None = None
-    test: DataSection | None = None
-
-    @model_validator(mode="after")
-    def _train_only_keys(self) -> "DataConfig":
-        if self.test is not None:
-            if self.test.holdout:
-                raise ValueError("test.holdout: the hold-out split is defined on data.train (data.train.holdout)")
-            if self.test.clean is not None:
-                raise ValueError("test.clean: training-set cleaning belongs in data.train.clean")
-        return self
+    test: TestDataSection | None = None
 
 
 class PreprocessConfig(_Strict):
@@ -176,6 +185,8 @@ class _ExperimentBase(_Strict):
     _base_dir: Path | None = PrivateAttr(default=None)
     #: Dotted keys set on the command line (``--set``): their relative paths are the working directory's.
     _overridden: set[str] = PrivateAttr(default_factory=set)
+    #: Warnings already given about this config (each is logged once).
+    _warned: set[str] = PrivateAttr(default_factory=set)
 
     @field_validator("labels")
     @classmethod

@@ -55,6 +55,11 @@ class Selected:
     def where(self) -> str:
         return f"{self.section}.{self.name_key}"
 
+    @property
+    def cls(self) -> type[Component]:
+        """The selected component's class."""
+        return registry.get_component(self.kind, self.name, where=self.where)
+
     def build(self) -> Component:
         """A new instance of the selected component with these parameters."""
         return registry.create(self.kind, self.name, self.params, where=self.where)
@@ -95,7 +100,7 @@ def _absolute(cfg: ExperimentConfig, value: Any, key: str) -> Any:
 
 
 def _conversion_hint(kind: Kind, section: str, name: str, flat: list[str]) -> str:
-    return (f" Keys written directly in [{section}] ({', '.join(flat)}) are read as parameters of the "
+    return (f". Keys written directly in [{section}] ({', '.join(flat)}) are read as parameters of the "
             f"selected {kind.name}, here {name!r}: that is the old, flat style. Move each into the table of "
             f"the {kind.name} it belongs to, e.g. [{section}.<name>], so that switching {section}."
             f"{kind.sections[0][1]} leaves them behind.")
@@ -116,16 +121,22 @@ def _split(extras: dict[str, Any], name: str, cls: type[Component]) -> tuple[dic
     return dict(table), flat, others
 
 
+def _warn_once(cfg: ExperimentConfig, message: str) -> None:
+    if message not in cfg._warned:
+        cfg._warned.add(message)
+        log.warning("config: %s", message)
+
+
 def _select(cfg: ExperimentConfig, kind: Kind, section: str, name_key: str, obj: Any) -> Selected:
     name = getattr(obj, name_key)
     cls = registry.get_component(kind.name, name, where=f"{section}.{name_key}")
     table, flat, others = _split(obj.extras(), name, cls)
     for other in others:
         if registry.lookup(kind.name, other) is None:
-            log.warning("config: [%s.%s] is the table of no installed %s; it is not used", section, other, kind.name)
+            _warn_once(cfg, f"[{section}.{other}] is the table of no installed {kind.name}; it is not used")
     if flat:
-        log.warning("config: %s written directly in [%s] (old style): read as parameters of %r; write them in "
-                    "[%s.%s]", ", ".join(sorted(flat)), section, name, section, name)
+        _warn_once(cfg, f"{', '.join(sorted(flat))} written directly in [{section}] (old style): read as "
+                        f"parameters of {name!r}; write them in [{section}.{name}]")
     params = {**table, **flat}
     if "random_state" in cls.Params.model_fields and "random_state" not in params:
         params["random_state"] = cfg.seed

@@ -70,5 +70,10 @@ class ChunkStore:
         return save_npz(self.path(index), arrays)
 
     def remove(self) -> None:
-        """Delete the folder and everything in it (once the job has succeeded)."""
+        """Delete the folder and everything in it (once the job has succeeded), and its parent
+        folder too if that is left empty (``.checkpoints/`` once the last job in it is done)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()
+        except OSError:
+            pass  # not empty: another job's pieces are still there

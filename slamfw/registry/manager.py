@@ -1,6 +1,6 @@
 """The one plugin manager of slamfw, and the registries of components it fills.
 
-Plugins come from the ``slamfw`` entry-point group: slamfw's own (``slamfw_plugins``, under
+Plugins come from the ``slamfw`` entry-point group: the ones shipped with slamfw (under
 namespaced entry-point names ``slamfw.<kind>s.<module>``) exactly like third-party ones, plus any
 registered in-process with :func:`register_plugin`. Nothing fails silently:
 
@@ -14,8 +14,9 @@ registered in-process with :func:`register_plugin`. Nothing fails silently:
   the name**, in this order: built-in plugins, then installed plugins by distribution name and
   entry-point name, then in-process plugins in the order they were registered. Every registration
   stays reachable by its qualified name ``<plugin>:<name>``;
-- ``SLAMFW_DISABLE_PLUGINS=a,b`` (plugin, entry-point or distribution names) keeps plugins from
-  loading; they are listed as disabled.
+- ``SLAMFW_DISABLE_PLUGINS=a,b`` keeps plugins from loading: entry-point names, distribution
+  names, or ``<distribution>:<entry point>`` for one entry point of one distribution; they are
+  listed as disabled.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ ENTRY_POINT_GROUP = "slamfw"
 DISABLE_ENV = "SLAMFW_DISABLE_PLUGINS"
 API_ATTRIBUTE = "SLAMFW_PLUGIN_API"
 BUILTIN_DISTRIBUTION = "slamfw"
-IN_PROCESS = "(in-process)"
+IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in sorted(_entry_points(), key=_entry_point_order):
         dist = ep.dist.name if ep.dist is not None else "?"
         version = ep.dist.version if ep.dist is not None else "?"
-        if ep.name in disabled or dist in disabled:
+        if ep.name in disabled or dist in disabled or f"{dist}:{ep.name}" in disabled:
             _state.disabled.append((ep.name, dist))
             continue
         name = ep.name
@@ -363,11 +364,11 @@ def get_component(kind: str, name: str, where: str | None = None) -> type[Compon
     where = where or f"{kind}.name"
     close = difflib.get_close_matches(name, list(reg), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    broken = [b for b in _state.broken if b.name == name or b.name.endswith(f".{name}")]
-    if broken:
-        hint += f" A plugin named {broken[0].name!r} exists but is not loaded: {broken[0].error}"
+    if _state.broken:   # a broken plugin's components are unknown: name them all
+        hint += (" Plugins that are not loaded (one may provide it): "
+                 + "; ".join(f"{b.name} ({b.distribution}): {b.error}" for b in _state.broken) + ".")
     raise ConfigError(f"{where}: no {kind} named {name!r} is registered.{hint} "
-                      f"Available {kind}s: {', '.join(sorted(reg)) or 'none'} (see `slamfw plugins`).")
+                      f"Available {kind}s: {', '.join(sorted(reg)) or '(none)'} (see `slamfw plugins`).")
 
 
 def registered_name(component: Component | type[Component], kind: str) -> str | None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..execution.store import atomic_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..workflows.compare import CompareResult
 
@@ -42,7 +44,8 @@ def plot_cv(result: "CompareResult", path: Path) -> Path:
     axes[2].set_xlabel("wavelength (A)")
     axes[0].set_title("Per-pixel emulation quality (dashed: medians), cf. Zhang, Liu & Deng 2020, Fig. 2")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -74,7 +77,8 @@ def plot_labels(result: "CompareResult", path: Path) -> Path | None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Inferred - true labels (converged stars)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -93,7 +97,8 @@ def plot_cost(result: "CompareResult", path: Path) -> Path:
         ax.set_title(title)
         ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

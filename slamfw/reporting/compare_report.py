@@ -9,6 +9,7 @@ import numpy as np
 from astropy.table import Table
 
 from .._version import __version__
+from ..execution.store import atomic_path
 from .markdown import table_to_markdown
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,19 +37,22 @@ def write_compare(result: CompareResult, cfg: ExperimentConfig, n_train: int) ->
         "emulators": {s.name: s.to_json() for s in sums},
     }
     result.json_path = out / "compare.json"
-    result.json_path.write_text(json.dumps(doc, indent=2))
+    with atomic_path(result.json_path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
     table = Table({"wave": result.wave, "train_p16": result.train_percentiles[0],
                    "train_p50": result.train_percentiles[1], "train_p84": result.train_percentiles[2]})
     table["wave"].unit = "Angstrom"
     for s in sums:
         table[f"cv_mse_{s.name}"] = s.cv_mse
         table[f"cv_md_{s.name}"] = s.cv_md
-    table.write(out / "compare_cv.ecsv", overwrite=True)
+    with atomic_path(out / "compare_cv.ecsv") as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
     if cfg.compare is None or cfg.compare.figures:
         from .compare_plots import plot_all
         result.figures = plot_all(result)
     result.md_path = out / "compare.md"
-    result.md_path.write_text(compare_markdown(result, cfg, n_train, same_training))
+    with atomic_path(result.md_path) as tmp:
+        tmp.write_text(compare_markdown(result, cfg, n_train, same_training))
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:

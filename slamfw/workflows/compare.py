@@ -129,13 +129,35 @@ def _label_stats(run: RunResult, label_names: list[str]) -> tuple[dict[str, dict
     return stats, [name for name, _ in snr_bins(snr, None)]
 
 
-def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None) -> CompareResult:
-    """Run the experiment once per emulator, then write ``compare.json``, ``compare.md`` and figures.
+def _flux_cv(name: str, run: RunResult, cfg: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """The emulator's per-pixel CV MSE and MD (P,) and how they were measured: its own, or
+    refitted here on ``compare.cv_folds`` folds (no ``cv_mse_``, or named in ``compare.refit_cv``)."""
+    emu = run.model.emulator
+    cv_folds = cfg.compare.cv_folds if cfg.compare else 5
+    refit = name in (cfg.compare.refit_cv if cfg.compare else [])
+    if hasattr(emu, "cv_mse_") and hasattr(emu, "cv_md_") and not refit:
+        return np.asarray(emu.cv_mse_, float), np.asarray(emu.cv_md_, float), str(getattr(emu, "cv_scheme_", "own"))
+    log.info("compare: cross-validating %s by refitting (%d folds)", name, cv_folds)
+    assert run.train is not None
+    cv_mse, cv_md = cross_validate_flux(emu, run.train.labels, run.train.flux, run.train.ivar, cv_folds, cfg.seed)
+    return cv_mse, cv_md, f"{cv_folds}-fold (refit by compare)"
 
-    ``emulators`` overrides ``cfg.compare.emulators``. Raises :class:`ConfigError` before any
-    training if an emulator is unknown or its parameters are invalid.
-    """
-    names = _emulator_names(cfg, emulators)
+
+def _summary(name: str, run: RunResult, cfg: ExperimentConfig) -> tuple[EmulatorSummary, list[str]]:
+    cv_mse, cv_md, scheme = _flux_cv(name, run, cfg)
+    stats, bins = _label_stats(run, list(run.model.label_names))
+    return EmulatorSummary(
+        name=name, output_dir=run.output_dir, cv_mse=cv_mse, cv_md=cv_md, cv_scheme=scheme,
+        train_time_s=float(run.timing.get("train_time_s") or 0.0),
+        infer_time_per_spectrum_s=run.timing.get("infer_time_per_spectrum_s"),
+        model_bytes=run.model_path.stat().st_size if run.model_path else 0,
+        train_hash=run.model.train_hash,
+        n_test=run.test.n_stars if run.test is not None else 0,
+        n_converged=int(run.result.converged.sum()) if run.result is not None else 0,
+        label_stats=stats), bins
+
+
+def _check_compare_config(cfg: ExperimentConfig, names: list[str]) -> None:
     unknown = sorted(set(cfg.compare.refit_cv) - set(names)) if cfg.compare else []
     if unknown:
         raise ConfigError(f"compare.refit_cv: {unknown} are not among the compared emulators {names}")
@@ -143,41 +165,30 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
         raise ConfigError("emulator.model: compare trains every emulator on the same data; remove emulator.model")
     if cfg.data.train is None:
         raise ConfigError("data.train: compare needs training data")
+
+
+def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None) -> CompareResult:
+    """Run the experiment once per emulator, then write ``compare.json``, ``compare.md`` and figures.
+
+    ``emulators`` overrides ``cfg.compare.emulators``. Raises :class:`ConfigError` before any
+    training if an emulator is unknown or its parameters are invalid.
+    """
+    names = _emulator_names(cfg, emulators)
+    _check_compare_config(cfg, names)
     out = Path(cfg.output.dir)
     base = config_to_dict(cfg)
     base.pop("compare", None)
     subs = {n: _config_for(cfg, base, n, out) for n in names}  # fail fast, before hours of training
     out.mkdir(parents=True, exist_ok=True)
-    cv_folds = cfg.compare.cv_folds if cfg.compare else 5
     summaries: list[EmulatorSummary] = []
     first: RunResult | None = None
     bins: list[str] = []
     for i, name in enumerate(names):
-        sub = subs[name]
         log.info("compare: emulator %d/%d: %s", i + 1, len(names), name)
-        run = run_experiment(sub)
+        run = run_experiment(subs[name])
         first = first or run
-        emu = run.model.emulator
-        refit = name in (cfg.compare.refit_cv if cfg.compare else [])
-        if hasattr(emu, "cv_mse_") and hasattr(emu, "cv_md_") and not refit:
-            cv_mse, cv_md = np.asarray(emu.cv_mse_, float), np.asarray(emu.cv_md_, float)
-            scheme = str(getattr(emu, "cv_scheme_", "own"))
-        else:
-            log.info("compare: cross-validating %s by refitting (%d folds)", name, cv_folds)
-            assert run.train is not None
-            cv_mse, cv_md = cross_validate_flux(emu, run.train.labels, run.train.flux, run.train.ivar, cv_folds,
-                                                cfg.seed)
-            scheme = f"{cv_folds}-fold (refit by compare)"
-        stats, bins = _label_stats(run, list(run.model.label_names))
-        summaries.append(EmulatorSummary(
-            name=name, output_dir=run.output_dir, cv_mse=cv_mse, cv_md=cv_md, cv_scheme=scheme,
-            train_time_s=float(run.timing.get("train_time_s") or 0.0),
-            infer_time_per_spectrum_s=run.timing.get("infer_time_per_spectrum_s"),
-            model_bytes=run.model_path.stat().st_size if run.model_path else 0,
-            train_hash=run.model.train_hash,
-            n_test=run.test.n_stars if run.test is not None else 0,
-            n_converged=int(run.result.converged.sum()) if run.result is not None else 0,
-            label_stats=stats))
+        summary, bins = _summary(name, run, cfg)
+        summaries.append(summary)
     assert first is not None and first.train is not None
     train = first.train
     flux = np.where(train.ivar > 0, train.flux, np.nan)

@@ -94,11 +94,17 @@ def read_with_model_reader(model: SlamfwModel, data_path: str | None, reader_nam
         params[paths[0]] = data_path
     elif paths and paths[0] not in params:
         raise ConfigError(f"--data: the reader {name!r} reads files; say which with --data PATH")
-    raw = registry.create("reader", name, params, where="--reader").read()
+    return model_labels_only(registry.create("reader", name, params, where="--reader").read(), model)
+
+
+def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
+    """``raw`` with exactly the model's labels, in its order, as true labels (or no labels, if it
+    lacks any of them)."""
     if raw.labels is not None and all(n in raw.label_names for n in model.label_names):
         return raw.select_labels(model.label_names)
-    raw.labels, raw.label_names, raw.label_units = None, [], []
-    return raw
+    out = raw.subset(range(raw.n_stars))
+    out.labels, out.label_names, out.label_units = None, [], []
+    return out
 
 
 def model_inferer(model: SlamfwModel) -> Inferer:

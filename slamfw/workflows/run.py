@@ -60,6 +60,23 @@ def run_train(cfg: ExperimentConfig) -> tuple[TrainResult, Path]:
     return tr, tr.model.save(out / cfg.output.model_file)
 
 
+def _test_reads_training_source(cfg: ExperimentConfig) -> bool:
+    test_sel, train_sel = selected(cfg, "data.test"), selected(cfg, "data.train")
+    return test_sel is not None and train_sel is not None and source_key(train_sel) == source_key(test_sel)
+
+
+def check_test_split(cfg: ExperimentConfig, model_loaded: bool) -> None:
+    """Before any training: a test set read from the training data needs held-back stars."""
+    if not _test_reads_training_source(cfg):
+        return
+    if model_loaded:
+        raise ConfigError("data.test reads the training data, but the model is loaded from a file "
+                          "(emulator.model): the held-back split is unknown. Point data.test at other data.")
+    if not cfg.data.train.holdout:
+        raise ConfigError("data.test reads the same data as data.train, and no star is held back: "
+                          "set data.train.holdout > 0 or point data.test elsewhere")
+
+
 def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet | None:
     """The raw test set: ``data.test``, restricted to the held-back stars if it is the training source."""
     test_sel = selected(cfg, "data.test")
@@ -72,11 +89,8 @@ def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet
             raw = raw.select_labels(cfg.labels)
         else:
             raw.labels, raw.label_names, raw.label_units = None, [], []
-    train_sel = selected(cfg, "data.train")
-    if train_sel is not None and source_key(train_sel) == source_key(test_sel):
-        if held_ids is None:
-            raise ConfigError("data.test reads the training data, but the model was loaded from a file: "
-                              "the held-back split is unknown. Point data.test at other data.")
+    if _test_reads_training_source(cfg):
+        check_test_split(cfg, model_loaded=held_ids is None)
         keep = np.isin(raw.ids, held_ids)
         log.info("test set: %d stars of the training source that were held back (data.train.holdout)",
                  int(keep.sum()))
@@ -119,8 +133,10 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
     out = Path(cfg.output.dir)
     write_resolved(cfg, out)
     emu_sel = selected(cfg, "emulator")
+    loading = emu_sel is not None and bool(emu_sel.core.get("model"))
+    check_test_split(cfg, loading)
     held_ids = dropped = model_path = train_time = trainset = None
-    if emu_sel is not None and emu_sel.core.get("model"):
+    if loading:
         model = _load_model(cfg, emu_sel.core["model"])
     else:
         tr = train(cfg)

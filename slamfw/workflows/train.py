@@ -55,14 +55,14 @@ def check_pixels(train: SpectralSet) -> None:
 
 def reading_params(sel: Selected) -> dict[str, Any]:
     """A reader's parameters that say how to read, not which data (no input paths, no selections)."""
-    cls = type(sel.build())
+    cls = sel.cls
     drop = set(params_with_role(cls, ParamRole.INPUT_PATH)) | set(params_with_role(cls, ParamRole.SELECTION))
     return {k: v for k, v in sel.params.items() if k not in drop}
 
 
 def source_key(sel: Selected) -> str:
     """What identifies a reader's data: its name and input paths (or, reading no files, its parameters)."""
-    cls = type(sel.build())
+    cls = sel.cls
     paths = {k: sel.params[k] for k in params_with_role(cls, ParamRole.INPUT_PATH)}
     what = paths or {k: v for k, v in sel.params.items() if k not in params_with_role(cls, ParamRole.SELECTION)}
     return json.dumps([sel.name, what], sort_keys=True, default=str)

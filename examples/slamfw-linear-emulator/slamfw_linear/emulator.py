@@ -7,15 +7,15 @@ plugin authors. Only slamfw's public API is used.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from pydantic import Field
 
-from slamfw import DataError, Emulator, Params, Standardizer, check_training_data, hookimpl
+from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl
+
+SLAMFW_PLUGIN_API = (1, 0)                      # the plugin API this plugin is written for
 
 
-class LinearEmulator(Emulator):
+class LinearEmulator(StandardizedEmulator):
     """Flux linear in the labels per pixel (ridge), with exact leave-one-out CV MSE.
 
     Fitted attributes (P pixels, L labels): ``label_scaler_``, ``flux_scaler_``; ``coef_`` (P, L+1);
@@ -33,8 +33,7 @@ class LinearEmulator(Emulator):
         if m < n_lab + 2:
             raise DataError(f"linear: {m} training stars cannot constrain {n_lab + 1} coefficients")
         good = (ivar > 0).astype(float)                                    # (M, P)
-        self.label_scaler_ = Standardizer().fit(labels)
-        self.flux_scaler_ = Standardizer().fit(flux, good > 0)
+        self.fit_standardizers(labels, flux, good > 0)                     # paper eq. 2-4
         X = np.column_stack([np.ones(m), self.label_scaler_.transform(labels)])   # (M, D)
         Y = np.where(good > 0, self.flux_scaler_.transform(flux), 0.0)         # (M, P)
         d = X.shape[1]
@@ -49,13 +48,16 @@ class LinearEmulator(Emulator):
         n_good = good.sum(axis=0)
         self.cv_mse_ = (loo ** 2).sum(axis=0) / n_good
         self.cv_md_ = loo.sum(axis=0) / n_good
-        self._finish()
+        self.rebuild()
         return self
 
-    def _finish(self) -> None:
+    # ---------------------------------------------------------------- state (never pickled)
+    STATE_ARRAYS = ("coef_", "cv_mse_", "cv_md_")   # saved; the standardisers are saved by the base
+    STATE_KIND = "linear-ridge"
+
+    def rebuild(self) -> None:
         """Everything derived from the state (after fit and after loading)."""
         self.n_pixels_, self.n_labels_ = self.coef_.shape[0], self.coef_.shape[1] - 1
-        self.label_scale_ = self.label_scaler_.scale_
         self.cv_scheme_ = "leave-one-out"
         self.model_error_ = np.sqrt(self.cv_mse_) * self.flux_scaler_.scale_      # as SLAM does
 
@@ -72,22 +74,6 @@ class LinearEmulator(Emulator):
         theta = self._check_labels(labels)
         slope = self.coef_[:, 1:] * self.flux_scaler_.scale_[:, None] / self.label_scaler_.scale_[None, :]
         return np.broadcast_to(slope, (theta.shape[0], *slope.shape)).copy()
-
-    # ---------------------------------------------------------------- state (never pickled)
-    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        arrays = {"coef": self.coef_, "cv_mse": self.cv_mse_, "cv_md": self.cv_md_,
-                  **self.label_scaler_.to_state("label_"), **self.flux_scaler_.to_state("flux_")}
-        return arrays, {"kind": "linear-ridge"}
-
-    @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> "LinearEmulator":
-        obj = cls(**metadata["params"])
-        obj.coef_, obj.cv_mse_, obj.cv_md_ = arrays["coef"], arrays["cv_mse"], arrays["cv_md"]
-        obj.label_scaler_ = Standardizer.from_state(arrays, "label_")
-        obj.flux_scaler_ = Standardizer.from_state(arrays, "flux_")
-        obj._finish()
-        return obj
 
 
 # ---------------------------------------------------------------- registration

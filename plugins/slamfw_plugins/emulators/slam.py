@@ -51,6 +51,34 @@ def _svr(C: float, epsilon: float, tol: float, max_iter: int, gamma: float | Non
     return SVR(kernel="rbf", gamma=gamma, C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
 
 
+def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: list[float], epsilon: float,
+             tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6)."""
+    m = yj.size
+    cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
+    cv_md = np.full_like(cv_mse, np.nan)
+    all_good = bool(gj.all())
+    for a in range(len(svr_gamma)):
+        for b, C in enumerate(Cs):
+            pred = np.full(m, np.nan)
+            for f, (tr, te) in enumerate(folds):
+                tr_g, te_g = (tr, te) if all_good else (tr[gj[tr]], te[gj[te]])
+                if tr_g.size < 2 or te_g.size == 0:
+                    continue
+                if all_good and sub is not None:
+                    k_tr, k_te = sub[a][f]
+                else:
+                    k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
+                svr = _svr(C, epsilon, tol, max_iter, svr_gamma[a]).fit(k_tr, yj[tr_g])
+                pred[te_g] = svr.predict(k_te)
+            resid = pred[gj] - yj[gj]
+            resid = resid[np.isfinite(resid)]
+            if resid.size:
+                cv_mse[a, b] = np.mean(resid ** 2)
+                cv_md[a, b] = np.mean(resid)
+    return cv_mse, cv_md
+
+
 def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: list[np.ndarray] | None,
                      gammas: list[float], Cs: list[float], epsilon: float, tol: float,
                      folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int) -> dict[str, np.ndarray]:
@@ -79,25 +107,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     }
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
-        all_good = bool(gj.all())
-        for a in range(n_g):
-            for b, C in enumerate(Cs):
-                pred = np.full(m, np.nan)
-                for f, (tr, te) in enumerate(folds):
-                    tr_g, te_g = (tr, te) if all_good else (tr[gj[tr]], te[gj[te]])
-                    if tr_g.size < 2 or te_g.size == 0:
-                        continue
-                    if all_good and sub is not None:
-                        k_tr, k_te = sub[a][f]
-                    else:
-                        k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
-                    svr = _svr(C, epsilon, tol, max_iter, svr_gamma[a]).fit(k_tr, yj[tr_g])
-                    pred[te_g] = svr.predict(k_te)
-                resid = pred[gj] - yj[gj]
-                resid = resid[np.isfinite(resid)]
-                if resid.size:
-                    out["cv_mse"][jj, a, b] = np.mean(resid ** 2)
-                    out["cv_md"][jj, a, b] = np.mean(resid)
+        out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, sub, svr_gamma, Cs, epsilon, tol, folds, max_iter)
         flat = out["cv_mse"][jj].ravel()
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)

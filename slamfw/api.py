@@ -1,0 +1,95 @@
+"""The Python API: what the ``slamfw`` commands do, as functions (see ``docs/python-api.md``).
+
+    from slamfw import api
+    res = api.run("examples/demo/experiment.toml", ["emulator.name=cannon", "output.dir=runs/c"])
+    model = api.load_model("runs/c/model.npz")
+    data, labels = api.predict(model, spectra)           # a SpectralSet, or a path for the model's reader
+    table = api.catalog(data, labels, model)             # an astropy Table, as `slamfw predict` writes
+
+Configs may be given as a path (TOML/YAML), a dict (relative paths are the working directory's),
+or an :class:`~slamfw.config.ExperimentConfig`; ``overrides`` are ``--set`` assignments.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from astropy.table import Table
+
+from .components.inferer import Inferer
+from .config import ExperimentConfig, apply_override, load_config, validate_config
+from .config.loading import override_key
+from .data.catalog import make_catalog
+from .data.results import LabelResult
+from .data.spectra import SpectralSet
+from .model import SlamfwModel
+from .workflows.compare import CompareResult, compare_emulators
+from .workflows.infer import infer_chunked, model_inferer, model_labels_only, predict as _predict, prepare_for_model
+from .workflows.run import RunResult, run_experiment
+from .workflows.train import TrainResult, train as _train
+
+__all__ = ["config", "run", "train", "compare", "load_model", "predict", "catalog"]
+
+ConfigLike = str | os.PathLike | dict | ExperimentConfig
+
+
+def config(source: ConfigLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """An experiment config from a file, a dict or a config, with ``--set``-style ``overrides``."""
+    if isinstance(source, ExperimentConfig):
+        if not overrides:
+            return source
+        raw, base, overridden = source.model_dump(exclude_none=True), source._base_dir, set(source._overridden)
+    elif isinstance(source, dict):
+        raw, base, overridden = copy.deepcopy(source), None, set()
+    else:
+        return load_config(source, list(overrides))
+    for item in overrides:
+        apply_override(raw, item)
+    return validate_config(raw, base, overridden | {override_key(o) for o in overrides})
+
+
+def run(source: ConfigLike, overrides: Sequence[str] = ()) -> RunResult:
+    """``slamfw run``: train (or load) the model, infer the test set, write catalogue and report."""
+    return run_experiment(config(source, overrides))
+
+
+def train(source: ConfigLike, overrides: Sequence[str] = ()) -> TrainResult:
+    """Train the config's emulator on its training set; ``.model`` is the :class:`SlamfwModel`
+    (``.model.save(path)`` writes it), ``.train`` the prepared training set."""
+    return _train(config(source, overrides))
+
+
+def compare(source: ConfigLike, emulators: Sequence[str] | None = None, overrides: Sequence[str] = ()
+            ) -> CompareResult:
+    """``slamfw compare``: every emulator on the same data; writes compare.json/md and figures."""
+    return compare_emulators(config(source, overrides), list(emulators) if emulators else None)
+
+
+def load_model(path: str | os.PathLike) -> SlamfwModel:
+    """A model file written by ``slamfw run``/``train`` (safe: no pickle)."""
+    return SlamfwModel.load(path)
+
+
+def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os.PathLike | None = None, *,
+            reader: str | None = None, reader_params: dict[str, Any] | None = None, inferer: Inferer | None = None,
+            chunk_size: int = 500, checkpoint_dir: str | os.PathLike | None = None) -> tuple[SpectralSet, LabelResult]:
+    """Labels for a survey, prepared exactly like the model's training set.
+
+    ``data`` is a :class:`SpectralSet` (raw spectra: they are shifted, normalised and resampled
+    here), or a path read by the model's reader (or ``reader``), or None for a reader that reads
+    no files. Returns the prepared spectra (N stars) and their :class:`LabelResult` (N, L).
+    """
+    if not isinstance(model, SlamfwModel):
+        model = load_model(model)
+    if isinstance(data, SpectralSet):
+        prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")
+        return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir)
+    path = None if data is None else str(Path(data))
+    return _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
+
+
+def catalog(data: SpectralSet, result: LabelResult, model: SlamfwModel) -> Table:
+    """The label catalogue (astropy Table) of ``data`` with the inferred ``result``."""
+    return make_catalog(data.ids, result, model.label_units, snr=data.meta_column("snr"), true_labels=data.labels)

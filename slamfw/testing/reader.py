@@ -1,0 +1,241 @@
+"""The reader conformance kit: ``check_reader``.
+
+Readers that read files need their parameters (the ``InputPath`` at least) from the caller::
+
+    check_reader(MyReader, {"path": "tests/data/survey.fits"})
+
+It checks the contract of :class:`slamfw.Reader`: ``read()`` returns a valid
+:class:`~slamfw.SpectralSet` with at least one star, unique ids and consistent label names and
+units, without writing to stdout or stderr (use ``logging``); two reads are equal
+(:meth:`~slamfw.SpectralSet.fingerprint`); and each ``InputPath`` parameter is honoured: a
+nonexistent path raises a :class:`~slamfw.SlamfwError` naming it, an empty copy (an empty
+directory or an empty file of the same name) raises a SlamfwError, and a copy of the input in
+another directory reads the same spectra. Readers without an input path pass those with a note.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..components.base import ParamRole, params_with_role
+from ..components.reader import Reader
+from ..data.spectra import SpectralSet
+from ..errors import SlamfwError
+from ._common import Case, CheckResult, NotRun, checker, params_check, raises, resolve, run_checks
+
+__all__ = ["check_reader", "READER_CHECKS", "ReaderCase"]
+
+
+@dataclasses.dataclass
+class _Read:
+    """One ``read()``: what it returned (or raised), and what it printed and warned."""
+
+    result: Any = None
+    error: str = ""
+    printed: str = ""
+    warned: list[str] = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _logging_to(stream: Any) -> Iterator[None]:
+    """Send logging's last-resort output (records logged with no handler configured) to
+    ``stream`` meanwhile, and keep a broken handler's error report quiet: logging is not printing."""
+    saved = logging.lastResort, logging.raiseExceptions
+    logging.lastResort = logging.StreamHandler(stream)
+    logging.lastResort.setLevel(logging.WARNING)
+    logging.raiseExceptions = False
+    try:
+        yield
+    finally:
+        logging.lastResort, logging.raiseExceptions = saved
+
+
+def read_captured(reader: Reader) -> _Read:
+    """Call ``reader.read()`` capturing stdout, stderr and warnings."""
+    out, err = io.StringIO(), io.StringIO()
+    got = _Read()
+    with _logging_to(sys.stderr), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            got.result = reader.read()
+        except Exception as exc:  # noqa: BLE001 - reported by check_read
+            got.error = f"{type(exc).__name__}: {exc}"
+    got.printed = (out.getvalue() + err.getvalue()).strip()
+    got.warned = [f"{x.category.__name__}: {x.message}" for x in w]
+    return got
+
+
+class ReaderCase(Case):
+    """A reader class and the caller's parameters; the first ``read()`` is made once."""
+
+    base = Reader
+
+    def __init__(self, cls: type[Reader], params: dict[str, Any]) -> None:
+        super().__init__(cls, params)
+        self._first: _Read | None = None
+
+    def first(self) -> _Read:
+        """The first read, captured."""
+        if self._first is None:
+            self._first = read_captured(self.fresh())
+        return self._first
+
+    def spectra(self) -> SpectralSet:
+        """The first read's SpectralSet; :class:`NotRun` when ``read()`` failed."""
+        got = self.first()
+        if not isinstance(got.result, SpectralSet):
+            raise NotRun("read() did not return a SpectralSet")
+        return got.result
+
+    def input_paths(self) -> dict[str, str]:
+        """The reader's ``InputPath`` parameters that have a value: {name: path}."""
+        params = self.fresh().get_params()
+        return {k: str(params[k]) for k in params_with_role(self.cls, ParamRole.INPUT_PATH) if params.get(k)}
+
+
+def _content(ss: SpectralSet) -> tuple[str, list[str], list[str]]:
+    return ss.fingerprint(), list(ss.label_names), list(ss.label_units)
+
+
+check = checker(ReaderCase)
+check_params = params_check(ReaderCase)
+
+
+@check("read() returns a valid SpectralSet")
+def check_read(case: ReaderCase) -> str:
+    """``read()`` returns a :class:`~slamfw.SpectralSet` that passes its own validation again,
+    with at least one star, unique ids, and as many label names and units as label columns."""
+    got = case.first()
+    if got.error:
+        return f"read() raised {got.error}"
+    ss = got.result
+    if not isinstance(ss, SpectralSet):
+        return f"read() returned {type(ss).__name__}, not a SpectralSet"
+    dataclasses.replace(ss)  # validates the arrays again (they may have been changed after creation)
+    if ss.n_stars < 1:
+        return "read() returned no stars"
+    if len(set(ss.ids.tolist())) != ss.n_stars:
+        return "the star ids are not unique"
+    n_lab = 0 if ss.labels is None else ss.labels.shape[1]
+    if len(ss.label_names) != n_lab or len(ss.label_units) != n_lab:
+        return f"{n_lab} label columns with {len(ss.label_names)} names and {len(ss.label_units)} units"
+    if len(set(ss.label_names)) != n_lab:
+        return f"duplicate label names {ss.label_names}"
+    return f"note: {ss.n_stars} stars, {ss.n_pixels} pixels, labels {ss.label_names}"
+
+
+@check("read() writes nothing to stdout or stderr")
+def check_silent(case: ReaderCase) -> str:
+    """``read()`` prints nothing (report through ``logging``); warnings are noted, not failed."""
+    got = case.first()
+    if got.printed:
+        return f"read() printed {got.printed[:200]!r} (use logging)"
+    if got.warned:
+        return f"note: read() warned: {'; '.join(sorted(set(got.warned)))[:300]}"
+    return ""
+
+
+@check("two reads give the same spectra")
+def check_deterministic(case: ReaderCase) -> str:
+    """A second ``read()`` of the same instance and a read by a fresh instance give equal
+    fingerprints (wave, flux, ivar, mask, labels, ids), label names and units."""
+    first = _content(case.spectra())
+    reader = case.fresh()
+    for what in ("a read by a fresh instance", "a second read by one instance"):
+        ss = reader.read()
+        if not isinstance(ss, SpectralSet):
+            return f"{what} returned {type(ss).__name__}"
+        if _content(ss) != first:
+            return f"{what} gives other spectra (seed any randomness with a parameter)"
+    return ""
+
+
+def _missing_path(root: Path, original: str) -> str:
+    return str(root / "no-such-dir" / Path(original).name)
+
+
+@check("a nonexistent input path raises a SlamfwError naming it")
+def check_path_missing(case: ReaderCase) -> str:
+    """Each ``InputPath`` parameter set to a path that does not exist makes ``read()`` raise a
+    :class:`~slamfw.SlamfwError` whose message contains the path."""
+    names = case.input_paths()
+    if not names:
+        return "note: no InputPath parameter"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, value in names.items():
+            missing = _missing_path(Path(tmp), value)
+            msg = raises(lambda k=name, v=missing: case.cls(**{**case.params, k: v}).read(), SlamfwError, contains=missing)
+            if msg:
+                return f"{name}={missing!r}: {msg}"
+    return ""
+
+
+def _copy_input(original: Path, dest_dir: Path, empty: bool) -> Path:
+    dest = dest_dir / original.name
+    if original.is_dir():
+        if empty:
+            dest.mkdir()
+        else:
+            shutil.copytree(original, dest)
+    elif empty:
+        dest.touch()
+    else:
+        shutil.copy2(original, dest)
+    return dest
+
+
+@check("the input path is honoured (a copy reads the same, an empty copy fails)")
+def check_path_copy(case: ReaderCase) -> str:
+    """For each ``InputPath`` parameter: a copy of the file or directory (``shutil.copytree`` or
+    ``copy2``, under the same name in another directory) reads the same spectra (fingerprint,
+    label names and units; ``source`` may differ); an empty directory or empty file of the same
+    name makes ``read()`` raise a :class:`~slamfw.SlamfwError`. A file is copied alone: a reader
+    whose input file needs files beside it should take a directory."""
+    names = case.input_paths()
+    if not names:
+        return "note: no InputPath parameter"
+    first = _content(case.spectra())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, value in names.items():
+            original = Path(value)
+            if not original.exists():
+                return f"{name}={str(original)!r} does not exist"
+            copy = _copy_input(original, Path(tmp), empty=False)
+            ss = case.cls(**{**case.params, name: str(copy)}).read()
+            if not isinstance(ss, SpectralSet) or _content(ss) != first:
+                return f"reading a copy of {name} at {str(copy)!r} gives other spectra"
+            shutil.rmtree(copy) if copy.is_dir() else copy.unlink()
+            empty = _copy_input(original, Path(tmp), empty=True)
+            msg = raises(lambda k=name, v=str(empty): case.cls(**{**case.params, k: v}).read(), SlamfwError)
+            if msg:
+                return f"{name} = an empty {'directory' if empty.is_dir() else 'file'}: {msg}"
+            shutil.rmtree(empty) if empty.is_dir() else empty.unlink()
+    return ""
+
+
+#: The reader checks, in the order :func:`check_reader` runs them.
+READER_CHECKS = [check_params, check_read, check_silent, check_deterministic, check_path_missing, check_path_copy]
+
+
+def check_reader(reader: type[Reader] | Reader, params: dict[str, Any] | None = None, *,
+                 raise_on_fail: bool = True) -> list[CheckResult]:
+    """Run the reader contract checks (:data:`READER_CHECKS`); one :class:`CheckResult` each.
+
+    Parameters
+    ----------
+    reader : a :class:`~slamfw.Reader` subclass (built with ``params``) or an instance (its
+        ``get_params()`` are used for every fresh copy the checks need).
+    params : for a class: the parameters to read with, e.g. ``{"path": ...}`` for readers of files.
+    raise_on_fail : raise :class:`~slamfw.testing.ComponentCheckError` naming the failed checks.
+    """
+    cls, params = resolve(reader, params, Reader)
+    return run_checks(READER_CHECKS, ReaderCase(cls, params), raise_on_fail)
