@@ -314,3 +314,8 @@ def test_test_split_is_checked_before_training(data, tmp_path, capsys):
     err = run_error(["run", str(cfg), "--set", "data.train.holdout=0"], capsys)
     assert "no star is held back" in err
     assert not (tmp_path / "s" / "model.npz").exists()   # refused before any training
+
+
+def test_check_plugin_says_which_parameters_a_kit_needs(capsys):
+    err = run_error(["check-plugin", "reader", "table"], capsys)
+    assert "needs path" in err and "--param path=VALUE" in err

@@ -135,20 +135,36 @@ def test_standardized_emulator_is_public_and_used():
     assert issubclass(slamfw.StandardizedEmulator, Component)
 
 
-def test_fallback_jacobian_steps_by_label_scale():
-    """The core's finite-difference fallback, on an emulator without an analytic jacobian."""
-    class Quadratic(slamfw.Emulator):
-        def fit(self, labels, flux, ivar):
-            self.n_labels_, self.n_pixels_ = 2, 3
-            return self
+class _Quadratic(slamfw.Emulator):
+    """An emulator without an analytic jacobian: the core's finite-difference fallback serves it."""
 
-        def predict(self, labels):
-            t = self._check_labels(labels)
-            return np.column_stack([t[:, 0] ** 2, t[:, 0] * t[:, 1], np.sin(t[:, 1])])
+    def fit(self, labels, flux, ivar):
+        self.n_labels_, self.n_pixels_ = 2, 3
+        return self
 
-    emu = Quadratic().fit(None, None, None)
+    def predict(self, labels):
+        t = self._check_labels(labels)
+        self.calls_.append(t.copy())
+        return np.column_stack([t[:, 0] ** 2, t[:, 0] * t[:, 1], np.sin(t[:, 1])])
+
+
+def _expected_jacobian(theta):
+    return np.stack([np.column_stack([2 * theta[:, 0], np.zeros(len(theta))]),
+                     np.column_stack([theta[:, 1], theta[:, 0]]),
+                     np.column_stack([np.zeros(len(theta)), np.cos(theta[:, 1])])], axis=1)
+
+
+@pytest.mark.parametrize("label_scale", [None, np.array([700.0, 0.5])])
+def test_fallback_jacobian(label_scale):
+    """Central differences, stepping fd_step x label_scale_ when the emulator has it, else
+    fd_step x max(|label|, 1)."""
+    emu = _Quadratic().fit(None, None, None)
+    emu.calls_ = []
+    if label_scale is not None:
+        emu.label_scale_ = label_scale
     theta = np.array([[5000.0, 2.0], [4000.0, -1.0]])
-    expect = np.stack([np.column_stack([2 * theta[:, 0], np.zeros(2)]),
-                       np.column_stack([theta[:, 1], theta[:, 0]]),
-                       np.column_stack([np.zeros(2), np.cos(theta[:, 1])])], axis=1)
-    np.testing.assert_allclose(emu.jacobian(theta), expect, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(emu.jacobian(theta), _expected_jacobian(theta), rtol=1e-5, atol=1e-8)
+    steps = [np.max(np.abs(c - theta), axis=0) for c in emu.calls_]
+    expect = emu.fd_step * (label_scale if label_scale is not None else np.maximum(np.abs(theta).max(0), 1.0))
+    np.testing.assert_allclose(steps[0], [expect[0], 0.0])       # the first call steps label 0 only
+    np.testing.assert_allclose(steps[2], [0.0, expect[1]])       # the third, label 1

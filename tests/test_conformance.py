@@ -175,6 +175,32 @@ class ReturnsInit(GaussNewton):
         n_iter: int = 0
 
 
+class Jittery(GaussNewton):
+    """Unseeded: adds a little random noise to the labels."""
+
+    def infer(self, model, flux, ivar, prior=None):
+        res = super().infer(model, flux, ivar, prior)
+        res.labels = res.labels + np.random.default_rng().normal(0, 1e-6, res.labels.shape) * model.train_labels.std(0)
+        return res
+
+
+class DiagonalCov(GaussNewton):
+    """Returns the variances (N, L) where the covariances (N, L, L) belong."""
+
+    def infer(self, model, flux, ivar, prior=None):
+        res = super().infer(model, flux, ivar, prior)
+        res.cov = np.diagonal(res.cov, axis1=1, axis2=2).copy()
+        return res
+
+
+class ScribblesOnInput(GaussNewton):
+    """Zeroes the caller's flux at bad pixels, in place (and before checking the shapes)."""
+
+    def infer(self, model, flux, ivar, prior=None):
+        flux[ivar == 0] = 0.0
+        return super().infer(model, flux, ivar, prior)
+
+
 @pytest.mark.parametrize("params", [{"progress": False}, {"progress": False, "method": "trf", "bound_margin": 0.1},
                                     {"progress": False, "stars_per_task": 4}])
 def test_builtin_inferer_passes(params):
@@ -191,6 +217,9 @@ def test_a_minimal_correct_inferer_passes():
     (BatchMeanStart, {"check_chunk_invariance"}),
     (UnvalidatedInferer, {"check_nan_flux", "check_bad_shapes"}),
     (ReturnsInit, {"check_recovers_labels"}),
+    (Jittery, {"check_deterministic", "check_chunk_invariance", "check_zero_ivar_ignored"}),
+    (DiagonalCov, {"check_result_format", "check_deterministic", "check_chunk_invariance", "check_zero_ivar_ignored"}),
+    (ScribblesOnInput, {"check_inputs_unchanged", "check_bad_shapes"}),
 ])
 def test_inferer_kit_catches_broken_inferers(cls, failing):
     assert failed(check_inferer(cls, raise_on_fail=False)) == failing
@@ -243,6 +272,50 @@ class ScalesTheFlux(IdentityNormalizer):
         return nf / np.median(flux), ni, cont
 
 
+class HalfContinuum(IdentityNormalizer):
+    """Consistent, but its continuum is twice the true one: normalised spectra sit at 0.5."""
+
+    def normalize(self, wave, flux, ivar):
+        flux, ivar = np.atleast_2d(flux), np.atleast_2d(ivar)
+        cont = np.full_like(flux, 2.0)
+        return flux / cont, ivar * cont ** 2, cont
+
+
+class JitteryContinuum(IdentityNormalizer):
+    """Unseeded: each star's continuum is off by a random 0.1%."""
+
+    def normalize(self, wave, flux, ivar):
+        flux, ivar = np.atleast_2d(flux), np.atleast_2d(ivar)
+        cont = np.ones_like(flux) * (1 + np.random.default_rng().normal(0, 1e-3, (flux.shape[0], 1)))
+        return flux / cont, ivar * cont ** 2, cont
+
+
+class FlatOutput(IdentityNormalizer):
+    """Returns 1-D arrays."""
+
+    def normalize(self, wave, flux, ivar):
+        return tuple(a.ravel() for a in super().normalize(wave, flux, ivar))
+
+
+class NormalisesInPlace(IdentityNormalizer):
+    """Rescales the caller's arrays in place."""
+
+    def normalize(self, wave, flux, ivar):
+        flux *= 1.0000001
+        return super().normalize(wave, flux, ivar)
+
+
+class StoresAModifiedParam(IdentityNormalizer):
+    """Its constructor changes a parameter after validation: clone() cannot reproduce it."""
+
+    class Params(Params):
+        smoothing: float = 1.0
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.smoothing = self.smoothing * 2
+
+
 @pytest.mark.parametrize("name", ["spline", "none"])
 def test_builtin_normalizers_pass(name):
     results = check_normalizer(registry.get_component("normalizer", name))
@@ -258,6 +331,12 @@ def test_spline_normalizer_passes_with_other_parameters():
     (NaNForBadStar, {"check_unnormalisable"}),
     (OnlyOneGrid, {"check_wave_2d", "check_shifted_waves"}),
     (ScalesTheFlux, {"check_ivar_scaling", "check_chunk_invariance", "check_shifted_waves"}),
+    (HalfContinuum, {"check_flat_continuum"}),
+    (JitteryContinuum, {"check_deterministic", "check_chunk_invariance", "check_shifted_waves", "check_wave_2d"}),
+    (FlatOutput, {"check_output_shapes", "check_shifted_waves", "check_wave_2d", "check_ivar_scaling",
+                  "check_chunk_invariance", "check_unnormalisable", "check_deterministic", "check_flat_continuum"}),
+    (NormalisesInPlace, {"check_inputs_unchanged", "check_ivar_scaling"}),
+    (StoresAModifiedParam, {"check_params"}),
 ])
 def test_normalizer_kit_catches_broken_normalizers(cls, failing):
     assert failed(check_normalizer(cls, raise_on_fail=False)) == failing
@@ -380,6 +459,15 @@ class InfiniteNumbers(CVScatterAnalyzer):
         return report
 
 
+class CorrectsTheTruth(CVScatterAnalyzer):
+    """Rounds the inferred labels it was given, in place."""
+
+    def analyze(self, ctx):
+        if ctx.result is not None:
+            ctx.result.labels[:] = np.round(ctx.result.labels, 1)
+        return super().analyze(ctx)
+
+
 @pytest.mark.parametrize("params", [{}, {"converged_only": False, "snr_edges": [10.0, 40.0, 200.0]}])
 def test_builtin_analyzer_passes(params):
     results = check_analyzer(registry.get_component("analyzer", "cv-scatter"), params)
@@ -392,6 +480,7 @@ def test_builtin_analyzer_passes(params):
     (ReturnsADict, {"check_with_truth", "check_no_truth", "check_loaded_model", "check_one_star",
                     "check_deterministic"}),
     (InfiniteNumbers, {"check_one_star"}),
+    (CorrectsTheTruth, {"check_inputs_unchanged"}),
 ])
 def test_analyzer_kit_catches_broken_analyzers(cls, failing):
     assert failed(check_analyzer(cls, raise_on_fail=False)) == failing

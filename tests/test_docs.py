@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from slamfw import testing
+from slamfw import registry, testing
 from slamfw.components.kinds import KINDS
 
 from .conftest import REPO
@@ -69,12 +69,16 @@ def _sample_npz_directory(folder):
 
 @pytest.mark.parametrize("kind,name,code", list(examples()), ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
 def test_example_registers_and_passes_its_kit(kind, name, code, tmp_path):
+    """Executed as a module, registered through pluggy like any plugin, then put through its kit."""
     module = types.ModuleType(f"docs_example_{kind}")
     exec(compile(code, f"docs/plugins.md ({kind} {name})", "exec"), module.__dict__)
-    registered = []
-    getattr(module, KINDS[kind].hook)(register=lambda n, cls: registered.append((n, cls)))
-    assert [n for n, _ in registered] == [name]
-    cls = registered[0][1]
+    registry.register_plugin(module, name=f"docs-example-{kind}")
+    try:
+        found = registry.lookup(kind, name)
+        assert found is not None and found.plugin == f"docs-example-{kind}", registry.broken_plugins()
+        cls = found.cls
+    finally:
+        registry.reset()
     assert issubclass(cls, KINDS[kind].base)
     params = _sample_npz_directory(tmp_path / "spectra") if kind == "reader" else None
     results = testing.check_component(cls, params, raise_on_fail=False)

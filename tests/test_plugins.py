@@ -270,3 +270,55 @@ def test_hooks_come_from_the_table_of_kinds():
         assert caller.spec is not None and "register" in caller.spec.argnames
         assert kind.base.__name__ in getattr(hookspecs, kind.hook).__doc__
     assert textwrap.dedent(hookspecs.hook_doc(KINDS["emulator"])).startswith("Register emulators")
+
+
+HALF = '''
+import slamfw
+from slamfw_plugins.emulators.cannon import CannonEmulator
+from slamfw_plugins.readers.mock import MockReader
+
+
+@slamfw.hookimpl
+def slamfw_register_readers(register):
+    register("half-reader", MockReader)
+
+
+@slamfw.hookimpl
+def slamfw_register_emulators(register):
+    register("half-registered", CannonEmulator)
+    raise RuntimeError("second thoughts")
+'''
+
+RESERVED = '''
+import slamfw
+from slamfw_plugins.emulators.cannon import CannonEmulator
+
+
+@slamfw.hookimpl
+def slamfw_register_emulators(register):
+    register("model", CannonEmulator)          # emulator.model is the core's key
+'''
+
+MINOR = GOOD.replace("(1, 0)", "(1, 7)").replace('"good"', '"newer-minor"')
+
+
+def test_a_failing_plugin_contributes_nothing(tmp_path, monkeypatch, capsys):
+    """A hook that raises after registering something, in any of the plugin's hooks, leaves no trace."""
+    for name, mod, src in (("half-dist", "half_mod", HALF), ("reserved-dist", "reserved_mod", RESERVED),
+                           ("minor-dist", "minor_mod", MINOR)):
+        monkeypatch.syspath_prepend(str(make_distribution(tmp_path / name, name, "1.0", {name.split("-")[0]: mod},
+                                                          {mod: src})))
+    registry.reset()
+    try:
+        assert "half-registered" not in registry.available("emulator")
+        assert "half-reader" not in registry.available("reader")
+        assert registry.lookup("emulator", "half:half-registered") is None
+        broken = {b.name: b.error for b in registry.broken_plugins()}
+        assert "second thoughts" in broken["half"]
+        assert "'model', a key the core uses" in broken["reserved"]
+        assert "newer-minor" in registry.available("emulator")          # a newer minor API loads ...
+        assert any("'minor' (minor-dist) declares plugin API 1.7" in n for n in registry.notes())  # ... with a note
+        assert main(["plugins"]) == 0
+        assert "declares plugin API 1.7" in capsys.readouterr().out
+    finally:
+        registry.reset()

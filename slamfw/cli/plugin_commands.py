@@ -108,6 +108,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _run_kit(kind: str, name: str, params: dict[str, Any]) -> int:
     from ..testing import check_component
     cls = registry.get_component(kind, name, where=f"check-plugin {kind} NAME")
+    missing = [k for k, f in cls.Params.model_fields.items() if f.is_required() and k not in params]
+    if missing:
+        raise ConfigError(f"{kind} {name!r} needs {', '.join(missing)} to run its kit: pass "
+                          + " ".join(f"--param {k}=VALUE" for k in missing))
     params = cls.validate_params(params, prefix=name)
     print(f"conformance checks for {kind} {name!r} ({cls.__module__}.{cls.__name__}):")
     results = check_component(cls, params, raise_on_fail=False)

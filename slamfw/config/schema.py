@@ -42,7 +42,7 @@ class ComponentSection(BaseModel):
     """``name`` (the selected component), core keys, and parameter tables per component name.
 
     Parameters written directly in the section (the old, flat style) are read as parameters of
-    the selected component; see :func:`slamfw.config.sections.section_params`.
+    the selected component; see :mod:`slamfw.config.sections`.
     """
 
     model_config = ConfigDict(extra="allow")

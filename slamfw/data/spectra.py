@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -191,8 +191,3 @@ class SpectralSet:
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update("\n".join(self.ids.tolist()).encode())
         return h.hexdigest()
-
-
-def labels_from_mapping(rows: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
-    """(N, L) array from a mapping of label name -> (N,) values."""
-    return np.column_stack([np.asarray(rows[n], dtype=float) for n in names])

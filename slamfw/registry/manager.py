@@ -4,7 +4,8 @@ Plugins come from the ``slamfw`` entry-point group: the ones shipped with slamfw
 namespaced entry-point names ``slamfw.<kind>s.<module>``) exactly like third-party ones, plus any
 registered in-process with :func:`register_plugin`. Nothing fails silently:
 
-- a plugin that fails to import, whose hook raises, that implements an unknown hook (a misspelt
+- a plugin that fails to import, whose hook raises (then nothing it registers is used, not even
+  what its other hooks registered), that implements an unknown hook (a misspelt
   ``slamfw_...`` name, found by pluggy's ``check_pending``), that defines a hook without
   ``@hookimpl``, or that declares another major plugin API version (``SLAMFW_PLUGIN_API``) is
   *broken*: it is not used, and :func:`broken_plugins` (and ``slamfw plugins``) name it and say why;
@@ -106,7 +107,7 @@ class _State:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)   # in load order
     broken: list[BrokenPlugin] = field(default_factory=list)
     disabled: list[tuple[str, str]] = field(default_factory=list)  # (entry-point name, distribution)
-    notes: list[str] = field(default_factory=list)                 # renamed entry points, API warnings
+    notes: list[str] = field(default_factory=list)                 # renamed entry points, newer minor APIs
     registry: dict[str, dict[str, Registered]] | None = None
     qualified: dict[str, dict[str, Registered]] = field(default_factory=dict)
     collisions: list[Collision] = field(default_factory=list)
@@ -124,8 +125,8 @@ def _disabled() -> set[str]:
     return {s.strip() for s in os.environ.get(DISABLE_ENV, "").split(",") if s.strip()}
 
 
-def _api_problem(plugin: Any) -> str:
-    """Why ``plugin``'s declared plugin API cannot be served ('' if it can)."""
+def _api_problem(plugin: Any, name: str, dist: str) -> str:
+    """Why plugin ``name``'s declared plugin API cannot be served ('' if it can)."""
     declared = getattr(plugin, API_ATTRIBUTE, None)
     if declared is None:
         return ""
@@ -142,8 +143,10 @@ def _api_problem(plugin: Any) -> str:
         return (f"it declares slamfw plugin API {major}.{minor}, but this slamfw provides {ours[0]}.{ours[1]}: "
                 f"use a release of the plugin written for API {ours[0]}")
     if minor > ours[1]:
-        log.warning("slamfw plugin %r declares plugin API %d.%d, newer than %d.%d: features it needs may be "
-                    "missing", getattr(plugin, "__name__", plugin), major, minor, *ours)
+        note = (f"plugin {name!r} ({dist}) declares plugin API {major}.{minor}, newer than this slamfw's "
+                f"{ours[0]}.{ours[1]}: features it needs may be missing")
+        log.warning("slamfw: %s", note)
+        _state.notes.append(note)
     return ""
 
 
@@ -161,7 +164,7 @@ def _undecorated_hooks(plugin: Any) -> list[str]:
 
 def _add(pm: pluggy.PluginManager, plugin: Any, name: str, dist: str, version: str) -> str:
     """Register one plugin object, checked; '' on success, else why it is broken."""
-    problem = _api_problem(plugin)
+    problem = _api_problem(plugin, name, dist)
     if problem:
         return problem
     undecorated = _undecorated_hooks(plugin)
@@ -292,29 +295,55 @@ def notes() -> list[str]:
     return list(_state.notes)
 
 
-def _register_function(kind: str, info: PluginInfo, reg: dict, qualified: dict) -> Any:
+def _reserved_names(kind: str) -> set[str]:
+    """Names a component of ``kind`` cannot have: the keys its config sections give the core."""
+    k = KINDS[kind]
+    return {key for _, key in k.sections} | set(k.core_keys) | {"name"}
+
+
+def _register_function(kind: str, info: PluginInfo, buffer: list[Registered]) -> Any:
+    """The ``register(name, cls)`` a hook receives: it checks and collects, nothing more."""
     base = KINDS[kind].base
 
     def register(name: str, cls: type) -> None:
         if not isinstance(name, str) or not name or ":" in name:
             raise PluginError(f"plugin {info.name!r} registered a {kind} under the name {name!r}: use a "
                               f"non-empty string without ':'")
+        if name in _reserved_names(kind):
+            raise PluginError(f"plugin {info.name!r} registered a {kind} under the name {name!r}, a key the "
+                              f"core uses in {kind} config sections ({', '.join(sorted(_reserved_names(kind)))})")
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(f"plugin {info.name!r} registered {name!r} as a {kind}, "
                               f"but {cls!r} is not a subclass of slamfw.{base.__name__}")
-        entry = Registered(kind, name, cls, info.name, info.distribution, info.version)
-        qualified[kind][entry.qualified_name] = entry
-        kept = reg[kind].get(name)
-        if kept is None:
-            reg[kind][name] = entry
-        elif kept.cls is not cls:
-            col = Collision(kind, name, kept, entry)
-            log.warning("slamfw: %s", col.message())
-            _state.collisions.append(col)
+        buffer.append(Registered(kind, name, cls, info.name, info.distribution, info.version))
     return register
 
 
+def _merge(entry: Registered, reg: dict[str, dict[str, Registered]],
+           qualified: dict[str, dict[str, Registered]]) -> None:
+    """Add one registration; the name stays with the first registration (the collision rule)."""
+    qualified[entry.kind][entry.qualified_name] = entry
+    kept = reg[entry.kind].get(entry.name)
+    if kept is None:
+        reg[entry.kind][entry.name] = entry
+    elif kept.cls is not entry.cls:
+        col = Collision(entry.kind, entry.name, kept, entry)
+        log.warning("slamfw: %s", col.message())
+        _state.collisions.append(col)
+
+
+def _plugin_registrations(pm: pluggy.PluginManager, info: PluginInfo) -> list[Registered]:
+    """Everything one plugin registers, through all its hooks; raises if any hook fails."""
+    buffer: list[Registered] = []
+    for kind, hook_name in hookspecs.HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name == info.name:
+                impl.function(register=_register_function(kind, info, buffer))
+    return buffer
+
+
 def _registries() -> dict[str, dict[str, Registered]]:
+    """Call every plugin's hooks, in load order. A plugin whose hook fails contributes nothing."""
     pm = get_plugin_manager()
     with _state.lock:
         if _state.registry is not None:
@@ -322,18 +351,17 @@ def _registries() -> dict[str, dict[str, Registered]]:
         reg: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
         qualified: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
         _state.collisions = []
-        order = {name: i for i, name in enumerate(_state.plugins)}
-        for kind, hook_name in hookspecs.HOOKS.items():
-            impls = sorted(getattr(pm.hook, hook_name).get_hookimpls(), key=lambda im: order.get(im.plugin_name, 1 << 30))
-            for impl in impls:
-                info = _state.plugins[impl.plugin_name]
-                try:
-                    impl.function(register=_register_function(kind, info, reg, qualified))
-                except Exception as exc:
-                    msg = f"{type(exc).__name__}: {exc}"
-                    log.error("slamfw plugin %r failed in %s: %s", info.name, hook_name, msg)
-                    if not any(b.name == info.name and b.error == msg for b in _state.broken):
-                        _state.broken.append(BrokenPlugin(info.name, info.distribution, msg))
+        for info in _state.plugins.values():
+            try:
+                entries = _plugin_registrations(pm, info)
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+                log.error("slamfw plugin %r (from %s) is not used: a hook failed: %s", info.name, info.distribution, msg)
+                if not any(b.name == info.name and b.error == msg for b in _state.broken):
+                    _state.broken.append(BrokenPlugin(info.name, info.distribution, msg))
+                continue
+            for entry in entries:
+                _merge(entry, reg, qualified)
         _state.registry, _state.qualified = reg, qualified
         return reg
 

@@ -26,6 +26,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write atomically as PNG, close."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_cv(result: "CompareResult", path: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(13, 9), sharex=True, gridspec_kw={"height_ratios": [1, 1.3, 1.3]})
@@ -43,11 +52,7 @@ def plot_cv(result: "CompareResult", path: Path) -> Path:
     axes[1].legend(loc="upper right", fontsize=8, ncol=len(result.summaries))
     axes[2].set_xlabel("wavelength (A)")
     axes[0].set_title("Per-pixel emulation quality (dashed: medians), cf. Zhang, Liu & Deng 2020, Fig. 2")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_labels(result: "CompareResult", path: Path) -> Path | None:
@@ -76,11 +81,7 @@ def plot_labels(result: "CompareResult", path: Path) -> Path | None:
         axes[1, j].set_xlabel("S/N bin")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Inferred - true labels (converged stars)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_cost(result: "CompareResult", path: Path) -> Path:
@@ -96,11 +97,7 @@ def plot_cost(result: "CompareResult", path: Path) -> Path:
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(title)
         ax.set_yscale("log")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_all(result: "CompareResult") -> list[Path]:

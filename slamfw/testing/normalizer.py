@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..components.normalizer import Normalizer
+from ..preprocess import C_KMS
 from ._common import Case, CheckResult, checker, params_check, resolve, run_checks
 
 __all__ = ["check_normalizer", "NORMALIZER_CHECKS", "NormalizerCase", "make_raw_spectra"]
 
-C_KMS = 299792.458
 
 
 def make_raw_spectra(n_stars: int = 6, n_pixels: int = 400, snr: float = 100.0, seed: int = 0,
