@@ -26,6 +26,10 @@ from .execution.store import atomic_path
 
 log = logging.getLogger(__name__)
 
+#: Parameters that slamfw 0.1 stored in model files and that are now the executor's business;
+#: models written by 0.1 still load, without them.
+RETIRED_PARAMS = ("n_jobs", "progress", "stars_per_task")
+
 FORMAT_NAME = "slamfw-model"
 FORMAT_VERSION = 1
 _META_KEY = "__metadata__"
@@ -128,6 +132,8 @@ class SlamfwModel:
                 f"{str(path)!r} has model format version {meta.get('format_version')!r}, written by slamfw "
                 f"{meta.get('slamfw_version')}; this slamfw ({__version__}) reads version {FORMAT_VERSION}. "
                 f"Retrain the model, or use the slamfw version that wrote it.")
+        if str(meta.get("slamfw_version", "")).startswith("0.1."):
+            _drop_retired_params(meta)
         try:
             emu_info = meta["emulator"]
             emu_cls = get_component("emulator", emu_info["name"], where=f"{path}: emulator")
@@ -149,3 +155,13 @@ class SlamfwModel:
                                  f"{model.train_labels.shape[1]} labels, emulator has "
                                  f"{emulator.n_pixels_} pixels and {emulator.n_labels_} labels")
         return model
+
+
+def _drop_retired_params(meta: dict[str, Any]) -> None:
+    """Remove the execution settings that slamfw 0.1 stored with the components (in place)."""
+    records = [meta.get("emulator", {}), *(meta.get("components") or {}).values()]
+    for rec in records:
+        params = rec.get("params") if isinstance(rec, dict) else None
+        if isinstance(params, dict):
+            for key in RETIRED_PARAMS:
+                params.pop(key, None)

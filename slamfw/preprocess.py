@@ -12,10 +12,12 @@ import logging
 import numpy as np
 from astropy.constants import c
 
+from .components.executor import current_executor
 from .components.normalizer import Normalizer
 from .config.schema import PreprocessConfig
 from .data.spectra import SpectralSet
 from .errors import DataError
+from .execution.chunks import chunks
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +74,67 @@ def resample(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndar
     return np.where(inside & np.isfinite(f), f, 0.0), new_ivar
 
 
+#: Stars per task when a set is prepared on the executor (the results do not depend on it).
+STARS_PER_TASK = 64
+
+
+def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, wave: np.ndarray, grid: np.ndarray,
+                           normalizer: Normalizer | None, keep: np.ndarray, shifted: bool
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """One block of stars: flux, ivar (n, P) on ``wave`` (P,) with radial velocities ``rv`` (n,) ->
+    normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels near the grid;
+    ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser."""
+    waves = wave[None, :] / (1.0 + rv[:, None] / C_KMS)
+    if normalizer is None:
+        nflux, nivar = flux[:, keep], ivar[:, keep]
+    else:
+        nflux, nivar, _ = normalizer.normalize(waves[:, keep] if shifted else wave[keep], flux[:, keep], ivar[:, keep])
+    bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
+    nflux = np.where(bad_norm, 0.0, nflux)
+    nivar = np.where(bad_norm, 0.0, nivar)
+    out_flux = np.empty((flux.shape[0], grid.size))
+    out_ivar = np.empty((flux.shape[0], grid.size))
+    for i in range(flux.shape[0]):
+        out_flux[i], out_ivar[i] = resample(waves[i, keep], nflux[i], nivar[i], grid)
+    return out_flux, out_ivar
+
+
 def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | None,
-            grid: np.ndarray | None = None, what: str = "data") -> SpectralSet:
+            grid: np.ndarray | None = None, what: str = "data", allow_empty: bool = False) -> SpectralSet | None:
     """Rest frame, normalise, resample to ``grid`` (or the config's grid), drop bad stars.
 
-    ``normalizer`` None uses the spectra as they are (already normalised).
-
-    Returns a new :class:`SpectralSet` on the grid with normalised flux and ivar, the mask
-    folded into ivar (bad pixels: ivar 0, mask False), and ``meta['n_bad_pixels']``.
+    ``normalizer`` None uses the spectra as they are (already normalised). Blocks of stars run on
+    the executor in use. Returns a new :class:`SpectralSet` on the grid with normalised flux and
+    ivar, the mask folded into ivar (bad pixels: ivar 0, mask False), and ``meta['n_bad_pixels']``;
+    when no star is usable, an error, or None with ``allow_empty``.
     """
     if ss.n_stars == 0:
+        if allow_empty:
+            return None
         raise DataError(f"{what}: no spectra to prepare")
     grid = make_grid(cfg, ss.wave) if grid is None else np.asarray(grid, float)
     check_overlap(ss.wave, grid, what)
     ivar = ss.weight_ivar
     rv = ss.meta_column("rv", 0.0) if cfg.rv_correct else np.zeros(ss.n_stars)
     rv = np.where(np.isfinite(rv), rv, 0.0)
-    waves = ss.wave[None, :] / (1.0 + rv[:, None] / C_KMS)
     # normalise on each star's own pixels, restricted to a margin around the grid for speed
     margin = 0.05 * (grid[-1] - grid[0]) + 50.0
     keep = (ss.wave >= grid[0] - margin) & (ss.wave <= grid[-1] + margin)
-    if normalizer is None:
-        nflux, nivar = ss.flux[:, keep], ivar[:, keep]
-    else:
-        nflux, nivar, _ = normalizer.normalize(waves[:, keep] if rv.any() else ss.wave[keep],
-                                               ss.flux[:, keep], ivar[:, keep])
-    bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
-    nflux = np.where(bad_norm, 0.0, nflux)
-    nivar = np.where(bad_norm, 0.0, nivar)
-    out_flux = np.empty((ss.n_stars, grid.size))
-    out_ivar = np.empty((ss.n_stars, grid.size))
-    for i in range(ss.n_stars):
-        out_flux[i], out_ivar[i] = resample(waves[i, keep], nflux[i], nivar[i], grid)
-    n_bad = (out_ivar <= 0).sum(axis=1)
+    spans = chunks(ss.n_stars, STARS_PER_TASK)
+    blocks = current_executor().map(
+        normalise_and_resample, [(ss.flux[s:e], ivar[s:e], rv[s:e]) for s, e in spans], progress=False,
+        shared=dict(wave=ss.wave, grid=grid, normalizer=normalizer, keep=keep, shifted=bool(rv.any())))
+    out_flux = np.concatenate([b[0] for b in blocks])
+    out_ivar = np.concatenate([b[1] for b in blocks])
+    return _drop_bad_stars(ss, grid, out_flux, out_ivar, cfg, what, allow_empty)
+
+
+def _drop_bad_stars(ss: SpectralSet, grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray, cfg: PreprocessConfig,
+                    what: str, allow_empty: bool) -> SpectralSet | None:
+    n_bad = (ivar <= 0).sum(axis=1)
     meta = dict(ss.meta)
     meta["n_bad_pixels"] = n_bad
-    prepared = SpectralSet(wave=grid, flux=out_flux, ivar=out_ivar, ids=ss.ids, mask=out_ivar > 0,
+    prepared = SpectralSet(wave=grid, flux=flux, ivar=ivar, ids=ss.ids, mask=ivar > 0,
                            labels=ss.labels, label_names=ss.label_names, label_units=ss.label_units,
                            meta=meta, source=ss.source)
     too_bad = n_bad > cfg.max_bad_pixels
@@ -117,6 +144,8 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
                  int(too_bad.sum()), cfg.max_bad_pixels, ids, " ..." if too_bad.sum() > 10 else "")
         prepared = prepared.subset(~too_bad)
     if prepared.n_stars == 0:
+        if allow_empty:
+            return None
         raise DataError(f"{what}: every star has more than preprocess.max_bad_pixels="
                         f"{cfg.max_bad_pixels} bad pixels on the grid {grid[0]:.1f}-{grid[-1]:.1f} A")
     return prepared

@@ -14,7 +14,9 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 - statistics: ``Standardizer`` (eq. 2-4), ``pixel_namer``, ``label_namer``, ``residual_stats`` and
   ``cross_validate_flux`` (eq. 5-6), ``bias_scatter``, ``robust_scatter``, ``accuracy_by_snr``,
   ``snr_bins``, ``BinAccuracy`` (eq. 9-10);
-- execution: ``parallel_map``, ``chunks``, ``effective_n_jobs`` (the executor), ``ChunkStore``,
+- execution: ``current_executor`` (what a component runs its tasks on), ``chunks``, and for
+  writing executors ``Executor``, ``SerialExecutor``, ``LocalExecutor``, ``using_executor``,
+  ``Progress``, ``available_cores``, ``call_limited``, ``watch_parent``; ``ChunkStore``,
   ``atomic_path``, ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
 - errors: ``SlamfwError`` and its kinds.
@@ -28,7 +30,11 @@ from .components import (
 from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
 from .errors import ConfigError, DataError, ModelFileError, NotFittedError, PluginError, SlamfwError
-from .execution.executor import chunks, effective_n_jobs, parallel_map
+from .components.executor import (
+    Executor, Progress, SerialExecutor, available_cores, current_executor, using_executor,
+)
+from .execution.chunks import chunks
+from .execution.local import LocalExecutor, call_limited, watch_parent
 from .execution.store import ChunkStore, atomic_path, save_npz
 from .registry.hookspecs import PLUGIN_API, hookimpl
 from .reporting.markdown import table_to_markdown
@@ -50,7 +56,8 @@ __all__ = [
     "Standardizer", "pixel_namer", "label_namer", "residual_stats", "cross_validate_flux", "bias_scatter",
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy",
     # execution
-    "parallel_map", "chunks", "effective_n_jobs", "ChunkStore", "atomic_path", "save_npz",
+    "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
+    "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors

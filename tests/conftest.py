@@ -64,7 +64,7 @@ def small_train():
 
 @pytest.fixture(scope="session")
 def small_slam(small_train):
-    emu = registry.create("emulator", "slam", dict(C=[1.0, 10.0], gamma=[0.1, 1.0], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0, 10.0], gamma=[0.1, 1.0], n_folds=3))
     return emu.fit(small_train.labels, small_train.flux, small_train.ivar)
 
 

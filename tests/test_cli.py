@@ -40,13 +40,11 @@ name = "slam"
 C = [10.0]
 gamma = [0.3]
 n_folds = 3
-progress = false
 
 [inferer]
 name = "lm"
 
 [inferer.lm]
-progress = false
 
 [[analyzers]]
 name = "cv-scatter"
@@ -153,13 +151,13 @@ def test_resume_reuses_finished_chunks(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return orig(self, model, flux, ivar, prior)
 
-    monkeypatch.setattr(LMInferer, "infer", flaky)
-    assert main(["run", str(cfg_path)]) == 130
+    monkeypatch.setattr(LMInferer, "infer", flaky)   # in this process: the serial executor
+    assert main(["run", str(cfg_path), "--executor", "serial"]) == 130
     ckpts = list((tmp_path / "r" / ".checkpoints").rglob("chunk_*.npz"))
     assert len(ckpts) == 1
     calls.clear()
     monkeypatch.setattr(LMInferer, "infer", lambda self, *a, **k: (calls.append(1), orig(self, *a, **k))[1])
-    assert main(["run", str(cfg_path)]) == 0
+    assert main(["run", str(cfg_path), "--executor", "serial"]) == 0
     assert len(calls) == 1  # 20 test stars in chunks of 15: only the second chunk is recomputed
     assert len(Table.read(tmp_path / "r" / "catalog.ecsv")) == 20
 

@@ -19,7 +19,7 @@ name = "none"
 name = "slam"
 [emulator.slam]
 C = [1.0]
-n_jobs = 2
+pixels_per_task = 7
 [emulator.cannon]
 order = 3
 [inferer]
@@ -52,7 +52,7 @@ seed: 3
 labels: [Teff, logg, FeH]
 data: {train: {reader: mock, mock: {n_stars: 10}}}
 normalizer: {name: none}
-emulator: {name: slam, slam: {C: [1.0], n_jobs: 2}, cannon: {order: 3}}
+emulator: {name: slam, slam: {C: [1.0], pixels_per_task: 7}, cannon: {order: 3}}
 inferer: {name: lm}
 """
     b = load_config(write(tmp_path, yaml_text, "c.yaml"))
@@ -62,7 +62,7 @@ inferer: {name: lm}
 def test_only_the_selected_table_is_used(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
     sel = selected(cfg, "emulator")
-    assert sel.name == "slam" and sel.params["C"] == [1.0] and sel.params["n_jobs"] == 2
+    assert sel.name == "slam" and sel.params["C"] == [1.0] and sel.params["pixels_per_task"] == 7
     assert sel.params["random_state"] == 3            # the experiment's seed
     swapped = selected(load_config(write(tmp_path, BASE), ["emulator.name=cannon"]), "emulator")
     assert swapped.name == "cannon" and swapped.params["order"] == 3 and "C" not in swapped.params

@@ -12,7 +12,8 @@ from slamfw import DataError, Inferer, InputPath, LabelResult, Params, Reader, r
 from slamfw.cli import main
 from slamfw.testing import (
     CHECKS, ComponentCheckError, EmulatorCheckError, ReferenceEmulator, check_analyzer, check_component,
-    check_emulator, check_inferer, check_normalizer, check_reader, make_reference_model, parametrize_with_checks,
+    check_emulator, check_executor, check_inferer, check_normalizer, check_reader, make_reference_model,
+    parametrize_with_checks,
 )
 from slamfw.testing import inferer as inferer_kit
 from slamfw_plugins.analyzers.cv_scatter import CVScatterAnalyzer
@@ -31,8 +32,8 @@ def failed(results):
 
 # ---------------------------------------------------------------------------------- emulators
 BUILTIN = [
-    ("slam", {"progress": False}),
-    ("slam", {"C": [3.0], "gamma": [0.2], "n_folds": 3, "max_kernel_stars": 10, "progress": False}),
+    ("slam", {}),
+    ("slam", {"C": [3.0], "gamma": [0.2], "n_folds": 3, "max_kernel_stars": 10}),
     ("cannon", {}),
     ("cannon", {"order": 1, "model_error": "scatter"}),
     ("cannon", {"order": 3, "regularization": 10.0}),
@@ -201,8 +202,7 @@ class ScribblesOnInput(GaussNewton):
         return super().infer(model, flux, ivar, prior)
 
 
-@pytest.mark.parametrize("params", [{"progress": False}, {"progress": False, "method": "trf", "bound_margin": 0.1},
-                                    {"progress": False, "stars_per_task": 4}])
+@pytest.mark.parametrize("params", [{}, {"method": "trf", "bound_margin": 0.1}])
 def test_builtin_inferer_passes(params):
     results = check_inferer(registry.get_component("inferer", "lm"), params)
     assert [r.check for r in results] == [c.name for c in CHECKS["inferer"]] and all(r.passed for r in results)
@@ -228,7 +228,7 @@ def test_inferer_kit_catches_broken_inferers(cls, failing):
 
 
 def test_one_check_alone():
-    result = inferer_kit.check_chunk_invariance(LMInferer(progress=False))
+    result = inferer_kit.check_chunk_invariance(LMInferer())
     assert result.passed and result.check == "check_chunk_invariance"
     with pytest.raises(ComponentCheckError, match="check_chunk_invariance") as err:
         inferer_kit.check_chunk_invariance(BatchMeanStart())
@@ -404,13 +404,23 @@ def test_builtin_mock_and_table_readers_pass(table_file):
 
 def test_builtin_miles_reader_passes(miles_dir):
     check_reader(registry.get_component("reader", "miles"),
-                 {"path": str(miles_dir), "where": {"Teff": [5000, 5200]}, "n_jobs": 1})
+                 {"path": str(miles_dir), "where": {"Teff": [5000, 5200]}})
+
+
+class DropsTheLastChunk(MockReader):
+    """Streams all but the last, partial chunk."""
+
+    def iter_chunks(self, chunk_size):
+        for part in super().iter_chunks(chunk_size):
+            if part.n_stars == chunk_size:
+                yield part
 
 
 @pytest.mark.parametrize("cls,params,failing", [
     (IgnoresItsPath, "table", {"check_path_missing", "check_path_copy"}),
-    (Unseeded, MOCK, {"check_deterministic"}),
-    (ReturnsDict, MOCK, {"check_read", "check_deterministic"}),
+    (DropsTheLastChunk, MOCK, {"check_chunks"}),
+    (Unseeded, MOCK, {"check_deterministic", "check_chunks"}),
+    (ReturnsDict, MOCK, {"check_read", "check_deterministic", "check_chunks"}),
     (Chatty, MOCK, {"check_silent"}),
 ])
 def test_reader_kit_catches_broken_readers(cls, params, failing, table_file):
@@ -488,7 +498,7 @@ def test_analyzer_kit_catches_broken_analyzers(cls, failing):
 
 # ---------------------------------------------------------------------------------- dispatch
 def test_check_component_dispatches_by_kind(table_file):
-    for component, params in ((LMInferer, {"progress": False}), (IdentityNormalizer(), None),
+    for component, params in ((LMInferer, {}), (IdentityNormalizer(), None),
                               (CVScatterAnalyzer, None), (MockReader, MOCK), (CannonEmulator(order=1), None)):
         results = check_component(component, params)
         assert all(r.passed for r in results)
@@ -503,7 +513,7 @@ def expected_failures(component):
     return {}
 
 
-@parametrize_with_checks([CannonEmulator(order=1), LMInferer(progress=False), IdentityNormalizer(),
+@parametrize_with_checks([CannonEmulator(order=1), LMInferer(), IdentityNormalizer(),
                           MockReader(**MOCK), CVScatterAnalyzer(), IgnoresIvar()],
                          expected_failed_checks=expected_failures)
 def test_parametrized_conformance(component, check):
@@ -569,3 +579,52 @@ def test_cli_check_plugin_broken_inferer(capsys):
         assert f"{len(CHECKS['inferer']) - 1} passed, 1 failed" in out
     finally:
         registry.unregister_plugin("broken-x-plugin")
+
+
+# ---------------------------------------------------------------------------------- executors
+class Reversed(slamfw.SerialExecutor):
+    """Gives the results in reverse order."""
+
+    def imap(self, func, tasks, **kw):
+        yield from reversed(list(super().imap(func, tasks, **kw)))
+
+
+class Greedy(slamfw.SerialExecutor):
+    """Takes the whole stream of tasks before running any."""
+
+    def imap(self, func, tasks, **kw):
+        yield from super().imap(func, list(tasks), **kw)
+
+
+class Swallows(slamfw.SerialExecutor):
+    """Returns None for a task that raises."""
+
+    def imap(self, func, tasks, *, shared=None, **kw):
+        for task in tasks:
+            try:
+                yield func(*task, **(shared or {}))
+            except Exception:  # noqa: BLE001 - the bug this kit must catch
+                yield None
+
+
+class NoWorkers(slamfw.SerialExecutor):
+    @property
+    def n_workers(self):
+        return 0
+
+
+@pytest.mark.parametrize("name,params", [("serial", {}), ("local", {}), ("local", {"workers": 2}),
+                                         ("dask", {"workers": 2})])
+def test_builtin_executors_pass(name, params):
+    results = check_executor(registry.get_component("executor", name), params)
+    assert [r.check for r in results] == [c.name for c in CHECKS["executor"]] and all(r.passed for r in results)
+
+
+@pytest.mark.parametrize("cls,failing", [
+    (Reversed, {"check_order", "check_lazy", "check_shared_array"}),   # on_result sees what map returns
+    (Greedy, {"check_lazy"}),
+    (Swallows, {"check_errors"}),
+    (NoWorkers, {"check_lifecycle"}),
+])
+def test_executor_kit_catches_broken_executors(cls, failing):
+    assert failed(check_executor(cls, raise_on_fail=False)) == failing

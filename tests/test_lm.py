@@ -9,7 +9,7 @@ from .conftest import mock_set
 
 @pytest.fixture(scope="module")
 def lm():
-    return registry.create("inferer", "lm", {"progress": False})
+    return registry.create("inferer", "lm", {})
 
 
 def test_recovers_labels_of_noiseless_emulator_spectra(small_model, lm):
@@ -28,7 +28,7 @@ def test_errors_are_consistent_with_noise_scatter(small_model, lm, rng):
     sigma = 0.01
     flux = clean + rng.normal(0, sigma, size=(60, clean.size))
     ivar = np.full_like(flux, 1 / sigma ** 2)
-    lm_nomod = registry.create("inferer", "lm", {"progress": False, "use_model_error": False})
+    lm_nomod = registry.create("inferer", "lm", {"use_model_error": False})
     res = lm_nomod.infer(small_model, flux, ivar)
     assert res.converged.all()
     ratio = res.labels.std(0) / np.median(res.errors, axis=0)
@@ -56,7 +56,7 @@ def test_likelihood_weights_include_model_error():
 
 def test_not_converged_flag(small_model):
     flux = small_model.emulator.predict(np.array([[5500.0, 4.0, 0.0]]))
-    res = registry.create("inferer", "lm", {"progress": False, "max_nfev": 1}).infer(
+    res = registry.create("inferer", "lm", {"max_nfev": 1}).infer(
         small_model, flux, np.full_like(flux, 1e4))
     assert not res.converged[0]
 
@@ -98,11 +98,11 @@ def test_trf_keeps_labels_inside_the_training_range(small_model):
     hot = np.array([[train[:, 0].max() + 100.0, 3.0, -0.5]])
     flux = small_model.emulator.predict(hot)
     ivar = np.full_like(flux, 1e5)
-    free = registry.create("inferer", "lm", {"progress": False}).infer(small_model, flux, ivar)
-    bounded = registry.create("inferer", "lm", {"progress": False, "method": "trf"}).infer(small_model, flux, ivar)
+    free = registry.create("inferer", "lm", {}).infer(small_model, flux, ivar)
+    bounded = registry.create("inferer", "lm", {"method": "trf"}).infer(small_model, flux, ivar)
     assert abs(free.labels[0, 0] - hot[0, 0]) < 20  # LM follows the emulator out of the range
     assert np.all(bounded.labels[0] <= train.max(0) + 1e-6) and np.all(bounded.labels[0] >= train.min(0) - 1e-6)
     assert abs(bounded.labels[0, 0] - train[:, 0].max()) < 1.0
-    wide = registry.create("inferer", "lm", {"progress": False, "method": "trf", "bound_margin": 0.5}).infer(
+    wide = registry.create("inferer", "lm", {"method": "trf", "bound_margin": 0.5}).infer(
         small_model, flux, ivar)
     assert abs(wide.labels[0, 0] - hot[0, 0]) < 20

@@ -18,7 +18,7 @@ from .conftest import make_distribution
 BUILTIN_EPS = {
     "slamfw.readers.miles", "slamfw.readers.mock", "slamfw.readers.table", "slamfw.normalizers.spline",
     "slamfw.normalizers.identity", "slamfw.emulators.slam", "slamfw.emulators.cannon", "slamfw.emulators.krr",
-    "slamfw.inferers.lm", "slamfw.analyzers.cv_scatter",
+    "slamfw.inferers.lm", "slamfw.analyzers.cv_scatter", "slamfw.executors.builtin", "slamfw.executors.dask",
 }
 
 # A third-party plugin whose entry point and component both carry built-in names.

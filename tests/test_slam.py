@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVR
 
-from slamfw import DataError, NotFittedError, registry
+from slamfw import DataError, LocalExecutor, NotFittedError, registry, using_executor
 from slamfw_plugins.emulators.slam import SlamEmulator
 
 
@@ -79,10 +79,11 @@ def test_jacobian_matches_finite_differences(small_slam):
 
 
 def test_deterministic_given_seed(small_train):
-    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False, random_state=5)
+    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, random_state=5)
     a = registry.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
-    b = registry.create("emulator", "slam", dict(kw, n_jobs=2, pixels_per_task=17)).fit(
-        small_train.labels, small_train.flux, small_train.ivar)
+    with using_executor(LocalExecutor(workers=2)):   # two worker processes, other task sizes: the same model
+        b = registry.create("emulator", "slam", dict(kw, pixels_per_task=17)).fit(
+            small_train.labels, small_train.flux, small_train.ivar)
     np.testing.assert_array_equal(a.cv_mse_grid_, b.cv_mse_grid_)
     np.testing.assert_array_equal(a.predict(small_train.labels[:3]), b.predict(small_train.labels[:3]))
 
@@ -92,14 +93,14 @@ def test_bad_pixels_excluded_per_pixel(small_train):
     flux = small_train.flux.copy()
     ivar[:10, 5] = 0
     flux[:10, 5] = 99.0  # garbage where ivar is 0 must not matter
-    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3))
     emu.fit(small_train.labels, flux, ivar)
     assert np.all(emu.dual_coef_[5, :10] == 0)
     assert abs(emu.flux_scaler_.mean_[5] - small_train.flux[10:, 5].mean()) < 1e-12
 
 
 def test_errors():
-    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False))
+    emu = registry.create("emulator", "slam", dict(C=[1.0], gamma=[0.3], n_folds=3))
     with pytest.raises(NotFittedError):
         emu.predict(np.zeros((1, 3)))
     labels = np.random.default_rng(0).normal(size=(20, 3))
@@ -130,7 +131,7 @@ def test_state_round_trip(small_slam, small_train):
 
 def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, monkeypatch):
     import slamfw_plugins.emulators.slam as slam_mod
-    kw = dict(C=[1.0], gamma=[0.3], n_folds=3, progress=False, pixels_per_task=20)
+    kw = dict(C=[1.0], gamma=[0.3], n_folds=3, pixels_per_task=20)
     reference = registry.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
     real = slam_mod._fit_pixel_block
     calls = []
@@ -165,7 +166,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
 def test_kernel_paths_agree(small_train, monkeypatch):
     """Shared precomputed kernels (with and without the fold cache) and LIBSVM's own RBF agree."""
     import slamfw_plugins.emulators.slam as slam_mod
-    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, progress=False)
+    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3)
     args = (small_train.labels, small_train.flux, small_train.ivar)
     cached = registry.create("emulator", "slam", kw).fit(*args)
     monkeypatch.setattr(slam_mod, "FOLD_CACHE_BYTES", 0)

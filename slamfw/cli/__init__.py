@@ -1,9 +1,9 @@
 """The ``slamfw`` command line.
 
-    slamfw run CONFIG [--set dotted.key=value ...]
-    slamfw train CONFIG [--set ...]
-    slamfw predict MODEL [--data PATH] [--reader NAME] -o CATALOG
-    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...]
+    slamfw run CONFIG [--set dotted.key=value ...] [--executor NAME] [--workers N]
+    slamfw train CONFIG [--set ...] [--executor NAME] [--workers N]
+    slamfw predict MODEL [--data PATH] [--reader NAME] -o CATALOG [--executor NAME] [--workers N]
+    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...] [--executor NAME] [--workers N]
     slamfw plugins [NAME] [--kind KIND]
     slamfw check-plugin KIND NAME [--param key=value ...]     (check-emulator NAME: the emulator kit)
     slamfw demo [--out DIR]
@@ -35,7 +35,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, config: bool = False,
-               **kw) -> argparse.ArgumentParser:
+               executor: bool = False, **kw) -> argparse.ArgumentParser:
     sp = sub.add_parser(name, help=help, **kw)
     # also after the command; SUPPRESS keeps a --verbose given before it
     sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -44,6 +44,10 @@ def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, conf
         sp.add_argument("config")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set emulator.name=cannon (repeatable)")
+    if executor:
+        sp.add_argument("--executor", default=None, metavar="NAME",
+                        help="where the work runs: local (processes, the default), serial, dask, ...")
+        sp.add_argument("--workers", type=int, default=None, metavar="N", help="workers of the executor")
     sp.set_defaults(func=func)
     return sp
 
@@ -53,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"slamfw {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    _subparser(sub, "run", commands.cmd_run, "train (or load) a model, infer the test set, analyse", config=True)
-    _subparser(sub, "train", commands.cmd_train, "train and save a model", config=True)
-    sp = _subparser(sub, "predict", commands.cmd_predict, "label a survey with a saved model")
+    _subparser(sub, "run", commands.cmd_run, "train (or load) a model, infer the test set, analyse", config=True,
+               executor=True)
+    _subparser(sub, "train", commands.cmd_train, "train and save a model", config=True, executor=True)
+    sp = _subparser(sub, "predict", commands.cmd_predict, "label a survey with a saved model (streamed)",
+                    executor=True)
     sp.add_argument("model")
     sp.add_argument("--data", default=None, help="input path for the reader (file or directory); "
                     "not needed by readers that read no files")
@@ -64,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk-size", type=int, default=500)
     sp.add_argument("-o", "--output", required=True, help="catalogue file (.fits or .ecsv)")
     sp = _subparser(sub, "compare", commands.cmd_compare,
-                    "train and test several emulators on the same data; one report", config=True)
+                    "train and test several emulators on the same data; one report", config=True, executor=True)
     sp.add_argument("--emulators", default=None, metavar="A,B,...",
                     help="comma-separated emulator names (default: compare.emulators in the config)")
     sp = _subparser(sub, "plugins", plugin_commands.cmd_plugins,

@@ -6,6 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .. import registry
+from ..components.executor import Executor
 from ..config import apply_override, load_config, parse_value, validate_config
 from ..errors import ConfigError
 
@@ -34,7 +36,7 @@ def _print_reports(res) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..workflows.run import run_experiment
-    res = run_experiment(load_config(args.config, args.set))
+    res = run_experiment(load_config(args.config, executor_overrides(args)))
     print(f"\nresults in {res.output_dir}/: " + ", ".join(
         p.name for p in [*([res.model_path] if res.model_path else []), *res.catalog_paths]) + ", report.md, config.yaml")
     _print_reports(res)
@@ -43,30 +45,60 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..workflows.run import run_train
-    tr, path = run_train(load_config(args.config, args.set))
+    tr, path = run_train(load_config(args.config, executor_overrides(args)))
     print(f"model written to {path} ({tr.train.n_stars} training stars, {tr.train_time_s:.1f} s)")
     return 0
 
 
+def executor_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` assignments for ``--executor NAME`` and ``--workers N`` on a config."""
+    sets = list(args.set)
+    name = args.executor
+    if name:
+        sets.append(f"executor.name={name}")
+    if args.workers is not None:
+        if not name:  # the config's executor, or the default one
+            from ..execution.local import LocalExecutor
+            cfg = load_config(args.config, sets)
+            name = cfg.executor.name if cfg.executor is not None else registry.registered_name(LocalExecutor, "executor")
+            if name is None:
+                raise ConfigError("--workers: no executor is configured or registered; name one with --executor")
+            sets.append(f"executor.name={name}")
+        sets.append(f"executor.{name}.workers={args.workers}")
+    return sets
+
+
+def command_executor(args: argparse.Namespace) -> Executor | None:
+    """The executor ``--executor NAME --workers N`` asks for (None: the default)."""
+    if args.executor is None and args.workers is None:
+        return None
+    from ..execution.local import LocalExecutor
+    params = {} if args.workers is None else {"workers": args.workers}
+    if args.executor is None:
+        return LocalExecutor(**params)
+    cls = registry.get_component("executor", args.executor, where="--executor")
+    if params and "workers" not in cls.Params.model_fields:
+        raise ConfigError(f"--workers: the executor {args.executor!r} has no workers (it runs in this process)")
+    return registry.create("executor", args.executor, params, where="--executor")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..data.catalog import make_catalog, write_catalog
     from ..model import SlamfwModel
-    from ..workflows.infer import predict
+    from ..workflows.predict import predict_catalog
     overrides = key_values(args.reader_param, "--reader-param")
     model = SlamfwModel.load(args.model)
-    out = Path(args.output)
-    data, result = predict(model, args.data, args.reader, overrides, chunk_size=args.chunk_size,
-                           checkpoint_dir=out.parent / ".checkpoints")
-    table = make_catalog(data.ids, result, model.label_units, snr=data.meta_column("snr"), true_labels=data.labels)
-    write_catalog(table, out)
-    print(f"catalogue of {len(table)} stars ({int(result.converged.sum())} converged) written to {out}")
+    res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
+                          executor=command_executor(args))
+    conv = int(res.catalog["converged"].sum())
+    print(f"catalogue of {res.n_spectra} stars ({conv} converged) written to {res.path} "
+          f"in {res.wall_s:.1f} s ({res.n_spectra / max(res.wall_s, 1e-9):.1f} spectra/s)")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..reporting.compare_report import label_table, summary_table
     from ..workflows.compare import compare_emulators
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, executor_overrides(args))
     names = args.emulators.split(",") if args.emulators else None
     res = compare_emulators(cfg, names)
     files = ["compare.md", "compare.json", "compare_cv.ecsv", *(p.name for p in res.figures)]

@@ -2,6 +2,7 @@
 from .analyzer import AnalysisContext, Analyzer, Report
 from .base import Component, InputPath, ParamRole, Params, params_with_role
 from .emulator import Emulator, check_training_data
+from .executor import Executor, Progress, SerialExecutor, available_cores, current_executor, using_executor
 from .inferer import InferenceModel, Inferer, Prior, TrainedEmulator
 from .kinds import KINDS, Kind, kind_of
 from .normalizer import Normalizer
@@ -10,4 +11,5 @@ from .standardized import StandardizedEmulator
 
 __all__ = ["AnalysisContext", "Analyzer", "Report", "Component", "InputPath", "ParamRole", "Params",
            "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior",
-           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "StandardizedEmulator"]
+           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "StandardizedEmulator",
+           "Executor", "Progress", "SerialExecutor", "available_cores", "current_executor", "using_executor"]

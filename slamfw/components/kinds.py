@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .analyzer import Analyzer
 from .base import Component
 from .emulator import Emulator
+from .executor import Executor
 from .inferer import Inferer
 from .normalizer import Normalizer
 from .reader import Reader
@@ -55,6 +56,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          sections=(("inferer", "name"),)),
     Kind("analyzer", Analyzer, "analyzers", "turns a run's products into a Report (tables, numbers, figures)",
          sections=(("analyzers", "name"),), many=True),
+    Kind("executor", Executor, "executors", "runs independent tasks: in-process, on local processes, on a cluster",
+         sections=(("executor", "name"),)),
 )}
 
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from astropy.table import Table
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..execution.store import atomic_path
 from .results import LabelResult
 
@@ -52,12 +52,34 @@ def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[
     return t
 
 
+def catalog_from_parts(parts: Sequence[dict[str, np.ndarray]], label_units: Sequence[str]) -> Table:
+    """The catalogue of the stars of several parts, in order. A part holds ``ids``, ``snr`` and
+    ``true_labels`` (when known) beside a :class:`LabelResult`'s arrays; an empty part (no star
+    survived preparation) holds only ``ids``."""
+    full = [p for p in parts if p["ids"].size]
+    if not full:
+        raise DataError("no star of the data could be prepared and inferred")
+    result = LabelResult.concatenate([LabelResult.from_arrays(p) for p in full])
+    truth = np.concatenate([p["true_labels"] for p in full]) if all("true_labels" in p for p in full) else None
+    return make_catalog(np.concatenate([p["ids"] for p in full]), result, label_units,
+                        snr=np.concatenate([p["snr"] for p in full]), true_labels=truth)
+
+
+FORMATS = {".fits": "fits", ".ecsv": "ascii.ecsv"}
+
+
+def check_catalog_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or an error if its suffix names no catalogue format (before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"catalogue {str(path)!r}: use a .fits or .ecsv file name")
+    return path
+
+
 def write_catalog(table: Table, path: str | os.PathLike) -> Path:
     """Write ``table`` to ``path`` (format from the suffix: .fits or .ecsv), atomically."""
-    path = Path(path)
-    fmt = {".fits": "fits", ".ecsv": "ascii.ecsv"}.get(path.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"catalogue {str(path)!r}: use a .fits or .ecsv file name")
+    path = check_catalog_path(path)
+    fmt = FORMATS[path.suffix.lower()]
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         # FITS has no 'dex'; the unit stays in the ECSV catalogue and in the model's metadata
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")

@@ -1,1 +1,4 @@
-"""Running work: the executor (parallel map with progress) and the atomic chunk store."""
+"""Running work: local worker processes (the default executor), atomic writes and the chunk store.
+
+The executor contract and the serial executor are in :mod:`slamfw.components.executor`.
+"""

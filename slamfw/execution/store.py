@@ -51,12 +51,13 @@ class ChunkStore:
         self.prefix = prefix
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def path(self, index: int) -> Path:
-        return self.folder / f"{self.prefix}_{index:05d}.npz"
+    def path(self, key: int | str) -> Path:
+        """The file of piece ``key`` (an index, or a name such as a hash of what the piece holds)."""
+        return self.folder / (f"{self.prefix}_{key:05d}.npz" if isinstance(key, int) else f"{self.prefix}_{key}.npz")
 
-    def load(self, index: int) -> dict[str, np.ndarray] | None:
-        """The arrays of piece ``index``, or None when it is missing or unreadable (then redone)."""
-        path = self.path(index)
+    def load(self, key: int | str) -> dict[str, np.ndarray] | None:
+        """The arrays of piece ``key``, or None when it is missing or unreadable (then redone)."""
+        path = self.path(key)
         if not path.is_file():
             return None
         try:
@@ -66,8 +67,8 @@ class ChunkStore:
             log.warning("%s is unreadable (%s: %s); it will be redone", path, type(err).__name__, err)
             return None
 
-    def save(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
-        return save_npz(self.path(index), arrays)
+    def save(self, key: int | str, arrays: dict[str, np.ndarray]) -> Path:
+        return save_npz(self.path(key), arrays)
 
     def remove(self) -> None:
         """Delete the folder and everything in it (once the job has succeeded), and its parent

@@ -33,26 +33,27 @@ from ..components.kinds import kind_of
 from ._common import Check, CheckResult, ComponentCheckError, EmulatorCheckError
 from .analyzer import ANALYZER_CHECKS, check_analyzer
 from .emulator import EMULATOR_CHECKS, check_emulator
+from .executor import EXECUTOR_CHECKS, check_executor
 from .inferer import INFERER_CHECKS, check_inferer
 from .normalizer import NORMALIZER_CHECKS, check_normalizer
 from .reader import READER_CHECKS, check_reader
 from .reference import ReferenceEmulator, make_check_data, make_reference_model, reference_labels
 
-__all__ = ["check_emulator", "check_inferer", "check_normalizer", "check_reader", "check_analyzer",
+__all__ = ["check_emulator", "check_inferer", "check_normalizer", "check_reader", "check_analyzer", "check_executor",
            "check_component", "parametrize_with_checks", "CheckResult", "ComponentCheckError",
            "EmulatorCheckError", "make_check_data", "ReferenceEmulator", "make_reference_model",
            "reference_labels", "CHECKS", "KITS", "EMULATOR_CHECKS", "INFERER_CHECKS",
-           "NORMALIZER_CHECKS", "READER_CHECKS", "ANALYZER_CHECKS"]
+           "NORMALIZER_CHECKS", "READER_CHECKS", "ANALYZER_CHECKS", "EXECUTOR_CHECKS"]
 
 #: The checks of each kind, in the order its kit runs them.
 CHECKS: dict[str, list[Check]] = {"reader": READER_CHECKS, "normalizer": NORMALIZER_CHECKS,
                                   "emulator": EMULATOR_CHECKS, "inferer": INFERER_CHECKS,
-                                  "analyzer": ANALYZER_CHECKS}
+                                  "analyzer": ANALYZER_CHECKS, "executor": EXECUTOR_CHECKS}
 
 #: The kit of each kind: ``kit(component, params=None, *, raise_on_fail=True)``.
 KITS: dict[str, Callable[..., list[CheckResult]]] = {
     "reader": check_reader, "normalizer": check_normalizer, "emulator": check_emulator,
-    "inferer": check_inferer, "analyzer": check_analyzer}
+    "inferer": check_inferer, "analyzer": check_analyzer, "executor": check_executor}
 
 
 def check_component(component: type[Component] | Component, params: dict[str, Any] | None = None, *,

@@ -7,7 +7,8 @@ Readers that read files need their parameters (the ``InputPath`` at least) from 
 It checks the contract of :class:`slamfw.Reader`: ``read()`` returns a valid
 :class:`~slamfw.SpectralSet` with at least one star, unique ids and consistent label names and
 units, without writing to stdout or stderr (use ``logging``); two reads are equal
-(:meth:`~slamfw.SpectralSet.fingerprint`); and each ``InputPath`` parameter is honoured: a
+(:meth:`~slamfw.SpectralSet.fingerprint`); ``iter_chunks`` yields the same stars in order; and
+each ``InputPath`` parameter is honoured: a
 nonexistent path raises a :class:`~slamfw.SlamfwError` naming it, an empty copy (an empty
 directory or an empty file of the same name) raises a SlamfwError, and a copy of the input in
 another directory reads the same spectra. Readers without an input path pass those with a note.
@@ -24,6 +25,8 @@ import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from ..components.base import ParamRole, params_with_role
 from ..components.reader import Reader
@@ -159,6 +162,30 @@ def check_deterministic(case: ReaderCase) -> str:
     return ""
 
 
+@check("iter_chunks gives the stars of read(), in order")
+def check_chunks(case: ReaderCase) -> str:
+    """``iter_chunks(k)`` yields SpectralSets of at most ``k`` stars whose concatenation equals
+    ``read()`` (ids, labels, flux, ivar, mask and metadata), for a k that splits the stars
+    unevenly and for k larger than the set: ``slamfw predict`` streams through it."""
+    whole = case.spectra()
+    for size in (max(1, (whole.n_stars + 1) // 3), whole.n_stars + 5):
+        parts = list(case.fresh().iter_chunks(size))
+        if not parts or not all(isinstance(p, SpectralSet) for p in parts):
+            return f"iter_chunks({size}) did not yield SpectralSets"
+        if any(p.n_stars > size for p in parts):
+            return f"iter_chunks({size}) yielded a chunk of {max(p.n_stars for p in parts)} stars"
+        if any(not np.array_equal(p.wave, whole.wave) for p in parts):
+            return f"iter_chunks({size}): a chunk has another wavelength grid"
+        for name in ("ids", "flux", "ivar", "mask") + (("labels",) if whole.labels is not None else ()):
+            joined = np.concatenate([getattr(p, name) for p in parts])
+            if not np.array_equal(joined, getattr(whole, name)):
+                return f"iter_chunks({size}): the chunks' {name} differ from read()'s"
+        for key, value in whole.meta.items():
+            if not np.array_equal(np.concatenate([p.meta[key] for p in parts]), value):
+                return f"iter_chunks({size}): the chunks' metadata {key!r} differ from read()'s"
+    return ""
+
+
 def _missing_path(root: Path, original: str) -> str:
     return str(root / "no-such-dir" / Path(original).name)
 
@@ -223,7 +250,8 @@ def check_path_copy(case: ReaderCase) -> str:
 
 
 #: The reader checks, in the order :func:`check_reader` runs them.
-READER_CHECKS = [check_params, check_read, check_silent, check_deterministic, check_path_missing, check_path_copy]
+READER_CHECKS = [check_params, check_read, check_silent, check_deterministic, check_chunks, check_path_missing,
+                 check_path_copy]
 
 
 def check_reader(reader: type[Reader] | Reader, params: dict[str, Any] | None = None, *,

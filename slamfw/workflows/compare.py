@@ -33,7 +33,9 @@ from ..errors import ConfigError
 from ..reporting.compare_report import write_compare
 from ..stats.crossval import cross_validate_flux
 from ..stats.metrics import accuracy_by_snr, snr_bins
+from .execution import executing
 from .run import RunResult, run_experiment
+from .train import prepare_training
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +185,14 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
     summaries: list[EmulatorSummary] = []
     first: RunResult | None = None
     bins: list[str] = []
-    for i, name in enumerate(names):
-        log.info("compare: emulator %d/%d: %s", i + 1, len(names), name)
-        run = run_experiment(subs[name])
-        first = first or run
-        summary, bins = _summary(name, run, cfg)
-        summaries.append(summary)
+    with executing(cfg):
+        prepared = prepare_training(cfg)   # read and prepared once, for every emulator
+        for i, name in enumerate(names):
+            log.info("compare: emulator %d/%d: %s", i + 1, len(names), name)
+            run = run_experiment(subs[name], prepared, first.test if first else None)
+            first = first or run
+            summary, bins = _summary(name, run, cfg)
+            summaries.append(summary)
     assert first is not None and first.train is not None
     train = first.train
     flux = np.where(train.ivar > 0, train.flux, np.nan)

@@ -1,7 +1,13 @@
-"""Inference with a trained model: prepare spectra like its training set, infer in resumable chunks.
+"""Inference with a trained model: prepare spectra like its training set, infer chunk by chunk.
 
-Inference runs in chunks saved under ``<output>/.checkpoints/<key>/``: a run that is killed and
-restarted reuses the finished chunks.
+Chunks of spectra are the unit of work and of resumption. Each runs on the executor in use, and
+each finished chunk is kept under ``<checkpoints>/<model key>/`` under a name made from the
+chunk's star ids and data: a run that is killed and restarted, under any executor and any number
+of workers, reuses every finished chunk. Neither key contains an execution setting.
+
+``predict`` streams: the reader yields raw chunks, each chunk is prepared (shifted, normalised,
+resampled) and inferred on a worker, and only its labels come back, so the memory of a run does
+not grow with the number of spectra. The catalogue is assembled from the parts at the end.
 """
 from __future__ import annotations
 
@@ -9,16 +15,20 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from .. import registry
 from ..components.base import ParamRole, params_with_role
+from ..components.executor import current_executor
 from ..components.inferer import Inferer
+from ..components.reader import Reader
 from ..config import PreprocessConfig
 from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
 from ..errors import ConfigError
-from ..execution.executor import chunks
+from ..execution.chunks import chunks
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
 from ..preprocess import prepare
@@ -36,48 +46,87 @@ def model_component(model: SlamfwModel, role: str, override: str | None = None) 
     return rec["name"], dict(rec.get("params", {}))
 
 
-def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test set") -> SpectralSet:
-    """Prepare spectra exactly like the model's training set, on the model's grid."""
+def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test set",
+                      allow_empty: bool = False) -> SpectralSet | None:
+    """Prepare spectra exactly like the model's training set, on the model's grid (None when
+    ``allow_empty`` and no star survives)."""
     norm = model_component(model, "normalizer")
     normalizer = None if norm is None else registry.create("normalizer", norm[0], norm[1], "model normalizer")
-    return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what)
+    return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what,
+                   allow_empty=allow_empty)
 
 
-def _checkpoint_key(model: SlamfwModel, inferer: Inferer, data: SpectralSet) -> str:
+def model_key(model: SlamfwModel, inferer: Inferer) -> str:
+    """What the labels of a spectrum depend on: the model (training-set hash, emulator, parameters,
+    preparation) and the inferer with its parameters. No execution setting."""
     h = hashlib.sha256()
     h.update(model.train_hash.encode())
-    h.update(json.dumps(model.emulator.get_params(), sort_keys=True, default=str).encode())
-    h.update(json.dumps([type(inferer).__name__, inferer.get_params()], sort_keys=True, default=str).encode())
-    h.update(data.fingerprint().encode())
+    h.update(json.dumps([model.emulator_name, model.emulator.get_params(), model.preprocess,
+                         model.components.get("normalizer"), type(inferer).__name__, inferer.get_params()],
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def chunk_key(data: SpectralSet) -> str:
+    """A chunk's name in the checkpoints: its star ids and its spectra (raw or prepared)."""
+    h = hashlib.sha256()
+    h.update("\n".join(data.ids.tolist()).encode())
+    for arr in (data.wave, data.flux, data.ivar, data.mask):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, model: SlamfwModel, inferer: Inferer) -> dict[str, np.ndarray]:
+    """One chunk (n, P) -> the LabelResult's arrays."""
+    return inferer.infer(model, flux, ivar).to_arrays()
 
 
 def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk_size: int = 500,
                   checkpoint_dir: str | Path | None = None) -> LabelResult:
-    """Infer ``data`` in chunks of ``chunk_size`` stars; finished chunks are saved and reused."""
-    parts: list[LabelResult] = []
-    store = None if checkpoint_dir is None else ChunkStore(Path(checkpoint_dir) / _checkpoint_key(model, inferer, data))
+    """Infer prepared ``data`` in chunks of ``chunk_size`` stars on the executor in use; finished
+    chunks are saved and reused."""
+    store = None if checkpoint_dir is None else ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "chunk")
     spans = chunks(data.n_stars, chunk_size)
-    for k, (s, e) in enumerate(spans):
-        saved = store.load(k) if store is not None else None
-        if saved is not None:
-            parts.append(LabelResult.from_arrays(saved))
-            log.info("inference: chunk %d/%d reused from %s", k + 1, len(spans), store.path(k))
-            continue
-        log.info("inference: chunk %d/%d (stars %d-%d)", k + 1, len(spans), s, e - 1)
-        res = inferer.infer(model, data.flux[s:e], data.weight_ivar[s:e])
+    keys = [chunk_key(data.subset(np.arange(s, e))) for s, e in spans]
+    parts: dict[int, dict[str, np.ndarray]] = {}
+    if store is not None:
+        parts = {k: a for k, key in enumerate(keys) if (a := store.load(key)) is not None}
+        if parts:
+            log.info("inference: %d of %d chunks reused from %s", len(parts), len(spans), store.folder)
+    todo = [k for k in range(len(spans)) if k not in parts]
+    ivar = data.weight_ivar
+    tasks = [(data.flux[spans[k][0]:spans[k][1]], ivar[spans[k][0]:spans[k][1]]) for k in todo]
+    for k, arrays in zip(todo, current_executor().imap(
+            _infer_chunk, tasks, shared={"model": model, "inferer": inferer}, desc="inference", unit="spectra",
+            total=sum(len(t[0]) for t in tasks), weight=lambda t: len(t[0]))):
         if store is not None:
-            store.save(k, res.to_arrays())
-        parts.append(res)
-    result = LabelResult.concatenate(parts)
+            store.save(keys[k], arrays)
+        parts[k] = arrays
+    result = LabelResult.concatenate([LabelResult.from_arrays(parts[k]) for k in range(len(spans))])
     if store is not None:
         store.remove()
     return result
 
 
+# ------------------------------------------------------------------ streaming predict
+def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer) -> dict[str, np.ndarray] | None:
+    """Prepare and infer one raw chunk: the catalogue part (ids, S/N, true labels, LabelResult
+    arrays); None for a chunk already done (``raw`` None)."""
+    if raw is None:
+        return None
+    data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True)
+    if data is None:
+        return {"ids": np.zeros(0, dtype=str)}
+    part = inferer.infer(model, data.flux, data.weight_ivar).to_arrays()
+    part.update(ids=np.asarray(data.ids, dtype=str), snr=data.meta_column("snr"))
+    if data.labels is not None:
+        part["true_labels"] = data.labels
+    return part
+
+
 def read_with_model_reader(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,
-                           reader_overrides: dict[str, Any] | None = None) -> SpectralSet:
-    """Read a survey the way the model's training set was read (or with ``reader_name``).
+                           reader_overrides: dict[str, Any] | None = None) -> Reader:
+    """The reader that reads a survey the way the model's training set was read (or ``reader_name``).
 
     ``data_path`` goes to the reader's input-path parameter; readers that read no files take None.
     """
@@ -94,7 +143,7 @@ def read_with_model_reader(model: SlamfwModel, data_path: str | None, reader_nam
         params[paths[0]] = data_path
     elif paths and paths[0] not in params:
         raise ConfigError(f"--data: the reader {name!r} reads files; say which with --data PATH")
-    return model_labels_only(registry.create("reader", name, params, where="--reader").read(), model)
+    return registry.create("reader", name, params, where="--reader")
 
 
 def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
@@ -115,10 +164,51 @@ def model_inferer(model: SlamfwModel) -> Inferer:
     return registry.create("inferer", comp[0], comp[1], "model inferer")
 
 
+def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: ChunkStore,
+                  keys: list[str]) -> Iterator[tuple[SpectralSet | None]]:
+    """One task per raw chunk: the chunk, or None when its part is already in ``store``."""
+    for raw in reader.iter_chunks(chunk_size):
+        raw = model_labels_only(raw, model)
+        key = chunk_key(raw)
+        keys.append(key)
+        yield (None if store.path(key).is_file() else raw,)
+
+
+def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
+                   chunk_size: int = 500) -> list[dict[str, np.ndarray]]:
+    """Read, prepare and infer ``reader``'s spectra chunk by chunk on the executor in use; returns
+    the catalogue parts in order. Finished parts are kept in ``checkpoint_dir`` until the caller
+    removes them with :func:`remove_parts`."""
+    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
+    done_before = {p.stem.removeprefix("part_") for p in store.folder.glob("part_*.npz")}
+    keys: list[str] = []
+    results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys),
+                                      shared={"model": model, "inferer": inferer}, desc="predict", unit="spectra",
+                                      weight=lambda t: 0 if t[0] is None else t[0].n_stars)
+    for i, part in enumerate(results):
+        if part is not None:
+            store.save(keys[i], part)
+    parts = []
+    for key in keys:
+        part = store.load(key)
+        if part is None:   # pragma: no cover - a part removed while running
+            raise ConfigError(f"checkpoint part {store.path(key)} vanished during the run; run again")
+        parts.append(part)
+    reused = sum(1 for key in keys if key in done_before)
+    log.info("predict: %d chunks (%d reused from an earlier run), %d spectra", len(parts), reused,
+             sum(p["ids"].size for p in parts))
+    return parts
+
+
+def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path) -> None:
+    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part").remove()
+
+
 def predict(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,
             reader_overrides: dict[str, Any] | None = None, inferer: Inferer | None = None,
             chunk_size: int = 500, checkpoint_dir: str | Path | None = None) -> tuple[SpectralSet, LabelResult]:
-    """Read ``data_path`` like the model's training set (or with ``reader_name``), prepare, infer."""
-    raw = read_with_model_reader(model, data_path, reader_name, reader_overrides)
+    """Read ``data_path`` like the model's training set (or with ``reader_name``), prepare, infer;
+    all in memory (``api.predict``). The command ``slamfw predict`` streams instead."""
+    raw = model_labels_only(read_with_model_reader(model, data_path, reader_name, reader_overrides).read(), model)
     data = prepare_for_model(raw, model, what=data_path or "the data")
     return data, infer_chunked(model, inferer or model_inferer(model), data, chunk_size, checkpoint_dir)

@@ -22,8 +22,9 @@ from ..data.spectra import SpectralSet
 from ..errors import ConfigError
 from ..execution.store import atomic_path
 from ..model import SlamfwModel
+from .execution import executing
 from .infer import infer_chunked, prepare_for_model
-from .train import TrainResult, source_key, train
+from .train import PreparedTraining, TrainResult, source_key, train
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def run_train(cfg: ExperimentConfig) -> tuple[TrainResult, Path]:
     """``slamfw train``: train and save the model into ``output.dir``."""
     out = Path(cfg.output.dir)
     write_resolved(cfg, out)
-    tr = train(cfg)
+    with executing(cfg):
+        tr = train(cfg)
     return tr, tr.model.save(out / cfg.output.model_file)
 
 
@@ -110,12 +112,11 @@ def _load_model(cfg: ExperimentConfig, path: str) -> SlamfwModel:
     return model
 
 
-def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, raw_test: SpectralSet, trainset: SpectralSet | None,
-                       out: Path) -> tuple[SpectralSet, LabelResult, list[Report], list[Path], float]:
+def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet, trainset: SpectralSet | None,
+                       out: Path) -> tuple[LabelResult, list[Report], list[Path], float]:
     inf_sel = selected(cfg, "inferer")
     if inf_sel is None:
         raise ConfigError("inferer: data.test is set but no inferer is configured")
-    test = prepare_for_model(raw_test, model)
     t0 = time.perf_counter()
     result = infer_chunked(model, inf_sel.build(), test, cfg.output.chunk_size, out / ".checkpoints")
     dt = time.perf_counter() - t0
@@ -125,11 +126,19 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, raw_test: Spec
     ctx = AnalysisContext(label_names=list(model.label_names), label_units=list(model.label_units),
                           model=model, test=test, result=result, train=trainset, output_dir=out)
     reports = [sel.build().analyze(ctx) for sel in selected_all(cfg, "analyzers")]
-    return test, result, reports, paths, dt / max(test.n_stars, 1)
+    return result, reports, paths, dt / max(test.n_stars, 1)
 
 
-def run_experiment(cfg: ExperimentConfig) -> RunResult:
-    """``slamfw run``: train (or load), infer the test set, write catalogue and report."""
+def run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None = None,
+                   test: SpectralSet | None = None) -> RunResult:
+    """``slamfw run``: train (or load), infer the test set, write catalogue and report, on the
+    config's executor. ``prepared`` and ``test`` (the prepared training and test sets) let
+    ``compare`` read and prepare the data once for every emulator."""
+    with executing(cfg):
+        return _run_experiment(cfg, prepared, test)
+
+
+def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, test: SpectralSet | None) -> RunResult:
     out = Path(cfg.output.dir)
     write_resolved(cfg, out)
     emu_sel = selected(cfg, "emulator")
@@ -139,16 +148,18 @@ def run_experiment(cfg: ExperimentConfig) -> RunResult:
     if loading:
         model = _load_model(cfg, emu_sel.core["model"])
     else:
-        tr = train(cfg)
+        tr = train(cfg, prepared)
         model, held_ids, train_time, trainset, dropped = tr.model, tr.held_ids, tr.train_time_s, tr.train, tr.dropped_ids
         model_path = model.save(out / cfg.output.model_file)
-    raw_test = read_test(cfg, held_ids)
+    if test is None:
+        raw_test = read_test(cfg, held_ids)
+        test = None if raw_test is None else prepare_for_model(raw_test, model)
     reports: list[Report] = []
     catalog_paths: list[Path] = []
-    result = test = None
+    result = None
     timing: dict[str, float | None] = {"train_time_s": train_time}
-    if raw_test is not None:
-        test, result, reports, catalog_paths, per_spectrum = _infer_and_analyse(cfg, model, raw_test, trainset, out)
+    if test is not None:
+        result, reports, catalog_paths, per_spectrum = _infer_and_analyse(cfg, model, test, trainset, out)
         timing["infer_time_per_spectrum_s"] = per_spectrum
     write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped)
     return RunResult(out, model, result, test, reports, catalog_paths, model_path, timing, trainset)

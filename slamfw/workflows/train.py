@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..components.base import ParamRole, params_with_role
+from ..components.emulator import Emulator
 from ..components.normalizer import Normalizer
 from ..config import ExperimentConfig, Selected, selected
 from ..errors import ConfigError
@@ -23,6 +24,7 @@ from ..preprocess import prepare
 from ..data.spectra import SpectralSet
 from ..stats.standardize import Standardizer, pixel_namer
 from .cleaning import clean_training_set
+from .execution import executing
 
 log = logging.getLogger(__name__)
 
@@ -77,50 +79,73 @@ def _component_record(sel: Selected | None, params: dict[str, Any] | None = None
     return None if sel is None else {"name": sel.name, "params": sel.params if params is None else params}
 
 
-def train(cfg: ExperimentConfig) -> TrainResult:
-    """Read, prepare and (optionally) clean the training set, fit the emulator, build the model.
+@dataclass
+class PreparedTraining:
+    """The training side of an experiment, read and prepared once (``compare`` fits every
+    emulator on it): the prepared training set, and the ids of the stars held back."""
 
-    The emulator may keep finished pieces of its training under ``output.dir/.checkpoints``
-    (``Emulator.workdir``), so a killed training resumes; they are removed once it succeeds.
-    """
-    data_sel, emu_sel = selected(cfg, "data.train"), selected(cfg, "emulator")
+    train: SpectralSet
+    held_ids: np.ndarray
+
+
+def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
+    """Read the training data, hold back ``data.train.holdout`` of it, prepare the rest."""
+    data_sel = selected(cfg, "data.train")
     if data_sel is None:
         raise ConfigError("data.train: no training data configured (or set emulator.model to load one)")
+    with executing(cfg):
+        raw = data_sel.build().read().select_labels(cfg.labels).drop_unlabelled("training set")
+        held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
+        if held.any():
+            log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
+                     int(held.sum()), raw.n_stars, cfg.data.train.holdout, cfg.seed)
+        trainset = prepare(raw.subset(~held), cfg.preprocess, make_normalizer(cfg), what="training set")
+    check_pixels(trainset)
+    return PreparedTraining(trainset, raw.ids[held])
+
+
+def _clean(cfg: ExperimentConfig, emulator: Emulator, trainset: SpectralSet) -> tuple[SpectralSet, np.ndarray | None]:
+    """Training-set cleaning (paper §4.2) when ``data.train.clean`` asks for it."""
+    spec = cfg.data.train.clean
+    if spec is None or not spec.enabled:
+        return trainset, None
+    inf_sel = selected(cfg, "inferer")
+    if inf_sel is None:
+        raise ConfigError("data.train.clean needs an inferer section to predict the held-out labels")
+    keep, _ = clean_training_set(emulator, inf_sel.build(), trainset, spec.folds, spec.nsigma, cfg.seed)
+    return trainset.subset(keep), trainset.ids[~keep]
+
+
+def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> TrainResult:
+    """Read, prepare and (optionally) clean the training set, fit the emulator, build the model.
+
+    ``prepared`` reuses a training set read and prepared before. The emulator may keep finished
+    pieces of its training under ``output.dir/.checkpoints`` (``Emulator.workdir``), so a killed
+    training resumes; they are removed once it succeeds.
+    """
+    emu_sel = selected(cfg, "emulator")
     if emu_sel is None:
         raise ConfigError("emulator: no emulator section in the config")
-    spec = cfg.data.train
-    raw = data_sel.build().read().select_labels(cfg.labels).drop_unlabelled("training set")
-    held = holdout_mask(raw.ids, spec.holdout, cfg.seed)
-    if held.any():
-        log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
-                 int(held.sum()), raw.n_stars, spec.holdout, cfg.seed)
-    trainset = prepare(raw.subset(~held), cfg.preprocess, make_normalizer(cfg), what="training set")
-    check_pixels(trainset)
+    prepared = prepared or prepare_training(cfg)
     emulator = emu_sel.build()
-    inf_sel = selected(cfg, "inferer")
-    dropped = None
     t0 = time.perf_counter()
-    if spec.clean is not None and spec.clean.enabled:
-        if inf_sel is None:
-            raise ConfigError("data.train.clean needs an inferer section to predict the held-out labels")
-        keep, _ = clean_training_set(emulator, inf_sel.build(), trainset, spec.clean.folds, spec.clean.nsigma,
-                                     cfg.seed)
-        dropped = trainset.ids[~keep]
-        trainset = trainset.subset(keep)
-    log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
-    workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
-    emulator.workdir = workdir.folder
-    emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
-    emulator.workdir = None
-    workdir.remove()
+    with executing(cfg):
+        trainset, dropped = _clean(cfg, emulator, prepared.train)
+        log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
+        workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
+        emulator.workdir = workdir.folder
+        emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
+        emulator.workdir = None
+        workdir.remove()
     elapsed = time.perf_counter() - t0
     log.info("training took %.1f s", elapsed)
+    data_sel = selected(cfg, "data.train")
     model = SlamfwModel(
         emulator=emulator, emulator_name=emu_sel.name, wave=trainset.wave,
         label_names=list(trainset.label_names), label_units=list(trainset.label_units),
         train_labels=trainset.labels, train_ids=trainset.ids,
         components={"reader": _component_record(data_sel, reading_params(data_sel)),
                     "normalizer": _component_record(selected(cfg, "normalizer")),
-                    "inferer": _component_record(inf_sel)},
+                    "inferer": _component_record(selected(cfg, "inferer"))},
         preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint())
-    return TrainResult(model, trainset, raw.ids[held], dropped, elapsed)
+    return TrainResult(model, trainset, prepared.held_ids, dropped, elapsed)

@@ -31,7 +31,7 @@ from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 
 from slamfw import (
-    ChunkStore, DataError, Params, StandardizedEmulator, check_training_data, chunks, hookimpl, parallel_map,
+    ChunkStore, DataError, Params, StandardizedEmulator, check_training_data, chunks, current_executor, hookimpl,
 )
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
@@ -140,14 +140,13 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         gamma: list[PositiveFloat] = Field(default=[0.01, 0.1], min_length=1, description="RBF width grid")
         epsilon: float = Field(0.05, gt=0, description="SVR tube radius (standardised flux), fixed")
         n_folds: int = Field(5, ge=2, description="k of the k-fold cross-validation")
-        n_jobs: int = Field(1, description="processes for training (-1: all cores)")
         random_state: int | None = Field(0, description="seed of the fold split")
         tol: float = Field(1e-3, gt=0, description="LIBSVM stopping tolerance")
         max_iter: int = Field(-1, description="LIBSVM iteration cap (-1: none)")
-        pixels_per_task: int = Field(25, ge=1, description="pixels per parallel task")
+        pixels_per_task: int = Field(25, ge=1, description="pixels per task (the unit of resumption; the executor "
+                                     "runs tasks in parallel)")
         max_kernel_stars: int = Field(8000, ge=2, description="above this many training stars LIBSVM "
                                       "computes the RBF kernel itself instead of sharing M x M matrices")
-        progress: bool = True
 
     # ------------------------------------------------------------------ training
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":
@@ -162,8 +161,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
         blocks = chunks(p, self.pixels_per_task)
-        log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds, n_jobs=%d",
-                 p, m, len(self.C), len(self.gamma), self.n_folds, self.n_jobs)
+        log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds",
+                 p, m, len(self.C), len(self.gamma), self.n_folds)
         store = self._block_store(X, Y, good)
         done = {}
         if store is not None:
@@ -178,9 +177,9 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
 
         # one RBF matrix per gamma, computed once and shared by every pixel and fold
         kernels = [np.exp(-g * sq_dist(X, X)) for g in self.gamma] if m <= self.max_kernel_stars else None
-        fresh = parallel_map(
+        fresh = current_executor().map(
             _fit_pixel_block, [(Y[:, blocks[i][0]:blocks[i][1]], good[:, blocks[i][0]:blocks[i][1]]) for i in todo],
-            n_jobs=self.n_jobs, desc="slam: training pixels", progress=self.progress, on_result=save,
+            desc="slam: training pixels", unit="blocks", on_result=save,
             shared=dict(X=X, kernels=kernels, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon,
                         tol=self.tol, folds=folds, max_iter=self.max_iter))
         done.update(zip(todo, fresh))
@@ -208,8 +207,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         h = hashlib.sha256()
         for arr in (X, Y, good):
             h.update(np.ascontiguousarray(arr).tobytes())
-        params = {k: v for k, v in self.get_params().items() if k not in ("n_jobs", "progress")}
-        h.update(json.dumps(params, sort_keys=True).encode())
+        h.update(json.dumps(self.get_params(), sort_keys=True).encode())
         return ChunkStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}", prefix="block")
 
     def rebuild(self) -> None:

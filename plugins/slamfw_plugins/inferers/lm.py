@@ -25,9 +25,13 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import least_squares
 
-from slamfw import DataError, InferenceModel, Inferer, LabelResult, Params, Prior, chunks, hookimpl, parallel_map
+from slamfw import (
+    DataError, InferenceModel, Inferer, LabelResult, Params, Prior, chunks, current_executor, hookimpl,
+)
 
 SLAMFW_PLUGIN_API = (1, 0)
+#: Stars per task when one call's spectra are spread over the executor's workers.
+STARS_PER_TASK = 50
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,8 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, z0: np.ndarray, emulator, 
 
 
 class LMInferer(Inferer):
-    """Maximum likelihood labels by Levenberg-Marquardt, many spectra at once in parallel."""
+    """Maximum likelihood labels by Levenberg-Marquardt; the stars of one call are spread over the
+    executor's workers."""
 
     class Params(Params):
         max_nfev: int = Field(200, ge=1, description="cap on function evaluations per star")
@@ -128,9 +133,6 @@ class LMInferer(Inferer):
         use_model_error: bool = Field(True, description="add the emulator's model error to the variance (eq 8)")
         method: Literal["lm", "trf"] = Field("lm", description="lm (paper, unbounded) or trf (bounded)")
         bound_margin: float = Field(0.0, ge=0, description="trf: bounds = training range +- this fraction of it")
-        n_jobs: int = Field(1, description="processes (-1: all cores)")
-        stars_per_task: int = Field(50, ge=1)
-        progress: bool = True
 
     def infer(self, model: InferenceModel, flux: np.ndarray, ivar: np.ndarray,
               prior: Prior | None = None) -> LabelResult:
@@ -154,10 +156,10 @@ class LMInferer(Inferer):
             lo, hi = train.min(0), train.max(0)
             pad = self.bound_margin * (hi - lo)
             bounds = ((lo - pad - mean) / scale, (hi + pad - mean) / scale)
-        blocks = chunks(flux.shape[0], self.stars_per_task)
-        parts = parallel_map(
+        blocks = chunks(flux.shape[0], STARS_PER_TASK)
+        parts = current_executor().map(
             _fit_block, [(flux[s:e], w[s:e], (init[s:e] - mean) / scale) for s, e in blocks],
-            n_jobs=self.n_jobs, desc="lm: fitting spectra", progress=self.progress,
+            desc="lm: fitting spectra", progress=False,
             shared=dict(emulator=emu, mean=mean, scale=scale, prior=gp, max_nfev=self.max_nfev,
                         xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method, bounds=bounds))
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -16,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 from pydantic import Field
 
-from slamfw import DataError, InputPath, Params, Reader, SpectralSet, hookimpl, parallel_map
+from slamfw import DataError, InputPath, Params, Reader, SpectralSet, current_executor, hookimpl
 
 from ._select import Where, where_mask
 
@@ -88,7 +88,6 @@ class MilesReader(Reader):
         path: InputPath = Field(..., description="directory with the MILES FITS files and parameter table")
         where: Where = Field(default_factory=dict, description="label ranges to keep")
         assumed_snr: float = Field(100.0, gt=0, description="per-pixel S/N used to set ivar")
-        n_jobs: int = 1
 
     def read(self) -> SpectralSet:
         root = Path(self.path)
@@ -115,8 +114,8 @@ class MilesReader(Reader):
         sel = np.flatnonzero(keep)
         if sel.size == 0:
             raise DataError(f"miles: no star in {self.path!r} passes the selection {self.where}")
-        spectra = parallel_map(_read_fits, [(str(files[i]),) for i in sel], n_jobs=self.n_jobs,
-                               desc="miles: reading", progress=False)
+        spectra = current_executor().map(_read_fits, [(str(files[i]),) for i in sel], desc="miles: reading",
+                                         progress=False)
         wave = spectra[0][0]
         flux = np.empty((sel.size, wave.size))
         for k, (w, f) in enumerate(spectra):

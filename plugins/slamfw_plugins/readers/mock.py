@@ -6,11 +6,13 @@ given S/N (a list of S/N values is assigned to the stars in turn). Deterministic
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 from astropy.constants import c
 from pydantic import Field, field_validator
 
-from slamfw import Params, Reader, SpectralSet, hookimpl
+from slamfw import Params, Reader, SpectralSet, chunks, hookimpl
 
 from . import mockspec
 
@@ -51,36 +53,46 @@ class MockReader(Reader):
             return v
 
     def read(self) -> SpectralSet:
+        return next(self.iter_chunks(self.n_stars))
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[SpectralSet]:
+        """Generated chunk by chunk: the random numbers are drawn in the same order as one
+        ``read()`` draws them (labels, velocities, then the noise star by star), so any chunking
+        gives the same survey, and memory does not grow with ``n_stars``."""
         rng = np.random.default_rng(self.seed)
         n = self.n_stars
-        teff = rng.uniform(*self.teff, n)
-        logg = rng.uniform(*self.logg, n)
-        feh = rng.uniform(*self.feh, n)
+        labels = np.column_stack([rng.uniform(*self.teff, n), rng.uniform(*self.logg, n), rng.uniform(*self.feh, n)])
         snr_list = np.atleast_1d(np.asarray(self.snr, float))
         snr = snr_list[np.arange(n) % snr_list.size]
         # observed-frame grid a little wider than the range, so RV shifts do not leave gaps
         pad = 3 * self.rv_sigma / C_KMS * self.wave_range[1] + 5.0 if self.rv_sigma else 0.0
         wave = np.linspace(self.wave_range[0] - pad, self.wave_range[1] + pad, self.n_pixels)
         rv = rng.normal(0.0, self.rv_sigma, n) if self.rv_sigma else np.zeros(n)
-        rest = wave[None, :] / (1 + rv[:, None] / C_KMS)
+        width = len(str(n - 1))
+        for s, e in chunks(n, chunk_size):
+            flux, ivar = self._spectra(rng, wave, labels[s:e], rv[s:e], snr[s:e])
+            yield SpectralSet(
+                wave=wave, flux=flux, ivar=ivar, ids=[f"{self.id_prefix}{i:0{width}d}" for i in range(s, e)],
+                labels=labels[s:e], label_names=["Teff", "logg", "FeH"], label_units=["K", "dex", "dex"],
+                meta={"snr": snr[s:e], "rv": rv[s:e]}, source=f"mock(seed={self.seed})")
+
+    def _spectra(self, rng: np.random.Generator, wave: np.ndarray, labels: np.ndarray, rv: np.ndarray,
+                 snr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flux and ivar (n, P) of n stars with labels (n, 3), velocities and S/N (n,)."""
+        teff, logg, feh = labels.T
         if not self.rv_sigma:
             norm = mockspec.normalized_flux(wave, teff, logg, feh, fwhm=self.resolution_fwhm)
         else:
-            norm = np.empty((n, wave.size))
-            for i in range(n):  # per star because of the per-star rest-frame grid
+            rest = wave[None, :] / (1 + rv[:, None] / C_KMS)
+            norm = np.empty((len(teff), wave.size))
+            for i in range(len(teff)):  # per star because of the per-star rest-frame grid
                 norm[i] = mockspec.normalized_flux(rest[i], teff[i:i + 1], logg[i:i + 1], feh[i:i + 1],
                                                    fwhm=self.resolution_fwhm)[0]
         cont = mockspec.continuum(wave, teff) if self.continuum else np.ones_like(norm)
         clean = norm * cont
         level = np.median(cont, axis=1, keepdims=True)
         sigma = np.sqrt(np.maximum(clean, 1e-3) * level) / snr[:, None]
-        flux = clean + rng.normal(size=clean.shape) * sigma
-        width = len(str(n - 1))
-        return SpectralSet(
-            wave=wave, flux=flux, ivar=1.0 / sigma ** 2,
-            ids=[f"{self.id_prefix}{i:0{width}d}" for i in range(n)],
-            labels=np.column_stack([teff, logg, feh]), label_names=["Teff", "logg", "FeH"],
-            label_units=["K", "dex", "dex"], meta={"snr": snr, "rv": rv}, source=f"mock(seed={self.seed})")
+        return clean + rng.normal(size=clean.shape) * sigma, 1.0 / sigma ** 2
 
 
 @hookimpl

@@ -1,0 +1,165 @@
+"""Executor ``dask``: a Dask cluster (``dask.distributed``), local or remote.
+
+Without ``address`` it starts a ``LocalCluster`` of ``workers`` processes on this machine; with
+``address`` (``tcp://host:8786``) it connects to a running scheduler, e.g. one started on a Slurm
+or PBS cluster with dask-jobqueue (see ``docs/executors.md``). The function and the shared
+arguments are pickled and scattered to the workers once per map; tasks are submitted a few at a
+time, so a stream of chunks never piles up in memory, and results come back in task order.
+Needs ``pip install 'slamfw[dask]'``.
+
+Everything crosses to and from the workers as pickled bytes, unpickled at the other end: numpy
+then allocates every array itself. Arrays that Dask deserialises in place can sit at addresses
+that are not even 8-byte aligned, and numpy sums unaligned arrays in another order, so results
+would differ in the last bit from the other executors'; this way they do not.
+
+Workers of a ``LocalCluster`` watch their parents, so they die with the process that started
+them; the workers of a remote cluster belong to that cluster and are left running.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator
+
+from pydantic import Field
+
+from slamfw import ConfigError, Executor, Params, Progress, available_cores, call_limited, hookimpl, watch_parent
+
+SLAMFW_PLUGIN_API = (1, 0)
+
+log = logging.getLogger(__name__)
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("executor 'dask' needs dask.distributed: pip install 'slamfw[dask]'") from None
+    return distributed
+
+
+def _watch_own_parent() -> None:
+    """Run in a nanny or a worker: exit when the process that started this one is gone."""
+    watch_parent(os.getppid())
+
+
+def _plugins() -> tuple[Any, Any]:
+    """A nanny plugin and a worker plugin that make LocalCluster processes die with their parent."""
+    from distributed.diagnostics.plugin import NannyPlugin, WorkerPlugin
+
+    class NannyDiesWithParent(NannyPlugin):
+        name = "slamfw-nanny-dies-with-parent"
+
+        def setup(self, nanny: Any) -> None:
+            _watch_own_parent()
+
+    class WorkerDiesWithParent(WorkerPlugin):
+        name = "slamfw-worker-dies-with-parent"
+
+        def setup(self, worker: Any) -> None:
+            _watch_own_parent()
+
+    return NannyDiesWithParent(), WorkerDiesWithParent()
+
+
+_LOADED: list[Any] = [None, None]   # the last shared blob a worker unpickled, and what it held
+
+
+def run_pickled(shared_blob: bytes, task_blob: bytes, threads: int) -> bytes:
+    """On a worker: unpickle ``(func, shared)`` (once per map) and the task, run, pickle the result."""
+    if _LOADED[0] is not shared_blob:
+        _LOADED[:] = [shared_blob, pickle.loads(shared_blob)]
+    func, shared = _LOADED[1]
+    return pickle.dumps(call_limited(func, threads, pickle.loads(task_blob), shared), protocol=5)
+
+
+def _dumps(obj: Any) -> bytes:
+    import cloudpickle
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask cluster: a LocalCluster of ``workers`` processes, or the scheduler at ``address``."""
+
+    class Params(Params):
+        address: str | None = Field(None, description="scheduler address (tcp://host:port); none: a LocalCluster")
+        workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: the cores)")
+        threads_per_worker: int | None = Field(None, ge=1, description="BLAS/OpenMP threads per worker "
+                                               "(default: cores / workers, at least 1)")
+        memory_limit: str = Field("auto", description="LocalCluster memory limit per worker")
+
+    def start(self) -> "DaskExecutor":
+        if getattr(self, "client_", None) is not None:
+            return self
+        distributed = _import_distributed()
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        if self.address:
+            self.cluster_ = None
+            self.client_ = distributed.Client(self.address)
+        else:
+            self.cluster_ = distributed.LocalCluster(
+                n_workers=self.n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                memory_limit=self.memory_limit, silence_logs=logging.WARNING)
+            self.client_ = distributed.Client(self.cluster_)
+            self._install_watchers(distributed)
+        log.info("dask: %s with %d workers", self.address or "LocalCluster", self.n_workers)
+        return self
+
+    def _install_watchers(self, distributed: Any) -> None:
+        for plugin in _plugins():
+            self.client_.register_plugin(plugin)
+
+    def close(self) -> None:
+        client, cluster = getattr(self, "client_", None), getattr(self, "cluster_", None)
+        self.client_ = self.cluster_ = None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    @property
+    def n_workers(self) -> int:
+        client = getattr(self, "client_", None)
+        if self.address and client is not None:
+            return max(1, len(client.scheduler_info()["workers"]))
+        return self.workers or available_cores()
+
+    @property
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, available_cores() // self.n_workers)
+
+    def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
+             desc: str = "", unit: str = "task", total: float | None = None,
+             weight: Callable[[tuple], float] | None = None, progress: bool = True) -> Iterator[Any]:
+        self.start()
+        client = self.client_
+        shared_blob = client.scatter(_dumps((func, shared or {})), broadcast=True, hash=False)
+        window = 2 * self.n_workers
+        pending: deque = deque()
+        bar = Progress(total, desc, unit, progress)
+        try:
+            for task in tasks:
+                pending.append((client.submit(run_pickled, shared_blob, _dumps(task), self.threads, pure=False),
+                                weight(task) if weight else 1.0))
+                while len(pending) >= window:
+                    yield self._next(pending, bar)
+            while pending:
+                yield self._next(pending, bar)
+        finally:
+            for fut, _ in pending:
+                fut.cancel()
+            bar.close()
+
+    @staticmethod
+    def _next(pending: deque, bar: Progress) -> Any:
+        fut, amount = pending.popleft()
+        result = pickle.loads(fut.result())
+        bar.update(amount)
+        return result
+
+
+@hookimpl
+def slamfw_register_executors(register):
+    register("dask", DaskExecutor)

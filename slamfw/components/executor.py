@@ -1,0 +1,166 @@
+"""The Executor contract: where independent tasks run (in-process, local processes, a cluster).
+
+An executor is chosen by the ``[executor]`` config section or ``--executor NAME --workers N``. It is
+not a parameter of any component: components ask for the one in use with
+:func:`current_executor`, which the workflows set with :func:`using_executor`. Execution settings
+are therefore stored neither in model files nor in checkpoint keys, and results do not depend on
+them (``slamfw.testing`` and the test suite check catalogues bit for bit across executors).
+
+This base class runs tasks in the calling process, one after another; it is what
+:func:`current_executor` gives when no executor was set (a component used from Python).
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .base import Component
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity, where the system tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Progress:
+    """A progress bar on a terminal, or a log line about every 10% without one; counts ``unit``s
+    (tasks, or spectra when tasks carry weights) and reports their rate per second."""
+
+    def __init__(self, total: float | None, desc: str, unit: str, enabled: bool = True) -> None:
+        self.total, self.desc, self.unit, self.done = total, desc or "progress", unit, 0.0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.next_log = 0.1
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+    def update(self, amount: float = 1.0) -> None:
+        self.done += amount
+        if self.bar is not None:
+            self.bar.update(amount)
+            return
+        if not self.enabled or not self.total:
+            return
+        frac = self.done / self.total
+        if frac >= self.next_log or self.done >= self.total:
+            dt = time.perf_counter() - self.t0
+            rate = self.done / dt if dt > 0 else float("inf")
+            log.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f s elapsed, about %.0f s left", self.desc, self.done,
+                     self.total, self.unit, 100 * frac, rate, self.unit, dt, (self.total - self.done) / rate if rate else 0)
+            self.next_log = min(1.0, frac + 0.1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def summary(self) -> str:
+        dt = time.perf_counter() - self.t0
+        return f"{self.done:.0f} {self.unit} in {dt:.1f} s ({self.done / dt if dt > 0 else 0:.1f} {self.unit}/s)"
+
+
+class Executor(Component):
+    """Runs independent tasks ``func(*task, **shared)`` and gives their results in task order.
+
+    Contract:
+
+    - ``imap(func, tasks, shared=..., ...)`` consumes ``tasks`` (any iterable, possibly a generator
+      that reads data as it goes) lazily, keeping a bounded number in flight, and yields results in
+      the order of the tasks; ``map`` collects them into a list;
+    - ``func`` is a module-level function (it may be sent to other processes or machines);
+      ``shared`` holds large read-only arguments common to all tasks, sent once where the
+      executor can;
+    - ``n_workers`` is how many tasks run at once; each worker limits its BLAS/OpenMP threads so that
+      workers x threads fits the cores;
+    - ``with executor:`` starts and stops what it needs (processes, a cluster connection); worker
+      processes die with the process that started them.
+    """
+
+    @property
+    def n_workers(self) -> int:
+        """How many tasks run at once."""
+        return 1
+
+    def start(self) -> "Executor":
+        """Start workers or connect (idempotent)."""
+        return self
+
+    def close(self) -> None:
+        """Stop what :meth:`start` started."""
+
+    def __enter__(self) -> "Executor":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
+             desc: str = "", unit: str = "task", total: float | None = None,
+             weight: Callable[[tuple], float] | None = None, progress: bool = True) -> Iterator[Any]:
+        """Yield ``func(*task, **shared)`` for each task, in order.
+
+        ``total`` (tasks, or the sum of ``weight(task)``) sizes the progress display; ``weight``
+        counts what a task carries (e.g. its number of spectra) so that the rate is in ``unit``s.
+        """
+        shared = shared or {}
+        bar = Progress(total, desc, unit, progress)
+        try:
+            for task in tasks:
+                result = func(*task, **shared)
+                bar.update(weight(task) if weight else 1.0)
+                yield result
+        finally:
+            bar.close()
+
+    def map(self, func: Callable[..., Any], tasks: Sequence[tuple], *, shared: dict[str, Any] | None = None,
+            desc: str = "", unit: str = "task", on_result: Callable[[int, Any], None] | None = None,
+            progress: bool = True) -> list[Any]:
+        """``[func(*task, **shared) for task in tasks]``; ``on_result(i, result)`` is called in this
+        process as each result arrives, in order, so finished work can be saved before the end."""
+        out = []
+        for i, result in enumerate(self.imap(func, tasks, shared=shared, desc=desc, unit=unit, total=len(tasks),
+                                             progress=progress)):
+            if on_result is not None:
+                on_result(i, result)
+            out.append(result)
+        return out
+
+
+class SerialExecutor(Executor):
+    """In this process, one task after another (no parallelism; the simplest to debug)."""
+
+
+_current: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("slamfw_executor", default=None)
+
+
+def executor_in_use() -> Executor | None:
+    """The executor set by :func:`using_executor`, or None outside one."""
+    return _current.get()
+
+
+def current_executor() -> Executor:
+    """The executor in use (set by :func:`using_executor`); a :class:`SerialExecutor` when none is."""
+    ex = _current.get()
+    return ex if ex is not None else SerialExecutor()
+
+
+@contextmanager
+def using_executor(executor: Executor) -> Iterator[Executor]:
+    """Make ``executor`` the one :func:`current_executor` returns, started, for the ``with`` block."""
+    token = _current.set(executor)
+    try:
+        with executor:
+            yield executor
+    finally:
+        _current.reset(token)

@@ -1,0 +1,81 @@
+"""Local worker processes (loky, through joblib): the executor configs get by default.
+
+Large numpy arguments are memory-mapped by joblib rather than copied to each worker. Each worker
+watches the process that started it and exits when that process is gone (killed with SIGKILL,
+say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so
+that workers x threads fits the cores.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from pydantic import Field
+
+from ..components.base import Params
+from ..components.executor import Executor, Progress, available_cores
+
+#: Seconds between a worker's checks that its parent is still there.
+WATCH_INTERVAL_S = 0.5
+
+
+def watch_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> None:
+    """Start a daemon thread that ends this process as soon as its parent is no longer ``parent_pid``
+    (the parent died and this process was adopted): workers die with their parent."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(interval)
+    threading.Thread(target=watch, name="slamfw-parent-watch", daemon=True).start()
+
+
+def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: dict[str, Any]) -> Any:
+    """``func(*task, **shared)`` with at most ``threads`` BLAS/OpenMP threads."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=threads):
+        return func(*task, **shared)
+
+
+class LocalExecutor(Executor):
+    """Worker processes on this machine (loky); ``workers`` defaults to the usable cores."""
+
+    class Params(Params):
+        workers: int | None = Field(None, ge=1, description="worker processes (default: the usable cores)")
+        idle_timeout: float = Field(60.0, gt=0, description="seconds an idle worker waits for work before exiting")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or available_cores()
+
+    @property
+    def threads_per_worker(self) -> int:
+        return max(1, available_cores() // self.n_workers)
+
+    def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
+             desc: str = "", unit: str = "task", total: float | None = None,
+             weight: Callable[[tuple], float] | None = None, progress: bool = True) -> Iterator[Any]:
+        if self.n_workers == 1:   # one worker: no process to start, the same results
+            yield from super().imap(func, tasks, shared=shared, desc=desc, unit=unit, total=total, weight=weight,
+                                    progress=progress)
+            return
+        import joblib
+        shared = shared or {}
+        bar = Progress(total, desc, unit, progress)
+        weights: list[float] = []
+
+        def calls() -> Iterator[Any]:
+            for task in tasks:
+                weights.append(weight(task) if weight else 1.0)
+                yield joblib.delayed(call_limited)(func, self.threads_per_worker, task, shared)
+
+        try:
+            with joblib.parallel_config(backend="loky", n_jobs=self.n_workers, initializer=watch_parent,
+                                        initargs=(os.getpid(),), idle_worker_timeout=self.idle_timeout):
+                for i, result in enumerate(joblib.Parallel(return_as="generator")(calls())):
+                    bar.update(weights[i])
+                    yield result
+        finally:
+            bar.close()

@@ -1,0 +1,146 @@
+"""The executor conformance kit: ``check_executor``.
+
+It runs small tasks on the executor (started with ``with executor:``) and checks the contract of
+:class:`slamfw.Executor`: results come back in task order, with the shared arguments; ``map``
+calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number in
+flight, so a stream of chunks never piles up in memory); an exception in a task reaches the
+caller; ``n_workers`` is a positive integer; starting and closing twice is harmless; a large
+shared array arrives intact.
+
+Usage: ``check_executor(MyExecutor)`` or ``check_executor(MyExecutor, {"workers": 2})``. Tasks
+are module-level functions of this module, so executors that send them to other processes or
+machines can import them.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..components.executor import Executor
+from ._common import Case, CheckResult, checker, params_check, resolve, run_checks
+
+__all__ = ["check_executor", "EXECUTOR_CHECKS", "ExecutorCase"]
+
+#: How many tasks of a stream may be taken before the first result comes back.
+MAX_AHEAD = 64
+
+
+class ExecutorCase(Case):
+    """An executor under test, started once for all checks."""
+
+    base = Executor
+
+    def started(self) -> Executor:
+        if not hasattr(self, "_executor"):
+            self._executor = self.fresh().start()
+        return self._executor
+
+    def close(self) -> None:
+        if hasattr(self, "_executor"):
+            self._executor.close()
+            del self._executor
+
+
+check = checker(ExecutorCase)
+
+
+def _affine(x: float, scale: float = 1.0, offset: float = 0.0) -> float:
+    return scale * x + offset
+
+
+def _checksum(i: int, data: np.ndarray) -> tuple[int, float]:
+    return i, float(data.sum() + i)
+
+
+def _fails_on_three(i: int) -> int:
+    if i == 3:
+        raise ValueError("task 3 fails on purpose")
+    return i
+
+
+@check("results come back in task order, with the shared arguments")
+def check_order(case: ExecutorCase) -> str:
+    """``map(func, tasks, shared=...)`` equals ``[func(*t, **shared) for t in tasks]``."""
+    tasks = [(float(i),) for i in range(23)]
+    got = case.started().map(_affine, tasks, shared={"scale": 2.0, "offset": 1.0}, progress=False)
+    want = [2.0 * t[0] + 1.0 for t in tasks]
+    return "" if got == want else f"map gave {got[:6]}..., expected {want[:6]}..."
+
+
+@check("map calls on_result in order as results arrive")
+def check_on_result(case: ExecutorCase) -> str:
+    seen: list[tuple[int, float]] = []
+    out = case.started().map(_affine, [(float(i),) for i in range(9)], on_result=lambda i, r: seen.append((i, r)),
+                             progress=False)
+    return "" if seen == list(enumerate(out)) else f"on_result saw {seen}, the results are {out}"
+
+
+@check("imap takes a stream of tasks lazily")
+def check_lazy(case: ExecutorCase) -> str:
+    """The first result comes back before more than a bounded number of tasks were taken."""
+    taken: list[int] = []
+
+    def tasks() -> Iterator[tuple[float]]:
+        for i in range(10 * MAX_AHEAD):
+            taken.append(i)
+            yield (float(i),)
+
+    it = case.started().imap(_affine, tasks(), progress=False)
+    first = next(it)
+    ahead = len(taken)
+    rest = list(it)
+    if first != 0.0 or rest != [float(i) for i in range(1, 10 * MAX_AHEAD)]:
+        return "imap gave wrong results for a generator of tasks"
+    return "" if ahead <= MAX_AHEAD else f"{ahead} tasks were taken before the first result (> {MAX_AHEAD})"
+
+
+@check("an exception in a task reaches the caller")
+def check_errors(case: ExecutorCase) -> str:
+    try:
+        case.started().map(_fails_on_three, [(i,) for i in range(6)], progress=False)
+    except ValueError as err:
+        return "" if "task 3" in str(err) else f"raised ValueError without the task's message: {err}"
+    except Exception as err:  # noqa: BLE001 - executors may wrap, but must not hide
+        return "" if "task 3" in str(err) else f"raised {type(err).__name__}: {err}"
+    return "a failing task did not raise"
+
+
+@check("a large shared array arrives intact")
+def check_shared_array(case: ExecutorCase) -> str:
+    data = np.random.default_rng(0).normal(size=(300, 500))   # 1.2 MB: above joblib's memmapping threshold
+    got = case.started().map(_checksum, [(i,) for i in range(5)], shared={"data": data}, progress=False)
+    want = [(i, float(data.sum() + i)) for i in range(5)]
+    return "" if got == want else f"results {got} differ from {want}"
+
+
+@check("n_workers is a positive integer; start() and close() may be called twice")
+def check_lifecycle(case: ExecutorCase) -> str:
+    ex = case.fresh()
+    with ex:
+        ex.start()
+        n = ex.n_workers
+        ok = ex.map(_affine, [(1.0,)], progress=False) == [1.0]
+    ex.close()
+    if not (isinstance(n, int) and n >= 1):
+        return f"n_workers is {n!r}"
+    return "" if ok else "a started-twice executor gave a wrong result"
+
+
+EXECUTOR_CHECKS = [params_check(ExecutorCase), check_order, check_on_result, check_lazy, check_errors,
+                   check_shared_array, check_lifecycle]
+
+
+def check_executor(executor: type[Executor] | Executor, params: dict[str, Any] | None = None, *,
+                   raise_on_fail: bool = True) -> list[CheckResult]:
+    """Run the executor conformance checks; one :class:`CheckResult` per check.
+
+    ``executor`` is a class (built with ``params``) or an instance (its ``get_params()``).
+    Raises :class:`ComponentCheckError` listing the failures when ``raise_on_fail``.
+    """
+    cls, params = resolve(executor, params, Executor)
+    case = ExecutorCase(cls, params)
+    try:
+        return run_checks(EXECUTOR_CHECKS, case, raise_on_fail)
+    finally:
+        case.close()

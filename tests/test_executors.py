@@ -1,0 +1,99 @@
+"""Executors: serial, local processes, Dask; results in order, shared arguments, progress, limits."""
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from slamfw import (
+    ConfigError, Executor, LocalExecutor, SerialExecutor, chunks, current_executor, registry, using_executor,
+)
+
+
+def _square_plus(x, offset=0):
+    return x * x + offset
+
+
+def _threads_and_pid(_):
+    from threadpoolctl import threadpool_info
+    return os.getpid(), max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
+
+
+def _weighted_sum(block, weights):
+    return float(block @ weights)
+
+
+EXECUTORS = {
+    "serial": lambda: registry.create("executor", "serial"),
+    "local-1": lambda: registry.create("executor", "local", {"workers": 1}),
+    "local-2": lambda: registry.create("executor", "local", {"workers": 2}),
+    "dask-2": lambda: registry.create("executor", "dask", {"workers": 2}),
+}
+
+
+@pytest.fixture(scope="module", params=list(EXECUTORS))
+def executor(request):
+    with EXECUTORS[request.param]() as ex:
+        yield ex
+
+
+def test_results_in_order_with_shared_args_and_callbacks(executor):
+    seen = []
+    out = executor.map(_square_plus, [(i,) for i in range(7)], shared={"offset": 1},
+                       on_result=lambda i, r: seen.append((i, r)))
+    assert out == [i * i + 1 for i in range(7)]
+    assert seen == list(enumerate(out))
+    rng = np.random.default_rng(0)
+    blocks, weights = rng.normal(size=(5, 100)), rng.normal(size=100)   # a shared array, sent once
+    assert executor.map(_weighted_sum, [(b,) for b in blocks], shared={"weights": weights}) == \
+        [float(b @ weights) for b in blocks]
+
+
+def test_imap_consumes_a_generator_lazily(executor):
+    produced = []
+
+    def tasks():
+        for i in range(40):
+            produced.append(i)
+            yield (i,)
+
+    it = executor.imap(_square_plus, tasks())
+    assert next(it) == 0
+    assert len(produced) < 40          # a bounded window of tasks in flight, not the whole stream
+    assert list(it) == [i * i for i in range(1, 40)]
+
+
+def test_workers_limit_their_blas_threads(executor):
+    out = executor.map(_threads_and_pid, [(i,) for i in range(6)])
+    pids = {p for p, _ in out}
+    threads = {t for _, t in out}
+    if executor.n_workers > 1:
+        assert os.getpid() not in pids                       # in worker processes
+        assert threads == {max(1, len(os.sched_getaffinity(0)) // executor.n_workers)}
+
+
+def test_current_executor_is_the_one_in_use():
+    assert isinstance(current_executor(), SerialExecutor)     # outside any run: in-process
+    local = LocalExecutor(workers=2)
+    with using_executor(local):
+        assert current_executor() is local
+    assert isinstance(current_executor(), SerialExecutor)
+
+
+def test_progress_is_logged_without_a_terminal(caplog):
+    with caplog.at_level(logging.INFO, logger="slamfw"):
+        list(Executor().imap(_square_plus, [(i,) for i in range(20)], desc="work", unit="spectra", total=200,
+                             weight=lambda t: 10))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("work:")]
+    assert len(lines) == 10 and "200/200 spectra (100%)" in lines[-1] and "spectra/s" in lines[-1]
+
+
+def test_chunks():
+    assert chunks(7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert chunks(0, 3) == []
+
+
+def test_executors_are_a_registry():
+    assert {"serial", "local", "dask"} <= set(registry.available("executor"))
+    with pytest.raises(ConfigError, match=r"executor\.workers: Input should be greater than or equal to 1"):
+        registry.create("executor", "local", {"workers": 0}, where="executor.name")

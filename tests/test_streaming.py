@@ -1,0 +1,158 @@
+"""``slamfw predict`` streamed on an executor: identical catalogues under every executor and number
+of workers, a SIGKILLed run resumed under another executor, no orphan workers, flat memory."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from slamfw import LabelResult
+from slamfw.cli import main
+from slamfw.execution.store import ChunkStore
+
+from .conftest import REPO
+
+DEMO = REPO / "examples" / "demo" / "experiment.toml"
+# the shipped demo, made fast: normalised mock spectra on 150 pixels, the quadratic Cannon
+FAST = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
+        "normalizer.name=none", "emulator.name=cannon", "preprocess.wave_step=12"]
+
+
+def _sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def fast_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stream")
+    assert main(["train", str(DEMO), *_sets(FAST), "--set", f"output.dir={out / 'm'}", "--executor", "serial"]) == 0
+    return out / "m" / "model.npz"
+
+
+def predict_args(model, out, n_stars, *extra):
+    return ["predict", str(model), "--reader-param", f"n_stars={n_stars}", "--reader-param", "seed=3",
+            "--chunk-size", "50", "-o", str(out), *extra]
+
+
+def assert_identical(a: Table, b: Table) -> None:
+    assert a.colnames == b.colnames and len(a) == len(b)
+    for c in a.colnames:
+        assert np.array_equal(np.asarray(a[c]), np.asarray(b[c])), c
+
+
+@pytest.fixture(scope="module")
+def reference(fast_model, tmp_path_factory):
+    """The catalogue of 400 mock stars, run serially."""
+    out = tmp_path_factory.mktemp("ref") / "serial.fits"
+    assert main(predict_args(fast_model, out, 400, "--executor", "serial")) == 0
+    return Table.read(out)
+
+
+@pytest.mark.parametrize("executor,workers", [("local", 1), ("local", 2), ("dask", 1), ("dask", 2)])
+def test_catalogue_is_identical_under_every_executor(fast_model, reference, tmp_path, executor, workers):
+    out = tmp_path / f"{executor}-{workers}.fits"
+    assert main(predict_args(fast_model, out, 400, "--executor", executor, "--workers", str(workers))) == 0
+    assert_identical(Table.read(out), reference)
+    assert not (tmp_path / ".checkpoints").exists()
+
+
+def _run_until_parts(args, parts_dir, n_parts, timeout=60):
+    """Start ``slamfw`` in a subprocess; return it once ``n_parts`` catalogue parts are on disk."""
+    proc = subprocess.Popen([sys.executable, "-m", "slamfw.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if len(list(parts_dir.rglob("part_*.npz"))) >= n_parts:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before being killed: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no catalogue parts appeared")
+
+
+def test_killed_run_resumes_under_another_executor(fast_model, reference, tmp_path, capfd):
+    out = tmp_path / "cat.fits"
+    proc = _run_until_parts(predict_args(fast_model, out, 400, "--executor", "serial"), tmp_path / ".checkpoints", 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list((tmp_path / ".checkpoints").rglob("part_*.npz")))
+    assert done >= 3 and not out.exists()
+    capfd.readouterr()
+    assert main(predict_args(fast_model, out, 400, "--executor", "dask", "--workers", "2")) == 0
+    log = capfd.readouterr().err
+    assert f"8 chunks ({done} reused from an earlier run)" in log   # every finished chunk, under another executor
+    assert_identical(Table.read(out), reference)
+
+
+def _alive(pids):
+    import psutil
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_killed_run_leaves_no_orphans(fast_model, tmp_path, executor):
+    import psutil
+    args = predict_args(fast_model, tmp_path / "cat.fits", 20000, "--executor", executor, "--workers", "2")
+    proc = _run_until_parts(args, tmp_path / ".checkpoints", 1, timeout=120)
+    workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(workers) >= 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    while _alive(workers) and time.time() - t0 < 15:
+        time.sleep(0.2)
+    assert not _alive(workers), f"orphans {_alive(workers)} {time.time() - t0:.1f} s after kill -9"
+
+
+PEAK = "import resource, sys; from slamfw.cli import main; rc = main(sys.argv[1:]); " \
+       "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+
+
+def _peak_kb(args) -> int:
+    r = subprocess.run([sys.executable, "-c", PEAK, *args], capture_output=True, text=True, check=True)
+    return int(r.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_spectra(fast_model, tmp_path):
+    small = _peak_kb(predict_args(fast_model, tmp_path / "a.fits", 2000, "--executor", "serial"))
+    large = _peak_kb(predict_args(fast_model, tmp_path / "b.fits", 20000, "--executor", "serial"))
+    assert len(Table.read(tmp_path / "b.fits")) == 20000
+    assert large <= 1.3 * small, f"peak RSS {large} kB for 20,000 spectra vs {small} kB for 2,000"
+
+
+def test_label_results_round_trip_every_field(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def result(n):
+        return LabelResult(labels=rng.normal(size=(n, 2)), cov=rng.normal(size=(n, 2, 2)), converged=rng.random(n) > 0.5,
+                           rmse=rng.random(n), chi2=rng.random(n), init=rng.normal(size=(n, 2)), label_names=["a", "b"],
+                           nfev=rng.integers(1, 9, n), samples=rng.normal(size=(n, 5, 2)),
+                           extra={"flag": rng.integers(0, 4, n), "lnprob": rng.normal(size=n)})
+
+    parts = [result(3), result(4)]
+    store = ChunkStore(tmp_path, "chunk")
+    back = []
+    for i, part in enumerate(parts):
+        store.save(i, part.to_arrays())
+        back.append(LabelResult.from_arrays(store.load(i)))
+    whole, again = LabelResult.concatenate(parts), LabelResult.concatenate(back)
+    for name in LabelResult.ARRAYS:
+        assert np.array_equal(getattr(whole, name), getattr(again, name)), name
+    assert whole.samples.shape == (7, 5, 2) and set(again.extra) == {"flag", "lnprob"}
+    for key in whole.extra:
+        assert np.array_equal(whole.extra[key], again.extra[key])
+    assert again.label_names == ["a", "b"]
+
+
+def test_execution_settings_are_not_in_model_files(fast_model):
+    from slamfw.model import SlamfwModel
+    meta = json.dumps(SlamfwModel.load(fast_model).metadata())
+    for setting in ("n_jobs", "workers", "progress", "stars_per_task", "executor"):
+        assert setting not in meta, setting
+    assert os.path.getsize(fast_model) > 0
