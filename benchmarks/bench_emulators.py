@@ -18,22 +18,25 @@ import tracemalloc
 
 import numpy as np
 
-from slamfw import registry
+from slamfw import LocalExecutor, SerialExecutor, registry, using_executor
 
 EMULATORS = {
-    "slam": dict(C=[10.0, 100.0], gamma=[0.01, 0.1], n_jobs=-1, progress=False),
+    "slam": dict(C=[10.0, 100.0], gamma=[0.01, 0.1]),
     "cannon": {},
     "krr": {},
 }
+#: slam trains on local worker processes (every core); the others in this process.
+PARALLEL = {"slam"}
 
 
 def run(name: str, params: dict, train) -> dict:
     emu = registry.create("emulator", name, params)
-    in_process = params.get("n_jobs", 1) == 1
+    in_process = name not in PARALLEL
     if in_process:
         tracemalloc.start()
     t0 = time.perf_counter()
-    emu.fit(train.labels, train.flux, train.ivar)
+    with using_executor(SerialExecutor() if in_process else LocalExecutor()):
+        emu.fit(train.labels, train.flux, train.ivar)
     dt = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] / 1e6 if in_process else float("nan")
     if in_process:

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slamfw import registry
-from slamfw import TrainedEmulator
+from slamfw import LocalExecutor, SerialExecutor, TrainedEmulator, registry, using_executor
 from slamfw.config import PreprocessConfig
-from slamfw.execution.executor import effective_n_jobs
 from slamfw.preprocess import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,24 +36,27 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t0
 
 
-def bench(name: str, train, test, C, gamma, n_folds: int, n_jobs: int) -> dict:
+def bench(name: str, train, test, C, gamma, n_folds: int, workers: int | None) -> dict:
+    local = LocalExecutor(workers=workers)
     print(f"\n== {name}: {train.n_stars} training stars x {train.n_pixels} pixels, "
-          f"grid {len(C)} C x {len(gamma)} gamma, {n_folds} folds, {effective_n_jobs(n_jobs)} processes")
-    emu = registry.create("emulator", "slam", dict(C=C, gamma=gamma, n_folds=n_folds, n_jobs=n_jobs, progress=False))
-    _, t_train = timed(emu.fit, train.labels, train.flux, train.ivar)
+          f"grid {len(C)} C x {len(gamma)} gamma, {n_folds} folds, {local.n_workers} processes")
+    emu = registry.create("emulator", "slam", dict(C=C, gamma=gamma, n_folds=n_folds))
+    with using_executor(local):
+        _, t_train = timed(emu.fit, train.labels, train.flux, train.ivar)
     model = TrainedEmulator(emu, train.labels, train.label_names)
-    one = registry.create("inferer", "lm", dict(n_jobs=1, progress=False))
-    many = registry.create("inferer", "lm", dict(n_jobs=n_jobs, progress=False))
+    lm = registry.create("inferer", "lm", {})
     k = min(test.n_stars, 100)
-    res1, t1 = timed(one.infer, model, test.flux[:k], test.ivar[:k])
-    resn, tn = timed(many.infer, model, test.flux, test.ivar)
+    with using_executor(SerialExecutor()):
+        res1, t1 = timed(lm.infer, model, test.flux[:k], test.ivar[:k])
+    with using_executor(local):
+        resn, tn = timed(lm.infer, model, test.flux, test.ivar)
     pred1, tp = timed(emu.predict, train.labels[:1])
     n_rep = 200
     _, tp = timed(lambda: [emu.predict(train.labels[i % train.n_stars][None]) for i in range(n_rep)])
     _, tj = timed(lambda: [emu.jacobian(train.labels[i % train.n_stars][None]) for i in range(n_rep)])
     out = {
         "case": name, "n_train": train.n_stars, "n_pixels": train.n_pixels, "grid": [len(C), len(gamma)],
-        "n_folds": n_folds, "processes": effective_n_jobs(n_jobs),
+        "n_folds": n_folds, "processes": local.n_workers,
         "train_time_s": t_train,
         "train_time_per_pixel_ms": 1e3 * t_train / train.n_pixels,
         "infer_ms_per_spectrum_1proc": 1e3 * t1 / k,
@@ -76,17 +77,17 @@ def case_mock(args) -> dict:
     kw = dict(n_pixels=args.n_pixels, continuum=False, wave_range=[3900.0, 5800.0])
     train = registry.create("reader", "mock", dict(kw, n_stars=args.n_stars, snr=200.0, seed=1)).read()
     test = registry.create("reader", "mock", dict(kw, n_stars=300, snr=[20.0, 50.0, 100.0], seed=2)).read()
-    return bench("mock", train, test, [1.0, 10.0, 100.0], [0.01, 0.1, 1.0], 5, args.n_jobs)
+    return bench("mock", train, test, [1.0, 10.0, 100.0], [0.01, 0.1, 1.0], 5, args.workers)
 
 
 def case_miles(args) -> dict:
     path = shared_data() / "miles_stellar_library"
-    ss = registry.create("reader", "miles", dict(path=str(path), where={"Teff": [4000, 7000]}, n_jobs=args.n_jobs)).read()
+    ss = registry.create("reader", "miles", dict(path=str(path), where={"Teff": [4000, 7000]})).read()
     ss = ss.select_labels(["Teff", "logg", "FeH"]).drop_unlabelled()
     pp = PreprocessConfig(wave_min=3900.0, wave_max=5800.0, wave_step=1.0)
     ss = prepare(ss, pp, registry.create("normalizer", "spline", {}))
     held = np.random.default_rng(0).random(ss.n_stars) < 0.2
-    return bench("miles-fgk", ss.subset(~held), ss.subset(held), [10.0, 100.0], [0.01, 0.1], 5, args.n_jobs)
+    return bench("miles-fgk", ss.subset(~held), ss.subset(held), [10.0, 100.0], [0.01, 0.1], 5, args.workers)
 
 
 def main() -> None:
@@ -94,7 +95,7 @@ def main() -> None:
     p.add_argument("--case", choices=["mock", "miles", "all"], default="all")
     p.add_argument("--n-stars", type=int, default=1000)
     p.add_argument("--n-pixels", type=int, default=1000)
-    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     results = []

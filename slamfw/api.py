@@ -5,6 +5,10 @@
     model = api.load_model("runs/c/model.npz")
     data, labels = api.predict(model, spectra)           # a SpectralSet, or a path for the model's reader
     table = api.catalog(data, labels, model)             # an astropy Table, as `slamfw predict` writes
+    api.predict_catalog(model, "cat.fits", reader="mock", reader_params={"n_stars": 10**6})   # streamed
+
+Work runs on the config's executor (``[executor]``), or, for ``predict``, on ``executor`` or the
+one in use (``with slamfw.using_executor(...)``); by default on local worker processes.
 
 Configs may be given as a path (TOML/YAML), a dict (relative paths are the working directory's),
 or an :class:`~slamfw.config.ExperimentConfig`; ``overrides`` are ``--set`` assignments.
@@ -18,6 +22,7 @@ from typing import Any, Sequence
 
 from astropy.table import Table
 
+from .components.executor import Executor
 from .components.inferer import Inferer
 from .config import ExperimentConfig, apply_override, load_config, validate_config
 from .config.loading import override_key
@@ -26,11 +31,13 @@ from .data.results import LabelResult
 from .data.spectra import SpectralSet
 from .model import SlamfwModel
 from .workflows.compare import CompareResult, compare_emulators
+from .workflows.execution import executing
+from .workflows.predict import PredictResult, predict_catalog as _predict_catalog
 from .workflows.infer import infer_chunked, model_inferer, model_labels_only, predict as _predict, prepare_for_model
 from .workflows.run import RunResult, run_experiment
 from .workflows.train import TrainResult, train as _train
 
-__all__ = ["config", "run", "train", "compare", "load_model", "predict", "catalog"]
+__all__ = ["config", "run", "train", "compare", "load_model", "predict", "predict_catalog", "catalog"]
 
 ConfigLike = str | os.PathLike | dict | ExperimentConfig
 
@@ -74,20 +81,40 @@ def load_model(path: str | os.PathLike) -> SlamfwModel:
 
 def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os.PathLike | None = None, *,
             reader: str | None = None, reader_params: dict[str, Any] | None = None, inferer: Inferer | None = None,
-            chunk_size: int = 500, checkpoint_dir: str | os.PathLike | None = None) -> tuple[SpectralSet, LabelResult]:
+            chunk_size: int = 500, checkpoint_dir: str | os.PathLike | None = None,
+            executor: Executor | None = None) -> tuple[SpectralSet, LabelResult]:
     """Labels for a survey, prepared exactly like the model's training set.
 
     ``data`` is a :class:`SpectralSet` (raw spectra: they are shifted, normalised and resampled
     here), or a path read by the model's reader (or ``reader``), or None for a reader that reads
-    no files. Returns the prepared spectra (N stars) and their :class:`LabelResult` (N, L).
+    no files. Returns the prepared spectra (N stars) and their :class:`LabelResult` (N, L); all in
+    memory (for a survey of any size, :func:`predict_catalog` streams instead).
     """
     if not isinstance(model, SlamfwModel):
         model = load_model(model)
-    if isinstance(data, SpectralSet):
-        prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")
-        return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir)
-    path = None if data is None else str(Path(data))
-    return _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
+    with _executor(executor):
+        if isinstance(data, SpectralSet):
+            prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")
+            return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir)
+        path = None if data is None else str(Path(data))
+        return _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
+
+
+def predict_catalog(model: SlamfwModel | str | os.PathLike, output: str | os.PathLike,
+                    data: str | os.PathLike | None = None, *, reader: str | None = None,
+                    reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
+                    executor: Executor | None = None) -> PredictResult:
+    """``slamfw predict``: stream a survey through the model into the catalogue ``output`` (.fits or
+    .ecsv), chunk by chunk, resumable; memory does not grow with the number of spectra."""
+    if not isinstance(model, SlamfwModel):
+        model = load_model(model)
+    return _predict_catalog(model, output, None if data is None else str(Path(data)), reader, reader_params,
+                            chunk_size, executor)
+
+
+def _executor(executor: Executor | None):
+    from .components.executor import using_executor
+    return executing(None) if executor is None else using_executor(executor)
 
 
 def catalog(data: SpectralSet, result: LabelResult, model: SlamfwModel) -> Table:

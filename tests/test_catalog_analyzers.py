@@ -69,3 +69,29 @@ def test_cv_scatter_without_truth():
     test = SpectralSet(wave=np.arange(3.0), flux=np.ones((6, 3)), ivar=np.ones((6, 3)), ids=range(6))
     rep = registry.create("analyzer", "cv-scatter").analyze(AnalysisContext(["Teff", "logg"], ["K", "dex"], test=test, result=res))
     assert not rep.tables and "no true labels" in rep.notes[0]
+
+
+def test_streamed_catalogue_is_the_same_file(tmp_path):
+    """Parts written one at a time give the file of the whole catalogue written at once, byte for
+    byte (FITS and ECSV), with ids of different widths and an empty part among them."""
+    from slamfw.data.catalog import write_catalog_parts
+    rng = np.random.default_rng(3)
+    parts, ids = [], []
+    for k, n in enumerate((4, 0, 7, 2)):
+        res = result(max(n, 1))
+        part = {k2: v[:n] for k2, v in res.to_arrays().items() if k2 != "label_names"}
+        part["label_names"] = np.asarray(res.label_names)
+        part["ids"] = np.array([f"s{k}-{'x' * i}{i}" for i in range(n)])
+        part["snr"] = rng.uniform(10, 100, n)
+        part["true_labels"] = rng.normal(size=(n, 2))
+        parts.append(part if n else {"ids": np.zeros(0, dtype=str)})
+        ids += part["ids"].tolist()
+    full = [p for p in parts if p["ids"].size]
+    whole = LabelResult.concatenate([LabelResult.from_arrays(p) for p in full])
+    table = make_catalog(np.array(ids), whole, ["K", "dex"], snr=np.concatenate([p["snr"] for p in full]),
+                         true_labels=np.concatenate([p["true_labels"] for p in full]))
+    for suffix in ("fits", "ecsv"):
+        write_catalog(table, tmp_path / f"whole.{suffix}")
+        path, n, n_conv = write_catalog_parts(lambda: iter(parts), ["K", "dex"], tmp_path / f"parts.{suffix}")
+        assert (n, n_conv) == (13, int(table["converged"].sum()))
+        assert path.read_bytes() == (tmp_path / f"whole.{suffix}").read_bytes(), suffix

@@ -317,3 +317,36 @@ def test_test_split_is_checked_before_training(data, tmp_path, capsys):
 def test_check_plugin_says_which_parameters_a_kit_needs(capsys):
     err = run_error(["check-plugin", "reader", "table"], capsys)
     assert "needs path" in err and "--param path=VALUE" in err
+
+
+def test_executor_options_become_config_overrides(data, tmp_path):
+    """--executor/--workers/--executor-param on a config command set the [executor] section, and
+    config.yaml records it; the model does not."""
+    import yaml
+    d, _ = data
+    cfg = write_config(d, "exec.toml", out=str(tmp_path / "e"))
+    assert main(["train", str(cfg), "--workers", "2"]) == 0           # no [executor]: the default, local
+    resolved = yaml.safe_load((tmp_path / "e" / "config.yaml").read_text().split("\n", 1)[1])
+    assert resolved["executor"]["name"] == "local" and resolved["executor"]["local"]["workers"] == 2
+    assert main(["train", str(cfg), "--executor", "dask", "--workers", "2", "--executor-param", "memory_limit=2GB",
+                 "--set", f"output.dir={tmp_path / 'f'}"]) == 0
+    resolved = yaml.safe_load((tmp_path / "f" / "config.yaml").read_text().split("\n", 1)[1])
+    assert resolved["executor"] == {"name": "dask", "dask": {"address": None, "workers": 2, "threads_per_worker": None,
+                                                             "memory_limit": "2GB"}}
+    import json
+    from slamfw.model import SlamfwModel
+    meta = json.dumps(SlamfwModel.load(tmp_path / "f" / "model.npz").metadata())
+    assert "executor" not in meta and "workers" not in meta and "dask" not in meta
+
+
+def test_executor_option_errors(finished_run, tmp_path, capsys):
+    d, out = finished_run
+    err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "x.fits"),
+                     "--executor", "serial", "--workers", "2"], capsys)
+    assert "--workers: the executor 'serial' has no workers" in err
+    err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "x.fits"),
+                     "--executor", "nonesuch"], capsys)
+    assert "--executor: no executor named 'nonesuch'" in err
+    err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "x.csv")],
+                    capsys)
+    assert "use a .fits or .ecsv file name" in err

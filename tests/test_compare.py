@@ -162,3 +162,25 @@ def test_compare_errors(data, capsys):
     assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "compare.params.cannon.order=3"]) == 2
     err = capsys.readouterr().err
     assert "compare.params is gone" in err and "Move [compare.params.<name>] to [emulator.<name>]" in err
+
+
+def test_compare_reads_and_prepares_the_data_once(data, monkeypatch):
+    """Every emulator is fitted on one training set, read and prepared once, and tested on one
+    prepared test set."""
+    import slamfw.workflows.run as run_mod
+    import slamfw.workflows.train as train_mod
+    from slamfw_plugins.readers.table import TableReader
+    d, _ = data
+    reads, prepares = [], []
+    real_read, real_prepare = TableReader.read, train_mod.prepare
+    monkeypatch.setattr(TableReader, "read", lambda self: (reads.append(self.path), real_read(self))[1])
+    monkeypatch.setattr(train_mod, "prepare", lambda *a, **k: (prepares.append(1), real_prepare(*a, **k))[1])
+    tests_prepared = []
+    real_for_model = run_mod.prepare_for_model
+    monkeypatch.setattr(run_mod, "prepare_for_model",
+                        lambda *a, **k: (tests_prepared.append(1), real_for_model(*a, **k))[1])
+    cfg = test_cli.write_config(d, name="cmp-once.toml", out="cmp-once")
+    res = compare_emulators(load_config(cfg, ["executor.name=serial", "compare.figures=false"]), ["cannon", "krr"])
+    assert [s.name for s in res.summaries] == ["cannon", "krr"]
+    assert len(prepares) == 1 and len(tests_prepared) == 1
+    assert len(reads) == 2          # the training side once, the test side once (the held-back stars)

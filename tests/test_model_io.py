@@ -4,7 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from slamfw import ModelFileError
+from slamfw import ModelFileError, SlamfwError
 from slamfw.model import FORMAT_VERSION, SlamfwModel
 
 
@@ -86,3 +86,35 @@ def test_object_arrays_are_refused(tmp_path):
     with pytest.raises(ModelFileError):
         SlamfwModel.load(tmp_path / "pickled.npz")
     assert zipfile.is_zipfile(tmp_path / "pickled.npz")
+
+
+def _rewrite_metadata(path, change):
+    with np.load(path, allow_pickle=False) as npz:
+        files = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(files["__metadata__"]))
+    change(meta)
+    files["__metadata__"] = np.array(json.dumps(meta))
+    np.savez(path, **files)
+
+
+def test_models_written_by_slamfw_0_1_still_load(model, tmp_path):
+    """0.1 stored execution settings with the components (n_jobs, progress, stars_per_task)."""
+    path = model.save(tmp_path / "old.npz")
+
+    def as_0_1(meta):
+        meta["slamfw_version"] = "0.1.0"
+        meta["emulator"]["params"].update(n_jobs=-1, progress=True)
+        meta["components"]["inferer"]["params"].update(n_jobs=-1, stars_per_task=50, progress=True)
+        meta["components"]["reader"]["params"].update(n_jobs=4)
+
+    _rewrite_metadata(path, as_0_1)
+    back = SlamfwModel.load(path)
+    assert "n_jobs" not in back.emulator.get_params()
+    assert back.components["inferer"]["params"] == {}
+    theta = model.train_labels[:3]
+    np.testing.assert_array_equal(back.emulator.predict(theta), model.emulator.predict(theta))
+    # a model of this version with an unknown parameter is still an error, not silently dropped
+    _rewrite_metadata(path, lambda meta: meta.update(slamfw_version="0.2.0"))
+    _rewrite_metadata(path, lambda meta: meta["emulator"]["params"].update(n_jobs=2))
+    with pytest.raises(SlamfwError, match="n_jobs: unknown key"):
+        SlamfwModel.load(path)

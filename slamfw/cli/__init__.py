@@ -48,6 +48,8 @@ def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, conf
         sp.add_argument("--executor", default=None, metavar="NAME",
                         help="where the work runs: local (processes, the default), serial, dask, ...")
         sp.add_argument("--workers", type=int, default=None, metavar="N", help="workers of the executor")
+        sp.add_argument("--executor-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="another executor parameter, e.g. address=tcp://host:8786 for dask (repeatable)")
     sp.set_defaults(func=func)
     return sp
 

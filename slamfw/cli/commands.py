@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from .. import registry
@@ -50,13 +50,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = key_values(args.executor_param, "--executor-param")
+    if args.workers is not None:
+        params["workers"] = args.workers
+    return params
+
+
 def executor_overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` assignments for ``--executor NAME`` and ``--workers N`` on a config."""
+    """``--set`` assignments for ``--executor NAME``, ``--workers N`` and ``--executor-param`` on a config."""
     sets = list(args.set)
     name = args.executor
     if name:
         sets.append(f"executor.name={name}")
-    if args.workers is not None:
+    params = _executor_params(args)
+    if params:
         if not name:  # the config's executor, or the default one
             from ..execution.local import LocalExecutor
             cfg = load_config(args.config, sets)
@@ -64,20 +72,20 @@ def executor_overrides(args: argparse.Namespace) -> list[str]:
             if name is None:
                 raise ConfigError("--workers: no executor is configured or registered; name one with --executor")
             sets.append(f"executor.name={name}")
-        sets.append(f"executor.{name}.workers={args.workers}")
+        sets += [f"executor.{name}.{key}={json.dumps(value)}" for key, value in params.items()]
     return sets
 
 
 def command_executor(args: argparse.Namespace) -> Executor | None:
     """The executor ``--executor NAME --workers N`` asks for (None: the default)."""
-    if args.executor is None and args.workers is None:
+    params = _executor_params(args)
+    if args.executor is None and not params:
         return None
     from ..execution.local import LocalExecutor
-    params = {} if args.workers is None else {"workers": args.workers}
     if args.executor is None:
         return LocalExecutor(**params)
     cls = registry.get_component("executor", args.executor, where="--executor")
-    if params and "workers" not in cls.Params.model_fields:
+    if "workers" in params and "workers" not in cls.Params.model_fields:
         raise ConfigError(f"--workers: the executor {args.executor!r} has no workers (it runs in this process)")
     return registry.create("executor", args.executor, params, where="--executor")
 
@@ -89,8 +97,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = SlamfwModel.load(args.model)
     res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
                           executor=command_executor(args))
-    conv = int(res.catalog["converged"].sum())
-    print(f"catalogue of {res.n_spectra} stars ({conv} converged) written to {res.path} "
+    print(f"catalogue of {res.n_spectra} stars ({res.n_converged} converged) written to {res.path} "
           f"in {res.wall_s:.1f} s ({res.n_spectra / max(res.wall_s, 1e-9):.1f} spectra/s)")
     return 0
 

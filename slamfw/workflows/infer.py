@@ -175,29 +175,37 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
 
 
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
-                   chunk_size: int = 500) -> list[dict[str, np.ndarray]]:
-    """Read, prepare and infer ``reader``'s spectra chunk by chunk on the executor in use; returns
-    the catalogue parts in order. Finished parts are kept in ``checkpoint_dir`` until the caller
-    removes them with :func:`remove_parts`."""
+                   chunk_size: int = 500) -> list[str]:
+    """Read, prepare and infer ``reader``'s spectra chunk by chunk on the executor in use. Every
+    chunk's catalogue part is saved in ``checkpoint_dir``; returns their keys, in order
+    (:func:`iter_parts` reads them back; :func:`remove_parts` removes them)."""
     store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
     done_before = {p.stem.removeprefix("part_") for p in store.folder.glob("part_*.npz")}
     keys: list[str] = []
     results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys),
                                       shared={"model": model, "inferer": inferer}, desc="predict", unit="spectra",
                                       weight=lambda t: 0 if t[0] is None else t[0].n_stars)
+    n_spectra = 0
     for i, part in enumerate(results):
         if part is not None:
             store.save(keys[i], part)
-    parts = []
+            n_spectra += part["ids"].size
+    reused = sum(1 for key in keys if key in done_before)
+    log.info("predict: %d chunks (%d reused from an earlier run), %d spectra inferred in this run", len(keys),
+             reused, n_spectra)
+    return keys
+
+
+def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str]
+               ) -> Iterator[dict[str, np.ndarray]]:
+    """The catalogue parts that :func:`predict_stream` saved, one at a time, in order."""
+    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
     for key in keys:
         part = store.load(key)
-        if part is None:   # pragma: no cover - a part removed while running
-            raise ConfigError(f"checkpoint part {store.path(key)} vanished during the run; run again")
-        parts.append(part)
-    reused = sum(1 for key in keys if key in done_before)
-    log.info("predict: %d chunks (%d reused from an earlier run), %d spectra", len(parts), reused,
-             sum(p["ids"].size for p in parts))
-    return parts
+        if part is None:
+            raise ConfigError(f"the catalogue part {store.path(key)} is missing or damaged: run the same "
+                              f"command again to redo it")
+        yield part
 
 
 def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path) -> None:

@@ -14,22 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astropy.table import Table
-
 from ..components.executor import Executor, using_executor
-from ..data.catalog import catalog_from_parts, check_catalog_path, write_catalog
+from ..data.catalog import check_catalog_path, write_catalog_parts
 from ..model import SlamfwModel
-from .execution import make_executor
-from .infer import model_inferer, predict_stream, read_with_model_reader, remove_parts
+from .execution import executing
+from .infer import iter_parts, model_inferer, predict_stream, read_with_model_reader, remove_parts
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PredictResult:
-    catalog: Table
+    """Where the catalogue went, how many stars it holds and how many converged, and the wall time."""
+
     path: Path
     n_spectra: int
+    n_converged: int
     wall_s: float
 
 
@@ -37,18 +37,18 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
                     reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
                     executor: Executor | None = None) -> PredictResult:
     """Label the survey at ``data_path`` (read like the model's training set, or with ``reader``) and
-    write the catalogue ``output`` (.fits or .ecsv), streaming on ``executor`` (default: local
-    processes)."""
+    write the catalogue ``output`` (.fits or .ecsv), streaming on ``executor`` (default: the one in
+    use, else local processes)."""
     path = check_catalog_path(output)
     source = read_with_model_reader(model, data_path, reader, reader_params)
     inferer = model_inferer(model)
     checkpoints = path.parent / ".checkpoints"
     t0 = time.perf_counter()
-    with using_executor(executor or make_executor(None)):
-        parts = predict_stream(model, source, inferer, checkpoints, chunk_size)
-    table = catalog_from_parts(parts, model.label_units)
-    write_catalog(table, path)
+    with (using_executor(executor) if executor is not None else executing(None)):
+        keys = predict_stream(model, source, inferer, checkpoints, chunk_size)
+    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys), model.label_units,
+                                          path)
     remove_parts(model, inferer, checkpoints)
     wall = time.perf_counter() - t0
-    log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", len(table), wall, len(table) / wall if wall else 0)
-    return PredictResult(table, path, len(table), wall)
+    log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
+    return PredictResult(path, n, n_conv, wall)

@@ -86,8 +86,8 @@ class DaskExecutor(Executor):
     class Params(Params):
         address: str | None = Field(None, description="scheduler address (tcp://host:port); none: a LocalCluster")
         workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: the cores)")
-        threads_per_worker: int | None = Field(None, ge=1, description="BLAS/OpenMP threads per worker "
-                                               "(default: cores / workers, at least 1)")
+        threads_per_worker: int | None = Field(None, ge=1, description="BLAS/OpenMP threads per task (default: "
+                                               "cores / workers on a LocalCluster; 1 on a remote cluster)")
         memory_limit: str = Field("auto", description="LocalCluster memory limit per worker")
 
     def start(self) -> "DaskExecutor":
@@ -100,7 +100,7 @@ class DaskExecutor(Executor):
             self.client_ = distributed.Client(self.address)
         else:
             self.cluster_ = distributed.LocalCluster(
-                n_workers=self.n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=self.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 memory_limit=self.memory_limit, silence_logs=logging.WARNING)
             self.client_ = distributed.Client(self.cluster_)
             self._install_watchers(distributed)
@@ -128,7 +128,11 @@ class DaskExecutor(Executor):
 
     @property
     def threads(self) -> int:
-        return self.threads_per_worker or max(1, available_cores() // self.n_workers)
+        """BLAS/OpenMP threads per task: this machine's cores shared by a LocalCluster's workers;
+        1 on a remote cluster, whose workers should each have a core (jobqueue: processes = cores)."""
+        if self.threads_per_worker:
+            return self.threads_per_worker
+        return 1 if self.address else max(1, available_cores() // self.n_workers)
 
     def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
              desc: str = "", unit: str = "task", total: float | None = None,
