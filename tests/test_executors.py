@@ -97,3 +97,14 @@ def test_executors_are_a_registry():
     assert {"serial", "local", "dask"} <= set(registry.available("executor"))
     with pytest.raises(ConfigError, match=r"executor\.workers: Input should be greater than or equal to 1"):
         registry.create("executor", "local", {"workers": 0}, where="executor.name")
+
+
+def test_a_stream_of_unknown_length_logs_its_rate(caplog, monkeypatch):
+    import slamfw.components.executor as ex_mod
+    clock = iter(range(0, 1000, 4))          # every update 4 s later
+    monkeypatch.setattr(ex_mod.time, "perf_counter", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="slamfw"):
+        list(Executor().imap(_square_plus, ((i,) for i in range(7)), desc="predict", unit="spectra",
+                             weight=lambda t: 100))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict:")]
+    assert len(lines) >= 3 and "spectra/s" in lines[0] and lines[-1].startswith("predict: 700 spectra in")

@@ -33,14 +33,17 @@ def available_cores() -> int:
 
 
 class Progress:
-    """A progress bar on a terminal, or a log line about every 10% without one; counts ``unit``s
-    (tasks, or spectra when tasks carry weights) and reports their rate per second."""
+    """A progress bar on a terminal, or log lines without one (about every 10% of a known total, or
+    every ``interval`` seconds for a stream of unknown length); counts ``unit``s (tasks, or spectra
+    when tasks carry weights) and reports their rate per second."""
 
-    def __init__(self, total: float | None, desc: str, unit: str, enabled: bool = True) -> None:
+    def __init__(self, total: float | None, desc: str, unit: str, enabled: bool = True,
+                 interval: float = 10.0) -> None:
         self.total, self.desc, self.unit, self.done = total, desc or "progress", unit, 0.0
         self.t0 = time.perf_counter()
         self.bar = None
         self.next_log = 0.1
+        self.interval, self.next_time = interval, self.t0 + interval
         self.enabled = enabled
         if enabled and sys.stderr.isatty():
             from tqdm.auto import tqdm
@@ -51,7 +54,13 @@ class Progress:
         if self.bar is not None:
             self.bar.update(amount)
             return
-        if not self.enabled or not self.total:
+        if not self.enabled:
+            return
+        if not self.total:
+            now = time.perf_counter()
+            if now >= self.next_time:
+                self.next_time = now + self.interval
+                log.info("%s: %s", self.desc, self.summary())
             return
         frac = self.done / self.total
         if frac >= self.next_log or self.done >= self.total:
@@ -64,6 +73,8 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.enabled and not self.total and self.done:
+            log.info("%s: %s", self.desc, self.summary())
 
     def summary(self) -> str:
         dt = time.perf_counter() - self.t0

@@ -165,13 +165,17 @@ def model_inferer(model: SlamfwModel) -> Inferer:
 
 
 def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: ChunkStore,
-                  keys: list[str]) -> Iterator[tuple[SpectralSet | None]]:
-    """One task per raw chunk: the chunk, or None when its part is already in ``store``."""
+                  keys: list[str], reused: list[str]) -> Iterator[tuple[SpectralSet | None]]:
+    """One task per raw chunk: the chunk, or None when its part is already in ``store`` (its key
+    then goes to ``reused``; a damaged part is redone)."""
     for raw in reader.iter_chunks(chunk_size):
         raw = model_labels_only(raw, model)
         key = chunk_key(raw)
         keys.append(key)
-        yield (None if store.path(key).is_file() else raw,)
+        done = store.load(key) is not None
+        if done:
+            reused.append(key)
+        yield (None if done else raw,)
 
 
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
@@ -180,9 +184,9 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     chunk's catalogue part is saved in ``checkpoint_dir``; returns their keys, in order
     (:func:`iter_parts` reads them back; :func:`remove_parts` removes them)."""
     store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
-    done_before = {p.stem.removeprefix("part_") for p in store.folder.glob("part_*.npz")}
     keys: list[str] = []
-    results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys),
+    reused: list[str] = []
+    results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys, reused),
                                       shared={"model": model, "inferer": inferer}, desc="predict", unit="spectra",
                                       weight=lambda t: 0 if t[0] is None else t[0].n_stars)
     n_spectra = 0
@@ -190,9 +194,8 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
         if part is not None:
             store.save(keys[i], part)
             n_spectra += part["ids"].size
-    reused = sum(1 for key in keys if key in done_before)
     log.info("predict: %d chunks (%d reused from an earlier run), %d spectra inferred in this run", len(keys),
-             reused, n_spectra)
+             len(reused), n_spectra)
     return keys
 
 
