@@ -36,6 +36,7 @@ def test_every_python_block_of_the_page_runs_in_order(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "compare" / "compare.json").is_file()
     assert (tmp_path / "runs" / "survey.ecsv").is_file() and (tmp_path / "runs" / "toy-model.npz").is_file()
     assert namespace["found"].labels.shape == (20, 2)
+    assert namespace["streamed"].n_spectra == 600 and (tmp_path / "runs" / "big.fits").is_file()
 
 
 # ---------------------------------------------------------------- the API itself
