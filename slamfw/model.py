@@ -26,8 +26,8 @@ from .execution.store import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: Parameters that slamfw 0.1 stored in model files and that are now the executor's business;
-#: models written by 0.1 still load, without them.
+#: Parameters that earlier slamfw versions stored with a model's components and that are now the
+#: executor's business; such models still load, without them.
 RETIRED_PARAMS = ("n_jobs", "progress", "stars_per_task")
 
 FORMAT_NAME = "slamfw-model"
@@ -132,8 +132,7 @@ class SlamfwModel:
                 f"{str(path)!r} has model format version {meta.get('format_version')!r}, written by slamfw "
                 f"{meta.get('slamfw_version')}; this slamfw ({__version__}) reads version {FORMAT_VERSION}. "
                 f"Retrain the model, or use the slamfw version that wrote it.")
-        if str(meta.get("slamfw_version", "")).startswith("0.1."):
-            _drop_retired_params(meta)
+        _drop_retired_params(meta)
         try:
             emu_info = meta["emulator"]
             emu_cls = get_component("emulator", emu_info["name"], where=f"{path}: emulator")
@@ -158,10 +157,17 @@ class SlamfwModel:
 
 
 def _drop_retired_params(meta: dict[str, Any]) -> None:
-    """Remove the execution settings that slamfw 0.1 stored with the components (in place)."""
-    records = [meta.get("emulator", {}), *(meta.get("components") or {}).values()]
-    for rec in records:
+    """Remove the execution settings earlier versions stored with the components (in place), from
+    every component whose class (if installed) does not declare them as parameters."""
+    from .registry import lookup
+    records = [("emulator", meta.get("emulator", {})),
+               *((role, rec) for role, rec in (meta.get("components") or {}).items())]
+    for kind, rec in records:
         params = rec.get("params") if isinstance(rec, dict) else None
-        if isinstance(params, dict):
-            for key in RETIRED_PARAMS:
+        if not isinstance(params, dict):
+            continue
+        found = lookup(kind, rec.get("name", "")) if rec.get("name") else None
+        declared = set(found.cls.Params.model_fields) if found is not None else set()
+        for key in RETIRED_PARAMS:
+            if key not in declared:
                 params.pop(key, None)

@@ -72,6 +72,22 @@ def test_workers_limit_their_blas_threads(executor):
         assert threads == {max(1, len(os.sched_getaffinity(0)) // executor.n_workers)}
 
 
+def test_call_limited_sets_the_blas_threads_of_a_task():
+    """The wrapper every executor's tasks run in: it sets the thread count, then restores it."""
+    from slamfw import call_limited
+    before = _threads_and_pid(0)[1]
+    assert call_limited(_threads_and_pid, 1, (0,), {})[1] == 1
+    assert _threads_and_pid(0)[1] == before
+    if before > 1:
+        assert call_limited(_threads_and_pid, 2, (0,), {})[1] == 2
+
+
+def test_dask_tasks_get_the_threads_asked_for():
+    """threads_per_worker=2 on one worker: 2 BLAS threads in each task (the nanny would give 1)."""
+    with registry.create("executor", "dask", {"workers": 1, "threads_per_worker": 2}) as ex:
+        assert {t for _, t in ex.map(_threads_and_pid, [(i,) for i in range(3)])} == {2}
+
+
 def test_current_executor_is_the_one_in_use():
     assert isinstance(current_executor(), SerialExecutor)     # outside any run: in-process
     local = LocalExecutor(workers=2)

@@ -97,24 +97,25 @@ def _rewrite_metadata(path, change):
     np.savez(path, **files)
 
 
-def test_models_written_by_slamfw_0_1_still_load(model, tmp_path):
-    """0.1 stored execution settings with the components (n_jobs, progress, stars_per_task)."""
+def test_models_with_retired_execution_settings_still_load(model, tmp_path):
+    """Earlier versions stored execution settings with the components (n_jobs, progress,
+    stars_per_task): they are dropped on loading, for every version."""
     path = model.save(tmp_path / "old.npz")
 
-    def as_0_1(meta):
-        meta["slamfw_version"] = "0.1.0"
+    def with_settings(meta):
         meta["emulator"]["params"].update(n_jobs=-1, progress=True)
         meta["components"]["inferer"]["params"].update(n_jobs=-1, stars_per_task=50, progress=True)
         meta["components"]["reader"]["params"].update(n_jobs=4)
 
-    _rewrite_metadata(path, as_0_1)
-    back = SlamfwModel.load(path)
-    assert "n_jobs" not in back.emulator.get_params()
-    assert back.components["inferer"]["params"] == {}
-    theta = model.train_labels[:3]
-    np.testing.assert_array_equal(back.emulator.predict(theta), model.emulator.predict(theta))
-    # a model of this version with an unknown parameter is still an error, not silently dropped
-    _rewrite_metadata(path, lambda meta: meta.update(slamfw_version="0.2.0"))
-    _rewrite_metadata(path, lambda meta: meta["emulator"]["params"].update(n_jobs=2))
-    with pytest.raises(SlamfwError, match="n_jobs: unknown key"):
+    for version in ("0.1.0", "0.2.0"):
+        _rewrite_metadata(path, lambda meta: meta.update(slamfw_version=version))
+        _rewrite_metadata(path, with_settings)
+        back = SlamfwModel.load(path)
+        assert "n_jobs" not in back.emulator.get_params()
+        assert back.components["inferer"]["params"] == {} and "n_jobs" not in back.components["reader"]["params"]
+        theta = model.train_labels[:3]
+        np.testing.assert_array_equal(back.emulator.predict(theta), model.emulator.predict(theta))
+    # any other unknown parameter is still an error, not silently dropped
+    _rewrite_metadata(path, lambda meta: meta["emulator"]["params"].update(bogus=2))
+    with pytest.raises(SlamfwError, match="bogus: unknown key"):
         SlamfwModel.load(path)

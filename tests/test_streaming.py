@@ -159,3 +159,36 @@ def test_execution_settings_are_not_in_model_files(fast_model):
     for setting in ("n_jobs", "workers", "progress", "stars_per_task", "executor"):
         assert setting not in meta, setting
     assert os.path.getsize(fast_model) > 0
+
+
+def test_a_run_outlives_the_shell_that_started_it(fast_model, tmp_path):
+    """`slamfw predict ... &` in a shell that exits at once: the run (its Dask cluster included)
+    goes on and finishes; only the death of the slamfw process itself stops its workers."""
+    out = tmp_path / "cat.fits"
+    cmd = " ".join([sys.executable, "-m", "slamfw.cli", *predict_args(fast_model, out, 2000, "--executor", "dask",
+                                                                       "--workers", "2")])
+    subprocess.run(["bash", "-c", f"{cmd} > {tmp_path / 'log'} 2>&1 &"], check=True)   # the shell exits here
+    t0 = time.time()
+    while not out.exists() and time.time() - t0 < 120:
+        time.sleep(0.5)
+    assert out.exists(), (tmp_path / "log").read_text()[-2000:]
+    assert len(Table.read(out)) == 2000
+
+
+SPLINE = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=400", "emulator.slam.C=[10.0]",
+          "emulator.slam.gamma=[0.1]", "emulator.slam.n_folds=3", "preprocess.wave_step=8"]
+
+
+def test_real_preparation_gives_the_same_file_under_every_executor(tmp_path):
+    """The demo's own model (spline normaliser, SLAM, lm) on spectra with radial velocities and
+    mixed S/N: the catalogue files are equal byte for byte under serial, local and dask."""
+    assert main(["train", str(DEMO), *_sets(SPLINE), "--set", f"output.dir={tmp_path / 'm'}"]) == 0
+    files = []
+    for extra in (["--executor", "serial"], ["--executor", "local", "--workers", "2"],
+                  ["--executor", "dask", "--workers", "2"]):
+        out = tmp_path / f"{extra[1]}.fits"
+        assert main(["predict", str(tmp_path / "m" / "model.npz"), "--reader-param", "n_stars=120",
+                     "--reader-param", "rv_sigma=30.0", "--reader-param", "snr=[20, 60, 150]",
+                     "--chunk-size", "40", "-o", str(out), *extra]) == 0
+        files.append(out.read_bytes())
+    assert files[0] == files[1] == files[2]

@@ -57,6 +57,21 @@ def _executor_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _default_executor_name() -> str:
+    """The registered name of the default executor (local worker processes)."""
+    from ..execution.local import LocalExecutor
+    name = registry.registered_name(LocalExecutor, "executor")
+    if name is None:
+        raise ConfigError("--executor: no executor named, and the default one is not registered (disabled?)")
+    return name
+
+
+def _check_workers(name: str, params: dict[str, Any]) -> None:
+    cls = registry.get_component("executor", name, where="--executor")
+    if "workers" in params and "workers" not in cls.Params.model_fields:
+        raise ConfigError(f"--workers: the executor {name!r} has no workers (it runs in this process)")
+
+
 def executor_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` assignments for ``--executor NAME``, ``--workers N`` and ``--executor-param`` on a config."""
     sets = list(args.set)
@@ -66,28 +81,22 @@ def executor_overrides(args: argparse.Namespace) -> list[str]:
     params = _executor_params(args)
     if params:
         if not name:  # the config's executor, or the default one
-            from ..execution.local import LocalExecutor
             cfg = load_config(args.config, sets)
-            name = cfg.executor.name if cfg.executor is not None else registry.registered_name(LocalExecutor, "executor")
-            if name is None:
-                raise ConfigError("--workers: no executor is configured or registered; name one with --executor")
+            name = cfg.executor.name if cfg.executor is not None else _default_executor_name()
             sets.append(f"executor.name={name}")
+        _check_workers(name, params)
         sets += [f"executor.{name}.{key}={json.dumps(value)}" for key, value in params.items()]
     return sets
 
 
 def command_executor(args: argparse.Namespace) -> Executor | None:
-    """The executor ``--executor NAME --workers N`` asks for (None: the default)."""
+    """The executor ``--executor NAME --workers N --executor-param K=V`` asks for (None: the default)."""
     params = _executor_params(args)
     if args.executor is None and not params:
         return None
-    from ..execution.local import LocalExecutor
-    if args.executor is None:
-        return LocalExecutor(**params)
-    cls = registry.get_component("executor", args.executor, where="--executor")
-    if "workers" in params and "workers" not in cls.Params.model_fields:
-        raise ConfigError(f"--workers: the executor {args.executor!r} has no workers (it runs in this process)")
-    return registry.create("executor", args.executor, params, where="--executor")
+    name = args.executor or _default_executor_name()
+    _check_workers(name, params)
+    return registry.create("executor", name, params, where="--executor")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

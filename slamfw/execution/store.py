@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -63,12 +64,23 @@ class ChunkStore:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError) as err:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
             log.warning("%s is unreadable (%s: %s); it will be redone", path, type(err).__name__, err)
             return None
 
     def save(self, key: int | str, arrays: dict[str, np.ndarray]) -> Path:
         return save_npz(self.path(key), arrays)
+
+    def discard(self, keys: list[int | str]) -> None:
+        """Delete the pieces ``keys`` (and the folder, then its parent, once they are empty): another
+        job's pieces in the same folder are left alone."""
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
+        for folder in (self.folder, self.folder.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty
 
     def remove(self) -> None:
         """Delete the folder and everything in it (once the job has succeeded), and its parent

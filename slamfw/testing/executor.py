@@ -4,8 +4,10 @@ It runs small tasks on the executor (started with ``with executor:``) and checks
 :class:`slamfw.Executor`: results come back in task order, with the shared arguments; ``map``
 calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number in
 flight, so a stream of chunks never piles up in memory); an exception in a task reaches the
-caller; ``n_workers`` is a positive integer; starting and closing twice is harmless; a large
-shared array arrives intact.
+caller; a large shared array arrives intact; tasks use at most cores / workers BLAS threads;
+``n_workers`` is a positive integer; starting and closing twice is harmless. (That workers die with
+the process that started them is checked by slamfw's own tests for its executors, not here: it
+needs a process to kill.)
 
 Usage: ``check_executor(MyExecutor)`` or ``check_executor(MyExecutor, {"workers": 2})``. Tasks
 are module-level functions of this module, so executors that send them to other processes or
@@ -17,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..components.executor import Executor
+from ..components.executor import Executor, available_cores
 from ._common import Case, CheckResult, checker, params_check, resolve, run_checks
 
 __all__ = ["check_executor", "EXECUTOR_CHECKS", "ExecutorCase"]
@@ -51,6 +53,11 @@ def _affine(x: float, scale: float = 1.0, offset: float = 0.0) -> float:
 
 def _checksum(i: int, data: np.ndarray) -> tuple[int, float]:
     return i, float(data.sum() + i)
+
+
+def _blas_threads(i: int) -> int:
+    from threadpoolctl import threadpool_info
+    return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
 
 
 def _fails_on_three(i: int) -> int:
@@ -114,6 +121,19 @@ def check_shared_array(case: ExecutorCase) -> str:
     return "" if got == want else f"results {got} differ from {want}"
 
 
+@check("tasks use at most cores / workers BLAS threads")
+def check_threads(case: ExecutorCase) -> str:
+    """Inside a task, BLAS runs at most ``max(1, cores // n_workers)`` threads, so that workers x
+    threads fits the cores (threadpoolctl's view; a note when no BLAS library is found)."""
+    ex = case.started()
+    limit = max(1, available_cores() // max(ex.n_workers, 1))
+    seen = ex.map(_blas_threads, [(i,) for i in range(max(2, 2 * ex.n_workers))], progress=False)
+    if max(seen) > limit:
+        return f"tasks ran {max(seen)} BLAS threads with {ex.n_workers} workers on {available_cores()} cores " \
+               f"(at most {limit}: use slamfw.call_limited, or threadpoolctl)"
+    return ""
+
+
 @check("n_workers is a positive integer; start() and close() may be called twice")
 def check_lifecycle(case: ExecutorCase) -> str:
     ex = case.fresh()
@@ -128,7 +148,7 @@ def check_lifecycle(case: ExecutorCase) -> str:
 
 
 EXECUTOR_CHECKS = [params_check(ExecutorCase), check_order, check_on_result, check_lazy, check_errors,
-                   check_shared_array, check_lifecycle]
+                   check_shared_array, check_threads, check_lifecycle]
 
 
 def check_executor(executor: type[Executor] | Executor, params: dict[str, Any] | None = None, *,

@@ -68,11 +68,12 @@ def model_key(model: SlamfwModel, inferer: Inferer) -> str:
 
 
 def chunk_key(data: SpectralSet) -> str:
-    """A chunk's name in the checkpoints: its star ids and its spectra (raw or prepared)."""
-    h = hashlib.sha256()
-    h.update("\n".join(data.ids.tolist()).encode())
-    for arr in (data.wave, data.flux, data.ivar, data.mask):
-        h.update(np.ascontiguousarray(arr).tobytes())
+    """A chunk's name in the checkpoints: everything about its stars (ids, spectra, labels and
+    per-star metadata such as S/N and radial velocity), raw or prepared."""
+    h = hashlib.sha256(data.fingerprint().encode())
+    for key in sorted(data.meta):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(np.asarray(data.meta[key]).astype(str)).tobytes())
     return h.hexdigest()[:24]
 
 
@@ -104,7 +105,7 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
         parts[k] = arrays
     result = LabelResult.concatenate([LabelResult.from_arrays(parts[k]) for k in range(len(spans))])
     if store is not None:
-        store.remove()
+        store.discard(keys)
     return result
 
 
@@ -211,8 +212,9 @@ def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
         yield part
 
 
-def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path) -> None:
-    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part").remove()
+def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str]) -> None:
+    """Delete this run's catalogue parts (another run's, in the same folder, stay)."""
+    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part").discard(keys)
 
 
 def predict(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,

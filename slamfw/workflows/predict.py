@@ -48,7 +48,7 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         keys = predict_stream(model, source, inferer, checkpoints, chunk_size)
     path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys), model.label_units,
                                           path)
-    remove_parts(model, inferer, checkpoints)
+    remove_parts(model, inferer, checkpoints, keys)
     wall = time.perf_counter() - t0
     log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
     return PredictResult(path, n, n_conv, wall)

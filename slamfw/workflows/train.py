@@ -126,17 +126,20 @@ def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> Tr
     emu_sel = selected(cfg, "emulator")
     if emu_sel is None:
         raise ConfigError("emulator: no emulator section in the config")
-    prepared = prepared or prepare_training(cfg)
+    with executing(cfg):   # one executor for reading, preparing, cleaning and fitting
+        return _train(cfg, emu_sel, prepared or prepare_training(cfg))
+
+
+def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining) -> TrainResult:
     emulator = emu_sel.build()
     t0 = time.perf_counter()
-    with executing(cfg):
-        trainset, dropped = _clean(cfg, emulator, prepared.train)
-        log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
-        workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
-        emulator.workdir = workdir.folder
-        emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
-        emulator.workdir = None
-        workdir.remove()
+    trainset, dropped = _clean(cfg, emulator, prepared.train)
+    log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
+    workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
+    emulator.workdir = workdir.folder
+    emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
+    emulator.workdir = None
+    workdir.remove()
     elapsed = time.perf_counter() - t0
     log.info("training took %.1f s", elapsed)
     data_sel = selected(cfg, "data.train")

@@ -12,8 +12,11 @@ then allocates every array itself. Arrays that Dask deserialises in place can si
 that are not even 8-byte aligned, and numpy sums unaligned arrays in another order, so results
 would differ in the last bit from the other executors'; this way they do not.
 
-Workers of a ``LocalCluster`` watch their parents, so they die with the process that started
-them; the workers of a remote cluster belong to that cluster and are left running.
+The worker processes of a ``LocalCluster`` watch the process that started them (this one, where
+the nannies live) and exit once it is gone, so a killed run leaves no orphans; the workers of a
+remote cluster belong to that cluster and are left running. Each worker keeps the pickled shared
+arguments and their unpickled copy, so shared arrays cost twice their size per worker (loky
+memory-maps them instead).
 """
 from __future__ import annotations
 
@@ -45,15 +48,10 @@ def _watch_own_parent() -> None:
     watch_parent(os.getppid())
 
 
-def _plugins() -> tuple[Any, Any]:
-    """A nanny plugin and a worker plugin that make LocalCluster processes die with their parent."""
-    from distributed.diagnostics.plugin import NannyPlugin, WorkerPlugin
-
-    class NannyDiesWithParent(NannyPlugin):
-        name = "slamfw-nanny-dies-with-parent"
-
-        def setup(self, nanny: Any) -> None:
-            _watch_own_parent()
+def _worker_plugin() -> Any:
+    """A worker plugin that makes a LocalCluster's worker processes exit once the process that
+    started them (this one: a LocalCluster's nannies live in it) is gone."""
+    from distributed.diagnostics.plugin import WorkerPlugin
 
     class WorkerDiesWithParent(WorkerPlugin):
         name = "slamfw-worker-dies-with-parent"
@@ -61,7 +59,7 @@ def _plugins() -> tuple[Any, Any]:
         def setup(self, worker: Any) -> None:
             _watch_own_parent()
 
-    return NannyDiesWithParent(), WorkerDiesWithParent()
+    return WorkerDiesWithParent()
 
 
 _LOADED: list[Any] = [None, None]   # the last shared blob a worker unpickled, and what it held
@@ -94,7 +92,9 @@ class DaskExecutor(Executor):
         if getattr(self, "client_", None) is not None:
             return self
         distributed = _import_distributed()
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+        if self.address and self.workers:
+            raise ConfigError("executor.dask.workers sizes a LocalCluster; with executor.dask.address the cluster's "
+                              "own workers are used: leave workers unset")
         if self.address:
             self.cluster_ = None
             self.client_ = distributed.Client(self.address)
@@ -103,13 +103,9 @@ class DaskExecutor(Executor):
                 n_workers=self.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 memory_limit=self.memory_limit, silence_logs=logging.WARNING)
             self.client_ = distributed.Client(self.cluster_)
-            self._install_watchers(distributed)
+            self.client_.register_plugin(_worker_plugin())
         log.info("dask: %s with %d workers", self.address or "LocalCluster", self.n_workers)
         return self
-
-    def _install_watchers(self, distributed: Any) -> None:
-        for plugin in _plugins():
-            self.client_.register_plugin(plugin)
 
     def close(self) -> None:
         client, cluster = getattr(self, "client_", None), getattr(self, "cluster_", None)
@@ -145,7 +141,8 @@ class DaskExecutor(Executor):
         bar = Progress(total, desc, unit, progress)
         try:
             for task in tasks:
-                pending.append((client.submit(run_pickled, shared_blob, _dumps(task), self.threads, pure=False),
+                task_blob = client.scatter(_dumps(task), hash=False)   # data to a worker, not into the task graph
+                pending.append((client.submit(run_pickled, shared_blob, task_blob, self.threads, pure=False),
                                 weight(task) if weight else 1.0))
                 while len(pending) >= window:
                     yield self._next(pending, bar)
