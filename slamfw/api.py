@@ -33,7 +33,9 @@ from .model import SlamfwModel
 from .workflows.compare import CompareResult, compare_emulators
 from .workflows.execution import executing
 from .workflows.predict import PredictResult, predict_catalog as _predict_catalog
-from .workflows.infer import infer_chunked, model_inferer, model_labels_only, predict as _predict, prepare_for_model
+from .workflows.infer import (
+    infer_chunked, model_inferer, model_labels_only, model_prior, predict as _predict, prepare_for_model,
+)
 from .workflows.run import RunResult, run_experiment
 from .workflows.train import TrainResult, train as _train
 
@@ -95,7 +97,8 @@ def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os
     with _executor(executor):
         if isinstance(data, SpectralSet):
             prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")
-            return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir)
+            return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir,
+                                           model_prior(model))
         path = None if data is None else str(Path(data))
         return _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
 
@@ -119,4 +122,5 @@ def _executor(executor: Executor | None):
 
 def catalog(data: SpectralSet, result: LabelResult, model: SlamfwModel) -> Table:
     """The label catalogue (astropy Table) of ``data`` with the inferred ``result``."""
-    return make_catalog(data.ids, result, model.label_units, snr=data.meta_column("snr"), true_labels=data.labels)
+    return make_catalog(data.ids, result, model.label_units, snr=data.meta_column("snr"), true_labels=data.labels,
+                        ra=data.meta.get("ra"), dec=data.meta.get("dec"))

@@ -4,7 +4,8 @@ File format (``FORMAT_VERSION`` 1): one ``.npz`` archive, loaded with ``allow_pi
 Arrays: ``wave`` (P,), ``train_labels`` (M, L), ``train_ids`` (M,), and the emulator's arrays
 under ``emulator/<name>``. Metadata: the JSON text in ``__metadata__`` (format version, slamfw
 version, label names and units, reader/preprocess/normaliser/emulator/inferer names and
-parameters, training-set hash, creation time). No Python objects are ever unpickled.
+parameters, training-set hash, creation time, and the error model fitted on the training set).
+No Python objects are ever unpickled.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ._version import __version__
 from .components.emulator import Emulator
 from .errors import ModelFileError, SlamfwError
 from .execution.store import atomic_path
+from .stats.error_model import ErrorModel
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class SlamfwModel:
     components : ``{"reader": {name, params}, "normalizer": {...}, "inferer": {...}}``
     preprocess : the ``preprocess`` config section as a dict
     train_hash : SHA-256 of the prepared training set
+    error_model : the label uncertainty against S/N, learned by cross-validation on the training
+        set (None: not fitted; the catalogue's errors are then the formal ones)
     """
 
     emulator: Emulator
@@ -63,6 +67,7 @@ class SlamfwModel:
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=dict)
     train_hash: str = ""
+    error_model: ErrorModel | None = None
     slamfw_version: str = __version__
     created: str = ""
 
@@ -81,6 +86,7 @@ class SlamfwModel:
             "emulator": {"name": self.emulator_name, "params": self.emulator.get_params()},
             "components": self.components,
             "preprocess": self.preprocess,
+            "error_model": None if self.error_model is None else self.error_model.to_dict(),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -144,7 +150,8 @@ class SlamfwModel:
                 train_labels=files["train_labels"], train_ids=files["train_ids"],
                 components=meta.get("components", {}), preprocess=meta.get("preprocess", {}),
                 train_hash=meta.get("train_hash", ""), slamfw_version=meta.get("slamfw_version", "?"),
-                created=meta.get("created", ""))
+                created=meta.get("created", ""),
+                error_model=None if meta.get("error_model") is None else ErrorModel.from_dict(meta["error_model"]))
         except SlamfwError:
             raise
         except (KeyError, ValueError, TypeError, IndexError) as err:

@@ -9,7 +9,11 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), and the public
   standardised-emulator base ``StandardizedEmulator``;
 - data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``;
-- inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``, ``Prior``;
+- inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``; the ``Prior``
+  contract and its ``LeastSquaresForm``; the likelihood (``likelihood_weights``, ``chi2``,
+  ``reduced_chi2``, ``library_chi2``, ``best_library_matches``, ``spectrum_snr``) and the
+  multi-start least-squares fit ``maximum_likelihood`` (with ``Solver``, ``check_observations``,
+  ``prior_forms``);
 - analysis: ``AnalysisContext``, ``Report``, ``table_to_markdown``;
 - statistics: ``Standardizer`` (eq. 2-4), ``pixel_namer``, ``label_namer``, ``residual_stats`` and
   ``cross_validate_flux`` (eq. 5-6), ``bias_scatter``, ``robust_scatter``, ``accuracy_by_snr``,
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from .components import (
     AnalysisContext, Analyzer, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
-    Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
+    LeastSquaresForm, Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
 )
 from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
@@ -39,8 +43,19 @@ from .execution.store import ChunkStore, atomic_path, save_npz
 from .registry.hookspecs import PLUGIN_API, hookimpl
 from .reporting.markdown import table_to_markdown
 from .stats.crossval import cross_validate_flux, residual_stats
-from .stats.metrics import BinAccuracy, accuracy_by_snr, bias_scatter, robust_scatter, snr_bins
+from .stats.likelihood import (
+    best_library_matches, chi2, library_chi2, likelihood_weights, reduced_chi2, spectrum_snr,
+)
+from .stats.maxlike import Solver, check_observations, maximum_likelihood, prior_forms
+from .stats.metrics import (
+    LABEL_DISTANCE_SCALES, BinAccuracy, accuracy_by_snr, bias_scatter, label_distance, robust_scatter, snr_bins,
+)
 from .stats.standardize import Standardizer, label_namer, pixel_namer
+# figures
+from .reporting.figures import (
+    WAVE_LABEL, axis_label, corner_figure, flux_percentiles, log_axis, new_figure, panel_grid,
+    plot_flux_percentiles, precision_figure, save_figure,
+)
 
 __all__ = [
     # components
@@ -49,12 +64,14 @@ __all__ = [
     # data
     "SpectralSet", "LabelResult", "KNOWN_META",
     # inference
-    "InferenceModel", "TrainedEmulator", "Prior",
+    "InferenceModel", "TrainedEmulator", "Prior", "LeastSquaresForm", "likelihood_weights", "library_chi2",
+    "best_library_matches", "chi2", "reduced_chi2", "spectrum_snr", "maximum_likelihood", "Solver",
+    "check_observations", "prior_forms",
     # analysis
     "AnalysisContext", "Report", "table_to_markdown",
     # statistics
     "Standardizer", "pixel_namer", "label_namer", "residual_stats", "cross_validate_flux", "bias_scatter",
-    "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy",
+    "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
     "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",
@@ -62,4 +79,7 @@ __all__ = [
     "hookimpl", "PLUGIN_API",
     # errors
     "SlamfwError", "ConfigError", "DataError", "ModelFileError", "PluginError", "NotFittedError",
+    # figures
+    "WAVE_LABEL", "axis_label", "corner_figure", "flux_percentiles", "log_axis", "new_figure", "panel_grid",
+    "plot_flux_percentiles", "precision_figure", "save_figure",
 ]

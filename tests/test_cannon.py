@@ -72,7 +72,11 @@ def test_l1_shrinks_only_the_nonlinear_terms():
 def test_model_error_modes():
     labels, flux, ivar, _ = quadratic_data(m=150, p=5)
     cv = CannonEmulator(model_error="cv").fit(labels, flux, ivar)
-    np.testing.assert_allclose(cv.model_error_, np.sqrt(cv.cv_mse_) * cv.flux_scaler_.scale_)
+    cv_var = cv.cv_mse_ * cv.flux_scaler_.scale_ ** 2   # the training noise is removed from the CV MSE
+    noise = np.mean(1 / ivar, axis=0)
+    np.testing.assert_allclose(cv.noise_var_, noise)
+    np.testing.assert_allclose(cv.model_error_, np.sqrt(np.maximum(cv_var - noise, 0.01 * cv_var)))
+    assert np.all(cv.model_error_ < np.sqrt(cv_var))
     sc = CannonEmulator(model_error="scatter").fit(labels, flux, ivar)
     np.testing.assert_allclose(sc.model_error_, sc.scatter_)
     comb = CannonEmulator().fit(labels, flux, ivar)

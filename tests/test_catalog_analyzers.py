@@ -17,18 +17,34 @@ def result(n=6):
 
 def test_catalog_columns_and_formats(tmp_path):
     res = result()
-    t = make_catalog([f"s{i}" for i in range(6)], res, ["K", "dex"], snr=np.arange(6.0), true_labels=res.labels * 0)
-    expected = ["id", "Teff", "Teff_err", "logg", "logg_err", "converged", "rmse", "chi2", "snr",
-                "Teff_init", "logg_init", "Teff_true", "logg_true"]
+    res.errors_calibrated = res.errors * 3.0
+    res.extra.update(flag_chi2=np.arange(6) == 2, snr_spec=np.full(6, 50.0), p16=res.labels - 1,
+                     acceptance=np.full(6, 0.4))
+    res.extra_units["p16"] = "label"
+    t = make_catalog([f"s{i}" for i in range(6)], res, ["K", "dex"], snr=np.arange(6.0), true_labels=res.labels * 0,
+                     ra=np.arange(6.0), dec=-np.arange(6.0))
+    expected = ["id", "ra", "dec", "Teff", "Teff_err", "Teff_err_formal", "logg", "logg_err", "logg_err_formal",
+                "converged", "flag_extrapolated", "flag_bound", "flag_chi2", "rmse", "chi2", "snr", "snr_spec",
+                "acceptance", "Teff_p16", "logg_p16", "Teff_init", "logg_init", "Teff_true", "logg_true",
+                "label_distance"]
     assert t.colnames == expected
-    np.testing.assert_allclose(t["Teff_err"], 2.0)
-    np.testing.assert_allclose(t["logg_err"], 0.5)
+    np.testing.assert_allclose(t["Teff_err"], 6.0)        # the calibrated error is the one to use
+    np.testing.assert_allclose(t["Teff_err_formal"], 2.0)
+    np.testing.assert_allclose(t["logg_err_formal"], 0.5)
+    np.testing.assert_allclose(t["label_distance"], (res.labels[:, 0] / 100) ** 2 + (res.labels[:, 1] / 0.2) ** 2)
+    assert t["flag_chi2"].tolist() == [False, False, True, False, False, False]
     for suffix in ("fits", "ecsv"):
         path = write_catalog(t, tmp_path / f"cat.{suffix}")
         back = Table.read(path)
         assert back.colnames == expected and len(back) == 6
         np.testing.assert_allclose(back["Teff"], res.labels[:, 0])
         assert back["converged"].tolist() == res.converged.tolist()
+        # units on every labelled column, dex included, in FITS as in ECSV
+        for col in ("logg", "logg_err", "logg_err_formal", "logg_p16", "logg_init", "logg_true"):
+            assert str(back[col].unit) == "dex", (suffix, col, back[col].unit)
+        for col in ("Teff", "Teff_err", "Teff_true"):
+            assert str(back[col].unit) == "K", (suffix, col)
+        assert str(back["ra"].unit) == "deg" and back["acceptance"].unit is None
 
 
 def test_bias_scatter_eq_9_10():

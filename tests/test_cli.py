@@ -49,6 +49,9 @@ name = "lm"
 [[analyzers]]
 name = "cv-scatter"
 
+[calibration]
+enabled = false
+
 [output]
 dir = "{out}"
 chunk_size = 15
@@ -145,11 +148,11 @@ def test_resume_reuses_finished_chunks(data, tmp_path, monkeypatch):
     from slamfw_plugins.inferers.lm import LMInferer
     orig = LMInferer.infer
 
-    def flaky(self, model, flux, ivar, prior=None):
+    def flaky(self, model, flux, ivar, prior=None, ids=None):
         calls.append(flux.shape[0])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return orig(self, model, flux, ivar, prior)
+        return orig(self, model, flux, ivar, prior, ids)
 
     monkeypatch.setattr(LMInferer, "infer", flaky)   # in this process: the serial executor
     assert main(["run", str(cfg_path), "--executor", "serial"]) == 130

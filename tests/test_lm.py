@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from slamfw import DataError, registry
-from slamfw_plugins.inferers.lm import initial_guess, likelihood_weights
+from slamfw import (
+    ConfigError,
+    DataError,
+    LeastSquaresForm,
+    Prior,
+    best_library_matches,
+    likelihood_weights,
+    registry,
+)
 
 from .conftest import mock_set
 
@@ -42,9 +49,10 @@ def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):
     ivar = np.full_like(flux, 1e6)
     w = likelihood_weights(ivar, emu.model_error_)
     lib = emu.predict(small_model.train_labels)
-    idx = initial_guess(flux, w, lib)
-    brute = [np.argmin([np.sum(w[i] ** 2 * (flux[i] - lib[m]) ** 2) for m in range(lib.shape[0])]) for i in range(2)]
-    assert idx.tolist() == brute == [3, 50]
+    idx = best_library_matches(flux, w, lib, k=3)
+    brute = [np.argsort([np.sum(w[i] ** 2 * (flux[i] - lib[m]) ** 2) for m in range(lib.shape[0])])[:3]
+             for i in range(2)]
+    assert idx.tolist() == [b.tolist() for b in brute] and idx[:, 0].tolist() == [3, 50]
     res = lm.infer(small_model, flux, ivar)
     np.testing.assert_array_equal(res.init, small_model.train_labels[[3, 50]])
 
@@ -73,17 +81,45 @@ def test_gaussian_prior_pulls_labels(small_model, lm):
     flux = small_model.emulator.predict(np.array([[6000.0, 3.5, -0.5]]))
     ivar = np.full_like(flux, 100.0)
 
-    class Prior:
-        mean = np.array([6000.0, 1.0, -0.5])
-        sigma = np.array([np.inf, 0.01, np.inf])
+    class Narrow(Prior):
+        def least_squares_form(self, star=None):
+            inf = np.full(3, np.inf)
+            return LeastSquaresForm(np.array([np.nan, 1.0, np.nan]), np.array([np.inf, 0.01, np.inf]), -inf, inf)
 
-        def log_prob(self, theta):
-            return 0.0
+    class NoForm(Prior):
+        def log_prob(self, theta, star=None):
+            return np.zeros(len(theta))
 
-    res = lm.infer(small_model, flux, ivar, prior=Prior())
+    res = lm.infer(small_model, flux, ivar, prior=Narrow())
     assert abs(res.labels[0, 1] - 1.0) < 0.1
-    with pytest.raises(DataError, match="Gaussian priors"):
-        lm.infer(small_model, flux, ivar, prior=object())
+    with pytest.raises(ConfigError, match="cannot use the prior NoForm.*emcee"):
+        lm.infer(small_model, flux, ivar, prior=NoForm())
+
+
+def test_box_prior_bounds_the_fit_and_flags_it(small_model, lm):
+    flux = small_model.emulator.predict(np.array([[6000.0, 3.5, -0.5]]))
+
+    class Box(Prior):
+        def least_squares_form(self, star=None):
+            return LeastSquaresForm(np.full(3, np.nan), np.full(3, np.inf), np.array([6500.0, 0.0, -3.0]),
+                                    np.array([9000.0, 5.0, 1.0]))
+
+    res = lm.infer(small_model, flux, np.full_like(flux, 1e4), prior=Box())
+    assert res.labels[0, 0] >= 6500.0 - 1e-6 and abs(res.labels[0, 0] - 6500.0) < 1.0
+    assert res.extra["at_bound"][0]
+    free = lm.infer(small_model, flux, np.full_like(flux, 1e4))
+    assert not free.extra["at_bound"][0]
+
+
+def test_more_starts_never_end_worse(small_model):
+    """The kept solution is the best over the starts: with 5 starts, no star ends at a higher
+    chi^2 than from the best library match alone, and the solution keeps the start that won."""
+    test = mock_set(40, seed=5, snr=20)
+    one = registry.create("inferer", "lm", {"n_starts": 1}).infer(small_model, test.flux, test.ivar)
+    five = registry.create("inferer", "lm", {"n_starts": 5}).infer(small_model, test.flux, test.ivar)
+    assert np.all(five.chi2 <= one.chi2 * (1 + 1e-6) + 1e-9)
+    assert np.all(one.extra["start"] == 0) and set(np.unique(five.extra["start"])) <= set(range(5))
+    np.testing.assert_array_equal(five.init, one.init)
 
 
 def test_shape_errors(small_model, lm):

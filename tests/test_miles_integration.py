@@ -12,7 +12,8 @@ from slamfw.cli import main
 from .conftest import REPO
 
 FAST = ["--set", "preprocess.wave_step=2.0", "--set", "emulator.slam.C=[100.0]", "--set", "emulator.slam.gamma=[0.1]",
-        "--set", "emulator.slam.n_folds=3"]
+        "--set", "emulator.slam.n_folds=3", "--set", "calibration.folds=2", "--set", "calibration.snr=[20.0,100.0]",
+        "--set", "calibration.degrade=prepared"]
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,15 @@ from .conftest import REPO
 DEMO = REPO / "examples" / "demo" / "experiment.toml"
 MILES = REPO / "examples" / "miles" / "experiment.toml"
 
+#: The error model still runs (it is part of training), on two S/N values and prepared spectra.
+CHEAP_CALIBRATION = ["calibration.folds=2", "calibration.snr=[10.0,100.0]", "calibration.degrade=prepared"]
 SMALLER = {
     DEMO: ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=700", "data.test.mock.n_stars=12",
            "data.test.mock.n_pixels=700", "emulator.slam.C=[10.0]", "emulator.slam.gamma=[0.1]",
-           "emulator.slam.n_folds=3", "emulator.krr.gamma=[0.1]", "emulator.krr.alpha=[0.01]"],
+           "emulator.slam.n_folds=3", "emulator.krr.gamma=[0.1]", "emulator.krr.alpha=[0.01]", *CHEAP_CALIBRATION],
     MILES: ["data.train.miles.where.Teff=[5200.0,5700.0]", "data.test.miles.where.Teff=[5200.0,5700.0]",
             "preprocess.wave_step=4.0", "emulator.slam.C=[10.0]", "emulator.slam.gamma=[0.1]",
-            "emulator.slam.n_folds=3", "emulator.krr.gamma=[0.1]", "emulator.krr.alpha=[0.01]"],
+            "emulator.slam.n_folds=3", "emulator.krr.gamma=[0.1]", "emulator.krr.alpha=[0.01]", *CHEAP_CALIBRATION],
 }
 SWAPS = ["emulator.name=slam", "emulator.name=cannon", "emulator.name=krr", "emulator.name=linear",
          "normalizer.name=none", "inferer.name=lm"]

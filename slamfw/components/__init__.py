@@ -3,13 +3,14 @@ from .analyzer import AnalysisContext, Analyzer, Report
 from .base import Component, InputPath, ParamRole, Params, params_with_role
 from .emulator import Emulator, check_training_data
 from .executor import Executor, Progress, SerialExecutor, available_cores, current_executor, using_executor
-from .inferer import InferenceModel, Inferer, Prior, TrainedEmulator
+from .inferer import InferenceModel, Inferer, TrainedEmulator
+from .prior import LeastSquaresForm, Prior
 from .kinds import KINDS, Kind, kind_of
 from .normalizer import Normalizer
 from .reader import Reader
 from .standardized import StandardizedEmulator
 
 __all__ = ["AnalysisContext", "Analyzer", "Report", "Component", "InputPath", "ParamRole", "Params",
-           "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior",
+           "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior", "LeastSquaresForm",
            "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "StandardizedEmulator",
            "Executor", "Progress", "SerialExecutor", "available_cores", "current_executor", "using_executor"]

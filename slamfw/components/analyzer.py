@@ -16,7 +16,11 @@ class AnalysisContext:
 
     ``test`` is the prepared test set (true labels in ``test.labels`` when known), ``result``
     the inferred labels for its stars in the same order. ``model`` is the trained or loaded
-    model; ``train`` the prepared training set, None when the model was loaded from a file.
+    model (a :class:`slamfw.model.SlamfwModel`: ``emulator``, ``emulator_name``, ``wave``,
+    ``train_labels``, ``error_model``); ``train`` the prepared training set, None when the model
+    was loaded from a file. ``inferer`` and ``prior`` (fitted; None: flat) are those the run used,
+    for analyzers that infer again (``snr-degrade``). ``output_dir`` is where figures go (None:
+    make none). ``seed`` is the experiment's seed.
     """
 
     label_names: list[str]
@@ -26,6 +30,9 @@ class AnalysisContext:
     result: LabelResult | None = None
     train: SpectralSet | None = None
     output_dir: Any = None
+    inferer: Any = None
+    prior: Any = None
+    seed: int = 0
 
 
 @dataclass

@@ -9,6 +9,7 @@ import numpy as np
 from ..data.results import LabelResult
 from .base import Component
 from .emulator import Emulator
+from .prior import Prior
 
 
 class InferenceModel(Protocol):
@@ -28,26 +29,19 @@ class TrainedEmulator:
     label_names: list[str]
 
 
-class Prior(Protocol):
-    """A prior on physical labels: ``log_prob(theta (L,)) -> float``.
-
-    Gaussian priors also expose ``mean`` and ``sigma`` ((L,), NaN/inf for no prior on a label),
-    which least-squares inferers turn into extra residuals.
-    """
-
-    def log_prob(self, theta: np.ndarray) -> float: ...
-
-
 class Inferer(Component):
-    """Finds labels for many spectra: ``infer(model, flux, ivar, prior=None) -> LabelResult``.
+    """Finds labels for many spectra: ``infer(model, flux, ivar, prior=None, ids=None) -> LabelResult``.
 
     ``flux`` and ``ivar`` are (N, P) on the model's wavelength grid, normalised like the
-    training set; ivar 0 marks bad pixels, whose flux must not matter. Contract
+    training set; ivar 0 marks bad pixels, whose flux must not matter. ``prior`` is a fitted
+    :class:`~slamfw.Prior` (None: flat) and ``ids`` (N,) the stars' ids, which priors that differ
+    from star to star need. An inferer that cannot use a prior it is given raises
+    :class:`~slamfw.ConfigError` naming it. Contract
     (``slamfw.testing.check_inferer``): noiseless emulator spectra give back their labels; the
     result for a star does not depend on which other stars share the call; NaN flux at a good
     pixel and wrong shapes are :class:`~slamfw.DataError`; equal parameters give equal results.
     """
 
     def infer(self, model: InferenceModel, flux: np.ndarray, ivar: np.ndarray,
-              prior: Prior | None = None) -> LabelResult:
+              prior: Prior | None = None, ids: np.ndarray | None = None) -> LabelResult:
         raise NotImplementedError

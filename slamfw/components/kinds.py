@@ -14,6 +14,7 @@ from .emulator import Emulator
 from .executor import Executor
 from .inferer import Inferer
 from .normalizer import Normalizer
+from .prior import Prior
 from .reader import Reader
 
 
@@ -54,6 +55,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          sections=(("emulator", "name"),), core_keys=("model",), path_keys=("model",)),
     Kind("inferer", Inferer, "inferers", "finds the labels of observed spectra given a trained model",
          sections=(("inferer", "name"),)),
+    Kind("prior", Prior, "priors", "says what is known of a star's labels before its spectrum is read",
+         sections=(("prior", "name"),)),
     Kind("analyzer", Analyzer, "analyzers", "turns a run's products into a Report (tables, numbers, figures)",
          sections=(("analyzers", "name"),), many=True),
     Kind("executor", Executor, "executors", "runs independent tasks: in-process, on local processes, on a cluster",

@@ -61,6 +61,29 @@ class CleaningConfig(_Strict):
     nsigma: float = Field(4.0, gt=0)
 
 
+class CalibrationConfig(_Strict):
+    """The error model (paper §4.3, ``sigma(SNR) = a exp(-b SNR) + c`` per label), learned at
+    training time by ``folds``-fold cross-validation on the training stars alone: each fold's
+    emulator infers its held-out stars degraded to every S/N of ``snr``. It calibrates the
+    catalogue's ``<label>_err`` (see :mod:`slamfw.stats.error_model`) and is stored in the model."""
+
+    enabled: bool = True
+    folds: int = Field(3, ge=2)
+    snr: list[float] = Field(default=[5.0, 10.0, 20.0, 40.0, 80.0, 150.0], min_length=2)
+    #: ``raw``: add the noise to the raw spectra and prepare them again (the continuum fitted to a
+    #: noisy spectrum is part of the error; costs a normalisation per star and S/N);
+    #: ``prepared``: add it to the prepared spectra (fast).
+    degrade: Literal["raw", "prepared"] = "raw"
+
+    @field_validator("snr")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        for i, x in enumerate(v):
+            if not x > 0:
+                raise ValueError(f"snr[{i}] = {x}: every S/N must be > 0")
+        return sorted(v)
+
+
 class DataSection(BaseModel):
     """``reader`` (the selected reader), core keys, and reader parameter tables per name."""
 
@@ -179,6 +202,7 @@ class _ExperimentBase(_Strict):
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     output: OutputConfig = OutputConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     compare: CompareConfig | None = None
 
     #: The folder relative paths of the config file are resolved against (None: working directory).

@@ -10,69 +10,130 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Column, Table
 
 from ..errors import ConfigError, DataError
 from ..execution.store import atomic_path
+from ..stats.metrics import label_distance
 from .results import LabelResult
 
 log = logging.getLogger(__name__)
 
 
-def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[str],
-                 snr: np.ndarray | None = None, true_labels: np.ndarray | None = None) -> Table:
-    """The catalogue of N stars.
+#: Flag columns, in order, and what each means (also in ``docs/catalogue.md``).
+FLAG_COLUMNS = ("flag_extrapolated", "flag_bound", "flag_chi2")
+#: Extra arrays the pipeline writes in fixed places (not again among the inferer's extras).
+_PLACED = set(FLAG_COLUMNS) | {"snr_spec", "at_bound"}
 
-    Columns: ``id``; per label ``<label>`` and ``<label>_err`` (formal error, sqrt of the
-    covariance diagonal); ``converged``, ``rmse``, ``chi2`` (reduced), ``snr``; per label
-    ``<label>_init`` (initial guess); and ``<label>_true`` when the input had labels.
+
+def _unit(units: Sequence[str], j: int) -> str | None:
+    return units[j] or None
+
+
+def _label_columns(t: Table, result: LabelResult, units: Sequence[str]) -> None:
+    formal = result.errors
+    err = formal if result.errors_calibrated is None else result.errors_calibrated
+    for j, name in enumerate(result.label_names):
+        t[name] = Column(result.labels[:, j], unit=_unit(units, j))
+        t[f"{name}_err"] = Column(err[:, j], unit=_unit(units, j))
+        t[f"{name}_err_formal"] = Column(formal[:, j], unit=_unit(units, j))
+
+
+def _extra_columns(t: Table, result: LabelResult, units: Sequence[str]) -> None:
+    """The inferer's own per-star arrays: (N,) as ``<key>``, (N, L) as ``<label>_<key>``."""
+    for key in sorted(k for k in result.extra if k not in _PLACED):
+        arr = np.asarray(result.extra[key])
+        unit = result.extra_units.get(key)
+        if arr.ndim == 1:
+            t[key] = Column(arr, unit=None if unit in (None, "label") else unit)
+        elif arr.ndim == 2 and arr.shape[1] == len(result.label_names):
+            for j, name in enumerate(result.label_names):
+                u = _unit(units, j) if unit == "label" else unit
+                t[f"{name}_{key}"] = Column(arr[:, j], unit=u)
+
+
+def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[str],
+                 snr: np.ndarray | None = None, true_labels: np.ndarray | None = None,
+                 ra: np.ndarray | None = None, dec: np.ndarray | None = None) -> Table:
+    """The catalogue of N stars (every column is described in ``docs/catalogue.md``).
+
+    Columns: ``id``; ``ra``, ``dec`` (deg) when the reader gives them; per label ``<label>``,
+    ``<label>_err`` (the uncertainty to use: calibrated by the model's error model when it has
+    one, else the formal error) and ``<label>_err_formal`` (sqrt of the covariance diagonal);
+    ``converged``, the flags (``flag_extrapolated``, ``flag_bound``, ``flag_chi2``), ``rmse``,
+    ``chi2`` (reduced), ``snr`` (from the reader), ``snr_spec`` (measured on the prepared
+    spectrum); the inferer's own per-star quantities (e.g. the MCMC summaries); per label
+    ``<label>_init`` (initial guess); and, when the input had labels, ``<label>_true`` and
+    ``label_distance`` (eq. 11, over the labels it has a scale for).
     """
     names = result.label_names
     units = list(label_units) + [""] * (len(names) - len(label_units))
+    n = result.n
     t = Table()
     t["id"] = np.asarray(ids, dtype=str)
-    err = result.errors
-    for j, (name, unit) in enumerate(zip(names, units)):
-        t[name] = result.labels[:, j]
-        t[f"{name}_err"] = err[:, j]
-        if unit:
-            t[name].unit = unit
-            t[f"{name}_err"].unit = unit
+    if ra is not None and dec is not None:
+        t["ra"] = Column(np.asarray(ra, float), unit="deg")
+        t["dec"] = Column(np.asarray(dec, float), unit="deg")
+    _label_columns(t, result, units)
     t["converged"] = np.asarray(result.converged, dtype=bool)
+    for flag in FLAG_COLUMNS:
+        t[flag] = np.asarray(result.extra.get(flag, np.zeros(n, bool)), dtype=bool)
     t["rmse"] = result.rmse
     t["chi2"] = result.chi2
-    t["snr"] = np.full(len(t), np.nan) if snr is None else np.asarray(snr, float)
+    t["snr"] = np.full(n, np.nan) if snr is None else np.asarray(snr, float)
+    t["snr_spec"] = np.asarray(result.extra.get("snr_spec", np.full(n, np.nan)), float)
+    _extra_columns(t, result, units)
     for j, name in enumerate(names):
-        t[f"{name}_init"] = result.init[:, j]
-        if units[j]:
-            t[f"{name}_init"].unit = units[j]
+        t[f"{name}_init"] = Column(result.init[:, j], unit=_unit(units, j))
     if true_labels is not None:
         for j, name in enumerate(names):
-            t[f"{name}_true"] = true_labels[:, j]
-    t.meta["comments"] = ["slamfw label catalogue: <label>_err is the formal error from the likelihood; "
-                          "chi2 is reduced chi^2; <label>_init is the initial guess"]
+            t[f"{name}_true"] = Column(true_labels[:, j], unit=_unit(units, j))
+        try:
+            t["label_distance"] = label_distance(result.labels, true_labels, names)
+        except ValueError:
+            pass
+    t.meta["comments"] = ["slamfw label catalogue: <label>_err is the uncertainty to use (calibrated on the "
+                          "training set when the model has an error model), <label>_err_formal the formal one; "
+                          "chi2 is reduced chi^2; columns are described in slamfw's docs/catalogue.md"]
     return t
 
 
-def _layout(parts: Callable[[], Iterable[dict[str, np.ndarray]]]) -> tuple[int, int, bool]:
-    """(stars, widest id, whether every part has true labels) of the non-empty parts."""
-    n, width, truth = 0, 1, True
+#: Per-star arrays of a catalogue part beside the result's, used only when every part has them.
+_OPTIONAL = ("true_labels", "ra", "dec")
+
+
+def _layout(parts: Callable[[], Iterable[dict[str, np.ndarray]]]) -> tuple[int, int, set[str]]:
+    """(stars, widest id, the optional arrays every part has) of the non-empty parts."""
+    n, width, common = 0, 1, set(_OPTIONAL)
     for part in parts():
         if part["ids"].size:
             n += part["ids"].size
             width = max(width, int(np.char.str_len(part["ids"].astype(str)).max()))
-            truth &= "true_labels" in part
-    return n, width, truth
+            common &= set(part)
+    return n, width, common
 
 
-def _part_table(part: dict[str, np.ndarray], label_units: Sequence[str], width: int, truth: bool) -> Table:
+def _part_table(part: dict[str, np.ndarray], label_units: Sequence[str], width: int, common: set[str]) -> Table:
+    opt = {k: part[k] if k in common else None for k in _OPTIONAL}
     return make_catalog(part["ids"].astype(f"U{width}"), LabelResult.from_arrays(part), label_units,
-                        snr=part["snr"], true_labels=part["true_labels"] if truth else None)
+                        snr=part["snr"], **opt)
+
+
+def table_hdu(table: Table) -> fits.BinTableHDU:
+    """``table`` as a FITS binary table, keeping every unit: a unit FITS does not know (``dex``)
+    is written as its name in ``TUNITn``, which astropy reads back as an unrecognised unit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
+        hdu = fits.table_to_hdu(table)
+    for i, col in enumerate(table.itercols(), start=1):
+        if col.unit is not None and f"TUNIT{i}" not in hdu.header:
+            hdu.header.insert(f"TFORM{i}", (f"TUNIT{i}", col.unit.to_string()), after=True)
+    return hdu
 
 
 def _fits_data(table: Table) -> tuple[Any, bytes]:
     """The FITS header of ``table`` as a binary table, and its rows as astropy writes them."""
-    hdu = fits.table_to_hdu(table)
+    hdu = table_hdu(table)
     buf = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
     start = len(fits.PrimaryHDU().header.tostring()) + len(hdu.header.tostring())
@@ -114,7 +175,7 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
     how many of them converged.
     """
     path = check_catalog_path(path)
-    n, width, truth = _layout(parts)
+    n, width, common = _layout(parts)
     if n == 0:
         raise DataError("no star of the data could be prepared and inferred")
     converged = [0]
@@ -123,7 +184,7 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
         for part in parts():
             if part["ids"].size:
                 converged[0] += int(np.sum(part["converged"]))
-                yield _part_table(part, label_units, width, truth)
+                yield _part_table(part, label_units, width, common)
 
     with warnings.catch_warnings(), atomic_path(path) as tmp, open(tmp, "wb") as fh:
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
@@ -150,9 +211,10 @@ def write_catalog(table: Table, path: str | os.PathLike) -> Path:
     """Write ``table`` to ``path`` (format from the suffix: .fits or .ecsv), atomically."""
     path = check_catalog_path(path)
     fmt = FORMATS[path.suffix.lower()]
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
-        # FITS has no 'dex'; the unit stays in the ECSV catalogue and in the model's metadata
-        warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
-        table.write(tmp, format=fmt, overwrite=True)
+    with atomic_path(path) as tmp:
+        if fmt == "fits":
+            fits.HDUList([fits.PrimaryHDU(), table_hdu(table)]).writeto(tmp, overwrite=True)
+        else:
+            table.write(tmp, format=fmt, overwrite=True)
     log.info("catalogue written: %s (%d stars)", path, len(table))
     return path

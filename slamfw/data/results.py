@@ -7,6 +7,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 _EXTRA = "extra/"
+_UNIT = "extra_unit/"
 
 
 @dataclass
@@ -20,7 +21,12 @@ class LabelResult:
     chi2 : (N,) reduced chi^2 over good pixels (likelihood weights)
     nfev : (N,) function evaluations
     samples : optional (N, S, L) posterior samples (MCMC inferers)
-    extra : further per-star arrays, each with N rows
+    extra : further per-star arrays, each with N rows: (N,) becomes the catalogue column
+        ``<key>``, (N, L) the columns ``<label>_<key>``
+    extra_units : unit of an ``extra`` array's columns, by key: ``"label"`` for the label's own
+        unit (percentiles of a label, say), or an astropy unit string; none: dimensionless
+    errors_calibrated : optional (N, L) uncertainties calibrated on the training set (the
+        model's error model); ``errors`` stays the formal one, from ``cov``
     """
 
     labels: np.ndarray
@@ -33,8 +39,11 @@ class LabelResult:
     nfev: np.ndarray | None = None
     samples: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_units: dict[str, str] = field(default_factory=dict)
+    errors_calibrated: np.ndarray | None = None
 
-    ARRAYS: ClassVar[tuple[str, ...]] = ("labels", "cov", "converged", "rmse", "chi2", "init", "nfev", "samples")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("labels", "cov", "converged", "rmse", "chi2", "init", "nfev", "samples",
+                                         "errors_calibrated")
 
     @property
     def errors(self) -> np.ndarray:
@@ -48,6 +57,7 @@ class LabelResult:
         """Every field as named numpy arrays (``extra`` under ``extra/<key>``), for ``np.savez``."""
         out = {k: np.asarray(getattr(self, k)) for k in self.ARRAYS if getattr(self, k) is not None}
         out.update({_EXTRA + k: np.asarray(v) for k, v in self.extra.items()})
+        out.update({_UNIT + k: np.asarray(v, dtype=str) for k, v in self.extra_units.items()})
         out["label_names"] = np.asarray(self.label_names, dtype=str)
         return out
 
@@ -56,7 +66,8 @@ class LabelResult:
         """The inverse of :meth:`to_arrays`."""
         kw = {k: arrays[k] for k in cls.ARRAYS if k in arrays}
         extra = {k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)}
-        return cls(label_names=[str(n) for n in arrays["label_names"]], extra=extra, **kw)
+        units = {k[len(_UNIT):]: str(v) for k, v in arrays.items() if k.startswith(_UNIT)}
+        return cls(label_names=[str(n) for n in arrays["label_names"]], extra=extra, extra_units=units, **kw)
 
     @classmethod
     def concatenate(cls, parts: Sequence["LabelResult"]) -> "LabelResult":
@@ -65,4 +76,4 @@ class LabelResult:
         kw = {k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.ARRAYS
               if getattr(first, k) is not None}
         extra = {k: np.concatenate([p.extra[k] for p in parts]) for k in first.extra}
-        return cls(label_names=list(first.label_names), extra=extra, **kw)
+        return cls(label_names=list(first.label_names), extra=extra, extra_units=dict(first.extra_units), **kw)

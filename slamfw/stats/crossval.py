@@ -8,6 +8,7 @@ constant model has MSE = 1.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import KFold

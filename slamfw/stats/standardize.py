@@ -6,7 +6,7 @@ deviation (ddof = 1, eq. 3). Emulators use this core utility rather than re-writ
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class Standardizer:
     def _name(self, j: int) -> str:
         return self.describe(j) if self.describe else f"column {j}"
 
-    def fit(self, X: np.ndarray, good: np.ndarray | None = None) -> "Standardizer":
+    def fit(self, X: np.ndarray, good: np.ndarray | None = None) -> Standardizer:
         """Learn ``mean_`` and ``scale_`` (both (D,)) from X (M, D); ``good`` (M, D) bool."""
         X = np.asarray(X, dtype=float)
         good = np.isfinite(X) if good is None else (np.asarray(good, bool) & np.isfinite(X))
@@ -74,7 +74,7 @@ class Standardizer:
         return {f"{prefix}mean": self.mean_, f"{prefix}scale": self.scale_}
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], prefix: str) -> "Standardizer":
+    def from_state(cls, arrays: dict[str, np.ndarray], prefix: str) -> Standardizer:
         obj = cls()
         obj.mean_ = np.asarray(arrays[f"{prefix}mean"], dtype=float)
         obj.scale_ = np.asarray(arrays[f"{prefix}scale"], dtype=float)

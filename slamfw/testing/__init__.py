@@ -4,8 +4,9 @@ Each kit checks the contract of its kind on data it generates itself and returns
 :class:`CheckResult` per check, raising :class:`ComponentCheckError` (listing the failures) by
 default::
 
-    from slamfw.testing import check_inferer, check_reader
+    from slamfw.testing import check_inferer, check_prior, check_reader
     check_inferer(MyInferer)                             # a class with its default parameters
+    check_prior(MyPrior)                                 # fitted on made-up labels Teff, logg, FeH
     check_reader(MyReader, {"path": "tests/data/x.fits"})   # readers of files need their path
     results = check_inferer(MyInferer(n_walkers=16), raise_on_fail=False)   # an instance
 
@@ -36,24 +37,25 @@ from .emulator import EMULATOR_CHECKS, check_emulator
 from .executor import EXECUTOR_CHECKS, check_executor
 from .inferer import INFERER_CHECKS, check_inferer
 from .normalizer import NORMALIZER_CHECKS, check_normalizer
+from .prior import PRIOR_CHECKS, check_prior
 from .reader import READER_CHECKS, check_reader
 from .reference import ReferenceEmulator, make_check_data, make_reference_model, reference_labels
 
 __all__ = ["check_emulator", "check_inferer", "check_normalizer", "check_reader", "check_analyzer", "check_executor",
-           "check_component", "parametrize_with_checks", "CheckResult", "ComponentCheckError",
+           "check_prior", "check_component", "parametrize_with_checks", "CheckResult", "ComponentCheckError",
            "EmulatorCheckError", "make_check_data", "ReferenceEmulator", "make_reference_model",
            "reference_labels", "CHECKS", "KITS", "EMULATOR_CHECKS", "INFERER_CHECKS",
-           "NORMALIZER_CHECKS", "READER_CHECKS", "ANALYZER_CHECKS", "EXECUTOR_CHECKS"]
+           "NORMALIZER_CHECKS", "READER_CHECKS", "ANALYZER_CHECKS", "EXECUTOR_CHECKS", "PRIOR_CHECKS"]
 
 #: The checks of each kind, in the order its kit runs them.
 CHECKS: dict[str, list[Check]] = {"reader": READER_CHECKS, "normalizer": NORMALIZER_CHECKS,
                                   "emulator": EMULATOR_CHECKS, "inferer": INFERER_CHECKS,
-                                  "analyzer": ANALYZER_CHECKS, "executor": EXECUTOR_CHECKS}
+                                  "analyzer": ANALYZER_CHECKS, "executor": EXECUTOR_CHECKS, "prior": PRIOR_CHECKS}
 
 #: The kit of each kind: ``kit(component, params=None, *, raise_on_fail=True)``.
 KITS: dict[str, Callable[..., list[CheckResult]]] = {
     "reader": check_reader, "normalizer": check_normalizer, "emulator": check_emulator,
-    "inferer": check_inferer, "analyzer": check_analyzer, "executor": check_executor}
+    "inferer": check_inferer, "analyzer": check_analyzer, "executor": check_executor, "prior": check_prior}
 
 
 def check_component(component: type[Component] | Component, params: dict[str, Any] | None = None, *,

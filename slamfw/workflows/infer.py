@@ -23,6 +23,7 @@ from .. import registry
 from ..components.base import ParamRole, params_with_role
 from ..components.executor import current_executor
 from ..components.inferer import Inferer
+from ..components.prior import Prior
 from ..components.reader import Reader
 from ..config import PreprocessConfig
 from ..data.results import LabelResult
@@ -32,6 +33,7 @@ from ..execution.chunks import chunks
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
 from ..preprocess import prepare
+from ..stats.quality import add_quality
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,37 @@ def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test se
                    allow_empty=allow_empty)
 
 
-def model_key(model: SlamfwModel, inferer: Inferer) -> str:
+def model_key(model: SlamfwModel, inferer: Inferer, prior: Prior | None = None) -> str:
     """What the labels of a spectrum depend on: the model (training-set hash, emulator, parameters,
-    preparation) and the inferer with its parameters. No execution setting."""
+    preparation, error model), the inferer and the prior with their parameters. No execution
+    setting."""
     h = hashlib.sha256()
     h.update(model.train_hash.encode())
+    em = None if model.error_model is None else model.error_model.to_dict()
     h.update(json.dumps([model.emulator_name, model.emulator.get_params(), model.preprocess,
-                         model.components.get("normalizer"), type(inferer).__name__, inferer.get_params()],
+                         model.components.get("normalizer"), type(inferer).__name__, inferer.get_params(),
+                         None if prior is None else [type(prior).__name__, prior.get_params()], em],
                         sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def fit_prior(prior: Prior | None, model: SlamfwModel) -> Prior | None:
+    """``prior`` fitted on the model's training labels (None stays None)."""
+    return None if prior is None else prior.fit(np.asarray(model.train_labels, float), list(model.label_names))
+
+
+def model_prior(model: SlamfwModel) -> Prior | None:
+    """The prior a model records (``[prior]`` when it was trained), fitted; None: flat."""
+    comp = model_component(model, "prior")
+    return None if comp is None else fit_prior(registry.create("prior", comp[0], comp[1], "model prior"), model)
+
+
+def label_spectra(model: SlamfwModel, inferer: Inferer, prior: Prior | None, flux: np.ndarray, ivar: np.ndarray,
+                  ids: np.ndarray) -> LabelResult:
+    """The inferer's labels for prepared spectra (N, P), with the S/N, quality flags and calibrated
+    errors the pipeline adds (:func:`slamfw.stats.quality.add_quality`)."""
+    result = inferer.infer(model, flux, ivar, prior=prior, ids=np.asarray(ids, dtype=str))
+    return add_quality(result, flux, ivar, np.asarray(model.train_labels, float), model.error_model)
 
 
 def chunk_key(data: SpectralSet) -> str:
@@ -77,16 +101,18 @@ def chunk_key(data: SpectralSet) -> str:
     return h.hexdigest()[:24]
 
 
-def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, model: SlamfwModel, inferer: Inferer) -> dict[str, np.ndarray]:
+def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, model: SlamfwModel, inferer: Inferer,
+                 prior: Prior | None) -> dict[str, np.ndarray]:
     """One chunk (n, P) -> the LabelResult's arrays."""
-    return inferer.infer(model, flux, ivar).to_arrays()
+    return label_spectra(model, inferer, prior, flux, ivar, ids).to_arrays()
 
 
 def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk_size: int = 500,
-                  checkpoint_dir: str | Path | None = None) -> LabelResult:
-    """Infer prepared ``data`` in chunks of ``chunk_size`` stars on the executor in use; finished
-    chunks are saved and reused."""
-    store = None if checkpoint_dir is None else ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "chunk")
+                  checkpoint_dir: str | Path | None = None, prior: Prior | None = None) -> LabelResult:
+    """Infer prepared ``data`` in chunks of ``chunk_size`` stars on the executor in use, under
+    ``prior`` (fitted; None: flat); finished chunks are saved and reused."""
+    store = (None if checkpoint_dir is None
+             else ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "chunk"))
     spans = chunks(data.n_stars, chunk_size)
     keys = [chunk_key(data.subset(np.arange(s, e))) for s, e in spans]
     parts: dict[int, dict[str, np.ndarray]] = {}
@@ -96,9 +122,10 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
             log.info("inference: %d of %d chunks reused from %s", len(parts), len(spans), store.folder)
     todo = [k for k in range(len(spans)) if k not in parts]
     ivar = data.weight_ivar
-    tasks = [(data.flux[spans[k][0]:spans[k][1]], ivar[spans[k][0]:spans[k][1]]) for k in todo]
+    tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e]) for s, e in (spans[k] for k in todo)]
     for k, arrays in zip(todo, current_executor().imap(
-            _infer_chunk, tasks, shared={"model": model, "inferer": inferer}, desc="inference", unit="spectra",
+            _infer_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior}, desc="inference",
+            unit="spectra",
             total=sum(len(t[0]) for t in tasks), weight=lambda t: len(t[0]))):
         if store is not None:
             store.save(keys[k], arrays)
@@ -110,7 +137,8 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
 
 
 # ------------------------------------------------------------------ streaming predict
-def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer) -> dict[str, np.ndarray] | None:
+def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer,
+                   prior: Prior | None) -> dict[str, np.ndarray] | None:
     """Prepare and infer one raw chunk: the catalogue part (ids, S/N, true labels, LabelResult
     arrays); None for a chunk already done (``raw`` None)."""
     if raw is None:
@@ -118,8 +146,9 @@ def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer
     data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True)
     if data is None:
         return {"ids": np.zeros(0, dtype=str)}
-    part = inferer.infer(model, data.flux, data.weight_ivar).to_arrays()
+    part = label_spectra(model, inferer, prior, data.flux, data.weight_ivar, data.ids).to_arrays()
     part.update(ids=np.asarray(data.ids, dtype=str), snr=data.meta_column("snr"))
+    part.update({k: np.asarray(data.meta[k], float) for k in ("ra", "dec") if k in data.meta})
     if data.labels is not None:
         part["true_labels"] = data.labels
     return part
@@ -180,15 +209,15 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
 
 
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
-                   chunk_size: int = 500) -> list[str]:
+                   chunk_size: int = 500, prior: Prior | None = None) -> list[str]:
     """Read, prepare and infer ``reader``'s spectra chunk by chunk on the executor in use. Every
     chunk's catalogue part is saved in ``checkpoint_dir``; returns their keys, in order
     (:func:`iter_parts` reads them back; :func:`remove_parts` removes them)."""
-    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
+    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
     keys: list[str] = []
     reused: list[str] = []
     results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys, reused),
-                                      shared={"model": model, "inferer": inferer}, desc="predict", unit="spectra",
+                                      shared={"model": model, "inferer": inferer, "prior": prior}, desc="predict", unit="spectra",
                                       weight=lambda t: 0 if t[0] is None else t[0].n_stars)
     n_spectra = 0
     for i, part in enumerate(results):
@@ -200,10 +229,10 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     return keys
 
 
-def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str]
-               ) -> Iterator[dict[str, np.ndarray]]:
+def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str],
+               prior: Prior | None = None) -> Iterator[dict[str, np.ndarray]]:
     """The catalogue parts that :func:`predict_stream` saved, one at a time, in order."""
-    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part")
+    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
     for key in keys:
         part = store.load(key)
         if part is None:
@@ -212,9 +241,10 @@ def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
         yield part
 
 
-def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str]) -> None:
+def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str],
+                 prior: Prior | None = None) -> None:
     """Delete this run's catalogue parts (another run's, in the same folder, stay)."""
-    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer), "part").discard(keys)
+    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part").discard(keys)
 
 
 def predict(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,
@@ -224,4 +254,5 @@ def predict(model: SlamfwModel, data_path: str | None, reader_name: str | None =
     all in memory (``api.predict``). The command ``slamfw predict`` streams instead."""
     raw = model_labels_only(read_with_model_reader(model, data_path, reader_name, reader_overrides).read(), model)
     data = prepare_for_model(raw, model, what=data_path or "the data")
-    return data, infer_chunked(model, inferer or model_inferer(model), data, chunk_size, checkpoint_dir)
+    return data, infer_chunked(model, inferer or model_inferer(model), data, chunk_size, checkpoint_dir,
+                               model_prior(model))

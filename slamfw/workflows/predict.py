@@ -18,7 +18,7 @@ from ..components.executor import Executor, using_executor
 from ..data.catalog import check_catalog_path, write_catalog_parts
 from ..model import SlamfwModel
 from .execution import executing
-from .infer import iter_parts, model_inferer, predict_stream, read_with_model_reader, remove_parts
+from .infer import iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
     use, else local processes)."""
     path = check_catalog_path(output)
     source = read_with_model_reader(model, data_path, reader, reader_params)
-    inferer = model_inferer(model)
+    inferer, prior = model_inferer(model), model_prior(model)
     checkpoints = path.parent / ".checkpoints"
     t0 = time.perf_counter()
     with (using_executor(executor) if executor is not None else executing(None)):
-        keys = predict_stream(model, source, inferer, checkpoints, chunk_size)
-    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys), model.label_units,
-                                          path)
-    remove_parts(model, inferer, checkpoints, keys)
+        keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
+    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
+                                          model.label_units, path)
+    remove_parts(model, inferer, checkpoints, keys, prior)
     wall = time.perf_counter() - t0
     log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
     return PredictResult(path, n, n_conv, wall)

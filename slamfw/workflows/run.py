@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..execution.store import atomic_path
 from ..model import SlamfwModel
 from .execution import executing
-from .infer import infer_chunked, prepare_for_model
+from .infer import fit_prior, infer_chunked, prepare_for_model
 from .train import PreparedTraining, TrainResult, source_key, train
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,18 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
     if inf_sel is None:
         raise ConfigError("inferer: data.test is set but no inferer is configured")
     t0 = time.perf_counter()
-    result = infer_chunked(model, inf_sel.build(), test, cfg.output.chunk_size, out / ".checkpoints")
+    prior_sel = selected(cfg, "prior")
+    prior = fit_prior(None if prior_sel is None else prior_sel.build(), model)
+    inferer = inf_sel.build()
+    result = infer_chunked(model, inferer, test, cfg.output.chunk_size, out / ".checkpoints", prior)
     dt = time.perf_counter() - t0
     log.info("inferred %d spectra in %.1f s (%.1f ms per spectrum)", test.n_stars, dt, 1e3 * dt / test.n_stars)
-    table = make_catalog(test.ids, result, model.label_units, snr=test.meta_column("snr"), true_labels=test.labels)
+    table = make_catalog(test.ids, result, model.label_units, snr=test.meta_column("snr"), true_labels=test.labels,
+                         ra=test.meta.get("ra"), dec=test.meta.get("dec"))
     paths = [write_catalog(table, out / f"catalog.{fmt}") for fmt in cfg.output.formats]
     ctx = AnalysisContext(label_names=list(model.label_names), label_units=list(model.label_units),
-                          model=model, test=test, result=result, train=trainset, output_dir=out)
+                          model=model, test=test, result=result, train=trainset, output_dir=out,
+                          inferer=inferer, prior=prior, seed=cfg.seed)
     reports = [sel.build().analyze(ctx) for sel in selected_all(cfg, "analyzers")]
     return result, reports, paths, dt / max(test.n_stars, 1)
 

@@ -23,6 +23,7 @@ from ..model import SlamfwModel
 from ..preprocess import prepare
 from ..data.spectra import SpectralSet
 from ..stats.standardize import Standardizer, pixel_namer
+from .calibrate import RawSource, fit_error_model
 from .cleaning import clean_training_set
 from .execution import executing
 
@@ -86,6 +87,8 @@ class PreparedTraining:
 
     train: SpectralSet
     held_ids: np.ndarray
+    #: The raw training spectra (before preparation), which the calibration degrades; None: not kept.
+    raw: SpectralSet | None = None
 
 
 def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
@@ -99,9 +102,10 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
                      int(held.sum()), raw.n_stars, cfg.data.train.holdout, cfg.seed)
-        trainset = prepare(raw.subset(~held), cfg.preprocess, make_normalizer(cfg), what="training set")
+        raw_train = raw.subset(~held)
+        trainset = prepare(raw_train, cfg.preprocess, make_normalizer(cfg), what="training set")
     check_pixels(trainset)
-    return PreparedTraining(trainset, raw.ids[held])
+    return PreparedTraining(trainset, raw.ids[held], raw_train)
 
 
 def _clean(cfg: ExperimentConfig, emulator: Emulator, trainset: SpectralSet) -> tuple[SpectralSet, np.ndarray | None]:
@@ -149,6 +153,25 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
         train_labels=trainset.labels, train_ids=trainset.ids,
         components={"reader": _component_record(data_sel, reading_params(data_sel)),
                     "normalizer": _component_record(selected(cfg, "normalizer")),
-                    "inferer": _component_record(selected(cfg, "inferer"))},
+                    "inferer": _component_record(selected(cfg, "inferer")),
+                    "prior": _component_record(selected(cfg, "prior"))},
         preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint())
+    model.error_model = _error_model(cfg, emu_sel, trainset, prepared.raw)
     return TrainResult(model, trainset, prepared.held_ids, dropped, elapsed)
+
+
+def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet, raw: SpectralSet | None):
+    """The error model (``[calibration]``), fitted on the training set; None when it is disabled
+    or no inferer is configured."""
+    inf_sel = selected(cfg, "inferer")
+    if not cfg.calibration.enabled or inf_sel is None:
+        return None
+    prior_sel = selected(cfg, "prior")
+    t0 = time.perf_counter()
+    use_raw = raw is not None and cfg.calibration.degrade == "raw"
+    source = RawSource(raw, cfg.preprocess, make_normalizer(cfg)) if use_raw else None
+    em = fit_error_model(emu_sel.build(), inf_sel.build(), None if prior_sel is None else prior_sel.build(),
+                         trainset, cfg.calibration.folds, cfg.calibration.snr, cfg.seed, source)
+    log.info("calibration (error model, %d folds x %d S/N) took %.1f s", cfg.calibration.folds,
+             len(cfg.calibration.snr), time.perf_counter() - t0)
+    return em

@@ -33,7 +33,7 @@ class LinearEmulator(StandardizedEmulator):
         if m < n_lab + 2:
             raise DataError(f"linear: {m} training stars cannot constrain {n_lab + 1} coefficients")
         good = (ivar > 0).astype(float)                                    # (M, P)
-        self.fit_standardizers(labels, flux, good > 0)                     # paper eq. 2-4
+        self.fit_standardizers(labels, flux, good > 0, ivar=ivar)          # paper eq. 2-4
         X = np.column_stack([np.ones(m), self.label_scaler_.transform(labels)])   # (M, D)
         Y = np.where(good > 0, self.flux_scaler_.transform(flux), 0.0)         # (M, P)
         d = X.shape[1]
@@ -59,7 +59,7 @@ class LinearEmulator(StandardizedEmulator):
         """Everything derived from the state (after fit and after loading)."""
         self.n_pixels_, self.n_labels_ = self.coef_.shape[0], self.coef_.shape[1] - 1
         self.cv_scheme_ = "leave-one-out"
-        self.model_error_ = np.sqrt(self.cv_mse_) * self.flux_scaler_.scale_      # as SLAM does
+        self.model_error_ = self.model_error_from_cv(self.cv_mse_)      # CV MSE less the training noise
 
     # ---------------------------------------------------------------- evaluation
     def predict(self, labels: np.ndarray) -> np.ndarray:

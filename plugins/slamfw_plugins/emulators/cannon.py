@@ -22,10 +22,11 @@ Cross-validation (for the comparison with SLAM, paper Fig. 2): ``n_folds``-fold,
 as ``slam`` for the same ``random_state``; ``cv_mse_``, ``cv_md_`` in standardised flux units.
 
 Model error for the likelihood (``model_error``):
-- ``"combined"`` (default): ``sqrt(max(s_j^2, CV MSE_j - <sigma_j^2>))`` in flux units: the
-  held-out residual variance minus the training noise (which an observed spectrum's own noise
-  replaces), never below the fitted intrinsic scatter;
-- ``"cv"``: ``sqrt(CV MSE_j) * s_flux_j``, SLAM's rule exactly;
+- ``"combined"`` (default): ``max(s_j, cv)``: the CV model error, never below the fitted
+  intrinsic scatter;
+- ``"cv"``: the rule of every standardised emulator (``StandardizedEmulator.model_error_from_cv``):
+  the held-out residual variance minus the training noise (which an observed spectrum's own
+  noise replaces), ``sqrt(max(CV MSE_j s_flux_j^2 - <sigma_j^2>, (0.1 sqrt(CV MSE_j) s_flux_j)^2))``;
 - ``"scatter"``: ``s_j``, The Cannon's own.
 """
 from __future__ import annotations
@@ -190,7 +191,8 @@ class CannonEmulator(StandardizedEmulator):
         regularization: float = Field(0.0, ge=0, description="L1 strength on the non-linear coefficients "
                                       "(Casey et al. 2016), added to -ln L with flux in normalised units")
         model_error: Literal["combined", "cv", "scatter"] = Field(
-            "combined", description="combined: sqrt(max(s^2, CV MSE - noise)); cv: SLAM's sqrt(CV MSE); "
+            "combined", description="combined: max(s, the CV model error); cv: sqrt(CV MSE - training noise), the "
+                                    "rule of every standardised emulator; "
                                     "scatter: the fitted s")
         n_folds: int = Field(5, ge=2, description="k of the k-fold cross-validation")
         random_state: int | None = Field(0, description="seed of the fold split")
@@ -215,7 +217,7 @@ class CannonEmulator(StandardizedEmulator):
                             f"coefficients per pixel; {m} training stars leave {smallest_fold_train} per "
                             f"{self.n_folds}-fold training set, fewer than that. Add stars or lower the order.")
         good = ivar > 0
-        self.fit_standardizers(labels, flux, good, min_count=2)
+        self.fit_standardizers(labels, flux, good, min_count=2, ivar=ivar)
         V = design_matrix(self.label_scaler_.transform(labels), terms)
         noise_var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 1.0)
         nonlinear = np.array([len(t) >= 2 for t in terms])
@@ -231,7 +233,6 @@ class CannonEmulator(StandardizedEmulator):
         self.coef_, self.scatter_ = fit_pixels(V, flux, noise_var, good, s_max, self.regularization, nonlinear,
                                                **self._fit_options())
         self.mse_, self.md_ = residual_stats(V @ self.coef_.T, flux, good, s_max)
-        self.noise_var_ = np.where(good, noise_var, 0.0).sum(axis=0) / good.sum(axis=0)
         self.rebuild()
         log.info("cannon: median CV MSE %.4f, median final MSE %.4f (standardised units)",
                  np.nanmedian(self.cv_mse_), np.nanmedian(self.mse_))
@@ -247,13 +248,12 @@ class CannonEmulator(StandardizedEmulator):
                             f"{self.order} with {self.n_labels_} labels ({len(self.terms_)} terms)")
         self.cv_scheme_ = f"{self.n_folds}-fold"
         scale = self.flux_scaler_.scale_
-        cv_var = np.nan_to_num(self.cv_mse_, nan=1.0) * scale ** 2
         if self.model_error == "cv":
-            err = np.sqrt(cv_var)
+            err = self.model_error_from_cv(self.cv_mse_)
         elif self.model_error == "scatter":
             err = self.scatter_.copy()
         else:
-            err = np.sqrt(np.maximum(self.scatter_ ** 2, cv_var - self.noise_var_))
+            err = np.maximum(self.scatter_, self.model_error_from_cv(self.cv_mse_))
         self.model_error_ = np.maximum(err, _MIN_ERROR * scale)
 
     # ------------------------------------------------------------------ evaluation
@@ -270,7 +270,7 @@ class CannonEmulator(StandardizedEmulator):
         return jac / self.label_scaler_.scale_[None, None, :]
 
     # ------------------------------------------------------------------ state
-    STATE_ARRAYS = ("coef_", "scatter_", "cv_mse_", "cv_md_", "mse_", "md_", "noise_var_")
+    STATE_ARRAYS = ("coef_", "scatter_", "cv_mse_", "cv_md_", "mse_", "md_")   # noise_var_: saved by the base
     STATE_KIND = "cannon"
 
     def state_metadata(self) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class KRREmulator(RBFPrediction, StandardizedEmulator):
                             f"{m} x {m} eigendecomposition per gamma and about {3 * 8 * m * m / 1e9:.1f} GB. "
                             f"Raise max_stars if the memory is there, or use slam.")
         good = ivar > 0
-        self.fit_standardizers(labels, flux, good, min_count=3)
+        self.fit_standardizers(labels, flux, good, min_count=3, ivar=ivar)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         d2 = sq_dist(X, X)
@@ -132,7 +132,7 @@ class KRREmulator(RBFPrediction, StandardizedEmulator):
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = self.dual_coef_.shape[0]
         self.cv_scheme_ = "leave-one-out"
-        self.model_error_ = np.sqrt(self.cv_mse_) * self.flux_scaler_.scale_
+        self.model_error_ = self.model_error_from_cv(self.cv_mse_)
         self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, np.zeros(self.n_pixels_), self.gamma_)
 
     STATE_ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")

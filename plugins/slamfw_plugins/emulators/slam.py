@@ -156,7 +156,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         if m < self.n_folds:
             raise DataError(f"slam: {m} training stars is fewer than n_folds={self.n_folds}")
         good = ivar > 0
-        self.fit_standardizers(labels, flux, good, min_count=self.n_folds)
+        self.fit_standardizers(labels, flux, good, min_count=self.n_folds, ivar=ivar)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
         folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
@@ -223,7 +223,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         self.cv_scheme_ = f"{self.n_folds}-fold"
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = p
-        self.model_error_ = np.sqrt(np.nan_to_num(self.cv_mse_, nan=1.0)) * self.flux_scaler_.scale_
+        self.model_error_ = self.model_error_from_cv(self.cv_mse_)
         self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, self.intercept_, self.gamma_)
 
     # ------------------------------------------------------------------ state

@@ -1,0 +1,59 @@
+"""The likelihood of a spectrum given labels (paper eq. 7-8), and the quantities built on it.
+
+Pixel j of an observed spectrum has variance ``1/ivar_j + sigma_j^2``, where ``sigma_j`` is the
+emulator's ``model_error_``. The ln(2 pi var) term does not depend on the labels, so maximising
+eq. (8) is weighted least squares with weights ``w_j = (1/ivar_j + sigma_j^2)^(-1/2)`` (0 for bad
+pixels).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def likelihood_weights(ivar: np.ndarray, model_error: np.ndarray | None) -> np.ndarray:
+    """(N, P) weights ``(1/ivar + sigma_model^2)^(-1/2)``, 0 where ivar is 0."""
+    sig2 = 0.0 if model_error is None else np.asarray(model_error, float) ** 2
+    good = ivar > 0
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.inf) + sig2
+    return np.where(good, 1.0 / np.sqrt(var), 0.0)
+
+
+def library_chi2(flux: np.ndarray, weights: np.ndarray, library_flux: np.ndarray) -> np.ndarray:
+    """(N, M) chi^2 of N spectra (N, P) against M library spectra (M, P), as three matrix products:
+    ``chi2_nm = sum_j w_nj^2 (f_nj - F_mj)^2``."""
+    w2 = weights ** 2
+    f = np.where(weights > 0, flux, 0.0)
+    return ((w2 * f ** 2).sum(1)[:, None] - 2.0 * (w2 * f) @ library_flux.T + w2 @ (library_flux ** 2).T)
+
+
+def best_library_matches(flux: np.ndarray, weights: np.ndarray, library_flux: np.ndarray, k: int = 1) -> np.ndarray:
+    """(N, k) indices of the k library spectra of highest likelihood for each spectrum, best first
+    (the paper's initial guess is the first)."""
+    chi2 = library_chi2(flux, weights, library_flux)
+    k = min(k, chi2.shape[1])
+    part = np.argpartition(chi2, k - 1, axis=1)[:, :k] if k < chi2.shape[1] else np.tile(np.arange(k), (len(chi2), 1))
+    order = np.argsort(np.take_along_axis(chi2, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
+    """(N,) sum over good pixels of ``(w (f - model))^2``."""
+    r = np.where(weights > 0, weights * (np.where(weights > 0, flux, 0.0) - model_flux), 0.0)
+    return np.sum(r ** 2, axis=1)
+
+
+def reduced_chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray, n_labels: int) -> np.ndarray:
+    """(N,) chi^2 over good pixels divided by (good pixels - labels)."""
+    dof = np.maximum((weights > 0).sum(axis=1) - n_labels, 1)
+    return chi2(flux, weights, model_flux) / dof
+
+
+def spectrum_snr(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+    """(N,) the S/N per pixel of each spectrum: median of ``|flux| sqrt(ivar)`` over its good
+    pixels (NaN for a spectrum without any)."""
+    good = ivar > 0
+    s = np.where(good, np.abs(np.where(good, flux, 0.0)) * np.sqrt(np.where(good, ivar, 0.0)), np.nan)
+    out = np.full(flux.shape[0], np.nan)
+    has = good.any(axis=1)
+    out[has] = np.nanmedian(s[has], axis=1)
+    return out

@@ -1,0 +1,208 @@
+"""Maximum-likelihood (or maximum-posterior) labels by least squares, from several starts (paper §2.3).
+
+Each star is fitted from the ``n_starts`` training stars whose emulated spectra match it best
+(the paper starts from the best one only), in standardised label space, and the solution of
+lowest cost (chi^2 plus the prior's Gaussian terms) is kept: a fit that one start leaves in a
+local minimum, another start escapes. A prior's Gaussian terms become extra residuals and its box
+becomes bounds (then the bounded ``trf`` method replaces ``lm``, which has none).
+
+Covariance: ``(J^T J)^-1`` of the kept solution's jacobian, in physical units. ``converged``:
+the kept solution's optimiser met a tolerance within ``max_nfev`` evaluations and is finite.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ..components.executor import current_executor
+from ..components.inferer import InferenceModel
+from ..components.prior import LeastSquaresForm, Prior
+from ..data.results import LabelResult
+from ..errors import ConfigError, DataError
+from ..execution.chunks import chunks
+from .likelihood import best_library_matches, likelihood_weights, reduced_chi2
+
+#: Stars per task when one call's spectra are spread over the executor's workers.
+STARS_PER_TASK = 50
+
+
+@dataclass
+class Solver:
+    """How each star is solved (``scipy.optimize.least_squares`` settings)."""
+
+    max_nfev: int = 200
+    xtol: float = 1e-8
+    ftol: float = 1e-8
+    gtol: float = 1e-8
+    method: str = "lm"
+
+
+def check_observations(name: str, flux: np.ndarray, ivar: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """flux, ivar as (N, P) floats, or a :class:`DataError` naming the problem and the star."""
+    flux = np.atleast_2d(np.asarray(flux, float))
+    ivar = np.atleast_2d(np.asarray(ivar, float))
+    if flux.shape != ivar.shape or flux.ndim != 2 or flux.shape[1] != n_pixels:
+        raise DataError(f"{name}: flux {flux.shape} and ivar {ivar.shape} must both be (N, {n_pixels})")
+    bad = ~np.isfinite(flux) & (ivar > 0)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"{name}: star {i} has non-finite flux at pixel {j}, where ivar > 0")
+    if np.any(~np.isfinite(ivar) | (ivar < 0)):
+        i = int(np.argwhere(~np.isfinite(ivar) | (ivar < 0))[0, 0])
+        raise DataError(f"{name}: star {i} has ivar < 0 or not finite")
+    return flux, ivar
+
+
+def prior_forms(name: str, prior: Prior | None, ids: np.ndarray | None, n: int) -> list[LeastSquaresForm | None]:
+    """The least-squares form of ``prior`` for each of n stars (None: no prior), or a
+    :class:`ConfigError` naming the prior that has none."""
+    if prior is None:
+        return [None] * n
+    if prior.per_star and ids is None:
+        raise ConfigError(f"{name}: the prior {type(prior).__name__} differs from star to star and needs the "
+                          "stars' ids, which were not given")
+    stars: Sequence[Any] = [None] * n if not prior.per_star else [str(i) for i in ids]
+    forms = {}
+    for star in dict.fromkeys(stars):
+        form = prior.least_squares_form(star)
+        if form is None:
+            raise ConfigError(f"{name} cannot use the prior {type(prior).__name__}: it has no Gaussian or box form "
+                              "(independent Gaussians on a box); sample it with the emcee inferer instead")
+        forms[star] = form
+    return [forms[s] for s in stars]
+
+
+def _residual_fns(fu: np.ndarray, wu: np.ndarray, use: np.ndarray, emulator: Any, mean: np.ndarray,
+                  scale: np.ndarray, form: LeastSquaresForm | None):
+    if form is not None and form.has_gaussian.any():
+        g = form.has_gaussian
+        p_mean, p_w = np.where(g, form.mean, 0.0), np.where(g, 1.0 / np.where(g, form.sigma, 1.0), 0.0)
+    else:
+        g = None
+
+    def resid(z: np.ndarray) -> np.ndarray:
+        theta = mean + z * scale
+        r = wu * (fu - emulator.predict(theta[None])[0][use])
+        return r if g is None else np.concatenate([r, (p_w * (theta - p_mean))[g]])
+
+    def jac(z: np.ndarray) -> np.ndarray:
+        theta = mean + z * scale
+        j = -wu[:, None] * emulator.jacobian(theta[None])[0][use] * scale[None, :]
+        return j if g is None else np.vstack([j, np.diag(p_w * scale)[g]])
+
+    return resid, jac
+
+
+def _bounds(form: LeastSquaresForm | None, mean: np.ndarray, scale: np.ndarray):
+    if form is None or not form.has_box:
+        return None
+    return (form.lo - mean) / scale, (form.hi - mean) / scale
+
+
+def _fit_star(f: np.ndarray, w: np.ndarray, starts: np.ndarray, emulator: Any, mean: np.ndarray,
+              scale: np.ndarray, form: LeastSquaresForm | None, solver: Solver) -> dict[str, Any] | None:
+    use = w > 0
+    n_lab = starts.shape[1]
+    if use.sum() < n_lab:
+        return None
+    resid, jac = _residual_fns(f[use], w[use], use, emulator, mean, scale, form)
+    bounds = _bounds(form, mean, scale)
+    method = solver.method if bounds is None else "trf"
+    best, costs = None, []
+    for z0 in starts:
+        if bounds is not None:  # a start on or outside the box moves just inside it
+            span = bounds[1] - bounds[0]
+            pad = np.where(np.isfinite(span), 1e-6 * span, 1e-6)
+            z0 = np.clip(z0, bounds[0] + pad, bounds[1] - pad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = least_squares(resid, z0, jac=jac, method=method, max_nfev=solver.max_nfev, xtol=solver.xtol,
+                                ftol=solver.ftol, gtol=solver.gtol,
+                                bounds=bounds if bounds is not None else (-np.inf, np.inf))
+        cost = res.cost if np.all(np.isfinite(res.x)) else np.inf
+        costs.append(cost)
+        if best is None or cost < best.cost:
+            best = res
+    return {"res": best, "costs": np.array(costs)}
+
+
+def _at_bound(theta: np.ndarray, form: LeastSquaresForm | None, rtol: float = 1e-4) -> bool:
+    """Whether labels (L,) lie on a side of the prior's box (within ``rtol`` of its width, or of
+    max(|bound|, 1) for a half-open side)."""
+    if form is None or not form.has_box:
+        return False
+    width = np.where(np.isfinite(form.hi - form.lo), form.hi - form.lo, np.maximum(np.abs(np.where(
+        np.isfinite(form.lo), form.lo, form.hi)), 1.0))
+    tol = rtol * width
+    return bool(np.any(np.isfinite(form.lo) & (theta <= form.lo + tol))
+                or np.any(np.isfinite(form.hi) & (theta >= form.hi - tol)))
+
+
+def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, emulator: Any,
+               mean: np.ndarray, scale: np.ndarray, solver: Solver) -> dict[str, np.ndarray]:
+    """Fit n stars (flux, weights (n, P); starts (n, k, L) standardised) -> per-star arrays."""
+    n, k, n_lab = starts.shape
+    out = {"labels": np.full((n, n_lab), np.nan), "cov": np.full((n, n_lab, n_lab), np.nan),
+           "converged": np.zeros(n, bool), "nfev": np.zeros(n, np.int64), "start": np.full(n, -1, np.int64),
+           "n_starts_agree": np.zeros(n, np.int64), "at_bound": np.zeros(n, bool)}
+    for i in range(n):
+        fit = _fit_star(flux[i], weights[i], starts[i], emulator, mean, scale, forms[i], solver)
+        if fit is None:
+            continue
+        res, costs = fit["res"], fit["costs"]
+        theta = mean + res.x * scale
+        jtj = res.jac.T @ res.jac
+        try:
+            cov_z = np.linalg.inv(jtj)
+        except np.linalg.LinAlgError:
+            cov_z = np.linalg.pinv(jtj)
+        out["labels"][i] = theta
+        out["cov"][i] = cov_z * np.outer(scale, scale)
+        out["converged"][i] = bool(res.status > 0 and np.all(np.isfinite(theta)))
+        out["nfev"][i] = res.nfev
+        out["start"][i] = int(np.argmin(costs))
+        out["n_starts_agree"][i] = int(np.sum(costs <= res.cost * (1 + 1e-6) + 1e-9))
+        out["at_bound"][i] = _at_bound(theta, forms[i])
+    return out
+
+
+def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray, prior: Prior | None = None,
+                       ids: np.ndarray | None = None, n_starts: int = 3, use_model_error: bool = True,
+                       solver: Solver | None = None, name: str = "inferer") -> LabelResult:
+    """Labels of N spectra (flux, ivar (N, P) on the model's grid) of highest likelihood times
+    ``prior``, each from the ``n_starts`` best-matching training stars; the stars are spread over
+    the executor in use. ``LabelResult.extra`` holds ``start`` (which start won, 0 the best
+    library match), ``n_starts_agree`` (how many starts reached the kept solution's cost) and
+    ``at_bound`` (the solution lies on a side of the prior's box)."""
+    emu = model.emulator
+    flux, ivar = check_observations(name, flux, ivar, emu.n_pixels_)
+    train = np.asarray(model.train_labels, float)
+    mean, scale = train.mean(0), train.std(0, ddof=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    w = likelihood_weights(ivar, emu.model_error_ if use_model_error else None)
+    idx = best_library_matches(flux, w, emu.predict(train), n_starts)
+    starts = (train[idx] - mean) / scale                      # (N, k, L)
+    forms = prior_forms(name, prior, ids, flux.shape[0])
+    solver = solver or Solver()
+    blocks = chunks(flux.shape[0], STARS_PER_TASK)
+    parts = current_executor().map(
+        _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks],
+        desc=f"{name}: fitting spectra", progress=False,
+        shared=dict(emulator=emu, mean=mean, scale=scale, solver=solver))
+    cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    fitted = np.isfinite(cat["labels"]).all(1)
+    model_flux = np.full(flux.shape, np.nan)
+    if fitted.any():
+        model_flux[fitted] = emu.predict(cat["labels"][fitted])
+    good = w > 0
+    rmse = np.sqrt(np.sum(np.where(good, flux - model_flux, 0.0) ** 2, 1) / np.maximum(good.sum(1), 1))
+    return LabelResult(labels=cat["labels"], cov=cat["cov"], converged=cat["converged"], rmse=rmse,
+                       chi2=reduced_chi2(flux, w, model_flux, train.shape[1]), init=train[idx[:, 0]],
+                       nfev=cat["nfev"], label_names=list(model.label_names),
+                       extra={"start": cat["start"], "n_starts_agree": cat["n_starts_agree"],
+                              "at_bound": cat["at_bound"]})

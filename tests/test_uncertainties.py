@@ -1,0 +1,156 @@
+"""Honest uncertainties: the global optimum on the demo, flags, the error model and calibration."""
+import json
+
+import numpy as np
+from astropy.table import Table
+
+from slamfw import chi2, likelihood_weights, registry
+from slamfw.cli import main
+from slamfw.config import load_config
+from slamfw.model import SlamfwModel
+from slamfw.stats.error_model import ErrorModel, fit_sigma_snr, sigma_snr
+from slamfw.stats.quality import add_quality
+from slamfw.workflows.infer import prepare_for_model
+from slamfw.workflows.run import read_test
+
+from .conftest import REPO, mock_set
+
+DEMO = REPO / "examples" / "demo" / "experiment.toml"
+
+
+def test_demo_no_converged_star_is_worse_than_its_true_labels(tmp_path):
+    """The demo's 300 test stars with the demo's emulator (SLAM) and inferer: no star is fitted at
+    a chi^2 worse than the chi^2 at its true labels while flagged converged (LM from one start
+    stopped in 4 such local minima)."""
+    out = tmp_path / "demo"
+    assert main(["run", str(DEMO), "--set", f"output.dir={out}", "--set", "calibration.enabled=false",
+                 "--set", "analyzers=[]"]) == 0
+    model = SlamfwModel.load(out / "model.npz")
+    cfg = load_config(out / "config.yaml")
+    test = prepare_for_model(read_test(cfg, None), model)
+    cat = Table.read(out / "catalog.fits")
+    assert len(cat) == test.n_stars == 300 and list(cat["id"]) == list(test.ids)
+    w = likelihood_weights(test.weight_ivar, model.emulator.model_error_)
+    fitted = np.column_stack([cat[n] for n in model.label_names])
+    at_fit = chi2(test.flux, w, model.emulator.predict(fitted))
+    at_truth = chi2(test.flux, w, model.emulator.predict(test.labels))
+    worse = (at_fit > at_truth * (1 + 1e-6)) & np.asarray(cat["converged"])
+    assert not worse.any(), [(cat["id"][i], at_fit[i], at_truth[i]) for i in np.where(worse)[0]]
+    assert np.mean(cat["converged"]) > 0.95
+
+
+def test_sigma_snr_fit_recovers_its_parameters():
+    snr = np.array([5.0, 10, 20, 40, 80, 150])
+    a, b, c = fit_sigma_snr(snr, sigma_snr(snr, 800.0, 0.1, 60.0))
+    np.testing.assert_allclose([a, b, c], [800.0, 0.1, 60.0], rtol=1e-3)
+
+
+def _cv_like(rng, n=4000, excess=0.3):
+    """Cross-validation-like results: formal errors that miss an excess scatter."""
+    snr = np.repeat([5.0, 20.0, 80.0], n // 3 + 1)[:n]
+    formal = np.column_stack([2.0 / snr, 1.0 / snr])
+    true_sd = np.sqrt(formal ** 2 + [excess, 0.0])
+    delta = rng.normal(size=formal.shape) * true_sd
+    bins = np.searchsorted([5.0, 20.0, 80.0], snr)
+    return snr, delta, formal, bins
+
+
+def test_error_model_calibrates_pulls_and_round_trips():
+    rng = np.random.default_rng(3)
+    snr, delta, formal, bins = _cv_like(rng)
+    em = ErrorModel.fit(["a", "b"], snr, delta, formal, bins, folds=3)
+    raw = delta / formal
+    assert np.std(raw[snr == 80, 0]) > 5                  # formal errors far too small at high S/N
+    # fresh stars drawn alike: calibrated pulls have unit width in every bin
+    snr2, delta2, formal2, _ = _cv_like(np.random.default_rng(4))
+    cal = em.calibrate(formal2, snr2)
+    for s in (5.0, 20.0, 80.0):
+        width = np.std(delta2[snr2 == s] / cal[snr2 == s], axis=0)
+        assert np.all(np.abs(width - 1) < 0.12), (s, width)
+    back = ErrorModel.from_dict(json.loads(json.dumps(em.to_dict())))
+    np.testing.assert_array_equal(back.calibrate(formal2, snr2), cal)
+
+
+def test_flags_extrapolation_and_chi2(small_model):
+    lm = registry.create("inferer", "lm", {})
+    train = small_model.train_labels
+    hot = np.array([[train[:, 0].max() + 300.0, 3.0, -0.5], [6000.0, 3.5, -0.5]])
+    flux = small_model.emulator.predict(hot)
+    ivar = np.full_like(flux, 1e5)
+    res = add_quality(lm.infer(small_model, flux, ivar), flux, ivar, train, None)
+    assert res.extra["flag_extrapolated"].tolist() == [True, False]
+    assert res.errors_calibrated is None
+    noisy = flux + np.random.default_rng(0).normal(0, 0.05, flux.shape)   # noise 16x what ivar says
+    res = add_quality(lm.infer(small_model, noisy, ivar), noisy, ivar, train, None)
+    assert res.extra["flag_chi2"].all()
+    np.testing.assert_allclose(res.extra["snr_spec"], np.median(np.abs(noisy) * np.sqrt(1e5), axis=1))
+
+
+CAL_CONFIG = """
+seed = 4
+labels = ["Teff", "logg", "FeH"]
+[data.train]
+reader = "mock"
+[data.train.mock]
+n_stars = 90
+n_pixels = 300
+continuum = false
+teff = [4800.0, 6800.0]
+snr = 300
+seed = 1
+[data.test]
+reader = "mock"
+[data.test.mock]
+n_stars = 60
+n_pixels = 300
+continuum = false
+teff = [4800.0, 6800.0]
+snr = [30, 100]
+seed = 2
+[emulator]
+name = "cannon"
+[inferer]
+name = "lm"
+[calibration]
+folds = 3
+snr = [10.0, 30.0, 100.0]
+[[analyzers]]
+name = "error-model"
+[output]
+dir = "{out}"
+"""
+
+
+def test_calibration_is_stored_used_and_reported(tmp_path):
+    cfg = tmp_path / "cal.toml"
+    cfg.write_text(CAL_CONFIG.format(out=tmp_path / "out"))
+    assert main(["run", str(cfg), "--executor", "serial"]) == 0
+    out = tmp_path / "out"
+    model = SlamfwModel.load(out / "model.npz")
+    em = model.error_model
+    assert em is not None and em.label_names == ["Teff", "logg", "FeH"] and em.snr.size == 3 and em.folds == 3
+    assert np.all(np.diff(em.snr) > 0) and np.all(em.abc >= 0)
+    cat = Table.read(out / "catalog.ecsv")
+    np.testing.assert_allclose(cat["Teff_err"], em.calibrate(
+        np.column_stack([cat[f"{n}_err_formal"] for n in em.label_names]), np.asarray(cat["snr_spec"]))[:, 0])
+    assert np.all(cat["Teff_err"] >= cat["Teff_err_formal"] * 0.5)
+    saved = json.loads((out / "error_model.json").read_text())
+    assert set(saved["abc"]) == {"Teff", "logg", "FeH"}
+    assert (out / "error_model.png").is_file() and (out / "error_model.pdf").is_file()
+    report = (out / "report.md").read_text()
+    assert "sigma(SNR) = a exp(-b SNR) + c" in report and "pulls" in report
+    # the same run again gives the same error model (deterministic given the seed)
+    cfg.write_text(CAL_CONFIG.format(out=tmp_path / "again"))
+    assert main(["run", str(cfg), "--executor", "serial"]) == 0
+    assert SlamfwModel.load(tmp_path / "again" / "model.npz").error_model.to_dict() == em.to_dict()
+
+
+def test_model_error_excludes_training_noise():
+    """An emulator that is exact, trained on noisy spectra: its model error is well below the
+    CV residual (which is mostly the training noise), so the noise is not counted twice."""
+    train = mock_set(150, seed=8, snr=50, n_pixels=80)
+    emu = registry.create("emulator", "cannon", {"model_error": "cv"}).fit(train.labels, train.flux, train.ivar)
+    cv_rms = np.sqrt(emu.cv_mse_) * emu.flux_scaler_.scale_
+    noise = np.sqrt(emu.noise_var_)
+    assert np.median(cv_rms) > 0.9 * np.median(noise)        # the CV residual holds the training noise
+    assert np.median(emu.model_error_) < 0.7 * np.median(cv_rms)
