@@ -131,8 +131,9 @@ def test_calibration_is_stored_used_and_reported(tmp_path):
     assert em is not None and em.label_names == ["Teff", "logg", "FeH"] and em.snr.size == 3 and em.folds == 3
     assert np.all(np.diff(em.snr) > 0) and np.all(em.abc >= 0)
     cat = Table.read(out / "catalog.ecsv")
-    np.testing.assert_allclose(cat["Teff_err"], em.calibrate(
-        np.column_stack([cat[f"{n}_err_formal"] for n in em.label_names]), np.asarray(cat["snr_spec"]))[:, 0])
+    assert em.neighbours == 50 and em.cv_labels.shape == (90 * 3, 3)   # the local calibration, by default
+    cols = lambda suffix: np.column_stack([cat[f"{n}{suffix}"] for n in em.label_names])  # noqa: E731
+    np.testing.assert_allclose(cols("_err"), em.calibrate(cols("_err_formal"), np.asarray(cat["snr_spec"]), cols("")))
     assert np.all(cat["Teff_err"] >= cat["Teff_err_formal"] * 0.5)
     saved = json.loads((out / "error_model.json").read_text())
     assert set(saved["abc"]) == {"Teff", "logg", "FeH"}
@@ -154,3 +155,59 @@ def test_model_error_excludes_training_noise():
     noise = np.sqrt(emu.noise_var_)
     assert np.median(cv_rms) > 0.9 * np.median(noise)        # the CV residual holds the training noise
     assert np.median(emu.model_error_) < 0.7 * np.median(cv_rms)
+
+
+def test_error_model_with_an_empty_snr_bin_stays_finite():
+    """An S/N at which no inference succeeded leaves no NaN in the calibration."""
+    rng = np.random.default_rng(5)
+    snr, delta, formal, bins = _cv_like(rng)
+    keep = bins != 1
+    em = ErrorModel.fit(["a", "b"], snr[keep], delta[keep], formal[keep], bins[keep] * 2, folds=3)
+    assert em.snr.size == 2 and np.all(np.isfinite(em.calibrate(formal[:5], np.full(5, 100.0))))
+
+
+def test_label_distance_finds_scales_by_normalised_name():
+    from slamfw import label_distance
+    d = label_distance(np.array([[5100.0, 2.2, -0.4]]), np.array([[5000.0, 2.0, -0.5]]), ["T_eff", "log g", "[Fe/H]"])
+    np.testing.assert_allclose(d, [3.0])
+
+
+def test_an_inferer_of_plugin_api_1_0_is_called_without_ids(small_model):
+    from slamfw.workflows.infer import call_infer
+    lm = registry.create("inferer", "lm", {})
+
+    class OldInferer(type(lm)):
+        def infer(self, model, flux, ivar, prior=None):     # written for plugin API 1.0: no ids
+            return super().infer(model, flux, ivar, prior)
+
+    flux = small_model.emulator.predict(np.array([[6000.0, 3.5, -0.5]]))
+    res = call_infer(OldInferer(), small_model, flux, np.full_like(flux, 1e4), None, np.array(["a"]))
+    assert res.converged.all()
+
+
+def _regional(rng, n=3000):
+    """CV-like results whose excess scatter lives in one half of label space (label a > 0)."""
+    snr = np.repeat([10.0, 50.0], n // 2)
+    labels = rng.uniform(-1, 1, (n, 2))
+    formal = np.column_stack([1.0 / snr, 1.0 / snr])
+    excess = np.where(labels[:, :1] > 0, 0.2, 0.0)
+    delta = rng.normal(size=(n, 2)) * np.sqrt(formal ** 2 + excess ** 2)
+    return snr, labels, delta, formal, (snr > 20).astype(int)
+
+
+def test_local_calibration_follows_the_excess_through_label_space():
+    snr, labels, delta, formal, bins = _regional(np.random.default_rng(1))
+    local = ErrorModel.fit(["a", "b"], snr, delta, formal, bins, 3, labels, neighbours=60)
+    flat = ErrorModel.fit(["a", "b"], snr, delta, formal, bins, 3, labels, neighbours=0)
+    snr2, labels2, delta2, formal2, _ = _regional(np.random.default_rng(2))
+    hot = labels2[:, 0] > 0.1
+    for em, ok in ((local, True), (flat, False)):
+        pulls = delta2 / em.calibrate(formal2, snr2, labels2)
+        widths = [np.std(pulls[hot & (snr2 == s), 0]) for s in (10.0, 50.0)]
+        if ok:   # the local model is right on both sides of the label space
+            assert all(abs(w - 1) < 0.2 for w in widths), widths
+            assert abs(np.std(pulls[~hot & (labels2[:, 0] < -0.1), 0]) - 1) < 0.2
+        else:    # one excess for all under-covers the region where it lives
+            assert max(widths) > 1.5, widths
+    back = ErrorModel.from_dict(json.loads(json.dumps(local.to_dict())))
+    np.testing.assert_array_equal(back.calibrate(formal2, snr2, labels2), local.calibrate(formal2, snr2, labels2))

@@ -19,8 +19,10 @@ class AnalysisContext:
     model (a :class:`slamfw.model.SlamfwModel`: ``emulator``, ``emulator_name``, ``wave``,
     ``train_labels``, ``error_model``); ``train`` the prepared training set, None when the model
     was loaded from a file. ``inferer`` and ``prior`` (fitted; None: flat) are those the run used,
-    for analyzers that infer again (``snr-degrade``). ``output_dir`` is where figures go (None:
-    make none). ``seed`` is the experiment's seed.
+    for analyzers that infer again (``snr-degrade``); ``label(flux, ivar, ids) -> LabelResult``
+    labels prepared spectra (N, P) the way the run did: the inferer with the prior, then the flags
+    and the calibrated errors the pipeline adds (None: use ``inferer`` directly). ``output_dir``
+    is where figures go (None: make none). ``seed`` is the experiment's seed.
     """
 
     label_names: list[str]
@@ -33,6 +35,7 @@ class AnalysisContext:
     inferer: Any = None
     prior: Any = None
     seed: int = 0
+    label: Any = None
 
 
 @dataclass

@@ -57,8 +57,8 @@ class StandardizedEmulator(Emulator):
         """(P,) model error in flux units from the CV MSE (P,) in standardised flux (eq. 5):
         ``sqrt(max(CV MSE * s^2 - noise_var, (f * sqrt(CV MSE) * s)^2))``, with ``s`` the flux
         scale, ``noise_var`` the training noise (``noise_var_``, 0 for models saved without it)
-        and ``f`` = :attr:`MIN_MODEL_ERROR_FRACTION`. A pixel without a CV MSE (NaN) gets the
-        flux scale."""
+        and ``f`` = :attr:`MIN_MODEL_ERROR_FRACTION`. A pixel without a CV MSE (NaN) is taken to
+        have CV MSE 1 (the flux scatter itself)."""
         cv_var = np.nan_to_num(np.asarray(cv_mse, float), nan=1.0) * self.flux_scaler_.scale_ ** 2
         noise = getattr(self, "noise_var_", None)
         noise = 0.0 if noise is None else noise

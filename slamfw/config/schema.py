@@ -74,6 +74,15 @@ class CalibrationConfig(_Strict):
     #: noisy spectrum is part of the error; costs a normalisation per star and S/N);
     #: ``prepared``: add it to the prepared spectra (fast).
     degrade: Literal["raw", "prepared"] = "raw"
+    #: N > 0 (default 50): each star's excess is measured on the N cross-validation results
+    #: nearest to it in inferred labels and S/N (emulators err more in some parts of label space);
+    #: the results are stored in the model. 0: the paper's per-S/N error model alone.
+    neighbours: int = Field(50, ge=0)
+    #: The inferer the cross-validation labels with (its parameters: its table in ``[inferer]``);
+    #: None: the experiment's. A sampling inferer (``emcee``) over every held-out star and S/N
+    #: takes long: calibrate with a least-squares one, whose formal errors approximate the
+    #: posterior widths.
+    inferer: Optional[str] = None
 
     @field_validator("snr")
     @classmethod

@@ -72,6 +72,13 @@ class ErrorModel:
     abc : (L, 3) ``(a, b, c)`` of ``sigma(SNR)`` per label
     n : (B,) stars per bin
     folds : the cross-validation folds it was fitted with
+    neighbours : 0, or the number of cross-validation results near a star (in inferred labels and
+        S/N) whose mean squared error, less their mean formal variance, gives that star's excess
+        (the *local* calibration, an extension of the paper's per-S/N model: emulators err more in
+        some parts of label space than in others)
+    cv_labels, cv_snr, cv_delta, cv_formal : (K, L), (K,), (K, L), (K, L) the cross-validation
+        results it was fitted on (kept for the local calibration)
+    inferer : the name of the inferer the cross-validation ran (its errors are what it calibrates)
     """
 
     label_names: list[str]
@@ -83,6 +90,35 @@ class ErrorModel:
     abc: np.ndarray
     n: np.ndarray
     folds: int = 0
+    neighbours: int = 0
+    cv_labels: np.ndarray | None = None
+    cv_snr: np.ndarray | None = None
+    cv_delta: np.ndarray | None = None
+    cv_formal: np.ndarray | None = None
+    inferer: str = ""
+
+    #: Weight of ln(S/N) against standardised labels in the neighbour distance: S/N a factor 2
+    #: apart weigh like labels 2 standard deviations apart.
+    SNR_WEIGHT = 3.0
+
+    def _local_excess2(self, labels: np.ndarray, snr: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """(N, L) ``max(mean(delta^2) - mean(formal^2), 0)`` over the ``neighbours`` nearest
+        cross-validation results of each star (labels (N, L), snr (N,)); ``exclude`` (N,) the index
+        of a result to leave out (the star itself, when calibrating the results themselves)."""
+        mean, scale = self.cv_labels.mean(0), self.cv_labels.std(0)
+        scale = np.where(scale > 0, scale, 1.0)
+        zc = np.column_stack([(self.cv_labels - mean) / scale, self.SNR_WEIGHT * np.log(self.cv_snr)])
+        k = min(self.neighbours, len(zc) - 1)
+        d2_minus = self.cv_delta ** 2 - self.cv_formal ** 2
+        out = np.empty((labels.shape[0], labels.shape[1]))
+        for s in range(0, labels.shape[0], 256):
+            z = np.column_stack([(labels[s:s + 256] - mean) / scale, self.SNR_WEIGHT * np.log(snr[s:s + 256])])
+            dist = ((z[:, None, :] - zc[None, :, :]) ** 2).sum(-1)
+            if exclude is not None:
+                dist[np.arange(len(z)), exclude[s:s + 256]] = np.inf
+            near = np.argpartition(dist, k - 1, axis=1)[:, :k]
+            out[s:s + 256] = np.maximum(d2_minus[near].mean(axis=1), 0.0)
+        return out
 
     def sigma(self, snr: np.ndarray) -> np.ndarray:
         """(N, L) the fitted ``a exp(-b SNR) + c`` at snr (N,)."""
@@ -93,19 +129,30 @@ class ErrorModel:
         """(N, L) ``max(sigma^2 - <formal^2>, 0)`` at snr (N,)."""
         return np.maximum(self.sigma(snr) ** 2 - _interp(snr, self.snr, self.formal2), 0.0)
 
-    def calibrate(self, errors: np.ndarray, snr: np.ndarray) -> np.ndarray:
-        """(N, L) calibrated uncertainties from formal errors (N, L) at the stars' S/N (N,).
-        A star of unknown S/N (NaN) gets the calibration of the lowest S/N bin."""
+    def calibrate(self, errors: np.ndarray, snr: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """(N, L) calibrated uncertainties from formal errors (N, L) at the stars' S/N (N,) and,
+        for the local calibration, their inferred labels (N, L). A star of unknown S/N (NaN) gets
+        the calibration of the lowest S/N bin; one without finite labels the per-S/N excess."""
         snr = np.where(np.isfinite(snr), snr, self.snr[0])
-        return np.sqrt(errors ** 2 + self.excess2(snr)) * _interp(snr, self.snr, self.factor)
+        return np.sqrt(errors ** 2 + self.excess(snr, labels)) * _interp(snr, self.snr, self.factor)
+
+    def excess(self, snr: np.ndarray, labels: np.ndarray | None = None, exclude: np.ndarray | None = None
+               ) -> np.ndarray:
+        """(N, L) the excess variance: local when the model has ``neighbours`` and labels are given."""
+        ex2 = self.excess2(snr)
+        if self.neighbours and labels is not None and self.cv_labels is not None:
+            ok = np.all(np.isfinite(labels), axis=1) & np.isfinite(snr)
+            if ok.any():
+                ex2[ok] = self._local_excess2(labels[ok], snr[ok], None if exclude is None else exclude[ok])
+        return ex2
 
     @classmethod
     def fit(cls, label_names: list[str], snr: np.ndarray, delta: np.ndarray, formal: np.ndarray,
-            bins: np.ndarray, folds: int = 0) -> ErrorModel:
+            bins: np.ndarray, folds: int = 0, labels: np.ndarray | None = None, neighbours: int = 0) -> ErrorModel:
         """Fit from cross-validation results: for K inferences, snr (K,) measured S/N, delta (K, L)
-        inferred - true, formal (K, L) formal errors, bins (K,) the S/N bin of each (0..B-1)."""
-        nb = int(bins.max()) + 1
-        per = [bins == b for b in range(nb)]
+        inferred - true, formal (K, L) formal errors, bins (K,) the S/N bin of each (0..B-1), and
+        for the local calibration (``neighbours`` > 0) the inferred labels (K, L)."""
+        per = [bins == b for b in np.unique(bins)]      # only bins that hold results
         grid = np.array([np.median(snr[m]) for m in per])
         scatter = np.array([median_abs_deviation(delta[m], axis=0, scale="normal") for m in per])
         bias = np.array([np.median(delta[m], axis=0) for m in per])
@@ -115,7 +162,10 @@ class ErrorModel:
         abc = np.array([fit_sigma_snr(grid, scatter[:, j]) for j in range(len(label_names))])
         model = cls(list(label_names), grid, scatter, bias, formal2, np.ones_like(scatter), abc,
                     np.array([m.sum() for m in per])[order], folds)
-        pulls = delta / np.sqrt(formal ** 2 + model.excess2(snr))
+        if neighbours and labels is not None:
+            model.neighbours = int(neighbours)
+            model.cv_labels, model.cv_snr, model.cv_delta, model.cv_formal = labels, snr, delta, formal
+        pulls = delta / np.sqrt(formal ** 2 + model.excess(snr, labels, exclude=np.arange(snr.size)))
         model.factor = np.array([median_abs_deviation(pulls[per[b]], axis=0, scale="normal") for b in order])
         return model
 
@@ -124,7 +174,10 @@ class ErrorModel:
         return {"label_names": list(self.label_names), "snr": self.snr.tolist(), "scatter": self.scatter.tolist(),
                 "bias": self.bias.tolist(), "formal2": self.formal2.tolist(), "factor": self.factor.tolist(),
                 "abc": {name: dict(zip("abc", map(float, self.abc[j]))) for j, name in enumerate(self.label_names)},
-                "n": self.n.tolist(), "folds": self.folds}
+                "n": self.n.tolist(), "folds": self.folds, "neighbours": self.neighbours, "inferer": self.inferer,
+                **({} if not self.neighbours else {
+                    "cv": {"labels": self.cv_labels.tolist(), "snr": self.cv_snr.tolist(),
+                           "delta": self.cv_delta.tolist(), "formal": self.cv_formal.tolist()}})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ErrorModel:
@@ -134,5 +187,12 @@ class ErrorModel:
         nb = arr["snr"].size
         if any(arr[k].shape != (nb, len(names)) for k in ("scatter", "bias", "formal2", "factor")) or nb < 1:
             raise ValueError(f"error model arrays do not match {nb} S/N bins and {len(names)} labels")
-        return cls(names, arr["snr"], arr["scatter"], arr["bias"], arr["formal2"], arr["factor"], abc,
-                   np.asarray(d.get("n", [0] * nb), int), int(d.get("folds", 0)))
+        model = cls(names, arr["snr"], arr["scatter"], arr["bias"], arr["formal2"], arr["factor"], abc,
+                    np.asarray(d.get("n", [0] * nb), int), int(d.get("folds", 0)))
+        model.inferer = str(d.get("inferer", ""))
+        if d.get("neighbours"):
+            cv = d["cv"]
+            model.neighbours = int(d["neighbours"])
+            model.cv_labels, model.cv_snr = np.asarray(cv["labels"], float), np.asarray(cv["snr"], float)
+            model.cv_delta, model.cv_formal = np.asarray(cv["delta"], float), np.asarray(cv["formal"], float)
+        return model

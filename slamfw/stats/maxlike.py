@@ -113,7 +113,7 @@ def _fit_star(f: np.ndarray, w: np.ndarray, starts: np.ndarray, emulator: Any, m
     resid, jac = _residual_fns(f[use], w[use], use, emulator, mean, scale, form)
     bounds = _bounds(form, mean, scale)
     method = solver.method if bounds is None else "trf"
-    best, costs = None, []
+    best, best_cost, costs = None, np.inf, []
     for z0 in starts:
         if bounds is not None:  # a start on or outside the box moves just inside it
             span = bounds[1] - bounds[0]
@@ -126,8 +126,8 @@ def _fit_star(f: np.ndarray, w: np.ndarray, starts: np.ndarray, emulator: Any, m
                                 bounds=bounds if bounds is not None else (-np.inf, np.inf))
         cost = res.cost if np.all(np.isfinite(res.x)) else np.inf
         costs.append(cost)
-        if best is None or cost < best.cost:
-            best = res
+        if best is None or cost < best_cost:
+            best, best_cost = res, cost
     return {"res": best, "costs": np.array(costs)}
 
 
@@ -165,8 +165,9 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
         out["cov"][i] = cov_z * np.outer(scale, scale)
         out["converged"][i] = bool(res.status > 0 and np.all(np.isfinite(theta)))
         out["nfev"][i] = res.nfev
-        out["start"][i] = int(np.argmin(costs))
-        out["n_starts_agree"][i] = int(np.sum(costs <= res.cost * (1 + 1e-6) + 1e-9))
+        agree = costs <= res.cost * (1 + 1e-6) + 1e-9
+        out["start"][i] = int(np.argmax(agree))          # the first start that reached the kept cost
+        out["n_starts_agree"][i] = int(agree.sum())
         out["at_bound"][i] = _at_bound(theta, forms[i])
     return out
 

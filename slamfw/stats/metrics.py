@@ -8,6 +8,7 @@ literature labels of real libraries carry a few gross errors that dominate a sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,17 +71,19 @@ def accuracy_by_snr(pred: np.ndarray, true: np.ndarray, use: np.ndarray, snr: np
 
 
 #: The scales of the label distance D (paper eq. 11, after Ho et al. 2017a), by lower-cased label name.
-LABEL_DISTANCE_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1, "fe_h": 0.1, "mh": 0.1, "m_h": 0.1}
+LABEL_DISTANCE_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1, "mh": 0.1}
 
 
 def label_distance(pred: np.ndarray, ref: np.ndarray, label_names: Sequence[str],
                    scales: dict[str, float] | None = None) -> np.ndarray:
     """(N,) the label distance D of eq. 11: ``sum_l ((pred_l - ref_l) / scale_l)^2`` over the labels
-    that have a scale (``scales`` by label name, else :data:`LABEL_DISTANCE_SCALES` by lower-cased
-    name: Teff 100 K, log g 0.2 dex, [Fe/H] or [M/H] 0.1 dex). pred, ref (N, L). NaN where a used
+    that have a scale (``scales`` by label name, else :data:`LABEL_DISTANCE_SCALES` by the name in
+    lower case, letters and digits only, so ``log g`` and ``[Fe/H]`` find theirs: Teff 100 K,
+    log g 0.2 dex, [Fe/H] or [M/H] 0.1 dex). pred, ref (N, L). NaN where a used
     label is NaN; a ValueError when no label has a scale."""
     scales = scales or {}
-    use = [(j, scales.get(n, LABEL_DISTANCE_SCALES.get(n.lower()))) for j, n in enumerate(label_names)]
+    use = [(j, scales.get(n, LABEL_DISTANCE_SCALES.get(re.sub(r"[^a-z0-9]", "", n.lower()))))
+           for j, n in enumerate(label_names)]
     use = [(j, s) for j, s in use if s is not None]
     if not use:
         raise ValueError(f"label distance: no scale for any of the labels {list(label_names)}; give scales")

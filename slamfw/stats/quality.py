@@ -38,5 +38,5 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
     chi2 = np.asarray(result.chi2, float)
     result.extra["flag_chi2"] = ~np.isfinite(chi2) | (chi2 > CHI2_HIGH) | (chi2 < CHI2_LOW)
     if error_model is not None:
-        result.errors_calibrated = error_model.calibrate(result.errors, snr)
+        result.errors_calibrated = error_model.calibrate(result.errors, snr, labels)
     return result

@@ -104,12 +104,14 @@ def _fold_results(emulator: Emulator, inferer: Inferer, prior: Prior | None, tra
         if idx.size == 0:
             continue
         res = inferer.infer(model, flux, ivar, prior=fold_prior, ids=train.ids[idx])
-        out.append((spectrum_snr(flux, ivar), res.labels - train.labels[idx], res.errors, np.full(idx.size, b)))
+        out.append((spectrum_snr(flux, ivar), res.labels - train.labels[idx], res.errors, np.full(idx.size, b),
+                    res.labels))
     return out
 
 
 def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, train: SpectralSet,
-                    folds: int, snrs: Sequence[float], seed: int, source: RawSource | None = None) -> ErrorModel:
+                    folds: int, snrs: Sequence[float], seed: int, source: RawSource | None = None,
+                    neighbours: int = 0) -> ErrorModel:
     """The error model of ``emulator`` (unfitted, with its parameters) and ``inferer`` on the
     prepared training set ``train``, by ``folds``-fold cross-validation at the S/N values
     ``snrs``, degrading the raw spectra of ``source`` when given; deterministic given ``seed``."""
@@ -121,12 +123,13 @@ def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, t
     for k, (tr, te) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(train.labels)):
         log.info("calibration: fold %d of %d (%d stars held out, %d S/N values)", k + 1, folds, te.size, len(snrs))
         parts += _fold_results(emulator, inferer, prior, train, tr, te, snrs, rng, source)
-    snr, delta, formal, bins = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    snr, delta, formal, bins, labels = (np.concatenate([p[i] for p in parts]) for i in range(5))
     ok = np.all(np.isfinite(delta), axis=1) & np.all(np.isfinite(formal), axis=1) & np.isfinite(snr)
     if ok.sum() < 10:
         raise DataError("calibration: fewer than 10 cross-validated inferences succeeded; the error model "
                         "cannot be fitted (set calibration.enabled = false)")
-    model = ErrorModel.fit(list(train.label_names), snr[ok], delta[ok], formal[ok], bins[ok], folds)
+    model = ErrorModel.fit(list(train.label_names), snr[ok], delta[ok], formal[ok], bins[ok], folds, labels[ok],
+                           neighbours)
     for j, name in enumerate(model.label_names):
         a, b, c = model.abc[j]
         log.info("calibration: %s sigma(SNR) = %.4g exp(-%.4g SNR) + %.4g", name, a, b, c)

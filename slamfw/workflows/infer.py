@@ -12,6 +12,7 @@ not grow with the number of spectra. The catalogue is assembled from the parts a
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -69,6 +70,10 @@ def model_key(model: SlamfwModel, inferer: Inferer, prior: Prior | None = None) 
                          model.components.get("normalizer"), type(inferer).__name__, inferer.get_params(),
                          None if prior is None else [type(prior).__name__, prior.get_params()], em],
                         sort_keys=True, default=str).encode())
+    if prior is not None:   # what the prior learned (a table prior's rows), not only its parameters
+        for name in sorted(k for k in vars(prior) if k.endswith("_") and not k.startswith("_")):
+            h.update(name.encode())
+            h.update(np.asarray(getattr(prior, name)).astype(str).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -83,11 +88,24 @@ def model_prior(model: SlamfwModel) -> Prior | None:
     return None if comp is None else fit_prior(registry.create("prior", comp[0], comp[1], "model prior"), model)
 
 
+def call_infer(inferer: Inferer, model: SlamfwModel, flux: np.ndarray, ivar: np.ndarray, prior: Prior | None,
+               ids: np.ndarray) -> LabelResult:
+    """``inferer.infer`` with the prior and the ids; an inferer written for plugin API 1.0, whose
+    ``infer`` takes no ``ids``, is called without them (and must then take no per-star prior)."""
+    params = inspect.signature(inferer.infer).parameters
+    if "ids" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return inferer.infer(model, flux, ivar, prior=prior, ids=ids)
+    if prior is not None and prior.per_star:
+        raise ConfigError(f"the inferer {type(inferer).__name__} takes no star ids (plugin API 1.0), so it cannot "
+                          f"use the per-star prior {type(prior).__name__}")
+    return inferer.infer(model, flux, ivar, prior=prior) if prior is not None else inferer.infer(model, flux, ivar)
+
+
 def label_spectra(model: SlamfwModel, inferer: Inferer, prior: Prior | None, flux: np.ndarray, ivar: np.ndarray,
                   ids: np.ndarray) -> LabelResult:
     """The inferer's labels for prepared spectra (N, P), with the S/N, quality flags and calibrated
     errors the pipeline adds (:func:`slamfw.stats.quality.add_quality`)."""
-    result = inferer.infer(model, flux, ivar, prior=prior, ids=np.asarray(ids, dtype=str))
+    result = call_infer(inferer, model, flux, ivar, prior, np.asarray(ids, dtype=str))
     return add_quality(result, flux, ivar, np.asarray(model.train_labels, float), model.error_model)
 
 

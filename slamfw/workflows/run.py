@@ -5,6 +5,7 @@ and the resolved config ``config.yaml``, which reproduces the run from any direc
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ..errors import ConfigError
 from ..execution.store import atomic_path
 from ..model import SlamfwModel
 from .execution import executing
-from .infer import fit_prior, infer_chunked, prepare_for_model
+from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
 from .train import PreparedTraining, TrainResult, source_key, train
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,10 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
     if inf_sel is None:
         raise ConfigError("inferer: data.test is set but no inferer is configured")
     t0 = time.perf_counter()
+    em = model.error_model
+    if em is not None and em.inferer and em.inferer != inf_sel.name:
+        log.warning("the model's error model was fitted with the inferer %r; this run infers with %r: <label>_err "
+                    "calibrates %r's errors with it", em.inferer, inf_sel.name, inf_sel.name)
     prior_sel = selected(cfg, "prior")
     prior = fit_prior(None if prior_sel is None else prior_sel.build(), model)
     inferer = inf_sel.build()
@@ -129,7 +134,8 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
     paths = [write_catalog(table, out / f"catalog.{fmt}") for fmt in cfg.output.formats]
     ctx = AnalysisContext(label_names=list(model.label_names), label_units=list(model.label_units),
                           model=model, test=test, result=result, train=trainset, output_dir=out,
-                          inferer=inferer, prior=prior, seed=cfg.seed)
+                          inferer=inferer, prior=prior, seed=cfg.seed,
+                          label=functools.partial(label_spectra, model, inferer, prior))
     reports = [sel.build().analyze(ctx) for sel in selected_all(cfg, "analyzers")]
     return result, reports, paths, dt / max(test.n_stars, 1)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import registry
 from ..components.base import ParamRole, params_with_role
 from ..components.emulator import Emulator
 from ..components.normalizer import Normalizer
@@ -130,6 +131,8 @@ def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> Tr
     emu_sel = selected(cfg, "emulator")
     if emu_sel is None:
         raise ConfigError("emulator: no emulator section in the config")
+    if cfg.calibration.enabled and cfg.calibration.inferer:   # before any work
+        registry.get_component("inferer", cfg.calibration.inferer, where="calibration.inferer")
     with executing(cfg):   # one executor for reading, preparing, cleaning and fitting
         return _train(cfg, emu_sel, prepared or prepare_training(cfg))
 
@@ -170,8 +173,20 @@ def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet
     t0 = time.perf_counter()
     use_raw = raw is not None and cfg.calibration.degrade == "raw"
     source = RawSource(raw, cfg.preprocess, make_normalizer(cfg)) if use_raw else None
-    em = fit_error_model(emu_sel.build(), inf_sel.build(), None if prior_sel is None else prior_sel.build(),
-                         trainset, cfg.calibration.folds, cfg.calibration.snr, cfg.seed, source)
+    inferer = inf_sel.build()
+    if cfg.calibration.inferer and cfg.calibration.inferer != inf_sel.name:
+        table = cfg.inferer.extras().get(cfg.calibration.inferer)
+        inferer = registry.create("inferer", cfg.calibration.inferer, table if isinstance(table, dict) else {},
+                                  where="calibration.inferer")
+    prior = None if prior_sel is None else prior_sel.build()
+    if prior is not None and prior.per_star:
+        log.info("calibration: the prior %r differs from star to star and does not cover the training stars: "
+                 "the cross-validation runs without it", prior_sel.name)
+        prior = None
+    em = fit_error_model(emu_sel.build(), inferer, prior,
+                         trainset, cfg.calibration.folds, cfg.calibration.snr, cfg.seed, source,
+                         cfg.calibration.neighbours)
+    em.inferer = cfg.calibration.inferer or inf_sel.name
     log.info("calibration (error model, %d folds x %d S/N) took %.1f s", cfg.calibration.folds,
              len(cfg.calibration.snr), time.perf_counter() - t0)
     return em

@@ -113,11 +113,15 @@ class ErrorModelAnalyzer(Analyzer):
                  **{f"{name}_k": float(em.factor[i, j]) for j, name in enumerate(em.label_names)}}
                 for i in range(em.snr.size)]
         report.tables["cross-validation on the training set, per S/N"] = Table(rows=rows, names=list(rows[0]))
+        how = (f"each star's excess from its {em.neighbours} nearest cross-validation results in labels and S/N"
+               if em.neighbours else "the excess per S/N")
         report.notes.append(f"Fitted by {em.folds}-fold cross-validation on the training stars (noise added to "
-                            "held-out stars); k is the pull-width factor of the calibration.")
+                            f"held-out stars), inferred with {em.inferer or 'the run'}'s inferer; {how}; k is the "
+                            "pull-width factor of the calibration.")
         if ctx.output_dir is not None:
             out = Path(ctx.output_dir)
-            (out / "error_model.json").write_text(json.dumps(em.to_dict(), indent=1))
+            summary = {k: v for k, v in em.to_dict().items() if k != "cv"}   # the CV results stay in the model
+            (out / "error_model.json").write_text(json.dumps(summary, indent=1))
             if self.figure:
                 report.figures += _plot(em, out / "error_model", list(ctx.label_units))
 

@@ -8,12 +8,14 @@ experiment of the paper's Fig. 4 and 7 is made by degrading them. For each targe
 
 so a spectrum noisier than the target is left as it is; bad pixels (ivar 0) stay bad. The noise is
 drawn from the experiment's seed, one independent stream per S/N. The degraded spectra are
-inferred with the run's inferer and prior (``ctx.inferer``, ``ctx.prior``, the stars' ids) on the
-run's model, and compared with the true labels, per S/N and label: the number of stars ``n``
-(converged, with finite labels), ``bias`` (eq. 9), ``scatter`` (eq. 10 as a standard deviation),
+labelled the way the run labelled its test set (``ctx.label``: the inferer and prior, then the
+pipeline's flags and calibrated errors; without it, ``ctx.inferer`` with ``ctx.prior``), and
+compared with the true labels, per S/N and label: the number of stars ``n`` (converged, with
+finite labels), ``bias`` (eq. 9), ``scatter`` (eq. 10 as a standard deviation),
 ``scatter_robust`` (1.4826 MAD), ``err`` the mean reported uncertainty (the calibrated one,
-``result.errors_calibrated``, when the inferer gives it, else the formal one) and ``err_formal``
-the mean formal (covariance) error. ``snr_measured`` is the median S/N per pixel of the degraded
+``result.errors_calibrated``, when there is one, else the formal one), ``err_formal`` the mean
+formal (covariance) error, and ``pull_rstd`` / ``pull_formal_rstd`` the robust width (1.4826 MAD)
+of the pulls (inferred - true) / err and / err_formal (1 for honest errors). ``snr_measured`` is the median S/N per pixel of the degraded
 spectra. Only stars with all true labels are degraded, at most ``max_stars`` of them (each S/N
 costs one inference of them all). The figure shows the scatters with the mean errors against S/N, one panel per label.
 """
@@ -68,7 +70,16 @@ def bin_row(snr: float, res: LabelResult, truth: np.ndarray, use: np.ndarray, me
         row[f"{lab}_bias"], row[f"{lab}_scatter"], row[f"{lab}_scatter_robust"] = bias[j], scatter[j], robust[j]
         row[f"{lab}_err"] = _mean(err[use, j])
         row[f"{lab}_err_formal"] = _mean(res.errors[use, j])
+        delta = res.labels[use, j] - truth[use, j]
+        row[f"{lab}_pull_rstd"] = _robust_width(delta / err[use, j])
+        row[f"{lab}_pull_formal_rstd"] = _robust_width(delta / res.errors[use, j])
     return row
+
+
+def _robust_width(pulls: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation of the finite pulls (NaN with fewer than 2)."""
+    p = pulls[np.isfinite(pulls)]
+    return float(robust_scatter(p[:, None], np.zeros((p.size, 1)))[0]) if p.size >= 2 else float("nan")
 
 
 def _mean(x: np.ndarray) -> float:
@@ -128,7 +139,8 @@ class SNRDegradeAnalyzer(Analyzer):
         rows, calibrated = [], False
         for s, stream in zip(self.snr, streams):
             f, iv = degrade(flux, ivar, float(s), np.random.default_rng(stream))
-            res = ctx.inferer.infer(ctx.model, f, iv, prior=ctx.prior, ids=test.ids)
+            res = (ctx.label(f, iv, test.ids) if ctx.label is not None
+                   else ctx.inferer.infer(ctx.model, f, iv, prior=ctx.prior, ids=test.ids))
             calibrated = res.errors_calibrated is not None
             use = np.all(np.isfinite(truth), axis=1) & np.all(np.isfinite(res.labels), axis=1)
             if self.converged_only:

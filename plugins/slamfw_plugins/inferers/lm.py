@@ -34,6 +34,7 @@ from slamfw import (
     Solver,
     hookimpl,
     maximum_likelihood,
+    prior_forms,
 )
 
 SLAMFW_PLUGIN_API = (1, 1)
@@ -75,6 +76,7 @@ class LMInferer(Inferer):
               prior: Prior | None = None, ids: np.ndarray | None = None) -> LabelResult:
         """Labels for flux, ivar (N, P) on the model grid; see the module docstring."""
         if self.method == "trf":
+            prior_forms("lm", prior, ids, np.atleast_2d(flux).shape[0])   # refuses, by its name, a prior lm cannot use
             train = np.asarray(model.train_labels, float)
             lo, hi = train.min(0), train.max(0)
             pad = self.bound_margin * (hi - lo)
