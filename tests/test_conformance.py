@@ -8,7 +8,7 @@ from pydantic import Field
 from scipy.stats import pearsonr
 
 import slamfw
-from slamfw import DataError, Inferer, InputPath, LabelResult, Params, Reader, registry
+from slamfw import ConfigError, DataError, Inferer, InputPath, LabelResult, Params, Reader, registry
 from slamfw.cli import main
 from slamfw.testing import (
     CHECKS, ComponentCheckError, EmulatorCheckError, ReferenceEmulator, check_analyzer, check_component,
@@ -124,7 +124,9 @@ class GaussNewton(Inferer):
         chi2 = (((flux[:, None, :] - library[None]) * w[:, None, :]) ** 2).sum(-1)
         return model.train_labels[np.argmin(chi2, axis=1)]
 
-    def infer(self, model, flux, ivar, prior=None):
+    def infer(self, model, flux, ivar, prior=None, ids=None):
+        if prior is not None:
+            raise ConfigError("gauss-newton takes no prior")
         flux, ivar = self.validate(model, flux, ivar)
         w = self.weights(ivar)
         flux = np.where(w > 0, flux, 0.0)
@@ -179,8 +181,8 @@ class ReturnsInit(GaussNewton):
 class Jittery(GaussNewton):
     """Unseeded: adds a little random noise to the labels."""
 
-    def infer(self, model, flux, ivar, prior=None):
-        res = super().infer(model, flux, ivar, prior)
+    def infer(self, model, flux, ivar, prior=None, ids=None):
+        res = super().infer(model, flux, ivar, prior, ids)
         res.labels = res.labels + np.random.default_rng().normal(0, 1e-6, res.labels.shape) * model.train_labels.std(0)
         return res
 
@@ -188,8 +190,8 @@ class Jittery(GaussNewton):
 class DiagonalCov(GaussNewton):
     """Returns the variances (N, L) where the covariances (N, L, L) belong."""
 
-    def infer(self, model, flux, ivar, prior=None):
-        res = super().infer(model, flux, ivar, prior)
+    def infer(self, model, flux, ivar, prior=None, ids=None):
+        res = super().infer(model, flux, ivar, prior, ids)
         res.cov = np.diagonal(res.cov, axis1=1, axis2=2).copy()
         return res
 
@@ -197,8 +199,22 @@ class DiagonalCov(GaussNewton):
 class ScribblesOnInput(GaussNewton):
     """Zeroes the caller's flux at bad pixels, in place (and before checking the shapes)."""
 
-    def infer(self, model, flux, ivar, prior=None):
+    def infer(self, model, flux, ivar, prior=None, ids=None):
         flux[ivar == 0] = 0.0
+        return super().infer(model, flux, ivar, prior, ids)
+
+
+class IgnoresPrior(GaussNewton):
+    """Takes a prior and drops it silently."""
+
+    def infer(self, model, flux, ivar, prior=None, ids=None):
+        return super().infer(model, flux, ivar, None, ids)
+
+
+class NoIds(GaussNewton):
+    """Written for plugin API 1.0: no ids."""
+
+    def infer(self, model, flux, ivar, prior=None):
         return super().infer(model, flux, ivar, prior)
 
 
@@ -220,6 +236,8 @@ def test_a_minimal_correct_inferer_passes():
     (Jittery, {"check_deterministic", "check_chunk_invariance", "check_zero_ivar_ignored"}),
     (DiagonalCov, {"check_result_format", "check_deterministic", "check_chunk_invariance", "check_zero_ivar_ignored"}),
     (ScribblesOnInput, {"check_inputs_unchanged", "check_bad_shapes"}),
+    (IgnoresPrior, {"check_prior_and_ids"}),
+    (NoIds, {"check_prior_and_ids"}),
 ])
 def test_inferer_kit_catches_broken_inferers(cls, failing):
     assert failed(check_inferer(cls, raise_on_fail=False)) == failing

@@ -11,7 +11,9 @@ training labels, and checks the contract of :class:`slamfw.Inferer`:
 - chunk invariance: ``infer(a ∪ b) = infer(a) ∪ infer(b)``;
 - flux at ivar-0 pixels does not matter (garbage or NaN there changes nothing);
 - NaN flux at a pixel with ivar > 0 and wrong shapes raise a :class:`~slamfw.SlamfwError`;
-- equal parameters give equal results, and the inputs are not modified.
+- equal parameters give equal results, and the inputs are not modified;
+- it takes the stars' ids, and a prior changes its labels (or it refuses the prior with a
+  :class:`~slamfw.ConfigError`).
 
 Usage, like :func:`~slamfw.testing.check_emulator`::
 
@@ -24,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from ..components.inferer import Inferer, TrainedEmulator
+from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
-from ..errors import SlamfwError
+from ..errors import ConfigError, SlamfwError
 from ._common import Case, CheckResult, checker, params_check, raises, resolve, run_checks
 from .reference import make_reference_model, noisy_spectra, reference_labels
 
@@ -239,10 +242,50 @@ def check_inputs_unchanged(case: InfererCase) -> str:
     return ""
 
 
+class _NarrowPrior(Prior):
+    """A Gaussian on label 0 only, at ``mean`` with width ``sigma``."""
+
+    def __init__(self, mean: float, sigma: float, n_labels: int) -> None:
+        self.mean, self.sigma, self.n = mean, sigma, n_labels
+
+    def least_squares_form(self, star: str | None = None) -> LeastSquaresForm:
+        mean, sigma = np.full(self.n, np.nan), np.full(self.n, np.inf)
+        mean[0], sigma[0] = self.mean, self.sigma
+        return LeastSquaresForm(mean, sigma, np.full(self.n, -np.inf), np.full(self.n, np.inf))
+
+
+@check("takes the stars' ids and a prior (or refuses the prior with a ConfigError)")
+def check_prior_and_ids(case: InfererCase) -> str:
+    """``infer(..., ids=ids)`` with N string ids gives N stars; ``infer(..., prior=p, ids=ids)``
+    with a narrow Gaussian prior on label 0 (a twentieth of its training scatter, half a scatter
+    above the truth) either raises :class:`~slamfw.ConfigError` (an inferer that takes no prior)
+    or moves label 0 of every star closer to the prior's mean than without it."""
+    ids = np.array([f"star{i}" for i in range(case.clean_flux.shape[0])])
+    try:
+        free = case.fresh().infer(case.model, case.clean_flux.copy(), case.clean_ivar.copy(), prior=None, ids=ids)
+    except TypeError as err:
+        return f"infer does not take ids= (plugin API 1.1): {err}"
+    if free.labels.shape != case.truth.shape:
+        return f"with ids, labels of shape {free.labels.shape}, expected {case.truth.shape}"
+    target = case.truth[:, 0] + 0.5 * case.scale[0]
+    prior = _NarrowPrior(float(np.mean(target)), 0.05 * case.scale[0], case.truth.shape[1])
+    flux = np.repeat(case.clean_flux[:1], 3, axis=0)
+    ivar = np.full_like(flux, 1e4)
+    try:
+        with_prior = case.fresh().infer(case.model, flux, ivar, prior=prior, ids=ids[:3])
+    except ConfigError:
+        return ""
+    without = case.fresh().infer(case.model, flux, ivar, prior=None, ids=ids[:3])
+    if not np.all(np.abs(with_prior.labels[:, 0] - prior.mean) < np.abs(without.labels[:, 0] - prior.mean)):
+        return (f"a narrow prior on label 0 at {prior.mean:.4g} left it at {with_prior.labels[:, 0].tolist()} "
+                f"(without the prior: {without.labels[:, 0].tolist()}): the prior is ignored")
+    return ""
+
+
 #: The inferer checks, in the order :func:`check_inferer` runs them.
 INFERER_CHECKS = [check_params, check_recovers_labels, check_result_format, check_chunk_invariance,
                   check_zero_ivar_ignored, check_nan_flux, check_bad_shapes, check_deterministic,
-                  check_inputs_unchanged]
+                  check_inputs_unchanged, check_prior_and_ids]
 
 
 def check_inferer(inferer: type[Inferer] | Inferer, params: dict[str, Any] | None = None, *,
