@@ -177,7 +177,7 @@ class EmceeInferer(Inferer):
         if self.n_walkers < 2 * n_lab:
             raise ConfigError(f"emcee: n_walkers ({self.n_walkers}) must be at least 2 x {n_lab} labels")
         if self.save_chains == "hdf5" and importlib.util.find_spec("h5py") is None:
-            raise ConfigError("emcee: save_chains = 'hdf5' needs h5py (pip install h5py), or use 'npz'")
+            raise ConfigError("emcee: save_chains = 'hdf5' needs h5py (pip install 'slamfw[hdf5]'), or use 'npz'")
         if ids is not None and len(ids) != n:
             raise DataError(f"emcee: {len(ids)} ids for {n} spectra")
         if prior is not None and prior.per_star and ids is None:
