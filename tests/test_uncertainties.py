@@ -211,3 +211,23 @@ def test_local_calibration_follows_the_excess_through_label_space():
             assert max(widths) > 1.5, widths
     back = ErrorModel.from_dict(json.loads(json.dumps(local.to_dict())))
     np.testing.assert_array_equal(back.calibrate(formal2, snr2, labels2), local.calibrate(formal2, snr2, labels2))
+
+
+def test_posterior_intervals_are_widened_by_the_calibration(small_model):
+    """A sampling inferer's 16-84 % interval is widened about the labels by err / err_formal."""
+    from slamfw import LabelResult
+    n = 4
+    labels = np.tile([6000.0, 3.5, -0.5], (n, 1))
+    cov = np.tile(np.diag([100.0 ** 2, 0.1 ** 2, 0.05 ** 2]), (n, 1, 1))
+    res = LabelResult(labels=labels, cov=cov, converged=np.ones(n, bool), rmse=np.zeros(n), chi2=np.ones(n),
+                      init=labels, label_names=["Teff", "logg", "FeH"],
+                      extra={"p16": labels - [90.0, 0.1, 0.05], "p84": labels + [110.0, 0.1, 0.05]})
+    flux = small_model.emulator.predict(labels)
+    ivar = np.full_like(flux, 1e4)
+    em = ErrorModel(["Teff", "logg", "FeH"], np.array([10.0, 100.0]), np.ones((2, 3)), np.zeros((2, 3)),
+                    np.zeros((2, 3)), np.full((2, 3), 2.0), np.zeros((3, 3)), np.array([1, 1]))
+    add_quality(res, flux, ivar, small_model.train_labels, em)       # factor k = 2, no excess
+    np.testing.assert_allclose(res.errors_calibrated, 2 * res.errors)
+    np.testing.assert_allclose(res.extra["p16_cal"], labels - 2 * np.array([90.0, 0.1, 0.05]))
+    np.testing.assert_allclose(res.extra["p84_cal"], labels + 2 * np.array([110.0, 0.1, 0.05]))
+    assert res.extra_units["p16_cal"] == "label"

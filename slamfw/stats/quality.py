@@ -9,6 +9,11 @@ Flags (each an (N,) bool column of the catalogue):
 
 ``converged`` stays the inferer's: the kept solution met its tolerance (for ``lm``, the best of
 its starts).
+
+Calibrated errors (with the model's error model): ``errors_calibrated``. When the inferer gives a
+posterior interval (``extra["p16"]``, ``extra["p84"]``, (N, L), the convention of sampling
+inferers), it is widened about the labels by the same factor, ``errors_calibrated / errors``,
+into ``extra["p16_cal"]`` and ``extra["p84_cal"]``: the interval to use.
 """
 from __future__ import annotations
 
@@ -39,4 +44,10 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
     result.extra["flag_chi2"] = ~np.isfinite(chi2) | (chi2 > CHI2_HIGH) | (chi2 < CHI2_LOW)
     if error_model is not None:
         result.errors_calibrated = error_model.calibrate(result.errors, snr, labels)
+        if "p16" in result.extra and "p84" in result.extra:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.where(result.errors > 0, result.errors_calibrated / result.errors, 1.0)
+            result.extra["p16_cal"] = labels - f * (labels - np.asarray(result.extra["p16"], float))
+            result.extra["p84_cal"] = labels + f * (np.asarray(result.extra["p84"], float) - labels)
+            result.extra_units.update(p16_cal="label", p84_cal="label")
     return result
