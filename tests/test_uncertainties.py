@@ -140,6 +140,12 @@ def test_calibration_is_stored_used_and_reported(tmp_path):
     assert (out / "error_model.png").is_file() and (out / "error_model.pdf").is_file()
     report = (out / "report.md").read_text()
     assert "sigma(SNR) = a exp(-b SNR) + c" in report and "pulls" in report
+    # at most max_stars held-out stars per S/N, chosen by the seed
+    small = tmp_path / "small.toml"
+    small.write_text(CAL_CONFIG.format(out=tmp_path / "small") + "")
+    assert main(["run", str(small), "--executor", "serial", "--set", "calibration.max_stars=30",
+                 "--set", "analyzers=[]"]) == 0
+    assert SlamfwModel.load(tmp_path / "small" / "model.npz").error_model.n.tolist() == [30, 30, 30]
     # the same run again gives the same error model (deterministic given the seed)
     cfg.write_text(CAL_CONFIG.format(out=tmp_path / "again"))
     assert main(["run", str(cfg), "--executor", "serial"]) == 0

@@ -78,6 +78,10 @@ class CalibrationConfig(_Strict):
     #: nearest to it in inferred labels and S/N (emulators err more in some parts of label space);
     #: the results are stored in the model. 0: the paper's per-S/N error model alone.
     neighbours: int = Field(50, ge=0)
+    #: At most this many held-out stars (over all folds, chosen by the seed) are degraded and
+    #: inferred at each S/N; every star still trains the folds' emulators. Bounds the cost for
+    #: large training sets (each costs a normalisation and an inference per S/N).
+    max_stars: int = Field(1000, ge=10)
     #: The inferer the cross-validation labels with (its parameters: its table in ``[inferer]``);
     #: None: the experiment's. A sampling inferer (``emcee``) over every held-out star and S/N
     #: takes long: calibrate with a least-squares one, whose formal errors approximate the

@@ -111,16 +111,20 @@ def _fold_results(emulator: Emulator, inferer: Inferer, prior: Prior | None, tra
 
 def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, train: SpectralSet,
                     folds: int, snrs: Sequence[float], seed: int, source: RawSource | None = None,
-                    neighbours: int = 0) -> ErrorModel:
+                    neighbours: int = 0, max_stars: int | None = None) -> ErrorModel:
     """The error model of ``emulator`` (unfitted, with its parameters) and ``inferer`` on the
     prepared training set ``train``, by ``folds``-fold cross-validation at the S/N values
-    ``snrs``, degrading the raw spectra of ``source`` when given; deterministic given ``seed``."""
+    ``snrs``, degrading the raw spectra of ``source`` when given, at most ``max_stars`` held-out
+    stars in all (a subset drawn from ``seed``); deterministic given ``seed``."""
     if train.n_stars < 2 * folds:
         raise DataError(f"calibration: {train.n_stars} training stars are too few for {folds}-fold "
                         f"cross-validation; set calibration.enabled = false or lower calibration.folds")
     rng = np.random.default_rng([seed, 7919])
     parts = []
+    per_fold = None if max_stars is None else -(-max_stars // folds)
     for k, (tr, te) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(train.labels)):
+        if per_fold is not None and te.size > per_fold:
+            te = np.sort(np.random.default_rng([seed, k]).choice(te, per_fold, replace=False))
         log.info("calibration: fold %d of %d (%d stars held out, %d S/N values)", k + 1, folds, te.size, len(snrs))
         parts += _fold_results(emulator, inferer, prior, train, tr, te, snrs, rng, source)
     snr, delta, formal, bins, labels = (np.concatenate([p[i] for p in parts]) for i in range(5))

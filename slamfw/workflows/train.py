@@ -185,7 +185,7 @@ def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet
         prior = None
     em = fit_error_model(emu_sel.build(), inferer, prior,
                          trainset, cfg.calibration.folds, cfg.calibration.snr, cfg.seed, source,
-                         cfg.calibration.neighbours)
+                         cfg.calibration.neighbours, cfg.calibration.max_stars)
     em.inferer = cfg.calibration.inferer or inf_sel.name
     log.info("calibration (error model, %d folds x %d S/N) took %.1f s", cfg.calibration.folds,
              len(cfg.calibration.snr), time.perf_counter() - t0)
