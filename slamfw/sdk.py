@@ -11,7 +11,7 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 - data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``;
 - inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``; the ``Prior``
   contract and its ``LeastSquaresForm``; the likelihood (``likelihood_weights``, ``chi2``,
-  ``reduced_chi2``, ``library_chi2``, ``best_library_matches``, ``spectrum_snr``) and the
+  ``reduced_chi2``, ``rmse``, ``library_chi2``, ``best_library_matches``, ``spectrum_snr``) and the
   multi-start least-squares fit ``maximum_likelihood`` (with ``Solver``, ``check_observations``,
   ``prior_forms``);
 - analysis: ``AnalysisContext``, ``Report``, ``table_to_markdown``;
@@ -44,11 +44,11 @@ from .registry.hookspecs import PLUGIN_API, hookimpl
 from .reporting.markdown import table_to_markdown
 from .stats.crossval import cross_validate_flux, residual_stats
 from .stats.likelihood import (
-    best_library_matches, chi2, library_chi2, likelihood_weights, reduced_chi2, spectrum_snr,
+    best_library_matches, chi2, library_chi2, likelihood_weights, reduced_chi2, rmse, spectrum_snr,
 )
 from .stats.maxlike import Solver, check_observations, maximum_likelihood, prior_forms
 from .stats.metrics import (
-    LABEL_DISTANCE_SCALES, BinAccuracy, accuracy_by_snr, bias_scatter, label_distance, robust_scatter, snr_bins,
+    LABEL_DISTANCE_SCALES, BinAccuracy, accuracy_by_snr, bias_scatter, label_distance, label_key, robust_scatter, snr_bins,
 )
 from .stats.standardize import Standardizer, label_namer, pixel_namer
 # figures
@@ -65,13 +65,13 @@ __all__ = [
     "SpectralSet", "LabelResult", "KNOWN_META",
     # inference
     "InferenceModel", "TrainedEmulator", "Prior", "LeastSquaresForm", "likelihood_weights", "library_chi2",
-    "best_library_matches", "chi2", "reduced_chi2", "spectrum_snr", "maximum_likelihood", "Solver",
+    "best_library_matches", "chi2", "reduced_chi2", "rmse", "spectrum_snr", "maximum_likelihood", "Solver",
     "check_observations", "prior_forms",
     # analysis
     "AnalysisContext", "Report", "table_to_markdown",
     # statistics
     "Standardizer", "pixel_namer", "label_namer", "residual_stats", "cross_validate_flux", "bias_scatter",
-    "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "LABEL_DISTANCE_SCALES",
+    "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
     "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",

@@ -48,6 +48,12 @@ def reduced_chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray, 
     return chi2(flux, weights, model_flux) / dof
 
 
+def rmse(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
+    """(N,) root-mean-square of flux - model over the good pixels (weights > 0) of N spectra (N, P)."""
+    good = weights > 0
+    return np.sqrt(np.sum(np.where(good, flux - model_flux, 0.0) ** 2, axis=1) / np.maximum(good.sum(axis=1), 1))
+
+
 def spectrum_snr(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     """(N,) the S/N per pixel of each spectrum: median of ``|flux| sqrt(ivar)`` over its good
     pixels (NaN for a spectrum without any)."""

@@ -25,7 +25,7 @@ from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
 from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
-from .likelihood import best_library_matches, likelihood_weights, reduced_chi2
+from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
 #: Stars per task when one call's spectra are spread over the executor's workers.
 STARS_PER_TASK = 50
@@ -200,9 +200,7 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     model_flux = np.full(flux.shape, np.nan)
     if fitted.any():
         model_flux[fitted] = emu.predict(cat["labels"][fitted])
-    good = w > 0
-    rmse = np.sqrt(np.sum(np.where(good, flux - model_flux, 0.0) ** 2, 1) / np.maximum(good.sum(1), 1))
-    return LabelResult(labels=cat["labels"], cov=cat["cov"], converged=cat["converged"], rmse=rmse,
+    return LabelResult(labels=cat["labels"], cov=cat["cov"], converged=cat["converged"], rmse=rmse(flux, w, model_flux),
                        chi2=reduced_chi2(flux, w, model_flux, train.shape[1]), init=train[idx[:, 0]],
                        nfev=cat["nfev"], label_names=list(model.label_names),
                        extra={"start": cat["start"], "n_starts_agree": cat["n_starts_agree"],

@@ -70,8 +70,14 @@ def accuracy_by_snr(pred: np.ndarray, true: np.ndarray, use: np.ndarray, snr: np
     return out
 
 
-#: The scales of the label distance D (paper eq. 11, after Ho et al. 2017a), by lower-cased label name.
+#: The scales of the label distance D (paper eq. 11, after Ho et al. 2017a), by :func:`label_key`.
 LABEL_DISTANCE_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1, "mh": 0.1}
+
+
+def label_key(name: str) -> str:
+    """A label's name as the label distance looks its scale up: lower case, letters and digits only
+    (``"[Fe/H]"`` -> ``"feh"``, ``"log g"`` -> ``"logg"``)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def label_distance(pred: np.ndarray, ref: np.ndarray, label_names: Sequence[str],
@@ -82,8 +88,7 @@ def label_distance(pred: np.ndarray, ref: np.ndarray, label_names: Sequence[str]
     log g 0.2 dex, [Fe/H] or [M/H] 0.1 dex). pred, ref (N, L). NaN where a used
     label is NaN; a ValueError when no label has a scale."""
     scales = scales or {}
-    use = [(j, scales.get(n, LABEL_DISTANCE_SCALES.get(re.sub(r"[^a-z0-9]", "", n.lower()))))
-           for j, n in enumerate(label_names)]
+    use = [(j, scales.get(n, LABEL_DISTANCE_SCALES.get(label_key(n)))) for j, n in enumerate(label_names)]
     use = [(j, s) for j, s in use if s is not None]
     if not use:
         raise ValueError(f"label distance: no scale for any of the labels {list(label_names)}; give scales")

@@ -15,7 +15,6 @@ each label; ``label_distance.ecsv`` has D for every star (``id``, ``D``, ``conve
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from astropy.table import Table
 from pydantic import Field
 
 from slamfw import (
+    LABEL_DISTANCE_SCALES,
     AnalysisContext,
     Analyzer,
     ConfigError,
@@ -30,19 +30,11 @@ from slamfw import (
     Report,
     atomic_path,
     hookimpl,
+    label_key,
     snr_bins,
 )
 
 SLAMFW_PLUGIN_API = (1, 1)
-
-#: The paper's scales (eq. 11), by normalised label name.
-PAPER_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1, "mh": 0.1}
-
-
-def label_key(name: str) -> str:
-    """``"[Fe/H]"`` -> ``"feh"``, ``"log g"`` -> ``"logg"``: lower case, letters and digits only."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
 
 def label_distance(pred: np.ndarray, ref: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """D (N,) of eq. 11 and each label's term (N, L) for labels pred, ref (N, L) and scales (L,)."""
@@ -63,7 +55,7 @@ class LabelDistanceAnalyzer(Analyzer):
     """Label distance D (eq. 11) of the inferred labels from reference labels."""
 
     class Params(Params):
-        scales: dict[str, float] = Field(dict(PAPER_SCALES), description="scale of each label in eq. 11, by "
+        scales: dict[str, float] = Field(dict(LABEL_DISTANCE_SCALES), description="scale of each label in eq. 11, by "
                                          "name (case and punctuation ignored)")
         reference: dict[str, str] | None = Field(None, description="label -> test-set metadata column with its "
                                                  "reference value (default: the true labels)")

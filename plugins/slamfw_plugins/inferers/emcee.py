@@ -80,6 +80,7 @@ from slamfw import (
     likelihood_weights,
     maximum_likelihood,
     reduced_chi2,
+    rmse,
     save_npz,
 )
 
@@ -97,11 +98,6 @@ class _Box(Prior):
     def least_squares_form(self, star: str | None = None) -> LeastSquaresForm:
         n = self.lo.size
         return LeastSquaresForm(np.full(n, np.nan), np.full(n, np.inf), self.lo, self.hi)
-
-    def log_prob(self, theta: np.ndarray, star: str | None = None) -> np.ndarray:
-        """(W,) 0 inside the box, -inf outside, for theta (W, L)."""
-        theta = np.atleast_2d(theta)
-        return np.where(np.all((theta >= self.lo) & (theta <= self.hi), axis=1), 0.0, -np.inf)
 
 
 @dataclass(frozen=True)
@@ -352,9 +348,8 @@ def _star_sampler(f: np.ndarray, w: np.ndarray, center: np.ndarray, err: np.ndar
 def _fit_quality(f: np.ndarray, w: np.ndarray, model: np.ndarray, n_lab: int) -> dict[str, np.ndarray]:
     """rmse over good pixels and reduced chi^2 of spectrum f (P,) against model (P,); one star at a
     time, so that the numbers do not depend on the other stars of a call."""
-    good = w > 0
-    rmse = np.sqrt(np.sum(np.where(good, f - model, 0.0) ** 2) / max(int(good.sum()), 1))
-    return {"rmse": np.float64(rmse), "chi2": np.float64(reduced_chi2(f[None], w[None], model[None], n_lab)[0])}
+    return {"rmse": np.float64(rmse(f[None], w[None], model[None])[0]),
+            "chi2": np.float64(reduced_chi2(f[None], w[None], model[None], n_lab)[0])}
 
 
 def _run(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s: _Settings,
