@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from ._version import __version__
+from .components.base import format_validation_error
 from .components.emulator import Emulator
 from .errors import ModelFileError, SlamfwError
 from .execution.store import atomic_path
@@ -55,6 +57,10 @@ class SlamfwModel:
     train_hash : SHA-256 of the prepared training set
     error_model : the label uncertainty against S/N, learned by cross-validation on the training
         set (None: not fitted; the catalogue's errors are then the formal ones)
+    medium : "air" or "vacuum", the medium of ``wave`` ("" unknown): a survey in the other medium
+        is converted before it is resampled
+    train_chi2 : ``{"median": ..., "p99": ...}`` of the training stars' reduced chi^2 at their own
+        labels (the reference of ``flag_chi2_train``); None when unknown
     """
 
     emulator: Emulator
@@ -68,6 +74,8 @@ class SlamfwModel:
     preprocess: dict[str, Any] = field(default_factory=dict)
     train_hash: str = ""
     error_model: ErrorModel | None = None
+    medium: str = ""
+    train_chi2: dict[str, float] | None = None
     slamfw_version: str = __version__
     created: str = ""
 
@@ -81,6 +89,8 @@ class SlamfwModel:
             "label_units": list(self.label_units),
             "n_pixels": int(self.wave.size),
             "wave_range": [float(self.wave[0]), float(self.wave[-1])],
+            "medium": self.medium,
+            "train_chi2": self.train_chi2,
             "n_train": int(self.train_labels.shape[0]),
             "train_hash": self.train_hash,
             "emulator": {"name": self.emulator_name, "params": self.emulator.get_params()},
@@ -150,17 +160,71 @@ class SlamfwModel:
                 train_labels=files["train_labels"], train_ids=files["train_ids"],
                 components=meta.get("components", {}), preprocess=meta.get("preprocess", {}),
                 train_hash=meta.get("train_hash", ""), slamfw_version=meta.get("slamfw_version", "?"),
-                created=meta.get("created", ""),
+                created=meta.get("created", ""), medium=str(meta.get("medium", "")),
+                train_chi2=_chi2_reference(meta.get("train_chi2")),
                 error_model=None if meta.get("error_model") is None else ErrorModel.from_dict(meta["error_model"]))
         except SlamfwError:
             raise
         except (KeyError, ValueError, TypeError, IndexError) as err:
             raise ModelFileError(f"{str(path)!r} is damaged or incomplete: {type(err).__name__}: {err}") from None
-        if model.wave.size != emulator.n_pixels_ or model.train_labels.shape[1] != emulator.n_labels_:
-            raise ModelFileError(f"{str(path)!r} is inconsistent: grid of {model.wave.size} pixels and "
-                                 f"{model.train_labels.shape[1]} labels, emulator has "
-                                 f"{emulator.n_pixels_} pixels and {emulator.n_labels_} labels")
+        _check_loaded(model, str(path))
         return model
+
+
+def _check_loaded(model: SlamfwModel, path: str) -> None:
+    """A :class:`ModelFileError` naming what is wrong with a model just read from ``path``: the
+    arrays' shapes and types, the preprocess metadata, and the emulator's state (it must predict
+    a finite spectrum of the grid's size at a training star's labels), so that a damaged file is
+    refused on loading, not at inference."""
+    from .config.schema import PreprocessConfig
+
+    emulator = model.emulator
+    wave, labels, ids = np.asarray(model.wave), np.asarray(model.train_labels), np.asarray(model.train_ids)
+    if wave.ndim != 1 or wave.dtype.kind not in "fi" or wave.size < 2 or not np.all(np.diff(wave) > 0):
+        raise ModelFileError(f"{path!r} is damaged: 'wave' must be an increasing 1-D float array, "
+                             f"got {wave.dtype} of shape {wave.shape}")
+    if labels.ndim != 2 or labels.dtype.kind not in "fi":
+        raise ModelFileError(f"{path!r} is damaged: 'train_labels' must be a 2-D float array, "
+                             f"got {labels.dtype} of shape {labels.shape}")
+    if ids.shape != (labels.shape[0],):
+        raise ModelFileError(f"{path!r} is damaged: {labels.shape[0]} rows of 'train_labels' for "
+                             f"{ids.size} 'train_ids'")
+    if labels.shape[1] != len(model.label_names):
+        raise ModelFileError(f"{path!r} is damaged: {labels.shape[1]} label columns for the label names "
+                             f"{model.label_names}")
+    if model.wave.size != emulator.n_pixels_ or labels.shape[1] != emulator.n_labels_:
+        raise ModelFileError(f"{path!r} is inconsistent: grid of {model.wave.size} pixels and "
+                             f"{labels.shape[1]} labels, emulator has "
+                             f"{emulator.n_pixels_} pixels and {emulator.n_labels_} labels")
+    try:
+        PreprocessConfig(**model.preprocess)
+    except ValidationError as err:
+        raise ModelFileError(f"{path!r}: its preprocess metadata is invalid: "
+                             f"{format_validation_error(err, 'preprocess')}") from None
+    except TypeError as err:
+        raise ModelFileError(f"{path!r}: its preprocess metadata is not a mapping ({err})") from None
+    if model.medium not in ("", "air", "vacuum"):
+        raise ModelFileError(f"{path!r}: unknown wavelength medium {model.medium!r}")
+    start = labels[np.all(np.isfinite(labels), axis=1)][:1]
+    if start.size:
+        try:
+            flux = np.asarray(emulator.predict(start), dtype=float)
+        except Exception as err:  # the state is data from a file: any failure means a damaged file
+            raise ModelFileError(f"{path!r}: the {model.emulator_name!r} emulator state is damaged (predicting a "
+                                 f"training star fails: {type(err).__name__}: {err})") from None
+        if flux.shape != (1, wave.size) or not np.all(np.isfinite(flux)):
+            raise ModelFileError(f"{path!r}: the {model.emulator_name!r} emulator state is damaged (it predicts "
+                                 f"{'non-finite flux' if flux.shape == (1, wave.size) else f'shape {flux.shape}'} "
+                                 f"for a training star, expected {wave.size} finite pixels)")
+
+
+def _chi2_reference(value: Any) -> dict[str, float] | None:
+    """The ``train_chi2`` metadata as floats, or None (absent: a model from before it existed)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "p99" not in value:
+        raise ValueError(f"train_chi2 must be a mapping with 'p99', got {value!r}")
+    return {str(k): float(v) for k, v in value.items()}
 
 
 def _drop_retired_params(meta: dict[str, Any]) -> None:

@@ -4,6 +4,10 @@ Order, as in the paper: each spectrum is shifted to the rest frame with its RV, 
 pseudo-continuum on its own pixels, then resampled to the common wavelength grid (ivar
 propagated). Masked pixels get zero weight; stars with more than ``max_bad_pixels`` bad pixels
 on the grid are excluded with a log line.
+
+Spectra may come on one grid or on a grid per star (:attr:`SpectralSet.per_star_grid`); either
+way each star is normalised on its own pixels and only then resampled. Wavelengths are first
+converted to the target medium (air or vacuum) when the spectra declare another one.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from astropy.constants import c
 from .components.executor import current_executor
 from .components.normalizer import Normalizer
 from .config.schema import PreprocessConfig
+from .data.media import convert_medium
 from .data.spectra import SpectralSet
 from .errors import DataError
 from .execution.chunks import chunks
@@ -26,7 +31,11 @@ C_KMS = c.to_value("km/s")
 
 
 def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
-    """The common grid (P,) from the config, or the data's own pixels within the range."""
+    """The common grid (P,) from the config, or the data's own pixels within the range (the first
+    star's, for spectra on a grid per star (N, P))."""
+    wave = np.asarray(wave, float)
+    if wave.ndim == 2:
+        wave = wave[0]
     lo = cfg.wave_min if cfg.wave_min is not None else float(wave[0])
     hi = cfg.wave_max if cfg.wave_max is not None else float(wave[-1])
     if cfg.wave_step is None:
@@ -40,10 +49,11 @@ def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
 
 
 def check_overlap(wave: np.ndarray, grid: np.ndarray, what: str) -> None:
-    """Error if the data's wavelengths do not cover any of the grid."""
-    if wave[-1] < grid[0] or wave[0] > grid[-1]:
+    """Error if the data's wavelengths (P,) or (N, P) do not cover any of the grid."""
+    lo, hi = float(np.min(wave)), float(np.max(wave))
+    if hi < grid[0] or lo > grid[-1]:
         raise DataError(
-            f"{what}: the spectra cover {wave[0]:.1f}-{wave[-1]:.1f} A but the wavelength grid is "
+            f"{what}: the spectra cover {lo:.1f}-{hi:.1f} A but the wavelength grid is "
             f"{grid[0]:.1f}-{grid[-1]:.1f} A; they do not overlap. Check preprocess.wave_min/wave_max "
             f"or that the data are the survey the model was trained for.")
 
@@ -81,10 +91,12 @@ STARS_PER_TASK = 64
 def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, wave: np.ndarray, grid: np.ndarray,
                            normalizer: Normalizer | None, keep: np.ndarray, shifted: bool
                            ) -> tuple[np.ndarray, np.ndarray]:
-    """One block of stars: flux, ivar (n, P) on ``wave`` (P,) with radial velocities ``rv`` (n,) ->
-    normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels near the grid;
-    ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser."""
-    waves = wave[None, :] / (1.0 + rv[:, None] / C_KMS)
+    """One block of stars: flux, ivar (n, P) on ``wave`` (P,) or (n, P) with radial velocities
+    ``rv`` (n,) -> normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels
+    near the grid; ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser
+    (always the case for a grid per star)."""
+    shifted = shifted or wave.ndim == 2
+    waves = np.broadcast_to(wave, flux.shape) / (1.0 + rv[:, None] / C_KMS)
     if normalizer is None:
         nflux, nivar = flux[:, keep], ivar[:, keep]
     else:
@@ -99,44 +111,70 @@ def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, w
     return out_flux, out_ivar
 
 
+def grid_coverage(wave: np.ndarray, ivar: np.ndarray, rv: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(N,) the fraction of ``grid`` (G,) that each star's good pixels span, in its rest frame:
+    wave (P,) or (N, P), ivar (N, P) (0 = bad), rv (N,) km/s."""
+    waves = np.broadcast_to(wave, ivar.shape) / (1.0 + rv[:, None] / C_KMS)
+    good = ivar > 0
+    lo = np.where(good, waves, np.inf).min(axis=1)
+    hi = np.where(good, waves, -np.inf).max(axis=1)
+    inside = (grid[None, :] >= lo[:, None]) & (grid[None, :] <= hi[:, None])
+    return inside.mean(axis=1)
+
+
 def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | None,
-            grid: np.ndarray | None = None, what: str = "data", allow_empty: bool = False) -> SpectralSet | None:
+            grid: np.ndarray | None = None, what: str = "data", allow_empty: bool = False,
+            medium: str = "") -> SpectralSet | None:
     """Rest frame, normalise, resample to ``grid`` (or the config's grid), drop bad stars.
 
-    ``normalizer`` None uses the spectra as they are (already normalised). Blocks of stars run on
-    the executor in use. Returns a new :class:`SpectralSet` on the grid with normalised flux and
-    ivar, the mask folded into ivar (bad pixels: ivar 0, mask False), and ``meta['n_bad_pixels']``;
-    when no star is usable, an error, or None with ``allow_empty``.
+    ``normalizer`` None uses the spectra as they are (already normalised). ``medium`` ("air" or
+    "vacuum"; "" keeps the spectra's) is the medium of ``grid``: spectra that declare the other
+    one are converted first. Blocks of stars run on the executor in use. Returns a new
+    :class:`SpectralSet` on the grid with normalised flux and ivar, the mask folded into ivar
+    (bad pixels: ivar 0, mask False), ``meta['n_bad_pixels']`` and ``meta['grid_coverage']``
+    (:func:`grid_coverage`); when no star is usable, an error, or None with ``allow_empty``.
     """
     if ss.n_stars == 0:
         if allow_empty:
             return None
         raise DataError(f"{what}: no spectra to prepare")
-    grid = make_grid(cfg, ss.wave) if grid is None else np.asarray(grid, float)
-    check_overlap(ss.wave, grid, what)
+    wave = convert_medium(ss.wave, ss.medium, medium)
+    if medium and ss.medium and medium != ss.medium:
+        log.info("%s: wavelengths converted from %s to %s", what, ss.medium, medium)
+    grid = make_grid(cfg, wave) if grid is None else np.asarray(grid, float)
+    check_overlap(wave, grid, what)
     ivar = ss.weight_ivar
     rv = ss.meta_column("rv", 0.0) if cfg.rv_correct else np.zeros(ss.n_stars)
     rv = np.where(np.isfinite(rv), rv, 0.0)
+    per_star = wave.ndim == 2
     # normalise on each star's own pixels, restricted to a margin around the grid for speed
+    # (one grid); a grid per star keeps all its pixels
     margin = 0.05 * (grid[-1] - grid[0]) + 50.0
-    keep = (ss.wave >= grid[0] - margin) & (ss.wave <= grid[-1] + margin)
+    keep = (np.ones(wave.shape[-1], bool) if per_star
+            else (wave >= grid[0] - margin) & (wave <= grid[-1] + margin))
     spans = chunks(ss.n_stars, STARS_PER_TASK)
-    blocks = current_executor().map(
-        normalise_and_resample, [(ss.flux[s:e], ivar[s:e], rv[s:e]) for s, e in spans], progress=False,
-        shared=dict(wave=ss.wave, grid=grid, normalizer=normalizer, keep=keep, shifted=bool(rv.any())))
+    if per_star:
+        tasks = [(ss.flux[s:e], ivar[s:e], rv[s:e], wave[s:e]) for s, e in spans]
+        shared = dict(grid=grid, normalizer=normalizer, keep=keep, shifted=True)
+    else:
+        tasks = [(ss.flux[s:e], ivar[s:e], rv[s:e]) for s, e in spans]
+        shared = dict(wave=wave, grid=grid, normalizer=normalizer, keep=keep, shifted=bool(rv.any()))
+    blocks = current_executor().map(normalise_and_resample, tasks, progress=False, shared=shared)
     out_flux = np.concatenate([b[0] for b in blocks])
     out_ivar = np.concatenate([b[1] for b in blocks])
-    return _drop_bad_stars(ss, grid, out_flux, out_ivar, cfg, what, allow_empty)
+    coverage = grid_coverage(wave, ivar, rv, grid)
+    return _drop_bad_stars(ss, grid, out_flux, out_ivar, cfg, what, allow_empty, coverage, medium or ss.medium)
 
 
 def _drop_bad_stars(ss: SpectralSet, grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray, cfg: PreprocessConfig,
-                    what: str, allow_empty: bool) -> SpectralSet | None:
+                    what: str, allow_empty: bool, coverage: np.ndarray, medium: str) -> SpectralSet | None:
     n_bad = (ivar <= 0).sum(axis=1)
     meta = dict(ss.meta)
     meta["n_bad_pixels"] = n_bad
+    meta["grid_coverage"] = coverage
     prepared = SpectralSet(wave=grid, flux=flux, ivar=ivar, ids=ss.ids, mask=ivar > 0,
                            labels=ss.labels, label_names=ss.label_names, label_units=ss.label_units,
-                           meta=meta, source=ss.source)
+                           meta=meta, source=ss.source, medium=medium)
     too_bad = n_bad > cfg.max_bad_pixels
     if too_bad.any():
         ids = ", ".join(f"{i} ({n})" for i, n in zip(ss.ids[too_bad][:10], n_bad[too_bad][:10]))

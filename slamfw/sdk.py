@@ -6,9 +6,11 @@ notice; this list changes only with :data:`PLUGIN_API` (a new major version when
 removed or changed incompatibly). slamfw's own plugins keep to it, and a test checks that they do.
 
 - components: the contracts (``Reader``, ``Normalizer``, ``Emulator``, ``Inferer``, ``Analyzer``),
-  their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), and the public
-  standardised-emulator base ``StandardizedEmulator``;
-- data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``;
+  their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), the public
+  standardised-emulator base ``StandardizedEmulator``, and ``FileReader``, the base of readers of
+  many files (directories, globs, lists of files; rejected files; a label catalogue joined by id);
+- data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``; wavelength media (``air_to_vacuum``,
+  ``vacuum_to_air``);
 - inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``; the ``Prior``
   contract and its ``LeastSquaresForm``; the likelihood (``likelihood_weights``, ``chi2``,
   ``reduced_chi2``, ``rmse``, ``library_chi2``, ``best_library_matches``, ``spectrum_snr``) and the
@@ -31,6 +33,8 @@ from .components import (
     AnalysisContext, Analyzer, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
     LeastSquaresForm, Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
 )
+from .components.file_reader import FileReader
+from .data.media import air_to_vacuum, vacuum_to_air
 from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
 from .errors import ConfigError, DataError, ModelFileError, NotFittedError, PluginError, SlamfwError
@@ -60,9 +64,9 @@ from .reporting.figures import (
 __all__ = [
     # components
     "Component", "Params", "ParamRole", "InputPath", "Reader", "Normalizer", "Emulator", "StandardizedEmulator",
-    "Inferer", "Analyzer", "check_training_data",
+    "Inferer", "Analyzer", "check_training_data", "FileReader",
     # data
-    "SpectralSet", "LabelResult", "KNOWN_META",
+    "SpectralSet", "LabelResult", "KNOWN_META", "air_to_vacuum", "vacuum_to_air",
     # inference
     "InferenceModel", "TrainedEmulator", "Prior", "LeastSquaresForm", "likelihood_weights", "library_chi2",
     "best_library_matches", "chi2", "reduced_chi2", "rmse", "spectrum_snr", "maximum_likelihood", "Solver",

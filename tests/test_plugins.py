@@ -16,7 +16,8 @@ from slamfw.cli import main
 from .conftest import make_distribution
 
 BUILTIN_EPS = {
-    "slamfw.readers.miles", "slamfw.readers.mock", "slamfw.readers.table", "slamfw.normalizers.spline",
+    "slamfw.readers.miles", "slamfw.readers.mock", "slamfw.readers.table", "slamfw.readers.lamost", "slamfw.readers.apogee",
+    "slamfw.readers.specutils", "slamfw.normalizers.spline",
     "slamfw.normalizers.identity", "slamfw.emulators.slam", "slamfw.emulators.cannon", "slamfw.emulators.krr",
     "slamfw.inferers.lm", "slamfw.inferers.emcee", "slamfw.priors.builtin", "slamfw.priors.table",
     "slamfw.analyzers.cv_scatter", "slamfw.analyzers.cod", "slamfw.analyzers.error_model",
@@ -146,7 +147,7 @@ def test_broken_plugins_are_reported_by_name(third_party, capsys):
     assert "unknown hook 'slamfw_register_emulator'" in broken["misspelt"].error
     assert broken["misspelt"].distribution == "misspelt-dist"
     assert "not decorated with @slamfw.hookimpl" in broken["undecorated"].error
-    assert "plugin API 2.0" in broken["future"].error and "1.1" in broken["future"].error
+    assert "plugin API 2.0" in broken["future"].error and "1.2" in broken["future"].error
     emus = registry.available("emulator")
     assert not {"misspelt", "undecorated", "from-the-future"} & set(emus)
     # nothing else breaks

@@ -131,7 +131,7 @@ def test_calibration_is_stored_used_and_reported(tmp_path):
     assert em is not None and em.label_names == ["Teff", "logg", "FeH"] and em.snr.size == 3 and em.folds == 3
     assert np.all(np.diff(em.snr) > 0) and np.all(em.abc >= 0)
     cat = Table.read(out / "catalog.ecsv")
-    assert em.neighbours == 50 and em.cv_labels.shape == (90 * 3, 3)   # the local calibration, by default
+    assert em.neighbours == 30 and em.cv_labels.shape == (90 * 3, 3)   # the local calibration, by default
     cols = lambda suffix: np.column_stack([cat[f"{n}{suffix}"] for n in em.label_names])  # noqa: E731
     np.testing.assert_allclose(cols("_err"), em.calibrate(cols("_err_formal"), np.asarray(cat["snr_spec"]), cols("")))
     assert np.all(cat["Teff_err"] >= cat["Teff_err_formal"] * 0.5)

@@ -1,16 +1,17 @@
 """The ``slamfw`` command line.
 
-    slamfw run CONFIG [--set dotted.key=value ...] [--executor NAME] [--workers N]
-    slamfw train CONFIG [--set ...] [--executor NAME] [--workers N]
-    slamfw predict MODEL [--data PATH] [--reader NAME] -o CATALOG [--executor NAME] [--workers N]
-    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...] [--executor NAME] [--workers N]
+    slamfw run CONFIG [--set dotted.key=value ...] [--executor NAME] [--workers N] [--force]
+    slamfw train CONFIG [--set ...] [--executor NAME] [--workers N] [--force]
+    slamfw predict MODEL [--data PATH] [--reader NAME] -o CATALOG [--executor NAME] [--workers N] [--force]
+    slamfw compare CONFIG [--emulators slam,cannon,krr] [--set ...] [--executor NAME] [--workers N] [--force]
     slamfw plugins [NAME] [--kind KIND]
     slamfw check-plugin KIND NAME [--param key=value ...]     (check-emulator NAME: the emulator kit)
-    slamfw demo [--out DIR]
+    slamfw demo [--out DIR] [--force]
 
-User errors (bad config, missing data, bad spectra, damaged model files) print one paragraph
-and exit with status 2; ``--verbose`` (before or after the command) shows tracebacks and debug
-logging.
+User errors (bad config, missing data, bad spectra, damaged model files, unusable output paths,
+an output folder in use) print one paragraph and exit with status 2; ``--verbose`` (before or
+after the command) shows tracebacks and debug logging. ``--force`` lets a command overwrite
+existing files at its output paths that slamfw did not write (see ``docs/outputs.md``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .._version import __version__
 from ..components.kinds import KINDS
 from ..errors import SlamfwError
 from . import commands, plugin_commands
+from .convert import add_convert
 
 log = logging.getLogger("slamfw")
 
@@ -35,7 +37,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, config: bool = False,
-               executor: bool = False, **kw) -> argparse.ArgumentParser:
+               executor: bool = False, force: bool = False, **kw) -> argparse.ArgumentParser:
     sp = sub.add_parser(name, help=help, **kw)
     # also after the command; SUPPRESS keeps a --verbose given before it
     sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -50,6 +52,10 @@ def _subparser(sub: argparse._SubParsersAction, name: str, func, help: str, conf
         sp.add_argument("--workers", type=int, default=None, metavar="N", help="workers of the executor")
         sp.add_argument("--executor-param", action="append", default=[], metavar="KEY=VALUE",
                         help="another executor parameter, e.g. address=tcp://host:8786 for dask (repeatable)")
+    if force:
+        sp.add_argument("--force", action="store_true",
+                        help="overwrite existing files at the output paths even if slamfw did not write them "
+                             "(never takes over a folder another run is writing into)")
     sp.set_defaults(func=func)
     return sp
 
@@ -59,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"slamfw {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    _subparser(sub, "run", commands.cmd_run, "train (or load) a model, infer the test set, analyse", config=True,
-               executor=True)
-    _subparser(sub, "train", commands.cmd_train, "train and save a model", config=True, executor=True)
+    _subparser(sub, "run", commands.cmd_run, "train (or load, or reuse the finished) model, infer the test set, "
+               "analyse", config=True, executor=True, force=True)
+    _subparser(sub, "train", commands.cmd_train, "train and save a model", config=True, executor=True, force=True)
     sp = _subparser(sub, "predict", commands.cmd_predict, "label a survey with a saved model (streamed)",
-                    executor=True)
+                    executor=True, force=True)
     sp.add_argument("model")
     sp.add_argument("--data", default=None, help="input path for the reader (file or directory); "
                     "not needed by readers that read no files")
@@ -72,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk-size", type=int, default=500)
     sp.add_argument("-o", "--output", required=True, help="catalogue file (.fits or .ecsv)")
     sp = _subparser(sub, "compare", commands.cmd_compare,
-                    "train and test several emulators on the same data; one report", config=True, executor=True)
+                    "train and test several emulators on the same data; one report", config=True, executor=True,
+                    force=True)
     sp.add_argument("--emulators", default=None, metavar="A,B,...",
                     help="comma-separated emulator names (default: compare.emulators in the config)")
     sp = _subparser(sub, "plugins", plugin_commands.cmd_plugins,
@@ -91,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="emulator parameter for the checks (repeatable)")
     sp = _subparser(sub, "demo", commands.cmd_demo,
-                    "mock survey end to end: train SLAM, infer, print the scatter table")
+                    "mock survey end to end: train SLAM, infer, print the scatter table", force=True)
     sp.add_argument("--out", default="slamfw-demo", help="output directory (default: slamfw-demo)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_convert(sub, _subparser)
     return p
 
 
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        print("slamfw: interrupted (finished inference chunks are kept and reused on rerun)", file=sys.stderr)
+        print("slamfw: interrupted (a finished model and finished inference chunks are kept and reused on rerun)",
+              file=sys.stderr)
         return 130
     except Exception as err:  # a bug, not a user error
         if args.verbose:

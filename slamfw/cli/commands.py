@@ -36,7 +36,9 @@ def _print_reports(res) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..workflows.run import run_experiment
-    res = run_experiment(load_config(args.config, executor_overrides(args)))
+    res = run_experiment(load_config(args.config, executor_overrides(args)), force=args.force)
+    if res.model_reused:
+        print(f"\nreused the finished model {res.model_path} (same training set and settings): not retrained")
     print(f"\nresults in {res.output_dir}/: " + ", ".join(
         p.name for p in [*([res.model_path] if res.model_path else []), *res.catalog_paths]) + ", report.md, config.yaml")
     _print_reports(res)
@@ -45,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..workflows.run import run_train
-    tr, path = run_train(load_config(args.config, executor_overrides(args)))
+    tr, path = run_train(load_config(args.config, executor_overrides(args)), force=args.force)
     print(f"model written to {path} ({tr.train.n_stars} training stars, {tr.train_time_s:.1f} s)")
     return 0
 
@@ -101,11 +103,13 @@ def command_executor(args: argparse.Namespace) -> Executor | None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..model import SlamfwModel
+    from ..workflows.outdir import check_catalog_output
     from ..workflows.predict import predict_catalog
+    check_catalog_output(args.output, args.force)    # before loading anything
     overrides = key_values(args.reader_param, "--reader-param")
     model = SlamfwModel.load(args.model)
     res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
-                          executor=command_executor(args))
+                          executor=command_executor(args), force=args.force)
     print(f"catalogue of {res.n_spectra} stars ({res.n_converged} converged) written to {res.path} "
           f"in {res.wall_s:.1f} s ({res.n_spectra / max(res.wall_s, 1e-9):.1f} spectra/s)")
     return 0
@@ -114,9 +118,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..reporting.compare_report import label_table, summary_table
     from ..workflows.compare import compare_emulators
+    from ..workflows.outdir import OutputDir, forcing, plan_outputs
     cfg = load_config(args.config, executor_overrides(args))
     names = args.emulators.split(",") if args.emulators else None
-    res = compare_emulators(cfg, names)
+    plan = plan_outputs(cfg, "compare", args.force)          # before any work: the folder and its files,
+    listed = names or (cfg.compare.emulators if cfg.compare else [])
+    for name in {n.strip() for n in listed if n.strip()}:    # and each emulator's folder
+        plan_outputs(cfg, "run", args.force, out=plan.dir / name)
+    with forcing(args.force), OutputDir(plan):
+        res = compare_emulators(cfg, names)
     files = ["compare.md", "compare.json", "compare_cv.ecsv", *(p.name for p in res.figures)]
     print(f"\ncomparison in {res.output_dir}/: {', '.join(files)}; each emulator's run in <emulator>/\n")
     print(summary_table(res))
@@ -140,7 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         apply_override(raw, item)
     cfg = validate_config(raw)
     print("\n".join(line.lstrip("# ") for line in demo_config_text().splitlines()[:2]))
-    res = run_experiment(cfg)
+    res = run_experiment(cfg, force=args.force)
     _print_reports(res)
     print(f"\ncatalogue, model and report in {res.output_dir}/")
     return 0

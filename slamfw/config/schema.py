@@ -10,7 +10,7 @@ component is used and validated (by the ``Params`` model the plugin declares)::
     [data.train.miles]    path = "...", where = {...}          # the miles reader's parameters
     [data.test]           reader = "miles"
     [data.test.miles]     path = "..."
-    [preprocess]          wave_min, wave_max, wave_step, max_bad_pixels, rv_correct
+    [preprocess]          wave_min, wave_max, wave_step, max_bad_pixels, rv_correct, min_coverage
     [normalizer]          name = "spline"
     [normalizer.spline]   smoothing_length = 150.0
     [emulator]            name = "slam", model = "optional/path/to/model.npz"
@@ -77,7 +77,7 @@ class CalibrationConfig(_Strict):
     #: N > 0 (default 50): each star's excess is measured on the N cross-validation results
     #: nearest to it in inferred labels and S/N (emulators err more in some parts of label space);
     #: the results are stored in the model. 0: the paper's per-S/N error model alone.
-    neighbours: int = Field(50, ge=0)
+    neighbours: int = Field(30, ge=0)
     #: At most this many held-out stars (over all folds, chosen by the seed) are degraded and
     #: inferred at each S/N; every star still trains the folds' emulators. Bounds the cost for
     #: large training sets (each costs a normalisation and an inference per S/N).
@@ -145,6 +145,8 @@ class PreprocessConfig(_Strict):
     max_bad_pixels: int = Field(50, ge=0)
     #: Shift to the rest frame with the per-star ``rv`` metadata (km/s) when present.
     rv_correct: bool = True
+    #: Stars whose good pixels span less than this fraction of the grid get ``flag_coverage``.
+    min_coverage: float = Field(0.9, ge=0, le=1)
 
     @field_validator("wave_max")
     @classmethod

@@ -15,15 +15,16 @@ from astropy.table import Column, Table
 from ..errors import ConfigError, DataError
 from ..execution.store import atomic_path
 from ..stats.metrics import label_distance
+from ..stats.quality import FLAGS
 from .results import LabelResult
 
 log = logging.getLogger(__name__)
 
 
-#: Flag columns, in order, and what each means (also in ``docs/catalogue.md``).
-FLAG_COLUMNS = ("flag_extrapolated", "flag_bound", "flag_chi2")
+#: Flag columns, in order (what each means: :mod:`slamfw.stats.quality` and ``docs/catalogue.md``).
+FLAG_COLUMNS = FLAGS
 #: Extra arrays the pipeline writes in fixed places (not again among the inferer's extras).
-_PLACED = set(FLAG_COLUMNS) | {"snr_spec", "at_bound"}
+_PLACED = set(FLAG_COLUMNS) | {"snr_spec", "at_bound", "grid_coverage"}
 
 
 def _unit(units: Sequence[str], j: int) -> str | None:
@@ -60,9 +61,10 @@ def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[
     Columns: ``id``; ``ra``, ``dec`` (deg) when the reader gives them; per label ``<label>``,
     ``<label>_err`` (the uncertainty to use: calibrated by the model's error model when it has
     one, else the formal error) and ``<label>_err_formal`` (sqrt of the covariance diagonal);
-    ``converged``, the flags (``flag_extrapolated``, ``flag_bound``, ``flag_chi2``), ``rmse``,
-    ``chi2`` (reduced), ``snr`` (from the reader), ``snr_spec`` (measured on the prepared
-    spectrum); the inferer's own per-star quantities (e.g. the MCMC summaries); per label
+    ``converged``, the flags (``flag_extrapolated``, ``flag_bound``, ``flag_chi2``,
+    ``flag_chi2_train``, ``flag_coverage``), ``rmse``, ``chi2`` (reduced), ``snr`` (from the
+    reader), ``snr_spec`` (measured on the prepared spectrum), ``grid_coverage`` (the fraction of
+    the model's grid the spectrum covers); the inferer's own per-star quantities (e.g. the MCMC summaries); per label
     ``<label>_init`` (initial guess); and, when the input had labels, ``<label>_true`` and
     ``label_distance`` (eq. 11, over the labels it has a scale for).
     """
@@ -82,6 +84,7 @@ def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[
     t["chi2"] = result.chi2
     t["snr"] = np.full(n, np.nan) if snr is None else np.asarray(snr, float)
     t["snr_spec"] = np.asarray(result.extra.get("snr_spec", np.full(n, np.nan)), float)
+    t["grid_coverage"] = np.asarray(result.extra.get("grid_coverage", np.full(n, np.nan)), float)
     _extra_columns(t, result, units)
     for j, name in enumerate(names):
         t[f"{name}_init"] = Column(result.init[:, j], unit=_unit(units, j))

@@ -3,17 +3,19 @@
 Everything slamfw writes goes to a temporary name beside the target and is renamed into place,
 so a kill never leaves a half-written file under its final name. :class:`ChunkStore` keeps one
 ``.npz`` per finished piece (a block of pixels in training, a chunk of spectra in inference); a
-piece that cannot be read back (cut short by a kill, damaged) is simply redone.
+piece that cannot be read back (cut short, damaged, written by something else, or not what the
+caller expects) is logged, removed and redone: a damaged checkpoint never fails a rerun.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -44,8 +46,54 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compressed:
     return Path(path)
 
 
+#: The array under which :meth:`ChunkStore.save` records the SHA-256 of a piece's other arrays.
+DIGEST_KEY = "__chunkstore_sha256__"
+
+#: A caller's check of a piece it loads: None (or True) when the arrays are what it expects, else a
+#: short reason (or False); an exception it raises counts as a reason too.
+Validator = Callable[[dict[str, np.ndarray]], "str | bool | None"]
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the names, dtypes, shapes and bytes of ``arrays``."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(json.dumps([key, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray], spec: Mapping[str, tuple[str, tuple[int | None, ...] | None]],
+                 optional: Mapping[str, tuple[str, tuple[int | None, ...] | None]] | None = None) -> str | None:
+    """What is wrong with ``arrays`` for a caller that expects ``spec`` (and, when present,
+    ``optional``): ``{name: (dtype kinds, shape)}``, kinds as in ``numpy.dtype.kind`` (``"f"``,
+    ``"fi"``, ``"b"``, ``"U"``; ``""`` any), shape a tuple whose ``None`` entries take any length
+    (None: any shape). Returns None when they match, else the first mismatch in words: a
+    :class:`ChunkStore` ``validate`` callback in one line.
+    """
+    for name, (kinds, shape) in list(spec.items()) + list((optional or {}).items()):
+        if name not in arrays:
+            if name in spec:
+                return f"no array {name!r}"
+            continue
+        a = np.asarray(arrays[name])
+        if kinds and a.dtype.kind not in kinds:
+            return f"array {name!r} has dtype {a.dtype}, expected kind {kinds!r}"
+        if shape is not None and (a.ndim != len(shape)
+                                  or any(want is not None and got != want for got, want in zip(a.shape, shape))):
+            want_txt = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+            return f"array {name!r} has shape {a.shape}, expected {want_txt}"
+    return None
+
+
 class ChunkStore:
-    """Finished pieces of one job, one ``<prefix>_<index>.npz`` each, in ``folder``."""
+    """Finished pieces of one job, one ``<prefix>_<index>.npz`` each, in ``folder``.
+
+    :meth:`save` records a digest of the arrays in the piece; :meth:`load` checks it, and the
+    caller's ``validate``, and treats a piece that fails either (or cannot be read at all) as
+    missing: it is logged at WARNING with its file name and removed, so the work is redone.
+    """
 
     def __init__(self, folder: str | os.PathLike, prefix: str = "chunk") -> None:
         self.folder = Path(folder)
@@ -56,20 +104,45 @@ class ChunkStore:
         """The file of piece ``key`` (an index, or a name such as a hash of what the piece holds)."""
         return self.folder / (f"{self.prefix}_{key:05d}.npz" if isinstance(key, int) else f"{self.prefix}_{key}.npz")
 
-    def load(self, key: int | str) -> dict[str, np.ndarray] | None:
-        """The arrays of piece ``key``, or None when it is missing or unreadable (then redone)."""
+    def load(self, key: int | str, validate: Validator | None = None) -> dict[str, np.ndarray] | None:
+        """The arrays of piece ``key``, or None when it is missing or unusable (then redone).
+
+        Unusable: the file cannot be read (empty, cut short, not an ``.npz``, a bad CRC), it lacks
+        the digest :meth:`save` records or its arrays do not match it, or ``validate`` (see
+        :data:`Validator`; :func:`check_arrays` builds the usual one) rejects the arrays. Such a
+        piece is logged at WARNING, naming its file and the reason, and deleted.
+        """
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            log.warning("%s is unreadable (%s: %s); it will be redone", path, type(err).__name__, err)
-            return None
+            arrays = _read_npz(path)
+            problem = _check_digest(arrays)
+            if problem is None and validate is not None:
+                verdict = validate(arrays)
+                problem = ("it is not what the caller expects" if verdict is False
+                           else None if verdict is None or verdict is True else str(verdict))
+        except Exception as err:   # anything at all that stops the piece being read back: redo it
+            problem = f"{type(err).__name__}: {err}"
+        if problem is None:
+            return arrays
+        self._drop_damaged(path, problem)
+        return None
+
+    def _drop_damaged(self, path: Path, problem: str) -> None:
+        try:
+            path.unlink(missing_ok=True)
+            what = "removed"
+        except OSError as err:
+            what = f"could not be removed ({err})"
+        log.warning("checkpoint %s is damaged or unusable (%s); %s, it will be redone", path, problem, what)
 
     def save(self, key: int | str, arrays: dict[str, np.ndarray]) -> Path:
-        return save_npz(self.path(key), arrays)
+        """Write piece ``key`` atomically, with a digest of its arrays that :meth:`load` checks."""
+        if DIGEST_KEY in arrays:
+            raise ValueError(f"{DIGEST_KEY!r} is reserved by ChunkStore")
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        return save_npz(self.path(key), {**arrays, DIGEST_KEY: np.asarray(_digest(arrays))})
 
     def discard(self, keys: list[int | str]) -> None:
         """Delete the pieces ``keys`` (and the folder, then its parent, once they are empty): another
@@ -90,3 +163,21 @@ class ChunkStore:
             self.folder.parent.rmdir()
         except OSError:
             pass  # not empty: another job's pieces are still there
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (no pickles); raises when it cannot be read."""
+    with np.load(path, allow_pickle=False) as z:
+        if not hasattr(z, "files"):
+            raise ValueError("not an .npz archive")
+        return {k: z[k] for k in z.files}
+
+
+def _check_digest(arrays: dict[str, np.ndarray]) -> str | None:
+    """Pop the digest from ``arrays``; what is wrong with them (None: they are the ones saved)."""
+    recorded = arrays.pop(DIGEST_KEY, None)
+    if recorded is None:
+        return "it carries no digest: not written by ChunkStore.save (another program or an older slamfw)"
+    if recorded.shape != () or recorded.dtype.kind != "U" or str(recorded) != _digest(arrays):
+        return "its arrays do not match the digest recorded when it was written"
+    return None

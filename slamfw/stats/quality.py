@@ -5,7 +5,16 @@ Flags (each an (N,) bool column of the catalogue):
 - ``flag_extrapolated``: a label lies outside the training set's range of that label;
 - ``flag_bound``: the solution lies on a side of the prior's box (the inferer reports it in
   ``extra["at_bound"]``);
-- ``flag_chi2``: the reduced chi^2 is far from 1: above ``chi2_high`` or below ``chi2_low``.
+- ``flag_chi2``: the reduced chi^2 is far from 1: above ``CHI2_HIGH`` or below ``CHI2_LOW``;
+- ``flag_chi2_train``: the reduced chi^2 is above ``CHI2_TRAIN_FACTOR`` times the 99th percentile
+  that the model's own training stars reach at their labels (``SlamfwModel.train_chi2``): the
+  spectrum is not like the training set (not normalised like it, another instrument, a
+  peculiar star);
+- ``flag_coverage``: the star's good pixels span less than ``min_coverage`` of the model's grid
+  (``grid_coverage``, from pre-processing; ``preprocess.min_coverage``).
+
+``flagged_fraction`` counts the stars that carry any of these signs of a survey unlike the
+training set; :func:`warn_if_unlike_training` warns once when they are most of the stars.
 
 ``converged`` stays the inferer's: the kept solution met its tolerance (for ``lm``, the best of
 its starts).
@@ -26,13 +35,21 @@ from .likelihood import spectrum_snr
 #: Reduced chi^2 outside [CHI2_LOW, CHI2_HIGH] is flagged.
 CHI2_HIGH = 3.0
 CHI2_LOW = 1.0 / 3.0
-FLAGS = ("flag_extrapolated", "flag_bound", "flag_chi2")
+#: Reduced chi^2 above this many times the training stars' 99th percentile is flagged.
+CHI2_TRAIN_FACTOR = 3.0
+#: Stars with less of the grid covered than this are flagged (``preprocess.min_coverage`` overrides).
+MIN_COVERAGE = 0.9
+FLAGS = ("flag_extrapolated", "flag_bound", "flag_chi2", "flag_chi2_train", "flag_coverage")
+#: The flags that say a spectrum is unlike the training set.
+UNLIKE_TRAINING = ("flag_extrapolated", "flag_chi2", "flag_chi2_train", "flag_coverage")
 
 
 def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_labels: np.ndarray,
-                error_model: ErrorModel | None) -> LabelResult:
-    """Add ``snr_spec`` (the spectrum's S/N, :func:`spectrum_snr`), the flags and, with an error
-    model, ``errors_calibrated`` to ``result`` (of N stars with flux, ivar (N, P)); returns it."""
+                error_model: ErrorModel | None, coverage: np.ndarray | None = None,
+                train_chi2_p99: float | None = None, min_coverage: float = MIN_COVERAGE) -> LabelResult:
+    """Add ``snr_spec`` (the spectrum's S/N, :func:`spectrum_snr`), ``grid_coverage``, the flags
+    and, with an error model, ``errors_calibrated`` to ``result`` (of N stars with flux, ivar
+    (N, P); ``coverage`` (N,) the fraction of the grid each covers, None: all of it); returns it."""
     lo, hi = train_labels.min(axis=0), train_labels.max(axis=0)
     labels = result.labels
     finite = np.all(np.isfinite(labels), axis=1)
@@ -42,6 +59,11 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
     result.extra["flag_bound"] = np.asarray(result.extra.get("at_bound", np.zeros(result.n, bool)), bool)
     chi2 = np.asarray(result.chi2, float)
     result.extra["flag_chi2"] = ~np.isfinite(chi2) | (chi2 > CHI2_HIGH) | (chi2 < CHI2_LOW)
+    limit = np.inf if not train_chi2_p99 or not np.isfinite(train_chi2_p99) else CHI2_TRAIN_FACTOR * train_chi2_p99
+    result.extra["flag_chi2_train"] = ~np.isfinite(chi2) | (chi2 > limit)
+    cov = np.ones(result.n) if coverage is None else np.asarray(coverage, float)
+    result.extra["grid_coverage"] = cov
+    result.extra["flag_coverage"] = ~(cov >= min_coverage)
     if error_model is not None:
         result.errors_calibrated = error_model.calibrate(result.errors, snr, labels)
         if "p16" in result.extra and "p84" in result.extra:
@@ -51,3 +73,22 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
             result.extra["p84_cal"] = labels + f * (np.asarray(result.extra["p84"], float) - labels)
             result.extra_units.update(p16_cal="label", p84_cal="label")
     return result
+
+
+def flagged_fraction(extra: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(stars carrying any flag of :data:`UNLIKE_TRAINING`, stars) in a result's ``extra``."""
+    flags = [np.asarray(extra[f], bool) for f in UNLIKE_TRAINING if f in extra]
+    if not flags:
+        return 0, 0
+    return int(np.any(flags, axis=0).sum()), int(flags[0].size)
+
+
+def warn_if_unlike_training(n_flagged: int, n: int, log, what: str = "the spectra") -> bool:
+    """Warn once, in words, when most of ``n`` stars carry a flag of :data:`UNLIKE_TRAINING`."""
+    if n and n_flagged > n / 2:
+        log.warning("%d of %d stars (%.0f %%) of %s are flagged as unlike the training set (labels outside its "
+                    "range, a chi^2 far above its stars', or too little of the wavelength grid covered): these "
+                    "spectra do not look like the training set. Are they normalised the same way, from the same "
+                    "instrument, and on the model's wavelength range?", n_flagged, n, 100 * n_flagged / n, what)
+        return True
+    return False

@@ -83,7 +83,7 @@ def _degraded(train: SpectralSet, te: np.ndarray, snr: float, rng: np.random.Gen
         return flux, ivar, te
     raw = source.raw.subset(np.isin(source.raw.ids, train.ids[te]))
     prepared = prepare(degrade_raw(raw, snr, rng), source.preprocess, source.normalizer, grid=train.wave,
-                       what=f"calibration spectra at S/N {snr:g}", allow_empty=True)
+                       what=f"calibration spectra at S/N {snr:g}", allow_empty=True, medium=train.medium)
     if prepared is None:
         return np.zeros((0, train.n_pixels)), np.zeros((0, train.n_pixels)), te[:0]
     where = {star: i for i, star in enumerate(train.ids)}

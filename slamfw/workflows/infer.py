@@ -31,10 +31,10 @@ from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
 from ..errors import ConfigError
 from ..execution.chunks import chunks
-from ..execution.store import ChunkStore
+from ..execution.store import ChunkStore, check_arrays
 from ..model import SlamfwModel
 from ..preprocess import prepare
-from ..stats.quality import add_quality
+from ..stats.quality import MIN_COVERAGE, add_quality
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test se
     norm = model_component(model, "normalizer")
     normalizer = None if norm is None else registry.create("normalizer", norm[0], norm[1], "model normalizer")
     return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what,
-                   allow_empty=allow_empty)
+                   allow_empty=allow_empty, medium=model.medium)
 
 
 def model_key(model: SlamfwModel, inferer: Inferer, prior: Prior | None = None) -> str:
@@ -102,11 +102,14 @@ def call_infer(inferer: Inferer, model: SlamfwModel, flux: np.ndarray, ivar: np.
 
 
 def label_spectra(model: SlamfwModel, inferer: Inferer, prior: Prior | None, flux: np.ndarray, ivar: np.ndarray,
-                  ids: np.ndarray) -> LabelResult:
+                  ids: np.ndarray, coverage: np.ndarray | None = None) -> LabelResult:
     """The inferer's labels for prepared spectra (N, P), with the S/N, quality flags and calibrated
-    errors the pipeline adds (:func:`slamfw.stats.quality.add_quality`)."""
+    errors the pipeline adds (:func:`slamfw.stats.quality.add_quality`); ``coverage`` (N,) the
+    fraction of the grid each spectrum covers (pre-processing's ``grid_coverage``; None: all)."""
     result = call_infer(inferer, model, flux, ivar, prior, np.asarray(ids, dtype=str))
-    return add_quality(result, flux, ivar, np.asarray(model.train_labels, float), model.error_model)
+    min_cov = float(model.preprocess.get("min_coverage", MIN_COVERAGE))
+    return add_quality(result, flux, ivar, np.asarray(model.train_labels, float), model.error_model, coverage,
+                       (model.train_chi2 or {}).get("p99"), min_cov)
 
 
 def chunk_key(data: SpectralSet) -> str:
@@ -119,10 +122,21 @@ def chunk_key(data: SpectralSet) -> str:
     return h.hexdigest()[:24]
 
 
-def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, model: SlamfwModel, inferer: Inferer,
-                 prior: Prior | None) -> dict[str, np.ndarray]:
+def result_problem(arrays: dict[str, np.ndarray], n: int, n_labels: int) -> str | None:
+    """What keeps ``arrays`` from being a :meth:`LabelResult.to_arrays` of ``n`` stars and
+    ``n_labels`` labels (None when nothing does): the check of a checkpoint piece on loading."""
+    num = "biuf"
+    return check_arrays(arrays, {
+        "labels": (num, (n, n_labels)), "cov": (num, (n, n_labels, n_labels)), "converged": (num, (n,)),
+        "rmse": (num, (n,)), "chi2": (num, (n,)), "init": (num, (n, n_labels)), "label_names": ("U", (n_labels,))},
+        optional={"nfev": (num, (n,)), "samples": (num, (n, None, n_labels)),
+                  "errors_calibrated": (num, (n, n_labels))})
+
+
+def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, coverage: np.ndarray, model: SlamfwModel,
+                 inferer: Inferer, prior: Prior | None) -> dict[str, np.ndarray]:
     """One chunk (n, P) -> the LabelResult's arrays."""
-    return label_spectra(model, inferer, prior, flux, ivar, ids).to_arrays()
+    return label_spectra(model, inferer, prior, flux, ivar, ids, coverage).to_arrays()
 
 
 def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk_size: int = 500,
@@ -135,12 +149,15 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
     keys = [chunk_key(data.subset(np.arange(s, e))) for s, e in spans]
     parts: dict[int, dict[str, np.ndarray]] = {}
     if store is not None:
-        parts = {k: a for k, key in enumerate(keys) if (a := store.load(key)) is not None}
+        n_labels = len(model.label_names)
+        parts = {k: a for k, (key, (s, e)) in enumerate(zip(keys, spans))
+                 if (a := store.load(key, lambda a, n=e - s: result_problem(a, n, n_labels))) is not None}
         if parts:
             log.info("inference: %d of %d chunks reused from %s", len(parts), len(spans), store.folder)
     todo = [k for k in range(len(spans)) if k not in parts]
     ivar = data.weight_ivar
-    tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e]) for s, e in (spans[k] for k in todo)]
+    coverage = data.meta_column("grid_coverage", 1.0)
+    tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e], coverage[s:e]) for s, e in (spans[k] for k in todo)]
     for k, arrays in zip(todo, current_executor().imap(
             _infer_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior}, desc="inference",
             unit="spectra",
@@ -158,17 +175,22 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
 def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer,
                    prior: Prior | None) -> dict[str, np.ndarray] | None:
     """Prepare and infer one raw chunk: the catalogue part (ids, S/N, true labels, LabelResult
-    arrays); None for a chunk already done (``raw`` None)."""
+    arrays, and ``excluded``: the ids that preparation dropped); None for a chunk already done
+    (``raw`` None)."""
     if raw is None:
         return None
     data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True)
+    kept = set() if data is None else set(data.ids.tolist())
+    excluded = np.array([i for i in raw.ids.tolist() if i not in kept], dtype=str)
     if data is None:
-        return {"ids": np.zeros(0, dtype=str)}
-    part = label_spectra(model, inferer, prior, data.flux, data.weight_ivar, data.ids).to_arrays()
+        return {"ids": np.zeros(0, dtype=str), "excluded": excluded}
+    part = label_spectra(model, inferer, prior, data.flux, data.weight_ivar, data.ids,
+                         data.meta_column("grid_coverage", 1.0)).to_arrays()
     part.update(ids=np.asarray(data.ids, dtype=str), snr=data.meta_column("snr"))
     part.update({k: np.asarray(data.meta[k], float) for k in ("ra", "dec") if k in data.meta})
     if data.labels is not None:
         part["true_labels"] = data.labels
+    part["excluded"] = excluded
     return part
 
 
@@ -212,6 +234,23 @@ def model_inferer(model: SlamfwModel) -> Inferer:
     return registry.create("inferer", comp[0], comp[1], "model inferer")
 
 
+def part_problem(arrays: dict[str, np.ndarray], model: SlamfwModel, ids: np.ndarray | None = None) -> str | None:
+    """What keeps ``arrays`` from being a catalogue part of :func:`_predict_chunk` for ``model``
+    (of a chunk of the stars ``ids``, when given); None when nothing does."""
+    problem = check_arrays(arrays, {"ids": ("U", (None,))})
+    if problem is not None:
+        return problem
+    part_ids = arrays["ids"]
+    if ids is not None and not set(part_ids.tolist()) <= set(np.asarray(ids, dtype=str).tolist()):
+        return "its star ids are not those of the chunk"
+    n, n_labels = part_ids.size, len(model.label_names)
+    if n == 0:
+        return None
+    return result_problem(arrays, n, n_labels) or check_arrays(
+        arrays, {"snr": ("biuf", (n,))},
+        optional={"ra": ("biuf", (n,)), "dec": ("biuf", (n,)), "true_labels": ("biuf", (n, n_labels))})
+
+
 def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: ChunkStore,
                   keys: list[str], reused: list[str]) -> Iterator[tuple[SpectralSet | None]]:
     """One task per raw chunk: the chunk, or None when its part is already in ``store`` (its key
@@ -220,7 +259,7 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
         raw = model_labels_only(raw, model)
         key = chunk_key(raw)
         keys.append(key)
-        done = store.load(key) is not None
+        done = store.load(key, lambda a, ids=raw.ids: part_problem(a, model, ids)) is not None
         if done:
             reused.append(key)
         yield (None if done else raw,)
@@ -252,7 +291,7 @@ def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
     """The catalogue parts that :func:`predict_stream` saved, one at a time, in order."""
     store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
     for key in keys:
-        part = store.load(key)
+        part = store.load(key, lambda a: part_problem(a, model))
         if part is None:
             raise ConfigError(f"the catalogue part {store.path(key)} is missing or damaged: run the same "
                               f"command again to redo it")

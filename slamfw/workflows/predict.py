@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from ..components.executor import Executor, using_executor
-from ..data.catalog import check_catalog_path, write_catalog_parts
+from ..data.catalog import write_catalog_parts
+from ..data.files import write_rejected
 from ..model import SlamfwModel
+from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
+from .outdir import check_catalog_output
 
 log = logging.getLogger(__name__)
+
+
+def rejected_path(catalogue: Path) -> Path:
+    """Where ``predict`` lists the files it could not read: ``<catalogue stem>-rejected.csv``."""
+    return catalogue.with_name(f"{catalogue.name.split('.')[0]}-rejected.csv")
 
 
 @dataclass
@@ -35,11 +43,15 @@ class PredictResult:
 
 def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | None = None, reader: str | None = None,
                     reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
-                    executor: Executor | None = None) -> PredictResult:
+                    executor: Executor | None = None, force: bool | None = None) -> PredictResult:
     """Label the survey at ``data_path`` (read like the model's training set, or with ``reader``) and
     write the catalogue ``output`` (.fits or .ecsv), streaming on ``executor`` (default: the one in
-    use, else local processes)."""
-    path = check_catalog_path(output)
+    use, else local processes).
+
+    ``output`` is checked before any work: a catalogue suffix, a folder that can be written, and no
+    existing file there that slamfw did not write, unless ``force`` (None: as the enclosing
+    :func:`~slamfw.workflows.outdir.forcing` block says, else no)."""
+    path = check_catalog_output(output, force)
     source = read_with_model_reader(model, data_path, reader, reader_params)
     inferer, prior = model_inferer(model), model_prior(model)
     checkpoints = path.parent / ".checkpoints"
@@ -48,6 +60,20 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
     path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
                                           model.label_units, path)
+    counts, excluded = [], []
+    for part in iter_parts(model, inferer, checkpoints, keys, prior):
+        excluded += [str(i) for i in part.get("excluded", [])]
+        if part["ids"].size:
+            counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
+    warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
+    max_bad = model.preprocess.get("max_bad_pixels")
+    if excluded:
+        log.warning("predict: %d star(s) could not be prepared (more than preprocess.max_bad_pixels=%s bad pixels "
+                    "on the model's grid) and are not in the catalogue; listed in %s: %s%s", len(excluded), max_bad,
+                    rejected_path(path).name, ", ".join(excluded[:5]), " ..." if len(excluded) > 5 else "")
+    write_rejected(source, rejected_path(path), "survey",
+                   [(f"star {i}", f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid")
+                    for i in excluded])
     remove_parts(model, inferer, checkpoints, keys, prior)
     wall = time.perf_counter() - t0
     log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)

@@ -1,11 +1,16 @@
-"""A whole experiment: read -> prepare -> train (or load) -> infer -> catalogue -> analyzers.
+"""A whole experiment: read -> prepare -> train (or load, or reuse) -> infer -> catalogue -> analyzers.
 
 Results land in ``output.dir``: the model file, ``catalog.fits``/``catalog.ecsv``, ``report.md``
-and the resolved config ``config.yaml``, which reproduces the run from any directory.
+and the resolved config ``config.yaml``, which reproduces the run from any directory. Every output
+path is checked before any work, one run at a time writes into the folder, and a completion marker
+is written last (:mod:`slamfw.workflows.outdir`). A model file already in the folder that was
+trained on the same prepared training set with the same settings is reused, not retrained
+(:func:`reusable_model`).
 """
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,14 +23,20 @@ import yaml
 from ..components.analyzer import AnalysisContext, Report
 from ..config import ExperimentConfig, resolve_config, selected, selected_all
 from ..data.catalog import make_catalog, write_catalog
+from ..data.files import REJECTED_FILE, write_rejected
 from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
-from ..errors import ConfigError
+from .. import registry
+from ..errors import ConfigError, SlamfwError
 from ..execution.store import atomic_path
 from ..model import SlamfwModel
+from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
-from .train import PreparedTraining, TrainResult, source_key, train
+from .outdir import OutputDir, plan_outputs
+from .train import (
+    PreparedTraining, TrainResult, _component_record, prepare_training, reading_params, source_key, train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,8 @@ class RunResult:
     timing: dict[str, float | None] = field(default_factory=dict)
     #: The prepared training set (None when the model was loaded).
     train: SpectralSet | None = None
+    #: True when the model file already in ``output.dir`` was reused instead of training.
+    model_reused: bool = False
 
 
 def write_resolved(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
@@ -54,13 +67,168 @@ def write_resolved(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
     return resolved
 
 
-def run_train(cfg: ExperimentConfig) -> tuple[TrainResult, Path]:
-    """``slamfw train``: train and save the model into ``output.dir``."""
-    out = Path(cfg.output.dir)
-    write_resolved(cfg, out)
-    with executing(cfg):
-        tr = train(cfg)
-    return tr, tr.model.save(out / cfg.output.model_file)
+def run_train(cfg: ExperimentConfig, force: bool | None = None) -> tuple[TrainResult, Path]:
+    """``slamfw train``: train and save the model into ``output.dir`` (always trains).
+
+    ``force``: overwrite existing output files that slamfw did not write (None: as the enclosing
+    :func:`~slamfw.workflows.outdir.forcing` block says, else no)."""
+    plan = plan_outputs(cfg, "train", force)
+    resolve_config(cfg)   # every section valid before the folder is touched
+    check_training_config(cfg)
+    with OutputDir(plan) as rd:
+        write_resolved(cfg, plan.dir)
+        with executing(cfg):
+            prepared = prepare_training(cfg)
+            tr = train(cfg, prepared)
+        tr.model.components["training"] = training_record(cfg, prepared)
+        assert plan.model_path is not None
+        path = tr.model.save(plan.model_path)
+        rd.add(path)
+    return tr, path
+
+
+def check_training_config(cfg: ExperimentConfig) -> None:
+    """What :func:`~slamfw.workflows.train.train` checks before any work, checked before reading."""
+    if selected(cfg, "emulator") is None:
+        raise ConfigError("emulator: no emulator section in the config")
+    if cfg.calibration.enabled and cfg.calibration.inferer:
+        registry.get_component("inferer", cfg.calibration.inferer, where="calibration.inferer")
+
+
+# ---------------------------------------------------------------- reusing a finished model
+
+def _calibration_record(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The calibration settings a model is trained with (None: no error model is fitted)."""
+    inf_sel = selected(cfg, "inferer")
+    if not cfg.calibration.enabled or inf_sel is None:
+        return None
+    rec = cfg.calibration.model_dump()
+    rec["inferer"] = cfg.calibration.inferer or inf_sel.name
+    if cfg.calibration.inferer and cfg.calibration.inferer != inf_sel.name:
+        table = cfg.inferer.extras().get(cfg.calibration.inferer)
+        rec["inferer_params"] = table if isinstance(table, dict) else {}
+    return rec
+
+
+def training_record(cfg: ExperimentConfig, prepared: PreparedTraining) -> dict[str, Any]:
+    """What a run records in the model (``components["training"]``) beside the emulator, reader,
+    normaliser, inferer, prior and pre-processing, so a later run can tell whether it would train
+    the same model: the seed, hold-out, cleaning and calibration settings, and the hash of the
+    prepared training set before cleaning."""
+    clean = cfg.data.train.clean if cfg.data.train is not None else None
+    return {"seed": cfg.seed, "holdout": cfg.data.train.holdout if cfg.data.train is not None else 0.0,
+            "clean": clean.model_dump() if clean is not None and clean.enabled else None,
+            "calibration": _calibration_record(cfg), "prepared_hash": prepared.train.fingerprint()}
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _differences(key: str, have: Any, want: Any, out: list[str]) -> None:
+    """Append ``key.sub: the model has X, the config asks for Y`` for every leaf that differs."""
+    have, want = _plain(have), _plain(want)
+    if have == want:
+        return
+    if isinstance(have, dict) and isinstance(want, dict):
+        for k in sorted(set(have) | set(want), key=str):
+            if k not in have or k not in want:
+                side = "the model has no" if k not in have else "the config has no"
+                out.append(f"{key}.{k}: {side} {k!r}")
+            else:
+                _differences(f"{key}.{k}", have[k], want[k], out)
+        return
+    out.append(f"{key}: the model has {_short(have)}, the config asks for {_short(want)}")
+
+
+def _short(value: Any, n: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _name_or_nothing(name: str | None) -> str:
+    return repr(name) if name else "nothing"
+
+
+def _component_differences(key: str, have: dict[str, Any] | None, want: dict[str, Any] | None,
+                           out: list[str]) -> None:
+    have_name, want_name = (have or {}).get("name"), (want or {}).get("name")
+    if have_name != want_name:
+        out.append(f"{key}: the model has {_name_or_nothing(have_name)}, the config asks for "
+                   f"{_name_or_nothing(want_name)}")
+    elif want is not None:
+        _differences(f"{key}.{want_name}", (have or {}).get("params", {}), want.get("params", {}), out)
+
+
+def _reuse_differences(cfg: ExperimentConfig, model: SlamfwModel, prepared: PreparedTraining) -> list[str]:
+    """Why ``model`` is not the model this config would train on ``prepared`` (empty: it is)."""
+    out: list[str] = []
+    emu_sel = selected(cfg, "emulator")
+    if list(model.label_names) != list(cfg.labels):
+        out.append(f"labels: the model has {list(model.label_names)}, the config asks for {list(cfg.labels)}")
+    if model.emulator_name != emu_sel.name:
+        out.append(f"emulator.name: the model has {model.emulator_name!r}, the config asks for {emu_sel.name!r}")
+    else:
+        _differences(f"emulator.{emu_sel.name}", model.emulator.get_params(), emu_sel.build().get_params(), out)
+    _differences("preprocess", model.preprocess, cfg.preprocess.model_dump(), out)
+    data_sel = selected(cfg, "data.train")
+    comps = model.components or {}
+    _component_differences("data.train", comps.get("reader"), _component_record(data_sel, reading_params(data_sel)),
+                           out)
+    for section in ("normalizer", "inferer", "prior"):
+        _component_differences(section, comps.get(section), _component_record(selected(cfg, section)), out)
+    want = training_record(cfg, prepared)
+    rec = comps.get("training")
+    if isinstance(rec, dict):
+        for k, key in (("seed", "seed"), ("holdout", "data.train.holdout"), ("clean", "data.train.clean"),
+                       ("calibration", "calibration")):
+            _differences(key, rec.get(k), want[k], out)
+    else:   # a model written by an earlier slamfw, or saved from the Python API: what its metadata says
+        if want["clean"] is not None:
+            out.append("data.train.clean: the model does not record its training-set cleaning")
+        em = model.error_model
+        cal = want["calibration"]
+        if (em is None) != (cal is None):
+            out.append(f"calibration: the model has {'no' if em is None else 'an'} error model, the config "
+                       f"{'asks for one' if cal is not None else 'fits none'}")
+        elif em is not None and cal is not None:
+            for k, have_v in (("folds", em.folds), ("neighbours", em.neighbours), ("inferer", em.inferer)):
+                _differences(f"calibration.{k}", have_v, cal[k], out)
+    if out:
+        return out
+    if want["clean"] is None:
+        same = model.train_hash == want["prepared_hash"]
+    else:
+        same = rec.get("prepared_hash") == want["prepared_hash"] and model.train_hash == \
+            prepared.train.subset(np.isin(prepared.train.ids, model.train_ids)).fingerprint()
+    if not same:
+        out.append(f"the training data differ (the prepared training set's hash is {want['prepared_hash'][:16]}, "
+                   f"the model was trained on {model.train_hash[:16]})")
+    return out
+
+
+def reusable_model(cfg: ExperimentConfig, prepared: PreparedTraining, path: Path) -> SlamfwModel | None:
+    """The model at ``path`` if it is the one this config would train on ``prepared``: the same
+    training-set hash, labels, emulator and parameters, pre-processing, reader, normaliser,
+    inferer, prior, seed, hold-out, cleaning and calibration settings. Else None, and the log says
+    why (when there is a model file)."""
+    if not path.is_file():
+        return None
+    try:
+        model = SlamfwModel.load(path)
+    except SlamfwError as err:
+        log.info("training: the model file %s cannot be reused (%s)", path, err)
+        return None
+    why = _reuse_differences(cfg, model, prepared)
+    if why:
+        shown = "; ".join(why[:6]) + (f"; and {len(why) - 6} more" if len(why) > 6 else "")
+        log.info("training a new model: the model file %s differs from what this config trains: %s", path, shown)
+        return None
+    log.info("reusing the model %s (trained %s): the same prepared training set (hash %s), emulator %s with the "
+             "same parameters, pre-processing, normaliser, inferer, prior and calibration settings; not training "
+             "(delete the file to retrain)", path, model.created or "earlier", model.train_hash[:16],
+             model.emulator_name)
+    return model
 
 
 def _test_reads_training_source(cfg: ExperimentConfig) -> bool:
@@ -85,7 +253,9 @@ def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet
     test_sel = selected(cfg, "data.test")
     if test_sel is None:
         return None
-    raw = test_sel.build().read()
+    reader = test_sel.build()
+    raw = reader.read()
+    write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "test")
     if raw.labels is not None:
         present = [n for n in cfg.labels if n in raw.label_names]
         if present == list(cfg.labels):
@@ -129,6 +299,7 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
     result = infer_chunked(model, inferer, test, cfg.output.chunk_size, out / ".checkpoints", prior)
     dt = time.perf_counter() - t0
     log.info("inferred %d spectra in %.1f s (%.1f ms per spectrum)", test.n_stars, dt, 1e3 * dt / test.n_stars)
+    warn_if_unlike_training(*flagged_fraction(result.extra), log, "the test set")
     table = make_catalog(test.ids, result, model.label_units, snr=test.meta_column("snr"), true_labels=test.labels,
                          ra=test.meta.get("ra"), dec=test.meta.get("dec"))
     paths = [write_catalog(table, out / f"catalog.{fmt}") for fmt in cfg.output.formats]
@@ -141,27 +312,52 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
 
 
 def run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None = None,
-                   test: SpectralSet | None = None) -> RunResult:
-    """``slamfw run``: train (or load), infer the test set, write catalogue and report, on the
-    config's executor. ``prepared`` and ``test`` (the prepared training and test sets) let
-    ``compare`` read and prepare the data once for every emulator."""
-    with executing(cfg):
-        return _run_experiment(cfg, prepared, test)
+                   test: SpectralSet | None = None, force: bool | None = None) -> RunResult:
+    """``slamfw run``: train (or load, or reuse the finished model in ``output.dir``), infer the
+    test set, write catalogue and report, on the config's executor. ``prepared`` and ``test`` (the
+    prepared training and test sets) let ``compare`` read and prepare the data once for every
+    emulator. ``force``: overwrite existing output files that slamfw did not write (None: as the
+    enclosing :func:`~slamfw.workflows.outdir.forcing` block says, else no)."""
+    plan = plan_outputs(cfg, "run", force)   # before any work
+    resolve_config(cfg)
+    emu_sel = selected(cfg, "emulator")
+    if emu_sel is None or not emu_sel.core.get("model"):
+        check_training_config(cfg)
+    with OutputDir(plan) as rd, executing(cfg):
+        return _run_experiment(cfg, prepared, test, rd)
 
 
-def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, test: SpectralSet | None) -> RunResult:
+def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, test: SpectralSet | None,
+                    rd: OutputDir) -> RunResult:
     out = Path(cfg.output.dir)
     write_resolved(cfg, out)
     emu_sel = selected(cfg, "emulator")
     loading = emu_sel is not None and bool(emu_sel.core.get("model"))
     check_test_split(cfg, loading)
     held_ids = dropped = model_path = train_time = trainset = None
+    reused = False
     if loading:
         model = _load_model(cfg, emu_sel.core["model"])
     else:
-        tr = train(cfg, prepared)
-        model, held_ids, train_time, trainset, dropped = tr.model, tr.held_ids, tr.train_time_s, tr.train, tr.dropped_ids
-        model_path = model.save(out / cfg.output.model_file)
+        prepared = prepared or prepare_training(cfg)
+        assert rd.plan.model_path is not None
+        found = reusable_model(cfg, prepared, rd.plan.model_path)
+        if found is not None:
+            reused, model, held_ids = True, found, prepared.held_ids
+            if cfg.data.train.clean is not None and cfg.data.train.clean.enabled:
+                kept = np.isin(prepared.train.ids, model.train_ids)
+                trainset, dropped = prepared.train.subset(kept), prepared.train.ids[~kept]
+            else:
+                trainset = prepared.train
+            model_path = out / cfg.output.model_file
+            rd.add(model_path)
+        else:
+            tr = train(cfg, prepared)
+            model, held_ids, train_time, trainset, dropped = (tr.model, tr.held_ids, tr.train_time_s, tr.train,
+                                                              tr.dropped_ids)
+            model.components["training"] = training_record(cfg, prepared)
+            model_path = model.save(out / cfg.output.model_file)
+            rd.add(model_path)
     if test is None:
         raw_test = read_test(cfg, held_ids)
         test = None if raw_test is None else prepare_for_model(raw_test, model)
@@ -172,13 +368,14 @@ def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, te
     if test is not None:
         result, reports, catalog_paths, per_spectrum = _infer_and_analyse(cfg, model, test, trainset, out)
         timing["infer_time_per_spectrum_s"] = per_spectrum
-    write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped)
-    return RunResult(out, model, result, test, reports, catalog_paths, model_path, timing, trainset)
+    write_report(out / "report.md", cfg, model, test, result, reports, timing, dropped,
+                 reused_from=model_path if reused else None)
+    return RunResult(out, model, result, test, reports, catalog_paths, model_path, timing, trainset, reused)
 
 
 def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet | None,
                  result: LabelResult | None, reports: list[Report], timing: dict[str, Any],
-                 cleaned_out: np.ndarray | None = None) -> Path:
+                 cleaned_out: np.ndarray | None = None, reused_from: Path | None = None) -> Path:
     lines = ["# slamfw run report", "",
              f"- emulator: `{model.emulator_name}` trained on {model.train_labels.shape[0]} stars, "
              f"{model.wave.size} pixels ({model.wave[0]:.1f}-{model.wave[-1]:.1f} A)",
@@ -186,6 +383,9 @@ def write_report(path: Path, cfg: ExperimentConfig, model: SlamfwModel, test: Sp
              f"- training-set hash: `{model.train_hash[:16]}`, seed {cfg.seed}"]
     if timing.get("train_time_s") is not None:
         lines.append(f"- training time: {timing['train_time_s']:.1f} s")
+    if reused_from is not None:
+        lines.append(f"- model: reused from `{reused_from.name}` (trained {model.created or 'earlier'} on the same "
+                     f"training set with the same settings), not retrained")
     if cleaned_out is not None:
         lines.append(f"- training-set cleaning (paper §4.2) dropped {len(cleaned_out)} star(s)"
                      + (f": {', '.join(map(str, cleaned_out))}" if len(cleaned_out) else ""))

@@ -21,8 +21,10 @@ from ..config import ExperimentConfig, Selected, selected
 from ..errors import ConfigError
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
-from ..preprocess import prepare
+from ..data.files import REJECTED_FILE, write_rejected
 from ..data.spectra import SpectralSet
+from ..preprocess import prepare
+from ..stats.likelihood import likelihood_weights, reduced_chi2
 from ..stats.standardize import Standardizer, pixel_namer
 from .calibrate import RawSource, fit_error_model
 from .cleaning import clean_training_set
@@ -98,7 +100,9 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
     if data_sel is None:
         raise ConfigError("data.train: no training data configured (or set emulator.model to load one)")
     with executing(cfg):
-        raw = data_sel.build().read().select_labels(cfg.labels).drop_unlabelled("training set")
+        reader = data_sel.build()
+        raw = reader.read().select_labels(cfg.labels).drop_unlabelled("training set")
+        write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train")
         held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
@@ -137,6 +141,19 @@ def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> Tr
         return _train(cfg, emu_sel, prepared or prepare_training(cfg))
 
 
+def training_chi2(emulator: Emulator, trainset: SpectralSet) -> dict[str, float]:
+    """The median and 99th percentile of the training stars' reduced chi^2 at their own labels,
+    with the model error in the likelihood as the inferers use it: what a spectrum like the
+    training set reaches (the reference of ``flag_chi2_train``)."""
+    model_flux = emulator.predict(trainset.labels)
+    w = likelihood_weights(trainset.weight_ivar, getattr(emulator, "model_error_", None))
+    red = reduced_chi2(trainset.flux, w, model_flux, trainset.labels.shape[1])
+    red = red[np.isfinite(red)]
+    if red.size == 0:
+        return {"median": float("nan"), "p99": float("nan")}
+    return {"median": float(np.median(red)), "p99": float(np.percentile(red, 99))}
+
+
 def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining) -> TrainResult:
     emulator = emu_sel.build()
     t0 = time.perf_counter()
@@ -158,7 +175,8 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
                     "normalizer": _component_record(selected(cfg, "normalizer")),
                     "inferer": _component_record(selected(cfg, "inferer")),
                     "prior": _component_record(selected(cfg, "prior"))},
-        preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint())
+        preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint(), medium=trainset.medium)
+    model.train_chi2 = training_chi2(emulator, trainset)
     model.error_model = _error_model(cfg, emu_sel, trainset, prepared.raw)
     return TrainResult(model, trainset, prepared.held_ids, dropped, elapsed)
 

@@ -123,6 +123,18 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     return out
 
 
+_BLOCK_ARRAYS = ("dual", "intercept", "gamma", "C", "cv_mse", "cv_md", "mse", "md", "n_support")
+
+
+def _block_problem(arrays: dict[str, np.ndarray], width: int) -> str | None:
+    """Why a saved block of ``width`` pixels cannot be reused (None when it can)."""
+    missing = [k for k in _BLOCK_ARRAYS if k not in arrays]
+    if missing:
+        return f"no {missing} arrays"
+    wrong = [k for k in _BLOCK_ARRAYS if arrays[k].shape[:1] != (width,) or arrays[k].dtype.kind not in "biuf"]
+    return f"arrays {wrong} are not numeric with {width} pixels" if wrong else None
+
+
 class SlamEmulator(RBFPrediction, StandardizedEmulator):
     """SLAM's SVR-per-pixel emulator.
 
@@ -166,7 +178,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         store = self._block_store(X, Y, good)
         done = {}
         if store is not None:
-            done = {i: r for i in range(len(blocks)) if (r := store.load(i)) is not None}
+            done = {i: r for i in range(len(blocks))
+                    if (r := store.load(i, lambda a, w=blocks[i][1] - blocks[i][0]: _block_problem(a, w))) is not None}
         todo = [i for i in range(len(blocks)) if i not in done]
         if done:
             log.info("slam: reusing %d of %d finished pixel blocks from %s", len(done), len(blocks), self.workdir)

@@ -1,7 +1,7 @@
 """Reader ``miles``: the MILES stellar library, one FITS file per star.
 
 A directory of ``MILES_res2.50_star_mNNNNV.fits`` (1-D flux, linear air wavelengths from
-CRVAL1/CDELT1/CRPIX1) plus ``MILES_params.db`` (``ID Teff logg [Fe/H]``, missing = 99999/9999)
+CRVAL1/CDELT1/CRPIX1; MILES measures wavelengths in air, and the reader says so) plus ``MILES_params.db`` (``ID Teff logg [Fe/H]``, missing = 99999/9999)
 or, failing that, ``paramsMILES_v9.1.txt``. Labels ``Teff`` (K), ``logg`` (dex), ``FeH`` (dex);
 ids ``mNNNN``. MILES has no error arrays: ``assumed_snr`` sets ivar = (snr / flux)^2 (pixels with
 flux <= 0 get ivar 0).
@@ -81,6 +81,18 @@ def _read_fits(path: str) -> tuple[np.ndarray, np.ndarray]:
     return wave, data
 
 
+def _try_read_fits(path: str) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """(wave, flux, None), or (None, None, why) for a file that cannot be read: the reader
+    rejects it (``rejected_``, ``rejected.csv``) and goes on with the others."""
+    try:
+        wave, flux = _read_fits(path)
+        return wave, flux, None
+    except DataError as err:
+        return None, None, str(err)
+    except (OSError, ValueError, EOFError, TypeError, IndexError, KeyError) as err:
+        return None, None, f"not a readable FITS spectrum ({type(err).__name__}: {err})"
+
+
 class MilesReader(Reader):
     """The MILES library (Sánchez-Blázquez et al. 2006; Cenarro et al. 2007 parameters)."""
 
@@ -114,20 +126,33 @@ class MilesReader(Reader):
         sel = np.flatnonzero(keep)
         if sel.size == 0:
             raise DataError(f"miles: no star in {self.path!r} passes the selection {self.where}")
-        spectra = current_executor().map(_read_fits, [(str(files[i]),) for i in sel], desc="miles: reading",
+        spectra = current_executor().map(_try_read_fits, [(str(files[i]),) for i in sel], desc="miles: reading",
                                          progress=False)
+        self.rejected_ = []
+        ok = []
+        for k, (w, f, reason) in enumerate(spectra):
+            first = next((spectra[j] for j in ok), None)
+            if reason is None and first is not None and (w.size != first[0].size or not np.allclose(w, first[0])):
+                reason = f"its wavelength grid differs from {files[sel[ok[0]]].name}'s"
+            if reason is not None:
+                log.warning("miles: rejected %s: %s", files[sel[k]].name, reason)
+                self.rejected_.append((str(files[sel[k]]), reason))
+            else:
+                ok.append(k)
+        if not ok:
+            raise DataError(f"miles: none of the {sel.size} MILES files in {self.path!r} could be read "
+                            f"({self.rejected_[0][1]})")
+        sel, spectra = sel[ok], [spectra[k] for k in ok]
         wave = spectra[0][0]
         flux = np.empty((sel.size, wave.size))
-        for k, (w, f) in enumerate(spectra):
-            if w.size != wave.size or not np.allclose(w, wave):
-                raise DataError(f"miles: {files[sel[k]].name} has a different wavelength grid from "
-                                f"{files[sel[0]].name}")
+        for k, (_, f, _) in enumerate(spectra):
             flux[k] = f
         finite = np.isfinite(flux) & (flux > 0)
         ivar = np.where(finite, (self.assumed_snr / np.where(finite, flux, 1.0)) ** 2, 0.0)
         ss = SpectralSet(wave=wave, flux=np.where(np.isfinite(flux), flux, 0.0), ivar=ivar,
                          ids=[ids[i] for i in sel], mask=finite, labels=labels[sel], label_names=LABELS,
-                         label_units=UNITS, meta={"snr": np.full(sel.size, self.assumed_snr)}, source=self.path)
+                         label_units=UNITS, meta={"snr": np.full(sel.size, self.assumed_snr)}, source=self.path,
+                         medium="air")
         log.info("miles: read %d stars from %s", ss.n_stars, self.path)
         return ss
 

@@ -1,0 +1,302 @@
+"""Damaged checkpoints (training blocks, predict parts, inference chunks) are detected when they are
+loaded, named in a WARNING, removed and redone: a rerun succeeds and gives the clean run's result."""
+from __future__ import annotations
+
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slamfw import registry
+from slamfw.cli import main
+from slamfw.execution.store import DIGEST_KEY, ChunkStore, check_arrays
+
+from .conftest import REPO
+
+DEMO = REPO / "examples" / "demo" / "experiment.toml"
+
+
+# ------------------------------------------------------------------ ways to damage a piece
+def _split(path: Path) -> tuple[ChunkStore, str]:
+    prefix, key = path.stem.split("_", 1)
+    return ChunkStore(path.parent, prefix), key
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def zero_bytes(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).bytes(2000))
+
+
+def zip_header_only(path: Path) -> None:
+    path.write_bytes(b"PK\x03\x04 damaged")
+
+
+def bad_crc(path: Path) -> None:
+    """Flip the last byte of the first array's data: the zip is intact, its CRC no longer matches."""
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    off = info.header_offset
+    start = off + 30 + int.from_bytes(data[off + 26:off + 28], "little") + int.from_bytes(data[off + 28:off + 30], "little")
+    data[start + info.file_size - 1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def foreign_npz(path: Path) -> None:
+    """A valid .npz, with other arrays and no digest (another program, or an older slamfw)."""
+    with open(path, "wb") as fh:
+        np.savez(fh, foo=np.arange(3.0))
+
+
+def stale_digest(path: Path) -> None:
+    """The piece's own arrays, one of them changed, under the digest of the originals."""
+    arrays = _read(path)
+    name = next(k for k in sorted(arrays) if k != DIGEST_KEY and arrays[k].dtype.kind == "f" and arrays[k].size)
+    arrays[name] = arrays[name] + 1.0
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+DAMAGE = [truncated, zero_bytes, garbage, zip_header_only, bad_crc, foreign_npz, stale_digest]
+
+
+def _warned_about(caplog, path: Path) -> bool:
+    return any(r.levelno == logging.WARNING and str(path) in r.getMessage() for r in caplog.records)
+
+
+def _warned_in(stderr: str, path: Path) -> bool:
+    """The CLI's log (``slamfw`` configures logging itself, so it is read from stderr)."""
+    return any(" WARNING " in line and str(path) in line for line in stderr.splitlines())
+
+
+# ------------------------------------------------------------------ the store itself
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__)
+def test_a_damaged_piece_is_logged_removed_and_missing(tmp_path, caplog, damage):
+    store = ChunkStore(tmp_path / "s", "piece")
+    arrays = {"a": np.arange(12.0).reshape(3, 4), "ids": np.array(["x", "y", "z"]), "ok": np.array([True, False, True])}
+    store.save(3, arrays)
+    loaded = store.load(3)
+    assert loaded.keys() == arrays.keys() and all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
+    damage(store.path(3))
+    with caplog.at_level(logging.WARNING):
+        assert store.load(3) is None
+    assert _warned_about(caplog, store.path(3))
+    assert not store.path(3).exists()          # removed: the next save starts afresh
+    store.save(3, arrays)
+    assert store.load(3) is not None
+
+
+def test_the_callers_check_rejects_a_piece(tmp_path, caplog):
+    store = ChunkStore(tmp_path, "piece")
+    store.save("k", {"a": np.zeros((2, 3))})
+    assert store.load("k", lambda a: check_arrays(a, {"a": ("f", (2, None))})) is not None
+    with caplog.at_level(logging.WARNING):
+        assert store.load("k", lambda a: check_arrays(a, {"a": ("f", (5, 3))})) is None
+    assert _warned_about(caplog, store.path("k")) and "shape (2, 3)" in caplog.text
+    for verdict in (False, "wrong", KeyError("b")):
+        store.save("k", {"a": np.zeros((2, 3))})
+
+        def check(arrays, verdict=verdict):
+            if isinstance(verdict, Exception):
+                raise verdict
+            return verdict
+        assert store.load("k", check) is None and not store.path("k").exists()
+
+
+def test_check_arrays():
+    arrays = {"x": np.zeros((4, 2)), "n": np.arange(4), "s": np.array(["a"])}
+    assert check_arrays(arrays, {"x": ("f", (4, 2)), "n": ("iu", (None,)), "s": ("U", None)}) is None
+    assert "no array 'y'" in check_arrays(arrays, {"y": ("", None)})
+    assert "dtype" in check_arrays(arrays, {"n": ("f", (4,))})
+    assert "shape" in check_arrays(arrays, {"x": ("f", (4,))})
+    assert check_arrays(arrays, {}, optional={"y": ("f", (1,))}) is None
+    assert "shape" in check_arrays(arrays, {}, optional={"x": ("f", (3, 2))})
+
+
+def test_saving_a_reserved_name_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        ChunkStore(tmp_path).save(0, {DIGEST_KEY: np.zeros(1)})
+
+
+# ------------------------------------------------------------------ training blocks (slam)
+SLAM_KW = dict(C=[1.0], gamma=[0.3], n_folds=3, pixels_per_task=20)
+
+
+@pytest.fixture(scope="module")
+def clean_blocks(small_train, tmp_path_factory):
+    """A clean slam fit that keeps its pixel blocks: (the emulator, the folder of its blocks)."""
+    work = tmp_path_factory.mktemp("blocks")
+    emu = registry.create("emulator", "slam", SLAM_KW)
+    emu.workdir = work
+    emu.fit(small_train.labels, small_train.flux, small_train.ivar)
+    assert len(list(work.rglob("block_*.npz"))) == -(-small_train.n_pixels // 20)
+    return emu, work
+
+
+SLAM_ARRAYS = ("X_train_", "dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_", "mse_", "md_",
+               "n_support_", "model_error_")
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__)
+def test_a_damaged_training_block_is_redone(small_train, clean_blocks, tmp_path, monkeypatch, caplog, damage):
+    import slamfw_plugins.emulators.slam as slam_mod
+    reference, blocks = clean_blocks
+    work = tmp_path / "work"
+    shutil.copytree(blocks, work)
+    target = sorted(work.rglob("block_*.npz"))[1]
+    damage(target)
+    real, calls = slam_mod._fit_pixel_block, []
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    emu = registry.create("emulator", "slam", SLAM_KW)
+    emu.workdir = work
+    with caplog.at_level(logging.WARNING):
+        emu.fit(small_train.labels, small_train.flux, small_train.ivar)
+    assert _warned_about(caplog, target)
+    assert len(calls) == 1                       # only the damaged block is refitted
+    for name in SLAM_ARRAYS:
+        np.testing.assert_array_equal(getattr(emu, name), getattr(reference, name), err_msg=name)
+    assert ChunkStore(target.parent, "block").load(1) is not None   # saved again, whole
+
+
+SLAM_TRAIN = ["data.train.mock.n_stars=40", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
+              "normalizer.name=none", "preprocess.wave_step=12", "calibration.enabled=false",
+              "emulator.slam.C=[1.0]", "emulator.slam.gamma=[0.3]", "emulator.slam.n_folds=3",
+              "emulator.slam.pixels_per_task=40"]
+
+
+def _train_args(out: Path) -> list[str]:
+    return ["train", str(DEMO), *[a for s in SLAM_TRAIN for a in ("--set", s)], "--set", f"output.dir={out}",
+            "--executor", "serial"]
+
+
+def test_slamfw_train_redoes_a_damaged_block(tmp_path, monkeypatch, capfd):
+    """Through ``slamfw train``: a block under ``.checkpoints/train`` damaged after a killed run."""
+    from slamfw.model import SlamfwModel
+    assert main(_train_args(tmp_path / "clean")) == 0
+    assert not (tmp_path / "clean" / ".checkpoints").exists()
+    clean = SlamfwModel.load(tmp_path / "clean" / "model.npz").emulator
+
+    import slamfw_plugins.emulators.slam as slam_mod
+    real, calls = slam_mod._fit_pixel_block, []
+
+    def dies_on_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", dies_on_third)
+    assert main(_train_args(tmp_path / "r")) == 130
+    blocks = sorted((tmp_path / "r" / ".checkpoints" / "train").rglob("block_*.npz"))
+    assert len(blocks) == 2
+    for path, damage in zip(blocks, (truncated, foreign_npz)):
+        damage(path)
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", real)
+    capfd.readouterr()
+    assert main(_train_args(tmp_path / "r")) == 0
+    err = capfd.readouterr().err
+    assert all(_warned_in(err, p) for p in blocks), err
+    assert not (tmp_path / "r" / ".checkpoints").exists()
+    again = SlamfwModel.load(tmp_path / "r" / "model.npz").emulator
+    for name in SLAM_ARRAYS:
+        np.testing.assert_array_equal(getattr(again, name), getattr(clean, name), err_msg=name)
+
+
+# ------------------------------------------------------------------ predict parts
+FAST = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
+        "normalizer.name=none", "emulator.name=cannon", "preprocess.wave_step=12", "calibration.enabled=false"]
+
+
+def _predict_args(model: Path, out: Path) -> list[str]:
+    return ["predict", str(model), "--reader-param", "n_stars=120", "--reader-param", "seed=3",
+            "--chunk-size", "30", "-o", str(out), "--executor", "serial"]
+
+
+@pytest.fixture(scope="module")
+def clean_predict(tmp_path_factory):
+    """A fast model, the catalogue of a clean run, and that run's catalogue parts (kept)."""
+    root = tmp_path_factory.mktemp("predict")
+    assert main(["train", str(DEMO), *[a for s in FAST for a in ("--set", s)], "--set", f"output.dir={root / 'm'}",
+                 "--executor", "serial"]) == 0
+    model = root / "m" / "model.npz"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ChunkStore, "discard", lambda self, keys: None)    # keep the parts
+        assert main(_predict_args(model, root / "c" / "cat.fits")) == 0
+    parts = root / "c" / ".checkpoints"
+    assert len(list(parts.rglob("part_*.npz"))) == 4
+    return model, (root / "c" / "cat.fits").read_bytes(), parts
+
+
+def wrong_rows(path: Path) -> None:
+    """A part whose arrays are whole and carry a valid digest, but one star short in its labels."""
+    arrays = _read(path)
+    arrays.pop(DIGEST_KEY)
+    arrays["labels"] = arrays["labels"][:-1]
+    store, key = _split(path)
+    store.save(key, arrays)
+
+
+def other_chunks_ids(path: Path) -> None:
+    """A well-formed part of other stars (a valid digest): not this chunk's."""
+    arrays = _read(path)
+    arrays.pop(DIGEST_KEY)
+    arrays["ids"] = np.char.add("other-", arrays["ids"])
+    store, key = _split(path)
+    store.save(key, arrays)
+
+
+def no_labels(path: Path) -> None:
+    arrays = _read(path)
+    arrays.pop(DIGEST_KEY)
+    arrays.pop("labels")
+    store, key = _split(path)
+    store.save(key, arrays)
+
+
+@pytest.mark.parametrize("damage", DAMAGE + [wrong_rows, other_chunks_ids, no_labels], ids=lambda f: f.__name__)
+def test_a_damaged_predict_part_is_redone(clean_predict, tmp_path, capfd, damage):
+    model, reference, parts = clean_predict
+    shutil.copytree(parts, tmp_path / ".checkpoints")
+    target = sorted((tmp_path / ".checkpoints").rglob("part_*.npz"))[2]
+    damage(target)
+    capfd.readouterr()
+    assert main(_predict_args(model, tmp_path / "cat.fits")) == 0
+    err = capfd.readouterr().err
+    assert _warned_in(err, target), err
+    assert "4 chunks (3 reused from an earlier run)" in err
+    assert (tmp_path / "cat.fits").read_bytes() == reference         # bit-identical catalogue
+    assert not (tmp_path / ".checkpoints").exists()
+
+
+def test_a_damaged_inference_chunk_is_redone(clean_predict, tmp_path, monkeypatch, caplog):
+    """``infer_chunked`` (``slamfw run``, ``api.predict``): the chunks kept under its checkpoint folder."""
+    from slamfw.model import SlamfwModel
+    from slamfw.workflows.infer import predict
+    model = SlamfwModel.load(clean_predict[0])
+    kw = dict(reader_overrides={"n_stars": 40, "seed": 5}, chunk_size=10, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(ChunkStore, "discard", lambda self, keys: None)
+    _, clean = predict(model, None, **kw)
+    chunks = sorted(tmp_path.rglob("chunk_*.npz"))
+    assert len(chunks) == 4
+    for path, damage in zip(chunks, (zero_bytes, bad_crc, wrong_rows, stale_digest)):
+        damage(path)
+    with caplog.at_level(logging.WARNING):
+        _, again = predict(model, None, **kw)
+    assert all(_warned_about(caplog, p) for p in chunks)
+    a, b = clean.to_arrays(), again.to_arrays()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)

@@ -1,0 +1,79 @@
+"""slamfw convert and the spectra table format: any reader's spectra written and read back."""
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from slamfw import DataError, SpectralSet, registry
+from slamfw.cli import main
+from slamfw.data.spectra_io import write_spectra_table
+
+
+@pytest.fixture(scope="module")
+def lamost(shared_data):
+    return shared_data / "lamost_samples"
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".npz"])
+def test_convert_lamost_round_trip(lamost, tmp_path, suffix, capsys):
+    out = tmp_path / f"lamost{suffix}"
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out),
+               "--reader-param", f"labels={lamost / 'labels_dr10_lasp.csv'}"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "10 spectra" in printed and "a grid per star" in printed and "rejected" in printed
+    rejected = Table.read(tmp_path / "lamost-rejected.csv", format="ascii.csv")
+    assert len(rejected) == 1 and "med-58625" in rejected["file"][0] and "MRS" in rejected["reason"][0]
+    orig = registry.create("reader", "lamost", {"path": str(lamost),
+                                                "labels": str(lamost / "labels_dr10_lasp.csv")}).read()
+    back = registry.create("reader", "table", {"path": str(out)}).read()
+    assert back.ids.tolist() == orig.ids.tolist() and back.medium == "vacuum" and back.per_star_grid
+    np.testing.assert_array_equal(back.wave, orig.wave)
+    np.testing.assert_array_equal(back.flux, orig.flux)
+    np.testing.assert_array_equal(back.ivar, orig.ivar)
+    np.testing.assert_array_equal(back.mask, orig.mask)
+    assert back.label_names == ["Teff", "logg", "FeH"]
+    np.testing.assert_array_equal(back.labels, orig.labels)          # NaN where the catalogue has no star
+    np.testing.assert_array_equal(back.meta["rv"], orig.meta["rv"])   # NaN for the failed redshift
+
+
+def test_convert_checks_the_output_before_reading(tmp_path, capsys):
+    rc = main(["convert", "--reader", "lamost", "--data", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.csv")])
+    assert rc == 2 and "spectra tables are .fits" in capsys.readouterr().err
+
+
+def _small_set(medium="air"):
+    wave = np.linspace(5000.0, 5010.0, 11)
+    return SpectralSet(wave=wave, flux=np.ones((2, 11)), ivar=np.ones((2, 11)), ids=["a", "b"],
+                       labels=[[5000.0], [6000.0]], label_names=["Teff"], label_units=["K"], medium=medium)
+
+
+@pytest.mark.parametrize("unit, factor", [("nm", 10.0), ("um", 1e4), ("Angstrom", 1.0)])
+def test_wavelength_unit_comes_from_the_column(tmp_path, unit, factor):
+    t = Table()
+    t["wave"] = (np.linspace(5000.0, 5010.0, 11) / factor) * u.Unit(unit)
+    t["flux"] = np.ones((1, 11))
+    t["ivar"] = np.ones((1, 11))
+    t["Teff"] = [5500.0]
+    t.write(tmp_path / "s.fits")
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "s.fits"), "wave_unit": "um"}).read()
+    np.testing.assert_allclose(ss.wave, np.linspace(5000.0, 5010.0, 11))   # the column's unit wins
+
+
+def test_wavelength_unit_parameter_only_without_a_unit(tmp_path):
+    t = Table({"wave": np.linspace(500.0, 501.0, 11)[None], "flux": np.ones((1, 11)), "ivar": np.ones((1, 11))})
+    t.write(tmp_path / "s.ecsv")
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "s.ecsv"), "wave_unit": "nm"}).read()
+    np.testing.assert_allclose(ss.wave, np.linspace(5000.0, 5010.0, 11))
+    t["wave"].unit = u.s
+    t.write(tmp_path / "bad.ecsv")
+    with pytest.raises(DataError, match="not a length"):
+        registry.create("reader", "table", {"path": str(tmp_path / "bad.ecsv")}).read()
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".npz"])
+def test_medium_and_labels_travel_with_the_file(tmp_path, suffix):
+    path = write_spectra_table(_small_set("air"), tmp_path / f"s{suffix}")
+    ss = registry.create("reader", "table", {"path": str(path), "medium": "vacuum"}).read()
+    assert ss.medium == "air"                        # the file's MEDIUM wins over the parameter
+    assert ss.label_names == ["Teff"] and ss.label_units == ["K"] and not ss.per_star_grid

@@ -1,0 +1,113 @@
+"""Flags, not silence: spectra unlike the training set are flagged, and a predict of mostly such
+spectra warns once, in words."""
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from slamfw import registry
+from slamfw.cli import main
+from slamfw.data.spectra_io import write_spectra_table
+from slamfw.model import SlamfwModel
+
+CONFIG = """
+seed = 3
+labels = ["Teff", "logg", "FeH"]
+
+[data.train]
+reader = "mock"
+
+[data.train.mock]
+n_stars = 80
+snr = 150
+n_pixels = 300
+wave_range = [4800.0, 5000.0]
+continuum = false
+teff = [5000.0, 7000.0]
+seed = 1
+
+[preprocess]
+wave_min = 4810.0
+wave_max = 4990.0
+wave_step = 1.0
+
+[normalizer]
+name = "none"
+
+[emulator]
+name = "cannon"
+
+[inferer]
+name = "lm"
+
+[calibration]
+enabled = false
+
+[output]
+dir = "{out}"
+"""
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    d = tmp_path_factory.mktemp("unlike")
+    cfg = d / "exp.toml"
+    cfg.write_text(CONFIG.format(out=d / "out"))
+    assert main(["train", str(cfg)]) == 0
+    return d / "out" / "model.npz"
+
+
+def _predict(model_path, tmp_path, capsys, name, **params):
+    base = dict(n_stars=30, snr=100, n_pixels=300, wave_range="[4800.0,5000.0]", continuum="false",
+                teff="[5000.0,7000.0]", seed=9)
+    base.update(params)
+    args = ["predict", str(model_path), "--reader", "mock", "-o", str(tmp_path / f"{name}.ecsv")]
+    for k, v in base.items():
+        args += ["--reader-param", f"{k}={v}"]
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err            # the CLI logs to stderr
+    warned = [line for line in err.splitlines() if "do not look like the training set" in line]
+    return Table.read(tmp_path / f"{name}.ecsv"), warned
+
+
+def test_model_knows_its_training_chi2(model_path):
+    ref = SlamfwModel.load(model_path).train_chi2
+    assert 0 < ref["median"] <= ref["p99"] < 10
+
+
+def test_like_the_training_set_is_not_flagged(model_path, tmp_path, capsys):
+    t, warned = _predict(model_path, tmp_path, capsys, "same")
+    assert not warned
+    assert t["flag_chi2_train"].sum() == 0 and t["flag_coverage"].sum() == 0
+    assert np.all(t["grid_coverage"] == 1.0)
+
+
+def test_raw_flux_for_a_normalised_model_is_flagged_and_warned(model_path, tmp_path, capsys):
+    """Un-normalised spectra (counts: a sloped continuum thousands of times the normalised level)
+    given to a model trained on normalised ones."""
+    ss = registry.create("reader", "mock", dict(n_stars=30, snr=100, n_pixels=300, wave_range=[4800.0, 5000.0],
+                                                continuum=False, teff=[5000.0, 7000.0], seed=9)).read()
+    cont = 2000.0 * (1.0 + (ss.wave - 4800.0) / 400.0)
+    ss.flux, ss.ivar = ss.flux * cont, ss.ivar / cont ** 2
+    write_spectra_table(ss, tmp_path / "raw.fits")
+    capsys.readouterr()
+    assert main(["predict", str(model_path), "--reader", "table", "--data", str(tmp_path / "raw.fits"),
+                 "-o", str(tmp_path / "raw.ecsv")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "do not look like the training set" in line]
+    t = Table.read(tmp_path / "raw.ecsv")
+    assert len(warned) == 1                                 # once, in words
+    assert t["flag_chi2_train"].all() and t["flag_chi2"].all()
+
+
+def test_partial_coverage_is_flagged(model_path, tmp_path, capsys):
+    # 4800-4965 A of the model's 4810-4990 A: 25 of 181 pixels missing, fewer than max_bad_pixels
+    t, warned = _predict(model_path, tmp_path, capsys, "part", wave_range="[4800.0,4965.0]", n_pixels=248)
+    np.testing.assert_allclose(t["grid_coverage"], 156 / 181)
+    assert t["flag_coverage"].all()
+    assert len(warned) == 1
+
+
+def test_labels_outside_the_training_range_are_flagged(model_path, tmp_path, capsys):
+    t, warned = _predict(model_path, tmp_path, capsys, "hot", teff="[8500.0,9500.0]")
+    assert t["flag_extrapolated"].mean() > 0.5 or t["flag_chi2_train"].mean() > 0.5
+    assert len(warned) == 1
