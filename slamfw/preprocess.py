@@ -88,26 +88,39 @@ def resample(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndar
 STARS_PER_TASK = 64
 
 
-def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, wave: np.ndarray, grid: np.ndarray,
-                           normalizer: Normalizer | None, keep: np.ndarray, shifted: bool
+def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, wave: np.ndarray, keep: np.ndarray,
+                           grid: np.ndarray, normalizer: Normalizer | None, shifted: bool
                            ) -> tuple[np.ndarray, np.ndarray]:
     """One block of stars: flux, ivar (n, P) on ``wave`` (P,) or (n, P) with radial velocities
     ``rv`` (n,) -> normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels
-    near the grid; ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser
-    (always the case for a grid per star)."""
-    shifted = shifted or wave.ndim == 2
+    near the grid, or (n, P) each star's (a grid per star: each star is then normalised alone, on
+    its own window, so that its result does not depend on the other stars of the block);
+    ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser."""
     waves = np.broadcast_to(wave, flux.shape) / (1.0 + rv[:, None] / C_KMS)
+    if keep.ndim == 2:     # a grid per star: each star normalised on its own window of pixels
+        out = [_normalise_and_resample(waves[i:i + 1, keep[i]], flux[i:i + 1, keep[i]], ivar[i:i + 1, keep[i]],
+                                       grid, normalizer) for i in range(flux.shape[0])]
+        return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
+    return _normalise_and_resample(waves[:, keep], flux[:, keep], ivar[:, keep], grid, normalizer,
+                                   None if shifted else wave[keep])
+
+
+def _normalise_and_resample(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray,
+                            normalizer: Normalizer | None, common: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Stars (n, P) at rest-frame wavelengths ``waves`` (n, P) -> normalised and resampled (n, G);
+    ``common`` (P,): the one grid the normaliser gets when no star is shifted."""
     if normalizer is None:
-        nflux, nivar = flux[:, keep], ivar[:, keep]
+        nflux, nivar = flux, ivar
     else:
-        nflux, nivar, _ = normalizer.normalize(waves[:, keep] if shifted else wave[keep], flux[:, keep], ivar[:, keep])
+        nflux, nivar, _ = normalizer.normalize(waves if common is None else common, flux, ivar)
     bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
     nflux = np.where(bad_norm, 0.0, nflux)
     nivar = np.where(bad_norm, 0.0, nivar)
     out_flux = np.empty((flux.shape[0], grid.size))
     out_ivar = np.empty((flux.shape[0], grid.size))
     for i in range(flux.shape[0]):
-        out_flux[i], out_ivar[i] = resample(waves[i, keep], nflux[i], nivar[i], grid)
+        out_flux[i], out_ivar[i] = resample(waves[i], nflux[i], nivar[i], grid)
     return out_flux, out_ivar
 
 
@@ -147,15 +160,14 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
     rv = ss.meta_column("rv", 0.0) if cfg.rv_correct else np.zeros(ss.n_stars)
     rv = np.where(np.isfinite(rv), rv, 0.0)
     per_star = wave.ndim == 2
-    # normalise on each star's own pixels, restricted to a margin around the grid for speed
-    # (one grid); a grid per star keeps all its pixels
+    # normalise on each star's own pixels, restricted to a margin around the grid (observed
+    # frame): the same window whether a star comes alone or with others on other grids
     margin = 0.05 * (grid[-1] - grid[0]) + 50.0
-    keep = (np.ones(wave.shape[-1], bool) if per_star
-            else (wave >= grid[0] - margin) & (wave <= grid[-1] + margin))
+    keep = (wave >= grid[0] - margin) & (wave <= grid[-1] + margin)
     spans = chunks(ss.n_stars, STARS_PER_TASK)
     if per_star:
-        tasks = [(ss.flux[s:e], ivar[s:e], rv[s:e], wave[s:e]) for s, e in spans]
-        shared = dict(grid=grid, normalizer=normalizer, keep=keep, shifted=True)
+        tasks = [(ss.flux[s:e], ivar[s:e], rv[s:e], wave[s:e], keep[s:e]) for s, e in spans]
+        shared = dict(grid=grid, normalizer=normalizer, shifted=True)
     else:
         tasks = [(ss.flux[s:e], ivar[s:e], rv[s:e]) for s, e in spans]
         shared = dict(wave=wave, grid=grid, normalizer=normalizer, keep=keep, shifted=bool(rv.any()))

@@ -77,3 +77,34 @@ def test_medium_and_labels_travel_with_the_file(tmp_path, suffix):
     ss = registry.create("reader", "table", {"path": str(path), "medium": "vacuum"}).read()
     assert ss.medium == "air"                        # the file's MEDIUM wins over the parameter
     assert ss.label_names == ["Teff"] and ss.label_units == ["K"] and not ss.per_star_grid
+
+
+def test_convert_refuses_to_replace_a_file(lamost, tmp_path, capsys):
+    out = tmp_path / "mine.fits"
+    out.write_text("my own file")
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out)])
+    assert rc == 2 and "--force" in capsys.readouterr().err and out.read_text() == "my own file"
+    (tmp_path / "mine-rejected.csv").write_text("a,b\n")           # not slamfw's: never replaced
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out), "--force"])
+    assert rc == 2 and "not a slamfw list of rejected files" in capsys.readouterr().err
+    assert (tmp_path / "mine-rejected.csv").read_text() == "a,b\n"
+
+
+def test_predict_streams_many_files_on_worker_processes(lamost, tmp_path):
+    """More files than --chunk-size, read by a FileReader while local worker processes infer: the
+    pieces are read in this process (an executor's task stream must not start tasks of its own)."""
+    import subprocess
+    import sys
+
+    from .test_unlike_training import CONFIG
+    (tmp_path / "exp.toml").write_text(CONFIG.format(out=tmp_path / "out"))
+    assert main(["train", str(tmp_path / "exp.toml")]) == 0
+    cmd = [sys.executable, "-m", "slamfw.cli", "predict", str(tmp_path / "out" / "model.npz"), "--reader", "lamost",
+           "--data", str(lamost), "--chunk-size", "3", "--executor", "local", "--workers", "2",
+           "-o", str(tmp_path / "lamost.ecsv")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    t = Table.read(tmp_path / "lamost.ecsv")
+    rejected = Table.read(tmp_path / "lamost-rejected.csv", format="ascii.csv")
+    assert len(t) + sum(str(f).startswith("star ") for f in rejected["file"]) == 10     # every LRS star accounted for
+    assert any("med-58625" in str(f) for f in rejected["file"])

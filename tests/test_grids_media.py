@@ -59,17 +59,24 @@ def test_per_star_wavelengths_validated_by_star():
         SpectralSet(wave=[1.0, 2.0], flux=np.ones((1, 2)), ivar=np.ones((1, 2)), ids=["a"], medium="water")
 
 
-def test_prepare_per_star_grid_equals_each_star_alone():
-    stars = [_star(4990, 5110, 301, 5050, "a", rv=30.0), _star(5001, 5097, 97, 5060, "b", rv=-20.0),
-             _star(4995, 5105, 451, 5045, "c", rv=0.0)]
+@pytest.mark.parametrize("normalizer", ["none", "spline"])
+def test_prepare_per_star_grid_equals_each_star_alone(normalizer):
+    """Each star is normalised on its own window of pixels: alone, or stacked with stars on other
+    (longer, shorter: padded) grids, it comes out the same."""
+    norm = registry.create("normalizer", normalizer, {} if normalizer == "none" else {"smoothing_length": 30.0})
+    wide = _star(4700, 5400, 1401, 5050, "a", rv=30.0)
+    wide.flux = wide.flux * (1.0 + 2e-4 * (wide.wave - 5000.0))          # a sloped continuum
+    stars = [wide, _star(5001, 5097, 97, 5060, "b", rv=-20.0), _star(4995, 5105, 451, 5045, "c", rv=0.0)]
     cfg = PreprocessConfig(wave_min=5005, wave_max=5095, wave_step=0.5, max_bad_pixels=1000)
     grid = np.arange(5005, 5095.001, 0.5)
-    together = prepare(SpectralSet.stack(stars), cfg, NONE, grid=grid)
+    together = prepare(SpectralSet.stack(stars), cfg, norm, grid=grid)
     for i, s in enumerate(stars):
-        alone = prepare(s, cfg, NONE, grid=grid)
+        alone = prepare(s, cfg, norm, grid=grid)
         np.testing.assert_allclose(together.flux[i], alone.flux[0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(together.ivar[i], alone.ivar[0], rtol=1e-12)
     # star b covers 5001-5097 A shifted by -20 km/s: the grid beyond ~5097.3 is outside it
+    if normalizer == "spline":
+        return
     cov = together.meta["grid_coverage"]
     assert cov[0] == 1.0 and cov[2] == 1.0 and 0.9 < cov[1] <= 1.0
 
@@ -115,3 +122,24 @@ def test_model_records_the_training_medium(tmp_path, small_slam, small_train):
                         label_names=list(small_train.label_names), label_units=list(small_train.label_units),
                         train_labels=small_train.labels, train_ids=small_train.ids, medium="air")
     assert SlamfwModel.load(model.save(tmp_path / "m.npz")).medium == "air"
+
+
+def test_a_model_from_before_media_and_train_chi2_still_loads(tmp_path, small_slam, small_train):
+    import json
+
+    from slamfw.model import SlamfwModel
+    model = SlamfwModel(emulator=small_slam, emulator_name="slam", wave=small_train.wave,
+                        label_names=list(small_train.label_names), label_units=list(small_train.label_units),
+                        train_labels=small_train.labels, train_ids=small_train.ids, medium="air",
+                        train_chi2={"median": 1.0, "p99": 2.0})
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as z:
+        files = {k: z[k] for k in z.files}
+    key = next(k for k in files if k.startswith("__"))
+    meta = json.loads(str(files[key]))
+    del meta["medium"], meta["train_chi2"]
+    files[key] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **files)
+    old = SlamfwModel.load(tmp_path / "old.npz")
+    assert old.medium == "" and old.train_chi2 is None
+    assert old.emulator.predict(small_train.labels[:2]).shape == (2, small_train.n_pixels)

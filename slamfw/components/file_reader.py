@@ -6,7 +6,8 @@ on the file's own grid). The base gives it:
 
 - ``path``: a file, a directory, a glob pattern, or a text file listing paths
   (:func:`slamfw.data.files.expand_inputs`);
-- files read on the executor, stacked into one set on a grid per star where grids differ;
+- files read on the executor (``read``) or in this process a piece at a time (``iter_chunks``,
+  which ``slamfw predict`` streams), stacked into one set on a grid per star where grids differ;
 - a file that cannot be read, or that holds a star already read from another file, is
   *rejected*: it goes to :attr:`FileReader.rejected_` with the reason, and the run goes on (the workflows write ``rejected.csv``); only when every file fails
   does reading stop, with an error that gives the first reasons;
@@ -42,8 +43,11 @@ def _read_files(paths: list[str], reader: "FileReader") -> list[tuple[str, Spect
     for p in paths:
         try:
             ss = reader.read_file(Path(p))
-            if ss.medium != reader.medium:
+            if reader.medium and not ss.medium:
                 ss.medium = reader.medium
+            elif reader.medium and ss.medium != reader.medium:
+                raise DataError(f"{Path(p).name}: the file's spectra say {ss.medium!r} wavelengths, the reader "
+                                f"{reader.medium!r}")
             out.append((p, ss, ""))
         except DataError as err:
             out.append((p, None, str(err)))
@@ -82,12 +86,18 @@ class FileReader(Reader):
         return type(self).__name__.removesuffix("Reader").lower() or "reader"
 
     def read(self) -> SpectralSet:
-        parts = list(self.iter_chunks(10 ** 9))
+        """Every readable file's stars, the files read on the executor in use."""
+        parts = list(self._pieces(10 ** 9, parallel=True))
         return parts[0] if len(parts) == 1 else SpectralSet.stack(parts, source=self.path)
 
     def iter_chunks(self, chunk_size: int) -> Iterator[SpectralSet]:
         """The stars of every readable file, in file order, ``chunk_size`` at most per piece
-        (files are read a piece at a time)."""
+        (files are read a piece at a time, in this process: ``slamfw predict`` consumes the pieces
+        while its executor infers the previous ones, and an executor's task stream must not start
+        tasks of its own)."""
+        return self._pieces(chunk_size, parallel=False)
+
+    def _pieces(self, chunk_size: int, parallel: bool) -> Iterator[SpectralSet]:
         files = self.files()
         self.rejected_: list[tuple[str, str]] = []
         catalogue = self._catalogue()
@@ -97,9 +107,10 @@ class FileReader(Reader):
         for s in range(0, len(files), step):
             group = [str(f) for f in files[s:s + step]]
             tasks = [(group[i:i + FILES_PER_TASK],) for i in range(0, len(group), FILES_PER_TASK)]
-            results = [r for block in current_executor().map(_read_files, tasks, shared={"reader": self},
-                                                             desc=f"{self._name()}: reading", progress=False)
-                       for r in block]
+            blocks = (current_executor().map(_read_files, tasks, shared={"reader": self},
+                                             desc=f"{self._name()}: reading", progress=False)
+                      if parallel else [_read_files(*t, reader=self) for t in tasks])
+            results = [r for block in blocks for r in block]
             sets = []
             for path, ss, reason in results:
                 if ss is not None and (dup := [i for i in ss.ids.tolist() if i in seen]):
@@ -142,6 +153,13 @@ class FileReader(Reader):
         joined = join(left, catalogue, keys="id", join_type="left")
         joined.sort("_row")
         names = [c for c in catalogue.colnames if c != "id"]
+        if not names:
+            raise DataError(f"{self._name()}: the label catalogue {self.labels} has no numeric label column; "
+                            f"name them with labels_columns")
+        if not np.isin(ss.ids, np.asarray(catalogue["id"], dtype=str)).any():
+            log.warning("%s: none of the %d star ids (e.g. %r) is in the label catalogue %s (ids e.g. %r): check "
+                        "labels_id", self._name(), ss.n_stars, str(ss.ids[0]), self.labels,
+                        str(catalogue["id"][0]) if len(catalogue) else "")
         labels = np.column_stack([np.asarray(joined[n].filled(np.nan) if hasattr(joined[n], "filled")
                                              else joined[n], float) for n in names])
         n_missing = int(np.isnan(labels).all(axis=1).sum())

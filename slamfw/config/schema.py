@@ -74,7 +74,7 @@ class CalibrationConfig(_Strict):
     #: noisy spectrum is part of the error; costs a normalisation per star and S/N);
     #: ``prepared``: add it to the prepared spectra (fast).
     degrade: Literal["raw", "prepared"] = "raw"
-    #: N > 0 (default 50): each star's excess is measured on the N cross-validation results
+    #: N > 0 (default 30): each star's excess is measured on the N cross-validation results
     #: nearest to it in inferred labels and S/N (emulators err more in some parts of label space);
     #: the results are stored in the model. 0: the paper's per-S/N error model alone.
     neighbours: int = Field(30, ge=0)

@@ -119,9 +119,16 @@ def write_rejected(reader, path: str | Path, which: str, extra: Sequence[tuple[s
     rows = []
     if path.is_file():
         try:
+            first = path.open(encoding="utf-8", errors="replace").readline().strip()
+        except OSError as err:
+            raise DataError(f"cannot read {str(path)!r}: {err}") from None
+        if first != "set,file,reason":
+            raise DataError(f"{str(path)!r} exists and is not a slamfw list of rejected files; move it away "
+                            f"(slamfw writes the files it could not read there)")
+        try:
             old = Table.read(path, format="ascii.csv")
             rows = [tuple(str(v) for v in r) for r in old.iterrows("set", "file", "reason") if str(r[0]) != which]
-        except Exception:  # a damaged file from an earlier run is replaced
+        except Exception:  # a damaged list from an earlier run is replaced
             rows = []
     rows += [(which, str(f), str(r)) for f, r in [*(getattr(reader, "rejected_", None) or []), *extra]]
     if not rows:

@@ -231,6 +231,10 @@ class SpectralSet:
         sets = list(sets)
         if not sets:
             raise DataError(f"no spectra to combine{' from ' + source if source else ''}")
+        empty = next((s for s in sets if s.n_pixels == 0), None)
+        if empty is not None:
+            raise DataError(f"spectra{' from ' + (empty.source or source) if (empty.source or source) else ''} "
+                            f"have no pixels")
         media = {s.medium for s in sets}
         if len(media) > 1:
             raise DataError(f"spectra{' from ' + source if source else ''} mix wavelength media {sorted(media)}")

@@ -87,7 +87,8 @@ def warn_if_unlike_training(n_flagged: int, n: int, log, what: str = "the spectr
     """Warn once, in words, when most of ``n`` stars carry a flag of :data:`UNLIKE_TRAINING`."""
     if n and n_flagged > n / 2:
         log.warning("%d of %d stars (%.0f %%) of %s are flagged as unlike the training set (labels outside its "
-                    "range, a chi^2 far above its stars', or too little of the wavelength grid covered): these "
+                    "range, a reduced chi^2 far from 1 or far above its stars', or too little of the wavelength "
+                    "grid covered): these "
                     "spectra do not look like the training set. Are they normalised the same way, from the same "
                     "instrument, and on the model's wavelength range?", n_flagged, n, 100 * n_flagged / n, what)
         return True

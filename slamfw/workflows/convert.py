@@ -32,10 +32,13 @@ class ConvertResult:
 
 
 def convert_spectra(reader: str, output: str | Path, data: str | None = None,
-                    params: dict[str, Any] | None = None) -> ConvertResult:
+                    params: dict[str, Any] | None = None, force: bool = False) -> ConvertResult:
     """Read with the reader ``reader`` (``data`` its input path, ``params`` its other parameters)
-    and write the spectra to ``output`` (.fits, .fits.gz, .ecsv or .npz)."""
+    and write the spectra to ``output`` (.fits, .fits.gz, .ecsv or .npz); an existing ``output``
+    is replaced only with ``force``."""
     table_suffix(output)                                     # check the output before reading
+    if Path(output).exists() and not force:
+        raise ConfigError(f"--output {str(output)!r} exists; add --force to replace it")
     params = dict(params or {})
     cls = registry.get_component("reader", reader, where="--reader")
     paths = params_with_role(cls, ParamRole.INPUT_PATH)

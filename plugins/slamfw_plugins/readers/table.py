@@ -61,9 +61,16 @@ def _load_columns(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     return cols, units, {str(k).upper(): v for k, v in t.meta.items()}
 
 
+#: Spellings of Angstrom in survey files that astropy reads as something else, or not at all.
+_ANGSTROM_SPELLINGS = {"A": "Angstrom", "Angstroms": "Angstrom", "angstroms": "Angstrom", "ANGSTROMS": "Angstrom",
+                       "ANGSTROM": "Angstrom", "Ang": "Angstrom"}
+
+
 def _angstrom(wave: np.ndarray, unit: str, path: str) -> np.ndarray:
     """``wave`` in ``unit`` (an astropy length unit) as Angstrom; a DataError for other units."""
     import astropy.units as u
+    # FITS files write Angstrom as "A" (astropy: ampere) or "Angstroms" (SDSS): both mean Angstrom
+    unit = _ANGSTROM_SPELLINGS.get(str(unit).strip(), unit)
     try:
         return (wave * u.Unit(unit)).to_value(u.AA, equivalencies=u.spectral())
     except (ValueError, TypeError, u.UnitsError) as err:
