@@ -11,6 +11,7 @@ import pytest
 import yaml
 from astropy.table import Table
 
+import slamfw.workflows.reuse as reuse_mod
 import slamfw.workflows.run as run_mod
 from slamfw import api
 from slamfw.cli import commands, main
@@ -163,7 +164,7 @@ def test_what_makes_a_model_differ(data, tmp_path):
 
     def why(*sets):
         c = api.config(cfg, list(sets))
-        return "; ".join(run_mod._reuse_differences(c, model, run_mod.prepare_training(c)))
+        return "; ".join(reuse_mod._reuse_differences(c, model, run_mod.prepare_training(c)))
 
     assert why() == ""
     assert "calibration: the model has None" in why("calibration.enabled=true")
@@ -190,7 +191,7 @@ def test_a_model_saved_from_the_python_api_is_reused_on_what_it_records(data, tm
         no_training(m)
         assert main(["run", str(cfg), *SERIAL]) == 0
     c = api.config(cfg, ["data.train.clean.folds=4"])
-    assert run_mod._reuse_differences(c, tr.model, run_mod.prepare_training(c)) == [
+    assert reuse_mod._reuse_differences(c, tr.model, run_mod.prepare_training(c)) == [
         "data.train.clean: the model does not record its training-set cleaning"]
 
 

@@ -5,12 +5,11 @@ and the resolved config ``config.yaml``, which reproduces the run from any direc
 path is checked before any work, one run at a time writes into the folder, and a completion marker
 is written last (:mod:`slamfw.workflows.outdir`). A model file already in the folder that was
 trained on the same prepared training set with the same settings is reused, not retrained
-(:func:`reusable_model`).
+(:mod:`slamfw.workflows.reuse`).
 """
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,15 +26,16 @@ from ..data.files import REJECTED_FILE, write_rejected
 from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
 from .. import registry
-from ..errors import ConfigError, SlamfwError
+from ..errors import ConfigError
 from ..execution.store import atomic_path
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
 from .outdir import OutputDir, plan_outputs
+from .reuse import reusable_model, training_record
 from .train import (
-    PreparedTraining, TrainResult, _component_record, prepare_training, reading_params, source_key, train,
+    PreparedTraining, TrainResult, prepare_training, source_key, train,
 )
 
 log = logging.getLogger(__name__)
@@ -93,142 +93,6 @@ def check_training_config(cfg: ExperimentConfig) -> None:
         raise ConfigError("emulator: no emulator section in the config")
     if cfg.calibration.enabled and cfg.calibration.inferer:
         registry.get_component("inferer", cfg.calibration.inferer, where="calibration.inferer")
-
-
-# ---------------------------------------------------------------- reusing a finished model
-
-def _calibration_record(cfg: ExperimentConfig) -> dict[str, Any] | None:
-    """The calibration settings a model is trained with (None: no error model is fitted)."""
-    inf_sel = selected(cfg, "inferer")
-    if not cfg.calibration.enabled or inf_sel is None:
-        return None
-    rec = cfg.calibration.model_dump()
-    rec["inferer"] = cfg.calibration.inferer or inf_sel.name
-    if cfg.calibration.inferer and cfg.calibration.inferer != inf_sel.name:
-        table = cfg.inferer.extras().get(cfg.calibration.inferer)
-        rec["inferer_params"] = table if isinstance(table, dict) else {}
-    return rec
-
-
-def training_record(cfg: ExperimentConfig, prepared: PreparedTraining) -> dict[str, Any]:
-    """What a run records in the model (``components["training"]``) beside the emulator, reader,
-    normaliser, inferer, prior and pre-processing, so a later run can tell whether it would train
-    the same model: the seed, hold-out, cleaning and calibration settings, and the hash of the
-    prepared training set before cleaning."""
-    clean = cfg.data.train.clean if cfg.data.train is not None else None
-    return {"seed": cfg.seed, "holdout": cfg.data.train.holdout if cfg.data.train is not None else 0.0,
-            "clean": clean.model_dump() if clean is not None and clean.enabled else None,
-            "calibration": _calibration_record(cfg), "prepared_hash": prepared.train.fingerprint()}
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _differences(key: str, have: Any, want: Any, out: list[str]) -> None:
-    """Append ``key.sub: the model has X, the config asks for Y`` for every leaf that differs."""
-    have, want = _plain(have), _plain(want)
-    if have == want:
-        return
-    if isinstance(have, dict) and isinstance(want, dict):
-        for k in sorted(set(have) | set(want), key=str):
-            if k not in have or k not in want:
-                side = "the model has no" if k not in have else "the config has no"
-                out.append(f"{key}.{k}: {side} {k!r}")
-            else:
-                _differences(f"{key}.{k}", have[k], want[k], out)
-        return
-    out.append(f"{key}: the model has {_short(have)}, the config asks for {_short(want)}")
-
-
-def _short(value: Any, n: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n - 3] + "..."
-
-
-def _name_or_nothing(name: str | None) -> str:
-    return repr(name) if name else "nothing"
-
-
-def _component_differences(key: str, have: dict[str, Any] | None, want: dict[str, Any] | None,
-                           out: list[str]) -> None:
-    have_name, want_name = (have or {}).get("name"), (want or {}).get("name")
-    if have_name != want_name:
-        out.append(f"{key}: the model has {_name_or_nothing(have_name)}, the config asks for "
-                   f"{_name_or_nothing(want_name)}")
-    elif want is not None:
-        _differences(f"{key}.{want_name}", (have or {}).get("params", {}), want.get("params", {}), out)
-
-
-def _reuse_differences(cfg: ExperimentConfig, model: SlamfwModel, prepared: PreparedTraining) -> list[str]:
-    """Why ``model`` is not the model this config would train on ``prepared`` (empty: it is)."""
-    out: list[str] = []
-    emu_sel = selected(cfg, "emulator")
-    if list(model.label_names) != list(cfg.labels):
-        out.append(f"labels: the model has {list(model.label_names)}, the config asks for {list(cfg.labels)}")
-    if model.emulator_name != emu_sel.name:
-        out.append(f"emulator.name: the model has {model.emulator_name!r}, the config asks for {emu_sel.name!r}")
-    else:
-        _differences(f"emulator.{emu_sel.name}", model.emulator.get_params(), emu_sel.build().get_params(), out)
-    _differences("preprocess", model.preprocess, cfg.preprocess.model_dump(), out)
-    data_sel = selected(cfg, "data.train")
-    comps = model.components or {}
-    _component_differences("data.train", comps.get("reader"), _component_record(data_sel, reading_params(data_sel)),
-                           out)
-    for section in ("normalizer", "inferer", "prior"):
-        _component_differences(section, comps.get(section), _component_record(selected(cfg, section)), out)
-    want = training_record(cfg, prepared)
-    rec = comps.get("training")
-    if isinstance(rec, dict):
-        for k, key in (("seed", "seed"), ("holdout", "data.train.holdout"), ("clean", "data.train.clean"),
-                       ("calibration", "calibration")):
-            _differences(key, rec.get(k), want[k], out)
-    else:   # a model written by an earlier slamfw, or saved from the Python API: what its metadata says
-        if want["clean"] is not None:
-            out.append("data.train.clean: the model does not record its training-set cleaning")
-        em = model.error_model
-        cal = want["calibration"]
-        if (em is None) != (cal is None):
-            out.append(f"calibration: the model has {'no' if em is None else 'an'} error model, the config "
-                       f"{'asks for one' if cal is not None else 'fits none'}")
-        elif em is not None and cal is not None:
-            for k, have_v in (("folds", em.folds), ("neighbours", em.neighbours), ("inferer", em.inferer)):
-                _differences(f"calibration.{k}", have_v, cal[k], out)
-    if out:
-        return out
-    if want["clean"] is None:
-        same = model.train_hash == want["prepared_hash"]
-    else:
-        same = rec.get("prepared_hash") == want["prepared_hash"] and model.train_hash == \
-            prepared.train.subset(np.isin(prepared.train.ids, model.train_ids)).fingerprint()
-    if not same:
-        out.append(f"the training data differ (the prepared training set's hash is {want['prepared_hash'][:16]}, "
-                   f"the model was trained on {model.train_hash[:16]})")
-    return out
-
-
-def reusable_model(cfg: ExperimentConfig, prepared: PreparedTraining, path: Path) -> SlamfwModel | None:
-    """The model at ``path`` if it is the one this config would train on ``prepared``: the same
-    training-set hash, labels, emulator and parameters, pre-processing, reader, normaliser,
-    inferer, prior, seed, hold-out, cleaning and calibration settings. Else None, and the log says
-    why (when there is a model file)."""
-    if not path.is_file():
-        return None
-    try:
-        model = SlamfwModel.load(path)
-    except SlamfwError as err:
-        log.info("training: the model file %s cannot be reused (%s)", path, err)
-        return None
-    why = _reuse_differences(cfg, model, prepared)
-    if why:
-        shown = "; ".join(why[:6]) + (f"; and {len(why) - 6} more" if len(why) > 6 else "")
-        log.info("training a new model: the model file %s differs from what this config trains: %s", path, shown)
-        return None
-    log.info("reusing the model %s (trained %s): the same prepared training set (hash %s), emulator %s with the "
-             "same parameters, pre-processing, normaliser, inferer, prior and calibration settings; not training "
-             "(delete the file to retrain)", path, model.created or "earlier", model.train_hash[:16],
-             model.emulator_name)
-    return model
 
 
 def _test_reads_training_source(cfg: ExperimentConfig) -> bool:
