@@ -39,12 +39,27 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def miles_dir(shared_data: Path) -> Path:
-    path = shared_data / "miles_stellar_library"
+def _shared_subdir(shared_data: Path, name: str) -> Path:
+    """A folder of the shared data; the test fails (never skips) when it is missing."""
+    path = shared_data / name
     if not path.is_dir():
         pytest.fail(f"{path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def miles_dir(shared_data: Path) -> Path:
+    return _shared_subdir(shared_data, "miles_stellar_library")
+
+
+@pytest.fixture(scope="session")
+def lamost_dir(shared_data: Path) -> Path:
+    return _shared_subdir(shared_data, "lamost_samples")
+
+
+@pytest.fixture(scope="session")
+def apogee_dir(shared_data: Path) -> Path:
+    return _shared_subdir(shared_data, "apogee_samples")
 
 
 def mock_set(n_stars: int, seed: int, snr=500.0, teff=(4500.0, 9000.0), n_pixels: int = 120,

@@ -49,12 +49,6 @@ FILES = {
 LOG_W0, LOG_DW, NWAVE = 4.179, 6e-6, 8575
 
 
-@pytest.fixture(scope="module")
-def apogee_dir(shared_data: Path) -> Path:
-    path = shared_data / "apogee_samples"
-    if not path.is_dir():
-        pytest.fail(f"{path} is missing")
-    return path
 
 
 def close(actual, expected, tol) -> None:

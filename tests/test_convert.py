@@ -9,23 +9,18 @@ from slamfw.cli import main
 from slamfw.data.spectra_io import write_spectra_table
 
 
-@pytest.fixture(scope="module")
-def lamost(shared_data):
-    return shared_data / "lamost_samples"
-
-
 @pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".npz"])
-def test_convert_lamost_round_trip(lamost, tmp_path, suffix, capsys):
+def test_convert_lamost_round_trip(lamost_dir, tmp_path, suffix, capsys):
     out = tmp_path / f"lamost{suffix}"
-    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out),
-               "--reader-param", f"labels={lamost / 'labels_dr10_lasp.csv'}"])
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(out),
+               "--reader-param", f"labels={lamost_dir / 'labels_dr10_lasp.csv'}"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "10 spectra" in printed and "a grid per star" in printed and "rejected" in printed
     rejected = Table.read(tmp_path / "lamost-rejected.csv", format="ascii.csv")
     assert len(rejected) == 1 and "med-58625" in rejected["file"][0] and "MRS" in rejected["reason"][0]
-    orig = registry.create("reader", "lamost", {"path": str(lamost),
-                                                "labels": str(lamost / "labels_dr10_lasp.csv")}).read()
+    orig = registry.create("reader", "lamost", {"path": str(lamost_dir),
+                                                "labels": str(lamost_dir / "labels_dr10_lasp.csv")}).read()
     back = registry.create("reader", "table", {"path": str(out)}).read()
     assert back.ids.tolist() == orig.ids.tolist() and back.medium == "vacuum" and back.per_star_grid
     np.testing.assert_array_equal(back.wave, orig.wave)
@@ -79,18 +74,18 @@ def test_medium_and_labels_travel_with_the_file(tmp_path, suffix):
     assert ss.label_names == ["Teff"] and ss.label_units == ["K"] and not ss.per_star_grid
 
 
-def test_convert_refuses_to_replace_a_file(lamost, tmp_path, capsys):
+def test_convert_refuses_to_replace_a_file(lamost_dir, tmp_path, capsys):
     out = tmp_path / "mine.fits"
     out.write_text("my own file")
-    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out)])
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(out)])
     assert rc == 2 and "--force" in capsys.readouterr().err and out.read_text() == "my own file"
     (tmp_path / "mine-rejected.csv").write_text("a,b\n")           # not slamfw's: never replaced
-    rc = main(["convert", "--reader", "lamost", "--data", str(lamost), "-o", str(out), "--force"])
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(out), "--force"])
     assert rc == 2 and "not a slamfw list of rejected files" in capsys.readouterr().err
     assert (tmp_path / "mine-rejected.csv").read_text() == "a,b\n"
 
 
-def test_predict_streams_many_files_on_worker_processes(lamost, tmp_path):
+def test_predict_streams_many_files_on_worker_processes(lamost_dir, tmp_path):
     """More files than --chunk-size, read by a FileReader while local worker processes infer: the
     pieces are read in this process (an executor's task stream must not start tasks of its own)."""
     import subprocess
@@ -100,7 +95,7 @@ def test_predict_streams_many_files_on_worker_processes(lamost, tmp_path):
     (tmp_path / "exp.toml").write_text(CONFIG.format(out=tmp_path / "out"))
     assert main(["train", str(tmp_path / "exp.toml")]) == 0
     cmd = [sys.executable, "-m", "slamfw.cli", "predict", str(tmp_path / "out" / "model.npz"), "--reader", "lamost",
-           "--data", str(lamost), "--chunk-size", "3", "--executor", "local", "--workers", "2",
+           "--data", str(lamost_dir), "--chunk-size", "3", "--executor", "local", "--workers", "2",
            "-o", str(tmp_path / "lamost.ecsv")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -40,12 +40,6 @@ META_KEYS = {"obsid", "ra", "dec", "snr_u", "snr_g", "snr_r", "snr_i", "snr_z", 
              "z_flag", "class", "subclass", "data_v"}
 
 
-@pytest.fixture(scope="module")
-def lamost_dir(shared_data: Path) -> Path:
-    path = shared_data / "lamost_samples"
-    if not path.is_dir():
-        pytest.fail(f"{path} is missing")
-    return path
 
 
 def _raw(path: Path) -> dict[str, np.ndarray]:

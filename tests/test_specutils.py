@@ -264,12 +264,6 @@ def test_reader_params():
         SpecutilsReader(path="x.fits", medium="water")
 
 
-@pytest.fixture(scope="module")
-def apogee_dir(shared_data):
-    path = shared_data / "apogee_samples"
-    if not path.is_dir():
-        pytest.fail(f"{path} is missing")
-    return path
 
 
 @pytest.mark.parametrize("name", ["apStar-dr17-2M17335483-2753043.fits", "apStar-dr17-2M19485057+5005279.fits",
@@ -335,13 +329,10 @@ def test_aspcapstar_without_id_falls_back_to_the_file_name(apogee_dir):
     assert set(np.unique(ss.ivar[0, zero]).tolist()) == {0.0, 0.01} and not good[zero].any()
 
 
-def test_lamost_files_have_no_specutils_loader(shared_data):
+def test_lamost_files_have_no_specutils_loader(lamost_dir):
     """specutils 2.4 has no LAMOST loader: identification fails and every file is rejected with a
     hint to set ``format`` (use slamfw's ``lamost`` reader instead)."""
-    path = shared_data / "lamost_samples"
-    if not path.is_dir():
-        pytest.fail(f"{path} is missing")
-    reader = SpecutilsReader(path=str(path / "spec-5*.fits"))
+    reader = SpecutilsReader(path=str(lamost_dir / "spec-5*.fits"))
     with pytest.raises(DataError, match="could be read"):
         reader.read()
     assert reader.rejected_ and all("cannot read" in why for _, why in reader.rejected_)

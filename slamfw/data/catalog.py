@@ -167,15 +167,17 @@ def _write_ecsv_rows(fh: Any, tables: Iterable[Table]) -> None:
 
 
 def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], label_units: Sequence[str],
-                        path: str | os.PathLike) -> tuple[Path, int, int]:
+                        path: str | os.PathLike, on_part: Callable[[dict[str, np.ndarray]], None] | None = None
+                        ) -> tuple[Path, int, int]:
     """Write the catalogue of several parts, in order, one part at a time: the memory used does not
     depend on the number of stars, and the file is the one :func:`write_catalog` would write for
     all of them at once (byte for byte).
 
     ``parts()`` returns a fresh iterable each call (it is read twice). A part holds ``ids``,
     ``snr`` and ``true_labels`` (when known) beside a :class:`LabelResult`'s arrays; an empty part
-    (no star survived preparation) holds only ``ids``. Returns the path, the number of stars and
-    how many of them converged.
+    (no star survived preparation) holds only ``ids``. ``on_part(part)`` is called once for every
+    part, empty ones included, as it is written (to gather more from the parts without reading
+    them again). Returns the path, the number of stars and how many of them converged.
     """
     path = check_catalog_path(path)
     n, width, common = _layout(parts)
@@ -185,6 +187,8 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
 
     def tables() -> Iterable[Table]:
         for part in parts():
+            if on_part is not None:
+                on_part(part)
             if part["ids"].size:
                 converged[0] += int(np.sum(part["converged"]))
                 yield _part_table(part, label_units, width, common)

@@ -17,6 +17,12 @@ from ..errors import DataError
 #: The file, in ``output.dir``, that lists the input files a run could not read, and why.
 REJECTED_FILE = "rejected.csv"
 
+def rejected_path(output: Path) -> Path:
+    """Where a command that writes the file ``output`` (``predict``'s catalogue, ``convert``'s
+    spectra) lists the files it could not read: ``<output stem>-rejected.csv`` beside it."""
+    return output.with_name(f"{output.name.split('.')[0]}-rejected.csv")
+
+
 #: Suffixes of a file that lists input paths (one per line) rather than holding spectra.
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from .. import registry
 from ..components.base import ParamRole, params_with_role
-from ..data.files import write_rejected
+from ..data.files import rejected_path, write_rejected
 from ..data.spectra_io import table_suffix, write_spectra_table
 from ..errors import ConfigError
 from .execution import executing
-from .predict import rejected_path
 
 log = logging.getLogger(__name__)
 

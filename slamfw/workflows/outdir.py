@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._version import __version__
+from ..data.files import REJECTED_FILE
 from ..errors import SlamfwError
 from ..execution.store import atomic_path
 
@@ -49,7 +50,7 @@ CONFIG_HEADER = "# resolved slamfw config"
 MARKER_FORMAT = "slamfw-output"
 #: Files slamfw writes into an output directory under fixed names (beside the model file and
 #: whatever the analyzers write); an earlier run's are moved aside when a run does not rewrite them.
-KNOWN_OUTPUTS = ("config.yaml", "report.md", "catalog.fits", "catalog.fits.gz", "catalog.ecsv", "rejected.csv",
+KNOWN_OUTPUTS = ("config.yaml", "report.md", "catalog.fits", "catalog.fits.gz", "catalog.ecsv", REJECTED_FILE,
                  "compare.json", "compare.md", "compare_cv.ecsv")
 #: The comment slamfw's catalogues carry (``make_catalog``), in FITS COMMENT cards and ECSV meta.
 CATALOG_SIGNATURE = "slamfw label catalogue"

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..components.executor import Executor, using_executor
 from ..data.catalog import write_catalog_parts
-from ..data.files import write_rejected
+from ..data.files import rejected_path, write_rejected
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
@@ -24,11 +26,6 @@ from .infer import iter_parts, model_inferer, model_prior, predict_stream, read_
 from .outdir import check_catalog_output
 
 log = logging.getLogger(__name__)
-
-
-def rejected_path(catalogue: Path) -> Path:
-    """Where ``predict`` lists the files it could not read: ``<catalogue stem>-rejected.csv``."""
-    return catalogue.with_name(f"{catalogue.name.split('.')[0]}-rejected.csv")
 
 
 @dataclass
@@ -58,13 +55,15 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
     t0 = time.perf_counter()
     with (using_executor(executor) if executor is not None else executing(None)):
         keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
-    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
-                                          model.label_units, path)
     counts, excluded = [], []
-    for part in iter_parts(model, inferer, checkpoints, keys, prior):
-        excluded += [str(i) for i in part.get("excluded", [])]
+
+    def tally(part: dict[str, np.ndarray]) -> None:
+        excluded.extend(str(i) for i in part.get("excluded", []))
         if part["ids"].size:
             counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
+
+    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
+                                          model.label_units, path, on_part=tally)
     warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
     max_bad = model.preprocess.get("max_bad_pixels")
     if excluded:
