@@ -9,7 +9,9 @@ label. slamfw fits it by cross-validation on the training stars alone (see
    which a per-pixel model error cannot represent);
 2. ``err = sqrt(formal^2 + excess(SNR)^2) * k(SNR)``, where ``k`` is the robust standard deviation
    (1.4826 MAD) of the cross-validation pulls after step 1, so that the calibrated pulls of the
-   training stars have unit robust width at every S/N.
+   training stars have unit robust width at every S/N; where their tails are heavy, ``k`` is
+   raised until their standard deviation is at most 1.4, as long as their robust width stays at
+   least 0.8 (:func:`pull_factor`).
 
 Quantities tabulated on the S/N grid (``<formal^2>``, ``k``) are interpolated linearly in ln S/N
 and held constant beyond its ends. The S/N of a star is :func:`slamfw.spectrum_snr` of its
@@ -57,6 +59,25 @@ def _interp(snr: np.ndarray, grid: np.ndarray, values: np.ndarray) -> np.ndarray
     for j in range(values.shape[1]):
         out[:, j] = np.interp(x, xs, values[:, j])
     return out
+
+
+#: The calibrated cross-validation pulls: standard deviation at most this ...
+PULL_STD_MAX = 1.4
+#: ... unless that would make their robust width smaller than this.
+PULL_ROBUST_MIN = 0.8
+
+
+def pull_factor(pulls: np.ndarray) -> np.ndarray:
+    """(L,) the factor ``k`` of K cross-validation pulls (K, L) of one S/N bin: their robust width
+    (1.4826 MAD), so that the calibrated pulls ``pulls / k`` have unit robust width; raised where
+    the emulator's errors have heavy tails, until the calibrated pulls' standard deviation is at
+    most :data:`PULL_STD_MAX`, but never so far that their robust width drops below
+    :data:`PULL_ROBUST_MIN`. (A single width cannot describe both the core and the tails of a
+    heavy-tailed error distribution; this one keeps the core within 0.8-1.25 and the tails' pulls
+    bounded. With Gaussian pulls it is simply the robust width.)"""
+    robust = median_abs_deviation(pulls, axis=0, scale="normal")
+    std = np.std(pulls, axis=0)
+    return np.minimum(np.maximum(robust, std / PULL_STD_MAX), robust / PULL_ROBUST_MIN)
 
 
 @dataclass
@@ -166,7 +187,7 @@ class ErrorModel:
             model.neighbours = int(neighbours)
             model.cv_labels, model.cv_snr, model.cv_delta, model.cv_formal = labels, snr, delta, formal
         pulls = delta / np.sqrt(formal ** 2 + model.excess(snr, labels, exclude=np.arange(snr.size)))
-        model.factor = np.array([median_abs_deviation(pulls[per[b]], axis=0, scale="normal") for b in order])
+        model.factor = np.array([pull_factor(pulls[per[b]]) for b in order])
         return model
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,14 +26,47 @@ def library_chi2(flux: np.ndarray, weights: np.ndarray, library_flux: np.ndarray
     return ((w2 * f ** 2).sum(1)[:, None] - 2.0 * (w2 * f) @ library_flux.T + w2 @ (library_flux ** 2).T)
 
 
-def best_library_matches(flux: np.ndarray, weights: np.ndarray, library_flux: np.ndarray, k: int = 1) -> np.ndarray:
-    """(N, k) indices of the k library spectra of highest likelihood for each spectrum, best first
-    (the paper's initial guess is the first)."""
-    chi2 = library_chi2(flux, weights, library_flux)
-    k = min(k, chi2.shape[1])
+def _k_best(chi2: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indices of the k smallest values per row of ``chi2`` (N, M), smallest first."""
     part = np.argpartition(chi2, k - 1, axis=1)[:, :k] if k < chi2.shape[1] else np.tile(np.arange(k), (len(chi2), 1))
     order = np.argsort(np.take_along_axis(chi2, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def best_library_matches(flux: np.ndarray, weights: np.ndarray, library_flux: np.ndarray, k: int = 1,
+                         library_labels: np.ndarray | None = None, separation: float = 0.0) -> np.ndarray:
+    """(N, k) indices of the k library spectra of highest likelihood for each of N spectra, best
+    first (the paper's initial guess is the first).
+
+    With ``library_labels`` (M, L), standardised, and ``separation`` > 0, the matches are spread
+    over label space: the best match, then, in order of likelihood, each next match that lies at
+    least ``separation`` (Euclidean, standardised units) from every match already chosen, among the
+    ``max(10 k, 30)`` best. So a spectrum that two regions of label space fit about equally well (a
+    warm star on either side of the Balmer maximum) gets a start in each. Where too few candidates
+    are that far apart, the best remaining ones fill the k places."""
+    chi2 = library_chi2(flux, weights, library_flux)
+    n, m = chi2.shape
+    k = min(k, m)
+    if library_labels is None or separation <= 0 or k == 1:
+        return _k_best(chi2, k)
+    cand = _k_best(chi2, min(m, max(10 * k, 30)))                     # (N, C) best first
+    z = np.asarray(library_labels, float)[cand]                       # (N, C, L)
+    rows = np.arange(n)
+    chosen = np.zeros((n, k), np.int64)                               # positions in cand; the best is first
+    count = np.ones(n, np.int64)
+    for j in range(1, cand.shape[1]):
+        open_ = count < k
+        if not open_.any():
+            break
+        d = np.linalg.norm(z[rows[:, None], chosen] - z[:, j][:, None, :], axis=2)    # (N, k)
+        d = np.where(np.arange(k)[None, :] < count[:, None], d, np.inf)
+        take = open_ & (d.min(axis=1) >= separation)
+        chosen[take, count[take]] = j
+        count[take] += 1
+    for i in np.where(count < k)[0]:                                  # too few far apart: the best of the rest
+        rest = [j for j in range(cand.shape[1]) if j not in set(chosen[i, :count[i]].tolist())]
+        chosen[i, count[i]:] = rest[:k - count[i]]
+    return np.take_along_axis(cand, chosen, axis=1)
 
 
 def chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray) -> np.ndarray:

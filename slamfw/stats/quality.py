@@ -19,7 +19,9 @@ training set; :func:`warn_if_unlike_training` warns once when they are most of t
 ``converged`` stays the inferer's: the kept solution met its tolerance (for ``lm``, the best of
 its starts).
 
-Calibrated errors (with the model's error model): ``errors_calibrated``. When the inferer gives a
+Calibrated errors (with the model's error model): ``errors_calibrated``; a label outside the
+training range also carries its distance from the range's edge, in quadrature (the emulator is
+extrapolated there, and cross-validation measured nothing there). When the inferer gives a
 posterior interval (``extra["p16"]``, ``extra["p84"]``, (N, L), the convention of sampling
 inferers), it is widened about the labels by the same factor, ``errors_calibrated / errors``,
 into ``extra["p16_cal"]`` and ``extra["p84_cal"]``: the interval to use.
@@ -65,7 +67,10 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
     result.extra["grid_coverage"] = cov
     result.extra["flag_coverage"] = ~(cov >= min_coverage)
     if error_model is not None:
-        result.errors_calibrated = error_model.calibrate(result.errors, snr, labels)
+        # beyond the training range the emulator is extrapolated, where cross-validation measured
+        # nothing: the label is uncertain by at least its distance from the range's edge
+        beyond = np.where(finite[:, None], np.maximum(np.maximum(lo - labels, labels - hi), 0.0), 0.0)
+        result.errors_calibrated = np.sqrt(error_model.calibrate(result.errors, snr, labels) ** 2 + beyond ** 2)
         if "p16" in result.extra and "p84" in result.extra:
             with np.errstate(divide="ignore", invalid="ignore"):
                 f = np.where(result.errors > 0, result.errors_calibrated / result.errors, 1.0)
