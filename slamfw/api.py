@@ -16,6 +16,7 @@ or an :class:`~slamfw.config.ExperimentConfig`; ``overrides`` are ``--set`` assi
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,16 +31,19 @@ from .data.catalog import make_catalog
 from .data.results import LabelResult
 from .data.spectra import SpectralSet
 from .model import SlamfwModel
+from .stats.quality import flagged_fraction, warn_if_unlike_training
 from .workflows.compare import CompareResult, compare_emulators
 from .workflows.execution import executing
 from .workflows.predict import PredictResult, predict_catalog as _predict_catalog
 from .workflows.infer import (
     infer_chunked, model_inferer, model_labels_only, model_prior, predict as _predict, prepare_for_model,
 )
-from .workflows.run import RunResult, run_experiment
+from .workflows.outdir import check_catalog_output
+from .workflows.run import RunResult, run_experiment, run_train
 from .workflows.train import TrainResult, train as _train
 
-__all__ = ["config", "run", "train", "compare", "load_model", "predict", "predict_catalog", "catalog"]
+__all__ = ["config", "run", "train", "train_to_folder", "compare", "load_model", "predict", "predict_catalog",
+           "catalog"]
 
 ConfigLike = str | os.PathLike | dict | ExperimentConfig
 
@@ -59,21 +63,33 @@ def config(source: ConfigLike, overrides: Sequence[str] = ()) -> ExperimentConfi
     return validate_config(raw, base, overridden | {override_key(o) for o in overrides})
 
 
-def run(source: ConfigLike, overrides: Sequence[str] = ()) -> RunResult:
-    """``slamfw run``: train (or load) the model, infer the test set, write catalogue and report."""
-    return run_experiment(config(source, overrides))
+def run(source: ConfigLike, overrides: Sequence[str] = (), *, force: bool | None = None) -> RunResult:
+    """``slamfw run``: train (or load) the model, infer the test set, write catalogue and report
+    into ``output.dir`` (locked while it runs, marked complete last). ``force``: overwrite existing
+    files there that slamfw did not write (``--force``), else they raise ``OutputError``; None: as
+    an enclosing ``with slamfw.workflows.outdir.forcing():`` block says, else no."""
+    return run_experiment(config(source, overrides), force=force)
 
 
 def train(source: ConfigLike, overrides: Sequence[str] = ()) -> TrainResult:
-    """Train the config's emulator on its training set; ``.model`` is the :class:`SlamfwModel`
-    (``.model.save(path)`` writes it), ``.train`` the prepared training set."""
+    """Train the config's emulator on its training set, in memory (nothing is written); ``.model``
+    is the :class:`SlamfwModel` (``.model.save(path)`` writes it), ``.train`` the prepared
+    training set. ``slamfw train``, which also writes the model file, is :func:`train_to_folder`."""
     return _train(config(source, overrides))
 
 
-def compare(source: ConfigLike, emulators: Sequence[str] | None = None, overrides: Sequence[str] = ()
-            ) -> CompareResult:
-    """``slamfw compare``: every emulator on the same data; writes compare.json/md and figures."""
-    return compare_emulators(config(source, overrides), list(emulators) if emulators else None)
+def train_to_folder(source: ConfigLike, overrides: Sequence[str] = (), *, force: bool | None = None) -> Path:
+    """``slamfw train``: train and write the model file into ``output.dir`` (it always trains; the
+    folder is locked and marked complete as for :func:`run`); returns the model file's path.
+    ``force`` as for :func:`run`."""
+    return run_train(config(source, overrides), force=force)[1]
+
+
+def compare(source: ConfigLike, emulators: Sequence[str] | None = None, overrides: Sequence[str] = (), *,
+            force: bool | None = None) -> CompareResult:
+    """``slamfw compare``: every emulator on the same data; writes compare.json/md and figures into
+    ``output.dir`` and each emulator's run into ``output.dir/<emulator>``. ``force`` as for :func:`run`."""
+    return compare_emulators(config(source, overrides), list(emulators) if emulators else None, force=force)
 
 
 def load_model(path: str | os.PathLike) -> SlamfwModel:
@@ -97,22 +113,28 @@ def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os
     with _executor(executor):
         if isinstance(data, SpectralSet):
             prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")
-            return prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir,
-                                           model_prior(model))
-        path = None if data is None else str(Path(data))
-        return _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
+            out = prepared, infer_chunked(model, inferer or model_inferer(model), prepared, chunk_size, checkpoint_dir,
+                                          model_prior(model))
+        else:
+            path = None if data is None else str(Path(data))
+            out = _predict(model, path, reader, reader_params, inferer, chunk_size, checkpoint_dir)
+    warn_if_unlike_training(*flagged_fraction(out[1].extra), logging.getLogger("slamfw.api"),
+                            "the spectra" if isinstance(data, SpectralSet) or data is None else str(data))
+    return out
 
 
 def predict_catalog(model: SlamfwModel | str | os.PathLike, output: str | os.PathLike,
                     data: str | os.PathLike | None = None, *, reader: str | None = None,
                     reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
-                    executor: Executor | None = None) -> PredictResult:
+                    executor: Executor | None = None, force: bool | None = None) -> PredictResult:
     """``slamfw predict``: stream a survey through the model into the catalogue ``output`` (.fits or
-    .ecsv), chunk by chunk, resumable; memory does not grow with the number of spectra."""
+    .ecsv), chunk by chunk, resumable; memory does not grow with the number of spectra. The
+    output path is checked before the model is loaded; ``force`` as for :func:`run`."""
+    check_catalog_output(output, force)
     if not isinstance(model, SlamfwModel):
         model = load_model(model)
     return _predict_catalog(model, output, None if data is None else str(Path(data)), reader, reader_params,
-                            chunk_size, executor)
+                            chunk_size, executor, force=force)
 
 
 def _executor(executor: Executor | None):

@@ -23,6 +23,11 @@ class ModelFileError(SlamfwError):
     """A model file is damaged, of another format version, or not a slamfw model."""
 
 
+class OutputError(SlamfwError):
+    """An output path is unusable (a file where a folder must be, not writable, outside
+    ``output.dir``, or an existing file slamfw did not write), or the output folder is in use."""
+
+
 class PluginError(SlamfwError):
     """A plugin is unknown, failed to import, or registered something invalid."""
 

@@ -37,7 +37,7 @@ from .components.file_reader import FileReader
 from .data.media import air_to_vacuum, vacuum_to_air
 from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
-from .errors import ConfigError, DataError, ModelFileError, NotFittedError, PluginError, SlamfwError
+from .errors import ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError
 from .components.executor import (
     Executor, Progress, SerialExecutor, available_cores, current_executor, using_executor,
 )
@@ -82,7 +82,7 @@ __all__ = [
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors
-    "SlamfwError", "ConfigError", "DataError", "ModelFileError", "PluginError", "NotFittedError",
+    "SlamfwError", "ConfigError", "DataError", "ModelFileError", "OutputError", "PluginError", "NotFittedError",
     # figures
     "WAVE_LABEL", "axis_label", "corner_figure", "flux_percentiles", "log_axis", "new_figure", "panel_grid",
     "plot_flux_percentiles", "precision_figure", "save_figure",

@@ -2,14 +2,28 @@
 clear error (exit 2) naming the file, star or key, or a rejected file with the run going on;
 never an internal error, never silently wrong labels."""
 import json
+import logging
+import re
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.table import Table
 
-from slamfw import DataError, ModelFileError, registry
+import slamfw.workflows.compare as compare_mod
+from slamfw import DataError, ModelFileError, api, registry
 from slamfw.cli import main
+from slamfw.errors import ConfigError
 from slamfw.model import SlamfwModel
+from slamfw.workflows import outdir as outdir_mod
+from slamfw.workflows.outdir import LOCK_FILE, MARKER_FILE, OutputError
+
+from . import test_cli, test_outdir
+from .test_unlike_training import CONFIG as UNLIKE_CONFIG
 
 
 def _error(capsys, args):
@@ -55,6 +69,18 @@ def test_a_bad_miles_file_is_rejected_and_the_rest_read(miles_with_bad_files):
     assert set(rejected) == {f"MILES_res2.50_star_m099{k}V.fits" for k in (0, 1, 2)}
 
 
+def test_a_bad_miles_file_is_listed_by_the_command_line(miles_with_bad_files, tmp_path, capsys):
+    d, n_good = miles_with_bad_files
+    out = tmp_path / "miles.ecsv"
+    capsys.readouterr()
+    assert main(["convert", "--reader", "miles", "--data", str(d), "-o", str(out)]) == 0
+    assert f"{n_good} spectra" in capsys.readouterr().out
+    rejected = Table.read(tmp_path / "miles-rejected.csv", format="ascii.csv")
+    assert set(rejected["set"]) == {"convert"}
+    assert sorted(Path(str(p)).name for p in rejected["file"]) == [
+        f"MILES_res2.50_star_m099{k}V.fits" for k in (0, 1, 2)]
+
+
 def test_every_miles_file_bad_is_an_error(miles_with_bad_files):
     d, _ = miles_with_bad_files
     for f in d.glob("MILES_res2.50_star_m00*V.fits"):
@@ -66,9 +92,8 @@ def test_every_miles_file_bad_is_an_error(miles_with_bad_files):
 # ------------------------------------------------------------------ damaged model files
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from .test_unlike_training import CONFIG
     d = tmp_path_factory.mktemp("badmodel")
-    (d / "exp.toml").write_text(CONFIG.format(out=d / "out"))
+    (d / "exp.toml").write_text(UNLIKE_CONFIG.format(out=d / "out"))
     assert main(["train", str(d / "exp.toml")]) == 0
     return d / "out" / "model.npz"
 
@@ -105,6 +130,19 @@ DAMAGE = {
 }
 
 
+def test_a_slam_model_with_a_coefficient_column_missing_is_refused(tmp_path):
+    """Found by a review: dual_coef one training star short loaded and predicted silently."""
+    from .test_uncertainties import CAL_CONFIG
+    (tmp_path / "exp.toml").write_text(CAL_CONFIG.format(out=tmp_path / "out"))
+    path = api.train_to_folder(tmp_path / "exp.toml", ["calibration.enabled=false", "executor.name=serial",
+                                                       "emulator.name=slam", "emulator.slam.C=[10.0]",
+                                                       "emulator.slam.gamma=[0.1]"])
+    key = next(k for k in np.load(path).files if k.endswith("dual_coef"))
+    damaged = _damaged(path, tmp_path, lambda f: f.__setitem__(key, f[key][:, :-1]))
+    with pytest.raises((ModelFileError, DataError), match="one column per training star"):
+        SlamfwModel.load(damaged)
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]
@@ -115,3 +153,204 @@ def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind)
                               "-o", str(tmp_path / "c.ecsv")])
     assert rc == 2 and "internal error" not in err and words in err
     assert not (tmp_path / "c.ecsv").exists()
+
+
+# ================================================================== the same classes through the Python API
+# Each class above and in test_outdir / test_checkpoints / test_unlike_training is tried on the
+# command line there; here through ``slamfw.api``: the same errors (exceptions, which the command
+# line turns into exit 2), the same flags, the same guarded folders. docs/failure-cases.md lists
+# every case of the issue's probe and the tests that try it.
+data = test_cli.data
+no_reading = test_outdir.no_reading
+API_SERIAL = ["executor.name=serial"]
+
+
+def _cfg(data, tmp_path, out="out"):
+    return test_outdir.config(data[0], tmp_path, out=out)
+
+
+def test_binary_config_file_api(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_bytes(bytes(range(256)) * 3)
+    for call in (api.run, api.train, api.train_to_folder, lambda c: api.compare(c, ["cannon"]), api.config):
+        with pytest.raises(ConfigError, match=r"exp\.toml' is not a text file"):
+            call(path)
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file", "not writable"])
+def test_unusable_output_dir_cli_and_api(data, tmp_path, capsys, monkeypatch, no_reading, where):
+    cfg = _cfg(data, tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "ro").mkdir()
+    target = {"a file": tmp_path / "afile", "below a file": tmp_path / "afile" / "sub",
+              "not writable": tmp_path / "ro" / "out"}[where]
+    words = {"a file": "is a file", "below a file": "is below the file", "not writable": "permission denied"}[where]
+    real = os.access      # as root every folder is writable: the check itself is what is tried here
+    monkeypatch.setattr(outdir_mod.os, "access",
+                        lambda p, m, *a, **k: Path(p) != tmp_path / "ro" and real(p, m, *a, **k))
+    over = f"output.dir={target}"
+    for cmd in (["run"], ["train"], ["compare", "--emulators", "cannon"]):
+        rc, err = _error(capsys, [*cmd, str(cfg), "--set", over])
+        assert rc == 2 and "output.dir" in err and words in err and "internal error" not in err, (cmd, err)
+    for call in (api.run, api.train_to_folder, lambda c, o: api.compare(c, ["cannon"], o)):
+        with pytest.raises(OutputError, match=words):
+            call(cfg, [over])
+    assert (tmp_path / "afile").read_text() == "x" and not any((tmp_path / "ro").iterdir())
+
+
+def test_catalogue_paths_are_checked_before_the_model_is_read_api(tmp_path):
+    missing = tmp_path / "no-model.npz"       # never read: the output is refused first
+    with pytest.raises(ConfigError, match=r"labels\.csv.*\.fits or \.ecsv"):
+        api.predict_catalog(missing, tmp_path / "labels.csv")
+    theirs = tmp_path / "theirs.ecsv"
+    Table({"a": [1]}).write(theirs)
+    with pytest.raises(OutputError, match="not written by slamfw"):
+        api.predict_catalog(missing, theirs)
+    with pytest.raises(ModelFileError):       # with force, the model is the next thing checked
+        api.predict_catalog(missing, theirs, force=True)
+
+
+def test_model_file_outside_and_foreign_files_api(data, tmp_path, no_reading):
+    cfg = _cfg(data, tmp_path)
+    with pytest.raises(OutputError, match="leads outside output.dir"):
+        api.run(cfg, ["output.model_file=../x.npz"])
+    mine = tmp_path / "precious.npz"
+    np.savez(mine, a=np.arange(3))
+    with pytest.raises(OutputError, match="precious.npz.*not written by slamfw"):
+        api.train_to_folder(cfg, [f"output.model_file={mine}"])
+    assert np.load(mine)["a"].tolist() == [0, 1, 2] and not (tmp_path / "out").exists()
+
+
+def test_force_through_the_api(data, tmp_path):
+    cfg = _cfg(data, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    Table({"a": [1, 2]}).write(out / "catalog.fits")                   # someone else's FITS table
+    with pytest.raises(OutputError, match="catalog.fits.*not written by slamfw"):
+        api.run(cfg, API_SERIAL)
+    res = api.run(cfg, API_SERIAL, force=True)
+    assert len(Table.read(out / "catalog.fits")) == res.test.n_stars and (out / MARKER_FILE).is_file()
+
+
+def test_a_locked_folder_is_refused_by_every_api_function(data, tmp_path):
+    cfg = _cfg(data, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        test_outdir.write_lock(tmp_path / "out", pid=holder.pid)
+        for call in (api.run, api.train_to_folder, lambda c, o: api.compare(c, ["cannon"], o)):
+            with pytest.raises(OutputError, match=f"in use by another run.*pid {holder.pid}"):
+                call(cfg, API_SERIAL)
+        (tmp_path / "cmp" / "cannon").mkdir(parents=True)                 # compare: an emulator's folder too
+        test_outdir.write_lock(tmp_path / "cmp" / "cannon", pid=holder.pid)
+        with pytest.raises(OutputError, match="cannon.*in use by another run"):
+            api.compare(cfg, ["cannon"], ["output.dir=" + str(tmp_path / "cmp"), *API_SERIAL])
+        assert not (tmp_path / "cmp" / LOCK_FILE).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_api_compare_locks_and_marks_its_top_folder(data, tmp_path, monkeypatch):
+    cfg = _cfg(data, tmp_path, out="cmp")
+    out = tmp_path / "cmp"
+    seen = []
+    real = compare_mod.run_experiment
+
+    def watch(*a, **k):
+        seen.append((out / LOCK_FILE).is_file())
+        return real(*a, **k)
+    monkeypatch.setattr(compare_mod, "run_experiment", watch)
+    res = api.compare(cfg, ["cannon"], ["compare.figures=false", *API_SERIAL])
+    assert seen == [True]                                                # held while the emulators run
+    assert res.output_dir == out and not (out / LOCK_FILE).exists()
+    doc = json.loads((out / MARKER_FILE).read_text())
+    assert {"compare.json", "compare.md", "compare_cv.ecsv", "cannon/"} <= set(doc["outputs"])
+
+
+def test_spectra_unlike_the_training_set_are_flagged_through_the_api(tmp_path, caplog):
+    """The silent cases of the probe, through ``api.predict``: labels far outside the training
+    set, raw flux for a normalised model, spectra covering part of the grid."""
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    model = api.load_model(api.train_to_folder(tmp_path / "exp.toml"))
+    base = dict(n_stars=30, snr=100, n_pixels=300, wave_range=[4800.0, 5000.0], continuum=False,
+                teff=[5000.0, 7000.0], seed=9)
+    _, same = api.predict(model, reader="mock", reader_params=base)
+    assert not same.extra["flag_chi2_train"].any() and not same.extra["flag_coverage"].any()
+    with caplog.at_level(logging.WARNING):
+        _, hot = api.predict(model, reader="mock", reader_params={**base, "teff": [8500.0, 9500.0]})
+    assert hot.extra["flag_extrapolated"].mean() > 0.5
+    assert sum("do not look like the training set" in r.getMessage() for r in caplog.records) == 1, [
+        (r.name, r.getMessage()[:80]) for r in caplog.records]
+    caplog.clear()
+    _, part = api.predict(model, reader="mock", reader_params={**base, "wave_range": [4800.0, 4965.0],
+                                                                "n_pixels": 248})
+    assert part.extra["flag_coverage"].all()
+    raw = registry.create("reader", "mock", base).read()
+    cont = 2000.0 * (1.0 + (raw.wave - 4800.0) / 400.0)
+    raw.flux, raw.ivar = raw.flux * cont, raw.ivar / cont ** 2
+    _, counts = api.predict(model, raw)
+    assert counts.extra["flag_chi2_train"].all() and counts.extra["flag_chi2"].all()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):                               # predict_catalog warns once, in words
+        api.predict_catalog(model, tmp_path / "hot.ecsv", reader="mock",
+                            reader_params={**base, "teff": [8500.0, 9500.0]})
+    assert sum("do not look like the training set" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_medium_declared_on_one_side_only_is_warned_once(tmp_path, caplog):
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    model = api.load_model(api.train_to_folder(tmp_path / "exp.toml"))
+    model.medium = "air"                           # as if trained on MILES (air); the mock declares none
+    params = dict(n_stars=12, snr=100, n_pixels=300, wave_range=[4800.0, 5000.0], continuum=False,
+                  teff=[5000.0, 7000.0], seed=9)
+    ss = registry.create("reader", "mock", params).read()
+    assert ss.medium == ""
+
+    def warned(call):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            call()
+        return [r.getMessage() for r in caplog.records if "no wavelength medium" in r.getMessage()]
+    msgs = warned(lambda: api.predict(model, ss))
+    assert len(msgs) == 1 and "training set was in air" in msgs[0] and "the spectra declare(s) no" in msgs[0]
+    path = model.save(tmp_path / "air.npz")      # streamed on worker processes: still one warning
+    msgs = warned(lambda: api.predict_catalog(path, tmp_path / "c.ecsv", reader="mock",
+                                              reader_params={**params, "n_stars": 40}, chunk_size=10))
+    assert len(msgs) == 1
+    ss.medium = "air"
+    assert warned(lambda: api.predict(model, ss)) == []
+    model.medium, ss.medium = "", "vacuum"
+    msgs = warned(lambda: api.predict(model, ss))
+    assert len(msgs) == 1 and "the spectra are in vacuum" in msgs[0]
+
+
+def test_a_run_interrupted_in_inference_reuses_its_model_through_the_api(data, tmp_path, monkeypatch):
+    from slamfw_plugins.inferers.lm import LMInferer
+    cfg = _cfg(data, tmp_path)
+    out = tmp_path / "out"
+    real, calls = LMInferer.infer, []
+
+    def interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+    with monkeypatch.context() as m:
+        m.setattr(LMInferer, "infer", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            api.run(cfg, API_SERIAL)
+    assert (out / "model.npz").is_file() and not (out / MARKER_FILE).exists() and not (out / LOCK_FILE).exists()
+    test_outdir.no_training(monkeypatch)
+    res = api.run(cfg, API_SERIAL)
+    assert res.model_path == out / "model.npz" and (out / MARKER_FILE).is_file()
+
+
+def test_the_failure_cases_page_names_tests_that_exist():
+    """docs/failure-cases.md names the tests that try each case: each named test exists."""
+    from .conftest import REPO
+    text = (REPO / "docs" / "failure-cases.md").read_text()
+    named = re.findall(r"`(test_\w+)::(test_\w+)", text)
+    assert len(named) >= 20
+    for module, name in named:
+        source = (REPO / "tests" / f"{module}.py").read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), f"{module}::{name} named in docs/failure-cases.md"

@@ -300,3 +300,19 @@ def test_a_damaged_inference_chunk_is_redone(clean_predict, tmp_path, monkeypatc
     assert all(_warned_about(caplog, p) for p in chunks)
     a, b = clean.to_arrays(), again.to_arrays()
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
+def test_a_damaged_predict_part_is_redone_through_the_api(clean_predict, tmp_path, caplog):
+    """``api.predict_catalog`` (what ``slamfw predict`` runs), with a truncated part left by a killed run."""
+    from slamfw import api
+    from slamfw.components.executor import SerialExecutor
+    model, reference, parts = clean_predict
+    shutil.copytree(parts, tmp_path / ".checkpoints")
+    target = sorted((tmp_path / ".checkpoints").rglob("part_*.npz"))[1]
+    truncated(target)
+    with caplog.at_level(logging.WARNING):
+        res = api.predict_catalog(model, tmp_path / "cat.fits", reader_params={"n_stars": 120, "seed": 3},
+                                  chunk_size=30, executor=SerialExecutor())
+    assert _warned_about(caplog, target) and res.n_spectra == 120
+    assert (tmp_path / "cat.fits").read_bytes() == reference
+    assert not (tmp_path / ".checkpoints").exists()

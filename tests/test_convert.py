@@ -79,10 +79,15 @@ def test_convert_refuses_to_replace_a_file(lamost_dir, tmp_path, capsys):
     out.write_text("my own file")
     rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(out)])
     assert rc == 2 and "--force" in capsys.readouterr().err and out.read_text() == "my own file"
-    (tmp_path / "mine-rejected.csv").write_text("a,b\n")           # not slamfw's: never replaced
+    (tmp_path / "mine-rejected.csv").write_text("a,b\n")           # not slamfw's: replaced only with --force
+    rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(tmp_path / "mine.ecsv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "mine-rejected.csv" in err and "not written by slamfw" in err
+    assert (tmp_path / "mine-rejected.csv").read_text() == "a,b\n" and not (tmp_path / "mine.ecsv").exists()
     rc = main(["convert", "--reader", "lamost", "--data", str(lamost_dir), "-o", str(out), "--force"])
-    assert rc == 2 and "not a slamfw list of rejected files" in capsys.readouterr().err
-    assert (tmp_path / "mine-rejected.csv").read_text() == "a,b\n"
+    assert rc == 0
+    assert len(Table.read(out, format="fits")) > 0                    # the output was replaced
+    assert (tmp_path / "mine-rejected.csv").read_text().startswith("set,file,reason")
 
 
 def test_predict_streams_many_files_on_worker_processes(lamost_dir, tmp_path):

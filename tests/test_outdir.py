@@ -453,3 +453,92 @@ def test_user_errors_exit_2(monkeypatch, capsys, error):
     assert main(["run", "any.toml"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("slamfw: error: output.dir '/x/y'") and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- 6. found by a review
+
+def test_a_foreign_rejected_list_is_refused_before_any_work(data, tmp_path, capsys, no_reading):
+    d, _ = data
+    cfg = config(d, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rejected.csv").write_text("my own notes\n")
+    err = run_error(["train", str(cfg)], capsys)                       # no_reading: before the data are read
+    assert "rejected.csv" in err and "not written by slamfw" in err
+    (tmp_path / "cat-rejected.csv").write_text("mine\n")
+    err = run_error(["predict", str(tmp_path / "no-model.npz"), "-o", str(tmp_path / "cat.fits")], capsys)
+    assert "cat-rejected.csv" in err and "not written by slamfw" in err
+    err = run_error(["convert", "--reader", "table", "--data", str(d / "other.npz"), "-o", str(tmp_path / "cat.fits")],
+                    capsys)
+    assert "cat-rejected.csv" in err
+
+
+def test_force_lifts_the_rejected_list_refusal(data, tmp_path):
+    d, _ = data
+    cfg = config(d, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rejected.csv").write_text("my own notes\n")
+    assert main(["train", str(cfg), *SERIAL, "--force"]) == 0
+    assert (out / "model.npz").is_file()
+
+
+def test_convert_checks_its_output_path(data, tmp_path, capsys):
+    d, _ = data
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d.fits").mkdir()
+    base = ["convert", "--reader", "table", "--data", str(d / "other.npz")]
+    err = run_error([*base, "-o", str(tmp_path / "afile" / "x.fits")], capsys)
+    assert "afile" in err and "is a file" in err
+    err = run_error([*base, "-o", str(tmp_path / "d.fits"), "--force"], capsys)
+    assert "d.fits" in err and "is a folder" in err
+
+
+def test_predict_does_not_break_a_finished_runs_folder(data, tmp_path, capsys):
+    d, _ = data
+    cfg = config(d, tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), *SERIAL]) == 0
+    before = identity(out / "catalog.fits")
+    err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o",
+                     str(out / "catalog.fits")], capsys)
+    assert "output of the finished run" in err and MARKER_FILE in err
+    assert identity(out / "catalog.fits") == before
+    assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(out / "catalog.fits"),
+                 "--force"]) == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(out, pid=holder.pid)
+        err = run_error(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o",
+                         str(out / "new.fits"), "--force"], capsys)
+        assert "in use by another run" in err and f"pid {holder.pid}" in err and not (out / "new.fits").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_model_file_under_home_is_written_where_it_was_checked(data, tmp_path, monkeypatch):
+    d, _ = data
+    cfg = config(d, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    assert main(["train", str(cfg), *SERIAL, "--set", "output.model_file=~/m.npz"]) == 0
+    assert (home / "m.npz").is_file() and not (tmp_path / "out" / "~").exists()
+    no_training(monkeypatch)                                            # and run finds it there
+    assert main(["run", str(cfg), *SERIAL, "--set", "output.model_file=~/m.npz"]) == 0
+
+
+def test_compare_refuses_a_locked_emulator_folder_before_training(data, tmp_path, capsys, monkeypatch):
+    d, _ = data
+    cfg = config(d, tmp_path, out="cmp")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(tmp_path / "cmp" / "krr", pid=holder.pid)
+        no_training(monkeypatch)
+        err = run_error(["compare", str(cfg), "--emulators", "cannon,krr", *SERIAL], capsys)
+        assert "krr" in err and "in use by another run" in err
+        assert not (tmp_path / "cmp" / "cannon").exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -118,15 +118,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..reporting.compare_report import label_table, summary_table
     from ..workflows.compare import compare_emulators
-    from ..workflows.outdir import OutputDir, forcing, plan_outputs
     cfg = load_config(args.config, executor_overrides(args))
     names = args.emulators.split(",") if args.emulators else None
-    plan = plan_outputs(cfg, "compare", args.force)          # before any work: the folder and its files,
-    listed = names or (cfg.compare.emulators if cfg.compare else [])
-    for name in {n.strip() for n in listed if n.strip()}:    # and each emulator's folder
-        plan_outputs(cfg, "run", args.force, out=plan.dir / name)
-    with forcing(args.force), OutputDir(plan):
-        res = compare_emulators(cfg, names)
+    res = compare_emulators(cfg, names, force=args.force)
     files = ["compare.md", "compare.json", "compare_cv.ecsv", *(p.name for p in res.figures)]
     print(f"\ncomparison in {res.output_dir}/: {', '.join(files)}; each emulator's run in <emulator>/\n")
     print(summary_table(res))

@@ -111,34 +111,40 @@ def read_labels_catalogue(path: str, id_column: str, columns: dict[str, str], mi
     return out
 
 
-def write_rejected(reader, path: str | Path, which: str, extra: Sequence[tuple[str, str]] = ()) -> Path | None:
+def write_rejected(reader, path: str | Path, which: str, extra: Sequence[tuple[str, str]] = (),
+                   force: bool = False) -> Path | None:
     """Record the files ``reader`` rejected (its ``rejected_``: (file, reason) pairs) as the rows
     of set ``which`` ("train", "test", "survey") in the CSV ``path`` (columns ``set``, ``file``,
     ``reason``), with ``extra`` (what, reason) rows such as stars that preparation excluded,
     replacing that set's rows from an earlier run and keeping the other sets';
-    written atomically, and removed when no row is left. Returns the path, or None."""
+    written atomically, and removed when no row is left. Returns the path, or None. A file there
+    that is not such a list is an error (checked before any work by the workflows), unless
+    ``force``: then it is replaced."""
     from astropy.table import Table
 
     from ..execution.store import atomic_path
 
     path = Path(path)
-    rows = []
+    rows: list[tuple[str, str, str]] = []
+    ours = False
     if path.is_file():
         try:
             first = path.open(encoding="utf-8", errors="replace").readline().strip()
         except OSError as err:
             raise DataError(f"cannot read {str(path)!r}: {err}") from None
-        if first != "set,file,reason":
+        ours = first == "set,file,reason"
+        if not ours and not force:
             raise DataError(f"{str(path)!r} exists and is not a slamfw list of rejected files; move it away "
-                            f"(slamfw writes the files it could not read there)")
-        try:
-            old = Table.read(path, format="ascii.csv")
-            rows = [tuple(str(v) for v in r) for r in old.iterrows("set", "file", "reason") if str(r[0]) != which]
-        except Exception:  # a damaged list from an earlier run is replaced
-            rows = []
+                            f"(slamfw writes the files it could not read there), or use --force to replace it")
+        if ours:
+            try:
+                old = Table.read(path, format="ascii.csv")
+                rows = [tuple(str(v) for v in r) for r in old.iterrows("set", "file", "reason") if str(r[0]) != which]
+            except Exception:  # a damaged list from an earlier run is replaced
+                rows = []
     rows += [(which, str(f), str(r)) for f, r in [*(getattr(reader, "rejected_", None) or []), *extra]]
     if not rows:
-        if path.is_file():
+        if ours:
             path.unlink()
         return None
     table = Table(rows=rows, names=("set", "file", "reason"), dtype=(str, str, str))

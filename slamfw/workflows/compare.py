@@ -34,6 +34,7 @@ from ..reporting.compare_report import write_compare
 from ..stats.crossval import cross_validate_flux
 from ..stats.metrics import accuracy_by_snr, snr_bins
 from .execution import executing
+from .outdir import OutputDir, forced, forcing, plan_outputs
 from .run import RunResult, run_experiment
 from .train import prepare_training
 
@@ -169,11 +170,16 @@ def _check_compare_config(cfg: ExperimentConfig, names: list[str]) -> None:
         raise ConfigError("data.train: compare needs training data")
 
 
-def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None) -> CompareResult:
+def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None, force: bool | None = None
+                      ) -> CompareResult:
     """Run the experiment once per emulator, then write ``compare.json``, ``compare.md`` and figures.
 
     ``emulators`` overrides ``cfg.compare.emulators``. Raises :class:`ConfigError` before any
-    training if an emulator is unknown or its parameters are invalid.
+    training if an emulator is unknown or its parameters are invalid, and
+    :class:`~slamfw.errors.OutputError` if the folder (or an emulator's folder) is locked by
+    another run or holds files slamfw did not write (unless ``force``; None: as the enclosing
+    :func:`~slamfw.workflows.outdir.forcing` block says, else no). The top folder is held by a lock
+    and marked complete last, like each emulator's run folder.
     """
     names = _emulator_names(cfg, emulators)
     _check_compare_config(cfg, names)
@@ -181,7 +187,15 @@ def compare_emulators(cfg: ExperimentConfig, emulators: list[str] | None = None)
     base = config_to_dict(cfg)
     base.pop("compare", None)
     subs = {n: _config_for(cfg, base, n, out) for n in names}  # fail fast, before hours of training
-    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_outputs(cfg, "compare", force)                 # the folder and its files,
+    for name in names:                                         # and each emulator's folder
+        plan_outputs(subs[name], "run", force)
+    with forcing(forced(force)), OutputDir(plan):
+        return _compare(cfg, names, subs, out)
+
+
+def _compare(cfg: ExperimentConfig, names: list[str], subs: dict[str, ExperimentConfig], out: Path
+             ) -> CompareResult:
     summaries: list[EmulatorSummary] = []
     first: RunResult | None = None
     bins: list[str] = []

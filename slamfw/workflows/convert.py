@@ -17,6 +17,7 @@ from ..data.files import rejected_path, write_rejected
 from ..data.spectra_io import table_suffix, write_spectra_table
 from ..errors import ConfigError
 from .execution import executing
+from .outdir import check_file, check_standalone_output
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ def convert_spectra(reader: str, output: str | Path, data: str | None = None,
     and write the spectra to ``output`` (.fits, .fits.gz, .ecsv or .npz); an existing ``output``
     is replaced only with ``force``."""
     table_suffix(output)                                     # check the output before reading
-    if Path(output).exists() and not force:
+    if Path(output).is_file() and not force:
         raise ConfigError(f"--output {str(output)!r} exists; add --force to replace it")
+    check_standalone_output(Path(output), "--output", force)   # a usable path, not a finished run's file
+    check_file(rejected_path(Path(output)).absolute(), "--output (its list of rejected files)", force)
     params = dict(params or {})
     cls = registry.get_component("reader", reader, where="--reader")
     paths = params_with_role(cls, ParamRole.INPUT_PATH)
@@ -51,5 +54,5 @@ def convert_spectra(reader: str, output: str | Path, data: str | None = None,
     with executing(None):
         ss = rd.read()
     out = write_spectra_table(ss, output)
-    rej = write_rejected(rd, rejected_path(out), "convert")
+    rej = write_rejected(rd, rejected_path(out), "convert", force=force)
     return ConvertResult(out, ss.n_stars, ss.n_pixels, ss.per_star_grid, rej)

@@ -27,6 +27,7 @@ from ..components.inferer import Inferer
 from ..components.prior import Prior
 from ..components.reader import Reader
 from ..config import PreprocessConfig
+from ..data.media import one_sided_medium
 from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
 from ..errors import ConfigError
@@ -50,9 +51,13 @@ def model_component(model: SlamfwModel, role: str, override: str | None = None) 
 
 
 def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test set",
-                      allow_empty: bool = False) -> SpectralSet | None:
+                      allow_empty: bool = False, warn_medium: bool = True) -> SpectralSet | None:
     """Prepare spectra exactly like the model's training set, on the model's grid (None when
-    ``allow_empty`` and no star survives)."""
+    ``allow_empty`` and no star survives). ``warn_medium``: log a warning when only one of the
+    spectra and the model declares its wavelength medium (off on worker processes, whose log the
+    user does not see; :func:`predict_stream` warns for them)."""
+    if warn_medium and (msg := one_sided_medium(raw.medium, model.medium, what)):
+        log.warning(msg)
     norm = model_component(model, "normalizer")
     normalizer = None if norm is None else registry.create("normalizer", norm[0], norm[1], "model normalizer")
     return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what,
@@ -179,7 +184,7 @@ def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer
     (``raw`` None)."""
     if raw is None:
         return None
-    data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True)
+    data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True, warn_medium=False)
     kept = set() if data is None else set(data.ids.tolist())
     excluded = np.array([i for i in raw.ids.tolist() if i not in kept], dtype=str)
     if data is None:
@@ -255,8 +260,10 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
                   keys: list[str], reused: list[str]) -> Iterator[tuple[SpectralSet | None]]:
     """One task per raw chunk: the chunk, or None when its part is already in ``store`` (its key
     then goes to ``reused``; a damaged part is redone)."""
-    for raw in reader.iter_chunks(chunk_size):
+    for i, raw in enumerate(reader.iter_chunks(chunk_size)):
         raw = model_labels_only(raw, model)
+        if i == 0 and (msg := one_sided_medium(raw.medium, model.medium, raw.source or "the survey")):
+            log.warning(msg)
         key = chunk_key(raw)
         keys.append(key)
         done = store.load(key, lambda a, ids=raw.ids: part_problem(a, model, ids)) is not None

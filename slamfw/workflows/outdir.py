@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 from .._version import __version__
 from ..data.files import REJECTED_FILE
-from ..errors import SlamfwError
+from ..errors import OutputError, SlamfwError  # noqa: F401  (OutputError: also importable from here)
 from ..execution.store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,6 @@ KNOWN_OUTPUTS = ("config.yaml", "report.md", "catalog.fits", "catalog.fits.gz", 
 CATALOG_SIGNATURE = "slamfw label catalogue"
 
 _FORCE: contextvars.ContextVar[bool] = contextvars.ContextVar("slamfw_force_outputs", default=False)
-
-
-class OutputError(SlamfwError):
-    """An output path is unusable (a file where a folder must be, not writable, outside
-    ``output.dir``, or an existing file slamfw did not write), or the output directory is in use."""
 
 
 @contextmanager
@@ -198,11 +193,42 @@ def check_file(path: Path, key: str, force: bool, listed: set[str] | frozenset[s
 
 def check_catalog_output(output: str | os.PathLike, force: bool | None = None, key: str = "--output") -> Path:
     """The catalogue path of ``predict``, checked before any work: a suffix the catalogue writer
-    knows, a usable folder, and no file slamfw did not write (unless ``force``)."""
+    knows, a usable folder, no file slamfw did not write there or at its ``-rejected.csv``
+    (unless ``force``), and not a folder another run is writing into or an output of a finished
+    run (its completion marker lists it; unless ``force``)."""
     from ..data.catalog import check_catalog_path
+    from ..data.files import rejected_path
     path = check_catalog_path(output)
-    check_file(Path(path).absolute(), key, forced(force))
+    check_standalone_output(Path(path), key, forced(force))
+    check_file(rejected_path(Path(path)).absolute(), f"{key} (its list of rejected files)", forced(force))
     return path
+
+
+def check_standalone_output(path: Path, key: str, force: bool) -> Path:
+    """A file written by a command that owns no folder (``predict``, ``convert``): a usable path,
+    no file slamfw did not write (unless ``force``), not in a folder a run holds, and not a file
+    of a finished run's set (its completion marker lists it), unless ``force``."""
+    full = path.absolute()
+    check_file(full, key, force)
+    check_unlocked(full.parent)
+    listed = _marker_paths(full.parent, _read_marker(full.parent)) if full.parent.is_dir() else set()
+    if str(full) in listed and not force:
+        raise OutputError(f"{key} {str(path)!r} is an output of the finished run in {str(full.parent)!r} (listed in "
+                          f"its {MARKER_FILE}): writing it would leave that folder's set of outputs mixed. Choose "
+                          f"another path, or use --force")
+    return full
+
+
+def check_unlocked(folder: Path) -> None:
+    """An :class:`OutputError` naming the holder when another live run holds ``folder``'s lock
+    (checked before any work; the run itself takes the lock when it starts)."""
+    path = Path(folder) / LOCK_FILE
+    text, holder = _read_lock(path)
+    if text is None or (holder is not None and (_is_stale(holder) or holder.get("token") in _HELD)):
+        return
+    who = describe_holder(holder) if holder is not None else f"an unreadable lock {str(path)!r}"
+    raise OutputError(f"{str(folder)!r} is in use by another run: {who}. One run at a time writes into a folder: "
+                      f"wait for it to finish, or choose another folder. If that run is gone, delete {str(path)!r}.")
 
 
 def _read_marker(out: Path) -> dict[str, Any] | None:
@@ -245,8 +271,10 @@ def plan_outputs(cfg: Any, command: str, force: bool | None = None, out: str | o
     force = forced(force)
     key = "output.dir"
     folder = check_dir(cfg.output.dir if out is None else out, key)
+    check_unlocked(folder)
     listed = _marker_paths(folder, _read_marker(folder)) if folder.is_dir() else set()
     plan = OutputPlan(folder, command)
+    check_file(folder / REJECTED_FILE, REJECTED_FILE, force, listed)   # written only when a file is rejected
     emu = getattr(cfg, "emulator", None)
     loading = emu is not None and bool(getattr(emu, "model", None))
     if loading:

@@ -23,7 +23,7 @@ from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
-from .outdir import check_catalog_output
+from .outdir import check_catalog_output, forced
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,8 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         log.warning("predict: %d star(s) could not be prepared (more than preprocess.max_bad_pixels=%s bad pixels "
                     "on the model's grid) and are not in the catalogue; listed in %s: %s%s", len(excluded), max_bad,
                     rejected_path(path).name, ", ".join(excluded[:5]), " ..." if len(excluded) > 5 else "")
-    write_rejected(source, rejected_path(path), "survey",
-                   [(f"star {i}", f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid")
-                    for i in excluded])
+    why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
+    write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
     remove_parts(model, inferer, checkpoints, keys, prior)
     wall = time.perf_counter() - t0
     log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)

@@ -32,7 +32,7 @@ from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
-from .outdir import OutputDir, plan_outputs
+from .outdir import OutputDir, forced, forcing, plan_outputs
 from .reuse import reusable_model, training_record
 from .train import (
     PreparedTraining, TrainResult, prepare_training, source_key, train,
@@ -75,7 +75,7 @@ def run_train(cfg: ExperimentConfig, force: bool | None = None) -> tuple[TrainRe
     plan = plan_outputs(cfg, "train", force)
     resolve_config(cfg)   # every section valid before the folder is touched
     check_training_config(cfg)
-    with OutputDir(plan) as rd:
+    with forcing(forced(force)), OutputDir(plan) as rd:
         write_resolved(cfg, plan.dir)
         with executing(cfg):
             prepared = prepare_training(cfg)
@@ -119,7 +119,7 @@ def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet
         return None
     reader = test_sel.build()
     raw = reader.read()
-    write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "test")
+    write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "test", force=forced())
     if raw.labels is not None:
         present = [n for n in cfg.labels if n in raw.label_names]
         if present == list(cfg.labels):
@@ -187,7 +187,7 @@ def run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None = No
     emu_sel = selected(cfg, "emulator")
     if emu_sel is None or not emu_sel.core.get("model"):
         check_training_config(cfg)
-    with OutputDir(plan) as rd, executing(cfg):
+    with forcing(forced(force)), OutputDir(plan) as rd, executing(cfg):
         return _run_experiment(cfg, prepared, test, rd)
 
 
@@ -213,14 +213,14 @@ def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, te
                 trainset, dropped = prepared.train.subset(kept), prepared.train.ids[~kept]
             else:
                 trainset = prepared.train
-            model_path = out / cfg.output.model_file
+            model_path = rd.plan.model_path
             rd.add(model_path)
         else:
             tr = train(cfg, prepared)
             model, held_ids, train_time, trainset, dropped = (tr.model, tr.held_ids, tr.train_time_s, tr.train,
                                                               tr.dropped_ids)
             model.components["training"] = training_record(cfg, prepared)
-            model_path = model.save(out / cfg.output.model_file)
+            model_path = model.save(rd.plan.model_path)
             rd.add(model_path)
     if test is None:
         raw_test = read_test(cfg, held_ids)

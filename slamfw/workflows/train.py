@@ -29,6 +29,7 @@ from ..stats.standardize import Standardizer, pixel_namer
 from .calibrate import RawSource, fit_error_model
 from .cleaning import clean_training_set
 from .execution import executing
+from .outdir import forced
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
     with executing(cfg):
         reader = data_sel.build()
         raw = reader.read().select_labels(cfg.labels).drop_unlabelled("training set")
-        write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train")
+        write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train", force=forced())
         held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
