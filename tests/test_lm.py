@@ -57,6 +57,33 @@ def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):
     np.testing.assert_array_equal(res.init, small_model.train_labels[[3, 50]])
 
 
+def _spread_by_hand(chi2_row, z, k, sep, n_cand):
+    order = list(np.argsort(chi2_row, kind="stable")[:n_cand])
+    chosen = [order[0]]
+    for j in order[1:]:
+        if len(chosen) < k and all(np.linalg.norm(z[j] - z[c]) >= sep for c in chosen):
+            chosen.append(j)
+    return chosen + [j for j in order if j not in chosen][:k - len(chosen)]
+
+
+@pytest.mark.parametrize("sep", [0.5, 1.0, 3.0, 50.0])
+def test_spread_starts_are_the_best_matches_far_enough_apart(small_model, rng, sep):
+    emu = small_model.emulator
+    train = small_model.train_labels
+    z = (train - train.mean(0)) / train.std(0, ddof=1)
+    flux = emu.predict(train[[3, 50, 7]]) + rng.normal(0, 0.02, (3, emu.n_pixels_))
+    w = likelihood_weights(np.full_like(flux, 2500.0), emu.model_error_)
+    lib = emu.predict(train)
+    idx = best_library_matches(flux, w, lib, k=3, library_labels=z, separation=sep)
+    chi2 = np.array([[np.sum(w[i] ** 2 * (flux[i] - lib[m]) ** 2) for m in range(len(lib))] for i in range(3)])
+    assert idx.tolist() == [_spread_by_hand(chi2[i], z, 3, sep, 30) for i in range(3)]
+    assert idx[:, 0].tolist() == best_library_matches(flux, w, lib, k=1)[:, 0].tolist()   # the best comes first
+    if sep <= 1.0:        # far enough apart wherever the candidates allow it
+        for row in idx:
+            assert min(np.linalg.norm(z[a] - z[b]) for a in row for b in row if a != b) >= sep
+    assert all(len(set(row)) == 3 for row in idx.tolist())          # never the same start twice
+
+
 def test_likelihood_weights_include_model_error():
     w = likelihood_weights(np.array([[4.0, 0.0, 1.0]]), np.array([0.0, 1.0, 1.0]))
     np.testing.assert_allclose(w, [[2.0, 0.0, 1 / np.sqrt(2)]])
@@ -142,3 +169,59 @@ def test_trf_keeps_labels_inside_the_training_range(small_model):
     wide = registry.create("inferer", "lm", {"method": "trf", "bound_margin": 0.5}).infer(
         small_model, flux, ivar)
     assert abs(wide.labels[0, 0] - hot[0, 0]) < 20
+
+
+# ------------------------------------------------------------------ batched: all stars iterated together
+@pytest.fixture(scope="module")
+def noisy():
+    return mock_set(60, seed=17, snr=[20, 100])
+
+
+def _agree(a, b):
+    """|labels_a - labels_b| / formal error of a, over the stars where both converged."""
+    both = a.converged & b.converged
+    assert both.mean() > 0.9
+    return np.abs(a.labels - b.labels)[both] / a.errors[both]
+
+
+def test_batched_equals_per_star(small_model, noisy):
+    one = registry.create("inferer", "lm", {"batched": False}).infer(small_model, noisy.flux, noisy.ivar)
+    bat = registry.create("inferer", "lm", {"batched": True}).infer(small_model, noisy.flux, noisy.ivar)
+    assert _agree(one, bat).max() < 0.05
+    both = one.converged & bat.converged
+    np.testing.assert_allclose(bat.errors[both], one.errors[both], rtol=0.02)
+    np.testing.assert_allclose(bat.chi2[both], one.chi2[both], rtol=1e-4)
+    np.testing.assert_array_equal(bat.init, one.init)
+    assert set(bat.extra) == set(one.extra)
+
+
+def test_batched_with_a_gaussian_prior_and_a_box(small_model, noisy):
+    train = small_model.train_labels
+
+    class GaussBox(Prior):
+        def least_squares_form(self, star=None):
+            return LeastSquaresForm(np.array([np.nan, 3.5, np.nan]), np.array([np.inf, 0.3, np.inf]),
+                                    train.min(0) + [500.0, 0.0, 0.0], train.max(0) - [500.0, 0.0, 0.0])
+
+    one = registry.create("inferer", "lm", {"batched": False}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                    prior=GaussBox())
+    bat = registry.create("inferer", "lm", {"batched": True}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                     prior=GaussBox())
+    lo, hi = train.min(0)[0] + 500.0, train.max(0)[0] - 500.0
+    assert np.all((bat.labels[:, 0] >= lo) & (bat.labels[:, 0] <= hi))
+    inside = ~one.extra["at_bound"] & ~bat.extra["at_bound"]
+    assert inside.sum() > 30
+    d = np.abs(one.labels - bat.labels)[inside & one.converged & bat.converged] / one.errors[inside & one.converged
+                                                                                             & bat.converged]
+    assert d.max() < 0.05
+    np.testing.assert_array_equal(one.extra["at_bound"], bat.extra["at_bound"])
+
+
+def test_batched_not_converged_and_unfit_stars(small_model):
+    flux = small_model.emulator.predict(np.array([[5500.0, 4.0, 0.0], [6500.0, 3.0, -1.0]]))
+    ivar = np.full_like(flux, 1e4)
+    ivar[1, 2:] = 0.0                                     # 2 good pixels for 3 labels: not fitted
+    res = registry.create("inferer", "lm", {"batched": True, "max_nfev": 1}).infer(small_model, flux, ivar)
+    assert not res.converged.any() and np.all(np.isnan(res.labels[1]))
+    ok = registry.create("inferer", "lm", {"batched": True}).infer(small_model, flux[:1], ivar[:1])
+    assert ok.converged[0] and np.all(np.abs(ok.labels[0] - [5500.0, 4.0, 0.0]) < [2.0, 0.01, 0.01])

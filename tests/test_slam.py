@@ -179,3 +179,22 @@ def test_kernel_paths_agree(small_train, monkeypatch):
     theta = small_train.labels[:5]
     np.testing.assert_allclose(on_the_fly.predict(theta), cached.predict(theta),
                                atol=3e-3 * cached.flux_scaler_.scale_.max())
+
+
+def test_unshuffled_folds_are_consecutive_like_astroslams(small_train):
+    """``shuffle_folds = false``: sklearn's unshuffled KFold (what astroslam's GridSearchCV uses):
+    the CV MSE of a pixel equals the one computed here by hand with those folds."""
+    from sklearn.model_selection import KFold
+    from sklearn.svm import SVR
+    sub = small_train.subset(np.arange(40))
+    labels, flux, ivar = sub.labels, sub.flux[:, :6], sub.ivar[:, :6]
+    params = dict(C=[10.0], gamma=[0.1], n_folds=4, pixels_per_task=6)
+    plain = registry.create("emulator", "slam", {**params, "shuffle_folds": False}).fit(labels, flux, ivar)
+    shuffled = registry.create("emulator", "slam", params).fit(labels, flux, ivar)
+    x = plain.label_scaler_.transform(labels)
+    y = plain.flux_scaler_.transform(flux)[:, 2]
+    pred = np.empty_like(y)
+    for tr, te in KFold(4).split(x):
+        pred[te] = SVR(kernel="rbf", gamma=0.1, C=10.0, epsilon=0.05).fit(x[tr], y[tr]).predict(x[te])
+    assert plain.cv_mse_[2] == pytest.approx(np.mean((pred - y) ** 2), rel=1e-3)   # LIBSVM to its tol
+    assert shuffled.cv_mse_[2] != pytest.approx(plain.cv_mse_[2], rel=1e-2)

@@ -65,6 +65,11 @@ class Emulator(Component):
             jac[:, :, l_] = (self.predict(up) - self.predict(dn)) / (2 * h)
         return jac
 
+    def predict_and_jacobian(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flux (K, P) and d flux / d label (K, P, L) at labels (K, L), together: what each step of
+        the batched least squares needs. Override when the two share work (a kernel matrix)."""
+        return self.predict(labels), self.jacobian(labels)
+
     def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise NotImplementedError
 

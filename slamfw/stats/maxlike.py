@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
+from threadpoolctl import threadpool_limits
 
 from ..components.executor import current_executor
 from ..components.inferer import InferenceModel
@@ -25,10 +26,19 @@ from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
 from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
+from .batched_lm import batched_lm
 from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
 #: Stars per task when one call's spectra are spread over the executor's workers.
 STARS_PER_TASK = 50
+#: Batched: at most this many stars per task, and the rows' jacobians within about this many bytes.
+BATCH_STARS = 512
+BATCH_BYTES = 128 * 2 ** 20
+
+
+def _batch_stars(n_starts: int, n_pixels: int, n_labels: int) -> int:
+    """Stars per task of the batched solver: a batch whose (rows, P, L) jacobians fit BATCH_BYTES."""
+    return int(max(1, min(BATCH_STARS, BATCH_BYTES // (8 * max(n_starts, 1) * n_pixels * max(n_labels, 1) * 3))))
 
 
 @dataclass
@@ -143,13 +153,18 @@ def _at_bound(theta: np.ndarray, form: LeastSquaresForm | None, rtol: float = 1e
                 or np.any(np.isfinite(form.hi) & (theta >= form.hi - tol)))
 
 
+def _unfitted(n: int, n_lab: int) -> dict[str, np.ndarray]:
+    """The per-star arrays of n stars that no fit has reached (NaN labels, not converged)."""
+    return {"labels": np.full((n, n_lab), np.nan), "cov": np.full((n, n_lab, n_lab), np.nan),
+            "converged": np.zeros(n, bool), "nfev": np.zeros(n, np.int64), "start": np.full(n, -1, np.int64),
+            "n_starts_agree": np.zeros(n, np.int64), "at_bound": np.zeros(n, bool)}
+
+
 def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, emulator: Any,
                mean: np.ndarray, scale: np.ndarray, solver: Solver) -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P); starts (n, k, L) standardised) -> per-star arrays."""
     n, k, n_lab = starts.shape
-    out = {"labels": np.full((n, n_lab), np.nan), "cov": np.full((n, n_lab, n_lab), np.nan),
-           "converged": np.zeros(n, bool), "nfev": np.zeros(n, np.int64), "start": np.full(n, -1, np.int64),
-           "n_starts_agree": np.zeros(n, np.int64), "at_bound": np.zeros(n, bool)}
+    out = _unfitted(n, n_lab)
     for i in range(n):
         fit = _fit_star(flux[i], weights[i], starts[i], emulator, mean, scale, forms[i], solver)
         if fit is None:
@@ -172,12 +187,54 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
     return out
 
 
+def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, emulator: Any,
+                       mean: np.ndarray, scale: np.ndarray, solver: Solver) -> dict[str, np.ndarray]:
+    """:func:`_fit_block`, all stars and starts iterated together (:func:`~slamfw.stats.batched_lm.batched_lm`)."""
+    n, k, n_lab = starts.shape
+    out = _unfitted(n, n_lab)
+    fit = (weights > 0).sum(axis=1) >= n_lab
+    if not fit.any():
+        return out
+    idx = np.flatnonzero(fit)
+    # one BLAS thread: the matrix products then sum in the same order in this process and on any
+    # executor's workers, so the labels do not depend on where they were computed (the catalogue
+    # is the same file under every executor)
+    with threadpool_limits(limits=1):
+        res = batched_lm(emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale,
+                         max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol)
+    cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
+    cost = cost.reshape(idx.size, k)
+    best = np.argmin(cost, axis=1)
+    rows = np.arange(idx.size) * k + best
+    theta = mean + res["z"][rows] * scale
+    out["labels"][idx] = theta
+    jtj = res["jtj"][rows]
+    try:
+        cov_z = np.linalg.inv(jtj)
+    except np.linalg.LinAlgError:
+        cov_z = np.linalg.pinv(jtj)
+    out["cov"][idx] = cov_z * np.outer(scale, scale)[None]
+    out["converged"][idx] = res["converged"][rows] & np.all(np.isfinite(theta), axis=1)
+    out["nfev"][idx] = res["nfev"][rows]
+    kept = cost[np.arange(idx.size), best]
+    agree = cost <= kept[:, None] * (1 + 1e-6) + 1e-9
+    out["start"][idx] = np.argmax(agree, axis=1)
+    out["n_starts_agree"][idx] = agree.sum(axis=1)
+    out["at_bound"][idx] = [_at_bound(theta[j], forms[i]) for j, i in enumerate(idx)]
+    return out
+
+
 def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray, prior: Prior | None = None,
                        ids: np.ndarray | None = None, n_starts: int = 3, use_model_error: bool = True,
-                       solver: Solver | None = None, name: str = "inferer") -> LabelResult:
+                       solver: Solver | None = None, name: str = "inferer", start_separation: float = 1.0,
+                       batched: bool = False) -> LabelResult:
     """Labels of N spectra (flux, ivar (N, P) on the model's grid) of highest likelihood times
-    ``prior``, each from the ``n_starts`` best-matching training stars; the stars are spread over
-    the executor in use. ``LabelResult.extra`` holds ``start`` (which start won, 0 the best
+    ``prior``, each from ``n_starts`` best-matching training stars, spread over label space (each
+    start at least ``start_separation`` standardised units from the others, see
+    :func:`~slamfw.stats.likelihood.best_library_matches`; 0: simply the best); the stars are
+    spread over the executor in use. ``batched``: iterate all the stars of a task together
+    (:mod:`slamfw.stats.batched_lm`, the same problem) instead of one by one with
+    ``scipy.optimize.least_squares``. ``LabelResult.extra`` holds ``start`` (which start won, 0 the best
     library match), ``n_starts_agree`` (how many starts reached the kept solution's cost) and
     ``at_bound`` (the solution lies on a side of the prior's box)."""
     emu = model.emulator
@@ -186,16 +243,18 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     mean, scale = train.mean(0), train.std(0, ddof=1)
     scale = np.where(scale > 0, scale, 1.0)
     w = likelihood_weights(ivar, emu.model_error_ if use_model_error else None)
-    idx = best_library_matches(flux, w, emu.predict(train), n_starts)
-    starts = (train[idx] - mean) / scale                      # (N, k, L)
+    z_train = (train - mean) / scale
+    idx = best_library_matches(flux, w, emu.predict(train), n_starts, z_train, start_separation)
+    starts = z_train[idx]                                     # (N, k, L)
     forms = prior_forms(name, prior, ids, flux.shape[0])
     solver = solver or Solver()
-    blocks = chunks(flux.shape[0], STARS_PER_TASK)
+    per_task = _batch_stars(n_starts, emu.n_pixels_, train.shape[1]) if batched else STARS_PER_TASK
+    blocks = chunks(flux.shape[0], per_task)
     parts = current_executor().map(
-        _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks],
+        _fit_block_batched if batched else _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks],
         desc=f"{name}: fitting spectra", progress=False,
         shared=dict(emulator=emu, mean=mean, scale=scale, solver=solver))
-    cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key not in ("evals", "flops")}
     fitted = np.isfinite(cat["labels"]).all(1)
     model_flux = np.full(flux.shape, np.nan)
     if fitted.any():

@@ -58,13 +58,33 @@ class RBFExpansion:
 
     def gradient(self, z: np.ndarray) -> np.ndarray:
         """(K, P, L) derivative of the expansion with respect to z."""
-        jac = np.empty((z.shape[0], self.n_pixels, self.n_labels))
+        return self.value_and_gradient(z)[1]
+
+    def value_and_gradient(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, P) expansion and (K, P, L) its derivative at z (K, L), sharing the kernel matrix:
+        per gamma group, ``K @ dual`` and, per label l, ``d/dz_l = -2 gamma (z_l (K @ dual) -
+        (K * x_l) @ dual)``: L + 1 matrix products of (K, S) by (S, p)."""
+        k = z.shape[0]
+        val = np.empty((k, self.n_pixels))
+        jac = np.empty((k, self.n_pixels, self.n_labels))
         for grp in self.groups:
-            kz = np.exp(-grp.gamma * sq_dist(z, grp.centres))          # (K, S)
-            diff = z[:, None, :] - grp.centres[None, :, :]                # (K, S, L)
-            jac[:, grp.pixels, :] = -2.0 * grp.gamma * np.einsum("ks,ksl,sp->kpl", kz, diff, grp.dual,
-                                                                  optimize=True)
-        return jac
+            kz = np.exp(-grp.gamma * sq_dist(z, grp.centres))           # (K, S)
+            kd = kz @ grp.dual                                           # (K, p)
+            val[:, grp.pixels] = kd + self.intercept[grp.pixels]
+            for l_ in range(self.n_labels):
+                kx = (kz * grp.centres[:, l_][None, :]) @ grp.dual      # (K, p)
+                jac[:, grp.pixels, l_] = -2.0 * grp.gamma * (z[:, l_, None] * kd - kx)
+        return val, jac
+
+    @property
+    def flops_per_evaluation(self) -> float:
+        """Floating-point operations of :meth:`value_and_gradient` per row of labels (the matrix
+        products and the kernel matrix; exp counted as one)."""
+        total = 0.0
+        for grp in self.groups:
+            s, p = grp.centres.shape[0], grp.dual.shape[1]
+            total += s * (2 * self.n_labels + 3) + (self.n_labels + 1) * (2 * s * p + s) + 3 * self.n_labels * p
+        return total
 
 
 class RBFPrediction:
@@ -81,3 +101,15 @@ class RBFPrediction:
         theta = self._check_labels(labels)
         jac = self._rbf.gradient(self.label_scaler_.transform(theta))
         return jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :]
+
+    def predict_and_jacobian(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` and :meth:`jacobian` together, from one kernel matrix per gamma group."""
+        theta = self._check_labels(labels)
+        val, jac = self._rbf.value_and_gradient(self.label_scaler_.transform(theta))
+        return (self.flux_scaler_.inverse_transform(val),
+                jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :])
+
+    @property
+    def flops_per_evaluation(self) -> float:
+        """Floating-point operations of :meth:`predict_and_jacobian` per row of labels."""
+        return self._rbf.flops_per_evaluation

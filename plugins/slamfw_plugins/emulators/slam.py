@@ -153,6 +153,9 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         epsilon: float = Field(0.05, gt=0, description="SVR tube radius (standardised flux), fixed")
         n_folds: int = Field(5, ge=2, description="k of the k-fold cross-validation")
         random_state: int | None = Field(0, description="seed of the fold split")
+        shuffle_folds: bool = Field(True, description="shuffle the stars before the k-fold split (false: "
+                                                      "consecutive folds in the training set's order, as "
+                                                      "astroslam's GridSearchCV makes them)")
         tol: float = Field(1e-3, gt=0, description="LIBSVM stopping tolerance")
         max_iter: int = Field(-1, description="LIBSVM iteration cap (-1: none)")
         pixels_per_task: int = Field(25, ge=1, description="pixels per task (the unit of resumption; the executor "
@@ -171,7 +174,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         self.fit_standardizers(labels, flux, good, min_count=self.n_folds, ivar=ivar)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
-        folds = list(KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(X))
+        folds = list(KFold(self.n_folds, shuffle=self.shuffle_folds,
+                           random_state=self.random_state if self.shuffle_folds else None).split(X))
         blocks = chunks(p, self.pixels_per_task)
         log.info("slam: training %d pixels x %d stars, grid %d C x %d gamma, %d folds",
                  p, m, len(self.C), len(self.gamma), self.n_folds)
@@ -226,6 +230,13 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
     def rebuild(self) -> None:
         """Derived attributes (also after loading)."""
         p = self.dual_coef_.shape[0]
+        m = self.X_train_.shape[0]
+        if self.dual_coef_.ndim != 2 or self.dual_coef_.shape[1] != m:
+            raise DataError(f"slam: dual_coef {self.dual_coef_.shape} needs one column per training star ({m} "
+                            f"in X_train)")
+        for name in ("intercept_", "gamma_", "C_", "mse_", "md_", "n_support_"):
+            if getattr(self, name).shape != (p,):
+                raise DataError(f"slam: {name.rstrip('_')} {getattr(self, name).shape} needs one value per pixel ({p})")
         n_c = len(self.C)
         grid_mse = self.cv_mse_grid_.reshape(p, -1)
         gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])

@@ -132,7 +132,9 @@ class EmceeInferer(Inferer):
         box_margin: float = Field(0.5, ge=0, description="no prior: flat on the training range +- this "
                                                          "fraction of its width")
         min_tau_multiple: float = Field(50.0, ge=0, description="chain_short when steps after burn-in < this x tau")
-        n_starts: int = Field(3, ge=1, description="least-squares start: fit from the k best training stars")
+        n_starts: int = Field(3, ge=1, description="least-squares start: fit from k of the best training stars")
+        start_separation: float = Field(1.0, ge=0, description="least-squares start: each start at least this far "
+                                                               "(standardised labels) from the others (as lm's)")
         use_model_error: bool = Field(True, description="add the emulator's model error to the variance (eq 8)")
         random_state: int = Field(0, ge=0, description="seed; each star's stream derives from it and its id")
         save_chains: Literal["none", "npz", "hdf5"] = Field("none", description="write each star's chain")
@@ -157,7 +159,7 @@ class EmceeInferer(Inferer):
         target = prior if prior is not None else _training_box(train, self.box_margin)
         start = maximum_likelihood(model, flux, ivar, prior=_start_prior(target, stars, train, self.box_margin),
                                    ids=ids, n_starts=self.n_starts, use_model_error=self.use_model_error,
-                                   name="emcee")
+                                   name="emcee", start_separation=self.start_separation)
         w = likelihood_weights(ivar, emu.model_error_ if self.use_model_error else None)
         keys = _star_keys(flux, ivar, ids)
         tasks = [(flux[i], w[i], start.labels[i], np.sqrt(np.clip(np.diagonal(start.cov[i]), 0, None)),

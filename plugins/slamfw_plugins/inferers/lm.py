@@ -1,18 +1,26 @@
 """Levenberg-Marquardt maximum likelihood labels (paper §2.3), from several starts.
 
 Likelihood, eq. (8): pixel j of an observed spectrum has variance ``1/ivar_j + sigma_j^2`` where
-``sigma_j`` is the emulator's ``model_error_``; maximising it is weighted least squares, solved by
-``scipy.optimize.least_squares`` (method "lm") in standardised label space
-(:func:`slamfw.maximum_likelihood`).
+``sigma_j`` is the emulator's ``model_error_``; maximising it is weighted least squares in
+standardised label space (:func:`slamfw.maximum_likelihood`). By default (``batched = true``) all
+the stars of a task, with all their starts, are iterated together by one Levenberg-Marquardt
+whose every step is a few matrix products for the whole batch (:mod:`slamfw.stats.batched_lm`);
+``batched = false`` solves them one by one with ``scipy.optimize.least_squares`` (``method``
+"lm", or "trf" for bounds). Both solve the same problem; their labels agree to a few hundredths
+of the formal error.
 
 Initial guesses: the paper starts from the training star of maximum likelihood; this inferer
-starts from the ``n_starts`` best (default 3) and keeps the solution of highest likelihood, so a
-star that one start leaves in a local minimum is fitted from another (``n_starts = 1`` is the
-paper's choice). Covariance: ``(J^T J)^-1`` at the solution, in physical units. ``converged``:
+starts from ``n_starts`` (default 3) of the best-matching training stars and keeps the solution of
+highest likelihood, so a star that one start leaves in a local minimum is fitted from another
+(``n_starts = 1`` is the paper's choice). The starts are spread over label space: after the best
+match, each next one is the best match at least ``start_separation`` (default 1) standardised
+units from those already chosen, so that a spectrum two regions fit about equally well (a warm
+star on either side of the Balmer maximum) is started in both (``start_separation = 0``: simply
+the k best). Covariance: ``(J^T J)^-1`` at the solution, in physical units. ``converged``:
 the kept solution met a tolerance within ``max_nfev`` evaluations and is finite.
 
-A prior (``[prior]``) with a Gaussian and box form becomes extra residuals and bounds (then the
-bounded ``trf`` method is used); a prior without such a form is refused. ``method = "trf"`` with
+A prior (``[prior]``) with a Gaussian and box form becomes extra residuals and bounds (the batched
+solver projects each trial point into the box; one by one, the bounded ``trf`` method is used); a prior without such a form is refused. ``method = "trf"`` with
 ``bound_margin`` (an extension, off by default) bounds the labels to the training range widened by
 that fraction of its width on each side, as a ``uniform`` prior with ``margin`` does.
 """
@@ -63,7 +71,11 @@ class LMInferer(Inferer):
     are spread over the executor's workers."""
 
     class Params(Params):
-        n_starts: int = Field(3, ge=1, description="fit from the k best-matching training stars, keep the best")
+        n_starts: int = Field(3, ge=1, description="fit from k of the best-matching training stars, keep the best")
+        start_separation: float = Field(1.0, ge=0, description="each start at least this far (standardised labels) "
+                                                               "from the others; 0: the k best matches")
+        batched: bool = Field(True, description="iterate the stars of a task together (matrix products for the "
+                                                "whole batch); false: one by one with scipy's least_squares")
         max_nfev: int = Field(200, ge=1, description="cap on function evaluations per star and start")
         xtol: float = Field(1e-8, gt=0)
         ftol: float = Field(1e-8, gt=0)
@@ -83,7 +95,8 @@ class LMInferer(Inferer):
             prior = _TrainingBox(prior, lo - pad, hi + pad)
         solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method)
         result = maximum_likelihood(model, flux, ivar, prior=prior, ids=ids, n_starts=self.n_starts,
-                                    use_model_error=self.use_model_error, solver=solver, name="lm")
+                                    use_model_error=self.use_model_error, solver=solver, name="lm",
+                                    start_separation=self.start_separation, batched=self.batched)
         n_bad = int((~result.converged).sum())
         if n_bad:
             log.info("lm: %d of %d spectra did not converge (flagged converged=False)", n_bad, result.n)

@@ -5,15 +5,17 @@ For each spectrum: fit a smoothing spline to the good pixels; in wavelength bins
 ``k`` of them (``k_upper`` above, ``k`` below the spline, if given); refit on the kept pixels;
 repeat ``n_iter`` times. The spline's softness is set as a smoothing length in Angstrom
 (the penalty of scipy's ``make_smoothing_spline`` is ``lam = density * smoothing_length^4``,
-whose equivalent kernel has about that width).
+whose equivalent kernel has about that width). The spline is scipy's, bit for bit, built without
+its Python loop (:mod:`._smoothing`).
 """
 from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from scipy.interpolate import make_smoothing_spline
 
 from slamfw import Normalizer, Params, hookimpl
+
+from ._smoothing import smoothing_spline
 
 SLAMFW_PLUGIN_API = (1, 0)
 
@@ -34,7 +36,7 @@ class SplineNormalizer(Normalizer):
             return None
         density = x.size / max(x[-1] - x[0], 1e-9)
         lam = density * self.smoothing_length ** 4
-        return make_smoothing_spline(x, y, lam=lam)
+        return smoothing_spline(x, y, lam)
 
     def normalize_one(self, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

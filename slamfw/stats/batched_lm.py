@@ -1,0 +1,157 @@
+"""Levenberg-Marquardt for many stars at once: every step is a few matrix products for the batch.
+
+The per-star solver (:mod:`slamfw.stats.maxlike`, ``scipy.optimize.least_squares``) calls the
+emulator once per star and step, with one row of labels: for a kernel emulator that is a
+matrix-vector product per call, and Python overhead dominates. Here the rows of all stars (and
+all their starts) that are still iterating are stacked, so that each step is one call of
+``emulator.predict_and_jacobian`` on a (B, L) batch (for ``slam``: one kernel matrix and L + 1
+matrix-matrix products per gamma group), then B small L x L damped normal equations solved
+together by ``numpy.linalg.solve``. A row leaves the batch when it converges; the others go on.
+
+The problem of each row is the same weighted least squares as the per-star solver's, in
+standardised labels ``z = (theta - mean) / scale``::
+
+    r(z) = w * (f - emulator(mean + z * scale))      (P,), plus the prior's Gaussian residuals
+    J(z) = dr/dz                                     (P, L)
+
+Each step solves ``(J^T J + lambda D) dz = -J^T r`` with ``D`` the diagonal of ``J^T J``
+(Marquardt's scaling; floored so that a label the data do not constrain still moves), and
+adapts the damping ``lambda`` per row by the ratio of actual to predicted reduction (Nielsen's
+rule). A prior's box is kept by projecting each trial point into it. A row stops, converged,
+when an accepted step lowers the cost by less than ``ftol`` of it, or a step moves z by less than
+``xtol`` of its size, or when the gradient's largest component falls below ``gtol``; it stops,
+not converged, after ``max_nfev`` evaluations or when the damping grows without bound.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..components.prior import LeastSquaresForm
+
+#: Damping: starting value (times the largest diagonal of J^T J) and the bound beyond which a row gives up.
+LAMBDA_START = 1e-3
+LAMBDA_MAX = 1e16
+
+
+def _prior_terms(forms: list[LeastSquaresForm | None], n_lab: int, mean: np.ndarray, scale: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the prior's Gaussian weights (B, L) (0: none) and means (B, L) in physical units,
+    and its box (B, L) lo, hi in standardised units (+-inf: open)."""
+    n = len(forms)
+    pw, pm = np.zeros((n, n_lab)), np.zeros((n, n_lab))
+    lo, hi = np.full((n, n_lab), -np.inf), np.full((n, n_lab), np.inf)
+    for i, form in enumerate(forms):
+        if form is None:
+            continue
+        g = form.has_gaussian
+        pw[i] = np.where(g, 1.0 / np.where(g, form.sigma, 1.0), 0.0)
+        pm[i] = np.where(g, form.mean, 0.0)
+        lo[i] = (form.lo - mean) / scale
+        hi[i] = (form.hi - mean) / scale
+    return pw, pm, lo, hi
+
+
+class _Batch:
+    """The rows' data and the emulator, evaluated for any subset of rows."""
+
+    def __init__(self, emulator: Any, flux: np.ndarray, weights: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 pw: np.ndarray, pm: np.ndarray) -> None:
+        self.emulator, self.mean, self.scale = emulator, mean, scale
+        self.wf = np.where(weights > 0, weights * np.where(weights > 0, flux, 0.0), 0.0)
+        self.w = weights
+        self.pw, self.pm = pw, pm
+        self.n_evals = 0
+        self.flops = 0.0
+
+    def evaluate(self, rows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L)."""
+        theta = self.mean + z * self.scale
+        model, jac = self.emulator.predict_and_jacobian(theta)           # (b, P), (b, P, L)
+        self.n_evals += len(rows)
+        flops = getattr(self.emulator, "flops_per_evaluation", None)
+        if flops is not None:
+            self.flops += len(rows) * flops
+        w = self.w[rows]
+        r = self.wf[rows] - w * model                                   # (b, P)
+        jz = -(w[:, :, None] * jac) * self.scale[None, None, :]         # (b, P, L)
+        pw = self.pw[rows]
+        rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
+        jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
+        cost = 0.5 * (np.einsum("bp,bp->b", r, r) + np.einsum("bl,bl->b", rp, rp))
+        grad = np.einsum("bpl,bp->bl", jz, r) + jp * rp
+        jtj = np.einsum("bpl,bpm->blm", jz, jz)
+        idx = np.arange(jz.shape[2])
+        jtj[:, idx, idx] += jp ** 2
+        self.flops += len(rows) * jz.shape[1] * (jz.shape[2] ** 2 + 2 * jz.shape[2]) * 2.0
+        return cost, grad, jtj
+
+
+def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray,
+               forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
+               xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8) -> dict[str, np.ndarray]:
+    """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
+    ``forms`` (n,) each star's prior (None: flat). Returns per-row arrays for the n * k rows, in
+    star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution, ``converged``
+    (R,), ``nfev`` (R,), and the totals ``n_evals`` and ``flops`` (when the emulator reports
+    ``flops_per_evaluation``)."""
+    n, k, n_lab = starts.shape
+    rows_star = np.repeat(np.arange(n), k)
+    pw, pm, lo, hi = _prior_terms(forms, n_lab, mean, scale)
+    batch = _Batch(emulator, flux[rows_star], weights[rows_star], mean, scale, pw[rows_star], pm[rows_star])
+    lo, hi = lo[rows_star], hi[rows_star]
+    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    pad = 1e-6 * span
+    z = np.clip(starts.reshape(n * k, n_lab), lo + pad, hi - pad)
+    n_rows = n * k
+    cost, grad, jtj = batch.evaluate(np.arange(n_rows), z)
+    nfev = np.ones(n_rows, np.int64)
+    lam = LAMBDA_START * np.maximum(np.max(np.diagonal(jtj, axis1=1, axis2=2), axis=1), 1e-12)
+    nu = np.full(n_rows, 2.0)
+    done = np.zeros(n_rows, bool)
+    converged = np.zeros(n_rows, bool)
+    # a start that already sits at a stationary point
+    flat = np.max(np.abs(grad), axis=1) <= gtol
+    done[flat], converged[flat] = True, True
+    eye = np.eye(n_lab)
+    while True:
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        a, g = jtj[act], grad[act]
+        diag = np.diagonal(a, axis1=1, axis2=2)
+        floor = 1e-10 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300)
+        damp = lam[act, None, None] * (np.maximum(diag, floor)[:, :, None] * eye)
+        try:
+            step = np.linalg.solve(a + damp, -g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = np.stack([np.linalg.lstsq(a[i] + damp[i], -g[i], rcond=None)[0] for i in range(act.size)])
+        trial = np.clip(z[act] + step, lo[act] + pad[act], hi[act] - pad[act])
+        step = trial - z[act]
+        c_new, g_new, a_new = batch.evaluate(act, trial)
+        nfev[act] += 1
+        # predicted reduction of the linear model: -(g.s + s.A.s / 2)
+        predicted = -(np.einsum("bl,bl->b", g, step) + 0.5 * np.einsum("bl,blm,bm->b", step, a, step))
+        actual = cost[act] - c_new
+        ok = np.isfinite(c_new) & (actual > 0)
+        rho = np.where(ok & (predicted > 0), actual / np.where(predicted > 0, predicted, 1.0), 0.0)
+        acc = act[ok]
+        small_cost = ok & (actual <= ftol * cost[act])
+        # a step this small (accepted or not) means z is a minimum to xtol, as MINPACK's test
+        small_step = np.linalg.norm(step, axis=1) <= xtol * (xtol + np.linalg.norm(z[act], axis=1))
+        z[acc], cost[acc], grad[acc], jtj[acc] = trial[ok], c_new[ok], g_new[ok], a_new[ok]
+        lam[acc] *= np.maximum(1.0 / 3.0, 1.0 - (2.0 * rho[ok] - 1.0) ** 3)
+        nu[acc] = 2.0
+        rej = act[~ok]
+        lam[rej] *= nu[rej]
+        nu[rej] *= 2.0
+        small_grad = np.zeros(act.size, bool)
+        small_grad[ok] = np.max(np.abs(g_new[ok]), axis=1) <= gtol
+        stop_ok = small_cost | small_step | small_grad
+        converged[act[stop_ok]] = True
+        give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
+        done[act[stop_ok | give_up]] = True
+    converged &= np.all(np.isfinite(z), axis=1) & np.isfinite(cost)
+    return {"z": z, "cost": cost, "jtj": jtj, "converged": converged, "nfev": nfev,
+            "n_evals": batch.n_evals, "flops": batch.flops}
