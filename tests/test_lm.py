@@ -57,8 +57,8 @@ def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):
     np.testing.assert_array_equal(res.init, small_model.train_labels[[3, 50]])
 
 
-def _spread_by_hand(chi2_row, z, k, sep, n_cand):
-    order = list(np.argsort(chi2_row, kind="stable")[:n_cand])
+def _spread_by_hand(chi2_row, z, k, sep):
+    order = list(np.argsort(chi2_row, kind="stable"))
     chosen = [order[0]]
     for j in order[1:]:
         if len(chosen) < k and all(np.linalg.norm(z[j] - z[c]) >= sep for c in chosen):
@@ -76,12 +76,24 @@ def test_spread_starts_are_the_best_matches_far_enough_apart(small_model, rng, s
     lib = emu.predict(train)
     idx = best_library_matches(flux, w, lib, k=3, library_labels=z, separation=sep)
     chi2 = np.array([[np.sum(w[i] ** 2 * (flux[i] - lib[m]) ** 2) for m in range(len(lib))] for i in range(3)])
-    assert idx.tolist() == [_spread_by_hand(chi2[i], z, 3, sep, 30) for i in range(3)]
+    assert idx.tolist() == [_spread_by_hand(chi2[i], z, 3, sep) for i in range(3)]
     assert idx[:, 0].tolist() == best_library_matches(flux, w, lib, k=1)[:, 0].tolist()   # the best comes first
     if sep <= 1.0:        # far enough apart wherever the candidates allow it
         for row in idx:
             assert min(np.linalg.norm(z[a] - z[b]) for a in row for b in row if a != b) >= sep
     assert all(len(set(row)) == 3 for row in idx.tolist())          # never the same start twice
+
+
+def test_spread_starts_edge_cases():
+    z = np.array([[0.0, 0.0], [0.0, 0.0], [0.1, 0.0], [5.0, 0.0]])     # a duplicate, a near one, a far one
+    lib = np.array([[1.0, 1.0], [1.0, 1.0], [1.1, 1.0], [3.0, 3.0]])
+    flux, w = np.array([[1.0, 1.0]]), np.ones((1, 2))
+    idx = best_library_matches(flux, w, lib, k=3, library_labels=z, separation=1.0)
+    assert idx.tolist() == [[0, 3, 1]]                   # best, the far one, then the best of the rest
+    assert best_library_matches(flux, w, lib, k=9, library_labels=z, separation=1.0).shape == (1, 4)
+    lib_nan = lib.copy()
+    lib_nan[0] = np.nan                                  # a library spectrum that cannot be compared
+    assert best_library_matches(flux, w, lib_nan, k=2, library_labels=z, separation=1.0)[0, 0] != 0
 
 
 def test_likelihood_weights_include_model_error():

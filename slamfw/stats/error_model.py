@@ -77,6 +77,7 @@ def pull_factor(pulls: np.ndarray) -> np.ndarray:
     bounded. With Gaussian pulls it is simply the robust width.)"""
     robust = median_abs_deviation(pulls, axis=0, scale="normal")
     std = np.std(pulls, axis=0)
+    robust = np.where(robust > 0, robust, std)        # over half the pulls equal (a one-star bin): no core width
     return np.minimum(np.maximum(robust, std / PULL_STD_MAX), robust / PULL_ROBUST_MIN)
 
 

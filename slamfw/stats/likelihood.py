@@ -39,34 +39,43 @@ def best_library_matches(flux: np.ndarray, weights: np.ndarray, library_flux: np
     first (the paper's initial guess is the first).
 
     With ``library_labels`` (M, L), standardised, and ``separation`` > 0, the matches are spread
-    over label space: the best match, then, in order of likelihood, each next match that lies at
-    least ``separation`` (Euclidean, standardised units) from every match already chosen, among the
-    ``max(10 k, 30)`` best. So a spectrum that two regions of label space fit about equally well (a
-    warm star on either side of the Balmer maximum) gets a start in each. Where too few candidates
-    are that far apart, the best remaining ones fill the k places."""
+    over label space: the best match, then, for each next place, the best match at least
+    ``separation`` (Euclidean, standardised units) from every match already chosen, over the whole
+    library. So a spectrum that two regions of label space fit about equally well (a warm star on
+    either side of the Balmer maximum) gets a start in each. Where no match is that far from the
+    others, the best remaining ones fill the k places."""
     chi2 = library_chi2(flux, weights, library_flux)
     n, m = chi2.shape
     k = min(k, m)
     if library_labels is None or separation <= 0 or k == 1:
         return _k_best(chi2, k)
-    cand = _k_best(chi2, min(m, max(10 * k, 30)))                     # (N, C) best first
-    z = np.asarray(library_labels, float)[cand]                       # (N, C, L)
+    z = np.asarray(library_labels, float)
+    score = np.where(np.isfinite(chi2), chi2, np.inf)
+    chosen = np.zeros((n, k), np.int64)
+    block = max(1, int(2 ** 23 // max(m * z.shape[1], 1)))      # stars per pass: (block, M, L) within 64 MB
+    for s in range(0, n, block):
+        chosen[s:s + block] = _spread(score[s:s + block], z, k, separation)
+    return chosen
+
+
+def _spread(score: np.ndarray, z: np.ndarray, k: int, separation: float) -> np.ndarray:
+    """(n, k) for :func:`best_library_matches`: per place, the best match (lowest ``score`` (n, M))
+    at least ``separation`` from the matches chosen, else the best not yet chosen."""
+    n, m = score.shape
     rows = np.arange(n)
-    chosen = np.zeros((n, k), np.int64)                               # positions in cand; the best is first
-    count = np.ones(n, np.int64)
-    for j in range(1, cand.shape[1]):
-        open_ = count < k
-        if not open_.any():
-            break
-        d = np.linalg.norm(z[rows[:, None], chosen] - z[:, j][:, None, :], axis=2)    # (N, k)
-        d = np.where(np.arange(k)[None, :] < count[:, None], d, np.inf)
-        take = open_ & (d.min(axis=1) >= separation)
-        chosen[take, count[take]] = j
-        count[take] += 1
-    for i in np.where(count < k)[0]:                                  # too few far apart: the best of the rest
-        rest = [j for j in range(cand.shape[1]) if j not in set(chosen[i, :count[i]].tolist())]
-        chosen[i, count[i]:] = rest[:k - count[i]]
-    return np.take_along_axis(cand, chosen, axis=1)
+    chosen = np.zeros((n, k), np.int64)
+    taken = np.zeros((n, m), bool)
+    allowed = np.ones((n, m), bool)
+    for place in range(k):
+        pick = np.argmin(np.where(allowed & ~taken, score, np.inf), axis=1)
+        none = ~(allowed & ~taken)[rows, pick]                 # nothing far enough: the best not yet taken
+        if none.any():
+            pick[none] = np.argmin(np.where(taken[none], np.inf, score[none]), axis=1)
+        chosen[:, place] = pick
+        taken[rows, pick] = True
+        if place < k - 1:
+            allowed &= np.linalg.norm(z[None, :, :] - z[pick][:, None, :], axis=2) >= separation
+    return chosen
 
 
 def chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray) -> np.ndarray:
