@@ -80,8 +80,9 @@ class _Batch:
         rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
         cost = 0.5 * (np.einsum("bp,bp->b", r, r) + np.einsum("bl,bl->b", rp, rp))
-        grad = np.einsum("bpl,bp->bl", jz, r) + jp * rp
-        jtj = np.einsum("bpl,bpm->blm", jz, jz)
+        jzt = jz.transpose(0, 2, 1)                                     # batched products: matmul, not einsum
+        grad = np.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp
+        jtj = np.matmul(jzt, jz)
         idx = np.arange(jz.shape[2])
         jtj[:, idx, idx] += jp ** 2
         self.flops += len(rows) * jz.shape[1] * (jz.shape[2] ** 2 + 2 * jz.shape[2]) * 2.0
