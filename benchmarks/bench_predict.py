@@ -42,8 +42,9 @@ def train(folder: Path, emulator: str) -> Path:
     return folder / "model.npz"
 
 
-def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd``, sampling its RSS and its process tree's every 0.1 s."""
+def run_measured(cmd: list[str], keep_log: bool = False) -> dict:
+    """Run ``cmd``, sampling its RSS and its process tree's every 0.1 s (``keep_log``: also return
+    its stderr, slamfw's log, as ``log``)."""
     import psutil
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -60,7 +61,10 @@ def run_measured(cmd: list[str]) -> dict:
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return {"wall_s": wall, "peak_self_mb": peak_self / 2 ** 20, "peak_tree_mb": peak_tree / 2 ** 20}
+    out = {"wall_s": wall, "peak_self_mb": peak_self / 2 ** 20, "peak_tree_mb": peak_tree / 2 ** 20}
+    if keep_log:
+        out["log"] = err.decode(errors="replace")
+    return out
 
 
 def main() -> None:

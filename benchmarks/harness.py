@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,24 +44,7 @@ DEMO = REPO / "examples" / "demo" / "experiment.toml"
 sys.path.insert(0, str(HERE))
 
 
-def run_measured(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd`` (a whole slamfw process, as a user runs it), sampling the RSS of its process tree
-    every 0.1 s; its wall time, peak memory (MB) and log (stderr)."""
-    import psutil
-    t0 = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True)))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    wall = time.perf_counter() - t0
-    out, err = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return {"wall_s": wall, "peak_tree_mb": peak / 2 ** 20, "log": err.decode(errors="replace")}
+from bench_predict import run_measured  # noqa: E402
 
 
 def logged_seconds(log: str, words: str) -> float | None:
@@ -173,7 +155,8 @@ def run_slamfw(case: Case, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     sets = [*case.sets, f"output.dir={work / 'slamfw'}"]
     print(f"slamfw: training ({' '.join(case.sets)}) ...", flush=True)
-    r = run_measured(slamfw_cmd("train", str(DEMO), *sets_args(sets), "--executor", "local", "--workers", "2"))
+    r = run_measured(slamfw_cmd("train", str(DEMO), *sets_args(sets), "--executor", "local", "--workers", "2"),
+                     keep_log=True)
     model_path = work / "slamfw" / "model.npz"
     model = SlamfwModel.load(model_path)
     emu = model.emulator

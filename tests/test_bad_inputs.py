@@ -325,18 +325,10 @@ def test_a_medium_declared_on_one_side_only_is_warned_once(tmp_path, caplog):
 
 
 def test_a_run_interrupted_in_inference_reuses_its_model_through_the_api(data, tmp_path, monkeypatch):
-    from slamfw_plugins.inferers.lm import LMInferer
     cfg = _cfg(data, tmp_path)
     out = tmp_path / "out"
-    real, calls = LMInferer.infer, []
-
-    def interrupted(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
     with monkeypatch.context() as m:
-        m.setattr(LMInferer, "infer", interrupted)
+        test_outdir.interrupt_second_inference(m)
         with pytest.raises(KeyboardInterrupt):
             api.run(cfg, API_SERIAL)
     assert (out / "model.npz").is_file() and not (out / MARKER_FILE).exists() and not (out / LOCK_FILE).exists()

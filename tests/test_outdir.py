@@ -99,22 +99,26 @@ def test_a_model_written_by_train_is_reused_by_run(data, tmp_path, monkeypatch):
     assert len(Table.read(tmp_path / "out" / "catalog.fits")) == 20
 
 
+def interrupt_second_inference(m) -> None:
+    """Within the monkeypatch context ``m``: ``lm``'s second call raises KeyboardInterrupt (Ctrl-C
+    during inference, after the model was saved)."""
+    from slamfw_plugins.inferers.lm import LMInferer
+    real, calls = LMInferer.infer, []
+
+    def interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+    m.setattr(LMInferer, "infer", interrupted)
+
+
 def test_a_run_killed_during_inference_reuses_its_model(data, tmp_path, monkeypatch):
     d, _ = data
     cfg = config(d, tmp_path)
     out = tmp_path / "out"
-    from slamfw_plugins.inferers.lm import LMInferer
-    orig = LMInferer.infer
-    calls = []
-
-    def killed(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return orig(self, *a, **k)
-
     with monkeypatch.context() as m:
-        m.setattr(LMInferer, "infer", killed)
+        interrupt_second_inference(m)
         assert main(["run", str(cfg), *SERIAL]) == 130
     assert (out / "model.npz").is_file() and not (out / MARKER_FILE).exists() and not (out / LOCK_FILE).exists()
     no_training(monkeypatch)
