@@ -75,17 +75,19 @@ class _Batch:
             self.flops += len(rows) * flops
         w = self.w[rows]
         r = self.wf[rows] - w * model                                   # (b, P)
-        jz = -(w[:, :, None] * jac) * self.scale[None, None, :]         # (b, P, L)
+        # dr/dz as (b, L, P), pixels last (a view without copying for the kernel emulators)
+        jzt = np.multiply(np.asarray(jac).transpose(0, 2, 1), -w[:, None, :])
+        jzt *= self.scale[None, :, None]
         pw = self.pw[rows]
         rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
         cost = 0.5 * (np.einsum("bp,bp->b", r, r) + np.einsum("bl,bl->b", rp, rp))
-        jzt = jz.transpose(0, 2, 1)                                     # batched products: matmul, not einsum
-        grad = np.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp
-        jtj = np.matmul(jzt, jz)
-        idx = np.arange(jz.shape[2])
+        grad = np.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp         # batched products: matmul, not einsum
+        jtj = np.matmul(jzt, jzt.transpose(0, 2, 1))
+        n_lab, n_pix = jzt.shape[1], jzt.shape[2]
+        idx = np.arange(n_lab)
         jtj[:, idx, idx] += jp ** 2
-        self.flops += len(rows) * jz.shape[1] * (jz.shape[2] ** 2 + 2 * jz.shape[2]) * 2.0
+        self.flops += len(rows) * n_pix * (n_lab ** 2 + 2 * n_lab) * 2.0
         return cost, grad, jtj
 
 

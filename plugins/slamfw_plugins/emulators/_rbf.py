@@ -20,12 +20,29 @@ def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
+#: Largest stacked coefficient matrix (bytes, per gamma group) that ``value_and_gradient`` keeps;
+#: beyond it, the value and each label's derivative are separate products of the same kernel.
+STACKED_BYTES = 256 * 2 ** 20
+
+
 @dataclass
 class _Group:
     gamma: float
     pixels: np.ndarray   # (p,) pixel indices
     centres: np.ndarray  # (S, L) training labels with a non-zero coefficient in any of these pixels
     dual: np.ndarray     # (S, p)
+    stacked: np.ndarray | None = None   # (S, (L + 1) p): [dual, x_1 * dual, ..., x_L * dual], built on first use
+
+    def stacked_dual(self) -> np.ndarray | None:
+        """The coefficients of the value and of each label's kernel-weighted sum side by side, so
+        that one matrix product gives ``K @ dual`` and every ``(K * x_l) @ dual``; None if too big."""
+        if self.stacked is None:
+            n_lab = self.centres.shape[1]
+            if self.dual.nbytes * (n_lab + 1) > STACKED_BYTES:
+                return None
+            self.stacked = np.ascontiguousarray(np.concatenate(
+                [self.dual] + [self.centres[:, l_, None] * self.dual for l_ in range(n_lab)], axis=1))
+        return self.stacked
 
 
 class RBFExpansion:
@@ -43,17 +60,30 @@ class RBFExpansion:
         self.n_pixels, self.n_labels = dual.shape[0], X.shape[1]
         self.intercept = intercept
         self.groups = []
+        centres: dict[bytes, np.ndarray] = {}      # groups with the same centres share one array
         for g in np.unique(gamma):
             pix = np.flatnonzero(gamma == g)
             rows = np.flatnonzero(np.any(dual[pix] != 0, axis=0))
-            self.groups.append(_Group(float(g), pix, np.ascontiguousarray(X[rows]),
-                                      np.ascontiguousarray(dual[pix][:, rows].T)))
+            key = rows.tobytes()
+            if key not in centres:
+                centres[key] = np.ascontiguousarray(X[rows])
+            self.groups.append(_Group(float(g), pix, centres[key], np.ascontiguousarray(dual[pix][:, rows].T)))
+
+    def _kernels(self, z: np.ndarray):
+        """(group, its kernel matrix (K, S) at z (K, L)) for each gamma group; the squared
+        distances computed once per distinct set of centres."""
+        dist: dict[int, np.ndarray] = {}
+        for grp in self.groups:
+            d2 = dist.get(id(grp.centres))
+            if d2 is None:
+                d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres)
+            yield grp, np.exp(-grp.gamma * d2)
 
     def value(self, z: np.ndarray) -> np.ndarray:
         """(K, P) expansion at z (K, L)."""
         out = np.empty((z.shape[0], self.n_pixels))
-        for grp in self.groups:
-            out[:, grp.pixels] = np.exp(-grp.gamma * sq_dist(z, grp.centres)) @ grp.dual + self.intercept[grp.pixels]
+        for grp, kz in self._kernels(z):
+            out[:, grp.pixels] = kz @ grp.dual + self.intercept[grp.pixels]
         return out
 
     def gradient(self, z: np.ndarray) -> np.ndarray:
@@ -63,27 +93,37 @@ class RBFExpansion:
     def value_and_gradient(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(K, P) expansion and (K, P, L) its derivative at z (K, L), sharing the kernel matrix:
         per gamma group, ``K @ dual`` and, per label l, ``d/dz_l = -2 gamma (z_l (K @ dual) -
-        (K * x_l) @ dual)``: L + 1 matrix products of (K, S) by (S, p)."""
-        k = z.shape[0]
+        (K * x_l) @ dual)``, all from one matrix product of (K, S) by (S, (L + 1) p). The
+        derivative is a (K, P, L) view of a C-contiguous (K, L, P) array (pixels last), the layout
+        a sum over pixels wants."""
+        k, n_lab = z.shape[0], self.n_labels
         val = np.empty((k, self.n_pixels))
-        jac = np.empty((k, self.n_pixels, self.n_labels))
-        for grp in self.groups:
-            kz = np.exp(-grp.gamma * sq_dist(z, grp.centres))           # (K, S)
-            kd = kz @ grp.dual                                           # (K, p)
+        jac = np.empty((k, n_lab, self.n_pixels))
+        for grp, kz in self._kernels(z):                                # kz (K, S)
+            stacked = grp.stacked_dual()
+            p = grp.pixels.size
+            if stacked is not None:
+                out = kz @ stacked                                       # (K, (L + 1) p)
+                kd = out[:, :p]
+                kx = [out[:, (l_ + 1) * p:(l_ + 2) * p] for l_ in range(n_lab)]
+            else:
+                kd = kz @ grp.dual
+                kx = [(kz * grp.centres[:, l_][None, :]) @ grp.dual for l_ in range(n_lab)]
             val[:, grp.pixels] = kd + self.intercept[grp.pixels]
-            for l_ in range(self.n_labels):
-                kx = (kz * grp.centres[:, l_][None, :]) @ grp.dual      # (K, p)
-                jac[:, grp.pixels, l_] = -2.0 * grp.gamma * (z[:, l_, None] * kd - kx)
-        return val, jac
+            for l_ in range(n_lab):
+                jac[:, l_, grp.pixels] = -2.0 * grp.gamma * (z[:, l_, None] * kd - kx[l_])
+        return val, jac.transpose(0, 2, 1)
 
     @property
     def flops_per_evaluation(self) -> float:
         """Floating-point operations of :meth:`value_and_gradient` per row of labels (the matrix
         products and the kernel matrix; exp counted as one)."""
         total = 0.0
+        for c in {id(grp.centres): grp.centres for grp in self.groups}.values():
+            total += c.shape[0] * (2 * self.n_labels + 3)        # squared distances
         for grp in self.groups:
             s, p = grp.centres.shape[0], grp.dual.shape[1]
-            total += s * (2 * self.n_labels + 3) + (self.n_labels + 1) * (2 * s * p + s) + 3 * self.n_labels * p
+            total += 2 * s + 2 * s * (self.n_labels + 1) * p + 3 * self.n_labels * p
         return total
 
 

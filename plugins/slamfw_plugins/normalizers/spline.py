@@ -5,8 +5,8 @@ For each spectrum: fit a smoothing spline to the good pixels; in wavelength bins
 ``k`` of them (``k_upper`` above, ``k`` below the spline, if given); refit on the kept pixels;
 repeat ``n_iter`` times. The spline's softness is set as a smoothing length in Angstrom
 (the penalty of scipy's ``make_smoothing_spline`` is ``lam = density * smoothing_length^4``,
-whose equivalent kernel has about that width). The spline is scipy's, bit for bit, built without
-its Python loop (:mod:`._smoothing`).
+whose equivalent kernel has about that width). The spline is scipy's to rounding, built for a
+block of stars at once with array operations (:mod:`._smoothing`), as is the rejection.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import Field
 
 from slamfw import Normalizer, Params, hookimpl
 
-from ._smoothing import smoothing_spline
+from ._smoothing import smoothing_spline_values
 
 SLAMFW_PLUGIN_API = (1, 0)
 
@@ -31,38 +31,83 @@ class SplineNormalizer(Normalizer):
         n_iter: int = Field(3, ge=0, description="rejection-refit iterations")
         min_pixels: int = Field(20, ge=5, description="fewest kept pixels to fit a continuum")
 
-    def _spline(self, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-        if x.size < self.min_pixels:
-            return None
-        density = x.size / max(x[-1] - x[0], 1e-9)
-        lam = density * self.smoothing_length ** 4
-        return smoothing_spline(x, y, lam)
+    def normalize(self, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All stars of the block at once (each star's result does not depend on the others):
+        wave (P,) or (N, P) strictly increasing, flux and ivar (N, P) -> norm_flux, norm_ivar,
+        continuum (N, P). A subclass that overrides :meth:`normalize_one` is run star by star."""
+        if type(self).normalize_one is not SplineNormalizer.normalize_one:
+            return super().normalize(wave, flux, ivar)
+        return self._normalize_block(wave, flux, ivar)
 
     def normalize_one(self, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        nf, ni, cont = self._normalize_block(wave, flux[None], ivar[None])
+        return nf[0], ni[0], cont[0]
+
+    def _normalize_block(self, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        flux = np.atleast_2d(np.asarray(flux, float))
+        ivar = np.atleast_2d(np.asarray(ivar, float))
+        wave = np.broadcast_to(np.asarray(wave, float), flux.shape)
+        N, P = flux.shape
+        cont = np.full((N, P), np.nan)
         good = (ivar > 0) & np.isfinite(flux)
-        keep = good.copy()
-        spl = self._spline(wave[keep], flux[keep])
-        if spl is None:
-            return np.ones_like(flux), np.zeros_like(ivar), np.full_like(flux, np.nan)
-        edges = np.arange(wave[0], wave[-1] + self.bin_width, self.bin_width)
-        bins = np.clip(np.searchsorted(edges, wave, side="right") - 1, 0, max(edges.size - 2, 0))
-        k_hi = self.k_upper if self.k_upper is not None else self.k
-        for _ in range(self.n_iter):
-            resid = flux - spl(wave)
-            sigma = np.zeros_like(flux)
-            for b in np.unique(bins[keep]):
-                in_bin = keep & (bins == b)
-                sigma[bins == b] = np.std(resid[in_bin]) if in_bin.sum() > 2 else np.inf
-            new_keep = good & (resid < k_hi * sigma) & (resid > -self.k * sigma)
-            if new_keep.sum() < self.min_pixels or np.array_equal(new_keep, keep):
-                break
-            keep = new_keep
-            spl = self._spline(wave[keep], flux[keep])
-        cont = spl(wave)
-        ok = cont > 0
+        rows = np.flatnonzero(good.sum(axis=1) >= self.min_pixels)
+        if rows.size:
+            cont[rows] = self._continuum(wave[rows], flux[rows], good[rows])
+        ok = np.isfinite(cont) & (cont > 0)
         safe = np.where(ok, cont, 1.0)
-        return (np.where(ok, flux / safe, 1.0), np.where(ok, ivar * safe ** 2, 0.0), cont)
+        return np.where(ok, flux / safe, 1.0), np.where(ok, ivar * safe ** 2, 0.0), cont
+
+    def _lam(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """(n,) the penalty of each row's spline: ``density * smoothing_length^4``, the density
+        of its kept points x (n, P)."""
+        count = keep.sum(axis=1)
+        lo = np.where(keep, x, np.inf).min(axis=1)
+        hi = np.where(keep, x, -np.inf).max(axis=1)
+        return count / np.maximum(hi - lo, 1e-9) * self.smoothing_length ** 4
+
+    def _continuum(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray) -> np.ndarray:
+        """(n, P) the continua of stars with at least ``min_pixels`` good pixels."""
+        n, P = flux.shape
+        if np.any(np.diff(wave, axis=1) <= 0):
+            raise ValueError("spline normaliser: wavelengths must increase strictly along each spectrum")
+        keep = good.copy()
+        cont = smoothing_spline_values(wave, flux, keep, self._lam(wave, keep))
+        # wavelength bins of width bin_width from each star's first pixel
+        bins = np.empty((n, P), dtype=np.int64)
+        for i in range(n):
+            edges = np.arange(wave[i, 0], wave[i, -1] + self.bin_width, self.bin_width)
+            bins[i] = np.clip(np.searchsorted(edges, wave[i], side="right") - 1, 0, max(edges.size - 2, 0))
+        width = int(bins.max()) + 1
+        flat = bins + width * np.arange(n)[:, None]            # one bin index per (star, bin)
+        k_hi = self.k_upper if self.k_upper is not None else self.k
+        active = np.ones(n, bool)
+        for _ in range(self.n_iter):
+            resid = flux - cont
+            sigma = self._bin_sigma(np.where(keep, resid, 0.0), keep, flat, n * width)
+            with np.errstate(invalid="ignore"):
+                new_keep = good & (resid < k_hi * sigma) & (resid > -self.k * sigma)
+            refit = active & (new_keep.sum(axis=1) >= self.min_pixels) & np.any(new_keep != keep, axis=1)
+            active = refit
+            if not refit.any():
+                break
+            keep[refit] = new_keep[refit]
+            cont[refit] = smoothing_spline_values(wave[refit], flux[refit], keep[refit],
+                                                  self._lam(wave[refit], keep[refit]))
+        return cont
+
+    @staticmethod
+    def _bin_sigma(resid: np.ndarray, keep: np.ndarray, flat: np.ndarray, size: int) -> np.ndarray:
+        """(n, P) at each pixel, the standard deviation of the kept residuals (n, P) in its
+        (star, bin) ``flat`` (n, P); inf where the bin keeps at most 2 pixels, 0 where it keeps none."""
+        count = np.bincount(flat[keep], minlength=size)
+        mean = np.bincount(flat[keep], weights=resid[keep], minlength=size) / np.maximum(count, 1)
+        dev = resid - mean[flat]
+        var = np.bincount(flat[keep], weights=(dev ** 2)[keep], minlength=size) / np.maximum(count, 1)
+        sigma = np.where(count > 2, np.sqrt(var), np.where(count > 0, np.inf, 0.0))
+        return sigma[flat]
 
 
 @hookimpl
