@@ -15,7 +15,7 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   contract and its ``LeastSquaresForm``; the likelihood (``likelihood_weights``, ``chi2``,
   ``reduced_chi2``, ``rmse``, ``library_chi2``, ``best_library_matches``, ``spectrum_snr``) and the
   multi-start least-squares fit ``maximum_likelihood`` (with ``Solver``, ``check_observations``,
-  ``prior_forms``);
+  ``prior_forms``); its devices (``DEVICES``, ``check_device``, ``gpu_available``);
 - analysis: ``AnalysisContext``, ``Report``, ``table_to_markdown``;
 - statistics: ``Standardizer`` (eq. 2-4), ``pixel_namer``, ``label_namer``, ``residual_stats`` and
   ``cross_validate_flux`` (eq. 5-6), ``bias_scatter``, ``robust_scatter``, ``accuracy_by_snr``,
@@ -50,6 +50,7 @@ from .stats.crossval import cross_validate_flux, residual_stats
 from .stats.likelihood import (
     best_library_matches, chi2, library_chi2, likelihood_weights, reduced_chi2, rmse, spectrum_snr,
 )
+from .stats.device import DEVICES, check_device, gpu_available
 from .stats.maxlike import Solver, check_observations, maximum_likelihood, prior_forms
 from .stats.metrics import (
     LABEL_DISTANCE_SCALES, BinAccuracy, accuracy_by_snr, bias_scatter, label_distance, label_key, robust_scatter, snr_bins,
@@ -70,7 +71,7 @@ __all__ = [
     # inference
     "InferenceModel", "TrainedEmulator", "Prior", "LeastSquaresForm", "likelihood_weights", "library_chi2",
     "best_library_matches", "chi2", "reduced_chi2", "rmse", "spectrum_snr", "maximum_likelihood", "Solver",
-    "check_observations", "prior_forms",
+    "check_observations", "prior_forms", "DEVICES", "check_device", "gpu_available",
     # analysis
     "AnalysisContext", "Report", "table_to_markdown",
     # statistics

@@ -28,6 +28,8 @@ class Emulator(Component):
       cross-validated mean squared and mean difference (predicted - true) of each pixel in
       standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
       were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
+    - optional: ``on_device(xp)``, an evaluator of flux and jacobian on another array module
+      (CuPy: the GPU), for the batched least squares' ``device = "cuda"``
     - optional: ``label_scale_`` (L,), a typical scale of each label (the training set's
       standard deviation, say); the finite-difference jacobian steps by ``fd_step`` times it.
 
@@ -69,6 +71,14 @@ class Emulator(Component):
         """Flux (K, P) and d flux / d label (K, P, L) at labels (K, L), together: what each step of
         the batched least squares needs. Override when the two share work (a kernel matrix)."""
         return self.predict(labels), self.jacobian(labels)
+
+    def on_device(self, xp: Any) -> Any:
+        """An evaluator on the array module ``xp`` (numpy, or CuPy for a GPU): a function of
+        labels (K, L), an ``xp`` array in physical units, returning ``xp`` arrays flux (K, P) and
+        d flux / d label (K, P, L), as :meth:`predict_and_jacobian`; the model's arrays are copied
+        to the device once. None (this default): the emulator cannot run there, and the batched
+        least squares refuses ``device = "cuda"`` for it."""
+        return None
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise NotImplementedError

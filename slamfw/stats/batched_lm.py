@@ -21,6 +21,9 @@ rule). A prior's box is kept by projecting each trial point into it. A row stops
 when an accepted step lowers the cost by less than ``ftol`` of it, or a step moves z by less than
 ``xtol`` of its size, or when the gradient's largest component falls below ``gtol``; it stops,
 not converged, after ``max_nfev`` evaluations or when the damping grows without bound.
+
+The code is written against an array module ``xp``: numpy, or CuPy to run on a GPU
+(:mod:`slamfw.stats.device`), with the emulator's ``on_device(xp)`` evaluator.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..components.prior import LeastSquaresForm
+from .device import to_numpy
 
 #: Damping: starting value (times the largest diagonal of J^T J) and the bound beyond which a row gives up.
 LAMBDA_START = 1e-3
@@ -57,9 +61,10 @@ class _Batch:
     """The rows' data and the emulator, evaluated for any subset of rows."""
 
     def __init__(self, emulator: Any, flux: np.ndarray, weights: np.ndarray, mean: np.ndarray, scale: np.ndarray,
-                 pw: np.ndarray, pm: np.ndarray) -> None:
-        self.emulator, self.mean, self.scale = emulator, mean, scale
-        self.wf = np.where(weights > 0, weights * np.where(weights > 0, flux, 0.0), 0.0)
+                 pw: np.ndarray, pm: np.ndarray, xp: Any = np, evaluate: Any = None) -> None:
+        self.emulator, self.mean, self.scale, self.xp = emulator, mean, scale, xp
+        self.predict_and_jacobian = evaluate or emulator.predict_and_jacobian
+        self.wf = xp.where(weights > 0, weights * xp.where(weights > 0, flux, 0.0), 0.0)
         self.w = weights
         self.pw, self.pm = pw, pm
         self.n_evals = 0
@@ -67,8 +72,9 @@ class _Batch:
 
     def evaluate(self, rows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L)."""
+        xp = self.xp
         theta = self.mean + z * self.scale
-        model, jac = self.emulator.predict_and_jacobian(theta)           # (b, P), (b, P, L)
+        model, jac = self.predict_and_jacobian(theta)                   # (b, P), (b, P, L)
         self.n_evals += len(rows)
         flops = getattr(self.emulator, "flops_per_evaluation", None)
         if flops is not None:
@@ -76,16 +82,16 @@ class _Batch:
         w = self.w[rows]
         r = self.wf[rows] - w * model                                   # (b, P)
         # dr/dz as (b, L, P), pixels last (a view without copying for the kernel emulators)
-        jzt = np.multiply(np.asarray(jac).transpose(0, 2, 1), -w[:, None, :])
+        jzt = xp.multiply(jac.transpose(0, 2, 1), -w[:, None, :])
         jzt *= self.scale[None, :, None]
         pw = self.pw[rows]
         rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
-        cost = 0.5 * (np.einsum("bp,bp->b", r, r) + np.einsum("bl,bl->b", rp, rp))
-        grad = np.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp         # batched products: matmul, not einsum
-        jtj = np.matmul(jzt, jzt.transpose(0, 2, 1))
+        cost = 0.5 * (xp.einsum("bp,bp->b", r, r) + xp.einsum("bl,bl->b", rp, rp))
+        grad = xp.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp         # batched products: matmul, not einsum
+        jtj = xp.matmul(jzt, jzt.transpose(0, 2, 1))
         n_lab, n_pix = jzt.shape[1], jzt.shape[2]
-        idx = np.arange(n_lab)
+        idx = xp.arange(n_lab)
         jtj[:, idx, idx] += jp ** 2
         self.flops += len(rows) * n_pix * (n_lab ** 2 + 2 * n_lab) * 2.0
         return cost, grad, jtj
@@ -93,68 +99,72 @@ class _Batch:
 
 def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray,
                forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
-               xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8) -> dict[str, np.ndarray]:
+               xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8, xp: Any = np,
+               evaluate: Any = None) -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
-    ``forms`` (n,) each star's prior (None: flat). Returns per-row arrays for the n * k rows, in
-    star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution, ``converged``
-    (R,), ``nfev`` (R,), and the totals ``n_evals`` and ``flops`` (when the emulator reports
-    ``flops_per_evaluation``)."""
+    ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
+    rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
+    ``converged`` (R,), ``nfev`` (R,), and the totals ``n_evals`` and ``flops`` (when the emulator
+    reports ``flops_per_evaluation``). ``xp``: the array module to compute with (numpy, or CuPy
+    with ``evaluate = emulator.on_device(cupy)``); ``evaluate``: labels (b, L) -> flux (b, P)
+    and jacobian (b, P, L) on ``xp`` (default: ``emulator.predict_and_jacobian``)."""
     n, k, n_lab = starts.shape
     rows_star = np.repeat(np.arange(n), k)
-    pw, pm, lo, hi = _prior_terms(forms, n_lab, mean, scale)
-    batch = _Batch(emulator, flux[rows_star], weights[rows_star], mean, scale, pw[rows_star], pm[rows_star])
-    lo, hi = lo[rows_star], hi[rows_star]
-    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    pw, pm, lo, hi = (xp.asarray(a[rows_star]) for a in _prior_terms(forms, n_lab, mean, scale))
+    mean, scale = xp.asarray(mean), xp.asarray(scale)
+    batch = _Batch(emulator, xp.asarray(flux[rows_star]), xp.asarray(weights[rows_star]), mean, scale, pw, pm,
+                   xp=xp, evaluate=evaluate)
+    span = xp.where(xp.isfinite(hi - lo), hi - lo, 1.0)
     pad = 1e-6 * span
-    z = np.clip(starts.reshape(n * k, n_lab), lo + pad, hi - pad)
+    z = xp.clip(xp.asarray(starts.reshape(n * k, n_lab)), lo + pad, hi - pad)
     n_rows = n * k
-    cost, grad, jtj = batch.evaluate(np.arange(n_rows), z)
-    nfev = np.ones(n_rows, np.int64)
-    lam = LAMBDA_START * np.maximum(np.max(np.diagonal(jtj, axis1=1, axis2=2), axis=1), 1e-12)
-    nu = np.full(n_rows, 2.0)
-    done = np.zeros(n_rows, bool)
-    converged = np.zeros(n_rows, bool)
+    cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z)
+    nfev = xp.ones(n_rows, xp.int64)
+    lam = LAMBDA_START * xp.maximum(xp.max(xp.diagonal(jtj, axis1=1, axis2=2), axis=1), 1e-12)
+    nu = xp.full(n_rows, 2.0)
+    done = xp.zeros(n_rows, bool)
+    converged = xp.zeros(n_rows, bool)
     # a start that already sits at a stationary point
-    flat = np.max(np.abs(grad), axis=1) <= gtol
+    flat = xp.max(xp.abs(grad), axis=1) <= gtol
     done[flat], converged[flat] = True, True
-    eye = np.eye(n_lab)
+    eye = xp.eye(n_lab)
     while True:
-        act = np.flatnonzero(~done)
+        act = xp.flatnonzero(~done)
         if act.size == 0:
             break
         a, g = jtj[act], grad[act]
-        diag = np.diagonal(a, axis1=1, axis2=2)
-        floor = 1e-10 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300)
-        damp = lam[act, None, None] * (np.maximum(diag, floor)[:, :, None] * eye)
+        diag = xp.diagonal(a, axis1=1, axis2=2)
+        floor = 1e-10 * xp.maximum(diag.max(axis=1, keepdims=True), 1e-300)
+        damp = lam[act, None, None] * (xp.maximum(diag, floor)[:, :, None] * eye)
         try:
-            step = np.linalg.solve(a + damp, -g[:, :, None])[:, :, 0]
+            step = xp.linalg.solve(a + damp, -g[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(a[i] + damp[i], -g[i], rcond=None)[0] for i in range(act.size)])
-        trial = np.clip(z[act] + step, lo[act] + pad[act], hi[act] - pad[act])
+            step = xp.stack([xp.linalg.lstsq(a[i] + damp[i], -g[i], rcond=None)[0] for i in range(act.size)])
+        trial = xp.clip(z[act] + step, lo[act] + pad[act], hi[act] - pad[act])
         step = trial - z[act]
         c_new, g_new, a_new = batch.evaluate(act, trial)
         nfev[act] += 1
         # predicted reduction of the linear model: -(g.s + s.A.s / 2)
-        predicted = -(np.einsum("bl,bl->b", g, step) + 0.5 * np.einsum("bl,blm,bm->b", step, a, step))
+        predicted = -(xp.einsum("bl,bl->b", g, step) + 0.5 * xp.einsum("bl,blm,bm->b", step, a, step))
         actual = cost[act] - c_new
-        ok = np.isfinite(c_new) & (actual > 0)
-        rho = np.where(ok & (predicted > 0), actual / np.where(predicted > 0, predicted, 1.0), 0.0)
+        ok = xp.isfinite(c_new) & (actual > 0)
+        rho = xp.where(ok & (predicted > 0), actual / xp.where(predicted > 0, predicted, 1.0), 0.0)
         acc = act[ok]
         small_cost = ok & (actual <= ftol * cost[act])
         # a step this small (accepted or not) means z is a minimum to xtol, as MINPACK's test
-        small_step = np.linalg.norm(step, axis=1) <= xtol * (xtol + np.linalg.norm(z[act], axis=1))
+        small_step = xp.linalg.norm(step, axis=1) <= xtol * (xtol + xp.linalg.norm(z[act], axis=1))
         z[acc], cost[acc], grad[acc], jtj[acc] = trial[ok], c_new[ok], g_new[ok], a_new[ok]
-        lam[acc] *= np.maximum(1.0 / 3.0, 1.0 - (2.0 * rho[ok] - 1.0) ** 3)
+        lam[acc] *= xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho[ok] - 1.0) ** 3)
         nu[acc] = 2.0
         rej = act[~ok]
         lam[rej] *= nu[rej]
         nu[rej] *= 2.0
-        small_grad = np.zeros(act.size, bool)
-        small_grad[ok] = np.max(np.abs(g_new[ok]), axis=1) <= gtol
+        small_grad = xp.zeros(act.size, bool)
+        small_grad[ok] = xp.max(xp.abs(g_new[ok]), axis=1) <= gtol
         stop_ok = small_cost | small_step | small_grad
         converged[act[stop_ok]] = True
         give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
         done[act[stop_ok | give_up]] = True
-    converged &= np.all(np.isfinite(z), axis=1) & np.isfinite(cost)
-    return {"z": z, "cost": cost, "jtj": jtj, "converged": converged, "nfev": nfev,
-            "n_evals": batch.n_evals, "flops": batch.flops}
+    converged &= xp.all(xp.isfinite(z), axis=1) & xp.isfinite(cost)
+    return {"z": to_numpy(z), "cost": to_numpy(cost), "jtj": to_numpy(jtj), "converged": to_numpy(converged),
+            "nfev": to_numpy(nfev), "n_evals": batch.n_evals, "flops": batch.flops}

@@ -27,6 +27,7 @@ from ..data.results import LabelResult
 from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
 from .batched_lm import batched_lm
+from .device import array_module, device_evaluator
 from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
 #: Stars per task when one call's spectra are spread over the executor's workers.
@@ -50,6 +51,7 @@ class Solver:
     ftol: float = 1e-8
     gtol: float = 1e-8
     method: str = "lm"
+    device: str = "cpu"      # the batched solver's: "cpu" or "cuda" (slamfw.stats.device)
 
 
 def check_observations(name: str, flux: np.ndarray, ivar: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,12 +198,15 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray
     if not fit.any():
         return out
     idx = np.flatnonzero(fit)
+    xp = array_module(solver.device)
+    evaluate = None if xp is np else device_evaluator(emulator, xp, solver.device)
     # one BLAS thread: the matrix products then sum in the same order in this process and on any
     # executor's workers, so the labels do not depend on where they were computed (the catalogue
     # is the same file under every executor)
     with threadpool_limits(limits=1):
         res = batched_lm(emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale,
-                         max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol)
+                         max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol,
+                         xp=xp, evaluate=evaluate)
     cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
     cost = cost.reshape(idx.size, k)
     best = np.argmin(cost, axis=1)

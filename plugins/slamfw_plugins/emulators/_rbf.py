@@ -6,18 +6,20 @@ evaluation is one matrix product per gamma.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 
-def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L)."""
+def sq_dist(a: np.ndarray, b: np.ndarray, xp: Any = np) -> np.ndarray:
+    """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L) (arrays of the
+    array module ``xp``: numpy, or CuPy)."""
     d = a @ b.T                      # built in place: one (K, M) array, no temporaries
     d *= -2.0
     d += (a * a).sum(1)[:, None]
     d += (b * b).sum(1)[None, :]
-    return np.maximum(d, 0.0, out=d)
+    return xp.maximum(d, 0.0, out=d)
 
 
 #: Largest stacked coefficient matrix (bytes, per gamma group) that ``value_and_gradient`` keeps;
@@ -59,6 +61,8 @@ class RBFExpansion:
     def __init__(self, X: np.ndarray, dual: np.ndarray, intercept: np.ndarray, gamma: np.ndarray) -> None:
         self.n_pixels, self.n_labels = dual.shape[0], X.shape[1]
         self.intercept = intercept
+        self.xp: Any = np                            # the array module of the arrays below
+        self._devices: dict[str, RBFExpansion] = {}
         self.groups = []
         centres: dict[bytes, np.ndarray] = {}      # groups with the same centres share one array
         for g in np.unique(gamma):
@@ -69,6 +73,33 @@ class RBFExpansion:
                 centres[key] = np.ascontiguousarray(X[rows])
             self.groups.append(_Group(float(g), pix, centres[key], np.ascontiguousarray(dual[pix][:, rows].T)))
 
+    def to(self, xp: Any) -> "RBFExpansion":
+        """This expansion with its arrays on the array module ``xp`` (CuPy: the GPU), made once
+        and kept; ``xp`` numpy gives itself."""
+        if xp is self.xp:
+            return self
+        name = xp.__name__
+        if name not in self._devices:
+            dev = object.__new__(RBFExpansion)
+            dev.n_pixels, dev.n_labels, dev.xp, dev._devices = self.n_pixels, self.n_labels, xp, {}
+            dev.intercept = xp.asarray(self.intercept)
+            moved: dict[int, Any] = {}
+            dev.groups = []
+            for grp in self.groups:
+                if id(grp.centres) not in moved:
+                    moved[id(grp.centres)] = xp.asarray(grp.centres)
+                stacked = grp.stacked_dual()
+                dev.groups.append(replace(grp, pixels=xp.asarray(grp.pixels), centres=moved[id(grp.centres)],
+                                          dual=xp.asarray(grp.dual),
+                                          stacked=None if stacked is None else xp.asarray(stacked)))
+            self._devices[name] = dev
+        return self._devices[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_devices"] = {}                      # device copies stay in their process
+        return state
+
     def _kernels(self, z: np.ndarray):
         """(group, its kernel matrix (K, S) at z (K, L)) for each gamma group; the squared
         distances computed once per distinct set of centres."""
@@ -76,12 +107,12 @@ class RBFExpansion:
         for grp in self.groups:
             d2 = dist.get(id(grp.centres))
             if d2 is None:
-                d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres)
-            yield grp, np.exp(-grp.gamma * d2)
+                d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres, self.xp)
+            yield grp, self.xp.exp(-grp.gamma * d2)
 
     def value(self, z: np.ndarray) -> np.ndarray:
         """(K, P) expansion at z (K, L)."""
-        out = np.empty((z.shape[0], self.n_pixels))
+        out = self.xp.empty((z.shape[0], self.n_pixels))
         for grp, kz in self._kernels(z):
             out[:, grp.pixels] = kz @ grp.dual + self.intercept[grp.pixels]
         return out
@@ -97,8 +128,8 @@ class RBFExpansion:
         derivative is a (K, P, L) view of a C-contiguous (K, L, P) array (pixels last), the layout
         a sum over pixels wants."""
         k, n_lab = z.shape[0], self.n_labels
-        val = np.empty((k, self.n_pixels))
-        jac = np.empty((k, n_lab, self.n_pixels))
+        val = self.xp.empty((k, self.n_pixels))
+        jac = self.xp.empty((k, n_lab, self.n_pixels))
         for grp, kz in self._kernels(z):                                # kz (K, S)
             stacked = grp.stacked_dual()
             p = grp.pixels.size
@@ -148,6 +179,18 @@ class RBFPrediction:
         val, jac = self._rbf.value_and_gradient(self.label_scaler_.transform(theta))
         return (self.flux_scaler_.inverse_transform(val),
                 jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :])
+
+    def on_device(self, xp: Any):
+        """:meth:`predict_and_jacobian` on the array module ``xp`` (CuPy: the GPU): labels (K, L)
+        an ``xp`` array, unchecked (the batched least squares' own rows)."""
+        rbf = self._rbf.to(xp)
+        lm, ls = xp.asarray(self.label_scaler_.mean_), xp.asarray(self.label_scaler_.scale_)
+        fm, fs = xp.asarray(self.flux_scaler_.mean_), xp.asarray(self.flux_scaler_.scale_)
+
+        def evaluate(labels):
+            val, jac = rbf.value_and_gradient((labels - lm) / ls)
+            return val * fs + fm, jac * fs[None, :, None] / ls[None, None, :]
+        return evaluate
 
     @property
     def flops_per_evaluation(self) -> float:

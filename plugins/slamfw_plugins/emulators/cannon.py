@@ -59,22 +59,22 @@ def label_terms(n_labels: int, order: int) -> list[tuple[int, ...]]:
     return terms
 
 
-def design_matrix(z: np.ndarray, terms: list[tuple[int, ...]]) -> np.ndarray:
-    """(K, D) design vectors at standardised labels z (K, L)."""
-    out = np.ones((z.shape[0], len(terms)))
+def design_matrix(z: np.ndarray, terms: list[tuple[int, ...]], xp: Any = np) -> np.ndarray:
+    """(K, D) design vectors at standardised labels z (K, L) (arrays of ``xp``: numpy or CuPy)."""
+    out = xp.ones((z.shape[0], len(terms)))
     for t, idx in enumerate(terms):
         for i in idx:
             out[:, t] *= z[:, i]
     return out
 
 
-def design_gradient(z: np.ndarray, terms: list[tuple[int, ...]]) -> np.ndarray:
+def design_gradient(z: np.ndarray, terms: list[tuple[int, ...]], xp: Any = np) -> np.ndarray:
     """(K, D, L) derivatives of the design vectors with respect to z."""
     k, n_lab = z.shape
-    out = np.zeros((k, len(terms), n_lab))
+    out = xp.zeros((k, len(terms), n_lab))
     for t, idx in enumerate(terms):
         for pos, i in enumerate(idx):
-            part = np.ones(k)
+            part = xp.ones(k)
             for q, i2 in enumerate(idx):
                 if q != pos:
                     part *= z[:, i2]
@@ -268,6 +268,20 @@ class CannonEmulator(StandardizedEmulator):
         z = self.label_scaler_.transform(theta)
         jac = np.einsum("kdl,pd->kpl", design_gradient(z, self.terms_), self.coef_, optimize=True)
         return jac / self.label_scaler_.scale_[None, None, :]
+
+    def on_device(self, xp: Any):
+        """:meth:`predict_and_jacobian` on the array module ``xp`` (CuPy: the GPU), for labels
+        (K, L) an unchecked ``xp`` array; the jacobian a (K, P, L) view of a (K, L, P) array."""
+        coef = xp.asarray(self.coef_)
+        mean, scale = xp.asarray(self.label_scaler_.mean_), xp.asarray(self.label_scaler_.scale_)
+        terms = self.terms_
+
+        def evaluate(labels):
+            z = (labels - mean) / scale
+            grad = design_gradient(z, terms, xp) / scale[None, None, :]          # (K, D, L)
+            jac = xp.matmul(grad.transpose(0, 2, 1), coef.T)                     # (K, L, P)
+            return design_matrix(z, terms, xp) @ coef.T, jac.transpose(0, 2, 1)
+        return evaluate
 
     # ------------------------------------------------------------------ state
     STATE_ARRAYS = ("coef_", "scatter_", "cv_mse_", "cv_md_", "mse_", "md_")   # noise_var_: saved by the base

@@ -23,6 +23,10 @@ A prior (``[prior]``) with a Gaussian and box form becomes extra residuals and b
 solver projects each trial point into the box; one by one, the bounded ``trf`` method is used); a prior without such a form is refused. ``method = "trf"`` with
 ``bound_margin`` (an extension, off by default) bounds the labels to the training range widened by
 that fraction of its width on each side, as a ``uniform`` prior with ``margin`` does.
+
+``device = "cuda"`` runs the batched solver on an NVIDIA GPU through CuPy (an optional extra;
+:mod:`slamfw.stats.device`): the same code on CuPy arrays, for emulators with ``on_device``
+(``slam``, ``krr``, ``cannon``). Labels agree with the CPU's to the matrix products' rounding.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from slamfw import (
+    ConfigError,
     InferenceModel,
     Inferer,
     LabelResult,
@@ -40,6 +45,7 @@ from slamfw import (
     Params,
     Prior,
     Solver,
+    check_device,
     hookimpl,
     maximum_likelihood,
     prior_forms,
@@ -76,6 +82,8 @@ class LMInferer(Inferer):
                                                                "from the others; 0: the k best matches")
         batched: bool = Field(True, description="iterate the stars of a task together (matrix products for the "
                                                 "whole batch); false: one by one with scipy's least_squares")
+        device: Literal["cpu", "cuda"] = Field("cpu", description="where the batched solver computes: cpu (numpy) "
+                                               "or cuda (an NVIDIA GPU, through CuPy: pip install 'slamfw[cuda13]')")
         max_nfev: int = Field(200, ge=1, description="cap on function evaluations per star and start")
         xtol: float = Field(1e-8, gt=0)
         ftol: float = Field(1e-8, gt=0)
@@ -93,7 +101,13 @@ class LMInferer(Inferer):
             lo, hi = train.min(0), train.max(0)
             pad = self.bound_margin * (hi - lo)
             prior = _TrainingBox(prior, lo - pad, hi + pad)
-        solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method)
+        if self.device != "cpu":
+            if not self.batched:
+                raise ConfigError(f"lm: device {self.device!r} needs batched = true (the one-by-one solver runs on the "
+                                  f"CPU)")
+            check_device(self.device, model.emulator)
+        solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method,
+                        device=self.device)
         result = maximum_likelihood(model, flux, ivar, prior=prior, ids=ids, n_starts=self.n_starts,
                                     use_model_error=self.use_model_error, solver=solver, name="lm",
                                     start_separation=self.start_separation, batched=self.batched)

@@ -1,0 +1,80 @@
+"""Where the batched least squares runs: numpy on the CPU, or CuPy on an NVIDIA GPU.
+
+``device = "cuda"`` (the ``lm`` inferer's parameter) needs CuPy, an optional extra
+(``pip install 'slamfw[cuda13]'``, or ``[cuda12]`` for CUDA 12), and an emulator that can
+evaluate itself on the GPU (:meth:`slamfw.Emulator.on_device`; ``slam``, ``krr`` and ``cannon``
+can). The least-squares code is the same for both devices, written against the array module it
+is given (:func:`array_module`), so the CPU path tests the GPU path's logic; only the matrix
+products' rounding differs between them.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..components.emulator import Emulator
+from ..errors import ConfigError
+
+#: The devices ``lm`` accepts.
+DEVICES = ("cpu", "cuda")
+
+
+def _cupy() -> ModuleType | None:
+    try:
+        import cupy
+    except Exception:          # not installed, or its CUDA libraries missing
+        return None
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA GPU."""
+    cupy = _cupy()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def array_module(device: str) -> ModuleType:
+    """numpy for ``"cpu"``, CuPy for ``"cuda"``; a :class:`ConfigError` that says what is missing
+    when the GPU cannot be used."""
+    if device == "cpu":
+        return np
+    if device != "cuda":
+        raise ConfigError(f"device {device!r}: use one of {', '.join(DEVICES)}")
+    cupy = _cupy()
+    if cupy is None:
+        raise ConfigError("device 'cuda' needs CuPy: pip install 'slamfw[cuda13]' (or 'slamfw[cuda12]' for CUDA 12)")
+    if not gpu_available():
+        raise ConfigError("device 'cuda': CuPy sees no CUDA GPU on this machine (use device = 'cpu')")
+    return cupy
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A host numpy array of a numpy or CuPy array."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def _unsupported(emulator: Any, device: str) -> ConfigError:
+    return ConfigError(f"device {device!r}: emulator {type(emulator).__name__} cannot run there (it has no "
+                       f"on_device); use device = 'cpu'")
+
+
+def check_device(device: str, emulator: Any) -> None:
+    """Refuse, before any work, a device this machine or this emulator cannot use."""
+    xp = array_module(device)
+    if xp is not np and type(emulator).on_device is Emulator.on_device:
+        raise _unsupported(emulator, device)
+
+
+def device_evaluator(emulator: Any, xp: ModuleType, device: str) -> Any:
+    """The emulator's evaluator on ``xp`` (:meth:`~slamfw.Emulator.on_device`)."""
+    evaluate = emulator.on_device(xp)
+    if evaluate is None:
+        raise _unsupported(emulator, device)
+    return evaluate

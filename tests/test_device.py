@@ -1,0 +1,101 @@
+"""``lm``'s ``device``: the batched solver on an array module (numpy; CuPy for a GPU).
+
+The least-squares code is the same on both devices, so the CPU runs of the device path (the
+emulators' ``on_device(numpy)`` evaluators through ``batched_lm``) test its logic everywhere; the
+GPU test runs only where CuPy sees a CUDA GPU, and is skipped cleanly elsewhere."""
+import numpy as np
+import pytest
+
+import slamfw.stats.device as device
+from slamfw import ConfigError, Emulator, TrainedEmulator, gpu_available, likelihood_weights, registry
+from slamfw.stats.batched_lm import batched_lm
+from slamfw.stats.likelihood import best_library_matches
+
+GPU = gpu_available()
+
+
+@pytest.fixture(scope="module")
+def models(small_train):
+    t = small_train
+    out = {"slam": TrainedEmulator(registry.create("emulator", "slam", dict(C=[10.0], gamma=[0.1, 1.0], n_folds=3))
+                                   .fit(t.labels, t.flux, t.ivar), t.labels, t.label_names)}
+    for name in ("krr", "cannon"):
+        out[name] = TrainedEmulator(registry.create("emulator", name, {}).fit(t.labels, t.flux, t.ivar), t.labels,
+                                    t.label_names)
+    return out
+
+
+@pytest.mark.parametrize("name", ["slam", "krr", "cannon"])
+def test_on_device_numpy_is_predict_and_jacobian(models, name):
+    emu = models[name].emulator
+    theta = models[name].train_labels[:7] * (1 + 0.01 * np.arange(7))[:, None]
+    flux, jac = emu.predict_and_jacobian(theta)
+    f2, j2 = emu.on_device(np)(theta)
+    assert f2.shape == flux.shape and j2.shape == jac.shape
+    np.testing.assert_allclose(f2, flux, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(j2, jac, rtol=1e-10, atol=1e-12 * np.abs(jac).max())
+
+
+def _problem(model, rng, n=12):
+    emu = model.emulator
+    truth = model.train_labels[rng.choice(len(model.train_labels), n, replace=False)]
+    flux = emu.predict(truth) + rng.normal(0, 0.01, (n, emu.n_pixels_))
+    ivar = np.full_like(flux, 1e4)
+    train = np.asarray(model.train_labels, float)
+    mean, scale = train.mean(0), train.std(0, ddof=1)
+    w = likelihood_weights(ivar, emu.model_error_)
+    z = (train - mean) / scale
+    starts = z[best_library_matches(flux, w, emu.predict(train), 2, z, 1.0)]
+    return flux, w, starts, mean, scale
+
+
+@pytest.mark.parametrize("name", ["slam", "cannon"])
+def test_batched_lm_on_the_device_path_equals_the_default(models, name, rng):
+    """numpy through the device path (xp, on_device) gives the default path's fit."""
+    model = models[name]
+    flux, w, starts, mean, scale = _problem(model, rng)
+    ref = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale)
+    dev = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale, xp=np,
+                     evaluate=model.emulator.on_device(np))
+    assert ref["converged"].all()
+    for key in ("z", "cost", "converged", "nfev"):
+        np.testing.assert_allclose(dev[key], ref[key], rtol=1e-9, atol=1e-12)
+
+
+def test_unknown_and_unusable_devices_are_refused(models, monkeypatch):
+    with pytest.raises(ConfigError, match="use one of cpu, cuda"):
+        device.array_module("tpu")
+    with pytest.raises(ConfigError, match="batched = true"):
+        registry.create("inferer", "lm", {"device": "cuda", "batched": False}).infer(
+            models["slam"], np.ones((1, models["slam"].emulator.n_pixels_)), np.ones((1, models["slam"].emulator.n_pixels_)))
+
+    class NoDevice(Emulator):
+        pass
+
+    # a GPU that can be used, but an emulator without on_device
+    monkeypatch.setattr(device, "array_module", lambda name: object())
+    with pytest.raises(ConfigError, match="emulator NoDevice cannot run there"):
+        device.check_device("cuda", NoDevice())
+    device.check_device("cuda", models["krr"].emulator)           # krr can
+
+
+@pytest.mark.skipif(GPU, reason="a GPU is present: the refusal is not reached")
+def test_cuda_without_a_gpu_says_what_is_missing(models):
+    with pytest.raises(ConfigError, match="device 'cuda'"):
+        registry.create("inferer", "lm", {"device": "cuda"}).infer(
+            models["slam"], np.ones((1, models["slam"].emulator.n_pixels_)), np.ones((1, models["slam"].emulator.n_pixels_)))
+
+
+@pytest.mark.skipif(not GPU, reason="no CUDA GPU (CuPy) on this machine")
+@pytest.mark.parametrize("name", ["slam", "krr", "cannon"])
+def test_gpu_labels_equal_the_cpu_labels(models, name, rng):
+    model = models[name]
+    flux, w, starts, mean, scale = _problem(model, rng, n=40)
+    ivar = np.full_like(flux, 1e4)
+    cpu = registry.create("inferer", "lm", {"device": "cpu"}).infer(model, flux, ivar)
+    gpu = registry.create("inferer", "lm", {"device": "cuda"}).infer(model, flux, ivar)
+    np.testing.assert_array_equal(gpu.converged, cpu.converged)
+    both = cpu.converged & gpu.converged
+    assert both.mean() > 0.9
+    assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-3 * cpu.errors[both])
+    np.testing.assert_allclose(gpu.errors[both], cpu.errors[both], rtol=1e-6)
