@@ -4,6 +4,9 @@
     python benchmarks/harness.py --case a            # the demo survey, 1000 training stars x 500 pixels
     python benchmarks/harness.py --case a --no-reference    # slamfw's side only
     python benchmarks/harness.py --case a --write-results   # and record the figures in benchmarks/RESULTS.md
+    python benchmarks/harness.py --case a --work W          # keep the work folder W (model, data, results)
+    python benchmarks/harness.py --case a --reuse-work W    # reuse W's trained model and reference results
+    python benchmarks/harness.py --scaling [--quick]        # the scaling series only (see below)
 
 Case (a) is the demo's mock survey (4000-9500 K, S/N 200 training set, spline-normalised, on a
 3.6 A grid: 1000 stars x 501 pixels, 3 labels); its test set is the demo's (S/N 20, 50, 100).
@@ -14,11 +17,42 @@ settings: SVR grid C in {1, 10, 100}, gamma in {0.01, 0.1, 1}, epsilon 0.05, 5 u
 For each side it prints training wall time, median CV MSE, the fraction of pixels where both
 chose the same (C, gamma) or a near-tie (the CV MSE at slamfw's choice within 1 % of the CV MSE,
 on slamfw's grid, at astroslam's choice), inference time per spectrum, label bias and scatter
-against the truth, model size and peak memory, and the ratios reference / slamfw. slamfw's
-inference is the whole ``slamfw predict`` process (generate, normalise, resample, fit, write) on
-``--n-predict`` spectra; the reference codes infer ``--n-reference`` prepared spectra. It also
-measures the batched least squares' floating-point rate against this machine's matrix-product
-(GEMM) rate, and times The Cannons next to slamfw's ``cannon``.
+against the truth, model size and peak memory, and the ratios reference / slamfw.
+
+slamfw's inference is timed as a survey user runs it: before the clock starts, the harness writes
+``--n-predict`` observed mock spectra (the mock reader's output: un-normalised, on its native
+1900-pixel grid, with ivar, S/N 20/50/100, RV spread 20 km/s, seed 7) into a ``table`` npz file
+(``harness_table.py``; npz reads faster than FITS), true labels as label columns; then it times
+the whole ``slamfw predict MODEL --reader table --reader-param path=FILE -o CAT --executor local
+--workers 2`` process (read, normalise, resample, fit, write). The reference codes infer
+``--n-reference`` prepared spectra; the label table shows slamfw on exactly those spectra (the
+first n_reference of the prepared test set, the model's batched ``lm`` in this process), next to
+astroslam, and, on a separate row, slamfw's figures over all the predicted stars.
+
+Floating-point rates (``harness_flops.py``): numpy's GEMM on one BLAS thread and on all; the batched
+least squares (FLOPs as ``batched_lm`` counts them) on one process with one BLAS thread, against
+the one-thread GEMM rate, and on two processes at once (the spectra in halves, one thread each,
+wall time of the pair), against the all-thread GEMM rate. It also times The Cannons next to
+slamfw's ``cannon``.
+
+``--reuse-work DIR``: where DIR (an earlier ``--work``) holds a finished slamfw model, astroslam's
+and the Cannons' results for the same case and the same data, they are reused instead of
+retrained and rerun, and the report says which figures were reused and from when; everything else
+is measured again. Same data: DIR/data.npz's arrays are this run's prepared spectra, bit for bit
+(their SHA-256) or to a relative ``--reuse-rtol`` (default 1e-8: only rounding moved); and the
+model's grid and the references' settings are the case's. What does not match stops the run with
+the reason (``--retrain-if-needed``: train and run it again instead). New files go to ``--work``
+(default: a temporary folder), never into DIR; table files of earlier runs (DIR/tables,
+DIR/scaling/tables) are reused when their sidecar settings match.
+
+``--scaling`` runs the scaling series instead of the comparison (``harness_scaling.py``), with case
+(a)'s model (trained, or reused with ``--reuse-work``): the whole ``slamfw predict`` process from
+table files for N = 10^3, 10^4, 10^5 spectra (up to ``--scaling-max``; 10^6 with
+``--scaling-max 1000000``, as 10 files of 10^5), local executor, 2 workers, with ms per spectrum
+and peak memory; slamfw's emulator training time for M = 250, 500, 1000 stars (up to
+``--scaling-train-max``; 2000 and 4000 on request) with a fitted power law; and a projection for
+LAMOST DR5 (8 million spectra, 100 cores, Dask), with its assumptions. ``--quick``: N = 200, 2000
+and M = 100, 200 on the quick grid.
 
 The reference codes (astroslam, Casey's and Ho's Cannons, unmodified, from PyPI) run in their
 own virtual environment, which ``benchmarks/reference/env.py`` builds on first use.
@@ -27,11 +61,14 @@ Set SLAMFW_SHARED_DATA to read the shared data from elsewhere than ../shared/dat
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +82,13 @@ sys.path.insert(0, str(HERE))
 
 
 from bench_predict import run_measured  # noqa: E402
+from harness_flops import blas_threads, flop_rates, gemm_rate  # noqa: E402
+from harness_table import MOCK, write_mock_tables  # noqa: E402
+
+#: What the harness records in its work folder, for ``--reuse-work``.
+RECORD = "harness-record.json"
+#: ``--reuse-work``: prepared spectra equal to this relative tolerance count as the same data.
+RTOL = 1e-8
 
 
 def logged_seconds(log: str, words: str) -> float | None:
@@ -82,19 +126,6 @@ def case_a(quick: bool, n_predict: int | None) -> Case:
 
 
 # ---------------------------------------------------------------- measurements
-def gemm_rate(n: int = 2048, repeats: int = 3) -> float:
-    """This machine's float64 matrix-product rate (GFLOP/s), numpy's BLAS on all its threads."""
-    a = np.random.default_rng(0).normal(size=(n, n))
-    b = a.T.copy()
-    a @ b
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
-
-
 def slamfw_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "slamfw.cli", *args]
 
@@ -103,33 +134,34 @@ def sets_args(sets: list[str]) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
-def label_stats(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+def label_stats(pred: np.ndarray, true: np.ndarray, names: list[str],
+                bias: str = "median") -> dict[str, dict[str, float]]:
+    """Per label: ``bias`` (the median, or with ``bias="mean"`` the mean, of pred - true), scatter
+    (its standard deviation) and a robust scatter (1.4826 MAD), over the rows finite in every label."""
     d = pred - true
     ok = np.all(np.isfinite(d), axis=1)
-    return {n: {"bias": float(np.median(d[ok, j])), "scatter": float(np.std(d[ok, j])),
-                "robust": float(1.4826 * np.median(np.abs(d[ok, j] - np.median(d[ok, j]))))}
+    centre = np.median if bias == "median" else np.mean
+    return {n: {"bias": float(centre(d[ok, j])), "scatter": float(np.std(d[ok, j])),
+                "robust": float(1.4826 * np.median(np.abs(d[ok, j] - np.median(d[ok, j])))), "n": int(ok.sum())}
             for j, n in enumerate(names)}
 
 
-def batched_flop_rate(model, test, n: int) -> dict[str, float]:
-    """Time the batched least squares on n prepared spectra, in this process, on one batch per
-    worker's share; FLOPs as the emulator counts them (its ``flops_per_evaluation``)."""
-    from slamfw import likelihood_weights
-    from slamfw.stats.batched_lm import batched_lm
-    from slamfw.stats.likelihood import best_library_matches
-    emu = model.emulator
-    train = np.asarray(model.train_labels, float)
-    mean, scale = train.mean(0), train.std(0, ddof=1)
-    flux, ivar = test.flux[:n], test.weight_ivar[:n]
-    w = likelihood_weights(ivar, emu.model_error_)
-    z = (train - mean) / scale
-    idx = best_library_matches(flux, w, emu.predict(train), 3, z, 1.0)
-    t0 = time.perf_counter()
-    res = batched_lm(emu, flux, w, z[idx], [None] * len(flux), mean, scale)
-    wall = time.perf_counter() - t0
-    return {"spectra": float(len(flux)), "wall_s": wall, "ms_per_spectrum": 1e3 * wall / len(flux),
-            "evaluations": float(res["n_evals"]), "gflop": res["flops"] / 1e9,
-            "gflop_per_s": res["flops"] / wall / 1e9}
+def same_spectra_labels(model, data: Path, n: int) -> dict[str, Any]:
+    """slamfw's labels on the first ``n`` prepared test spectra of ``data`` (those astroslam infers):
+    the model's inferer (batched ``lm``) and prior, in this process; bias and scatter as astroslam's
+    summary computes them (mean and standard deviation of pred - true)."""
+    from slamfw import SerialExecutor, using_executor
+    from slamfw.workflows.infer import call_infer, model_inferer, model_prior
+    with np.load(data) as z:
+        flux, ivar, true = z["test_flux"][:n], z["test_ivar"][:n], z["test_labels"][:n]
+    inferer, prior = model_inferer(model), model_prior(model)
+    with using_executor(SerialExecutor()):
+        t0 = time.perf_counter()
+        res = call_infer(inferer, model, flux, ivar, prior, np.array([f"test-{i}" for i in range(len(flux))]))
+        wall = time.perf_counter() - t0
+    return {"n": int(len(flux)), "labels": label_stats(np.asarray(res.labels, float), true, list(model.label_names),
+                                                      bias="mean"),
+            "ms_per_spectrum": 1e3 * wall / max(len(flux), 1)}
 
 
 def per_star_time(model, test, n: int) -> float:
@@ -138,62 +170,263 @@ def per_star_time(model, test, n: int) -> float:
     lm = registry.create("inferer", "lm", {"batched": False})
     with using_executor(SerialExecutor()):
         t0 = time.perf_counter()
-        lm.infer(model, test.flux[:n], test.weight_ivar[:n])
+        lm.infer(model, test["test_flux"][:n], test["test_ivar"][:n])
     return 1e3 * (time.perf_counter() - t0) / n
 
 
-# ---------------------------------------------------------------- slamfw's side
-def run_slamfw(case: Case, work: Path) -> dict[str, Any]:
-    from astropy.table import Table
+# ---------------------------------------------------------------- work folders and reuse
+def arrays_sha256(arrays: dict[str, np.ndarray], skip: tuple[str, ...] = ("pixels",)) -> str:
+    """SHA-256 of the arrays (names, dtypes, shapes and bytes, in name order), ``skip`` left out."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        if k in skip:
+            continue
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
+
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def mtime(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+
+
+def read_record(folder: Path | None) -> dict[str, Any]:
+    if folder is None or not (folder / RECORD).is_file():
+        return {}
+    try:
+        return json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass
+class Reuse:
+    """An earlier work folder whose results may be reused (``--reuse-work``), and what was reused."""
+
+    folder: Path
+    record: dict[str, Any] = field(default_factory=dict)
+    data_sha256: str | None = None          # of the folder's data.npz (None: no data.npz)
+    arrays: dict[str, np.ndarray] | None = None           # the folder's data.npz
+    data_same: bool | None = None           # is it this run's prepared data (None: not compared)
+    data_note: str = ""
+    used: list[str] = field(default_factory=list)        # lines for the report
+    refused: list[str] = field(default_factory=list)
+    retrain: bool = False                   # what cannot be reused is redone (else: stop with the reason)
+    rtol: float = RTOL                      # prepared spectra equal to this relative tolerance are the same data
+
+    def refuse(self, what: str, why: str) -> None:
+        """Note that ``what`` cannot be reused; stop unless ``retrain``."""
+        if not self.retrain:
+            raise SystemExit(f"--reuse-work: cannot reuse {what} from {self.folder}: {why}\n(pass "
+                             "--retrain-if-needed to train and run it again instead)")
+        self.refused.append(f"{what} not reused (trained and run again): {why}")
+        print(f"--reuse-work: {what} not reused: {why}", flush=True)
+
+    @classmethod
+    def open(cls, folder: Path) -> "Reuse":
+        r = cls(folder.resolve(), read_record(folder))
+        data = r.folder / "data.npz"
+        if data.is_file():
+            r.arrays = npz_arrays(data)
+            r.data_sha256 = arrays_sha256(r.arrays)
+        return r
+
+    def compare(self, arrays: dict[str, np.ndarray], sha: str) -> bool:
+        """Is the folder's data.npz this run's prepared data? Bit for bit (the SHA-256 of the
+        arrays), or else equal to a relative ``RTOL`` (a change of rounding in the preparation,
+        e.g. a faster normaliser, leaves the model and the references' results valid)."""
+        if self.arrays is None:
+            self.data_same, self.data_note = False, "the folder has no data.npz"
+        elif sha == self.data_sha256:
+            self.data_same, self.data_note = True, f"identical (SHA-256 of the arrays {sha[:16]}...)"
+        else:
+            old = {k: v for k, v in self.arrays.items() if k != "pixels"}
+            if sorted(old) != sorted(arrays) or any(old[k].shape != arrays[k].shape or old[k].dtype != arrays[k].dtype
+                                                    for k in arrays):
+                self.data_same, self.data_note = False, "its arrays' names, shapes or types differ"
+            else:
+                worst, bad = 0.0, []
+                for k, v in arrays.items():
+                    if v.dtype.kind != "f":
+                        if not np.array_equal(v, old[k]):
+                            bad.append(k)
+                        continue
+                    if not np.allclose(v, old[k], rtol=self.rtol, atol=0.0, equal_nan=True):
+                        bad.append(k)
+                    d = np.abs(v - old[k])[np.isfinite(v) & np.isfinite(old[k])]
+                    den = np.abs(old[k])[np.isfinite(v) & np.isfinite(old[k])]
+                    if d.size:
+                        worst = max(worst, float(np.max(d / np.where(den > 0, den, 1.0))))
+                self.data_same = not bad
+                self.data_note = (f"not bit-identical (SHA-256 {self.data_sha256[:12]} there, {sha[:12]} here) but "
+                                  f"equal to a relative {self.rtol:g} (largest relative difference {worst:.2g})"
+                                  if not bad else f"{', '.join(bad)} differ by more than a relative {self.rtol:g} "
+                                  f"(largest {worst:.2g})")
+        return bool(self.data_same)
+
+
+def model_matches(model, case: Case) -> str | None:
+    """Why the trained model is not one of ``case`` (None: it is)."""
+    emu = model.emulator
+    want = {"C": case.grid["C"], "gamma": case.grid["gamma"], "epsilon": case.grid["epsilon"],
+            "n_folds": case.grid["n_folds"], "shuffle_folds": False}
+    for k, v in want.items():
+        got = getattr(emu, k, None)
+        if (list(got) if isinstance(got, (list, tuple, np.ndarray)) else got) != v:
+            return f"its emulator's {k} is {got!r}, the case's {v!r}"
+    if type(emu).__name__.lower().find("slam") < 0:
+        return f"its emulator is {type(emu).__name__}, not slam"
+    return None
+
+
+def train_slamfw(case: Case, work: Path) -> dict[str, Any]:
+    """Train case's model in ``work/slamfw``; the training figures."""
+    sets = [*case.sets, f"output.dir={work / 'slamfw'}"]
+    print(f"slamfw: training ({' '.join(case.sets)}) ...", flush=True)
+    r = run_measured(slamfw_cmd("train", str(DEMO), *sets_args(sets), "--force", "--executor", "local",
+                                "--workers", "2"), keep_log=True)
+    # the emulator's training (as astroslam's train_pixels is timed), and the whole process
+    return {"train_s": logged_seconds(r["log"], "training took") or r["wall_s"], "train_process_s": r["wall_s"],
+            "train_peak_mb": r["peak_tree_mb"], "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def prepared_arrays(case: Case, model, sets: list[str]) -> dict[str, np.ndarray]:
+    """The prepared training and test spectra both sides get (data.npz's arrays)."""
     from slamfw.config import load_config
-    from slamfw.model import SlamfwModel
     from slamfw.workflows.infer import prepare_for_model
     from slamfw.workflows.run import read_test
     from slamfw.workflows.train import prepare_training
+    cfg = load_config(DEMO, sets)
+    train = prepare_training(cfg).train
+    if not np.array_equal(train.labels, model.train_labels):
+        raise RuntimeError("the training set differs from the model's")
+    test = prepare_for_model(read_test(cfg, None), model)
+    return {"train_labels": train.labels, "train_flux": train.flux, "train_ivar": train.weight_ivar,
+            "test_flux": test.flux, "test_ivar": test.weight_ivar, "test_labels": test.labels,
+            "label_names": np.array(model.label_names), "wave": np.asarray(train.wave, float)}
 
-    out: dict[str, Any] = {}
+
+def slamfw_model(case: Case, work: Path, reuse: Reuse | None) -> dict[str, Any]:
+    """Case's model (reused from ``reuse``'s folder when it is the case's, on the same data, else
+    trained in ``work``), the prepared data written to ``work/data.npz``, and the training figures."""
+    from slamfw.model import SlamfwModel
     sets = [*case.sets, f"output.dir={work / 'slamfw'}"]
-    print(f"slamfw: training ({' '.join(case.sets)}) ...", flush=True)
-    r = run_measured(slamfw_cmd("train", str(DEMO), *sets_args(sets), "--executor", "local", "--workers", "2"),
-                     keep_log=True)
-    model_path = work / "slamfw" / "model.npz"
-    model = SlamfwModel.load(model_path)
+    out: dict[str, Any] = {}
+    if reuse is not None:
+        path = reuse.folder / "slamfw" / "model.npz"
+        done = reuse.folder / "slamfw" / ".slamfw-complete"
+        why = None
+        if not (path.is_file() and done.is_file()):
+            why = f"no finished slamfw model in {reuse.folder / 'slamfw'}"
+        elif reuse.data_sha256 is None:
+            why = f"no data.npz in {reuse.folder}"
+        else:
+            model = SlamfwModel.load(path)
+            why = model_matches(model, case)
+            if why is None:
+                try:
+                    arrays = prepared_arrays(case, model, sets)
+                except RuntimeError as err:
+                    why = str(err)
+                else:
+                    sha = arrays_sha256(arrays)
+                    if not reuse.compare(arrays, sha):
+                        why = f"its data.npz is not this case's prepared spectra: {reuse.data_note}"
+        if why is None:
+            rec = reuse.record.get("slamfw") or {}
+            stamp = json.loads(done.read_text())
+            out.update(model_path=path, model=model, arrays=arrays, data_sha256=sha, reused=True,
+                       train_s=rec.get("train_s"), train_process_s=rec.get("train_process_s"),
+                       train_peak_mb=rec.get("train_peak_mb"),
+                       finished=rec.get("finished") or stamp.get("finished"))
+            if out["train_process_s"] is None and stamp.get("started") and stamp.get("finished"):
+                from datetime import datetime
+                t = datetime.fromisoformat(stamp["finished"]) - datetime.fromisoformat(stamp["started"])
+                out["train_process_s"] = t.total_seconds()
+            figures = ("training wall time, whole train process and peak memory" if rec else
+                       "the whole train process's wall time (from its .slamfw-complete stamp; the folder has no "
+                       f"{RECORD}, so the emulator's own training time and the training peak memory are not known)")
+            reuse.used.append(f"slamfw model {path} (trained {stamp.get('started', '?')} to "
+                              f"{stamp.get('finished', '?')}): {figures}; the model's size, CV MSE and (C, gamma) "
+                              "are read from it")
+        else:
+            reuse.refuse("the slamfw model", why)
+    if not out:
+        out.update(train_slamfw(case, work), reused=False)
+        out["model_path"] = work / "slamfw" / "model.npz"
+        out["model"] = SlamfwModel.load(out["model_path"])
+        out["arrays"] = prepared_arrays(case, out["model"], sets)
+        out["data_sha256"] = arrays_sha256(out["arrays"])
+        if reuse is not None:
+            reuse.compare(out["arrays"], out["data_sha256"])
+    data = work / "data.npz"
+    np.savez(data, **out["arrays"])
+    out["data"] = data
+    return out
+
+
+# ---------------------------------------------------------------- slamfw's side
+def survey_table(work: Path, n: int, reuse: Reuse | None) -> Path:
+    """The table file of the n observed test spectra (``harness_table``), reused from an earlier
+    work folder when one holds it."""
+    name = f"survey-seed{MOCK['seed']}-{n}.npz"
+    for folder in [work, *([reuse.folder] if reuse else [])]:
+        path = folder / "tables" / name
+        if path.is_file() and write_mock_tables([(path, 0, n)], n, log=None)["reused"]:
+            return path
+    path = work / "tables" / name
+    print(f"slamfw: writing the {n} observed test spectra to {path} ...", flush=True)
+    r = write_mock_tables([(path, 0, n)], n)
+    print(f"  drawn in {r['generate_s']:.0f} s, written in {r['write_s']:.1f} s "
+          f"({path.stat().st_size / 2 ** 20:.0f} MB)",
+          flush=True)
+    return path
+
+
+def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, Any]:
+    from astropy.table import Table
+    from astropy.units import UnitsWarning
+
+    got = slamfw_model(case, work, reuse)
+    model, model_path, data = got["model"], got["model_path"], got["data"]
     emu = model.emulator
-    # the emulator's training (as astroslam's train_pixels is timed), and the whole process
-    out["train_s"] = logged_seconds(r["log"], "training took") or r["wall_s"]
-    out["train_process_s"], out["train_peak_mb"] = r["wall_s"], r["peak_tree_mb"]
+    out: dict[str, Any] = {k: got.get(k) for k in ("train_s", "train_process_s", "train_peak_mb", "finished",
+                                                   "reused", "data_sha256")}
+    out["model_path"], out["data"] = model_path, str(data)
     out["model_mb"] = model_path.stat().st_size / 2 ** 20
     out["median_cv_mse"] = float(np.median(emu.cv_mse_))
     out["n_pixels"], out["n_train"] = int(emu.n_pixels_), int(len(model.train_labels))
+    out["label_names"] = list(model.label_names)
 
-    # the same prepared spectra for the reference codes
-    cfg = load_config(DEMO, sets)
-    prepared = prepare_training(cfg)
-    train = prepared.train
-    assert np.array_equal(train.labels, model.train_labels), "the training set differs from the model's"
-    test = prepare_for_model(read_test(cfg, None), model)
-    data = work / "data.npz"
-    np.savez(data, train_labels=train.labels, train_flux=train.flux, train_ivar=train.weight_ivar,
-             test_flux=test.flux, test_ivar=test.weight_ivar, test_labels=test.labels,
-             label_names=np.array(model.label_names), wave=np.asarray(train.wave, float))
-    out["data"], out["label_names"] = str(data), list(model.label_names)
-
-    # the whole predict process, as a user runs it
-    cat = work / "predict.fits"
+    # the whole predict process, as a user runs it: from a survey file written beforehand
     n = case.n_predict
-    print(f"slamfw: predict {n} spectra (whole process) ...", flush=True)
-    r = run_measured(slamfw_cmd("predict", str(model_path), "--reader-param", f"n_stars={n}", "--reader-param",
-                                "seed=7", "--reader-param", "snr=[20,50,100]", "--reader-param", "rv_sigma=20",
-                                "-o", str(cat), "--executor", "local", "--workers", "2"))
+    table = survey_table(work, n, reuse)
+    cat = work / "predict.fits"
+    print(f"slamfw: predict {n} spectra from {table.name} (whole process) ...", flush=True)
+    r = run_measured(slamfw_cmd("predict", str(model_path), "--reader", "table", "--reader-param", f"path={table}",
+                                "-o", str(cat), "--force", "--executor", "local", "--workers", "2"))
     out["predict_ms_per_spectrum"] = 1e3 * r["wall_s"] / n
     out["predict_peak_mb"] = r["peak_tree_mb"]
-    t = Table.read(cat)
+    out["table"] = {"path": str(table), "mb": table.stat().st_size / 2 ** 20}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitsWarning)       # "dex" is no FITS unit
+        t = Table.read(cat)
     names = list(model.label_names)
-    out["labels"] = label_stats(np.column_stack([t[x] for x in names]), np.column_stack([t[f"{x}_true"] for x in names]),
-                                names)
-    out["fit"] = batched_flop_rate(model, test, min(len(test.flux), 2000))
-    out["per_star_ms"] = per_star_time(model, test, min(len(test.flux), 100))
+    out["n_catalogue"] = len(t)
+    out["labels"] = label_stats(np.column_stack([t[x] for x in names]),
+                                np.column_stack([t[f"{x}_true"] for x in names]), names)
+    print("slamfw: labels on the reference's spectra, floating-point rates ...", flush=True)
+    out["same"] = same_spectra_labels(model, data, case.n_reference)
+    arrays = got["arrays"]
+    n_fit = min(len(arrays["test_flux"]), 2000)
+    out["fit"] = flop_rates(model, model_path, data, n_fit)
+    out["per_star_ms"] = per_star_time(model, arrays, min(len(arrays["test_flux"]), 100))
     out["choices"] = {"C": emu.C_.tolist(), "gamma": emu.gamma_.tolist()}
     out["_emulator"] = emu
     return out
@@ -217,7 +450,12 @@ def fmt_ratio(a: float | None, b: float | None) -> str:
     return "-" if not a or not b else f"{a / b:.1f}x"
 
 
-def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: float) -> str:
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: dict[str, float],
+           reuse: Reuse | None = None) -> str:
     lines = [f"### Case {case.name}: {mine['n_train']} training stars x {mine['n_pixels']} pixels",
              "", f"Grid C {case.grid['C']} x gamma {case.grid['gamma']}, epsilon {case.grid['epsilon']}, "
              f"{case.grid['n_folds']} unshuffled folds, 2 processes.", ""]
@@ -229,35 +467,52 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
             ("peak memory, training (MB)", mine["train_peak_mb"], a.get("peak_mb"))]
     lines += ["| | slamfw | astroslam | astroslam / slamfw |", "|---|---|---|---|"]
     for name, x, y in rows:
-        lines.append(f"| {name} | {x:.4g} | {'-' if y is None else f'{y:.4g}'} | {fmt_ratio(y, x)} |")
-    if a.get("train_pixels"):
+        lines.append(f"| {name} | {fmt(x)} | {fmt(y)} | {fmt_ratio(y, x)} |")
+    if a.get("train_pixels") and mine["train_s"]:
         per_a, per_m = a["train_s"] / a["train_pixels"], mine["train_s"] / mine["n_pixels"]
         lines.append(f"| training per pixel (s) | {per_m:.4g} | {per_a:.4g} | {fmt_ratio(per_a, per_m)} |")
     if a.get("infer_ms"):
         lines.append(f"| inference per spectrum, astroslam halved for 2 cores (ms) | "
                      f"{mine['predict_ms_per_spectrum']:.4g} | {a['infer_ms'] / 2:.4g} | "
                      f"{fmt_ratio(a['infer_ms'] / 2, mine['predict_ms_per_spectrum'])} |")
-    lines += ["", f"Training: the emulator's fit on the prepared spectra, on both sides (the whole `slamfw train` "
-              f"process, reading and normalising included, took {mine['train_process_s']:.4g} s)."]
-    lines += ["", f"slamfw's inference is the whole `slamfw predict` process on {case.n_predict} spectra (generate, "
-              f"normalise, resample, fit, write) on 2 processes; astroslam's is its own least squares on "
-              f"{a.get('n_infer', case.n_reference)} prepared spectra on one process, on the "
-              f"{a.get('train_pixels', '?')} pixels it was trained on."]
+    if mine.get("train_process_s"):
+        lines += ["", f"Training: the emulator's fit on the prepared spectra, on both sides (the whole `slamfw train` "
+                  f"process, reading and normalising included, took {mine['train_process_s']:.4g} s)."]
+    lines += ["", f"slamfw's inference is the whole `slamfw predict` process on {case.n_predict} observed spectra read "
+              f"from a table file ({mine['table']['mb']:.0f} MB npz, written before timing: native 1900-pixel grid, "
+              f"float32 flux and ivar): read, normalise, resample, fit, write, on 2 processes (local executor), "
+              f"peak memory {mine['predict_peak_mb']:.0f} MB" +
+              (f"; astroslam's is its own least squares on {a['n_infer']} prepared spectra on one process, on the "
+               f"{a['train_pixels']} pixels it was trained on." if a else ".")]
     if ref and "choices" in ref:
         c = ref["choices"]
         lines.append(f"Same (C, gamma) as astroslam on {100 * c['same']:.1f} % of its {int(c['pixels'])} pixels, the "
                      f"same or a near-tie on {100 * c['same_or_near_tie']:.1f} %.")
-    fit = mine["fit"]
-    lines += ["", f"Batched least squares alone ({int(fit['spectra'])} prepared spectra, 3 starts each, one process): "
-              f"{fit['ms_per_spectrum']:.2f} ms per spectrum, {fit['gflop_per_s']:.1f} GFLOP/s against this "
-              f"machine's GEMM rate of {gemm:.1f} GFLOP/s ({100 * fit['gflop_per_s'] / gemm:.0f} %); the one-by-one "
-              f"solver: {mine['per_star_ms']:.2f} ms per spectrum."]
-    lines += ["", "| label | slamfw bias | slamfw scatter | astroslam bias | astroslam scatter |", "|---|---|---|---|---|"]
+    one, pair = mine["fit"]["one"], mine["fit"]["pair"]
+    g1, gall = gemm["one"], gemm["all"]
+    lines += ["", f"Batched least squares alone ({int(one['spectra'])} prepared spectra, 3 starts each; FLOPs as "
+              f"`batched_lm` counts them): on one process with one BLAS thread {one['ms_per_spectrum']:.2f} ms per "
+              f"spectrum, {one['gflop_per_s']:.1f} GFLOP/s against the one-thread GEMM rate of {g1:.1f} GFLOP/s "
+              f"({100 * one['gflop_per_s'] / g1:.0f} %); on two processes at once (halves, one thread each, wall "
+              f"time of the pair; each process {pair['each_s'][0]:.2f} s and {pair['each_s'][1]:.2f} s) "
+              f"{pair['ms_per_spectrum']:.2f} ms per spectrum, {pair['gflop_per_s']:.1f} GFLOP/s "
+              f"against the {gemm['threads']}-thread GEMM rate of {gall:.1f} GFLOP/s "
+              f"({100 * pair['gflop_per_s'] / gall:.0f} %). The one-by-one solver (scipy): "
+              f"{mine['per_star_ms']:.2f} ms per spectrum."]
+    same = mine["same"]
     ref_labels = a.get("labels") or {}
-    for n, s in mine["labels"].items():
+    lines += ["", f"Labels against the truth. Same spectra: the first {same['n']} prepared test spectra, the ones "
+              "astroslam infers (slamfw: the model's batched `lm`, in process); bias = mean, scatter = standard "
+              "deviation of inferred - true, as astroslam's summary computes them. All stars: slamfw's catalogue of "
+              f"the {mine['n_catalogue']} predicted stars; bias = median.", "",
+              "| label | slamfw bias | slamfw scatter | astroslam bias | astroslam scatter |", "|---|---|---|---|---|"]
+    for n, s in same["labels"].items():
         rb, rs = (ref_labels.get("bias") or {}).get(n), (ref_labels.get("scatter") or {}).get(n)
-        lines.append(f"| {n} | {s['bias']:.4g} | {s['scatter']:.4g} | {'-' if rb is None else f'{rb:.4g}'} | "
-                     f"{'-' if rs is None else f'{rs:.4g}'} |")
+        lines.append(f"| {n}, same {same['n']} spectra | {s['bias']:.4g} | {s['scatter']:.4g} | {fmt(rb)} | "
+                     f"{fmt(rs)} |")
+    for n, s in mine["labels"].items():
+        lines.append(f"| {n}, all {mine['n_catalogue']} stars (slamfw only) | {s['bias']:.4g} | {s['scatter']:.4g} "
+                     f"| - | - |")
     if cannons:
         c = mine.get("cannon", {})
         lines += ["", "| The Cannon (quadratic) | training (s) | inference per spectrum (ms) |", "|---|---|---|",
@@ -267,6 +522,11 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
             v = cannons.get(key)
             if isinstance(v, dict):
                 lines.append(f"| {name} | {v['train_s']:.3g} | {1e3 * v['infer_per_spectrum_s']:.3g} |")
+    if reuse is not None and (reuse.used or reuse.refused):
+        lines += ["", f"Reused from {reuse.folder} (`--reuse-work`; its prepared spectra against "
+                  f"this run's: {reuse.data_note}); "
+                  "everything else was measured in this run:"]
+        lines += [f"- {u}" for u in reuse.used] + [f"- {u}" for u in reuse.refused]
     for note in case.notes:
         lines.append(f"- {note}")
     return "\n".join(lines)
@@ -289,8 +549,7 @@ def reference_figures(ref: dict | None) -> dict[str, Any]:
 def slamfw_cannon(data: Path) -> dict[str, float]:
     """slamfw's quadratic Cannon on the same prepared spectra: training, and batched inference on one process."""
     from slamfw import SerialExecutor, TrainedEmulator, registry, using_executor
-    with np.load(data) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = npz_arrays(data)
     names = [str(x) for x in arrays["label_names"]]
     emu = registry.create("emulator", "cannon", {"order": 2})
     with using_executor(SerialExecutor()):
@@ -309,57 +568,175 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=["a"], default="a")
-    p.add_argument("--quick", action="store_true", help="small subsets: check that the harness runs")
-    p.add_argument("--n-predict", type=int, default=None)
-    p.add_argument("--no-reference", action="store_true", help="slamfw's side only")
-    p.add_argument("--work", default=None, help="keep the intermediate files here")
-    p.add_argument("--write-results", action="store_true", help="record the figures in benchmarks/RESULTS.md")
-    args = p.parse_args()
-    case = case_a(args.quick, args.n_predict)
-    gemm = gemm_rate()
-    print(f"machine: {machine()}; GEMM (float64, numpy) {gemm:.1f} GFLOP/s", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        mine = run_slamfw(case, work)
-        ref = cannons = None
-        if not args.no_reference:
-            ref, cannons = run_references(case, mine, work)
-        text = report(case, mine, ref, cannons, gemm)
-    print("\n" + text)
-    if args.write_results:
-        write_results(case, text)
+def reusable_reference(kind: str, reuse: Reuse | None, settings: dict, pixels: np.ndarray | None) -> dict | None:
+    """An earlier run's summary of ``kind`` (astroslam, cannons) in ``reuse``'s folder, when it ran
+    with the same settings on the same data (and pixels); None otherwise (the reason is noted)."""
+    if reuse is None:
+        return None
+    path = reuse.folder / kind / f"{kind}.json"
+    why = None
+    if not path.is_file():
+        why = f"no {path}"
+    elif not reuse.data_same:
+        why = f"the folder's data.npz is not this case's prepared spectra: {reuse.data_note}"
+    else:
+        summary = json.loads(path.read_text())
+        got = summary.get("settings") or {}
+        diff = [k for k, v in settings.items() if got.get(k) != v]
+        rec = (reuse.record.get("references") or {}).get(kind) or {}
+        if diff:
+            why = f"its settings differ ({', '.join(f'{k}: {got.get(k)!r} there, {settings[k]!r} here' for k in diff)})"
+        elif rec and rec.get("data_sha256") != reuse.data_sha256:
+            why = "it ran on other data than the folder's data.npz"
+        elif not rec and path.stat().st_mtime < (reuse.folder / "data.npz").stat().st_mtime:
+            why = "it is older than the folder's data.npz"
+        elif pixels is not None:
+            with np.load(summary["outputs"]["npz"]) as z:
+                if not np.array_equal(z["pixels"], pixels):
+                    why = "it was trained on other pixels"
+    if why is not None:
+        reuse.refuse(f"the {kind} results", why)
+        return None
+    figures = ("training time, CV MSE and choices, inference time, labels, model size and memory" if kind == "astroslam"
+               else "Casey's and Ho's training and inference times")
+    reuse.used.append(f"{kind}: {path} (written {mtime(path)}): {figures}")
+    return summary
 
 
-def run_references(case: Case, mine: dict, work: Path) -> tuple[dict | None, dict | None]:
-    """astroslam and the Cannons on the same prepared spectra (their own environment)."""
+def run_references(case: Case, mine: dict, work: Path, reuse: Reuse | None = None) -> tuple[dict | None, dict | None]:
+    """astroslam and the Cannons on the same prepared spectra (their own environment), or their
+    results in ``reuse``'s folder when they are this case's on the same data."""
     from reference import run_reference
     settings = {**case.grid, "n_jobs": 2, "n_infer": case.n_reference}
     pixels = np.arange(0, mine["n_pixels"], case.reference_pixels)
-    with np.load(mine["data"]) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = npz_arrays(Path(mine["data"]))
     arrays["pixels"] = pixels
     np.savez(mine["data"], **arrays)
-    print("astroslam: training and inference ...", flush=True)
-    ref = run_reference("astroslam", Path(mine["data"]), settings, work / "astroslam")
+    ref = reusable_reference("astroslam", reuse, settings, pixels)
+    if ref is None:
+        print("astroslam: training and inference ...", flush=True)
+        ref = run_reference("astroslam", Path(mine["data"]), settings, work / "astroslam")
+        ref["_ran"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with np.load(ref["outputs"]["npz"]) as z:
         ref["choices"] = compare_choices(mine["_emulator"], z["pixels"], z["C"], z["gamma"])
     for shim in ref.get("shims") or []:
         print(f"astroslam shim: {shim}")
-    print("The Cannons: training and inference ...", flush=True)
-    cannons = run_reference("cannons", Path(mine["data"]), {"n_infer": min(200, case.n_predict)}, work / "cannons")
+    c_settings = {"n_infer": min(200, case.n_predict)}
+    cannons = reusable_reference("cannons", reuse, c_settings, None)
+    if cannons is None:
+        print("The Cannons: training and inference ...", flush=True)
+        cannons = run_reference("cannons", Path(mine["data"]), c_settings, work / "cannons")
+        cannons["_ran"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     mine["cannon"] = slamfw_cannon(Path(mine["data"]))
     return ref, cannons
 
 
-def write_results(case: Case, text: str) -> None:
-    path = HERE / "RESULTS.md"
+def write_record(work: Path, case: Case, mine: dict, ref: dict | None, cannons: dict | None) -> None:
+    """What ``--reuse-work`` needs to reuse this folder's results: the data's hash and the figures
+    that a reused model cannot give again (its training time and memory)."""
+    refs = {}
+    for kind, summary in (("astroslam", ref), ("cannons", cannons)):
+        if summary and "_ran" in summary:
+            refs[kind] = {"data_sha256": mine["data_sha256"], "ran": summary["_ran"]}
+    old = read_record(work)
+    rec = {"case": case.name, "sets": case.sets, "grid": case.grid, "data_sha256": mine["data_sha256"],
+           "slamfw": ({k: mine[k] for k in ("train_s", "train_process_s", "train_peak_mb", "finished")}
+                      if not mine.get("reused") else old.get("slamfw")),
+           "references": {**(old.get("references") or {}), **refs}}
+    if mine.get("reused"):
+        return      # the model lives in the reused folder; this folder holds no model to reuse
+    (work / RECORD).write_text(json.dumps(rec, indent=2))
+
+
+def run_scaling(args, case: Case, work: Path, reuse: Reuse | None) -> str:
+    from harness_scaling import inference_series, projection, report as scaling_report, training_series
+    if args.quick:
+        sizes, m_sizes = [200, 2000], [100, 200]
+    else:
+        sizes = [n for n in (1000, 10_000, 100_000, 1_000_000) if n <= args.scaling_max]
+        m_sizes = [m for m in (250, 500, 1000, 2000, 4000) if m <= args.scaling_train_max]
+    got = slamfw_model(case, work, reuse)
+    folder = work / "scaling"
+    folder.mkdir(parents=True, exist_ok=True)
+    infer = inference_series(got["model_path"], sizes, folder, [reuse.folder / "scaling"] if reuse else [],
+                             run_measured, slamfw_cmd) if sizes else []
+    train = training_series(case.sets, m_sizes, folder, run_measured, slamfw_cmd, DEMO, logged_seconds) \
+        if m_sizes else []
+    emu = got["model"].emulator
+    model = (f"the model of case {case.name} ({len(got['model'].train_labels)} training stars, {emu.n_pixels_} pixels, "
+             f"{len(got['model'].label_names)} labels)")
+    grid = (f"case {case.name}'s settings (grid C {case.grid['C']} x gamma {case.grid['gamma']}, "
+            f"{case.grid['n_folds']} unshuffled folds)")
+    text = scaling_report(infer, train, projection(infer), args.quick, model, grid)
+    if got.get("reused"):
+        text += f"\n\nModel: reused from {got['model_path']} (`--reuse-work`; {reuse.data_note})."
+    else:
+        write_record(work, case, got, None, None)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=["a"], default="a")
+    p.add_argument("--quick", action="store_true", help="small subsets: check that the harness runs")
+    p.add_argument("--n-predict", type=int, default=None, help="spectra for the timed `slamfw predict` (default "
+                   "20000; 2000 with --quick)")
+    p.add_argument("--no-reference", action="store_true", help="slamfw's side only")
+    p.add_argument("--work", default=None, help="keep the intermediate files here (a folder --reuse-work can reuse)")
+    p.add_argument("--reuse-work", default=None, metavar="DIR",
+                   help="reuse DIR's trained slamfw model and astroslam/Cannon results when they are this case's on "
+                        "the same data (data.npz's arrays: the same SHA-256, or equal to --reuse-rtol); new files "
+                        "go to --work")
+    p.add_argument("--reuse-rtol", type=float, default=RTOL, metavar="R",
+                   help="with --reuse-work: prepared spectra equal to this relative tolerance count as the same data "
+                        "(default %(default)g; the report gives the largest difference)")
+    p.add_argument("--retrain-if-needed", action="store_true",
+                   help="with --reuse-work: train and run again what cannot be reused (default: stop and say why)")
+    p.add_argument("--scaling", action="store_true", help="run the scaling series (instead of the comparison)")
+    p.add_argument("--scaling-max", type=int, default=100_000, help="largest N of the inference series (10^3 .. "
+                   "10^6; default 10^5)")
+    p.add_argument("--scaling-train-max", type=int, default=1000, help="largest M of the training series (250 .. "
+                   "4000; default 1000)")
+    p.add_argument("--write-results", action="store_true", help="record the figures in benchmarks/RESULTS.md")
+    args = p.parse_args()
+    case = case_a(args.quick, args.n_predict)
+    reuse = Reuse.open(Path(args.reuse_work)) if args.reuse_work else None
+    if reuse is not None:
+        reuse.retrain, reuse.rtol = args.retrain_if_needed, args.reuse_rtol
+    if reuse is not None and not reuse.folder.is_dir():
+        p.error(f"--reuse-work: {reuse.folder} is not a folder")
+    if args.work and reuse is not None and Path(args.work).resolve() == reuse.folder:
+        p.error("--work must differ from --reuse-work (new files never go into the reused folder)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        if args.scaling:
+            print(f"machine: {machine()}", flush=True)
+            text = run_scaling(args, case, work, reuse)
+            print("\n" + text)
+            if args.write_results:
+                write_results("scaling" + (" (quick)" if args.quick else ""), text)
+            return
+        gemm = {"one": gemm_rate(1), "all": gemm_rate(None), "threads": blas_threads()}
+        print(f"machine: {machine()}; GEMM (float64, numpy) {gemm['one']:.1f} GFLOP/s on one BLAS thread, "
+              f"{gemm['all']:.1f} GFLOP/s on {gemm['threads']}", flush=True)
+        mine = run_slamfw(case, work, reuse)
+        ref = cannons = None
+        if not args.no_reference:
+            ref, cannons = run_references(case, mine, work, reuse)
+        write_record(work, case, mine, ref, cannons)
+        text = report(case, mine, ref, cannons, gemm, reuse)
+    print("\n" + text)
+    if args.write_results:
+        write_results(f"case {case.name}", text)
+
+
+def write_results(what: str, text: str, path: Path | None = None) -> None:
+    """Put ``text`` into RESULTS.md between ``<!-- what -->`` markers (replacing an earlier one)."""
+    path = path or HERE / "RESULTS.md"
     head = ("# Benchmark results\n\nWritten by `python benchmarks/harness.py --write-results` (latest run per case).\n")
     old = path.read_text() if path.exists() else head
-    marker = f"<!-- case {case.name} -->"
+    marker = f"<!-- {what} -->"
     body = f"{marker}\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}.\n\n{text}\n{marker} end\n"
     if marker in old:
         start = old.index(marker)
