@@ -120,3 +120,10 @@ def test_normaliser_equals_star_by_star_reference():
     # one star alone gives the same as in the block, bit for bit
     one = norm.normalize(wave[5], flux[5:6], ivar[5:6])
     np.testing.assert_array_equal(one[2][0], cont[5])
+
+
+def test_normaliser_names_a_spectrum_whose_wavelengths_do_not_increase():
+    wave = np.tile(np.linspace(4000.0, 5000.0, 200), (3, 1))
+    wave[2, 50] = wave[2, 49]
+    with pytest.raises(ValueError, match="spectrum 2 of this block"):
+        SplineNormalizer().normalize(wave, np.ones((3, 200)), np.ones((3, 200)))

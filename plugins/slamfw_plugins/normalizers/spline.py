@@ -52,6 +52,10 @@ class SplineNormalizer(Normalizer):
         wave = np.broadcast_to(np.asarray(wave, float), flux.shape)
         N, P = flux.shape
         cont = np.full((N, P), np.nan)
+        bad_grid = np.flatnonzero(np.any(np.diff(wave, axis=1) <= 0, axis=1))
+        if bad_grid.size:
+            raise ValueError(f"spline normaliser: the wavelengths of spectrum {int(bad_grid[0])} of this block "
+                             f"(and {bad_grid.size - 1} more) do not increase strictly")
         good = (ivar > 0) & np.isfinite(flux)
         rows = np.flatnonzero(good.sum(axis=1) >= self.min_pixels)
         if rows.size:
@@ -71,8 +75,6 @@ class SplineNormalizer(Normalizer):
     def _continuum(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray) -> np.ndarray:
         """(n, P) the continua of stars with at least ``min_pixels`` good pixels."""
         n, P = flux.shape
-        if np.any(np.diff(wave, axis=1) <= 0):
-            raise ValueError("spline normaliser: wavelengths must increase strictly along each spectrum")
         keep = good.copy()
         cont = smoothing_spline_values(wave, flux, keep, self._lam(wave, keep))
         # wavelength bins of width bin_width from each star's first pixel
