@@ -5,8 +5,11 @@ For each spectrum: fit a smoothing spline to the good pixels; in wavelength bins
 ``k`` of them (``k_upper`` above, ``k`` below the spline, if given); refit on the kept pixels;
 repeat ``n_iter`` times. The spline's softness is set as a smoothing length in Angstrom
 (the penalty of scipy's ``make_smoothing_spline`` is ``lam = density * smoothing_length^4``,
-whose equivalent kernel has about that width). The spline is scipy's to rounding, built for a
-block of stars at once with array operations (:mod:`._smoothing`), as is the rejection.
+whose equivalent kernel has about that width). The spline is scipy's (to about 1e-7 of the
+continuum; beyond the first and last kept pixels a straight line, as a natural spline is there,
+and beyond the first and last good pixels the end value), computed for a block of stars at once
+with knots at every pixel and weight 0 on the rejected ones (:mod:`._smoothing`), as is the
+rejection.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pydantic import Field
 
 from slamfw import Normalizer, Params, hookimpl
 
-from ._smoothing import smoothing_spline_values
+from ._smoothing import SmoothingSplines
 
 SLAMFW_PLUGIN_API = (1, 0)
 
@@ -73,15 +76,33 @@ class SplineNormalizer(Normalizer):
         return count / np.maximum(hi - lo, 1e-9) * self.smoothing_length ** 4
 
     def _continuum(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray) -> np.ndarray:
-        """(n, P) the continua of stars with at least ``min_pixels`` good pixels."""
+        """(n, P) the continua of stars with at least ``min_pixels`` good pixels. Each star is fitted
+        on the span from its first to its last good pixel (stars of equal span length together),
+        so that bad pixels beyond it (a shorter spectrum padded in a block) change nothing; beyond
+        its span the continuum is the span's end value."""
         n, P = flux.shape
-        keep = good.copy()
-        cont = smoothing_spline_values(wave, flux, keep, self._lam(wave, keep))
         # wavelength bins of width bin_width from each star's first pixel
         bins = np.empty((n, P), dtype=np.int64)
         for i in range(n):
             edges = np.arange(wave[i, 0], wave[i, -1] + self.bin_width, self.bin_width)
             bins[i] = np.clip(np.searchsorted(edges, wave[i], side="right") - 1, 0, max(edges.size - 2, 0))
+        lo = np.argmax(good, axis=1)
+        length = P - np.argmax(good[:, ::-1], axis=1) - lo
+        cont = np.empty((n, P))
+        for span in np.unique(length):
+            rows = np.flatnonzero(length == span)
+            cols = lo[rows, None] + np.arange(span)
+            fit = self._clip_and_fit(*(np.take_along_axis(a[rows], cols, axis=1) for a in (wave, flux, good, bins)))
+            cont[rows] = np.take_along_axis(fit, np.clip(np.arange(P) - lo[rows, None], 0, span - 1), axis=1)
+        return cont
+
+    def _clip_and_fit(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """(n, S) the continua of stars (n, S) whose first and last pixels are good: the spline
+        fit, then ``n_iter`` rounds of rejection in the wavelength bins ``bins`` and refits."""
+        n = flux.shape[0]
+        keep = good.copy()
+        splines = SmoothingSplines(wave)              # basis and penalty: once for all the iterations
+        cont = splines.values(flux, keep.astype(float), self._lam(wave, keep))
         width = int(bins.max()) + 1
         flat = bins + width * np.arange(n)[:, None]            # one bin index per (star, bin)
         k_hi = self.k_upper if self.k_upper is not None else self.k
@@ -95,9 +116,9 @@ class SplineNormalizer(Normalizer):
             active = refit
             if not refit.any():
                 break
-            keep[refit] = new_keep[refit]
-            cont[refit] = smoothing_spline_values(wave[refit], flux[refit], keep[refit],
-                                                  self._lam(wave[refit], keep[refit]))
+            rows = np.flatnonzero(refit)
+            keep[rows] = new_keep[rows]
+            cont[rows] = splines.values(flux[rows], keep[rows].astype(float), self._lam(wave[rows], keep[rows]), rows)
         return cont
 
     @staticmethod
