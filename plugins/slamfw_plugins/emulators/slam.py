@@ -11,6 +11,10 @@ The RBF kernel ``K(x, x') = exp(-gamma |x - x'|^2)`` (LIBSVM's, which the paper 
 scikit-learn) depends only on the labels, so one kernel matrix per gamma serves every pixel and
 every fold: LIBSVM is run on the precomputed matrix. Pixels are trained in parallel.
 
+``solver = "smo"`` replaces LIBSVM by the same algorithm compiled with numba on the shared kernel
+matrices (:mod:`._svr_solver`, an optional extra): the same problem, stopping rule and intercept,
+about twice as fast; LIBSVM stays the default.
+
 Prediction is matrix algebra: for the pixels that share a gamma,
 ``f(theta) = K(theta, X_sv) @ dual_coef + intercept`` with an analytic jacobian.
 
@@ -20,10 +24,11 @@ where ``s_j`` is the pixel's training-set standard deviation.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, PositiveFloat
@@ -51,8 +56,27 @@ def _svr(C: float, epsilon: float, tol: float, max_iter: int, gamma: float | Non
     return SVR(kernel="rbf", gamma=gamma, C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
 
 
+def _smo_module():
+    """:mod:`._svr_solver` if numba is installed, else None (imported on first use only: numba
+    takes most of a second to import, which every process that loads slam would pay)."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    from . import _svr_solver
+    return _svr_solver if _svr_solver.HAVE_NUMBA else None
+
+
+def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, epsilon: float, tol: float,
+                 max_iter: int, gamma: float | None, smo: bool) -> np.ndarray:
+    """Train one SVR on (k_tr, y) and predict at k_te: LIBSVM, or the numba SMO on a precomputed kernel."""
+    if smo:
+        beta, intercept, _ = _smo_module().solve_svr(k_tr, y, C, epsilon, tol, max_iter=max_iter)
+        return k_te @ beta + intercept
+    return _svr(C, epsilon, tol, max_iter, gamma).fit(k_tr, y).predict(k_te)
+
+
 def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: list[float], epsilon: float,
-             tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+             tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
+             smo: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6)."""
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
@@ -69,8 +93,7 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
                     k_tr, k_te = sub[a][f]
                 else:
                     k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
-                svr = _svr(C, epsilon, tol, max_iter, svr_gamma[a]).fit(k_tr, yj[tr_g])
-                pred[te_g] = svr.predict(k_te)
+                pred[te_g] = _fit_predict(k_tr, yj[tr_g], k_te, C, epsilon, tol, max_iter, svr_gamma[a], smo)
             resid = pred[gj] - yj[gj]
             resid = resid[np.isfinite(resid)]
             if resid.size:
@@ -81,15 +104,19 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
 
 def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: list[np.ndarray] | None,
                      gammas: list[float], Cs: list[float], epsilon: float, tol: float,
-                     folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int) -> dict[str, np.ndarray]:
+                     folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
+                     solver: str = "libsvm") -> dict[str, np.ndarray]:
     """Cross-validate and fit the pixels of one block. y, good: (M, p) standardised flux / good mask.
 
     ``kernels``: one (M, M) RBF matrix per gamma, shared by every pixel and fold; None to let
     LIBSVM compute the kernel itself (training sets too large to hold M x M matrices).
+    ``solver``: "libsvm" (scikit-learn's SVR) or "smo" (:mod:`._svr_solver`, which needs numba and
+    the precomputed kernels; LIBSVM serves otherwise).
     """
     m, p = y.shape
     n_g, n_c = len(gammas), len(Cs)
     precomputed = kernels is not None
+    smo = solver == "smo" and precomputed and _smo_module() is not None
     svr_gamma = [None] * n_g if precomputed else list(gammas)  # what LIBSVM is told, per grid gamma
 
     def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -107,18 +134,28 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     }
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
-        out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, sub, svr_gamma, Cs, epsilon, tol, folds, max_iter)
+        out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, sub, svr_gamma, Cs, epsilon, tol, folds, max_iter,
+                                                       smo)
         flat = out["cv_mse"][jj].ravel()
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
         idx = np.flatnonzero(gj)
         k_all = design(a, idx, idx)
-        svr = _svr(Cs[b], epsilon, tol, max_iter, svr_gamma[a]).fit(k_all, yj[idx])
-        out["dual"][jj, idx[svr.support_]] = svr.dual_coef_[0]
-        out["intercept"][jj] = svr.intercept_[0]
+        if smo:
+            beta, intercept, _ = _smo_module().solve_svr(k_all, yj[idx], Cs[b], epsilon, tol, max_iter=max_iter)
+            support = np.flatnonzero(beta)
+            out["dual"][jj, idx[support]] = beta[support]
+            out["intercept"][jj] = intercept
+            out["n_support"][jj] = support.size
+            fitted = k_all @ beta + intercept
+        else:
+            svr = _svr(Cs[b], epsilon, tol, max_iter, svr_gamma[a]).fit(k_all, yj[idx])
+            out["dual"][jj, idx[svr.support_]] = svr.dual_coef_[0]
+            out["intercept"][jj] = svr.intercept_[0]
+            out["n_support"][jj] = svr.support_.size
+            fitted = svr.predict(k_all)
         out["gamma"][jj], out["C"][jj] = gammas[a], Cs[b]
-        out["n_support"][jj] = svr.support_.size
-        resid = svr.predict(k_all) - yj[idx]
+        resid = fitted - yj[idx]
         out["mse"][jj], out["md"][jj] = np.mean(resid ** 2), np.mean(resid)
     return out
 
@@ -162,6 +199,11 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
                                      "runs tasks in parallel)")
         max_kernel_stars: int = Field(8000, ge=2, description="above this many training stars LIBSVM "
                                       "computes the RBF kernel itself instead of sharing M x M matrices")
+        solver: Literal["libsvm", "smo"] = Field(
+            "libsvm", description="SVR dual solver: 'libsvm' (scikit-learn's SVR) or 'smo' (LIBSVM's algorithm - "
+            "second-order working set, shrinking, same stopping rule and intercept - compiled with numba on the "
+            "shared kernel matrices; needs the optional numba, `pip install slamfw[fast]`, and falls back to "
+            "LIBSVM without it or above max_kernel_stars)")
 
     # ------------------------------------------------------------------ training
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":
@@ -194,11 +236,15 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
 
         # one RBF matrix per gamma, computed once and shared by every pixel and fold
         kernels = [np.exp(-g * sq_dist(X, X)) for g in self.gamma] if m <= self.max_kernel_stars else None
+        solver = self.solver
+        if solver == "smo" and _smo_module() is None:
+            log.warning("slam: solver 'smo' needs numba (pip install slamfw[fast]); using LIBSVM")
+            solver = "libsvm"
         fresh = current_executor().map(
             _fit_pixel_block, [(Y[:, blocks[i][0]:blocks[i][1]], good[:, blocks[i][0]:blocks[i][1]]) for i in todo],
             desc="slam: training pixels", unit="blocks", on_result=save,
             shared=dict(X=X, kernels=kernels, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon,
-                        tol=self.tol, folds=folds, max_iter=self.max_iter))
+                        tol=self.tol, folds=folds, max_iter=self.max_iter, solver=solver))
         done.update(zip(todo, fresh))
         results = [done[i] for i in range(len(blocks))]
         cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
@@ -224,7 +270,10 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         h = hashlib.sha256()
         for arr in (X, Y, good):
             h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(json.dumps(self.get_params(), sort_keys=True).encode())
+        params = self.get_params()
+        if params.get("solver") == "libsvm":   # blocks saved before the solver parameter existed stay valid
+            params.pop("solver")
+        h.update(json.dumps(params, sort_keys=True).encode())
         return ChunkStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}", prefix="block")
 
     def rebuild(self) -> None:
