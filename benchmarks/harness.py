@@ -150,6 +150,15 @@ class Case:
     held_back: bool = False            # the test set is data.train's held-back stars (MILES)
     text: str = ""                     # the case's paragraph (b, c)
     slamfw_pixel_step: int = 1         # (c): slamfw's grid is every k-th pixel of the case's
+    solver: str = "libsvm"             # slam's SVR solver (--slam-solver)
+
+    def with_solver(self, solver: str) -> "Case":
+        """This case with slam's ``solver`` (its name says so when it is not LIBSVM)."""
+        if solver == "libsvm":
+            return self
+        from dataclasses import replace
+        return replace(self, name=f"{self.name}, slam solver {solver}", solver=solver,
+                       sets=[*self.sets, f"emulator.slam.solver={solver}"])
 
 
 def case_a(quick: bool, n_predict: int | None) -> Case:
@@ -344,7 +353,7 @@ def model_matches(model, case: Case) -> str | None:
     """Why the trained model is not one of ``case`` (None: it is)."""
     emu = model.emulator
     want = {"C": case.grid["C"], "gamma": case.grid["gamma"], "epsilon": case.grid["epsilon"],
-            "n_folds": case.grid["n_folds"], "shuffle_folds": False}
+            "n_folds": case.grid["n_folds"], "shuffle_folds": False, "solver": case.solver}
     for k, v in want.items():
         got = getattr(emu, k, None)
         if (list(got) if isinstance(got, (list, tuple, np.ndarray)) else got) != v:
@@ -889,6 +898,9 @@ def main() -> None:
                         "the report says so. Default 1: all pixels, as the issue asks (slamfw's training on all "
                         "7214 pixels x 2000 stars takes many hours on 2 cores)")
     p.add_argument("--quick", action="store_true", help="small subsets: check that the harness runs")
+    p.add_argument("--slam-solver", choices=["libsvm", "smo"], default="libsvm",
+                   help="slamfw's SVR solver: libsvm (scikit-learn's SVR, slam's default) or smo (LIBSVM's algorithm "
+                        "compiled with numba, slamfw[fast]); the case's name says which")
     p.add_argument("--n-predict", type=int, default=None, help="case a: spectra for the timed `slamfw predict` "
                    "(default 20000; 2000 with --quick); cases b and c predict their own test files")
     p.add_argument("--no-reference", action="store_true", help="slamfw's side only")
@@ -932,6 +944,7 @@ def main() -> None:
         else:
             print(f"writing case (c)'s survey into {work / 'case-c'} ...", flush=True)
             case = case_c(work, args.quick, args.slamfw_pixel_step)
+        case = case.with_solver(args.slam_solver)
         if args.scaling:
             print(f"machine: {machine()}", flush=True)
             text = run_scaling(args, case, work, reuse)
