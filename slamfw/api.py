@@ -126,15 +126,17 @@ def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os
 def predict_catalog(model: SlamfwModel | str | os.PathLike, output: str | os.PathLike,
                     data: str | os.PathLike | None = None, *, reader: str | None = None,
                     reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
-                    executor: Executor | None = None, force: bool | None = None) -> PredictResult:
+                    executor: Executor | None = None, force: bool | None = None,
+                    inferer_params: dict[str, Any] | None = None) -> PredictResult:
     """``slamfw predict``: stream a survey through the model into the catalogue ``output`` (.fits or
     .ecsv), chunk by chunk, resumable; memory does not grow with the number of spectra. The
-    output path is checked before the model is loaded; ``force`` as for :func:`run`."""
+    output path is checked before the model is loaded; ``force`` as for :func:`run`;
+    ``inferer_params`` change the model's inferer's parameters (``--inferer-param``)."""
     check_catalog_output(output, force)
     if not isinstance(model, SlamfwModel):
         model = load_model(model)
     return _predict_catalog(model, output, None if data is None else str(Path(data)), reader, reader_params,
-                            chunk_size, executor, force=force)
+                            chunk_size, executor, force=force, inferer_params=inferer_params)
 
 
 def _executor(executor: Executor | None):

@@ -140,6 +140,26 @@ def test_predict_and_train_commands(finished_run, tmp_path, capsys):
     assert (tmp_path / "t" / "model.npz").is_file()
 
 
+def test_predict_changes_the_inferer_with_inferer_param(finished_run, tmp_path, capsys):
+    """--inferer-param changes the model's inferer for one run (here lm's n_starts: the kept start
+    is always the first then), and a device the machine lacks is refused before any work."""
+    from slamfw import gpu_available
+    d, out = finished_run
+    args = ["predict", str(out / "model.npz"), "--data", str(d / "other.npz")]
+    assert main([*args, "-o", str(tmp_path / "c3.fits")]) == 0
+    assert main([*args, "--inferer-param", "n_starts=1", "-o", str(tmp_path / "c1.fits")]) == 0
+    three, one = Table.read(tmp_path / "c3.fits"), Table.read(tmp_path / "c1.fits")
+    assert set(one["start"]) == {0} and len(one) == len(three) == 20
+    assert main([*args, "--inferer-param", "n_starts=0", "-o", str(tmp_path / "x.fits")]) == 2
+    assert "n_starts" in capsys.readouterr().err
+    if not gpu_available():
+        err = run_error([*args, "--inferer-param", "device=cuda", "-o", str(tmp_path / "g.fits")], capsys)
+        assert "device 'cuda'" in err and not (tmp_path / "g.fits").exists()
+        err = run_error(["run", str(d / "exp.toml"), "--set", "inferer.lm.device=cuda", "--set",
+                         f"output.dir={tmp_path / 'gpu'}"], capsys)
+        assert "device 'cuda'" in err and not (tmp_path / "gpu" / "model.npz").exists()
+
+
 def test_resume_reuses_finished_chunks(data, tmp_path, monkeypatch):
     """A run killed after some chunks restarts from them (at most one chunk is lost)."""
     d, _ = data

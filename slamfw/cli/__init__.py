@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "not needed by readers that read no files")
     sp.add_argument("--reader", default=None, help="reader name (default: the model's)")
     sp.add_argument("--reader-param", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--inferer-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a parameter of the model's inferer for this run (lm: device=cuda, n_starts=1, ...)")
     sp.add_argument("--chunk-size", type=int, default=500)
     sp.add_argument("-o", "--output", required=True, help="catalogue file (.fits or .ecsv)")
     sp = _subparser(sub, "compare", commands.cmd_compare,

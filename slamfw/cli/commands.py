@@ -109,7 +109,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overrides = key_values(args.reader_param, "--reader-param")
     model = SlamfwModel.load(args.model)
     res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
-                          executor=command_executor(args), force=args.force)
+                          executor=command_executor(args), force=args.force,
+                          inferer_params=key_values(args.inferer_param, "--inferer-param"))
     print(f"catalogue of {res.n_spectra} stars ({res.n_converged} converged) written to {res.path} "
           f"in {res.wall_s:.1f} s ({res.n_spectra / max(res.wall_s, 1e-9):.1f} spectra/s)")
     return 0

@@ -4,8 +4,9 @@
 (``pip install 'slamfw[cuda13]'``, or ``[cuda12]`` for CUDA 12), and an emulator that can
 evaluate itself on the GPU (:meth:`slamfw.Emulator.on_device`; ``slam``, ``krr`` and ``cannon``
 can). The least-squares code is the same for both devices, written against the array module it
-is given (:func:`array_module`), so the CPU path tests the GPU path's logic; only the matrix
-products' rounding differs between them.
+is given (:func:`array_module`), so the CPU path tests the GPU path's logic; the matrix products'
+rounding differs between them, and a singular damped system (rare: the damping is floored) gives
+CuPy a NaN step, which is rejected, where numpy raises and falls back to least squares.
 """
 from __future__ import annotations
 
@@ -21,10 +22,14 @@ from ..errors import ConfigError
 DEVICES = ("cpu", "cuda")
 
 
+_CUPY_ERROR: list[str] = []
+
+
 def _cupy() -> ModuleType | None:
     try:
         import cupy
-    except Exception:          # not installed, or its CUDA libraries missing
+    except Exception as exc:   # not installed, or its CUDA libraries missing
+        _CUPY_ERROR[:] = [f"{type(exc).__name__}: {exc}"]
         return None
     return cupy
 
@@ -36,7 +41,8 @@ def gpu_available() -> bool:
         return False
     try:
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
+    except Exception as exc:
+        _CUPY_ERROR[:] = [f"{type(exc).__name__}: {exc}"]
         return False
 
 
@@ -48,10 +54,13 @@ def array_module(device: str) -> ModuleType:
     if device != "cuda":
         raise ConfigError(f"device {device!r}: use one of {', '.join(DEVICES)}")
     cupy = _cupy()
+    why = f" ({_CUPY_ERROR[0]})" if _CUPY_ERROR else ""
     if cupy is None:
-        raise ConfigError("device 'cuda' needs CuPy: pip install 'slamfw[cuda13]' (or 'slamfw[cuda12]' for CUDA 12)")
+        raise ConfigError(f"device 'cuda' needs CuPy, which did not import{why}: pip install 'slamfw[cuda13]' "
+                          f"(or 'slamfw[cuda12]' for CUDA 12)")
     if not gpu_available():
-        raise ConfigError("device 'cuda': CuPy sees no CUDA GPU on this machine (use device = 'cpu')")
+        why = f" ({_CUPY_ERROR[0]})" if _CUPY_ERROR else ""
+        raise ConfigError(f"device 'cuda': CuPy sees no CUDA GPU on this machine{why} (use device = 'cpu')")
     return cupy
 
 
@@ -65,10 +74,10 @@ def _unsupported(emulator: Any, device: str) -> ConfigError:
                        f"on_device); use device = 'cpu'")
 
 
-def check_device(device: str, emulator: Any) -> None:
-    """Refuse, before any work, a device this machine or this emulator cannot use."""
+def check_device(device: str, emulator: Any = None) -> None:
+    """Refuse, before any work, a device this machine (or this emulator, when given) cannot use."""
     xp = array_module(device)
-    if xp is not np and type(emulator).on_device is Emulator.on_device:
+    if emulator is not None and xp is not np and type(emulator).on_device is Emulator.on_device:
         raise _unsupported(emulator, device)
 
 

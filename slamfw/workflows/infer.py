@@ -231,12 +231,14 @@ def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
     return out
 
 
-def model_inferer(model: SlamfwModel) -> Inferer:
-    """The inferer a model records."""
+def model_inferer(model: SlamfwModel, overrides: dict[str, Any] | None = None) -> Inferer:
+    """The inferer a model records, with its parameters ``overrides`` changed (``slamfw predict
+    --inferer-param``: lm's ``device`` or ``n_starts``, say)."""
     comp = model_component(model, "inferer")
     if comp is None:
         raise ConfigError("the model does not record an inferer")
-    return registry.create("inferer", comp[0], comp[1], "model inferer")
+    return registry.create("inferer", comp[0], {**comp[1], **(overrides or {})},
+                           "model inferer" if not overrides else f"model inferer {comp[0]!r} with --inferer-param")
 
 
 def part_problem(arrays: dict[str, np.ndarray], model: SlamfwModel, ids: np.ndarray | None = None) -> str | None:

@@ -40,17 +40,19 @@ class PredictResult:
 
 def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | None = None, reader: str | None = None,
                     reader_params: dict[str, Any] | None = None, chunk_size: int = 500,
-                    executor: Executor | None = None, force: bool | None = None) -> PredictResult:
+                    executor: Executor | None = None, force: bool | None = None,
+                    inferer_params: dict[str, Any] | None = None) -> PredictResult:
     """Label the survey at ``data_path`` (read like the model's training set, or with ``reader``) and
     write the catalogue ``output`` (.fits or .ecsv), streaming on ``executor`` (default: the one in
     use, else local processes).
 
     ``output`` is checked before any work: a catalogue suffix, a folder that can be written, and no
     existing file there that slamfw did not write, unless ``force`` (None: as the enclosing
-    :func:`~slamfw.workflows.outdir.forcing` block says, else no)."""
+    :func:`~slamfw.workflows.outdir.forcing` block says, else no). ``inferer_params`` change the
+    model's inferer's parameters for this run (its catalogue parts are kept apart from others')."""
     path = check_catalog_output(output, force)
     source = read_with_model_reader(model, data_path, reader, reader_params)
-    inferer, prior = model_inferer(model), model_prior(model)
+    inferer, prior = model_inferer(model, inferer_params), model_prior(model)
     checkpoints = path.parent / ".checkpoints"
     t0 = time.perf_counter()
     with (using_executor(executor) if executor is not None else executing(None)):

@@ -93,6 +93,9 @@ def check_training_config(cfg: ExperimentConfig) -> None:
         raise ConfigError("emulator: no emulator section in the config")
     if cfg.calibration.enabled and cfg.calibration.inferer:
         registry.get_component("inferer", cfg.calibration.inferer, where="calibration.inferer")
+    inf_sel = selected(cfg, "inferer")
+    if inf_sel is not None:
+        inf_sel.build()      # an inferer that cannot run here (lm's device) says so before the training
 
 
 def _test_reads_training_source(cfg: ExperimentConfig) -> bool:

@@ -10,9 +10,9 @@ heuristic, the same stopping rule (maximal violating pair below ``tol``) and the
 (``-rho``: the mean over the free variables, else the midpoint of the bounds). Where it differs,
 the problem solved and the stopping rule do not change:
 
-* the gradient is kept per star as ``f = K b`` (l values, not 2l) and each star offers LIBSVM's
-  better candidate of its two variables to the working-set selection, which gives LIBSVM's
-  choices;
+* the gradient is kept per star as ``f = K b`` (l values, not 2l) and each star offers the
+  better of its two variables to the working-set selection (so the iterates, and the iteration
+  counts, are close to but not LIBSVM's: ties and shrinking fall differently);
 * the kernel is a dense double-precision matrix (LIBSVM caches single-precision rows); shrunk
   stars are removed physically: the active stars' kernel block and gradients are packed into
   contiguous arrays (``packed=True``), so every iteration costs two unit-stride scans and one
@@ -361,8 +361,9 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
 
     The 2l LIBSVM variables are alpha_r = max(beta_r, 0) (label +1, -y G = v_r) and
     alpha*_r = max(-beta_r, 0) (label -1, -y G = v_r + 2 eps), with v = y - eps - f. Each star's
-    best candidate for the working set is the one LIBSVM would pick between its two variables, so
-    the iterates are LIBSVM's. Shrunk stars are removed physically: the active stars' kernel
+    best candidate for the working set is the better of its two variables, as LIBSVM's selection
+    would rank them (the iterates are close to, not the same as, LIBSVM's). Shrunk stars are
+    removed physically: the active stars' kernel
     block, coefficients and gradients are packed into contiguous arrays, so the two scans and the
     gradient update per iteration are unit-stride loops over the active stars only.
     Returns (n_iter, converged)."""

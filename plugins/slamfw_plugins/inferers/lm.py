@@ -92,6 +92,14 @@ class LMInferer(Inferer):
         method: Literal["lm", "trf"] = Field("lm", description="lm (paper, unbounded) or trf (bounded)")
         bound_margin: float = Field(0.0, ge=0, description="trf: bounds = training range +- this fraction of it")
 
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        if self.device != "cpu":        # refused when the inferer is built (before training, in slamfw run)
+            if not self.batched:
+                raise ConfigError(f"lm: device {self.device!r} needs batched = true (the one-by-one solver runs on "
+                                  f"the CPU)")
+            check_device(self.device)
+
     def infer(self, model: InferenceModel, flux: np.ndarray, ivar: np.ndarray,
               prior: Prior | None = None, ids: np.ndarray | None = None) -> LabelResult:
         """Labels for flux, ivar (N, P) on the model grid; see the module docstring."""
@@ -102,9 +110,6 @@ class LMInferer(Inferer):
             pad = self.bound_margin * (hi - lo)
             prior = _TrainingBox(prior, lo - pad, hi + pad)
         if self.device != "cpu":
-            if not self.batched:
-                raise ConfigError(f"lm: device {self.device!r} needs batched = true (the one-by-one solver runs on the "
-                                  f"CPU)")
             check_device(self.device, model.emulator)
         solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method,
                         device=self.device)

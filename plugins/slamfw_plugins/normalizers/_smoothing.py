@@ -13,8 +13,12 @@ definite banded system (bandwidth 3) per star: B (the basis at the pixels) and O
 penalty, ``int B_j'' B_k''``, exact: B'' is linear on each interval) depend on the wavelengths
 only, so they are built once per block of stars, with array operations, and every rejection
 iteration only reweights B^T W B and solves (LAPACK's banded Cholesky, one call per star).
-Against scipy on the kept pixels the values agree to about 1e-7 relative at the penalties the
-normaliser uses (the system's conditioning; ``tests/test_smoothing.py`` checks it).
+Against scipy on the kept pixels the values agree to about 1e-7 of the continuum on a 1 A grid
+of 1900 pixels at 100-150 A smoothing lengths; the agreement loosens as the system's conditioning
+grows with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on that grid,
+6.5e-6 at 100 A and 4e-4 at 300 A on APOGEE's 7214 pixels), far below any spectrum's noise.
+``tests/test_smoothing.py`` checks grids up to 1900 pixels. A penalty too stiff for the grid (the
+system no longer positive definite in double precision) is refused with a ValueError.
 """
 from __future__ import annotations
 
@@ -122,7 +126,12 @@ class SmoothingSplines:
                 ab[:, 3 - d, n - 2 + a + d] += q[:, n - 1]
         coef = np.empty((M, n + 2))
         for s in range(M):
-            coef[s] = solveh_banded(ab[s], rhs[s], overwrite_ab=True, check_finite=False)
+            try:
+                coef[s] = solveh_banded(ab[s], rhs[s], overwrite_ab=True, check_finite=False)
+            except np.linalg.LinAlgError:
+                raise ValueError(f"smoothing spline: the system of row {s} is not positive definite in double "
+                                 f"precision: the penalty {lam[s]:.3g} is too stiff for its {n} points (use a "
+                                 f"shorter smoothing_length)") from None
         out = v[0] * coef[:, self.first]
         for a in range(1, 4):
             out += v[a] * coef[:, self.first + a]

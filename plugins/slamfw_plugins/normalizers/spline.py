@@ -5,11 +5,11 @@ For each spectrum: fit a smoothing spline to the good pixels; in wavelength bins
 ``k`` of them (``k_upper`` above, ``k`` below the spline, if given); refit on the kept pixels;
 repeat ``n_iter`` times. The spline's softness is set as a smoothing length in Angstrom
 (the penalty of scipy's ``make_smoothing_spline`` is ``lam = density * smoothing_length^4``,
-whose equivalent kernel has about that width). The spline is scipy's (to about 1e-7 of the
-continuum; beyond the first and last kept pixels a straight line, as a natural spline is there,
-and beyond the first and last good pixels the end value), computed for a block of stars at once
-with knots at every pixel and weight 0 on the rejected ones (:mod:`._smoothing`), as is the
-rejection.
+whose equivalent kernel has about that width). The spline is scipy's on the kept pixels (to
+about 1e-7 of the continuum on a 1 A grid at 100-150 A, see :mod:`._smoothing`), a straight line
+beyond the first and last kept pixels, as a natural spline is there, and the end value beyond the
+first and last good pixels. It is computed for a block of stars at once, with knots at every
+pixel and weight 0 on the rejected ones, as is the rejection.
 """
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ class SplineNormalizer(Normalizer):
     def _continuum(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray) -> np.ndarray:
         """(n, P) the continua of stars with at least ``min_pixels`` good pixels. Each star is fitted
         on the span from its first to its last good pixel (stars of equal span length together),
-        so that bad pixels beyond it (a shorter spectrum padded in a block) change nothing; beyond
-        its span the continuum is the span's end value."""
+        so that bad pixels after it (a shorter spectrum padded in a block) change nothing; beyond
+        its span the continuum is the span's end value. The rejection bins start at the row's
+        first pixel, as they always have."""
         n, P = flux.shape
         # wavelength bins of width bin_width from each star's first pixel
         bins = np.empty((n, P), dtype=np.int64)
