@@ -198,3 +198,21 @@ def test_unshuffled_folds_are_consecutive_like_astroslams(small_train):
         pred[te] = SVR(kernel="rbf", gamma=0.1, C=10.0, epsilon=0.05).fit(x[tr], y[tr]).predict(x[te])
     assert plain.cv_mse_[2] == pytest.approx(np.mean((pred - y) ** 2), rel=1e-3)   # LIBSVM to its tol
     assert shuffled.cv_mse_[2] != pytest.approx(plain.cv_mse_[2], rel=1e-2)
+
+
+def test_jacobian_without_the_stacked_coefficients_is_the_same(small_slam, monkeypatch):
+    """Above STACKED_BYTES per gamma group (large training sets) the value and each label's
+    derivative are separate products of the kernel; they equal the stacked product's."""
+    import copy
+
+    from slamfw_plugins.emulators import _rbf
+    theta = np.array([[6200.0, 3.5, -0.6], [8100.0, 2.2, 0.1], [5000.0, 4.4, -1.5]])
+    flux, jac = small_slam.predict_and_jacobian(theta)
+    fresh = copy.deepcopy(small_slam)
+    for grp in fresh._rbf.groups:
+        grp.stacked = None
+    monkeypatch.setattr(_rbf, "STACKED_BYTES", 0)
+    flux2, jac2 = fresh.predict_and_jacobian(theta)
+    assert all(grp.stacked is None for grp in fresh._rbf.groups)
+    np.testing.assert_allclose(flux2, flux, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(jac2, jac, rtol=1e-10, atol=1e-12 * np.abs(jac).max())

@@ -98,7 +98,15 @@ class RBFExpansion:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_devices"] = {}                      # device copies stay in their process
+        state["xp"] = self.xp.__name__              # a module does not pickle: its name does
+        if self.xp is np:                           # the stacked coefficients are rebuilt where needed
+            state["groups"] = [replace(grp, stacked=None) for grp in self.groups]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import importlib
+        state["xp"] = importlib.import_module(state["xp"])
+        self.__dict__.update(state)
 
     def _kernels(self, z: np.ndarray):
         """(group, its kernel matrix (K, S) at z (K, L)) for each gamma group; the squared
