@@ -143,3 +143,9 @@ def test_normaliser_names_a_spectrum_whose_wavelengths_do_not_increase():
     wave[2, 50] = wave[2, 49]
     with pytest.raises(ValueError, match="spectrum 2 of this block"):
         SplineNormalizer().normalize(wave, np.ones((3, 200)), np.ones((3, 200)))
+    for bad in (np.nan, np.inf):                       # anywhere, the first and last pixels included
+        for pixel in (0, 100, 199):
+            w = np.tile(np.linspace(4000.0, 5000.0, 200), (3, 1))
+            w[1, pixel] = bad
+            with pytest.raises(ValueError, match="spectrum 1 of this block.*finite"):
+                SplineNormalizer().normalize(w, np.ones((3, 200)), np.ones((3, 200)))

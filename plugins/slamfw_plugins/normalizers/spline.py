@@ -55,10 +55,11 @@ class SplineNormalizer(Normalizer):
         wave = np.broadcast_to(np.asarray(wave, float), flux.shape)
         N, P = flux.shape
         cont = np.full((N, P), np.nan)
-        bad_grid = np.flatnonzero(np.any(np.diff(wave, axis=1) <= 0, axis=1))
+        with np.errstate(invalid="ignore"):
+            bad_grid = np.flatnonzero(~np.all(np.isfinite(wave), axis=1) | np.any(~(np.diff(wave, axis=1) > 0), axis=1))
         if bad_grid.size:
             raise ValueError(f"spline normaliser: the wavelengths of spectrum {int(bad_grid[0])} of this block "
-                             f"(and {bad_grid.size - 1} more) do not increase strictly")
+                             f"(and {bad_grid.size - 1} more) are not finite and strictly increasing")
         good = (ivar > 0) & np.isfinite(flux)
         rows = np.flatnonzero(good.sum(axis=1) >= self.min_pixels)
         if rows.size:
