@@ -46,6 +46,61 @@ TAU = 1e-12
 INF = np.inf
 
 
+def _pair_update_py(yi, yj, ai, aj, Gi, Gj, qii, qjj, kij, C):  # pragma: no cover - compiled below
+    """LIBSVM's two-variable update of the working pair (alpha_i, alpha_j) with labels yi, yj,
+    gradients Gi, Gj and kernel entries K_ii, K_jj, K_ij, clipped to the box [0, C]: the new
+    (alpha_i, alpha_j). Shared by both SMO loops."""
+    if yi != yj:
+        quad = qii + qjj + 2.0 * (yi * yj * kij)
+        if quad <= 0.0:
+            quad = TAU
+        delta = (-Gi - Gj) / quad
+        diff = ai - aj
+        ai += delta
+        aj += delta
+        if diff > 0.0:
+            if aj < 0.0:
+                aj = 0.0
+                ai = diff
+        else:
+            if ai < 0.0:
+                ai = 0.0
+                aj = -diff
+        if diff > 0.0:  # C_i - C_j == 0
+            if ai > C:
+                ai = C
+                aj = C - diff
+        else:
+            if aj > C:
+                aj = C
+                ai = C + diff
+    else:
+        quad = qii + qjj - 2.0 * (yi * yj * kij)
+        if quad <= 0.0:
+            quad = TAU
+        delta = (Gi - Gj) / quad
+        s = ai + aj
+        ai -= delta
+        aj += delta
+        if s > C:
+            if ai > C:
+                ai = C
+                aj = s - C
+        else:
+            if aj < 0.0:
+                aj = 0.0
+                ai = s
+        if s > C:
+            if aj > C:
+                aj = C
+                ai = s - C
+        else:
+            if ai < 0.0:
+                ai = 0.0
+                aj = s
+    return ai, aj
+
+
 def _smo_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no cover - compiled below
     """SMO on the 2l-variable SVR dual, in place on beta (l,) and f = K @ beta (l,).
 
@@ -228,54 +283,7 @@ def _smo_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no cove
         old_aj = alpha[j]
         ai = old_ai
         aj = old_aj
-        if yi != yj:
-            quad = qii + qjj + 2.0 * (yi * yj * kij)
-            if quad <= 0.0:
-                quad = TAU
-            delta = (-Gi - Gj) / quad
-            diff = ai - aj
-            ai += delta
-            aj += delta
-            if diff > 0.0:
-                if aj < 0.0:
-                    aj = 0.0
-                    ai = diff
-            else:
-                if ai < 0.0:
-                    ai = 0.0
-                    aj = -diff
-            if diff > 0.0:  # C_i - C_j == 0
-                if ai > C:
-                    ai = C
-                    aj = C - diff
-            else:
-                if aj > C:
-                    aj = C
-                    ai = C + diff
-        else:
-            quad = qii + qjj - 2.0 * (yi * yj * kij)
-            if quad <= 0.0:
-                quad = TAU
-            delta = (Gi - Gj) / quad
-            s = ai + aj
-            ai -= delta
-            aj += delta
-            if s > C:
-                if ai > C:
-                    ai = C
-                    aj = s - C
-            else:
-                if aj < 0.0:
-                    aj = 0.0
-                    ai = s
-            if s > C:
-                if aj > C:
-                    aj = C
-                    ai = s - C
-            else:
-                if ai < 0.0:
-                    ai = 0.0
-                    aj = s
+        ai, aj = _pair_update(yi, yj, ai, aj, Gi, Gj, qii, qjj, kij, C)
         alpha[i] = ai
         alpha[j] = aj
         dbi = yi * (ai - old_ai)
@@ -545,54 +553,7 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
         kij = Kc[ik, jk]
         qii = dc[ik]
         qjj = dc[jk]
-        if yi != yj:
-            quad = qii + qjj + 2.0 * (yi * yj * kij)
-            if quad <= 0.0:
-                quad = TAU
-            delta = (-Gi - Gj) / quad
-            diff = ai - aj
-            ai += delta
-            aj += delta
-            if diff > 0.0:
-                if aj < 0.0:
-                    aj = 0.0
-                    ai = diff
-            else:
-                if ai < 0.0:
-                    ai = 0.0
-                    aj = -diff
-            if diff > 0.0:
-                if ai > C:
-                    ai = C
-                    aj = C - diff
-            else:
-                if aj > C:
-                    aj = C
-                    ai = C + diff
-        else:
-            quad = qii + qjj - 2.0 * (yi * yj * kij)
-            if quad <= 0.0:
-                quad = TAU
-            delta = (Gi - Gj) / quad
-            s = ai + aj
-            ai -= delta
-            aj += delta
-            if s > C:
-                if ai > C:
-                    ai = C
-                    aj = s - C
-            else:
-                if aj < 0.0:
-                    aj = 0.0
-                    ai = s
-            if s > C:
-                if aj > C:
-                    aj = C
-                    ai = s - C
-            else:
-                if ai < 0.0:
-                    ai = 0.0
-                    aj = s
+        ai, aj = _pair_update(yi, yj, ai, aj, Gi, Gj, qii, qjj, kij, C)
         dbi = yi * (ai - old_ai)
         dbj = yj * (aj - old_aj)
         bc[ik] = bi + dbi
@@ -626,6 +587,7 @@ def _full_gradient_py(K, beta, f):  # pragma: no cover - compiled below
         f[r] = acc
 
 
+_pair_update = numba.njit(cache=True, nogil=True, inline="always")(_pair_update_py) if HAVE_NUMBA else None
 _reconstruct = numba.njit(cache=True, nogil=True)(_reconstruct_py) if HAVE_NUMBA else None
 _smo = numba.njit(cache=True, nogil=True)(_smo_py) if HAVE_NUMBA else None
 _full_gradient = numba.njit(cache=True, nogil=True)(_full_gradient_py) if HAVE_NUMBA else None
