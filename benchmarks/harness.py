@@ -53,10 +53,9 @@ stars takes many hours on 2 cores), while astroslam trains the same pixels as wi
 says so in bold, and its RESULTS.md marker names the step.
 
 Every case runs ``slamfw predict`` twice: with the model's ``lm`` (3 starts spread over label space,
-slamfw's default) and with a copy of the model whose recorded ``lm`` has ``n_starts = 1`` (the
-paper's and astroslam's single start from the best-matching training spectrum; ``slamfw predict``
-takes no inferer parameters: it runs the inferer the model records), both in the table next to
-astroslam, and the same-spectra labels with both, so that like can be compared with like.
+slamfw's default) and with ``--inferer-param n_starts=1`` (the paper's and astroslam's single start
+from the best-matching training spectrum), both in the table next to astroslam, and the
+same-spectra labels with both, so that like can be compared with like.
 
 Floating-point rates (``harness_flops.py``): numpy's GEMM on one BLAS thread and on all; the batched
 least squares (FLOPs as ``batched_lm`` counts them) on one process with one BLAS thread, against
@@ -121,6 +120,8 @@ from harness_table import MOCK, write_mock_tables  # noqa: E402
 RECORD = "harness-record.json"
 #: ``--reuse-work``: prepared spectra equal to this relative tolerance count as the same data.
 RTOL = 1e-8
+#: The second timed ``slamfw predict``: the paper's and astroslam's single start.
+SINGLE_START = ["--inferer-param", "n_starts=1"]
 
 
 def logged_seconds(log: str, words: str) -> float | None:
@@ -224,15 +225,16 @@ def label_stats(pred: np.ndarray, true: np.ndarray, names: list[str],
             for j, n in enumerate(names)}
 
 
-def same_spectra_labels(model, data: Path, n: int) -> dict[str, Any]:
+def same_spectra_labels(model, data: Path, n: int, inferer_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """slamfw's labels on the first ``n`` prepared test spectra of ``data`` (those astroslam infers):
-    the model's inferer (batched ``lm``) and prior, in this process; bias and scatter as astroslam's
-    summary computes them (mean and standard deviation of pred - true)."""
+    the model's inferer (batched ``lm``, its parameters changed by ``inferer_params``) and prior, in
+    this process; bias and scatter as astroslam's summary computes them (mean and standard
+    deviation of pred - true)."""
     from slamfw import SerialExecutor, using_executor
     from slamfw.workflows.infer import call_infer, model_inferer, model_prior
     with np.load(data) as z:
         flux, ivar, true = z["test_flux"][:n], z["test_ivar"][:n], z["test_labels"][:n]
-    inferer, prior = model_inferer(model), model_prior(model)
+    inferer, prior = model_inferer(model, inferer_params), model_prior(model)
     with using_executor(SerialExecutor()):
         t0 = time.perf_counter()
         res = call_infer(inferer, model, flux, ivar, prior, np.array([f"test-{i}" for i in range(len(flux))]))
@@ -471,21 +473,6 @@ def survey_table(work: Path, n: int, reuse: Reuse | None) -> Path:
     return path
 
 
-def single_start_model(model_path: Path, folder: Path) -> Path:
-    """A copy of the model in ``folder`` whose recorded inferer is ``lm`` with ``n_starts = 1`` (the
-    paper's and astroslam's single start from the best-matching training star), the rest unchanged:
-    ``slamfw predict`` takes no inferer parameters, it runs the inferer the model records."""
-    from slamfw.model import SlamfwModel
-    model = SlamfwModel.load(model_path)
-    rec = dict(model.components.get("inferer") or {})
-    if rec.get("name") != "lm":
-        raise RuntimeError(f"the model's inferer is {rec.get('name')!r}, not lm")
-    rec["params"] = {**dict(rec.get("params") or {}), "n_starts": 1}
-    model.components = {**model.components, "inferer": rec}
-    folder.mkdir(parents=True, exist_ok=True)
-    return model.save(folder / "model.npz")
-
-
 def column(table, name: str) -> np.ndarray:
     """A catalogue column as floats, NaN where it is masked (MILES stars without a label)."""
     c = table[name]
@@ -568,9 +555,8 @@ def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, 
         what = " ".join(data_args)
     print(f"slamfw: predict {what} (whole process) ...", flush=True)
     p3 = timed_predict(model_path, data_args, work / "predict.fits", names, n, test_ids)
-    lm1_path = single_start_model(model_path, work / "slamfw-lm1")
     print(f"slamfw: predict {what} again, lm with n_starts = 1 (whole process) ...", flush=True)
-    p1 = timed_predict(lm1_path, data_args, work / "predict-lm1.fits", names, n, test_ids)
+    p1 = timed_predict(model_path, [*data_args, *SINGLE_START], work / "predict-lm1.fits", names, n, test_ids)
     if case.predict_args is not None:
         case.n_predict = p3["n_catalogue"]
     out["predict_ms_per_spectrum"], out["predict_peak_mb"] = p3["ms_per_spectrum"], p3["peak_mb"]
@@ -579,8 +565,7 @@ def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, 
     out["predict1"] = p1
     print("slamfw: labels on the reference's spectra, floating-point rates ...", flush=True)
     out["same"] = same_spectra_labels(model, data, case.n_reference)
-    from slamfw.model import SlamfwModel
-    out["same1"] = same_spectra_labels(SlamfwModel.load(lm1_path), data, case.n_reference)
+    out["same1"] = same_spectra_labels(model, data, case.n_reference, {"n_starts": 1})
     if test_ids is not None:
         out["check"] = catalogue_check(test_ids[:case.n_reference], {"3": (p3, out["same"]), "1": (p1, out["same1"])})
     arrays = got["arrays"]
@@ -672,9 +657,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
                 f"{case.predict_what}")
     lines += ["", f"slamfw's inference is the whole `slamfw predict` process {read}, on 2 processes (local executor), "
               f"peak memory {mine['predict_peak_mb']:.0f} MB ({one['peak_mb']:.0f} MB with n_starts = 1); run twice, "
-              "with the model's `lm` (3 starts, spread over label space: the default) and with a copy of the model "
-              "whose `lm` has n_starts = 1 (the paper's and astroslam's single start from the best-matching training "
-              "spectrum; `slamfw predict` runs the inferer the model records)" +
+              "with the model's `lm` (3 starts, spread over label space: the default) and with `--inferer-param "
+              "n_starts=1` (the paper's and astroslam's single start from the best-matching training spectrum)" +
               (f". astroslam's is its own least squares (one start, from its best training-set match) on "
                f"{a['n_infer']} prepared spectra on one process, on the {a['train_pixels']} pixels it was trained "
                "on." if a else ".")]
