@@ -26,7 +26,7 @@ def test_grid_search_and_attributes(small_slam, small_train):
 
 
 def test_cv_mse_by_hand_for_one_pixel(small_slam, small_train):
-    """Eq. 5-6 recomputed with plain sklearn SVR(kernel='rbf') on the same folds."""
+    """Eq. 5-6 at the chosen point recomputed with plain sklearn SVR(kernel='rbf') on the same folds."""
     from sklearn.model_selection import KFold
     emu = small_slam
     j = int(np.argmin(np.abs(small_train.wave - 4861.3)))
@@ -34,10 +34,59 @@ def test_cv_mse_by_hand_for_one_pixel(small_slam, small_train):
     y = emu.flux_scaler_.transform(small_train.flux)[:, j]
     pred = np.empty_like(y)
     for tr, te in KFold(3, shuffle=True, random_state=0).split(X):
-        pred[te] = SVR(C=10.0, gamma=1.0, epsilon=0.05).fit(X[tr], y[tr]).predict(X[te])
+        pred[te] = SVR(C=emu.C_[j], gamma=emu.gamma_[j], epsilon=0.05).fit(X[tr], y[tr]).predict(X[te])
     # equal up to LIBSVM's stopping tolerance (1e-3): the kernels agree to rounding only
-    np.testing.assert_allclose(emu.cv_mse_grid_[j, 1, 1], np.mean((pred - y) ** 2), rtol=2e-3)
-    np.testing.assert_allclose(emu.cv_md_grid_[j, 1, 1], np.mean(pred - y), atol=2e-3 * np.sqrt(emu.cv_mse_grid_[j, 1, 1]))
+    np.testing.assert_allclose(emu.cv_mse_[j], np.mean((pred - y) ** 2), rtol=2e-3)
+    np.testing.assert_allclose(emu.cv_md_[j], np.mean(pred - y), atol=2e-3 * np.sqrt(emu.cv_mse_[j]))
+
+
+def test_grid_pruning_changes_no_choice(small_train):
+    """prune_grid (the default) skips only points that cannot win: the same choices, CV MSE / MD and
+    model as scoring the whole grid; every pruned point's whole-grid CV MSE is above the best."""
+    kw = dict(C=[1.0, 10.0, 100.0], gamma=[0.1, 1.0], n_folds=3)
+    args = (small_train.labels, small_train.flux, small_train.ivar)
+    pruned = registry.create("emulator", "slam", kw).fit(*args)
+    whole = registry.create("emulator", "slam", dict(kw, prune_grid=False)).fit(*args)
+    assert pruned.prune_grid and not whole.prune_grid
+    for name in ("C_", "gamma_", "cv_mse_", "cv_md_", "dual_coef_", "intercept_", "mse_"):
+        np.testing.assert_array_equal(getattr(pruned, name), getattr(whole, name), err_msg=name)
+    skipped = np.isnan(pruned.cv_mse_grid_)
+    assert not np.isnan(whole.cv_mse_grid_).any()
+    assert 0.05 < skipped.mean() < 0.95          # it prunes, and not everything
+    np.testing.assert_array_equal(np.isnan(pruned.cv_md_grid_), skipped)
+    np.testing.assert_array_equal(pruned.cv_mse_grid_[~skipped], whole.cv_mse_grid_[~skipped])
+    best = whole.cv_mse_[:, None, None] * np.ones_like(whole.cv_mse_grid_)
+    assert np.all(whole.cv_mse_grid_[skipped] > best[skipped])
+
+
+def test_grid_pruning_bound_by_hand(monkeypatch):
+    """_cv_grid's bound on planned fold errors: a point is dropped only once its finished folds
+    already sum above the best finished point's total, and never runs its remaining folds."""
+    import slamfw_plugins.emulators.slam as slam_mod
+    from sklearn.model_selection import KFold
+    m = 30
+    folds = list(KFold(3).split(np.zeros((m, 1))))
+    # per grid point (C = 1, 2, 3), the squared residuals of each fold's 10 test stars sum to:
+    planned = {1.0: [1.0, 1.0, 1.0],     # total 3, the first best
+               2.0: [2.5, 0.1, 0.1],     # 2.5 after one fold (more than 0.8 x 3), but total 2.7: the winner
+               3.0: [2.0, 2.0, 0.0]}     # 4 after two folds > 2.7: dropped before its third fold
+    calls = []
+
+    def fake_fit_predict(k_tr, y, k_te, C, *args):
+        calls.append(C)
+        return np.full(k_te.shape[0], np.sqrt(planned[C][calls.count(C) - 1] / k_te.shape[0]))
+
+    monkeypatch.setattr(slam_mod, "_fit_predict", fake_fit_predict)
+    design = lambda a, rows, cols: np.zeros((rows.size, cols.size))  # noqa: E731
+    args = (np.zeros(m), np.ones(m, bool), design, None, [None], [1.0, 2.0, 3.0], 0.05, 1e-3, folds, -1)
+    mse, md = slam_mod._cv_grid(*args, prune=True)
+    assert calls == [1.0] * 3 + [2.0] * 3 + [3.0] * 2
+    np.testing.assert_allclose(mse[0, :2], [3.0 / m, 2.7 / m])
+    assert np.isnan(mse[0, 2]) and np.isnan(md[0, 2])
+    calls.clear()
+    mse, _ = slam_mod._cv_grid(*args, prune=False)
+    assert len(calls) == 9
+    np.testing.assert_allclose(mse[0], [3.0 / m, 2.7 / m, 4.0 / m])
 
 
 def test_predict_matches_per_pixel_sklearn(small_slam, small_train):
@@ -167,7 +216,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
 def test_kernel_paths_agree(small_train, monkeypatch):
     """Shared precomputed kernels (with and without the fold cache) and LIBSVM's own RBF agree."""
     import slamfw_plugins.emulators.slam as slam_mod
-    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3)
+    kw = dict(C=[1.0, 10.0], gamma=[0.3], n_folds=3, prune_grid=False)   # whole grids compared
     args = (small_train.labels, small_train.flux, small_train.ivar)
     cached = registry.create("emulator", "slam", kw).fit(*args)
     monkeypatch.setattr(slam_mod, "FOLD_CACHE_BYTES", 0)

@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 TAU = 1e-12
 INF = np.inf
+NEG = -1e300   # "no candidate" in the branch-free selection (finite, so max() reductions vectorise)
 
 
 def _pair_update_py(yi, yj, ai, aj, Gi, Gj, qii, qjj, kij, C):  # pragma: no cover - compiled below
@@ -387,6 +388,9 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
     dc = np.empty(n)
     for r in range(n):
         dc[r] = K[r, r]
+    s1 = np.empty(n)   # scratch for the working-set selection
+    s2 = np.empty(n)
+    s3 = np.empty(n)
     unshrunk = False
     counter = min(2 * n, 1000) + 1
     it = 0
@@ -476,42 +480,50 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
         jk = -1
         gap = 0.0
         for attempt in range(2):
-            gmax = -INF
-            ik = -1
+            # branch-free passes over the active stars into scratch arrays, then the reductions:
+            # numba vectorises these (about 1.3x per iteration against one branchy pass); ties go
+            # to the last star, as LIBSVM's ``>=`` comparisons give them
             for k in range(na):
                 b = bc[k]
-                if b < C:
-                    u = vc[k]
-                    if b < 0.0:
-                        u += two_eps
-                    if u >= gmax:
-                        gmax = u
+                u = vc[k] + (two_eps if b < 0.0 else 0.0)      # -y G of the star's I_up variable
+                s1[k] = u if b < C else NEG
+            gmax = NEG
+            for k in range(na):
+                gmax = max(gmax, s1[k])
+            ik = -1
+            if gmax > NEG:
+                for k in range(na - 1, -1, -1):
+                    if s1[k] == gmax:
                         ik = k
-            gmax2 = -INF
+                        break
+            gmax2 = NEG
             jk = -1
-            best_num = 0.0     # the chosen j maximises gd^2 / quad (LIBSVM: minimises -gd^2 / quad),
-            best_den = 1.0     # compared by cross-multiplication: no division per star
             if ik >= 0:
                 Ki = Kc[ik]
                 kii = dc[ik]
                 for k in range(na):
                     b = bc[k]
-                    if b > -C:
-                        lo = vc[k]
-                        if b <= 0.0:
-                            lo += two_eps
-                        if -lo >= gmax2:
-                            gmax2 = -lo
-                        gd = gmax - lo
-                        if gd > 0.0:
-                            quad = kii + dc[k] - 2.0 * Ki[k]
-                            if quad <= 0.0:
-                                quad = TAU
-                            num = gd * gd
-                            if num * best_den >= best_num * quad:
-                                best_num = num
-                                best_den = quad
-                                jk = k
+                    lo = vc[k] + (two_eps if b <= 0.0 else 0.0)  # -y G of the star's I_low variable
+                    valid = b > -C
+                    s2[k] = -lo if valid else NEG
+                    gd = gmax - lo
+                    quad = kii + dc[k] - 2.0 * Ki[k]
+                    quad = quad if quad > 0.0 else TAU
+                    # the chosen j maximises gd^2 / quad (LIBSVM: minimises -gd^2 / quad)
+                    s3[k] = gd * gd / quad if (valid and gd > 0.0) else -1.0
+                best = -1.0
+                for k in range(na):
+                    gmax2 = max(gmax2, s2[k])
+                    best = max(best, s3[k])
+                if best >= 0.0:
+                    for k in range(na - 1, -1, -1):
+                        if s3[k] == best:
+                            jk = k
+                            break
+            else:
+                for k in range(na):
+                    if bc[k] > -C:
+                        gmax2 = max(gmax2, -(vc[k] + (two_eps if bc[k] <= 0.0 else 0.0)))
             gap = gmax + gmax2
             if (gap < tol or jk == -1) and na < n:
                 for k in range(na):

@@ -76,15 +76,26 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
 
 def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: list[float], epsilon: float,
              tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
-             smo: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6)."""
+             smo: bool = False, prune: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6).
+
+    ``prune``: stop cross-validating a grid point as soon as the squared residuals of its finished
+    folds sum to more than the best finished point's total. Every point is scored on the same
+    good stars, so such a point's CV MSE is higher than the best's whatever its remaining folds
+    give: it cannot be chosen, and its entries are left NaN. The chosen point and its CV MSE and
+    MD are the same as without pruning. Points are visited in grid order (small gamma and C
+    first), which is also cheapest first for the SVR solvers.
+    """
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
     cv_md = np.full_like(cv_mse, np.nan)
     all_good = bool(gj.all())
+    best_sse = np.inf
     for a in range(len(svr_gamma)):
         for b, C in enumerate(Cs):
             pred = np.full(m, np.nan)
+            sse = 0.0
+            pruned = False
             for f, (tr, te) in enumerate(folds):
                 tr_g, te_g = (tr, te) if all_good else (tr[gj[tr]], te[gj[te]])
                 if tr_g.size < 2 or te_g.size == 0:
@@ -94,24 +105,33 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
                 else:
                     k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
                 pred[te_g] = _fit_predict(k_tr, yj[tr_g], k_te, C, epsilon, tol, max_iter, svr_gamma[a], smo)
+                r = pred[te_g] - yj[te_g]
+                sse += float(np.sum(r[np.isfinite(r)] ** 2))
+                if prune and f < len(folds) - 1 and sse > best_sse:
+                    pruned = True
+                    break
+            if pruned:
+                continue
             resid = pred[gj] - yj[gj]
             resid = resid[np.isfinite(resid)]
             if resid.size:
                 cv_mse[a, b] = np.mean(resid ** 2)
                 cv_md[a, b] = np.mean(resid)
+                best_sse = min(best_sse, sse)
     return cv_mse, cv_md
 
 
 def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: list[np.ndarray] | None,
                      gammas: list[float], Cs: list[float], epsilon: float, tol: float,
                      folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
-                     solver: str = "libsvm") -> dict[str, np.ndarray]:
+                     solver: str = "libsvm", prune: bool = False) -> dict[str, np.ndarray]:
     """Cross-validate and fit the pixels of one block. y, good: (M, p) standardised flux / good mask.
 
     ``kernels``: one (M, M) RBF matrix per gamma, shared by every pixel and fold; None to let
     LIBSVM compute the kernel itself (training sets too large to hold M x M matrices).
     ``solver``: "libsvm" (scikit-learn's SVR) or "smo" (:mod:`._svr_solver`, which needs numba and
-    the precomputed kernels; LIBSVM serves otherwise).
+    the precomputed kernels; LIBSVM serves otherwise). ``prune``: skip the remaining folds of grid
+    points that can no longer be chosen (see :func:`_cv_grid`).
     """
     m, p = y.shape
     n_g, n_c = len(gammas), len(Cs)
@@ -135,7 +155,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
         out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, sub, svr_gamma, Cs, epsilon, tol, folds, max_iter,
-                                                       smo)
+                                                       smo, prune)
         flat = out["cv_mse"][jj].ravel()
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
@@ -204,6 +224,10 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
             "second-order working set, shrinking, same stopping rule and intercept - compiled with numba on the "
             "shared kernel matrices; needs the optional numba, `pip install slamfw[fast]`, and falls back to "
             "LIBSVM without it or above max_kernel_stars)")
+        prune_grid: bool = Field(
+            True, description="stop cross-validating a (C, gamma) point once its finished folds' squared residuals "
+            "exceed the best finished point's total: it can no longer be chosen, and its cv_mse_grid / cv_md_grid "
+            "entries stay NaN. The chosen point, CV MSE and CV MD are unchanged (false: score the whole grid)")
 
     # ------------------------------------------------------------------ training
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":
@@ -244,7 +268,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
             _fit_pixel_block, [(Y[:, blocks[i][0]:blocks[i][1]], good[:, blocks[i][0]:blocks[i][1]]) for i in todo],
             desc="slam: training pixels", unit="blocks", on_result=save,
             shared=dict(X=X, kernels=kernels, gammas=list(self.gamma), Cs=list(self.C), epsilon=self.epsilon,
-                        tol=self.tol, folds=folds, max_iter=self.max_iter, solver=solver))
+                        tol=self.tol, folds=folds, max_iter=self.max_iter, solver=solver,
+                        prune=self.prune_grid))
         done.update(zip(todo, fresh))
         results = [done[i] for i in range(len(blocks))]
         cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
@@ -273,6 +298,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         params = self.get_params()
         if params.get("solver") == "libsvm":   # blocks saved before the solver parameter existed stay valid
             params.pop("solver")
+        if params.get("prune_grid") is False:  # ... and those saved before prune_grid (whole grids)
+            params.pop("prune_grid")
         h.update(json.dumps(params, sort_keys=True).encode())
         return ChunkStore(Path(self.workdir) / f"slam-{h.hexdigest()[:16]}", prefix="block")
 
