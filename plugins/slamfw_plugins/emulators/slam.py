@@ -7,6 +7,11 @@ Training (paper §2.1-2.2):
 3. choose per pixel the (C, gamma) with the lowest CV MSE, refit on all training stars and
    record the final MSE and MD.
 
+``prune_grid`` (the default) stops cross-validating a grid point as soon as its finished folds'
+squared residuals exceed the best finished point's total: it can no longer have the lowest CV MSE,
+so the choice, CV MSE and MD are those of the whole grid, for less work (mostly at large C and
+gamma, the slowest points to solve).
+
 The RBF kernel ``K(x, x') = exp(-gamma |x - x'|^2)`` (LIBSVM's, which the paper used through
 scikit-learn) depends only on the labels, so one kernel matrix per gamma serves every pixel and
 every fold: LIBSVM is run on the precomputed matrix. Pixels are trained in parallel.
@@ -199,9 +204,10 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
     ``label_scaler_``, ``flux_scaler_`` (eq. 2-4); ``X_train_`` (M, L) standardised labels;
     ``dual_coef_`` (P, M) SVR dual coefficients (0 for non-support vectors); ``intercept_``,
     ``gamma_``, ``C_`` (P,) chosen per pixel; ``cv_mse_grid_``, ``cv_md_grid_`` (P, G, H) over the
-    grid; ``cv_mse_``, ``cv_md_`` (P,) at the chosen point (standardised flux units, the paper's
-    Fig. 2 quantities); ``mse_``, ``md_`` (P,) of the final fit on all stars; ``model_error_`` (P,)
-    in flux units; ``cv_scheme_`` ("5-fold" etc.).
+    grid (NaN where ``prune_grid`` skipped a point that could not be chosen); ``cv_mse_``,
+    ``cv_md_`` (P,) at the chosen point (standardised flux units, the paper's Fig. 2 quantities);
+    ``mse_``, ``md_`` (P,) of the final fit on all stars; ``model_error_`` (P,) in flux units;
+    ``cv_scheme_`` ("5-fold" etc.).
     """
 
     class Params(Params):
