@@ -54,7 +54,7 @@ def main(argv=None) -> None:
         raise SystemExit("numba is not installed (pip install slamfw[fast]): nothing to compare")
     labels, flux, ivar = load(args.data, args.stars, args.pixels)
     params = dict(C=[1.0, 10.0, 100.0], gamma=[0.01, 0.1, 1.0], epsilon=0.05, n_folds=5, shuffle_folds=False,
-                  pixels_per_task=args.pixels_per_task)
+                  pixels_per_task=args.pixels_per_task, prune_grid=False)   # whole grids, compared point by point
     # compile once here (numba caches it on disk for the worker processes)
     _svr_solver.solve_svr(np.eye(3), np.arange(3.0), 1.0, 0.05)
     local = LocalExecutor(workers=args.workers)

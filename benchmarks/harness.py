@@ -355,7 +355,8 @@ def model_matches(model, case: Case) -> str | None:
     """Why the trained model is not one of ``case`` (None: it is)."""
     emu = model.emulator
     want = {"C": case.grid["C"], "gamma": case.grid["gamma"], "epsilon": case.grid["epsilon"],
-            "n_folds": case.grid["n_folds"], "shuffle_folds": False, "solver": case.solver}
+            "n_folds": case.grid["n_folds"], "shuffle_folds": False, "solver": case.solver,
+            "prune_grid": True}   # a model trained before pruning: its training time is not today's
     for k, v in want.items():
         got = getattr(emu, k, None)
         if (list(got) if isinstance(got, (list, tuple, np.ndarray)) else got) != v:

@@ -87,6 +87,8 @@ def test_compiled_kernel_solves_the_same_systems(n, length):
     """numba's kernel (the default where numba is installed) and the numpy + LAPACK path solve the
     same banded systems: equal to rounding, amplified by the system's conditioning."""
     pytest.importorskip("numba")
+    from slamfw_plugins.normalizers import _smoothing
+    assert _smoothing._compiled() is not None            # else this would compare the numpy path with itself
     rng = np.random.default_rng(n)
     x = (3900.0 + np.arange(n)) * (1 + rng.normal(0, 1e-4, (6, 1)))
     y = 1 + 0.3 * np.sin(x / 150.0) + rng.normal(0, 0.05, x.shape)
@@ -105,6 +107,33 @@ def test_too_stiff_a_penalty_is_refused_naming_smoothing_length(compiled):
     x = (3900.0 + np.arange(1900.0))[None]
     with pytest.raises(ValueError, match="row 0 is not positive definite.*smoothing_length"):
         SmoothingSplines(x, compiled=compiled).values(np.ones((1, 1900)), np.ones((1, 1900)), np.array([1e24]))
+
+
+def test_a_numba_that_fails_falls_back_to_numpy_with_a_warning(monkeypatch, caplog):
+    from slamfw_plugins.normalizers import _smoothing
+
+    def broken(*args):
+        raise RuntimeError("cannot compile here")
+    monkeypatch.setattr(_smoothing, "_COMPILED", broken)
+    x = (3900.0 + np.arange(50.0))[None]
+    y = np.sin(x / 7.0)
+    out = SmoothingSplines(x).values(y, np.ones_like(y), np.array([10.0]))
+    assert "numba's kernel is not usable (RuntimeError: cannot compile here)" in caplog.text
+    assert _smoothing._COMPILED is False
+    np.testing.assert_array_equal(out, SmoothingSplines(x, compiled=False).values(y, np.ones_like(y), np.array([10.0])))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_values_refuses_arrays_of_the_wrong_shape(compiled):
+    x = 3900.0 + np.arange(40.0).reshape(2, 20)
+    spl = SmoothingSplines(x, compiled=compiled)
+    y, w, lam = np.ones((2, 20)), np.ones((2, 20)), np.ones(2)
+    for args in [(y[:, :19], w[:, :19], lam), (y, w, lam[:1]), (y[:1], w[:1], lam[:1])]:
+        with pytest.raises(ValueError, match="must be"):
+            spl.values(*args)
+    for rows in [np.array([True, False]), np.array([0, 2]), np.array([-1])]:
+        with pytest.raises(ValueError, match="integer row numbers in"):
+            spl.values(y[:rows.size], w[:rows.size], lam[:rows.size], rows)
 
 
 def test_without_numba_the_numpy_path_serves(monkeypatch):

@@ -480,9 +480,11 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
         jk = -1
         gap = 0.0
         for attempt in range(2):
-            # branch-free passes over the active stars into scratch arrays, then the reductions:
-            # numba vectorises these (about 1.3x per iteration against one branchy pass); ties go
-            # to the last star, as LIBSVM's ``>=`` comparisons give them
+            # branch-free passes over the active stars into scratch arrays, then the reductions
+            # (1.3-1.5x faster per iteration than one branchy pass, measured A/B on case (a)
+            # pixels, with the same iteration counts); ties go to the last star, as LIBSVM's
+            # ``>=`` comparisons give them. j maximises gd^2 / quad by division (the plain loop's
+            # way), so rounding-level ties may fall otherwise than by cross-multiplication
             for k in range(na):
                 b = bc[k]
                 u = vc[k] + (two_eps if b < 0.0 else 0.0)      # -y G of the star's I_up variable
@@ -520,10 +522,6 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
                         if s3[k] == best:
                             jk = k
                             break
-            else:
-                for k in range(na):
-                    if bc[k] > -C:
-                        gmax2 = max(gmax2, -(vc[k] + (two_eps if bc[k] <= 0.0 else 0.0)))
             gap = gmax + gmax2
             if (gap < tol or jk == -1) and na < n:
                 for k in range(na):

@@ -8,9 +8,10 @@ Training (paper §2.1-2.2):
    record the final MSE and MD.
 
 ``prune_grid`` (the default) stops cross-validating a grid point as soon as its finished folds'
-squared residuals exceed the best finished point's total: it can no longer have the lowest CV MSE,
-so the choice, CV MSE and MD are those of the whole grid, for less work (mostly at large C and
-gamma, the slowest points to solve).
+squared residuals, over the number of stars the CV MSE averages, exceed the lowest CV MSE
+finished so far: its CV MSE can only be higher, so it cannot be chosen, and the choice, CV MSE and
+MD are those of the whole grid, for less work (mostly at large C and gamma, the slowest points to
+solve); the grid entries of the points it skipped are NaN.
 
 The RBF kernel ``K(x, x') = exp(-gamma |x - x'|^2)`` (LIBSVM's, which the paper used through
 scikit-learn) depends only on the labels, so one kernel matrix per gamma serves every pixel and
@@ -85,36 +86,39 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
     """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6).
 
     ``prune``: stop cross-validating a grid point as soon as the squared residuals of its finished
-    folds sum to more than the best finished point's total. Every point is scored on the same
-    good stars, so such a point's CV MSE is higher than the best's whatever its remaining folds
-    give: it cannot be chosen, and its entries are left NaN. The chosen point and its CV MSE and
-    MD are the same as without pruning. Points are visited in grid order (small gamma and C
-    first), which is also cheapest first for the SVR solvers.
+    folds, divided by the number of stars every fold scores, exceed the lowest CV MSE of the
+    points finished so far (by more than a relative 1e-9, far above rounding). Its CV MSE can only
+    be higher than that (more residuals add to the sum; a star without a finite prediction leaves
+    the mean's count smaller), so it cannot be chosen, and its entries are left NaN: the chosen
+    point and its CV MSE and MD are the same as without pruning. Points are visited in the
+    grid's order.
     """
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
     cv_md = np.full_like(cv_mse, np.nan)
     all_good = bool(gj.all())
-    best_sse = np.inf
+    split = [(tr, te) if all_good else (tr[gj[tr]], te[gj[te]]) for tr, te in folds]
+    scored = [f for f, (tr_g, te_g) in enumerate(split) if tr_g.size >= 2 and te_g.size > 0]
+    n_scored = sum(split[f][1].size for f in scored)        # the stars any point's CV MSE can average
+    best_mse = np.inf
     for a in range(len(svr_gamma)):
         for b, C in enumerate(Cs):
             pred = np.full(m, np.nan)
             sse = 0.0
             pruned = False
-            for f, (tr, te) in enumerate(folds):
-                tr_g, te_g = (tr, te) if all_good else (tr[gj[tr]], te[gj[te]])
-                if tr_g.size < 2 or te_g.size == 0:
-                    continue
+            for f in scored:
+                tr_g, te_g = split[f]
                 if all_good and sub is not None:
                     k_tr, k_te = sub[a][f]
                 else:
                     k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
                 pred[te_g] = _fit_predict(k_tr, yj[tr_g], k_te, C, epsilon, tol, max_iter, svr_gamma[a], smo)
-                r = pred[te_g] - yj[te_g]
-                sse += float(np.sum(r[np.isfinite(r)] ** 2))
-                if prune and f < len(folds) - 1 and sse > best_sse:
-                    pruned = True
-                    break
+                if prune and f != scored[-1]:
+                    r = pred[te_g] - yj[te_g]
+                    sse += float(np.sum(r[np.isfinite(r)] ** 2))
+                    if sse > best_mse * n_scored * (1 + 1e-9):
+                        pruned = True
+                        break
             if pruned:
                 continue
             resid = pred[gj] - yj[gj]
@@ -122,7 +126,7 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
             if resid.size:
                 cv_mse[a, b] = np.mean(resid ** 2)
                 cv_md[a, b] = np.mean(resid)
-                best_sse = min(best_sse, sse)
+                best_mse = min(best_mse, cv_mse[a, b])
     return cv_mse, cv_md
 
 
@@ -231,9 +235,10 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
             "shared kernel matrices; needs the optional numba, `pip install slamfw[fast]`, and falls back to "
             "LIBSVM without it or above max_kernel_stars)")
         prune_grid: bool = Field(
-            True, description="stop cross-validating a (C, gamma) point once its finished folds' squared residuals "
-            "exceed the best finished point's total: it can no longer be chosen, and its cv_mse_grid / cv_md_grid "
-            "entries stay NaN. The chosen point, CV MSE and CV MD are unchanged (false: score the whole grid)")
+            True, description="stop cross-validating a (C, gamma) point once its finished folds' squared residuals, "
+            "over the number of stars the CV MSE averages, exceed the lowest CV MSE finished so far: it can no longer "
+            "be chosen, and its cv_mse_grid / cv_md_grid entries stay NaN. The chosen point, CV MSE and CV MD are "
+            "unchanged (false: score the whole grid)")
 
     # ------------------------------------------------------------------ training
     def fit(self, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> "SlamEmulator":

@@ -26,28 +26,45 @@ system no longer positive definite in double precision) is refused with a ValueE
 from __future__ import annotations
 
 import importlib.util
+import logging
+from typing import Callable, NoReturn
 
 import numpy as np
 from scipy.linalg import solveh_banded
 
-_COMPILED = None   # the numba kernel, once compiled (see _compiled)
+log = logging.getLogger(__name__)
+
+_COMPILED: Callable | bool | None = None   # the numba kernel once compiled; False: none (see _compiled)
 
 
-def _compiled():
+def _compiled() -> Callable | None:
     """The numba kernel :func:`_fit_rows_py` when numba is installed (the optional extra
-    ``slamfw[fast]``), else None: imported and compiled on first use only, and cached on disk."""
+    ``slamfw[fast]``) and works, else None: imported on first use only, and cached on disk."""
     global _COMPILED
     if _COMPILED is None:
-        if importlib.util.find_spec("numba") is None:
-            _COMPILED = False
-        else:
-            import numba
-            _COMPILED = numba.njit(cache=True, nogil=True)(_fit_rows_py)
+        _COMPILED = False
+        if importlib.util.find_spec("numba") is not None:
+            try:
+                import numba
+                _COMPILED = numba.njit(cache=True, nogil=True)(_fit_rows_py)
+            except Exception as exc:   # a numba that does not import (numpy too new, say)
+                _numba_failed(exc)
     return _COMPILED or None
 
 
+def _numba_failed(exc: Exception) -> None:
+    """Fall back to numpy and LAPACK for the rest of the process, saying why once."""
+    global _COMPILED
+    _COMPILED = False
+    log.warning("smoothing splines: numba's kernel is not usable (%s: %s); solving with numpy and LAPACK "
+                "instead (the same results, slower)", type(exc).__name__, exc)
+
+
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
-    """What :meth:`SmoothingSplines.values` computes, one star at a time in compiled loops: the
+    """basis (4, N, n), omega (4, N, n + 2), first (n,), y, w (M, n), lam (M,), rows (M,) int in
+    [0, N), out (M, n) (checked by the caller: numba does not check bounds).
+
+    What :meth:`SmoothingSplines.values` computes, one star at a time in compiled loops: the
     banded normal equations of star s (penalty rows[s] of omega, basis rows[s]), their Cholesky
     factor (bandwidth 3, L[k + d, k] in chol[k + 3, d]), the two triangular solves and the spline
     at the points, into out[s]. Returns -1, or the first star whose system is not positive definite."""
@@ -154,9 +171,9 @@ class SmoothingSplines:
     strictly increasing along each row: the basis and the penalty, built once for many fits."""
 
     def __init__(self, x: np.ndarray, compiled: bool = True) -> None:
-        """``compiled``: solve with the numba kernel when numba is installed (the same systems, one
-        star at a time in compiled loops: about 5x faster than LAPACK's banded Cholesky called
-        per star); False, or without numba: numpy and LAPACK."""
+        """``compiled``: solve with the numba kernel when numba is installed and works (the same
+        systems, one star at a time in compiled loops: see the module's docstring); False, or
+        without numba: numpy and LAPACK."""
         self.compiled = compiled
         x = np.asarray(x, float)
         N, n = x.shape
@@ -183,17 +200,29 @@ class SmoothingSplines:
         """(M, n) the fitted splines at the points, for data y and weights w >= 0 (M, n) (at least
         2 positive weights per row; NaN y where w is 0 is fine) and penalties lam (M,) > 0, on the
         rows ``rows`` (M,) of x (default all)."""
+        y = np.asarray(y, float)
         w = np.asarray(w, float)
         lam = np.asarray(lam, float)
+        N = self.basis.shape[1]
+        index = np.arange(N) if rows is None else np.asarray(rows)
+        M = index.size
+        if index.ndim != 1 or index.dtype.kind not in "iu" or (M and (index.min() < 0 or index.max() >= N)):
+            raise ValueError(f"SmoothingSplines.values: rows must be integer row numbers in [0, {N})")
+        if y.shape != (M, self.n) or w.shape != (M, self.n) or lam.shape != (M,):
+            raise ValueError(f"SmoothingSplines.values: y {y.shape} and w {w.shape} must be ({M}, {self.n}) and "
+                             f"lam {lam.shape} ({M},): one row per fitted row of x")
         kernel = _compiled() if self.compiled else None
         if kernel is not None:
-            index = np.arange(w.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
             out = np.empty(w.shape)
-            bad = kernel(self.basis, self.omega, self.first, np.asarray(y, float), w, lam, index, out)
-            if bad >= 0:
-                self._too_stiff(bad, lam[bad])
-            return out
-        rows = slice(None) if rows is None else np.asarray(rows)
+            try:
+                bad = kernel(self.basis, self.omega, self.first, y, w, lam, index.astype(np.int64), out)
+            except Exception as exc:   # numba that imports but cannot compile here
+                _numba_failed(exc)
+            else:
+                if bad >= 0:
+                    self._too_stiff(bad, lam[bad])
+                return out
+        rows = slice(None) if rows is None else index
         v = self.basis[:, rows]                       # (4, M, n)
         wy = np.where(w > 0, w * np.where(w > 0, y, 0.0), 0.0)
         M, n = w.shape
@@ -227,7 +256,7 @@ class SmoothingSplines:
             out += v[a] * coef[:, self.first + a]
         return out
 
-    def _too_stiff(self, row: int, lam: float) -> None:
+    def _too_stiff(self, row: int, lam: float) -> NoReturn:
         raise ValueError(f"smoothing spline: the system of row {row} is not positive definite in double "
                          f"precision: the penalty {lam:.3g} is too stiff for its {self.n} points (use a "
                          f"shorter smoothing_length)")
