@@ -25,6 +25,11 @@ DEVICES = ("cpu", "cuda")
 _CUPY_ERROR: list[str] = []
 
 
+def _cupy_error() -> str:
+    """CuPy's last import or device error as ' (why)' for a refusal's message; '' when none."""
+    return f" ({_CUPY_ERROR[0]})" if _CUPY_ERROR else ""
+
+
 def _cupy() -> ModuleType | None:
     try:
         import cupy
@@ -54,13 +59,11 @@ def array_module(device: str) -> ModuleType:
     if device != "cuda":
         raise ConfigError(f"device {device!r}: use one of {', '.join(DEVICES)}")
     cupy = _cupy()
-    why = f" ({_CUPY_ERROR[0]})" if _CUPY_ERROR else ""
     if cupy is None:
-        raise ConfigError(f"device 'cuda' needs CuPy, which did not import{why}: pip install 'slamfw[cuda13]' "
-                          f"(or 'slamfw[cuda12]' for CUDA 12)")
+        raise ConfigError(f"device 'cuda' needs CuPy, which did not import{_cupy_error()}: pip install "
+                          f"'slamfw[cuda13]' (or 'slamfw[cuda12]' for CUDA 12)")
     if not gpu_available():
-        why = f" ({_CUPY_ERROR[0]})" if _CUPY_ERROR else ""
-        raise ConfigError(f"device 'cuda': CuPy sees no CUDA GPU on this machine{why} (use device = 'cpu')")
+        raise ConfigError(f"device 'cuda': CuPy sees no CUDA GPU on this machine{_cupy_error()} (use device = 'cpu')")
     return cupy
 
 

@@ -388,6 +388,7 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
     dc = np.empty(n)
     for r in range(n):
         dc[r] = K[r, r]
+    gone = np.empty(n, dtype=np.bool_)   # the active stars a shrinking pass drops
     s1 = np.empty(n)   # scratch for the working-set selection
     s2 = np.empty(n)
     s3 = np.empty(n)
@@ -433,14 +434,14 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
                     v = vc[k]
                     b = bc[k]
                     if b >= C:
-                        shrink = v > gm1
+                        gone[k] = v > gm1
                     elif b <= -C:
-                        shrink = -(v + two_eps) > gm2
+                        gone[k] = -(v + two_eps) > gm2
                     elif b == 0.0:
-                        shrink = (-v > gm2) and (v + two_eps > gm1)
+                        gone[k] = (-v > gm2) and (v + two_eps > gm1)
                     else:
-                        shrink = False
-                    if not shrink:
+                        gone[k] = False
+                    if not gone[k]:
                         keep += 1
                 if keep < na and (na - keep) * 8 >= na:   # pack when at least 1/8 goes
                     if Kbuf.shape[0] < na:
@@ -450,19 +451,9 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
                     pos = np.empty(keep, dtype=np.int64)
                     q = 0
                     for k in range(na):
-                        v = vc[k]
-                        b = bc[k]
-                        if b >= C:
-                            shrink = v > gm1
-                        elif b <= -C:
-                            shrink = -(v + two_eps) > gm2
-                        elif b == 0.0:
-                            shrink = (-v > gm2) and (v + two_eps > gm1)
-                        else:
-                            shrink = False
                         r = act[k]
-                        beta[r] = b
-                        if not shrink:
+                        beta[r] = bc[k]
+                        if not gone[k]:
                             newact[q] = r
                             pos[q] = k
                             q += 1
