@@ -113,6 +113,7 @@ from bench_predict import run_measured  # noqa: E402
 from harness_cases import CaseData  # noqa: E402
 from harness_cases import case_b as case_b_data  # noqa: E402
 from harness_cases import case_c as case_c_data  # noqa: E402
+from harness_cases import ordinal  # noqa: E402
 from harness_flops import blas_threads, flop_rates, gemm_rate  # noqa: E402
 from harness_table import MOCK, write_mock_tables  # noqa: E402
 
@@ -171,11 +172,6 @@ def case_a(quick: bool, n_predict: int | None) -> Case:
             f"emulator.slam.n_folds={grid['n_folds']}", "emulator.slam.shuffle_folds=false"]
     return Case("a" + (" (quick)" if quick else ""), sets, grid, n_predict or (2000 if quick else 20000),
                 n_reference=5 if quick else 20)
-
-
-def ordinal(k: int) -> str:
-    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 20th, 21st."""
-    return f"{k}" + ("th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th"))
 
 
 def case_from(data: CaseData, quick: bool, predict_what: str, pixel_step: int = 1) -> Case:

@@ -404,6 +404,16 @@ def case_b(quick: bool) -> CaseData:
                     True, case_text("b", quick))
 
 
+def ordinal(k: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 20th, 21st."""
+    return f"{k}" + ("th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th"))
+
+
+def _every(k: int) -> str:
+    """"every pixel", "every 2nd pixel", "every 20th pixel", ..."""
+    return "every pixel" if k == 1 else f"every {ordinal(k)} pixel"
+
+
 def case_c(work: Path, quick: bool, seed: int = 0, train_bad_pixels: bool = True, pixel_step: int = 1) -> CaseData:
     """The APOGEE-like mock survey, written into ``work`` (:func:`write_apogee_case`).
 
@@ -429,9 +439,9 @@ def case_c(work: Path, quick: bool, seed: int = 0, train_bad_pixels: bool = True
     if k > 1:
         base = QUICK_APOGEE["pixel_step"] if quick else 1
         text += (f" slamfw pixel step {k} (`--slamfw-pixel-step {k}`): the survey (training and test spectra) was "
-                 f"written on every {base * k}-th pixel of the 7214 only, so slamfw trained, and its `predict` "
+                 f"written on {_every(base * k)} of the 7214 only, so slamfw trained, and its `predict` "
                  f"inferred, on those pixels, not on all pixels as the issue asks; astroslam trained the same "
-                 f"pixels as without the option (every {REFERENCE_PIXELS['c'] // k}-th of that grid). slamfw's "
+                 f"pixels as without the option ({_every(REFERENCE_PIXELS['c'] // k)} of that grid). slamfw's "
                  f"training time, model size, memory and `predict` time are for that reduced grid.")
     return CaseData("c" + (" (quick)" if quick else ""), paths["config"], apogee_case_sets(quick),
                     QUICK_GRID if quick else GRID, REFERENCE_PIXELS["c"] // k, ["--data", str(paths["test"])],

@@ -95,25 +95,32 @@ def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, w
     ``rv`` (n,) -> normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels
     near the grid, or (n, P) each star's (a grid per star: each star is then normalised alone, on
     its own window, so that its result does not depend on the other stars of the block);
-    ``shifted`` passes per-star rest-frame wavelengths (n, P) to the normaliser."""
-    waves = np.broadcast_to(wave, flux.shape) / (1.0 + rv[:, None] / C_KMS)
-    if keep.ndim == 2:     # a grid per star: each star normalised on its own window of pixels
+    ``shifted``: the normaliser gets each star's observed grid and ``1 + rv / c``
+    (:meth:`~slamfw.Normalizer.normalize_rest_frame`), else the observed grid alone."""
+    doppler = 1.0 + rv / C_KMS
+    waves = np.broadcast_to(wave, flux.shape) / doppler[:, None]
+    if keep.ndim == 2:     # a grid per star: each star normalised on its own window of pixels, as alone
         out = [_normalise_and_resample(waves[i:i + 1, keep[i]], flux[i:i + 1, keep[i]], ivar[i:i + 1, keep[i]],
-                                       grid, normalizer) for i in range(flux.shape[0])]
+                                       grid, normalizer, wave[i, keep[i]], doppler[i:i + 1] if shifted else None)
+               for i in range(flux.shape[0])]
         return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
-    return _normalise_and_resample(waves[:, keep], flux[:, keep], ivar[:, keep], grid, normalizer,
-                                   None if shifted else wave[keep])
+    return _normalise_and_resample(waves[:, keep], flux[:, keep], ivar[:, keep], grid, normalizer, wave[keep],
+                                   doppler if shifted else None)
 
 
 def _normalise_and_resample(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray,
-                            normalizer: Normalizer | None, common: np.ndarray | None = None
+                            normalizer: Normalizer | None, common: np.ndarray, doppler: np.ndarray | None
                             ) -> tuple[np.ndarray, np.ndarray]:
     """Stars (n, P) at rest-frame wavelengths ``waves`` (n, P) -> normalised and resampled (n, G);
-    ``common`` (P,): the one grid the normaliser gets when no star is shifted."""
+    ``common`` (P,): the one observed grid of every star, which the normaliser gets with
+    ``doppler`` (n,) (``waves = common / doppler``, :meth:`~slamfw.Normalizer.normalize_rest_frame`),
+    or alone when no star is shifted (doppler None)."""
     if normalizer is None:
         nflux, nivar = flux, ivar
+    elif doppler is None:
+        nflux, nivar, _ = normalizer.normalize(common, flux, ivar)
     else:
-        nflux, nivar, _ = normalizer.normalize(waves if common is None else common, flux, ivar)
+        nflux, nivar, _ = normalizer.normalize_rest_frame(common, doppler, flux, ivar)
     bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
     nflux = np.where(bad_norm, 0.0, nflux)
     nivar = np.where(bad_norm, 0.0, nivar)

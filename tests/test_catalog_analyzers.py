@@ -46,6 +46,7 @@ def test_catalog_columns_and_formats(tmp_path):
         for col in ("Teff", "Teff_err", "Teff_true"):
             assert str(back[col].unit) == "K", (suffix, col)
         assert str(back["ra"].unit) == "deg" and back["acceptance"].unit is None
+    assert str(t["logg"].unit) == "dex"                      # writing left the table's own units alone
 
 
 def test_bias_scatter_eq_9_10():

@@ -44,7 +44,7 @@ BUILTIN = [
 @pytest.mark.parametrize("name,params", BUILTIN, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BUILTIN)])
 def test_builtin_emulators_pass(name, params):
     results = check_emulator(registry.get_component("emulator", name), params)
-    assert len(results) == 14 and all(r.passed for r in results)
+    assert len(results) == 15 and all(r.passed for r in results)
     assert [r.check for r in results] == [c.name for c in CHECKS["emulator"]]
 
 
@@ -73,6 +73,12 @@ class Noisy(CannonEmulator):
         return self
 
 
+class StaleTerms(CannonEmulator):
+    def least_squares_terms(self, labels, weights, weighted_flux):
+        cost, grad, jtj = super().least_squares_terms(labels, weights, weighted_flux)
+        return cost, grad, jtj * (1 + 1e-6)          # J^T J a little off: the batched lm would err
+
+
 class LosesState(CannonEmulator):
     def to_state(self):
         arrays, meta = super().to_state()
@@ -85,11 +91,12 @@ class LosesState(CannonEmulator):
     (Unvalidated, {"check_bad_labels", "check_unfitted", "check_learns", "check_jacobian"}),
     (Noisy, {"check_deterministic"}),
     (LosesState, {"check_save_load"}),
+    (StaleTerms, {"check_least_squares_terms"}),
 ])
 def test_kit_catches_broken_emulators(cls, failing):
     results = check_emulator(cls, raise_on_fail=False)
     assert failed(results) == failing
-    with pytest.raises(EmulatorCheckError, match=f"fails {len(failing)} of 14") as err:
+    with pytest.raises(EmulatorCheckError, match=f"fails {len(failing)} of 15") as err:
         check_emulator(cls)
     assert isinstance(err.value, ComponentCheckError) and {r.check for r in err.value.failed} == failing
 
@@ -347,12 +354,14 @@ def test_spline_normalizer_passes_with_other_parameters():
 @pytest.mark.parametrize("cls,failing", [
     (ForgetsIvarScaling, {"check_ivar_scaling"}),
     (NaNForBadStar, {"check_unnormalisable"}),
-    (OnlyOneGrid, {"check_wave_2d", "check_shifted_waves"}),
-    (ScalesTheFlux, {"check_ivar_scaling", "check_chunk_invariance", "check_shifted_waves"}),
+    (OnlyOneGrid, {"check_wave_2d", "check_shifted_waves", "check_rest_frame"}),
+    (ScalesTheFlux, {"check_ivar_scaling", "check_chunk_invariance", "check_shifted_waves", "check_rest_frame"}),
     (HalfContinuum, {"check_flat_continuum"}),
-    (JitteryContinuum, {"check_deterministic", "check_chunk_invariance", "check_shifted_waves", "check_wave_2d"}),
+    (JitteryContinuum, {"check_deterministic", "check_chunk_invariance", "check_shifted_waves", "check_wave_2d",
+                        "check_rest_frame"}),
     (FlatOutput, {"check_output_shapes", "check_shifted_waves", "check_wave_2d", "check_ivar_scaling",
-                  "check_chunk_invariance", "check_unnormalisable", "check_deterministic", "check_flat_continuum"}),
+                  "check_chunk_invariance", "check_unnormalisable", "check_deterministic", "check_flat_continuum",
+                  "check_rest_frame"}),
     (NormalisesInPlace, {"check_inputs_unchanged", "check_ivar_scaling"}),
     (StoresAModifiedParam, {"check_params"}),
 ])
@@ -557,16 +566,16 @@ def test_parametrize_with_checks_ids_and_marks():
 def test_cli_check_emulator(capsys):
     assert main(["check-emulator", "krr", "--param", "alpha=[0.01]"]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == 14 and "14 passed, 0 failed" in out
+    assert out.count("PASS") == 15 and "15 passed, 0 failed" in out
     assert main(["check-emulator", "cannon"]) == 0
-    assert "14 passed, 0 failed" in capsys.readouterr().out
+    assert "15 passed, 0 failed" in capsys.readouterr().out
     plugin = types.SimpleNamespace(slamfw_register_emulators=slamfw.hookimpl(
         lambda register: register("flipped", FlippedJacobian)))
     registry.register_plugin(plugin, name="flipped-plugin")
     try:
         assert main(["check-emulator", "flipped"]) == 1
         out = capsys.readouterr().out
-        assert "FAIL  jacobian matches central finite differences" in out and "13 passed, 1 failed" in out
+        assert "FAIL  jacobian matches central finite differences" in out and "14 passed, 1 failed" in out
     finally:
         registry.unregister_plugin("flipped-plugin")
     assert main(["check-emulator", "nope"]) == 2

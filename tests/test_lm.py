@@ -237,3 +237,43 @@ def test_batched_not_converged_and_unfit_stars(small_model):
     assert not res.converged.any() and np.all(np.isnan(res.labels[1]))
     ok = registry.create("inferer", "lm", {"batched": True}).infer(small_model, flux[:1], ivar[:1])
     assert ok.converged[0] and np.all(np.abs(ok.labels[0] - [5500.0, 4.0, 0.0]) < [2.0, 0.01, 0.01])
+
+
+def _lsq_inputs(model, noisy, k=25):
+    theta = np.asarray(model.train_labels)[:k] * np.array([1.02, 0.98, 1.0]) + np.array([0.0, 0.05, 0.03])
+    w = np.sqrt(noisy.ivar[:k]) * (np.arange(noisy.flux.shape[1]) % 7 != 0)     # some weights 0
+    return theta, w, w * noisy.flux[:k]
+
+
+def test_slam_least_squares_terms_compiled_equal_the_jacobians(small_model, noisy):
+    """slam's least-squares terms in one compiled pass over each gamma group's product (no
+    (K, P, L) jacobian) equal those built from predict_and_jacobian, to rounding."""
+    pytest.importorskip("numba")
+    from slamfw import Emulator
+    from slamfw_plugins.emulators import _rbf
+    emu = small_model.emulator
+    assert _rbf.LSQ_KERNEL.get() is not None          # else this compares the default with itself
+    assert len(emu._rbf.groups) == 2
+    theta, w, wf = _lsq_inputs(small_model, noisy)
+    got = emu.least_squares_terms(theta, w, wf)
+    want = Emulator.least_squares_terms(emu, theta, w, wf)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(b).max())
+    np.testing.assert_array_equal(got[2], got[2].transpose(0, 2, 1))
+    with pytest.raises(DataError, match="weights .* must both be \\(25, 120\\)"):
+        emu.least_squares_terms(theta, w[:, 1:], wf[:, 1:])
+
+
+def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_model, noisy, monkeypatch, caplog):
+    from slamfw import Emulator
+    from slamfw_plugins.emulators import _rbf
+
+    def broken(*args):
+        raise RuntimeError("cannot compile here")
+    monkeypatch.setattr(_rbf.LSQ_KERNEL, "compiled", broken)
+    theta, w, wf = _lsq_inputs(small_model, noisy)
+    got = small_model.emulator.least_squares_terms(theta, w, wf)
+    assert "numba's kernel is not usable (RuntimeError: cannot compile here)" in caplog.text
+    assert _rbf.LSQ_KERNEL.compiled is False
+    for a, b in zip(got, Emulator.least_squares_terms(small_model.emulator, theta, w, wf)):
+        np.testing.assert_array_equal(a, b)

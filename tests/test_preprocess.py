@@ -74,3 +74,30 @@ def test_all_stars_bad_is_an_error():
     ss = SpectralSet(wave=wave, flux=np.ones((2, 101)), ivar=np.zeros((2, 101)), ids=["a", "b"])
     with pytest.raises(DataError, match="every star has more than"):
         prepare(ss, PreprocessConfig(), NONE)
+
+
+def test_shifted_stars_on_one_grid_go_to_normalize_rest_frame():
+    """prepare() hands a normaliser the observed grid and 1 + rv / c when the stars share a grid
+    and are shifted (one basis for a spline), the same as normalising the rest-frame wavelengths."""
+    spline = registry.create("normalizer", "spline")
+    calls = []
+
+    class Recording(type(spline)):
+        def normalize_rest_frame(self, wave, doppler, flux, ivar):
+            calls.append((np.shape(wave), np.array(doppler)))
+            return super().normalize_rest_frame(wave, doppler, flux, ivar)
+
+    ss = registry.create("reader", "mock", {"n_stars": 6, "seed": 2, "rv_sigma": 50.0}).read()
+    rv = ss.meta_column("rv", 0.0)
+    grid = np.linspace(ss.wave[20], ss.wave[-20], 400)
+    out = prepare(ss, PreprocessConfig(), Recording(), grid=grid)
+    assert len(calls) == 1 and calls[0][0] == (ss.wave.size,)
+    np.testing.assert_array_equal(calls[0][1], 1 + rv / C_KMS)
+    rest = ss.wave[None, :] / (1 + rv[:, None] / C_KMS)
+    nf, ni, _ = spline.normalize(rest, ss.flux, ss.weight_ivar)
+    for i in range(ss.n_stars):
+        f, v = resample(rest[i], nf[i], ni[i], grid)
+        np.testing.assert_allclose(out.flux[i], f, rtol=1e-7, atol=1e-12)
+    calls.clear()
+    prepare(ss, PreprocessConfig(rv_correct=False), Recording(), grid=grid)
+    assert calls == []                         # unshifted: normalize() on the grid itself

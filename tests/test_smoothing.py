@@ -88,7 +88,7 @@ def test_compiled_kernel_solves_the_same_systems(n, length):
     same banded systems: equal to rounding, amplified by the system's conditioning."""
     pytest.importorskip("numba")
     from slamfw_plugins.normalizers import _smoothing
-    assert _smoothing._compiled() is not None            # else this would compare the numpy path with itself
+    assert _smoothing.KERNEL.get() is not None            # else this would compare the numpy path with itself
     rng = np.random.default_rng(n)
     x = (3900.0 + np.arange(n)) * (1 + rng.normal(0, 1e-4, (6, 1)))
     y = 1 + 0.3 * np.sin(x / 150.0) + rng.normal(0, 0.05, x.shape)
@@ -114,12 +114,12 @@ def test_a_numba_that_fails_falls_back_to_numpy_with_a_warning(monkeypatch, capl
 
     def broken(*args):
         raise RuntimeError("cannot compile here")
-    monkeypatch.setattr(_smoothing, "_COMPILED", broken)
+    monkeypatch.setattr(_smoothing.KERNEL, "compiled", broken)
     x = (3900.0 + np.arange(50.0))[None]
     y = np.sin(x / 7.0)
     out = SmoothingSplines(x).values(y, np.ones_like(y), np.array([10.0]))
     assert "numba's kernel is not usable (RuntimeError: cannot compile here)" in caplog.text
-    assert _smoothing._COMPILED is False
+    assert _smoothing.KERNEL.compiled is False
     np.testing.assert_array_equal(out, SmoothingSplines(x, compiled=False).values(y, np.ones_like(y), np.array([10.0])))
 
 
@@ -138,8 +138,8 @@ def test_values_refuses_arrays_of_the_wrong_shape(compiled):
 
 def test_without_numba_the_numpy_path_serves(monkeypatch):
     from slamfw_plugins.normalizers import _smoothing
-    monkeypatch.setattr(_smoothing, "_COMPILED", False)     # as when numba is not installed
-    assert _smoothing._compiled() is None
+    monkeypatch.setattr(_smoothing.KERNEL, "compiled", False)     # as when numba is not installed
+    assert _smoothing.KERNEL.get() is None
     x = (3900.0 + np.arange(50.0))[None]
     y = np.sin(x / 7.0)
     out = SmoothingSplines(x).values(y, np.ones_like(y), np.array([10.0]))
@@ -213,3 +213,65 @@ def test_normaliser_names_a_spectrum_whose_wavelengths_do_not_increase():
             w[1, pixel] = bad
             with pytest.raises(ValueError, match="spectrum 1 of this block.*finite"):
                 SplineNormalizer().normalize(w, np.ones((3, 200)), np.ones((3, 200)))
+
+
+def _mock_block(n_stars=40, rv_sigma=3000.0):
+    from slamfw import registry
+    ss = registry.create("reader", "mock", {"n_stars": n_stars, "seed": 3, "snr": [20, 50, 100]}).read()
+    doppler = 1 + np.random.default_rng(1).normal(0, rv_sigma, n_stars) / 299792.458
+    ivar = ss.weight_ivar.copy()
+    ivar[1, 200:260] = 0                       # a gap
+    ivar[5:7, :40] = 0                         # two stars starting later: one basis for both
+    ivar[7, -30:] = 0                          # one ending earlier
+    ivar[8, 15:] = 0                           # too few pixels
+    return ss.wave, doppler, ss.flux, ivar
+
+
+def test_rest_frame_splines_equal_splines_on_the_shifted_wavelengths():
+    """normalize_rest_frame builds the basis on the observed grid and scales each star's penalty
+    by doppler^3: the same continua as normalising the rest-frame wavelengths (measured: 8e-9
+    relative at 30 and 3000 km/s; a wrong power of the doppler factor moves them by ~6e-3 at
+    3000 km/s), star by star bit for bit what the star gets alone."""
+    wave, doppler, flux, ivar = _mock_block()
+    norm = SplineNormalizer()
+    want = norm.normalize(wave[None, :] / doppler[:, None], flux, ivar)
+    got = norm.normalize_rest_frame(wave, doppler, flux, ivar)
+    assert np.all(np.isnan(got[2][8])) and np.all(got[1][8] == 0)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=0)
+    for i in (0, 5, 7):
+        alone = norm.normalize_rest_frame(wave, doppler[i:i + 1], flux[i:i + 1], ivar[i:i + 1])
+        for a, b in zip(alone, got):
+            np.testing.assert_array_equal(a[0], b[i])
+
+
+def test_rest_frame_refuses_bad_doppler_factors_and_shapes():
+    wave, doppler, flux, ivar = _mock_block(10)
+    doppler, flux, ivar = doppler[:4], flux[:4], ivar[:4]
+    norm = SplineNormalizer()
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        d = doppler.copy()
+        d[2] = bad
+        with pytest.raises(ValueError, match="doppler factor.*spectrum 2"):
+            norm.normalize_rest_frame(wave, d, flux, ivar)
+    with pytest.raises(ValueError, match="needs wave \\(P,\\) and doppler \\(N,\\)"):
+        norm.normalize_rest_frame(wave, doppler[:3], flux, ivar)
+
+
+def test_bins_are_numpys_arange_and_searchsorted():
+    """_bins, vectorised, against the loop it replaced, on grids where edges fall on pixels."""
+    from slamfw_plugins.normalizers.spline import _bins
+    rng = np.random.default_rng(0)
+    for trial in range(600):
+        p = int(rng.integers(2, 300))
+        kind = trial % 3
+        if kind == 0:
+            w = np.arange(p, dtype=float) + rng.integers(3000, 9000)          # integer grid: edges on pixels
+        elif kind == 1:
+            w = np.cumsum(rng.uniform(0.01, 3, p)) + rng.uniform(3000, 16000)
+        else:
+            w = (np.arange(p) * 0.1 + 4000.0) * (1 + rng.normal(0, 1e-4))
+        width = [100.0, 50.0, 0.1, 7.3, 1.0, 1e4][trial % 6]
+        edges = np.arange(w[0], w[-1] + width, width)
+        want = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, max(edges.size - 2, 0))
+        np.testing.assert_array_equal(_bins(w[None], width)[0], want)

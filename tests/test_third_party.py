@@ -29,7 +29,7 @@ def test_passes_the_conformance_kit(installed_linear, capsys):
     results = check_emulator(registry.get_component("emulator", "linear"))
     assert all(r.passed for r in results)
     assert main(["check-emulator", "linear"]) == 0
-    assert "14 passed, 0 failed" in capsys.readouterr().out
+    assert "15 passed, 0 failed" in capsys.readouterr().out
 
 
 def test_experiment_with_set_emulator_name(installed_linear, data, capsys):

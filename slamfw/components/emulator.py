@@ -28,6 +28,9 @@ class Emulator(Component):
       cross-validated mean squared and mean difference (predicted - true) of each pixel in
       standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
       were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
+    - ``least_squares_terms(labels, weights, weighted_flux)``: the cost, ``J^T r`` and ``J^T J``
+      of a weighted least-squares step, which the batched least squares calls; this base class
+      computes them from ``predict_and_jacobian``
     - optional: ``on_device(xp)``, an evaluator of flux and jacobian on another array module
       (CuPy: the GPU), for the batched least squares' ``device = "cuda"``
     - optional: ``label_scale_`` (L,), a typical scale of each label (the training set's
@@ -72,6 +75,23 @@ class Emulator(Component):
         the batched least squares needs. Override when the two share work (a kernel matrix)."""
         return self.predict(labels), self.jacobian(labels)
 
+    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The terms of a weighted least-squares step at labels (K, L), physical units: with the
+        residuals ``r = weighted_flux - weights * predict(labels)`` (K, P) (``weighted_flux``
+        is 0 where ``weights`` is) and their derivatives ``J = dr/dlabels`` (K, P, L), returns
+        the cost ``sum_p r^2 / 2`` (K,), ``J^T r`` (K, L) and ``J^T J`` (K, L, L): what each step
+        of the batched least squares needs. This default computes them from
+        :meth:`predict_and_jacobian`; an emulator may compute them without building the
+        (K, P, L) jacobian (the kernel emulators do), equal to rounding
+        (``slamfw.testing.check_emulator`` checks it)."""
+        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
+        model, jac = self.predict_and_jacobian(theta)
+        r = wf - w * model
+        jt = np.multiply(jac.transpose(0, 2, 1), -w[:, None, :])            # (K, L, P)
+        return (0.5 * np.einsum("kp,kp->k", r, r), np.matmul(jt, r[:, :, None])[:, :, 0],
+                np.matmul(jt, jt.transpose(0, 2, 1)))
+
     def on_device(self, xp: Any) -> Any:
         """An evaluator on the array module ``xp`` (numpy, or CuPy for a GPU): a function of
         labels (K, L), an ``xp`` array in physical units, returning ``xp`` arrays flux (K, P) and
@@ -91,6 +111,18 @@ class Emulator(Component):
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_labels_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load a model")
+
+    def _check_least_squares(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate :meth:`least_squares_terms`' input: labels (K, L) finite, weights and
+        weighted_flux (K, P) floats."""
+        theta = self._check_labels(labels)
+        w, wf = np.asarray(weights, dtype=float), np.asarray(weighted_flux, dtype=float)
+        shape = (theta.shape[0], self.n_pixels_)
+        if w.shape != shape or wf.shape != shape:
+            raise DataError(f"{type(self).__name__}.least_squares_terms: weights {w.shape} and weighted_flux "
+                            f"{wf.shape} must both be {shape}, one row per row of labels")
+        return theta, w, wf
 
     def _check_labels(self, labels: np.ndarray) -> np.ndarray:
         """Validate labels for predict/jacobian: (K, L) finite floats."""

@@ -38,6 +38,27 @@ class Normalizer(Component):
         nf, ni, cont = (np.array(a) for a in zip(*out))
         return nf, ni, cont
 
+    def normalize_rest_frame(self, wave: np.ndarray, doppler: np.ndarray, flux: np.ndarray, ivar: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normalise N spectra observed on one grid and shifted to their rest frames.
+
+        Parameters
+        ----------
+        wave : (P,) the observed wavelengths, the same for every star
+        doppler : (N,) ``1 + rv / c``: star i's rest-frame wavelengths are ``wave / doppler[i]``
+        flux, ivar : (N, P)
+
+        Returns
+        -------
+        norm_flux, norm_ivar, continuum : (N, P) each, as :meth:`normalize` on the rest-frame
+        wavelengths (N, P), which is what this default does. A normaliser may override it to
+        build what depends on the grid alone once for all the stars (the spline does); its
+        result must equal the default's to rounding, and each star's still must not depend on
+        the other stars passed with it (``slamfw.testing.check_normalizer`` checks both).
+        """
+        doppler = np.asarray(doppler, float)
+        return self.normalize(np.asarray(wave, float)[None, :] / doppler[:, None], flux, ivar)
+
     def normalize_one(self, wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One star: wave, flux, ivar (P,) -> norm_flux, norm_ivar, continuum (P,)."""

@@ -1,6 +1,7 @@
 """Label catalogues as astropy Tables, written to FITS and ECSV."""
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -122,15 +123,34 @@ def _part_table(part: dict[str, np.ndarray], label_units: Sequence[str], width: 
                         snr=part["snr"], **opt)
 
 
+@functools.lru_cache(maxsize=None)
+def _fits_knows(unit: str) -> bool:
+    """Whether the FITS standard has ``unit`` (asked once per unit: astropy's refusal is slow)."""
+    import astropy.units as u
+    try:
+        u.Unit(unit).to_string(format="fits")
+    except (ValueError, TypeError, u.UnitsError):
+        return False
+    return True
+
+
 def table_hdu(table: Table) -> fits.BinTableHDU:
     """``table`` as a FITS binary table, keeping every unit: a unit FITS does not know (``dex``)
     is written as its name in ``TUNITn``, which astropy reads back as an unrecognised unit."""
+    units = {name: table[name].unit for name in table.colnames}
+    foreign = [name for name in table.colnames
+               if table[name].unit is not None and not _fits_knows(table[name].unit.to_string())]
+    if foreign:                       # left to the loop below, instead of astropy's failed conversion
+        table = table.copy(copy_data=False)
+        for name in foreign:
+            table[name].unit = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
         hdu = fits.table_to_hdu(table)
-    for i, col in enumerate(table.itercols(), start=1):
-        if col.unit is not None and f"TUNIT{i}" not in hdu.header:
-            hdu.header.insert(f"TFORM{i}", (f"TUNIT{i}", col.unit.to_string()), after=True)
+    for i, name in enumerate(table.colnames, start=1):
+        unit = units[name]
+        if unit is not None and f"TUNIT{i}" not in hdu.header:
+            hdu.header.insert(f"TFORM{i}", (f"TUNIT{i}", unit.to_string()), after=True)
     return hdu
 
 

@@ -4,8 +4,9 @@ The per-star solver (:mod:`slamfw.stats.maxlike`, ``scipy.optimize.least_squares
 emulator once per star and step, with one row of labels: for a kernel emulator that is a
 matrix-vector product per call, and Python overhead dominates. Here the rows of all stars (and
 all their starts) that are still iterating are stacked, so that each step is one call of
-``emulator.predict_and_jacobian`` on a (B, L) batch (for ``slam``: one kernel matrix and L + 1
-matrix-matrix products per gamma group), then B small L x L damped normal equations solved
+``emulator.least_squares_terms`` on a (B, L) batch (the cost, J^T r and J^T J; by default from
+``predict_and_jacobian``; for ``slam``: one kernel matrix and one matrix-matrix product per
+gamma group, then one compiled pass over it), then B small L x L damped normal equations solved
 together by ``numpy.linalg.solve``. A row leaves the batch when it converges; the others go on.
 
 The problem of each row is the same weighted least squares as the per-star solver's, in
@@ -64,6 +65,8 @@ class _Batch:
                  pw: np.ndarray, pm: np.ndarray, xp: Any = np, evaluate: Any = None) -> None:
         self.emulator, self.mean, self.scale, self.xp = emulator, mean, scale, xp
         self.predict_and_jacobian = evaluate or emulator.predict_and_jacobian
+        # on numpy, the emulator's own least-squares terms (no (b, P, L) jacobian for a kernel emulator)
+        self.terms = getattr(emulator, "least_squares_terms", None) if evaluate is None and xp is np else None
         self.wf = xp.where(weights > 0, weights * xp.where(weights > 0, flux, 0.0), 0.0)
         self.w = weights
         self.pw, self.pm = pw, pm
@@ -74,23 +77,29 @@ class _Batch:
         """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L)."""
         xp = self.xp
         theta = self.mean + z * self.scale
-        model, jac = self.predict_and_jacobian(theta)                   # (b, P), (b, P, L)
         self.n_evals += len(rows)
         flops = getattr(self.emulator, "flops_per_evaluation", None)
         if flops is not None:
             self.flops += len(rows) * flops
-        w = self.w[rows]
-        r = self.wf[rows] - w * model                                   # (b, P)
-        # dr/dz as (b, L, P), pixels last (a view without copying for the kernel emulators)
-        jzt = xp.multiply(jac.transpose(0, 2, 1), -w[:, None, :])
-        jzt *= self.scale[None, :, None]
         pw = self.pw[rows]
         rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
-        cost = 0.5 * (xp.einsum("bp,bp->b", r, r) + xp.einsum("bl,bl->b", rp, rp))
-        grad = xp.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp         # batched products: matmul, not einsum
-        jtj = xp.matmul(jzt, jzt.transpose(0, 2, 1))
-        n_lab, n_pix = jzt.shape[1], jzt.shape[2]
+        n_lab, n_pix = z.shape[1], self.w.shape[1]
+        if self.terms is not None:
+            cost, grad, jtj = self.terms(theta, self.w[rows], self.wf[rows])   # physical labels: to z
+            cost = cost + 0.5 * xp.einsum("bl,bl->b", rp, rp)
+            grad = grad * self.scale[None, :] + jp * rp
+            jtj = jtj * (self.scale[:, None] * self.scale[None, :])[None]
+        else:
+            model, jac = self.predict_and_jacobian(theta)                   # (b, P), (b, P, L)
+            w = self.w[rows]
+            r = self.wf[rows] - w * model                                   # (b, P)
+            # dr/dz as (b, L, P), pixels last (a view without copying for the kernel emulators)
+            jzt = xp.multiply(jac.transpose(0, 2, 1), -w[:, None, :])
+            jzt *= self.scale[None, :, None]
+            cost = 0.5 * (xp.einsum("bp,bp->b", r, r) + xp.einsum("bl,bl->b", rp, rp))
+            grad = xp.matmul(jzt, r[:, :, None])[:, :, 0] + jp * rp         # batched products: matmul, not einsum
+            jtj = xp.matmul(jzt, jzt.transpose(0, 2, 1))
         idx = xp.arange(n_lab)
         jtj[:, idx, idx] += jp ** 2
         self.flops += len(rows) * n_pix * (n_lab ** 2 + 2 * n_lab) * 2.0

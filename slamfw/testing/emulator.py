@@ -162,6 +162,33 @@ def check_jacobian(case: EmulatorCase) -> str:
     return f"note: relative difference from central finite differences {err:.1e}"
 
 
+@check("least_squares_terms agree with predict_and_jacobian")
+def check_least_squares_terms(case: EmulatorCase) -> str:
+    """``least_squares_terms(theta, w, w * f)`` gives the cost (K,), ``J^T r`` (K, L) and ``J^T J``
+    (K, L, L) of ``r = w f - w predict(theta)``, ``J = dr/dtheta``, as computed here from
+    ``predict_and_jacobian``, to 1e-9 relative (weights with zeros, the flux of a training star)."""
+    emu, theta = case.fitted(), case.theta
+    k, p = theta.shape[0], case.flux.shape[1]
+    w = np.sqrt(case.ivar[:k]) * (np.arange(p) % 5 != 0)              # every 5th pixel weight 0
+    wf = w * case.flux[:k]
+    try:
+        got = emu.least_squares_terms(theta, w, wf)
+    except Exception as err:  # noqa: BLE001 - reported as the check's failure
+        return f"least_squares_terms raised {type(err).__name__}: {err}"
+    model, jac = emu.predict_and_jacobian(theta)
+    r = wf - w * np.asarray(model)
+    jr = -w[:, :, None] * np.asarray(jac)                                  # (K, P, L)
+    want = (0.5 * (r ** 2).sum(1), np.einsum("kpl,kp->kl", jr, r), np.einsum("kpl,kpm->klm", jr, jr))
+    for name, a, b in zip(("cost", "J^T r", "J^T J"), got, want):
+        a = np.asarray(a, float)
+        if a.shape != b.shape:
+            return f"least_squares_terms: {name} has shape {a.shape}, expected {b.shape}"
+        if not np.allclose(a, b, rtol=1e-9, atol=1e-9 * max(np.abs(b).max(), 1e-300)):
+            return (f"least_squares_terms: {name} differs from predict_and_jacobian's by "
+                    f"{np.abs(a - b).max() / max(np.abs(b).max(), 1e-300):.3g} (relative to its largest)")
+    return ""
+
+
 @check("model_error_ shape and positivity")
 def check_model_error(case: EmulatorCase) -> str:
     """``model_error_`` is (P,), finite and > 0."""
@@ -263,7 +290,7 @@ def check_masked_pixels(case: EmulatorCase) -> str:
 
 #: The emulator checks, in the order :func:`check_emulator` runs them.
 EMULATOR_CHECKS = [check_params, check_unfitted, check_fit, check_predict_shape, check_vectorised, check_learns,
-                   check_deterministic, check_jacobian, check_model_error, check_cv_attributes, check_save_load,
+                   check_deterministic, check_jacobian, check_least_squares_terms, check_model_error, check_cv_attributes, check_save_load,
                    check_bad_labels, check_bad_training_data, check_masked_pixels]
 
 

@@ -7,6 +7,8 @@ absorption lines, S/N 100) and checks the contract of :class:`slamfw.Normalizer`
 - (P,) wavelengths with (N, P) flux give three (N, P) arrays, flux and ivar finite, ivar >= 0;
 - (N, P) wavelengths with identical rows give the same as (P,); per-star shifted (N, P)
   wavelengths give each star what it gets alone with its own (P,) grid;
+- ``normalize_rest_frame(wave, doppler, ...)`` gives what ``normalize(wave / doppler, ...)`` gives
+  (to 1e-6 relative), each star's result what it gets alone;
 - ``norm_ivar == ivar * continuum**2`` and ``norm_flux * continuum == flux`` where the continuum
   is finite and > 0, ``norm_ivar == 0`` where it is not;
 - stars that cannot be normalised (every ivar 0; only 3 good pixels; negative flux) come back with finite flux
@@ -92,9 +94,9 @@ def _output_problem(out: Any, shape: tuple[int, ...]) -> str:
     return ""
 
 
-def _same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], what: str) -> str:
+def _same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], what: str, rtol: float = 1e-10) -> str:
     for name, x, y in zip(("norm_flux", "norm_ivar", "continuum"), a, b):
-        if not np.allclose(x, y, rtol=1e-10, atol=0, equal_nan=True):
+        if not np.allclose(x, y, rtol=rtol, atol=0, equal_nan=True):
             with np.errstate(invalid="ignore"):
                 worst = np.nanmax(np.abs(x - y) / np.maximum(np.abs(y), 1e-300)) if np.isfinite(x - y).any() else np.nan
             return f"{what}: {name} differs (largest relative difference {worst:.3g})"
@@ -136,6 +138,37 @@ def check_shifted_waves(case: NormalizerCase) -> str:
         diff = _same(tuple(a[i:i + 1] for a in got), alone, f"star {i}")
         if diff:
             return f"(N, P) shifted wavelengths: {diff} from normalising it alone on its own grid"
+    return ""
+
+
+@check("normalize_rest_frame equals normalize on the rest-frame wavelengths")
+def check_rest_frame(case: NormalizerCase) -> str:
+    """``normalize_rest_frame(wave, doppler, flux, ivar)`` with doppler factors of -150..150 km/s
+    gives what ``normalize(wave / doppler, ...)`` gives, to 1e-6 relative (an override that
+    builds the grid's work once may round otherwise); and each star's result there is what it
+    gets alone."""
+    n = case.flux.shape[0]
+    doppler = 1 + np.linspace(-150.0, 150.0, n) / C_KMS
+    norm = case.fresh()
+    try:
+        got = norm.normalize_rest_frame(case.wave.copy(), doppler.copy(), case.flux.copy(), case.ivar.copy())
+    except Exception as err:  # noqa: BLE001 - reported as the check's failure
+        return f"normalize_rest_frame raised {type(err).__name__}: {err}"
+    problem = _output_problem(got, case.flux.shape)
+    if problem:
+        return f"normalize_rest_frame: {problem}"
+    got = tuple(np.asarray(a, float) for a in got)
+    want = case.normalize(case.wave[None, :] / doppler[:, None], case.flux, case.ivar)
+    diff = _same(got, want, "normalize_rest_frame vs normalize(wave / doppler)", rtol=1e-6)
+    if diff:
+        return diff
+    for i in range(n):
+        alone = case.fresh().normalize_rest_frame(case.wave.copy(), doppler[i:i + 1].copy(),
+                                                  case.flux[i:i + 1].copy(), case.ivar[i:i + 1].copy())
+        diff = _same(tuple(g[i:i + 1] for g in got), tuple(np.asarray(a, float) for a in alone),
+                     f"normalize_rest_frame, star {i}")
+        if diff:
+            return f"{diff} from normalising it alone"
     return ""
 
 
@@ -229,7 +262,8 @@ def check_deterministic(case: NormalizerCase) -> str:
 
 
 #: The normaliser checks, in the order :func:`check_normalizer` runs them.
-NORMALIZER_CHECKS = [check_params, check_output_shapes, check_wave_2d, check_shifted_waves, check_ivar_scaling,
+NORMALIZER_CHECKS = [check_params, check_output_shapes, check_wave_2d, check_shifted_waves, check_rest_frame,
+                     check_ivar_scaling,
                      check_unnormalisable, check_flat_continuum, check_chunk_invariance, check_inputs_unchanged,
                      check_deterministic]
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .._jit import Kernel
+
 
 def sq_dist(a: np.ndarray, b: np.ndarray, xp: Any = np) -> np.ndarray:
     """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L) (arrays of the
@@ -45,6 +47,45 @@ class _Group:
             self.stacked = np.ascontiguousarray(np.concatenate(
                 [self.dual] + [self.centres[:, l_, None] * self.dual for l_ in range(n_lab)], axis=1))
         return self.stacked
+
+
+def _least_squares_terms_py(out, pixels, gamma, z, intercept, fs, fm, inv_ls, w, wf, cost, grad, jtj):
+    """Add one gamma group's pixels to the least-squares terms of K rows (compiled by numba;
+    the caller checks the shapes: numba does not check bounds).
+
+    out (K, (L + 1) p): ``kz @ stacked`` (``K @ dual`` and each ``(K * x_l) @ dual``) for the
+    group's pixels (p,) (int, in [0, P)); z (K, L) standardised labels; intercept, fs, fm (P,) the
+    expansion's intercept and the flux scaler's scale and mean; inv_ls (L,) 1 / the label scaler's
+    scale; w, wf (K, P) weights and weighted flux. Per row b and pixel q, with the model
+    ``m = (kd + intercept) fs + fm``, the residual ``r = wf - w m`` and its derivative by the
+    physical label l, ``J_l = 2 gamma w fs (z_l kd - kx_l) / ls_l``, it adds ``r^2 / 2`` to
+    cost (K,), ``J_l r`` to grad (K, L) and ``J_l J_m`` to jtj (K, L, L), upper triangle only."""
+    n_rows, n_lab = z.shape
+    p = pixels.size
+    jl = np.empty(n_lab)
+    for b in range(n_rows):
+        c = 0.0
+        for j in range(p):
+            q = pixels[j]
+            wq = w[b, q]
+            if wq == 0.0:              # then wf is 0 too: no residual, no derivative
+                continue
+            kd = out[b, j]
+            r = wf[b, q] - wq * ((kd + intercept[q]) * fs[q] + fm[q])
+            c += r * r
+            f = 2.0 * gamma * wq * fs[q]
+            for l_ in range(n_lab):
+                jl[l_] = f * (z[b, l_] * kd - out[b, (l_ + 1) * p + j]) * inv_ls[l_]
+            for l_ in range(n_lab):
+                grad[b, l_] += jl[l_] * r
+                for m_ in range(l_, n_lab):
+                    jtj[b, l_, m_] += jl[l_] * jl[m_]
+        cost[b] += 0.5 * c
+
+
+#: The compiled :func:`_least_squares_terms_py` (numba, on first use); without it the terms come
+#: from the (K, P, L) jacobian with numpy.
+LSQ_KERNEL = Kernel(_least_squares_terms_py, "RBF least-squares terms", "computing them from the jacobian with numpy")
 
 
 class RBFExpansion:
@@ -116,7 +157,8 @@ class RBFExpansion:
             d2 = dist.get(id(grp.centres))
             if d2 is None:
                 d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres, self.xp)
-            yield grp, self.xp.exp(-grp.gamma * d2)
+            kz = self.xp.multiply(d2, -grp.gamma)
+            yield grp, self.xp.exp(kz, out=kz)                # in place: one (K, S) array per group
 
     def value(self, z: np.ndarray) -> np.ndarray:
         """(K, P) expansion at z (K, L)."""
@@ -153,6 +195,39 @@ class RBFExpansion:
                 jac[:, l_, grp.pixels] = -2.0 * grp.gamma * (z[:, l_, None] * kd - kx[l_])
         return val, jac.transpose(0, 2, 1)
 
+    def least_squares_terms(self, z: np.ndarray, w: np.ndarray, wf: np.ndarray, flux_scale: np.ndarray,
+                            flux_mean: np.ndarray, inv_label_scale: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The weighted least-squares terms at standardised labels z (K, L), in one pass over
+        each gamma group's matrix product, without the (K, P, L) jacobian: with the physical model
+        ``m = value(z) * flux_scale + flux_mean`` (P,) each, the residuals ``r = wf - w m`` (w, wf
+        (K, P), wf 0 where w is 0) and their derivatives J (K, P, L) by the physical labels
+        (``inv_label_scale`` (L,): dz/dlabel), returns the cost ``sum_p r^2 / 2`` (K,), ``J^T r``
+        (K, L) and ``J^T J`` (K, L, L). None where it cannot (numba missing or unusable, another
+        array module, a group too big to stack): the caller then uses the jacobian."""
+        kernel = LSQ_KERNEL.get() if self.xp is np else None
+        if kernel is None:
+            return None
+        k, n_lab = z.shape
+        if w.shape != (k, self.n_pixels) or wf.shape != w.shape or inv_label_scale.shape != (n_lab,):
+            raise ValueError(f"least_squares_terms: w {w.shape} and wf {wf.shape} must be ({k}, {self.n_pixels}) "
+                             f"and inv_label_scale {inv_label_scale.shape} ({n_lab},)")
+        z, w, wf = (np.ascontiguousarray(a, dtype=float) for a in (z, w, wf))
+        cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
+        for grp, kz in self._kernels(z):
+            stacked = grp.stacked_dual()
+            if stacked is None:
+                return None
+            try:
+                kernel(kz @ stacked, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean,
+                       inv_label_scale, w, wf, cost, grad, jtj)
+            except Exception as exc:   # numba that imports but cannot compile here
+                LSQ_KERNEL.failed(exc)
+                return None
+        upper = np.triu_indices(n_lab, 1)
+        jtj[:, upper[1], upper[0]] = jtj[:, upper[0], upper[1]]
+        return cost, grad, jtj
+
     @property
     def flops_per_evaluation(self) -> float:
         """Floating-point operations of :meth:`value_and_gradient` per row of labels (the matrix
@@ -187,6 +262,18 @@ class RBFPrediction:
         val, jac = self._rbf.value_and_gradient(self.label_scaler_.transform(theta))
         return (self.flux_scaler_.inverse_transform(val),
                 jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :])
+
+    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`slamfw.Emulator.least_squares_terms`, in one compiled pass over each gamma
+        group's matrix product (:meth:`RBFExpansion.least_squares_terms`) where numba is
+        installed, else from :meth:`predict_and_jacobian`."""
+        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
+        terms = self._rbf.least_squares_terms(
+            self.label_scaler_.transform(theta), w, wf,
+            np.asarray(self.flux_scaler_.scale_, float), np.asarray(self.flux_scaler_.mean_, float),
+            1.0 / np.asarray(self.label_scaler_.scale_, float))
+        return terms if terms is not None else super().least_squares_terms(theta, w, wf)
 
     def on_device(self, xp: Any):
         """:meth:`predict_and_jacobian` on the array module ``xp`` (CuPy: the GPU): labels (K, L)

@@ -25,40 +25,12 @@ system no longer positive definite in double precision) is refused with a ValueE
 """
 from __future__ import annotations
 
-import importlib.util
-import logging
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import numpy as np
 from scipy.linalg import solveh_banded
 
-log = logging.getLogger(__name__)
-
-_COMPILED: Callable | bool | None = None   # the numba kernel once compiled; False: none (see _compiled)
-
-
-def _compiled() -> Callable | None:
-    """The numba kernel :func:`_fit_rows_py` when numba is installed (the optional extra
-    ``slamfw[fast]``) and works, else None: imported on first use only, and cached on disk."""
-    global _COMPILED
-    if _COMPILED is None:
-        _COMPILED = False
-        if importlib.util.find_spec("numba") is not None:
-            try:
-                import numba
-                _COMPILED = numba.njit(cache=True, nogil=True)(_fit_rows_py)
-            except Exception as exc:   # a numba that does not import (numpy too new, say)
-                _numba_failed(exc)
-    return _COMPILED or None
-
-
-def _numba_failed(exc: Exception) -> None:
-    """Fall back to numpy and LAPACK for the rest of the process, saying why once."""
-    global _COMPILED
-    _COMPILED = False
-    log.warning("smoothing splines: numba's kernel is not usable (%s: %s); solving with numpy and LAPACK "
-                "instead (the same results, slower)", type(exc).__name__, exc)
-
+from .._jit import Kernel
 
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
     """basis (4, N, n), omega (4, N, n + 2), first (n,), y, w (M, n), lam (M,), rows (M,) int in
@@ -117,6 +89,10 @@ def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover
                 v += basis[p, r, i] * c[f + p + 3]
             out[s, i] = v
     return -1
+
+
+#: The compiled :func:`_fit_rows_py` (numba, on first use), or the numpy + LAPACK path.
+KERNEL = Kernel(_fit_rows_py, "smoothing splines", "solving with numpy and LAPACK")
 
 
 def _knots(x: np.ndarray) -> np.ndarray:
@@ -211,13 +187,13 @@ class SmoothingSplines:
         if y.shape != (M, self.n) or w.shape != (M, self.n) or lam.shape != (M,):
             raise ValueError(f"SmoothingSplines.values: y {y.shape} and w {w.shape} must be ({M}, {self.n}) and "
                              f"lam {lam.shape} ({M},): one row per fitted row of x")
-        kernel = _compiled() if self.compiled else None
+        kernel = KERNEL.get() if self.compiled else None
         if kernel is not None:
             out = np.empty(w.shape)
             try:
                 bad = kernel(self.basis, self.omega, self.first, y, w, lam, index.astype(np.int64), out)
             except Exception as exc:   # numba that imports but cannot compile here
-                _numba_failed(exc)
+                KERNEL.failed(exc)
             else:
                 if bad >= 0:
                     self._too_stiff(bad, lam[bad])
