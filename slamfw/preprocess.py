@@ -94,14 +94,15 @@ def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, w
     """One block of stars: flux, ivar (n, P) on ``wave`` (P,) or (n, P) with radial velocities
     ``rv`` (n,) -> normalised flux and ivar (n, G) on ``grid``. ``keep`` (P,) marks the pixels
     near the grid, or (n, P) each star's (a grid per star: each star is then normalised alone, on
-    its own window, so that its result does not depend on the other stars of the block);
-    ``shifted``: the normaliser gets each star's observed grid and ``1 + rv / c``
+    its own window, so that its result does not depend on the other stars of the block, and
+    always gets its observed grid and ``1 + rv / c``); on a common grid, ``shifted``: the
+    normaliser gets the observed grid and ``1 + rv / c``
     (:meth:`~slamfw.Normalizer.normalize_rest_frame`), else the observed grid alone."""
     doppler = 1.0 + rv / C_KMS
     waves = np.broadcast_to(wave, flux.shape) / doppler[:, None]
     if keep.ndim == 2:     # a grid per star: each star normalised on its own window of pixels, as alone
         out = [_normalise_and_resample(waves[i:i + 1, keep[i]], flux[i:i + 1, keep[i]], ivar[i:i + 1, keep[i]],
-                                       grid, normalizer, wave[i, keep[i]], doppler[i:i + 1] if shifted else None)
+                                       grid, normalizer, wave[i, keep[i]], doppler[i:i + 1])
                for i in range(flux.shape[0])]
         return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
     return _normalise_and_resample(waves[:, keep], flux[:, keep], ivar[:, keep], grid, normalizer, wave[keep],

@@ -277,3 +277,45 @@ def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_mod
     assert _rbf.LSQ_KERNEL.compiled is False
     for a, b in zip(got, Emulator.least_squares_terms(small_model.emulator, theta, w, wf)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_krr_least_squares_terms_compiled_equal_the_jacobians(noisy):
+    pytest.importorskip("numba")
+    from slamfw import Emulator
+    train = mock_set(80, seed=5)
+    emu = registry.create("emulator", "krr", {"alpha": [0.01], "gamma": [0.1, 1.0]}).fit(train.labels, train.flux,
+                                                                                         train.ivar)
+    model = type("M", (), {"train_labels": train.labels})()
+    theta, w, wf = _lsq_inputs(model, noisy, k=10)
+    assert emu._rbf.least_squares_terms(emu.label_scaler_.transform(theta), w, wf, emu.flux_scaler_.scale_,
+                                        emu.flux_scaler_.mean_, 1 / emu.label_scaler_.scale_) is not None
+    for a, b in zip(emu.least_squares_terms(theta, w, wf), Emulator.least_squares_terms(emu, theta, w, wf)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(b).max())
+
+
+def test_a_subclass_that_changes_the_model_is_honoured_by_the_least_squares_terms(small_model, noisy):
+    """A slam subclass that overrides predict/predict_and_jacobian gets its own model in the
+    batched least squares, not the expansion's compiled terms."""
+    from slamfw import Emulator
+    from slamfw_plugins.emulators.slam import SlamEmulator
+
+    class Offset(SlamEmulator):
+        def predict_and_jacobian(self, labels):
+            flux, jac = super().predict_and_jacobian(labels)
+            return flux + 0.01, jac
+
+    emu = small_model.emulator
+    shifted = Offset.__new__(Offset)
+    shifted.__dict__.update(emu.__dict__)                  # the same fitted model
+    theta, w, wf = _lsq_inputs(small_model, noisy)
+    got = shifted.least_squares_terms(theta, w, wf)
+    np.testing.assert_allclose(got[0], Emulator.least_squares_terms(shifted, theta, w, wf)[0], rtol=1e-12)
+    assert not np.allclose(got[0], emu.least_squares_terms(theta, w, wf)[0], rtol=1e-3)
+
+
+def test_weighted_flux_where_the_weight_is_zero_is_ignored(small_model, noisy):
+    theta, w, wf = _lsq_inputs(small_model, noisy)
+    dirty = np.where(w == 0, 5.0, wf)
+    for a, b in zip(small_model.emulator.least_squares_terms(theta, w, dirty),
+                    small_model.emulator.least_squares_terms(theta, w, wf)):
+        np.testing.assert_array_equal(a, b)

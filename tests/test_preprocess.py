@@ -98,6 +98,7 @@ def test_shifted_stars_on_one_grid_go_to_normalize_rest_frame():
     for i in range(ss.n_stars):
         f, v = resample(rest[i], nf[i], ni[i], grid)
         np.testing.assert_allclose(out.flux[i], f, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(out.ivar[i], v, rtol=1e-6)
     calls.clear()
     prepare(ss, PreprocessConfig(rv_correct=False), Recording(), grid=grid)
     assert calls == []                         # unshifted: normalize() on the grid itself

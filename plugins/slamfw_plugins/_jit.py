@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -21,17 +22,23 @@ class Kernel:
     def __init__(self, func: Callable, what: str, fallback: str) -> None:
         self.func, self.what, self.fallback = func, what, fallback
         self.compiled: Callable | bool | None = None     # None: not tried yet; False: unusable
+        self._lock = threading.Lock()
 
     def get(self) -> Callable | None:
-        """The compiled function, or None (numba missing or unusable)."""
+        """The compiled function, or None (numba missing or unusable). Threads that ask while
+        another compiles wait for it, so that none takes the numpy path meanwhile (the two agree
+        to rounding only: a result must not depend on thread timing)."""
         if self.compiled is None:
-            self.compiled = False
-            if importlib.util.find_spec("numba") is not None:
-                try:
-                    import numba
-                    self.compiled = numba.njit(cache=True, nogil=True)(self.func)
-                except Exception as exc:   # a numba that does not import (numpy too new, say)
-                    self.failed(exc)
+            with self._lock:
+                if self.compiled is None:
+                    compiled: Callable | bool = False
+                    if importlib.util.find_spec("numba") is not None:
+                        try:
+                            import numba
+                            compiled = numba.njit(cache=True, nogil=True)(self.func)
+                        except Exception as exc:   # a numba that does not import (numpy too new, say)
+                            self.failed(exc)
+                    self.compiled = compiled
         return self.compiled or None
 
     def failed(self, exc: Exception) -> None:

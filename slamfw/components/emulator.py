@@ -115,14 +115,14 @@ class Emulator(Component):
     def _check_least_squares(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validate :meth:`least_squares_terms`' input: labels (K, L) finite, weights and
-        weighted_flux (K, P) floats."""
+        weighted_flux (K, P) floats (weighted_flux set to 0 where the weight is)."""
         theta = self._check_labels(labels)
         w, wf = np.asarray(weights, dtype=float), np.asarray(weighted_flux, dtype=float)
         shape = (theta.shape[0], self.n_pixels_)
         if w.shape != shape or wf.shape != shape:
             raise DataError(f"{type(self).__name__}.least_squares_terms: weights {w.shape} and weighted_flux "
                             f"{wf.shape} must both be {shape}, one row per row of labels")
-        return theta, w, wf
+        return theta, w, np.where(w != 0, wf, 0.0)     # no residual where there is no weight
 
     def _check_labels(self, labels: np.ndarray) -> np.ndarray:
         """Validate labels for predict/jacobian: (K, L) finite floats."""

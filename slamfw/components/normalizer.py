@@ -10,7 +10,9 @@ class Normalizer(Component):
     """Divides spectra by a pseudo-continuum.
 
     Subclasses implement :meth:`normalize_one` (one star) or override :meth:`normalize`
-    (vectorised over stars). Contract (``slamfw.testing.check_normalizer``): the normalised
+    (vectorised over stars), and may override :meth:`normalize_rest_frame` (stars observed on one
+    grid, at rest-frame wavelengths ``wave / doppler``), which the preprocessing calls for
+    radial-velocity-shifted stars. Contract (``slamfw.testing.check_normalizer``): the normalised
     inverse variance is ``ivar * continuum**2``; a star that cannot be normalised (too few good
     pixels, a continuum <= 0) comes back with ivar 0 and finite flux, never NaN; each star's
     result does not depend on the other stars passed with it.

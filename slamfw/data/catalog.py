@@ -129,6 +129,8 @@ def _fits_knows(unit: str) -> bool:
     import astropy.units as u
     try:
         u.Unit(unit).to_string(format="fits")
+    except u.UnitScaleError:          # a scaled unit ("2.5 K"): astropy refuses it, as it always has
+        return True
     except (ValueError, TypeError, u.UnitsError):
         return False
     return True

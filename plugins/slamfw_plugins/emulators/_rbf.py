@@ -206,21 +206,24 @@ class RBFExpansion:
         (K, L) and ``J^T J`` (K, L, L). None where it cannot (numba missing or unusable, another
         array module, a group too big to stack): the caller then uses the jacobian."""
         kernel = LSQ_KERNEL.get() if self.xp is np else None
-        if kernel is None:
+        if kernel is None or any(grp.stacked_dual() is None for grp in self.groups):
             return None
         k, n_lab = z.shape
-        if w.shape != (k, self.n_pixels) or wf.shape != w.shape or inv_label_scale.shape != (n_lab,):
-            raise ValueError(f"least_squares_terms: w {w.shape} and wf {wf.shape} must be ({k}, {self.n_pixels}) "
-                             f"and inv_label_scale {inv_label_scale.shape} ({n_lab},)")
+        pixels = (self.n_pixels,)
+        if (z.shape != (k, self.n_labels) or w.shape != (k, self.n_pixels) or wf.shape != w.shape
+                or inv_label_scale.shape != (n_lab,) or flux_scale.shape != pixels or flux_mean.shape != pixels
+                or self.intercept.shape != pixels):
+            raise ValueError(f"least_squares_terms: z {z.shape}, w {w.shape} and wf {wf.shape} must be ({k}, "
+                             f"{self.n_labels}) and ({k}, {self.n_pixels}), inv_label_scale {inv_label_scale.shape} "
+                             f"({self.n_labels},), flux_scale {flux_scale.shape} and flux_mean {flux_mean.shape} "
+                             f"({self.n_pixels},)")
         z, w, wf = (np.ascontiguousarray(a, dtype=float) for a in (z, w, wf))
         cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
         for grp, kz in self._kernels(z):
-            stacked = grp.stacked_dual()
-            if stacked is None:
-                return None
+            out = kz @ grp.stacked_dual()
             try:
-                kernel(kz @ stacked, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean,
-                       inv_label_scale, w, wf, cost, grad, jtj)
+                kernel(out, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
+                       w, wf, cost, grad, jtj)
             except Exception as exc:   # numba that imports but cannot compile here
                 LSQ_KERNEL.failed(exc)
                 return None
@@ -267,8 +270,12 @@ class RBFPrediction:
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`slamfw.Emulator.least_squares_terms`, in one compiled pass over each gamma
         group's matrix product (:meth:`RBFExpansion.least_squares_terms`) where numba is
-        installed, else from :meth:`predict_and_jacobian`."""
+        installed, else (or for a subclass that overrides :meth:`predict` or
+        :meth:`predict_and_jacobian`) from :meth:`predict_and_jacobian`."""
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
+        if (type(self).predict is not RBFPrediction.predict
+                or type(self).predict_and_jacobian is not RBFPrediction.predict_and_jacobian):
+            return super().least_squares_terms(theta, w, wf)     # a subclass's own model: through it
         terms = self._rbf.least_squares_terms(
             self.label_scaler_.transform(theta), w, wf,
             np.asarray(self.flux_scaler_.scale_, float), np.asarray(self.flux_scaler_.mean_, float),
