@@ -67,15 +67,30 @@ def resample(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndar
 
     Returns flux (G,), ivar (G,).
     """
-    j = np.searchsorted(wave, grid, side="right") - 1
-    inside = (grid >= wave[0]) & (grid <= wave[-1])
-    j = np.clip(j, 0, wave.size - 2)
-    w0, w1 = wave[j], wave[j + 1]
-    t = np.clip((grid - w0) / (w1 - w0), 0.0, 1.0)
-    f = (1 - t) * flux[j] + t * flux[j + 1]
+    f, v = resample_rows(np.asarray(wave)[None], np.asarray(flux)[None], np.asarray(ivar)[None], grid)
+    return f[0], v[0]
+
+
+def resample_rows(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resample` for n spectra at once, each on its own increasing wavelengths: waves,
+    flux, ivar (n, P) -> flux, ivar (n, G); the same arithmetic, row by row."""
+    n, p = flux.shape
+    j = np.empty((n, grid.size), dtype=np.intp)
+    for i in range(n):
+        j[i] = np.searchsorted(waves[i], grid, side="right") - 1
+    inside = (grid[None, :] >= waves[:, :1]) & (grid[None, :] <= waves[:, -1:])
+    j = np.clip(j, 0, p - 2)
+
+    def at(a: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, k, axis=1)
+    w0, w1 = at(waves, j), at(waves, j + 1)
+    t = np.clip((grid[None, :] - w0) / (w1 - w0), 0.0, 1.0)
+    f = (1 - t) * at(flux, j) + t * at(flux, j + 1)
+    iv_a, iv_b = at(ivar, j), at(ivar, j + 1)
     with np.errstate(divide="ignore"):
-        var_a = np.where(ivar[j] > 0, 1.0 / np.where(ivar[j] > 0, ivar[j], 1.0), np.inf)
-        var_b = np.where(ivar[j + 1] > 0, 1.0 / np.where(ivar[j + 1] > 0, ivar[j + 1], 1.0), np.inf)
+        var_a = np.where(iv_a > 0, 1.0 / np.where(iv_a > 0, iv_a, 1.0), np.inf)
+        var_b = np.where(iv_b > 0, 1.0 / np.where(iv_b > 0, iv_b, 1.0), np.inf)
     wa, wb = (1 - t) ** 2, t ** 2
     with np.errstate(invalid="ignore"):  # 0 * inf where a bad neighbour carries no weight
         var = np.where(wa > 0, wa * var_a, 0.0) + np.where(wb > 0, wb * var_b, 0.0)
@@ -125,11 +140,7 @@ def _normalise_and_resample(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarra
     bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
     nflux = np.where(bad_norm, 0.0, nflux)
     nivar = np.where(bad_norm, 0.0, nivar)
-    out_flux = np.empty((flux.shape[0], grid.size))
-    out_ivar = np.empty((flux.shape[0], grid.size))
-    for i in range(flux.shape[0]):
-        out_flux[i], out_ivar[i] = resample(waves[i], nflux[i], nivar[i], grid)
-    return out_flux, out_ivar
+    return resample_rows(waves, nflux, nivar, grid)
 
 
 def grid_coverage(wave: np.ndarray, ivar: np.ndarray, rv: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 
 from slamfw import DataError, SpectralSet, registry
 from slamfw.config import PreprocessConfig
-from slamfw.preprocess import C_KMS, make_grid, prepare, resample
+from slamfw.preprocess import C_KMS, make_grid, prepare, resample, resample_rows
 
 NONE = registry.create("normalizer", "none")
 
@@ -102,3 +102,21 @@ def test_shifted_stars_on_one_grid_go_to_normalize_rest_frame():
     calls.clear()
     prepare(ss, PreprocessConfig(rv_correct=False), Recording(), grid=grid)
     assert calls == []                         # unshifted: normalize() on the grid itself
+
+
+def test_resample_rows_is_resample_row_by_row():
+    """The block version gives each row exactly what resample gives it alone (shifted grids,
+    bad pixels, a grid reaching beyond the spectra)."""
+    rng = np.random.default_rng(4)
+    wave = np.linspace(4000.0, 4100.0, 300)
+    waves = wave[None, :] / (1 + rng.normal(0, 100.0, 7)[:, None] / C_KMS)
+    flux = 1 + 0.1 * rng.normal(size=waves.shape)
+    ivar = rng.uniform(50, 200, waves.shape)
+    ivar[rng.uniform(size=waves.shape) < 0.05] = 0
+    grid = np.linspace(3990.0, 4110.0, 450)
+    f, v = resample_rows(waves, flux, ivar, grid)
+    for i in range(7):
+        fi, vi = resample(waves[i], flux[i], ivar[i], grid)
+        np.testing.assert_array_equal(f[i], fi)
+        np.testing.assert_array_equal(v[i], vi)
+    assert np.any(v == 0) and np.all(f[:, 0] == 0)

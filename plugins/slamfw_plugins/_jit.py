@@ -3,7 +3,7 @@
 A :class:`Kernel` wraps a plain Python function written for numba. It is compiled on first use
 (numba is imported only then) and cached on disk; where numba is not installed, or does not work
 (an import that fails, numpy too new, a compiler error), :meth:`Kernel.get` gives None and the
-caller's numpy path serves, after one warning saying why.
+caller's numpy path serves (silently without numba; after one warning saying why when it fails).
 """
 from __future__ import annotations
 
