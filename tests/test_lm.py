@@ -239,8 +239,8 @@ def test_batched_not_converged_and_unfit_stars(small_model):
     assert ok.converged[0] and np.all(np.abs(ok.labels[0] - [5500.0, 4.0, 0.0]) < [2.0, 0.01, 0.01])
 
 
-def _lsq_inputs(model, noisy, k=25):
-    theta = np.asarray(model.train_labels)[:k] * np.array([1.02, 0.98, 1.0]) + np.array([0.0, 0.05, 0.03])
+def _lsq_inputs(train_labels, noisy, k=25):
+    theta = np.asarray(train_labels)[:k] * np.array([1.02, 0.98, 1.0]) + np.array([0.0, 0.05, 0.03])
     w = np.sqrt(noisy.ivar[:k]) * (np.arange(noisy.flux.shape[1]) % 7 != 0)     # some weights 0
     return theta, w, w * noisy.flux[:k]
 
@@ -254,7 +254,7 @@ def test_slam_least_squares_terms_compiled_equal_the_jacobians(small_model, nois
     emu = small_model.emulator
     assert _rbf.LSQ_KERNEL.get() is not None          # else this compares the default with itself
     assert len(emu._rbf.groups) == 2
-    theta, w, wf = _lsq_inputs(small_model, noisy)
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
     got = emu.least_squares_terms(theta, w, wf)
     want = Emulator.least_squares_terms(emu, theta, w, wf)
     for a, b in zip(got, want):
@@ -271,7 +271,7 @@ def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_mod
     def broken(*args):
         raise RuntimeError("cannot compile here")
     monkeypatch.setattr(_rbf.LSQ_KERNEL, "compiled", broken)
-    theta, w, wf = _lsq_inputs(small_model, noisy)
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
     got = small_model.emulator.least_squares_terms(theta, w, wf)
     assert "numba's kernel is not usable (RuntimeError: cannot compile here)" in caplog.text
     assert _rbf.LSQ_KERNEL.compiled is False
@@ -285,8 +285,7 @@ def test_krr_least_squares_terms_compiled_equal_the_jacobians(noisy):
     train = mock_set(80, seed=5)
     emu = registry.create("emulator", "krr", {"alpha": [0.01], "gamma": [0.1, 1.0]}).fit(train.labels, train.flux,
                                                                                          train.ivar)
-    model = type("M", (), {"train_labels": train.labels})()
-    theta, w, wf = _lsq_inputs(model, noisy, k=10)
+    theta, w, wf = _lsq_inputs(train.labels, noisy, k=10)
     assert emu._rbf.least_squares_terms(emu.label_scaler_.transform(theta), w, wf, emu.flux_scaler_.scale_,
                                         emu.flux_scaler_.mean_, 1 / emu.label_scaler_.scale_) is not None
     for a, b in zip(emu.least_squares_terms(theta, w, wf), Emulator.least_squares_terms(emu, theta, w, wf)):
@@ -307,14 +306,14 @@ def test_a_subclass_that_changes_the_model_is_honoured_by_the_least_squares_term
     emu = small_model.emulator
     shifted = Offset.__new__(Offset)
     shifted.__dict__.update(emu.__dict__)                  # the same fitted model
-    theta, w, wf = _lsq_inputs(small_model, noisy)
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
     got = shifted.least_squares_terms(theta, w, wf)
     np.testing.assert_allclose(got[0], Emulator.least_squares_terms(shifted, theta, w, wf)[0], rtol=1e-12)
     assert not np.allclose(got[0], emu.least_squares_terms(theta, w, wf)[0], rtol=1e-3)
 
 
 def test_weighted_flux_where_the_weight_is_zero_is_ignored(small_model, noisy):
-    theta, w, wf = _lsq_inputs(small_model, noisy)
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
     dirty = np.where(w == 0, 5.0, wf)
     for a, b in zip(small_model.emulator.least_squares_terms(theta, w, dirty),
                     small_model.emulator.least_squares_terms(theta, w, wf)):

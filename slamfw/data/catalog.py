@@ -140,8 +140,7 @@ def table_hdu(table: Table) -> fits.BinTableHDU:
     """``table`` as a FITS binary table, keeping every unit: a unit FITS does not know (``dex``)
     is written as its name in ``TUNITn``, which astropy reads back as an unrecognised unit."""
     units = {name: table[name].unit for name in table.colnames}
-    foreign = [name for name in table.colnames
-               if table[name].unit is not None and not _fits_knows(table[name].unit.to_string())]
+    foreign = [name for name, unit in units.items() if unit is not None and not _fits_knows(unit.to_string())]
     if foreign:                       # left to the loop below, instead of astropy's failed conversion
         table = table.copy(copy_data=False)
         for name in foreign:

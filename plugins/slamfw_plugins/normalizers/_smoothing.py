@@ -32,6 +32,7 @@ from scipy.linalg import solveh_banded
 
 from .._jit import Kernel
 
+
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
     """basis (4, N, n), omega (4, N, n + 2), first (n,), y, w (M, n), lam (M,), rows (M,) int in
     [0, N), out (M, n) (checked by the caller: numba does not check bounds).
