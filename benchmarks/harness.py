@@ -76,8 +76,9 @@ DIR/scaling/tables) are reused when their sidecar settings match.
 ``--scaling`` runs the scaling series instead of the comparison (``harness_scaling.py``), with case
 (a)'s model (trained, or reused with ``--reuse-work``): the whole ``slamfw predict`` process from
 table files for N = 10^3, 10^4, 10^5 spectra (up to ``--scaling-max``; 10^6 with
-``--scaling-max 1000000``, as 10 files of 10^5), local executor, 2 workers, with ms per spectrum
-and peak memory; slamfw's emulator training time for M = 250, 500, 1000 stars (up to
+``--scaling-max 1000000``; at most ``--scaling-draw`` spectra drawn, the rows beyond repeating
+them under their own ids), local executor, 2 workers (``--scaling-n-starts K``: lm's n_starts for
+this series), with ms per spectrum and peak memory; slamfw's emulator training time for M = 250, 500, 1000 stars (up to
 ``--scaling-train-max``; 2000 and 4000 on request) with a fitted power law; and a projection for
 LAMOST DR5 (8 million spectra, 100 cores, Dask), with its assumptions. ``--quick``: N = 200, 2000
 and M = 100, 200 on the quick grid.
@@ -854,8 +855,9 @@ def run_scaling(args, case: Case, work: Path, reuse: Reuse | None) -> str:
     got = slamfw_model(case, work, reuse)
     folder = work / "scaling"
     folder.mkdir(parents=True, exist_ok=True)
+    extra = ["--inferer-param", f"n_starts={args.scaling_n_starts}"] if args.scaling_n_starts else []
     infer = inference_series(got["model_path"], sizes, folder, [reuse.folder / "scaling"] if reuse else [],
-                             run_measured, slamfw_cmd) if sizes else []
+                             run_measured, slamfw_cmd, draw=args.scaling_draw, extra_args=extra) if sizes else []
     train = training_series(case.sets, m_sizes, folder, run_measured, slamfw_cmd, DEMO, logged_seconds) \
         if m_sizes else []
     emu = got["model"].emulator
@@ -900,6 +902,10 @@ def main() -> None:
     p.add_argument("--scaling", action="store_true", help="run the scaling series (instead of the comparison)")
     p.add_argument("--scaling-max", type=int, default=100_000, help="largest N of the inference series (10^3 .. "
                    "10^6; default 10^5)")
+    p.add_argument("--scaling-draw", type=int, default=100_000, help="most mock spectra drawn for the inference "
+                   "series (10 ms each); larger N repeat them under new ids (default %(default)d)")
+    p.add_argument("--scaling-n-starts", type=int, default=None, help="lm's n_starts for the inference series "
+                   "(default: the model's, 3)")
     p.add_argument("--scaling-train-max", type=int, default=1000, help="largest M of the training series (250 .. "
                    "4000; default 1000)")
     p.add_argument("--write-results", action="store_true", help="record the figures in benchmarks/RESULTS.md")

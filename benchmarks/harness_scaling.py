@@ -3,11 +3,10 @@ training grows with M stars, and a projection for LAMOST DR5.
 
 - Inference: the whole ``slamfw predict MODEL --reader table --reader-param path=FILE --executor
   local --workers 2`` process on N mock spectra (case (a)'s test survey: native ~1900-pixel grid,
-  un-normalised, S/N 20/50/100, RV spread 20 km/s, seed 7), written before the clock starts.
-  One mock survey of the largest N is drawn and each N is its first N rows. The ``table`` reader
-  reads its whole file into memory, so at most ``PART`` spectra go in one file: a larger N (10^6)
-  is ``N / PART`` files, labelled by ``N / PART`` predict processes run one after another; its time
-  is their sum and its peak memory their maximum.
+  un-normalised, S/N 20/50/100, RV spread 20 km/s, seed 7), written before the clock starts, one
+  file per N (the ``table`` reader streams it: memory does not grow with N). One mock survey of
+  the largest N is written and each N is its first N rows; at most ``draw`` spectra are drawn
+  (10 ms each), the rows beyond repeating them under their own ids (``harness_table``).
 - Training: slamfw's emulator training time (the log's "training took X s") for M training stars
   on case (a)'s grid and settings, and a least-squares power law t = a M^b.
 - Projection: LAMOST DR5's 8 million spectra on 100 cores under Dask, from the inference series.
@@ -21,47 +20,36 @@ import numpy as np
 
 from harness_table import write_mock_tables
 
-#: Most spectra in one table file (the table reader holds a whole file in memory, as float64).
-PART = 100_000
 DR5_SPECTRA = 8_000_000
 DR5_CORES = 100
 
 
-def table_parts(n: int, part: int | None = None) -> list[tuple[int, int]]:
-    """Row ranges [a, b) of the files N spectra go into (at most ``PART`` rows each)."""
-    part = part or PART
-    return [(s, min(n, s + part)) for s in range(0, n, part)]
-
-
 def inference_series(model_path: Path, sizes: list[int], folder: Path, reuse_folders: list[Path],
-                     run_measured, slamfw_cmd, workers: int = 2, log=print) -> list[dict[str, Any]]:
-    """Time ``slamfw predict`` from table files for each N of ``sizes``."""
+                     run_measured, slamfw_cmd, workers: int = 2, log=print, draw: int | None = None,
+                     extra_args: list[str] | None = None) -> list[dict[str, Any]]:
+    """Time ``slamfw predict`` (with ``extra_args``) from a table file for each N of ``sizes``."""
     top = max(sizes)
     tables = folder / "tables"
-    files: dict[tuple[int, int], Path] = {}
-    for n in sizes:
-        for a, b in table_parts(n):
-            name = f"scaling-{top}-rows{a}-{b}.npz"
-            files[(a, b)] = next((d / "tables" / name for d in reuse_folders
-                                  if (d / "tables" / name).is_file()), tables / name)
-    log(f"scaling: drawing the mock survey of {top} spectra into {len(files)} table file(s) ...")
-    gen = write_mock_tables([(p, a, b) for (a, b), p in files.items()], top, log=log)
+    tag = f"scaling-{top}" + (f"-draw{draw}" if draw and draw < top else "")
+    files = {n: next((d / "tables" / f"{tag}-rows0-{n}.npz" for d in reuse_folders
+                      if (d / "tables" / f"{tag}-rows0-{n}.npz").is_file()), tables / f"{tag}-rows0-{n}.npz")
+             for n in sizes}
+    log(f"scaling: writing the mock survey of {top} spectra ({min(top, draw or top)} drawn) into "
+        f"{len(files)} table file(s) ...")
+    gen = write_mock_tables([(p, 0, n) for n, p in files.items()], top, log=log, draw=draw)
     if gen["reused"]:
         log(f"scaling: reused {len(gen['reused'])} table file(s) from an earlier run")
     rows = []
     for n in sizes:
-        walls, peaks = [], []
-        for a, b in table_parts(n):
-            cat = folder / f"scaling-predict-{n}-{a}.fits"
-            log(f"scaling: predict {b - a} spectra (N = {n}, rows {a}-{b}) ...")
-            r = run_measured(slamfw_cmd("predict", str(model_path), "--reader", "table", "--reader-param",
-                                        f"path={files[(a, b)]}", "-o", str(cat), "--force", "--executor", "local",
-                                        "--workers", str(workers)))
-            walls.append(r["wall_s"])
-            peaks.append(r["peak_tree_mb"])
-            cat.unlink(missing_ok=True)
-        row = {"n": n, "files": len(walls), "wall_s": float(sum(walls)), "ms_per_spectrum": 1e3 * sum(walls) / n,
-               "peak_mb": float(max(peaks)), "workers": workers}
+        cat = folder / f"scaling-predict-{n}.fits"
+        log(f"scaling: predict {n} spectra ...")
+        r = run_measured(slamfw_cmd("predict", str(model_path), "--reader", "table", "--reader-param",
+                                    f"path={files[n]}", "-o", str(cat), "--force", "--executor", "local",
+                                    "--workers", str(workers), *(extra_args or [])))
+        cat.unlink(missing_ok=True)
+        row = {"n": n, "files": 1, "wall_s": float(r["wall_s"]), "ms_per_spectrum": 1e3 * r["wall_s"] / n,
+               "peak_mb": float(r["peak_tree_mb"]), "workers": workers,
+               "drawn": min(n, draw or n), "args": " ".join(extra_args or [])}
         log(f"scaling: N = {n}: {row['wall_s']:.1f} s, {row['ms_per_spectrum']:.3f} ms per spectrum, "
             f"peak {row['peak_mb']:.0f} MB (all processes)")
         rows.append(row)
@@ -117,17 +105,19 @@ def report(infer: list[dict], train: list[dict], proj: dict | None, quick: bool,
            grid: str = "case (a)'s grid and settings") -> str:
     lines = ["### Scaling" + (" (quick)" if quick else ""), ""]
     if infer:
+        args = infer[0].get("args") or ""
         lines += ["Inference: the whole `slamfw predict` process, reading a table file of N observed mock spectra "
                   "(case (a)'s test survey, native 1900-pixel grid) and streaming it through the local executor "
-                  f"with {infer[0]['workers']} workers; {model}; peak memory is the process tree's.", "",
-                  "| N spectra | files | wall (s) | ms per spectrum | peak memory (MB) |", "|---|---|---|---|---|"]
+                  f"with {infer[0]['workers']} workers" + (f", with `{args}`" if args else "") +
+                  f"; {model}; peak memory is the process tree's.", "",
+                  "| N spectra | spectra drawn | wall (s) | ms per spectrum | peak memory (MB) |",
+                  "|---|---|---|---|---|"]
         for r in infer:
-            lines.append(f"| {r['n']} | {r['files']} | {r['wall_s']:.1f} | {r['ms_per_spectrum']:.3f} | "
+            lines.append(f"| {r['n']} | {r['drawn']} | {r['wall_s']:.1f} | {r['ms_per_spectrum']:.3f} | "
                          f"{r['peak_mb']:.0f} |")
-        if any(r["files"] > 1 for r in infer):
-            lines += ["", f"N above {PART} is split into files of {PART} (the `table` reader reads its whole file "
-                      "into memory as float64); their predict processes run one after another, the wall time is "
-                      "their sum and the peak memory their maximum."]
+        if any(r["drawn"] < r["n"] for r in infer):
+            lines += ["", "Where fewer spectra were drawn than N (drawing costs 10 ms each), the rows beyond repeat "
+                      "the drawn ones in order under their own ids: every row is fitted, nothing is reused."]
         fit = power_law([r["n"] for r in infer], [r["wall_s"] for r in infer])
         if fit:
             lines += ["", f"Wall time ~ N^{fit[1]:.2f} over N = {infer[0]['n']} to {infer[-1]['n']}."]

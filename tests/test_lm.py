@@ -318,3 +318,27 @@ def test_weighted_flux_where_the_weight_is_zero_is_ignored(small_model, noisy):
     for a, b in zip(small_model.emulator.least_squares_terms(theta, w, dirty),
                     small_model.emulator.least_squares_terms(theta, w, wf)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_batched_stops_where_the_gauss_newton_step_would_gain_less_than_ftol(small_model, noisy, monkeypatch):
+    """A row whose next Gauss-Newton step would lower the cost by at most ftol of it stops there,
+    one evaluation before the actual-reduction test would; the labels move by far less than
+    their errors."""
+    from slamfw.stats import batched_lm as blm
+    assert blm._decrement(np.eye(2)[None] * 2.0, np.array([[2.0, 4.0]]))[0] == pytest.approx(5.0)
+    assert blm._decrement(np.zeros((2, 2, 2)), np.ones((2, 2)))[0] == np.inf        # singular: never stops
+    inferer = registry.create("inferer", "lm", {"batched": True})
+    calls = []
+    real = blm.batched_lm
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out["nfev"])
+        return out
+    monkeypatch.setattr("slamfw.stats.maxlike.batched_lm", counted)
+    with_test = inferer.infer(small_model, noisy.flux, noisy.ivar)
+    monkeypatch.setattr(blm, "_decrement", lambda a, g, xp=np: np.full(len(g), np.inf))
+    without = inferer.infer(small_model, noisy.flux, noisy.ivar)
+    n_with, n_without = np.concatenate(calls[:len(calls) // 2]), np.concatenate(calls[len(calls) // 2:])
+    assert n_with.sum() < 0.95 * n_without.sum()
+    assert _agree(without, with_test).max() < 0.01

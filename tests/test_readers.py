@@ -73,6 +73,52 @@ def test_table_reader_formats(tmp_path):
     assert ss.ids.tolist() == ["b", "c"]
 
 
+def _big_table(tmp_path, n=700, p=400):
+    """Files whose flux and ivar members are over 1 MB (memory-mapped by iter_chunks)."""
+    rng = np.random.default_rng(1)
+    wave = np.linspace(4000.0, 4400.0, p)
+    flux = (1 + 0.01 * rng.normal(size=(n, p))).astype(np.float32)
+    flux[5, 7] = np.nan                                    # bad pixel (ivar 0): read as flux 0, masked
+    ivar = np.full((n, p), 1e4, np.float32)
+    ivar[5, 7] = 0.0
+    teff = np.linspace(4500.0, 6500.0, n)
+    ids = np.array([f"s{i}" for i in range(n)])
+    np.savez(tmp_path / "big.npz", wave=wave, flux=flux, ivar=ivar, id=ids, Teff=teff, snr=np.full(n, 50.0))
+    np.savez_compressed(tmp_path / "bigz.npz", wave=wave, flux=flux, ivar=ivar, id=ids, Teff=teff)
+    grids = np.tile(wave, (n, 1))
+    grids[n // 2:] *= 1.0001                               # two grids: a grid per star
+    t = Table({"id": ids, "wave": grids, "flux": flux, "ivar": ivar, "Teff": teff})
+    t.write(tmp_path / "big.fits")
+    return flux
+
+
+def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
+    """iter_chunks memory-maps an npz file's uncompressed members (and a FITS file): each piece
+    equals the same rows of read(), in memory and writable; compressed members and a grid per
+    star stream too, and ``where`` selects the same stars."""
+    from slamfw_plugins.readers.table import _load_columns
+    flux = _big_table(tmp_path)
+    cols, _, _ = _load_columns(tmp_path / "big.npz", lazy=True)
+    assert isinstance(cols["flux"], np.memmap) and not isinstance(cols["Teff"], np.memmap)
+    assert not isinstance(_load_columns(tmp_path / "bigz.npz", lazy=True)[0]["flux"], np.memmap)
+    for name, where in (("big.npz", {}), ("big.npz", {"Teff": [5000, 6000]}), ("bigz.npz", {}), ("big.fits", {})):
+        reader = registry.create("reader", "table", {"path": str(tmp_path / name), "where": where})
+        whole = reader.read()
+        parts = list(reader.iter_chunks(300))
+        assert [p.n_stars for p in parts] == [min(300, whole.n_stars - s) for s in range(0, whole.n_stars, 300)]
+        for attr in ("ids", "flux", "ivar", "mask", "labels", "wave"):
+            got = np.concatenate([getattr(p, attr) for p in parts]) if attr != "wave" or whole.wave.ndim == 2 \
+                else parts[-1].wave
+            np.testing.assert_array_equal(got, getattr(whole, attr), err_msg=f"{name} {where} {attr}")
+        assert all(p.flux.flags.writeable and not isinstance(p.flux, np.memmap) for p in parts)
+        assert whole.wave.ndim == (2 if name.endswith("fits") else 1)
+        if not where:
+            np.testing.assert_array_equal(whole.flux[4:7], np.where(np.isfinite(flux[4:7]), flux[4:7], 0.0))
+            assert not whole.mask[5, 7] and whole.mask[5, 6]
+        else:
+            assert whole.n_stars < 700 and np.all((whole.labels[:, 0] >= 5000) & (whole.labels[:, 0] <= 6000))
+
+
 def test_table_reader_bad_values(tmp_path):
     wave = np.linspace(4000, 4100, 10)
     flux = np.ones((2, 10))

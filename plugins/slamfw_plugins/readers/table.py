@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 from pydantic import Field
 
-from slamfw import KNOWN_META, DataError, InputPath, Params, Reader, SpectralSet, hookimpl
+from slamfw import KNOWN_META, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl
 
 from ._select import Where, where_mask
 
@@ -29,12 +29,47 @@ log = logging.getLogger(__name__)
 _RESERVED = {"wave", "flux", "ivar", "mask", "id", "ids"}
 
 
-def _load_columns(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
-    """(columns, units, file metadata) of a table file."""
+def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
+    """The arrays of an npz file; with ``lazy``, each member stored uncompressed (``np.savez``)
+    as a read-only memory map of the file, so that rows are read only when used (a compressed
+    member, ``np.savez_compressed``, is read whole)."""
+    import zipfile
+    with np.load(path, allow_pickle=False) as npz:
+        names = list(npz.files)
+        if not lazy:
+            return {k: npz[k] for k in names}
+        cols = {}
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+            for k in names:
+                info = zf.getinfo(f"{k}.npy")
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size < 1 << 20:
+                    cols[k] = npz[k]                    # compressed or small: read
+                    continue
+                fh.seek(info.header_offset)             # local header: 30 bytes, then its name and extra field
+                local = fh.read(30)
+                fh.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                        + int.from_bytes(local[28:30], "little"))
+                version = np.lib.format.read_magic(fh)
+                header = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if header is None:
+                    cols[k] = npz[k]                    # a later .npy version: read
+                    continue
+                shape, fortran, dtype = header(fh)
+                if dtype.hasobject:
+                    cols[k] = npz[k]                    # refused by allow_pickle=False, with numpy's message
+                    continue
+                cols[k] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                                    order="F" if fortran else "C")
+        return cols
+
+
+def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """(columns, units, file metadata) of a table file. ``lazy``: large columns of an npz file
+    (stored uncompressed) or a FITS file (not gzipped) as memory maps, read when indexed."""
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            cols = {k: npz[k] for k in npz.files}
+        cols = _npz_members(path, lazy)
         meta = {key.upper(): cols.pop(key) for key in ("wave_unit", "medium", "label_names", "label_units")
                 if key in cols}
         units = {"wave": str(meta.pop("WAVE_UNIT"))} if "WAVE_UNIT" in meta else {}
@@ -50,11 +85,14 @@ def _load_columns(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     fmt = {".fits": "fits", ".fits.gz": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}.get(suffix)
     if fmt is None:
         raise DataError(f"table: {str(path)!r}: use a .fits, .ecsv or .npz file")
+    kwargs = {}
     if fmt == "ascii.ecsv":   # multidimensional columns are long fields
         import csv
         csv.field_size_limit(max(csv.field_size_limit(), 2 ** 31 - 1))
-    t = Table.read(path, format=fmt)
-    cols = {name: np.asarray(t[name]) for name in t.colnames}
+    elif lazy and suffix != ".fits.gz":
+        kwargs["memmap"] = True
+    t = Table.read(path, format=fmt, **kwargs)
+    cols = {name: t[name].data if kwargs else np.asarray(t[name]) for name in t.colnames}
     units = {name: str(t[name].unit) for name in t.colnames if t[name].unit is not None}
     if "wave" not in cols and "wave" in t.meta:
         cols["wave"] = np.asarray(t.meta["wave"], dtype=float)
@@ -89,11 +127,30 @@ class TableReader(Reader):
         where: Where = Field(default_factory=dict, description="label ranges to keep")
 
     def read(self) -> SpectralSet:
+        cols, layout = self._open(lazy=False)
+        return self._rows(cols, layout, layout["keep"])
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[SpectralSet]:
+        """The stars of :meth:`read`, in order, ``chunk_size`` at most per piece, read a piece at
+        a time: an npz file's members stored uncompressed (``np.savez``, as ``slamfw convert``
+        and the benchmarks write them) and a FITS file that is not gzipped are memory-mapped, so
+        memory holds a piece, not the file (a compressed member, ``.fits.gz`` or ECSV is read
+        whole first). The label and metadata columns are read whole (``where`` selects on them)."""
+        cols, layout = self._open(lazy=True)
+        keep = layout["keep"]
+        for s, e in chunks(keep.size, chunk_size):
+            yield self._rows(cols, layout, keep[s:e])
+
+    def _open(self, lazy: bool) -> tuple[dict[str, np.ndarray], dict]:
+        """The file's columns (large ones memory-mapped with ``lazy``) and what every piece
+        shares: ``n``, ``wave`` (Angstrom, (P,), or None for a grid per star), ``ids`` (n,),
+        label ``names`` and ``labels`` (n, L) or None, ``meta`` {name: (n,)}, ``medium``,
+        ``keep`` (the rows ``where`` keeps, in order)."""
         path = Path(self.path)
         if not path.is_file():
             raise DataError(f"table: file {self.path!r} does not exist")
         try:
-            cols, units, file_meta = _load_columns(path)
+            cols, units, file_meta = _load_columns(path, lazy)
         except DataError:
             raise
         except Exception as err:
@@ -101,16 +158,61 @@ class TableReader(Reader):
         for key in ("wave", "flux", "ivar"):
             if key not in cols:
                 raise DataError(f"table: {self.path!r} has no {key!r} array/column (has {sorted(cols)})")
-        flux = np.atleast_2d(np.asarray(cols["flux"], dtype=float))
-        n = flux.shape[0]
-        wave = _angstrom(np.asarray(cols["wave"], dtype=float), units.get("wave", self.wave_unit), self.path)
-        if wave.ndim == 2 and wave.shape[0] == n and np.array_equal(wave, np.broadcast_to(wave[:1], wave.shape)):
+        flux = cols["flux"]
+        if flux.ndim not in (1, 2):
+            raise DataError(f"table: {self.path!r}: flux has shape {flux.shape}; it must be (N, P)")
+        n = 1 if flux.ndim == 1 else flux.shape[0]
+        wave_unit = units.get("wave", self.wave_unit)
+        wave = cols["wave"]
+        if wave.ndim == 2 and wave.shape[0] != n:
+            raise DataError(f"table: {self.path!r}: wave has {wave.shape[0]} rows for {n} spectra; it must be (P,) or "
+                            "one row per spectrum")
+        if wave.ndim == 2 and wave.shape[0] == n and _rows_equal(wave):
             wave = wave[0]                         # one grid written per row
+        wave = _angstrom(np.asarray(wave, dtype=float), wave_unit, self.path) if wave.ndim != 2 else None
         medium = str(file_meta.get("MEDIUM", "") or self.medium).strip().lower()
-        ivar = np.atleast_2d(np.asarray(cols["ivar"], dtype=float))
-        mask = np.atleast_2d(np.asarray(cols["mask"]).astype(bool)) if "mask" in cols else np.ones_like(flux, bool)
+        if medium not in ("", "air", "vacuum"):
+            raise DataError(f"table: {self.path!r}: MEDIUM {medium!r} is neither 'air' nor 'vacuum'")
         ids_key = "id" if "id" in cols else ("ids" if "ids" in cols else None)
         ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
+        one_d = {k: np.asarray(v) for k, v in cols.items()
+                 if k not in _RESERVED and np.ndim(v) == 1 and np.shape(v)[0] == n}
+        meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
+        declared = self.labels
+        if declared is None and "LABELS" in file_meta:
+            declared = [x for x in str(file_meta["LABELS"]).split(",") if x]
+        if declared is not None:
+            missing = [k for k in declared if k not in one_d]
+            if missing:
+                raise DataError(f"table: {self.path!r} has no label column(s) {missing}")
+            names = list(declared)
+        else:
+            names = [k for k, v in one_d.items() if k not in meta and np.issubdtype(v.dtype, np.number)]
+        labels = np.column_stack([one_d[k].astype(float) for k in names]) if names else None
+        keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
+        return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
+                      "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
+                      "keep": np.flatnonzero(keep)}
+
+    def _rows(self, cols: dict[str, np.ndarray], layout: dict, rows: np.ndarray) -> SpectralSet:
+        """The stars ``rows`` (increasing row numbers) of the file, checked, as a SpectralSet."""
+        n, ids = layout["n"], layout["ids"][rows]
+
+        def take(a: np.ndarray, dtype: type) -> np.ndarray:
+            a = np.atleast_2d(a) if n == 1 else a
+            if rows.size and rows[-1] - rows[0] + 1 == rows.size:     # a run of rows: a slice, read in one go
+                part = a[rows[0]:rows[-1] + 1]
+            else:
+                part = a[rows]
+            # in memory and writable, never a view of the file
+            return np.array(part, dtype=dtype) if isinstance(a, np.memmap) or not a.flags.writeable \
+                else np.asarray(part, dtype=dtype)
+        flux = take(cols["flux"], float)
+        ivar = take(cols["ivar"], float)
+        mask = take(cols["mask"], bool) if "mask" in cols else np.ones_like(flux, bool)
+        wave = layout["wave"]
+        if wave is None:
+            wave = _angstrom(take(cols["wave"], float), layout["wave_unit"], self.path)
         if ivar.shape != flux.shape or mask.shape != flux.shape:
             raise DataError(f"table: {self.path!r}: flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} differ")
         # non-finite flux is acceptable only where the pixel is already bad
@@ -125,29 +227,24 @@ class TableReader(Reader):
             raise DataError(f"table: star {str(ids[i])!r} in {self.path!r} has ivar {float(ivar[i, j])!r} < 0 or not finite "
                             f"at {np.broadcast_to(wave, flux.shape)[i, j]:.2f} A ({int(neg[i].sum())} pixel(s)); ivar must be >= 0")
         finite = np.isfinite(flux)
-        flux, ivar, mask = np.where(finite, flux, 0.0), np.where(finite, ivar, 0.0), mask & finite
-        one_d = {k: np.asarray(v) for k, v in cols.items()
-                 if k not in _RESERVED and np.ndim(v) == 1 and np.asarray(v).shape[0] == n}
-        meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
-        declared = self.labels
-        if declared is None and "LABELS" in file_meta:
-            declared = [x for x in str(file_meta["LABELS"]).split(",") if x]
-        if declared is not None:
-            missing = [k for k in declared if k not in one_d]
-            if missing:
-                raise DataError(f"table: {self.path!r} has no label column(s) {missing}")
-            names = list(declared)
-        else:
-            names = [k for k, v in one_d.items() if k not in meta and np.issubdtype(v.dtype, np.number)]
-        labels = np.column_stack([one_d[k].astype(float) for k in names]) if names else None
-        if medium not in ("", "air", "vacuum"):
-            raise DataError(f"table: {self.path!r}: MEDIUM {medium!r} is neither 'air' nor 'vacuum'")
-        keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
-        ss = SpectralSet(wave=wave, flux=flux, ivar=ivar, ids=ids, mask=mask, labels=labels,
-                         label_names=names if labels is not None else [],
-                         label_units=[units.get(k, "") for k in names] if labels is not None else [],
-                         meta=meta, source=self.path, medium=medium)
-        return ss.subset(keep) if not keep.all() else ss
+        if not finite.all():
+            flux, ivar, mask = np.where(finite, flux, 0.0), np.where(finite, ivar, 0.0), mask & finite
+        labels = layout["labels"]
+        return SpectralSet(wave=wave, flux=flux, ivar=ivar, ids=ids, mask=mask,
+                           labels=None if labels is None else labels[rows],
+                           label_names=layout["names"] if labels is not None else [],
+                           label_units=layout["units"] if labels is not None else [],
+                           meta={k: v[rows] for k, v in layout["meta"].items()}, source=self.path,
+                           medium=layout["medium"])
+
+
+def _rows_equal(wave: np.ndarray, block: int = 4096) -> bool:
+    """Whether every row of ``wave`` (N, P) equals the first, compared ``block`` rows at a time
+    (a memory-mapped column is not read whole)."""
+    first = np.asarray(wave[0])
+    return all(np.array_equal(np.asarray(wave[s:s + block]), np.broadcast_to(first, (min(block, wave.shape[0] - s),
+                                                                                      first.size)))
+               for s in range(0, wave.shape[0], block))
 
 
 @hookimpl
