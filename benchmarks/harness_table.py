@@ -12,13 +12,13 @@ the catalogue as ``<label>_true``.
 npz rather than FITS: the ``table`` reader reads it faster (``compare_read_speed``: 2000 spectra
 in 0.09 s from npz, 0.12 s from FITS as ``slamfw convert`` writes it, measured 2026-11-27 on the
 harness's 2-core machine), and, stored uncompressed, it can be written without holding the
-arrays in memory, and ``slamfw predict`` streams it (the ``table`` reader memory-maps it and
-reads a chunk at a time).
+arrays in memory, and ``slamfw predict`` streams it (the ``table`` reader reads it a chunk of
+rows at a time).
 
 Drawing the spectra costs about 10 ms each on one core (the mock reader shifts each star by its
 RV), outside the timed region: 10^6 of them would take about 3 hours here. ``draw`` caps the
 spectra drawn; the rows beyond it repeat the drawn ones in order, under their own ids
-(``mock0000012-r3``: row 12's spectrum, 3rd repeat), so that a file of 10^6 spectra costs the
+(``mock00012-r3``: row 12's spectrum, 3rd repeat), so that a file of 10^6 spectra costs the
 drawing of ``draw``. The files carry a ``.json`` sidecar and are reused by later runs.
 """
 from __future__ import annotations

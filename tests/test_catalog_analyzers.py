@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from slamfw import AnalysisContext, LabelResult, SpectralSet, registry
@@ -89,10 +90,14 @@ def test_cv_scatter_without_truth():
     assert not rep.tables and "no true labels" in rep.notes[0]
 
 
-def test_streamed_catalogue_is_the_same_file(tmp_path):
+@pytest.mark.parametrize("rows_per_write", [1, 5, 20_000])
+def test_streamed_catalogue_is_the_same_file(tmp_path, monkeypatch, rows_per_write):
     """Parts written one at a time give the file of the whole catalogue written at once, byte for
-    byte (FITS and ECSV), with ids of different widths and an empty part among them."""
+    byte (FITS and ECSV), with ids of different widths and an empty part among them, whether the
+    parts are converted one by one or joined (``ROWS_PER_WRITE``)."""
+    from slamfw.data import catalog
     from slamfw.data.catalog import write_catalog_parts
+    monkeypatch.setattr(catalog, "ROWS_PER_WRITE", rows_per_write)
     rng = np.random.default_rng(3)
     parts, ids = [], []
     for k, n in enumerate((4, 0, 7, 2)):

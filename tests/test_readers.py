@@ -74,14 +74,14 @@ def test_table_reader_formats(tmp_path):
 
 
 def _big_table(tmp_path, n=700, p=400):
-    """Files whose flux and ivar members are over 1 MB (memory-mapped by iter_chunks)."""
+    """Files whose flux and ivar members are over 1 MB (read a piece at a time by iter_chunks)."""
     rng = np.random.default_rng(1)
     wave = np.linspace(4000.0, 4400.0, p)
     flux = (1 + 0.01 * rng.normal(size=(n, p))).astype(np.float32)
     flux[5, 7] = np.nan                                    # bad pixel (ivar 0): read as flux 0, masked
     ivar = np.full((n, p), 1e4, np.float32)
     ivar[5, 7] = 0.0
-    teff = np.linspace(4500.0, 6500.0, n)
+    teff = rng.uniform(4500.0, 6500.0, n)                  # a `where` on it keeps scattered rows
     ids = np.array([f"s{i}" for i in range(n)])
     np.savez(tmp_path / "big.npz", wave=wave, flux=flux, ivar=ivar, id=ids, Teff=teff, snr=np.full(n, 50.0))
     np.savez_compressed(tmp_path / "bigz.npz", wave=wave, flux=flux, ivar=ivar, id=ids, Teff=teff)
@@ -93,14 +93,23 @@ def _big_table(tmp_path, n=700, p=400):
 
 
 def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
-    """iter_chunks memory-maps an npz file's uncompressed members (and a FITS file): each piece
-    equals the same rows of read(), in memory and writable; compressed members and a grid per
-    star stream too, and ``where`` selects the same stars."""
-    from slamfw_plugins.readers.table import _load_columns
+    """iter_chunks reads an npz file's uncompressed (N, P) members a piece at a time (and
+    memory-maps a FITS file): each piece equals the same rows of read(), in memory and writable;
+    compressed members and a grid per star stream too, and ``where`` selects the same stars."""
+    from slamfw_plugins.readers.table import _FileRows, _load_columns
     flux = _big_table(tmp_path)
     cols, _, _ = _load_columns(tmp_path / "big.npz", lazy=True)
-    assert isinstance(cols["flux"], np.memmap) and not isinstance(cols["Teff"], np.memmap)
-    assert not isinstance(_load_columns(tmp_path / "bigz.npz", lazy=True)[0]["flux"], np.memmap)
+    assert isinstance(cols["flux"], _FileRows) and isinstance(cols["Teff"], np.ndarray)
+    np.testing.assert_array_equal(cols["flux"][[3, 4, 9, 10, 11]], flux[[3, 4, 9, 10, 11]])
+    np.testing.assert_array_equal(cols["flux"][698:], flux[698:])
+    assert isinstance(_load_columns(tmp_path / "bigz.npz", lazy=True)[0]["flux"], np.ndarray)
+    import shutil
+    shutil.copy(tmp_path / "big.npz", tmp_path / "cut.npz")
+    cut = _load_columns(tmp_path / "cut.npz", lazy=True)[0]["flux"]
+    with open(tmp_path / "cut.npz", "r+b") as fh:                       # cut short afterwards: a clear error
+        fh.truncate(cut.offset + 1000)
+    with pytest.raises(DataError, match="shorter than"):
+        cut[0:10]
     for name, where in (("big.npz", {}), ("big.npz", {"Teff": [5000, 6000]}), ("bigz.npz", {}), ("big.fits", {})):
         reader = registry.create("reader", "table", {"path": str(tmp_path / name), "where": where})
         whole = reader.read()
@@ -110,13 +119,49 @@ def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
             got = np.concatenate([getattr(p, attr) for p in parts]) if attr != "wave" or whole.wave.ndim == 2 \
                 else parts[-1].wave
             np.testing.assert_array_equal(got, getattr(whole, attr), err_msg=f"{name} {where} {attr}")
-        assert all(p.flux.flags.writeable and not isinstance(p.flux, np.memmap) for p in parts)
+        assert all(p.flux.flags.writeable and type(p.flux) is np.ndarray for p in parts)
         assert whole.wave.ndim == (2 if name.endswith("fits") else 1)
         if not where:
             np.testing.assert_array_equal(whole.flux[4:7], np.where(np.isfinite(flux[4:7]), flux[4:7], 0.0))
             assert not whole.mask[5, 7] and whole.mask[5, 6]
         else:
             assert whole.n_stars < 700 and np.all((whole.labels[:, 0] >= 5000) & (whole.labels[:, 0] <= 6000))
+
+
+def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
+    """Shapes, ids and duplicates are checked for the whole file before any piece is read (a
+    piece alone could not see them), and the file's rows are never indexed out of range."""
+    from slamfw_plugins.readers.table import _FileRows, _load_columns
+    rng = np.random.default_rng(2)
+    n, p = 600, 400
+    wave, flux = np.linspace(4000.0, 4400.0, p), rng.normal(1.0, 0.01, (n, p))
+
+    def reader(name, **cols):
+        arrays = {"wave": wave, "flux": flux, "ivar": np.ones((n, p)), "id": np.array([f"s{i}" for i in range(n)])}
+        arrays.update(cols)
+        np.savez(tmp_path / name, **arrays)
+        return registry.create("reader", "table", {"path": str(tmp_path / name)})
+    for name, cols, match in (("ivar.npz", {"ivar": np.ones((n - 100, p))}, "ivar has shape .500, 400."),
+                              ("mask.npz", {"mask": np.ones((n + 3, p), bool)}, "mask has shape .603, 400."),
+                              ("wave.npz", {"wave": np.ones((n, p - 1))}, "wave has shape .600, 399."),
+                              ("ids.npz", {"id": np.array([f"s{i}" for i in range(n + 3)])}, "603 star ids"),
+                              ("dup.npz", {"id": np.array([f"s{i % 599}" for i in range(n)])}, "duplicate star ids .'s0'.")):
+        for how in ("read", "iter_chunks"):
+            with pytest.raises(DataError, match=match):
+                r = reader(name, **cols)
+                r.read() if how == "read" else list(r.iter_chunks(200))
+    rows = _load_columns(tmp_path / "ivar.npz", lazy=True)[0]["flux"]
+    assert isinstance(rows, _FileRows)
+    for bad in ([598, 600], [-1, 3], [5, 4], np.array([True, False])):
+        with pytest.raises(IndexError):
+            rows[bad]
+    # one star on a grid long enough for its (1, P) arrays to be read from the file
+    big = np.linspace(4000.0, 4400.0, 140_000)
+    np.savez(tmp_path / "one.npz", wave=big, flux=np.ones((1, big.size)), ivar=np.ones((1, big.size)))
+    one = registry.create("reader", "table", {"path": str(tmp_path / "one.npz")})
+    assert isinstance(_load_columns(tmp_path / "one.npz", lazy=True)[0]["flux"], _FileRows)
+    (piece,) = one.iter_chunks(10)
+    np.testing.assert_array_equal(piece.flux, one.read().flux)
 
 
 def test_table_reader_bad_values(tmp_path):

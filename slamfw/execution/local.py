@@ -1,6 +1,9 @@
 """Local worker processes (loky, through joblib): the executor configs get by default.
 
-Large numpy arguments are memory-mapped by joblib rather than copied to each worker. Each worker
+Each task's arguments are pickled to its worker (joblib's memory-mapping of large arrays is off:
+it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 1.5
+million spectra of ``slamfw predict``, and the machine ran out of memory); the arguments every
+task shares (the model) are pickled once per run and unpickled once per worker. Each worker
 watches the process that started it and exits when that process is gone (killed with SIGKILL,
 say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so
 that workers x threads fits the cores.
@@ -39,6 +42,32 @@ def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: di
         return func(*task, **shared)
 
 
+class _Pickled:
+    """Keyword arguments pickled once in the parent (``blob``), under a key unique to one
+    ``imap`` call; :meth:`value` unpickles them once per worker process."""
+
+    _cache: dict[str, dict[str, Any]] = {}      # in a worker: the last run's shared arguments
+
+    def __init__(self, shared: dict[str, Any]) -> None:
+        import uuid
+
+        import cloudpickle                          # joblib's dependency; pickles as loky does (a closure, a local class)
+        self.key, self.blob = uuid.uuid4().hex, cloudpickle.dumps(shared)
+
+    def value(self) -> dict[str, Any]:
+        cache = _Pickled._cache
+        if self.key not in cache:
+            import pickle
+            cache.clear()                            # one run at a time: keep no older run's model
+            cache[self.key] = pickle.loads(self.blob)
+        return cache[self.key]
+
+
+def _call_pickled(func: Callable[..., Any], threads: int, task: tuple, shared: _Pickled) -> Any:
+    """:func:`call_limited` with the shared arguments unpickled once per worker."""
+    return call_limited(func, threads, task, shared.value())
+
+
 class LocalExecutor(Executor):
     """Worker processes on this machine (loky); ``workers`` defaults to the usable cores."""
 
@@ -62,18 +91,19 @@ class LocalExecutor(Executor):
                                     progress=progress)
             return
         import joblib
-        shared = shared or {}
+        pickled = _Pickled(shared or {})
         bar = Progress(total, desc, unit, progress)
         weights: list[float] = []
 
         def calls() -> Iterator[Any]:
             for task in tasks:
                 weights.append(weight(task) if weight else 1.0)
-                yield joblib.delayed(call_limited)(func, self.threads_per_worker, task, shared)
+                yield joblib.delayed(_call_pickled)(func, self.threads_per_worker, task, pickled)
 
         try:
             with joblib.parallel_config(backend="loky", n_jobs=self.n_workers, initializer=watch_parent,
-                                        initargs=(os.getpid(),), idle_worker_timeout=self.idle_timeout):
+                                        initargs=(os.getpid(),), idle_worker_timeout=self.idle_timeout,
+                                        max_nbytes=None):
                 for i, result in enumerate(joblib.Parallel(return_as="generator")(calls())):
                     bar.update(weights[i])
                     yield result

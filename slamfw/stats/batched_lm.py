@@ -39,7 +39,11 @@ import numpy as np
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
 
-#: Damping: starting value (times the largest diagonal of J^T J) and the bound beyond which a row gives up.
+#: Damping: starting value and the bound beyond which a row gives up. lambda multiplies D, the
+#: diagonal of J^T J, so both have no units: 1e-3 starts close to a Gauss-Newton step. (Until
+#: 2026-11-27 it started at 1e-3 times the largest diagonal of J^T J, the starting value for a
+#: damping of the identity: on case (a) it damped the first steps to a half or less of Gauss-Newton's,
+#: and rows took 9.0 evaluations on average instead of 6.4.)
 LAMBDA_START = 1e-3
 LAMBDA_MAX = 1e16
 
@@ -152,7 +156,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     n_rows = n * k
     cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z)
     nfev = xp.ones(n_rows, xp.int64)
-    lam = LAMBDA_START * xp.maximum(xp.max(xp.diagonal(jtj, axis1=1, axis2=2), axis=1), 1e-12)
+    lam = xp.full(n_rows, LAMBDA_START)
     nu = xp.full(n_rows, 2.0)
     done = xp.zeros(n_rows, bool)
     converged = xp.zeros(n_rows, bool)

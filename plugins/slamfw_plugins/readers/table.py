@@ -29,9 +29,55 @@ log = logging.getLogger(__name__)
 _RESERVED = {"wave", "flux", "ivar", "mask", "id", "ids"}
 
 
+class _FileRows:
+    """Rows of a C-ordered array stored at ``offset`` in the file ``path`` (an uncompressed npz
+    member), read from the file when indexed: ``a[i:j]`` and ``a[rows]`` (increasing row numbers)
+    return in-memory arrays. Unlike a memory map, what was read is not kept mapped, so the
+    process's resident memory holds the pieces in use, not every page of the file read so far."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.offset, self.shape, self.dtype = path, offset, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) (within the array: the callers check)."""
+        n = max(0, stop - start)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * self.row_items * self.dtype.itemsize)
+            out = np.fromfile(fh, dtype=self.dtype, count=n * self.row_items)
+        if out.size != n * self.row_items:
+            raise DataError(f"table: {str(self.path)!r} is shorter than its arrays' headers say (cut short?)")
+        return out.reshape((n, *self.shape[1:]))
+
+    def __getitem__(self, index: int | slice | np.ndarray) -> np.ndarray:
+        """Row ``index``, rows ``index`` (a slice of step 1), or the rows numbered ``index``
+        (increasing ints), as an in-memory array."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.shape[0])
+            if step != 1:
+                raise IndexError("rows of a table file: a slice with step 1, or row numbers")
+            return self._read(start, stop)
+        rows = np.asarray(index)
+        if rows.dtype.kind not in "iu" or rows.ndim > 1:
+            raise IndexError(f"rows of a table file: an int, a slice or int row numbers, not {rows.dtype} "
+                             f"{rows.shape}")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0] or np.any(np.diff(rows) <= 0)):
+            raise IndexError(f"rows of a table file: row numbers must increase within [0, {self.shape[0]})")
+        if rows.ndim == 0:
+            return self._read(int(rows), int(rows) + 1)[0]
+        if rows.size == 0:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        first, last = int(rows[0]), int(rows[-1])
+        if last - first + 1 <= 2 * rows.size:           # dense: the span in one read, then the rows
+            return self._read(first, last + 1)[rows - first]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # sparse: each run of consecutive rows in one read
+        return np.concatenate([self._read(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, breaks)])
+
+
 def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
-    """The arrays of an npz file; with ``lazy``, each member stored uncompressed (``np.savez``)
-    as a read-only memory map of the file, so that rows are read only when used (a compressed
+    """The arrays of an npz file; with ``lazy``, each large member stored uncompressed
+    (``np.savez``) as a :class:`_FileRows`, read a piece at a time when indexed (a compressed
     member, ``np.savez_compressed``, is read whole)."""
     import zipfile
     with np.load(path, allow_pickle=False) as npz:
@@ -41,7 +87,11 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
         cols = {}
         with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
             for k in names:
-                info = zf.getinfo(f"{k}.npy")
+                try:
+                    info = zf.getinfo(f"{k}.npy")
+                except KeyError:                        # a member numpy names otherwise: as np.load reads it
+                    cols[k] = npz[k]
+                    continue
                 if info.compress_type != zipfile.ZIP_STORED or info.file_size < 1 << 20:
                     cols[k] = npz[k]                    # compressed or small: read
                     continue
@@ -59,14 +109,17 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
                 if dtype.hasobject:
                     cols[k] = npz[k]                    # refused by allow_pickle=False, with numpy's message
                     continue
-                cols[k] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
-                                    order="F" if fortran else "C")
+                if fortran or len(shape) < 2:
+                    cols[k] = npz[k]                    # a column (N,), or not row-major: read
+                    continue
+                cols[k] = _FileRows(path, fh.tell(), shape, dtype)
         return cols
 
 
 def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
-    """(columns, units, file metadata) of a table file. ``lazy``: large columns of an npz file
-    (stored uncompressed) or a FITS file (not gzipped) as memory maps, read when indexed."""
+    """(columns, units, file metadata) of a table file. ``lazy``: the large (N, P) arrays of an
+    npz file (stored uncompressed) as :class:`_FileRows`, or the columns of a FITS file (not
+    gzipped) memory-mapped: read when indexed."""
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     if suffix == ".npz":
         cols = _npz_members(path, lazy)
@@ -132,20 +185,25 @@ class TableReader(Reader):
 
     def iter_chunks(self, chunk_size: int) -> Iterator[SpectralSet]:
         """The stars of :meth:`read`, in order, ``chunk_size`` at most per piece, read a piece at
-        a time: an npz file's members stored uncompressed (``np.savez``, as ``slamfw convert``
-        and the benchmarks write them) and a FITS file that is not gzipped are memory-mapped, so
-        memory holds a piece, not the file (a compressed member, ``.fits.gz`` or ECSV is read
-        whole first). The label and metadata columns are read whole (``where`` selects on them)."""
+        a time: the (N, P) arrays of an npz file stored uncompressed (``np.savez``, as the
+        benchmarks write them) are read from the file a piece at a time, and a FITS file that is
+        not gzipped is memory-mapped (its pages count in resident memory as they are read), so
+        memory holds a piece, not the file. Read whole first: a compressed npz member
+        (``np.savez_compressed``, as ``slamfw convert`` writes npz), ``.fits.gz``, ECSV, and a
+        FITS column astropy must convert (logical, such as ``mask``, or scaled). The label and
+        metadata columns (N,) are read whole (``where`` selects on them). Each piece's spectra are
+        checked as it is read: a bad star is reported after the pieces before it."""
         cols, layout = self._open(lazy=True)
         keep = layout["keep"]
         for s, e in chunks(keep.size, chunk_size):
             yield self._rows(cols, layout, keep[s:e])
 
     def _open(self, lazy: bool) -> tuple[dict[str, np.ndarray], dict]:
-        """The file's columns (large ones memory-mapped with ``lazy``) and what every piece
-        shares: ``n``, ``wave`` (Angstrom, (P,), or None for a grid per star), ``ids`` (n,),
-        label ``names`` and ``labels`` (n, L) or None, ``meta`` {name: (n,)}, ``medium``,
-        ``keep`` (the rows ``where`` keeps, in order)."""
+        """The file's columns (the large ones read when indexed, with ``lazy``), checked for
+        shapes and unique ids, and what every piece shares: ``n``, ``wave`` (Angstrom, (P,), or
+        None for a grid per star) and ``wave_unit`` (of the file's column), ``ids`` (n,), label
+        ``names``, their ``units`` and ``labels`` (n, L) or None, ``meta`` {name: (n,)},
+        ``medium``, ``keep`` (the rows ``where`` keeps, in order) and ``lazy``."""
         path = Path(self.path)
         if not path.is_file():
             raise DataError(f"table: file {self.path!r} does not exist")
@@ -162,11 +220,16 @@ class TableReader(Reader):
         if flux.ndim not in (1, 2):
             raise DataError(f"table: {self.path!r}: flux has shape {flux.shape}; it must be (N, P)")
         n = 1 if flux.ndim == 1 else flux.shape[0]
+        shape = (n, flux.shape[-1])
+        for key in ("ivar", "mask"):                   # checked before any row is read
+            if key in cols and (cols[key].ndim not in (1, 2) or (1,) * (2 - cols[key].ndim) + cols[key].shape != shape):
+                raise DataError(f"table: {self.path!r}: {key} has shape {cols[key].shape}, flux {flux.shape}; they "
+                                "must be the same")
         wave_unit = units.get("wave", self.wave_unit)
         wave = cols["wave"]
-        if wave.ndim == 2 and wave.shape[0] != n:
-            raise DataError(f"table: {self.path!r}: wave has {wave.shape[0]} rows for {n} spectra; it must be (P,) or "
-                            "one row per spectrum")
+        if wave.ndim == 2 and wave.shape != shape:
+            raise DataError(f"table: {self.path!r}: wave has shape {wave.shape} for flux {flux.shape}; it must be "
+                            f"({shape[1]},) or one row per spectrum, {shape}")
         if wave.ndim == 2 and wave.shape[0] == n and _rows_equal(wave):
             wave = wave[0]                         # one grid written per row
         wave = _angstrom(np.asarray(wave, dtype=float), wave_unit, self.path) if wave.ndim != 2 else None
@@ -175,8 +238,10 @@ class TableReader(Reader):
             raise DataError(f"table: {self.path!r}: MEDIUM {medium!r} is neither 'air' nor 'vacuum'")
         ids_key = "id" if "id" in cols else ("ids" if "ids" in cols else None)
         ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
+        if ids.shape != (n,):
+            raise DataError(f"table: {self.path!r}: {ids.size} star ids in {ids_key!r} for {n} spectra")
         one_d = {k: np.asarray(v) for k, v in cols.items()
-                 if k not in _RESERVED and np.ndim(v) == 1 and np.shape(v)[0] == n}
+                 if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
         declared = self.labels
         if declared is None and "LABELS" in file_meta:
@@ -190,23 +255,30 @@ class TableReader(Reader):
             names = [k for k, v in one_d.items() if k not in meta and np.issubdtype(v.dtype, np.number)]
         labels = np.column_stack([one_d[k].astype(float) for k in names]) if names else None
         keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
+        unique, counts = np.unique(ids[keep], return_counts=True)
+        if np.any(counts > 1):                          # checked here: iter_chunks checks no more than a piece
+            raise DataError(f"table: {self.path!r}: duplicate star ids {unique[counts > 1][:5].tolist()}")
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
-                      "keep": np.flatnonzero(keep)}
+                      "keep": np.flatnonzero(keep), "lazy": lazy}
 
     def _rows(self, cols: dict[str, np.ndarray], layout: dict, rows: np.ndarray) -> SpectralSet:
         """The stars ``rows`` (increasing row numbers) of the file, checked, as a SpectralSet."""
-        n, ids = layout["n"], layout["ids"][rows]
+        ids = layout["ids"][rows]
 
-        def take(a: np.ndarray, dtype: type) -> np.ndarray:
-            a = np.atleast_2d(a) if n == 1 else a
+        def take(a: np.ndarray | _FileRows, dtype: type) -> np.ndarray:
+            """Rows ``rows`` of the (N, P) column ``a`` (or of a (P,) one, for one star) as an
+            in-memory, writable array of ``dtype``."""
+            if isinstance(a, np.ndarray) and a.ndim == 1:
+                a = a[None, :]
             if rows.size and rows[-1] - rows[0] + 1 == rows.size:     # a run of rows: a slice, read in one go
                 part = a[rows[0]:rows[-1] + 1]
             else:
                 part = a[rows]
-            # in memory and writable, never a view of the file
-            return np.array(part, dtype=dtype) if isinstance(a, np.memmap) or not a.flags.writeable \
-                else np.asarray(part, dtype=dtype)
+            if isinstance(a, _FileRows):                 # read from the file just now
+                return part.astype(dtype, copy=False)
+            # a memory-mapped FITS column: copied, never a view of the file
+            return np.array(part, dtype=dtype) if layout["lazy"] else np.asarray(part, dtype=dtype)
         flux = take(cols["flux"], float)
         ivar = take(cols["ivar"], float)
         mask = take(cols["mask"], bool) if "mask" in cols else np.ones_like(flux, bool)
@@ -240,7 +312,7 @@ class TableReader(Reader):
 
 def _rows_equal(wave: np.ndarray, block: int = 4096) -> bool:
     """Whether every row of ``wave`` (N, P) equals the first, compared ``block`` rows at a time
-    (a memory-mapped column is not read whole)."""
+    (a column read when indexed is not read whole)."""
     first = np.asarray(wave[0])
     return all(np.array_equal(np.asarray(wave[s:s + block]), np.broadcast_to(first, (min(block, wave.shape[0] - s),
                                                                                       first.size)))
