@@ -133,7 +133,7 @@ def _array_kind(block, table):
 
 def test_local_workers_get_task_arrays_pickled_and_shared_arguments_once():
     """Task arrays reach the local workers pickled, not memory-mapped by joblib (its maps of every
-    task's arrays stayed in /dev/shm until the run ended: 23 GB after 1.5 million spectra), and
+    task's arrays stayed in /dev/shm until the run ended: 23 GB after 777,000 spectra), and
     the shared arguments are unpickled once per worker, not once per task."""
     big = np.zeros((300, 1000))                                       # 2.4 MB, over joblib's 1 MB threshold
     tasks = [(big + i,) for i in range(8)]

@@ -1,8 +1,8 @@
 """Local worker processes (loky, through joblib): the executor configs get by default.
 
 Each task's arguments are pickled to its worker (joblib's memory-mapping of large arrays is off:
-it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 1.5
-million spectra of ``slamfw predict``, and the machine ran out of memory); the arguments every
+it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000
+spectra of ``slamfw predict``, until the kernel killed the run for memory); the arguments every
 task shares (the model) are pickled once per run and unpickled once per worker. Each worker
 watches the process that started it and exits when that process is gone (killed with SIGKILL,
 say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so

@@ -13,9 +13,10 @@ definite banded system (bandwidth 3) per star: B (the basis at the pixels) and O
 penalty, ``int B_j'' B_k''``, exact: B'' is linear on each interval) depend on the wavelengths
 only, so they are built once per block of stars, with array operations, and every rejection
 iteration only reweights B^T W B and solves. With numba installed (``slamfw[fast]``) assembly,
-banded Cholesky, solves and values run in one compiled loop over the stars: 86 us per star and
-solve on 1900 pixels against 260-400 us for the fallback (numpy's assembly, then LAPACK's banded
-Cholesky called once per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at
+banded Cholesky, solves and values run in compiled loops, 8 stars side by side in vector lanes:
+59 us per star and solve on 1900 pixels (87 us one star at a time, the same bits;
+``benchmarks/bench_spline.py``, 2026-11-27) against 290-300 us for the fallback (numpy's
+assembly, then LAPACK's banded Cholesky called once per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at
 100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the
 continuum on a 1 A grid of 1900 pixels; the agreement loosens as the system's conditioning grows
 with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on that grid, 6.5e-6
