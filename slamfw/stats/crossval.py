@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection import KFold
 
 from ..components.emulator import Emulator, check_training_data
 from .standardize import Standardizer
@@ -27,6 +25,8 @@ def cross_validate_flux(emulator: Emulator, labels: np.ndarray, flux: np.ndarray
     ``emulator`` is cloned (``sklearn.base.clone``: same parameters, unfitted) for every fold;
     labels (M, L), flux and ivar (M, P).
     """
+    from sklearn.base import clone                 # imported here: inference never needs scikit-learn
+    from sklearn.model_selection import KFold
     labels, flux, ivar = check_training_data(labels, flux, ivar)
     good = ivar > 0
     scaler = Standardizer().fit(flux, good)

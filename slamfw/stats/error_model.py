@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
-from scipy.stats import median_abs_deviation
 
 
 def sigma_snr(snr: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
@@ -36,6 +34,7 @@ def sigma_snr(snr: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
 def fit_sigma_snr(snr: np.ndarray, scatter: np.ndarray) -> tuple[float, float, float]:
     """(a, b, c) >= 0 of ``a exp(-b SNR) + c`` fitted to a scatter (B,) at S/N (B,), by least
     squares relative to the scatter (each bin weighs alike)."""
+    from scipy.optimize import OptimizeWarning, curve_fit   # fitting only: predict's start-up skips scipy.optimize
     snr, scatter = np.asarray(snr, float), np.asarray(scatter, float)
     ok = np.isfinite(snr) & np.isfinite(scatter)
     snr, scatter = snr[ok], scatter[ok]
@@ -75,6 +74,7 @@ def pull_factor(pulls: np.ndarray) -> np.ndarray:
     :data:`PULL_ROBUST_MIN`. (A single width cannot describe both the core and the tails of a
     heavy-tailed error distribution; this one keeps the core within 0.8-1.25 and the tails' pulls
     bounded. With Gaussian pulls it is simply the robust width.)"""
+    from scipy.stats import median_abs_deviation           # fitting only: predict's start-up skips scipy.stats
     robust = median_abs_deviation(pulls, axis=0, scale="normal")
     std = np.std(pulls, axis=0)
     robust = np.where(robust > 0, robust, std)        # over half the pulls equal (a one-star bin): no core width
@@ -174,6 +174,7 @@ class ErrorModel:
         """Fit from cross-validation results: for K inferences, snr (K,) measured S/N, delta (K, L)
         inferred - true, formal (K, L) formal errors, bins (K,) the S/N bin of each (0..B-1), and
         for the local calibration (``neighbours`` > 0) the inferred labels (K, L)."""
+        from scipy.stats import median_abs_deviation
         per = [bins == b for b in np.unique(bins)]      # only bins that hold results
         grid = np.array([np.median(snr[m]) for m in per])
         scatter = np.array([median_abs_deviation(delta[m], axis=0, scale="normal") for m in per])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
 from ..components.executor import current_executor
@@ -124,6 +123,7 @@ def _fit_star(f: np.ndarray, w: np.ndarray, starts: np.ndarray, emulator: Any, m
         return None
     resid, jac = _residual_fns(f[use], w[use], use, emulator, mean, scale, form)
     bounds = _bounds(form, mean, scale)
+    from scipy.optimize import least_squares        # imported here: the batched solver (the default) needs none
     method = solver.method if bounds is None else "trf"
     best, best_cost, costs = None, np.inf, []
     for z0 in starts:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection import KFold
 
 from ..components.emulator import Emulator
 from ..components.inferer import Inferer, TrainedEmulator
@@ -94,6 +92,7 @@ def _fold_results(emulator: Emulator, inferer: Inferer, prior: Prior | None, tra
                   tr: np.ndarray, te: np.ndarray, snrs: Sequence[float], rng: np.random.Generator,
                   source: RawSource | None):
     """Train on ``tr``, infer ``te`` at every S/N: lists of (snr measured, delta, formal, bin)."""
+    from sklearn.base import clone                 # imported here: inference never needs scikit-learn
     emu = clone(emulator)
     emu.fit(train.labels[tr], train.flux[tr], train.ivar[tr])
     model = TrainedEmulator(emu, train.labels[tr], list(train.label_names))
@@ -119,6 +118,7 @@ def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, t
     if train.n_stars < 2 * folds:
         raise DataError(f"calibration: {train.n_stars} training stars are too few for {folds}-fold "
                         f"cross-validation; set calibration.enabled = false or lower calibration.folds")
+    from sklearn.model_selection import KFold
     rng = np.random.default_rng([seed, 7919])
     parts = []
     per_fold = None if max_stars is None else -(-max_stars // folds)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection import KFold
 
 from ..components.emulator import Emulator
 from ..components.inferer import Inferer, TrainedEmulator
@@ -36,6 +34,8 @@ def clean_training_set(emulator: Emulator, inferer: Inferer, train: SpectralSet,
     if m < 2 * folds:
         raise DataError(f"training-set cleaning with {folds} folds needs at least {2 * folds} stars, got {m}")
     predicted = np.full_like(train.labels, np.nan)
+    from sklearn.base import clone                 # imported here: inference never needs scikit-learn
+    from sklearn.model_selection import KFold
     kf = KFold(folds, shuffle=True, random_state=seed)
     for k, (tr, te) in enumerate(kf.split(np.arange(m))):
         log.info("cleaning: fold %d/%d (train %d, predict %d)", k + 1, folds, tr.size, te.size)

@@ -32,7 +32,6 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Table
 from pydantic import Field
-from sklearn.base import clone
 
 from slamfw import (
     WAVE_LABEL,
@@ -218,6 +217,7 @@ def _cv_mse(emu: Emulator, train: SpectralSet | None, drop: int | None, folds: i
     labels = train.labels if drop is None else np.delete(train.labels, drop, axis=1)
     ivar = train.weight_ivar
     if own is not None:
+        from sklearn.base import clone             # imported here: predict never needs scikit-learn
         refit = clone(emu).fit(labels, train.flux, ivar)
         mse = getattr(refit, "cv_mse_", None)
         if mse is not None:

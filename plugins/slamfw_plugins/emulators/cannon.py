@@ -37,7 +37,6 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn.model_selection import KFold
 
 from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl, residual_stats
 
@@ -225,6 +224,7 @@ class CannonEmulator(StandardizedEmulator):
         log.info("cannon: order %d (%d terms), %d pixels x %d stars, %d folds, L1 %g",
                  self.order, len(terms), p, m, self.n_folds, self.regularization)
         pred = np.zeros_like(flux)
+        from sklearn.model_selection import KFold      # imported here: inference never needs scikit-learn
         for tr, te in KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(V):
             coef, _ = fit_pixels(V[tr], flux[tr], noise_var[tr], good[tr], s_max, self.regularization,
                                  nonlinear, **self._fit_options())

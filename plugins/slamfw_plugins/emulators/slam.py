@@ -34,18 +34,19 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, PositiveFloat
-from sklearn.model_selection import KFold
-from sklearn.svm import SVR
 
 from slamfw import (
     ChunkStore, DataError, Params, StandardizedEmulator, check_training_data, chunks, current_executor, hookimpl,
 )
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+
+if TYPE_CHECKING:                                  # scikit-learn is imported for training only
+    from sklearn.svm import SVR
 
 SLAMFW_PLUGIN_API = (1, 0)
 
@@ -57,6 +58,7 @@ FOLD_CACHE_BYTES = 512 * 2 ** 20
 
 
 def _svr(C: float, epsilon: float, tol: float, max_iter: int, gamma: float | None) -> SVR:
+    from sklearn.svm import SVR
     if gamma is None:
         return SVR(kernel="precomputed", C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
     return SVR(kernel="rbf", gamma=gamma, C=C, epsilon=epsilon, tol=tol, max_iter=max_iter)
@@ -251,6 +253,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         self.fit_standardizers(labels, flux, good, min_count=self.n_folds, ivar=ivar)
         X = self.label_scaler_.transform(labels)
         Y = np.where(good, self.flux_scaler_.transform(flux), 0.0)
+        from sklearn.model_selection import KFold      # imported here: inference never needs scikit-learn
         folds = list(KFold(self.n_folds, shuffle=self.shuffle_folds,
                            random_state=self.random_state if self.shuffle_folds else None).split(X))
         blocks = chunks(p, self.pixels_per_task)
