@@ -85,10 +85,10 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
         if not lazy:
             return {k: npz[k] for k in names}
         cols = {}
-        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        with open(path, "rb") as fh:
             for k in names:
                 try:
-                    info = zf.getinfo(f"{k}.npy")
+                    info = npz.zip.getinfo(f"{k}.npy")   # the archive np.load has already opened
                 except KeyError:                        # a member numpy names otherwise: as np.load reads it
                     cols[k] = npz[k]
                     continue
@@ -230,7 +230,7 @@ class TableReader(Reader):
         if wave.ndim == 2 and wave.shape != shape:
             raise DataError(f"table: {self.path!r}: wave has shape {wave.shape} for flux {flux.shape}; it must be "
                             f"({shape[1]},) or one row per spectrum, {shape}")
-        if wave.ndim == 2 and wave.shape[0] == n and _rows_equal(wave):
+        if wave.ndim == 2 and _rows_equal(wave):       # (n, P): checked above
             wave = wave[0]                         # one grid written per row
         wave = _angstrom(np.asarray(wave, dtype=float), wave_unit, self.path) if wave.ndim != 2 else None
         medium = str(file_meta.get("MEDIUM", "") or self.medium).strip().lower()
@@ -285,8 +285,7 @@ class TableReader(Reader):
         wave = layout["wave"]
         if wave is None:
             wave = _angstrom(take(cols["wave"], float), layout["wave_unit"], self.path)
-        if ivar.shape != flux.shape or mask.shape != flux.shape:
-            raise DataError(f"table: {self.path!r}: flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} differ")
+        # (flux, ivar and mask have one shape: _open checked the whole file's)
         # non-finite flux is acceptable only where the pixel is already bad
         bad = ~np.isfinite(flux) & mask & (ivar > 0)
         if bad.any():
