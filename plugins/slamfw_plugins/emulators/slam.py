@@ -150,9 +150,11 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     smo = solver == "smo" and precomputed and _smo_module() is not None
     svr_gamma = [None] * n_g if precomputed else list(gammas)  # what LIBSVM is told, per grid gamma
 
+    take = _smo_module().submatrix if smo else (lambda k, r, c: k[np.ix_(r, c)])
+
     def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """What SVR.fit/predict takes for these training rows against these support columns."""
-        return kernels[a][np.ix_(rows, cols)] if precomputed else X[rows]
+        return take(kernels[a], rows, cols) if precomputed else X[rows]
 
     # fold sub-matrices, shared by every pixel whose training values are all good (memory allowing)
     cache_bytes = 8 * n_g * sum(tr.size * m for tr, _ in folds)
@@ -227,8 +229,8 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
                                                       "astroslam's GridSearchCV makes them)")
         tol: float = Field(1e-3, gt=0, description="LIBSVM stopping tolerance")
         max_iter: int = Field(-1, description="LIBSVM iteration cap (-1: none)")
-        pixels_per_task: int = Field(25, ge=1, description="pixels per task (the unit of resumption; the executor "
-                                     "runs tasks in parallel)")
+        pixels_per_task: int = Field(10, ge=1, description="pixels per task (the unit of resumption; the executor "
+                                     "runs tasks in parallel, and small tasks keep every worker busy to the end)")
         max_kernel_stars: int = Field(8000, ge=2, description="above this many training stars LIBSVM "
                                       "computes the RBF kernel itself instead of sharing M x M matrices")
         solver: Literal["libsvm", "smo"] = Field(
