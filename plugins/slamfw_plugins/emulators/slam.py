@@ -53,10 +53,6 @@ SLAMFW_PLUGIN_API = (1, 0)
 log = logging.getLogger(__name__)
 
 
-#: Fold sub-matrices are cached per worker only while they fit in this many bytes.
-FOLD_CACHE_BYTES = 512 * 2 ** 20
-
-
 def _svr(C: float, epsilon: float, tol: float, max_iter: int, gamma: float | None) -> SVR:
     from sklearn.svm import SVR
     if gamma is None:
@@ -82,7 +78,7 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
     return _svr(C, epsilon, tol, max_iter, gamma).fit(k_tr, y).predict(k_te)
 
 
-def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: list[float], epsilon: float,
+def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[float], epsilon: float,
              tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
              smo: bool = False, prune: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6).
@@ -94,6 +90,9 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
     the mean's count smaller), so it cannot be chosen, and its entries are left NaN: the chosen
     point and its CV MSE and MD are the same as without pruning. Points are visited in the
     grid's order.
+
+    The folds' kernel blocks (``design``) are built once per gamma, on first use, and serve every C
+    (at most k blocks of the pixel's good stars held at a time).
     """
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
@@ -104,16 +103,16 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, sub, svr_gamma: list, Cs: l
     n_scored = sum(split[f][1].size for f in scored)        # the stars any point's CV MSE can average
     best_mse = np.inf
     for a in range(len(svr_gamma)):
+        blocks: dict[int, tuple] = {}        # fold -> (train x train, test x train) at this gamma
         for b, C in enumerate(Cs):
             pred = np.full(m, np.nan)
             sse = 0.0
             pruned = False
             for f in scored:
                 tr_g, te_g = split[f]
-                if all_good and sub is not None:
-                    k_tr, k_te = sub[a][f]
-                else:
-                    k_tr, k_te = design(a, tr_g, tr_g), design(a, te_g, tr_g)
+                if f not in blocks:
+                    blocks[f] = (design(a, tr_g, tr_g), design(a, te_g, tr_g))
+                k_tr, k_te = blocks[f]
                 pred[te_g] = _fit_predict(k_tr, yj[tr_g], k_te, C, epsilon, tol, max_iter, svr_gamma[a], smo)
                 if prune and f != scored[-1]:
                     r = pred[te_g] - yj[te_g]
@@ -156,10 +155,6 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         """What SVR.fit/predict takes for these training rows against these support columns."""
         return take(kernels[a], rows, cols) if precomputed else X[rows]
 
-    # fold sub-matrices, shared by every pixel whose training values are all good (memory allowing)
-    cache_bytes = 8 * n_g * sum(tr.size * m for tr, _ in folds)
-    sub = ([[(design(a, tr, tr), design(a, te, tr)) for tr, te in folds] for a in range(n_g)]
-           if precomputed and cache_bytes <= FOLD_CACHE_BYTES else None)
     out = {
         "cv_mse": np.full((p, n_g, n_c), np.nan), "cv_md": np.full((p, n_g, n_c), np.nan),
         "dual": np.zeros((p, m)), "intercept": np.zeros(p), "gamma": np.zeros(p), "C": np.zeros(p),
@@ -167,7 +162,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     }
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
-        out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, sub, svr_gamma, Cs, epsilon, tol, folds, max_iter,
+        out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, svr_gamma, Cs, epsilon, tol, folds, max_iter,
                                                        smo, prune)
         flat = out["cv_mse"][jj].ravel()
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0

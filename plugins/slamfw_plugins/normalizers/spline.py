@@ -20,6 +20,7 @@ from pydantic import Field
 
 from slamfw import Normalizer, Params, hookimpl
 
+from .._jit import Kernel
 from ._smoothing import SmoothingSplines
 
 SLAMFW_PLUGIN_API = (1, 0)
@@ -109,8 +110,9 @@ class SplineNormalizer(Normalizer):
         """(n,) the penalty of each row's spline: ``density * smoothing_length^4``, the density
         of its kept points x (n, P)."""
         count = keep.sum(axis=1)
-        lo = np.where(keep, x, np.inf).min(axis=1)
-        hi = np.where(keep, x, -np.inf).max(axis=1)
+        rows = np.arange(x.shape[0])
+        lo = x[rows, np.argmax(keep, axis=1)]                    # the rows of x increase: the first kept
+        hi = x[rows, x.shape[1] - 1 - np.argmax(keep[:, ::-1], axis=1)]   # ... and the last kept point
         return count / np.maximum(hi - lo, 1e-9) * self.smoothing_length ** 4
 
     def _continuum(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray, common: np.ndarray | None = None,
@@ -132,8 +134,9 @@ class SplineNormalizer(Normalizer):
         for key in np.unique(group):
             rows = np.flatnonzero(group == key)
             span = int(length[rows[0]])
-            cols = lo[rows, None] + np.arange(span)
-            parts = [np.take_along_axis(a[rows], cols, axis=1) for a in (wave, flux, good, bins)]
+            whole = span == P                            # every star of the group spans the whole row
+            cols = None if whole else lo[rows, None] + np.arange(span)
+            parts = [a[rows] if whole else np.take_along_axis(a[rows], cols, axis=1) for a in (wave, flux, good, bins)]
             if common is None:
                 fit = self._clip_and_fit(*parts)
             else:
@@ -142,7 +145,8 @@ class SplineNormalizer(Normalizer):
                 shared = (SmoothingSplines(common[None, start:start + span]), np.zeros(rows.size, np.int64),
                           doppler[rows] ** 3)
                 fit = self._clip_and_fit(*parts, shared=shared)
-            cont[rows] = np.take_along_axis(fit, np.clip(np.arange(P) - lo[rows, None], 0, span - 1), axis=1)
+            cont[rows] = fit if whole else np.take_along_axis(fit, np.clip(np.arange(P) - lo[rows, None], 0, span - 1),
+                                                              axis=1)
         return cont
 
     def _clip_and_fit(self, wave: np.ndarray, flux: np.ndarray, good: np.ndarray, bins: np.ndarray,
@@ -158,16 +162,9 @@ class SplineNormalizer(Normalizer):
         else:
             splines, basis_row, lam_factor = shared
         cont = splines.values(flux, keep.astype(float), lam_factor * self._lam(wave, keep), basis_row)
-        width = int(bins.max()) + 1
-        flat = bins + width * np.arange(n)[:, None]            # one bin index per (star, bin)
-        k_hi = self.k_upper if self.k_upper is not None else self.k
         active = np.ones(n, bool)
         for _ in range(self.n_iter):
-            resid = flux - cont
-            sigma = self._bin_sigma(resid, keep, flat, n * width)
-            with np.errstate(invalid="ignore"):
-                new_keep = good & (resid < k_hi * sigma) & (resid > -self.k * sigma)
-            refit = active & (new_keep.sum(axis=1) >= self.min_pixels) & np.any(new_keep != keep, axis=1)
+            new_keep, refit = self._reject(flux, cont, keep, good, bins, active)
             active = refit
             if not refit.any():
                 break
@@ -176,6 +173,35 @@ class SplineNormalizer(Normalizer):
             cont[rows] = splines.values(flux[rows], keep[rows].astype(float),
                                         lam_factor[rows] * self._lam(wave[rows], keep[rows]), basis_row[rows])
         return cont
+
+    def _reject(self, flux: np.ndarray, cont: np.ndarray, keep: np.ndarray, good: np.ndarray, bins: np.ndarray,
+                active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One rejection round: ``new_keep`` (n, S), the good pixels within ``k`` (below) and
+        ``k_upper`` (above) standard deviations of the kept residuals ``flux - cont`` of their bin
+        (``bins`` (n, S)), and ``refit`` (n,): the ``active`` stars whose kept pixels change and
+        stay at least ``min_pixels`` (``new_keep`` is meaningful on those rows only). Compiled
+        when numba works (:func:`_reject_rows_py`, the same bits), else numpy."""
+        k_hi = self.k_upper if self.k_upper is not None else self.k
+        kernel = REJECT.get()
+        if kernel is not None:
+            new_keep = np.empty(keep.shape, bool)
+            refit = np.empty(keep.shape[0], bool)
+            try:
+                kernel(flux, cont, keep, good, bins, float(self.k), float(k_hi), int(self.min_pixels), active,
+                       new_keep, refit)
+            except Exception as exc:   # numba that imports but cannot compile here
+                REJECT.failed(exc)
+            else:
+                return new_keep, refit
+        n = flux.shape[0]
+        width = int(bins.max()) + 1
+        flat = bins + width * np.arange(n)[:, None]            # one bin index per (star, bin)
+        resid = flux - cont
+        sigma = self._bin_sigma(resid, keep, flat, n * width)
+        with np.errstate(invalid="ignore"):
+            new_keep = good & (resid < k_hi * sigma) & (resid > -self.k * sigma)
+        refit = active & (new_keep.sum(axis=1) >= self.min_pixels) & np.any(new_keep != keep, axis=1)
+        return new_keep, refit
 
     @staticmethod
     def _bin_sigma(resid: np.ndarray, keep: np.ndarray, flat: np.ndarray, size: int) -> np.ndarray:
@@ -188,6 +214,62 @@ class SplineNormalizer(Normalizer):
         var = np.bincount(in_bin, weights=(kept - mean[in_bin]) ** 2, minlength=size) / np.maximum(count, 1)
         sigma = np.where(count > 2, np.sqrt(var), np.where(count > 0, np.inf, 0.0))
         return sigma[flat]
+
+
+def _reject_rows_py(flux, cont, keep, good, bins, k_lo, k_hi, min_pixels, active, new_keep, refit):
+    """:meth:`SplineNormalizer._reject` in compiled loops, star by star (rows not ``active`` are
+    skipped: refit False, new_keep not written). Each bin's sums run over its kept pixels in
+    pixel order, as numpy's ``bincount`` adds them, so sigma and the new mask are the same bits."""
+    n, S = flux.shape
+    width = 0
+    for i in range(n):
+        for j in range(S):
+            width = max(width, bins[i, j] + 1)
+    count = np.empty(width, np.int64)
+    total = np.empty(width)
+    sq = np.empty(width)
+    sigma = np.empty(width)
+    for i in range(n):
+        refit[i] = False
+        if not active[i]:
+            continue
+        for b in range(width):
+            count[b] = 0
+            total[b] = 0.0
+            sq[b] = 0.0
+        for j in range(S):
+            if keep[i, j]:
+                b = bins[i, j]
+                count[b] += 1
+                total[b] += flux[i, j] - cont[i, j]
+        for b in range(width):
+            total[b] = total[b] / max(count[b], 1)                  # the mean
+        for j in range(S):
+            if keep[i, j]:
+                b = bins[i, j]
+                d = (flux[i, j] - cont[i, j]) - total[b]
+                sq[b] += d * d
+        for b in range(width):
+            if count[b] > 2:
+                sigma[b] = np.sqrt(sq[b] / max(count[b], 1))
+            elif count[b] > 0:
+                sigma[b] = np.inf
+            else:
+                sigma[b] = 0.0
+        kept = 0
+        changed = False
+        for j in range(S):
+            r = flux[i, j] - cont[i, j]
+            s = sigma[bins[i, j]]
+            nk = good[i, j] and (r < k_hi * s) and (r > -k_lo * s)
+            new_keep[i, j] = nk
+            kept += nk
+            changed = changed or (nk != keep[i, j])
+        refit[i] = kept >= min_pixels and changed
+
+
+#: The compiled :func:`_reject_rows_py` (numba, on first use), or numpy.
+REJECT = Kernel(_reject_rows_py, "spline rejection", "numpy's bincount")
 
 
 def _bins(wave: np.ndarray, width: float) -> np.ndarray:
