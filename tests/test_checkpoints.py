@@ -316,3 +316,29 @@ def test_a_damaged_predict_part_is_redone_through_the_api(clean_predict, tmp_pat
     assert _warned_about(caplog, target) and res.n_spectra == 120
     assert (tmp_path / "cat.fits").read_bytes() == reference
     assert not (tmp_path / ".checkpoints").exists()
+
+
+def test_predict_builds_the_models_normaliser_once_for_its_workers(clean_predict, tmp_path, monkeypatch):
+    """The model's normaliser is built once, in the parent, and sent to the chunks' tasks with the
+    model: a worker process then never loads the plugin registry (which imports every installed
+    plugin). The catalogue is the same bits."""
+    from slamfw.workflows import infer
+    model, reference, _ = clean_predict
+    built = []
+    real = infer.model_normalizer
+    monkeypatch.setattr(infer, "model_normalizer", lambda m: built.append(1) or real(m))
+    monkeypatch.setattr(infer.registry, "create", _fail_in_a_task(infer.registry.create))
+    assert main(_predict_args(model, tmp_path / "cat.fits")) == 0
+    assert len(built) == 1                                   # 4 chunks, one normaliser
+    assert (tmp_path / "cat.fits").read_bytes() == reference
+
+
+def _fail_in_a_task(create):
+    """registry.create, failing when called from inside a predict task."""
+    import inspect
+
+    def checked(*args, **kwargs):
+        if any(f.function == "_predict_chunk" for f in inspect.stack()):
+            raise AssertionError("a predict task built a component through the registry")
+        return create(*args, **kwargs)
+    return checked

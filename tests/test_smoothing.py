@@ -117,12 +117,13 @@ def test_too_stiff_a_penalty_is_refused_naming_smoothing_length(compiled, n, lam
 @pytest.mark.parametrize("compiled", [True, False])
 def test_stiff_but_usable_penalties_are_solved(compiled):
     """Just above the pivot floor (1e13 on 700 pixels: smallest pivot 1.5e-12 of its diagonal) the
-    system is solved, close to the straight line such a penalty asks for."""
+    system is solved. The data are a straight line, which is every smoothing spline of them, so what
+    is left is rounding: 2.5e-3 (compiled) and 3.3e-3 (LAPACK) measured, within the 1e-2 that the
+    module's docstring allows there."""
     x = (3900.0 + np.arange(700.0))[None]
-    y = 1 + 1e-3 * (x - 4200.0) + 0.01 * np.sin(x / 5.0)
+    y = 1 + 1e-3 * (x - 4200.0)
     out = SmoothingSplines(x, compiled=compiled).values(y, np.ones((1, 700)), np.array([1e13]))
-    line = np.polyval(np.polyfit(x[0], y[0], 1), x[0])
-    np.testing.assert_allclose(out[0], line, atol=1e-2)
+    np.testing.assert_allclose(out, y, rtol=0, atol=1e-2)
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -382,6 +383,7 @@ def test_compiled_rejection_gives_numpys_bits(monkeypatch, k_upper):
     """The compiled rejection round (bin sigmas, new mask, which stars refit) equals numpy's
     bincount path bit for bit, on whole normalisations and on single rounds with inactive stars,
     bins of 0-2 kept pixels (sigma 0 and inf) and NaN flux."""
+    pytest.importorskip("numba")
     from slamfw_plugins.normalizers import spline
     assert spline.REJECT.get() is not None                 # else this would compare numpy with itself
     wave, doppler, flux, ivar = _rejection_block()

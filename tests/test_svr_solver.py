@@ -149,7 +149,8 @@ def test_selection_helpers_equal_plain_loops(seed):
                 assert _svr_solver._last_equal(s, na, value) == (hits[-1] if hits.size else -1)
 
 
-def test_submatrix_equals_fancy_indexing():
+@needs_numba
+def test_submatrix_equals_fancy_indexing_and_checks_its_indices():
     rng = np.random.default_rng(1)
     K = rng.normal(size=(30, 30))
     rows, cols = np.sort(rng.choice(30, 17, replace=False)), rng.choice(30, 9, replace=False)
@@ -157,3 +158,7 @@ def test_submatrix_equals_fancy_indexing():
         out = _svr_solver.submatrix(K, r, c)
         np.testing.assert_array_equal(out, K[np.ix_(r, c)])
         assert out.flags.c_contiguous and out.flags.writeable
+    for r, c in ((rows.astype(float), cols), (rows, np.array([0, 30])), (np.array([-1]), cols), (rows[:, None], cols),
+                 (np.ones(30, bool), cols)):
+        with pytest.raises(ValueError, match="submatrix"):
+            _svr_solver.submatrix(K, r, c)

@@ -16,7 +16,7 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from .. import registry
 from ..components.base import ParamRole, params_with_role
 from ..components.executor import current_executor
 from ..components.inferer import Inferer
+from ..components.normalizer import Normalizer
 from ..components.prior import Prior
 from ..components.reader import Reader
 from ..config import PreprocessConfig
@@ -50,16 +51,25 @@ def model_component(model: SlamfwModel, role: str, override: str | None = None) 
     return rec["name"], dict(rec.get("params", {}))
 
 
+def model_normalizer(model: SlamfwModel) -> Normalizer | None:
+    """The model's normaliser, built from its record (None when it has none)."""
+    norm = model_component(model, "normalizer")
+    return None if norm is None else registry.create("normalizer", norm[0], norm[1], "model normalizer")
+
+
 def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test set",
-                      allow_empty: bool = False, warn_medium: bool = True) -> SpectralSet | None:
+                      allow_empty: bool = False, warn_medium: bool = True,
+                      normalizer: Normalizer | None | Literal["model"] = "model") -> SpectralSet | None:
     """Prepare spectra exactly like the model's training set, on the model's grid (None when
     ``allow_empty`` and no star survives). ``warn_medium``: log a warning when only one of the
     spectra and the model declares its wavelength medium (off on worker processes, whose log the
-    user does not see; :func:`predict_stream` warns for them)."""
+    user does not see; :func:`predict_stream` warns for them). ``normalizer``: the model's, as
+    :func:`model_normalizer` built it (``"model"``: built here; passing it spares worker processes
+    the plugin registry, whose loading imports every installed plugin)."""
     if warn_medium and (msg := one_sided_medium(raw.medium, model.medium, what)):
         log.warning(msg)
-    norm = model_component(model, "normalizer")
-    normalizer = None if norm is None else registry.create("normalizer", norm[0], norm[1], "model normalizer")
+    if isinstance(normalizer, str):
+        normalizer = model_normalizer(model)
     return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what,
                    allow_empty=allow_empty, medium=model.medium)
 
@@ -178,13 +188,14 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
 
 # ------------------------------------------------------------------ streaming predict
 def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer,
-                   prior: Prior | None) -> dict[str, np.ndarray] | None:
-    """Prepare and infer one raw chunk: the catalogue part (ids, S/N, true labels, LabelResult
-    arrays, and ``excluded``: the ids that preparation dropped); None for a chunk already done
-    (``raw`` None)."""
+                   prior: Prior | None, normalizer: Normalizer | None) -> dict[str, np.ndarray] | None:
+    """Prepare (with the model's ``normalizer``) and infer one raw chunk: the catalogue part (ids,
+    S/N, true labels, LabelResult arrays, and ``excluded``: the ids that preparation dropped); None
+    for a chunk already done (``raw`` None)."""
     if raw is None:
         return None
-    data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True, warn_medium=False)
+    data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True, warn_medium=False,
+                             normalizer=normalizer)
     kept = set() if data is None else set(data.ids.tolist())
     excluded = np.array([i for i in raw.ids.tolist() if i not in kept], dtype=str)
     if data is None:
@@ -283,7 +294,8 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     keys: list[str] = []
     reused: list[str] = []
     results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys, reused),
-                                      shared={"model": model, "inferer": inferer, "prior": prior}, desc="predict", unit="spectra",
+                                      shared={"model": model, "inferer": inferer, "prior": prior,
+                                              "normalizer": model_normalizer(model)}, desc="predict", unit="spectra",
                                       weight=lambda t: 0 if t[0] is None else t[0].n_stars)
     n_spectra = 0
     for i, part in enumerate(results):

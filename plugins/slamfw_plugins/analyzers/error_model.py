@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 from pydantic import Field
-from scipy.stats import median_abs_deviation
 
 from slamfw import AnalysisContext, Analyzer, Params, Report, hookimpl, snr_bins
 
@@ -24,6 +23,8 @@ SLAMFW_PLUGIN_API = (1, 1)
 
 def pull_stats(delta: np.ndarray, err: np.ndarray) -> tuple[float, float, float]:
     """(robust width, standard deviation, fraction with |pull| > 5) of the pulls delta / err (K,)."""
+    from scipy.stats import median_abs_deviation   # here: scipy.stats takes 0.6 s to import, which every
+    #                                                  process that loads the plugins would pay
     p = delta / err
     p = p[np.isfinite(p)]
     if p.size == 0:

@@ -57,9 +57,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import emcee
 import numpy as np
 from pydantic import Field, model_validator
 from threadpoolctl import threadpool_limits
@@ -83,6 +82,9 @@ from slamfw import (
     rmse,
     save_npz,
 )
+
+if TYPE_CHECKING:            # emcee is imported where it samples: it takes ~0.4 s, which every
+    import emcee             # process that loads the plugins would pay
 
 SLAMFW_PLUGIN_API = (1, 1)
 
@@ -336,7 +338,7 @@ def _sample_star(f: np.ndarray, w: np.ndarray, center: np.ndarray, err: np.ndarr
 
 def _star_sampler(f: np.ndarray, w: np.ndarray, center: np.ndarray, err: np.ndarray, entropy: list[int],
                   star: str | None, name: str, emulator: Any, prior: Prior, library: np.ndarray,
-                  settings: _Settings) -> emcee.EnsembleSampler | None:
+                  settings: _Settings) -> "emcee.EnsembleSampler | None":
     """The finished sampler of one star (None: no start of finite posterior was found)."""
     ball_seq, walk_seq = np.random.SeedSequence(entropy).spawn(2)
     log_prob = _log_posterior(f, w, emulator, prior, star)
@@ -355,8 +357,9 @@ def _fit_quality(f: np.ndarray, w: np.ndarray, model: np.ndarray, n_lab: int) ->
 
 
 def _run(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s: _Settings,
-         name: str) -> emcee.EnsembleSampler:
+         name: str) -> "emcee.EnsembleSampler":
     """Run the sampler from walkers p0 (W, L), writing the chain file when asked."""
+    import emcee
     if s.save_chains == "hdf5":
         path = Path(s.chains_dir) / f"{name}.h5"
         with atomic_path(path) as tmp:
@@ -374,7 +377,8 @@ def _run(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s: _S
 
 
 def _sample(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s: _Settings,
-            backend: Any) -> emcee.EnsembleSampler:
+            backend: Any) -> "emcee.EnsembleSampler":
+    import emcee
     sampler = emcee.EnsembleSampler(s.n_walkers, p0.shape[1], log_prob, vectorize=True, backend=backend)
     sampler.random_state = random.get_state()
     with warnings.catch_warnings():
@@ -383,7 +387,8 @@ def _sample(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s:
     return sampler
 
 
-def _summaries(sampler: emcee.EnsembleSampler, s: _Settings, n_keep: int) -> dict[str, np.ndarray]:
+def _summaries(sampler: "emcee.EnsembleSampler", s: _Settings, n_keep: int) -> dict[str, np.ndarray]:
+    import emcee
     """Median, covariance, percentiles, acceptance, tau, kept samples of a finished sampler."""
     flat = sampler.get_chain(discard=s.burn, thin=s.thin, flat=True)                       # (S_all, L)
     tau = emcee.autocorr.integrated_time(sampler.get_chain(discard=s.burn), tol=0, quiet=True)

@@ -255,7 +255,7 @@ class SmoothingSplines:
         v = self.basis[:, rows]                       # (4, M, n)
         wy = np.where(w > 0, w * np.where(w > 0, y, 0.0), 0.0)
         M, n = w.shape
-        # solveh_banded's upper storage: ab[:, 3 - d, k] = a[k - d, k]; point i adds to the rows and
+        # LAPACK's upper band storage (cholesky_banded): ab[:, 3 - d, k] = a[k - d, k]; point i adds to the rows and
         # columns first_i .. first_i + 3 (first_i = i, except the last point's n - 2)
         ab = np.zeros((M, 4, n + 2))
         rhs = np.zeros((M, n + 2))
