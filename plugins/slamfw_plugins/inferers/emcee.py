@@ -388,8 +388,8 @@ def _sample(log_prob: LogProb, p0: np.ndarray, random: np.random.RandomState, s:
 
 
 def _summaries(sampler: "emcee.EnsembleSampler", s: _Settings, n_keep: int) -> dict[str, np.ndarray]:
-    import emcee
     """Median, covariance, percentiles, acceptance, tau, kept samples of a finished sampler."""
+    import emcee
     flat = sampler.get_chain(discard=s.burn, thin=s.thin, flat=True)                       # (S_all, L)
     tau = emcee.autocorr.integrated_time(sampler.get_chain(discard=s.burn), tol=0, quiet=True)
     p16, p50, p84 = np.percentile(flat, [16.0, 50.0, 84.0], axis=0)

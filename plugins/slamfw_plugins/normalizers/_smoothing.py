@@ -29,8 +29,9 @@ swamps the data term, whose digits are lost when the two are added, and the cont
 the exact spline) grows roughly as 3e-14 / (smallest pivot / its diagonal): measured on 700 and
 1900 pixels with data whose stiff spline is nearly a straight line, 8e-4 at a ratio of 4e-11, 5e-3
 at 4e-12, 0.1 at 4e-13, before this floor refused them (at lam = 1e30 on 700 pixels the compiled
-kernel gave a continuum near 1e-13). The normaliser's settings are far above it: ratios of 5e-8
-and 2e-9 at 100 and 300 A on a 1 A grid, 2e-11 at 300 A on APOGEE's 7214 pixels.
+kernel gave a continuum near 1e-13). The normaliser's usual settings are above it: ratios of 5e-8
+and 2e-9 at 100 and 300 A on a 1 A grid, 2e-11 (20 times the floor) at 300 A on APOGEE's 7214 pixels
+(``benchmarks/spline_conditioning.py`` prints these).
 """
 from __future__ import annotations
 
@@ -255,8 +256,8 @@ class SmoothingSplines:
         v = self.basis[:, rows]                       # (4, M, n)
         wy = np.where(w > 0, w * np.where(w > 0, y, 0.0), 0.0)
         M, n = w.shape
-        # LAPACK's upper band storage (cholesky_banded): ab[:, 3 - d, k] = a[k - d, k]; point i adds to the rows and
-        # columns first_i .. first_i + 3 (first_i = i, except the last point's n - 2)
+        # LAPACK's upper band storage (cholesky_banded): ab[:, 3 - d, k] = a[k - d, k]; point i adds to
+        # the rows and columns first_i .. first_i + 3 (first_i = i, except the last point's n - 2)
         ab = np.zeros((M, 4, n + 2))
         rhs = np.zeros((M, n + 2))
         for d in range(4):
