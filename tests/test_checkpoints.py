@@ -328,13 +328,15 @@ def test_predict_builds_the_models_normaliser_once_for_its_workers(clean_predict
     real = infer.model_normalizer
     monkeypatch.setattr(infer, "model_normalizer", lambda m: built.append(1) or real(m))
     monkeypatch.setattr(infer.registry, "create", _fail_in_a_task(infer.registry.create))
+    from slamfw.registry import manager
+    monkeypatch.setattr(manager, "get_plugin_manager", _fail_in_a_task(manager.get_plugin_manager))
     assert main(_predict_args(model, tmp_path / "cat.fits")) == 0
     assert len(built) == 1                                   # 4 chunks, one normaliser
     assert (tmp_path / "cat.fits").read_bytes() == reference
 
 
 def _fail_in_a_task(create):
-    """registry.create, failing when called from inside a predict task."""
+    """``create`` (a registry function), failing when called from inside a predict task."""
     import inspect
 
     def checked(*args, **kwargs):

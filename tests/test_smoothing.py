@@ -118,8 +118,7 @@ def test_too_stiff_a_penalty_is_refused_naming_smoothing_length(compiled, n, lam
 def test_stiff_but_usable_penalties_are_solved(compiled):
     """Just above the pivot floor (1e13 on 700 pixels: smallest pivot 1.5e-12 of its diagonal) the
     system is solved. The data are a straight line, which is every smoothing spline of them, so what
-    is left is rounding: 2.5e-3 (compiled) and 3.3e-3 (LAPACK) measured, within the 1e-2 that the
-    module's docstring allows there."""
+    is left is rounding: 2.5e-3 (compiled) and 3.3e-3 (LAPACK) measured; 1e-2 allowed."""
     x = (3900.0 + np.arange(700.0))[None]
     y = 1 + 1e-3 * (x - 4200.0)
     out = SmoothingSplines(x, compiled=compiled).values(y, np.ones((1, 700)), np.array([1e13]))

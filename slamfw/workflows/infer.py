@@ -69,6 +69,8 @@ def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test se
     if warn_medium and (msg := one_sided_medium(raw.medium, model.medium, what)):
         log.warning(msg)
     if isinstance(normalizer, str):
+        if normalizer != "model":
+            raise ValueError(f"prepare_for_model: normalizer must be a Normalizer, None or 'model', not {normalizer!r}")
         normalizer = model_normalizer(model)
     return prepare(raw, PreprocessConfig(**model.preprocess), normalizer, grid=model.wave, what=what,
                    allow_empty=allow_empty, medium=model.medium)
