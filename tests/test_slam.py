@@ -269,3 +269,14 @@ def test_jacobian_without_the_stacked_coefficients_is_the_same(small_slam, monke
     assert all(grp.stacked is None for grp in fresh._rbf.groups)
     np.testing.assert_allclose(flux2, flux, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(jac2, jac, rtol=1e-10, atol=1e-12 * np.abs(jac).max())
+
+
+def test_numpy_kernel_block_gather_is_fancy_indexing():
+    """Without numba the fold kernel blocks are gathered by two ``take`` calls: ``K[np.ix_(rows,
+    cols)]`` (the compiled gather is tested in test_svr_solver.py)."""
+    import slamfw_plugins.emulators.slam as slam_mod
+    rng = np.random.default_rng(4)
+    K = rng.normal(size=(40, 40))
+    rows, cols = np.sort(rng.choice(40, 25, replace=False)), rng.choice(40, 7, replace=False)
+    np.testing.assert_array_equal(slam_mod._take(K, rows, cols), K[np.ix_(rows, cols)])
+
