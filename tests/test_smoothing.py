@@ -399,7 +399,7 @@ def test_compiled_rejection_gives_numpys_bits(monkeypatch, k_upper):
     cont = np.ones((n, S))
     bins = np.repeat(np.arange(S // 25), 25)[None].repeat(n, axis=0)
     active = rng.random(n) > 0.2
-    one = norm._reject(f, cont, keep, good, bins, active)
+    one = norm._reject(f, cont, keep, good, bins, S // 25, active)
     monkeypatch.setattr(spline.REJECT, "compiled", False)  # numpy's path
     assert spline.REJECT.get() is None
     slow = [norm.normalize(wave[None, :] / doppler[:, None], flux, ivar),
@@ -407,7 +407,7 @@ def test_compiled_rejection_gives_numpys_bits(monkeypatch, k_upper):
     for a, b in zip(fast, slow):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    new_keep, refit = norm._reject(f, cont, keep, good, bins, active)
+    new_keep, refit = norm._reject(f, cont, keep, good, bins, S // 25, active)
     np.testing.assert_array_equal(one[1], refit)
     assert refit.any() and not refit[~active].any()
     np.testing.assert_array_equal(one[0][refit], new_keep[refit])

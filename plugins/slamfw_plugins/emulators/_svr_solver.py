@@ -633,7 +633,8 @@ _submatrix_jit = numba.njit(cache=True, nogil=True)(_submatrix_py) if HAVE_NUMBA
 
 def submatrix(K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``K[np.ix_(rows, cols)]`` (len(rows), len(cols)) for a 2-D float64 K and 1-D integer index
-    arrays inside K's shape, in a compiled loop: the kernel block of a pixel's training stars."""
+    arrays inside K's shape: the kernel block of a pixel's training stars, in a compiled loop (without
+    numba by two ``take`` calls, about twice as fast as the fancy indexing)."""
     K = np.ascontiguousarray(K, dtype=np.float64)
     index = []
     for name, idx, size in (("rows", rows, K.shape[0]), ("cols", cols, K.shape[1])):
@@ -643,7 +644,7 @@ def submatrix(K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
                              f"{idx.dtype} {idx.shape}")
         index.append(idx.astype(np.int64, copy=False))
     if not HAVE_NUMBA:
-        return K[np.ix_(*index)]
+        return K.take(index[0], axis=0).take(index[1], axis=1)
     return _submatrix_jit(K, *index)
 
 

@@ -69,11 +69,6 @@ def _smo_module():
     return _svr_solver if _svr_solver.HAVE_NUMBA else None
 
 
-def _take(K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``K[np.ix_(rows, cols)]``, by two ``take`` calls (about twice as fast as fancy indexing)."""
-    return K.take(rows, axis=0).take(cols, axis=1)
-
-
 def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, epsilon: float, tol: float,
                  max_iter: int, gamma: float | None, smo: bool) -> np.ndarray:
     """Train one SVR on (k_tr, y) and predict at k_te: LIBSVM, or the numba SMO on a precomputed kernel."""
@@ -151,15 +146,13 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     m, p = y.shape
     n_g, n_c = len(gammas), len(Cs)
     precomputed = kernels is not None
+    from ._svr_solver import submatrix      # here: the module imports numba (when installed), training only
     smo = solver == "smo" and precomputed and _smo_module() is not None
     svr_gamma = [None] * n_g if precomputed else list(gammas)  # what LIBSVM is told, per grid gamma
 
-    compiled = _smo_module() if precomputed else None
-    take = compiled.submatrix if compiled is not None else _take
-
     def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """What SVR.fit/predict takes for these training rows against these support columns."""
-        return take(kernels[a], rows, cols) if precomputed else X[rows]
+        return submatrix(kernels[a], rows, cols) if precomputed else X[rows]
 
     out = {
         "cv_mse": np.full((p, n_g, n_c), np.nan), "cv_md": np.full((p, n_g, n_c), np.nan),

@@ -28,10 +28,11 @@ fails, or has a pivot at most :data:`PIVOT_FLOOR` (1e-12) of its diagonal entry.
 swamps the data term, whose digits are lost when the two are added, and the continuum's error (to
 the exact spline) grows roughly as 3e-14 / (smallest pivot / its diagonal): measured on 700 and
 1900 pixels with straight-line data (every spline of them is the line), 8e-4 at a ratio of 4e-11
-(lam = 1e12: 1000 A on a 1 A grid), 5e-3 at 4e-12, 0.1 at 4e-13, before this floor refused them (at lam = 1e30 on 700 pixels the compiled
-kernel gave a continuum near 1e-13). The normaliser's usual settings are above it: ratios of 5e-8
-and 2e-9 at 100 and 300 A on a 1 A grid, 2e-11 (20 times the floor) at 300 A on APOGEE's 7214 pixels
-(``benchmarks/spline_conditioning.py`` prints these).
+(lam = 1e12: 1000 A on a 1 A grid), 5e-3 at 4e-12, 0.1 at 4e-13, before this floor refused them
+(at lam = 1e30 on 700 pixels the compiled kernel gave a continuum near 1e-13). The normaliser's
+usual settings are above it: ratios of 5e-8 and 2e-9 at 100 and 300 A on a 1 A grid, 2e-11 (20
+times the floor) at 300 A on APOGEE's 7214 pixels (``benchmarks/spline_conditioning.py`` prints
+these).
 """
 from __future__ import annotations
 

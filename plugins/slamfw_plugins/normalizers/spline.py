@@ -162,9 +162,10 @@ class SplineNormalizer(Normalizer):
         else:
             splines, basis_row, lam_factor = shared
         cont = splines.values(flux, keep.astype(float), lam_factor * self._lam(wave, keep), basis_row)
+        width = int(bins.max()) + 1                    # bins per star
         active = np.ones(n, bool)
         for _ in range(self.n_iter):
-            new_keep, refit = self._reject(flux, cont, keep, good, bins, active)
+            new_keep, refit = self._reject(flux, cont, keep, good, bins, width, active)
             active = refit
             if not refit.any():
                 break
@@ -175,10 +176,10 @@ class SplineNormalizer(Normalizer):
         return cont
 
     def _reject(self, flux: np.ndarray, cont: np.ndarray, keep: np.ndarray, good: np.ndarray, bins: np.ndarray,
-                active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                width: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One rejection round: ``new_keep`` (n, S), the good pixels within ``k`` (below) and
         ``k_upper`` (above) standard deviations of the kept residuals ``flux - cont`` of their bin
-        (``bins`` (n, S)), and ``refit`` (n,): the ``active`` stars whose kept pixels change and
+        (``bins`` (n, S), in [0, ``width``)), and ``refit`` (n,): the ``active`` stars whose kept pixels change and
         stay at least ``min_pixels`` (``new_keep`` is meaningful on those rows only). Compiled
         when numba works (:func:`_reject_rows_py`, the same bits), else numpy."""
         k_hi = self.k_upper if self.k_upper is not None else self.k
@@ -187,14 +188,13 @@ class SplineNormalizer(Normalizer):
             new_keep = np.empty(keep.shape, bool)
             refit = np.empty(keep.shape[0], bool)
             try:
-                kernel(flux, cont, keep, good, bins, float(self.k), float(k_hi), int(self.min_pixels), active,
-                       new_keep, refit)
+                kernel(flux, cont, keep, good, bins, width, float(self.k), float(k_hi), int(self.min_pixels),
+                       active, new_keep, refit)
             except Exception as exc:   # numba that imports but cannot compile here
                 REJECT.failed(exc)
             else:
                 return new_keep, refit
         n = flux.shape[0]
-        width = int(bins.max()) + 1
         flat = bins + width * np.arange(n)[:, None]            # one bin index per (star, bin)
         resid = flux - cont
         sigma = self._bin_sigma(resid, keep, flat, n * width)
@@ -216,15 +216,11 @@ class SplineNormalizer(Normalizer):
         return sigma[flat]
 
 
-def _reject_rows_py(flux, cont, keep, good, bins, k_lo, k_hi, min_pixels, active, new_keep, refit):
+def _reject_rows_py(flux, cont, keep, good, bins, width, k_lo, k_hi, min_pixels, active, new_keep, refit):
     """:meth:`SplineNormalizer._reject` in compiled loops, star by star (rows not ``active`` are
     skipped: refit False, new_keep not written). Each bin's sums run over its kept pixels in
     pixel order, as numpy's ``bincount`` adds them, so sigma and the new mask are the same bits."""
     n, S = flux.shape
-    width = 0
-    for i in range(n):
-        for j in range(S):
-            width = max(width, bins[i, j] + 1)
     count = np.empty(width, np.int64)
     total = np.empty(width)
     sq = np.empty(width)
