@@ -682,6 +682,9 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
               f"against the {gemm['threads']}-thread GEMM rate of {gall:.1f} GFLOP/s "
               f"({100 * pair['gflop_per_s'] / gall:.0f} %). The one-by-one solver (scipy): "
               f"{mine['per_star_ms']:.2f} ms per spectrum."]
+    if "zero_weight_fraction" in mine["fit"]:
+        lines[-1] += (f" The FLOPs are those performed: {100 * mine['fit']['zero_weight_fraction']:.2f} % of the "
+                      "(spectrum, pixel) weights are 0 and are computed like the others.")
     same, same1 = mine["same"], mine["same1"]
     ref_labels = a.get("labels") or {}
     if case.predict_args is None:

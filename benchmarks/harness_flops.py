@@ -3,13 +3,17 @@ least squares (``slamfw.stats.batched_lm.batched_lm``) on one process with one B
 two processes at once, each with one BLAS thread (wall time of the pair).
 
 FLOPs are counted as the code counts them: ``result["flops"]`` of ``batched_lm`` (the emulator's
-``flops_per_evaluation`` times the rows evaluated). GEMM: 2 n^3 per float64 n x n product.
+``flops_per_evaluation`` times the rows evaluated, plus the normal equations). These are the
+operations performed: pixels of weight 0 (masked, or ivar = 0) are evaluated and summed like the
+others, so the rate is the arithmetic done, not only the useful part; ``flop_rates`` reports the
+fraction of zero weights beside it. GEMM: 2 n^3 per float64 n x n product.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,13 +105,16 @@ def fit_pair(model_path: Path, data_path: Path, n: int) -> dict[str, float]:
             "each_s": [p["end"] - p["start"] for p in parts]}
 
 
-def flop_rates(model, model_path: Path, data_path: Path, n: int) -> dict[str, dict[str, float]]:
-    """The batched fit on the first n prepared test spectra: one process on one BLAS thread, and two
-    processes on one thread each (halves)."""
+def flop_rates(model, model_path: Path, data_path: Path, n: int) -> dict[str, Any]:
+    """The batched fit on the first n prepared test spectra: ``one``, one process on one BLAS thread;
+    ``pair``, two processes on one thread each (halves); ``zero_weight_fraction``, the fraction of
+    (spectrum, pixel) likelihood weights that are 0 (computed and counted like the others)."""
     with np.load(data_path) as z:
         flux, ivar = z["test_flux"][:n], z["test_ivar"][:n]
     one = fit_once(model, flux, ivar, threads=1)
     wall = one["end"] - one["start"]
     single = {"spectra": one["spectra"], "wall_s": wall, "ms_per_spectrum": 1e3 * wall / one["spectra"],
               "evaluations": one["evaluations"], "gflop": one["flops"] / 1e9, "gflop_per_s": one["flops"] / wall / 1e9}
-    return {"one": single, "pair": fit_pair(model_path, data_path, n)}
+    from slamfw import likelihood_weights
+    zero = float(np.mean(likelihood_weights(ivar, model.emulator.model_error_) == 0))
+    return {"one": single, "pair": fit_pair(model_path, data_path, n), "zero_weight_fraction": zero}

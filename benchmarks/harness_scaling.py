@@ -131,10 +131,14 @@ def report(infer: list[dict], train: list[dict], proj: dict | None, quick: bool,
         fit = power_law([r["m"] for r in train], [r["train_s"] for r in train])
         if fit:
             a, b = fit
+            largest = max(r["m"] for r in train)
+            beyond = [f"{duration(a * m ** b)} at {name}" for m, name in ((4000, "4000 stars"),
+                                                                          (17000, "the paper's 17,000"))
+                      if m > largest]
             lines += ["", f"Power law: training time = {a:.3g} s x M^{b:.2f} (least squares in log-log over "
-                      f"M = {train[0]['m']} to {train[-1]['m']}); extrapolated, not measured: "
-                      f"{duration(a * 4000 ** b)} at 4000 stars, {duration(a * 17000 ** b)} at the paper's "
-                      "17,000 (same grid and folds)."]
+                      f"M = {train[0]['m']} to {train[-1]['m']})" +
+                      (f"; extrapolated, not measured: {', '.join(beyond)} (same grid and folds)." if beyond
+                       else ".")]
     if proj:
         lines += ["", f"Projection for LAMOST DR5 ({DR5_SPECTRA / 1e6:.0f} million spectra) on {DR5_CORES} cores "
                   f"under Dask: {proj['core_ms_per_spectrum']:.2f} core-ms per spectrum at N = {proj['from_n']} "

@@ -144,3 +144,36 @@ def test_local_workers_get_task_arrays_pickled_and_shared_arguments_once():
     for _, pid, table in got:
         per_worker.setdefault(pid, set()).add(table)
     assert all(len(ids) == 1 for ids in per_worker.values()), per_worker
+
+
+def test_local_tasks_carry_only_the_shared_file_name_and_the_file_goes(tmp_path, monkeypatch):
+    """The shared arguments travel once per worker, through a file, not with every task (each task
+    sent slam's M x M kernels again: 384 MB per task at 4000 stars); the file is gone after the run,
+    and a killed run's file is removed by the next run."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    from slamfw.execution import local
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = local._Pickled({"table": np.ones((400, 1000))})             # 3.2 MB
+    assert len(pickle.dumps(shared)) < 2000
+    assert shared.value()["table"].shape == (400, 1000)
+    assert os.path.getsize(shared.path) > 3_000_000
+    shared.close()
+    assert not os.path.exists(shared.path)
+    # a whole run leaves no file behind
+    got = list(LocalExecutor(workers=2).imap(_array_kind, [(np.zeros(3),)] * 4,
+                                             shared={"table": np.ones((400, 1000))}, progress=False))
+    assert len(got) == 4 and not list(tmp_path.glob(local.SHARED_PREFIX + "*"))
+    # the file of a run whose process is gone is removed; this process's own file is kept
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{local.SHARED_PREFIX}{dead.pid}-abc.pkl"
+    mine = tmp_path / f"{local.SHARED_PREFIX}{os.getpid()}-abc.pkl"
+    other = tmp_path / f"{local.SHARED_PREFIX}notapid-abc.pkl"
+    for f in (stale, mine, other):
+        f.write_bytes(b"x")
+    assert local.remove_stale_shared_files(str(tmp_path)) == [str(stale)]
+    assert mine.exists() and other.exists() and not stale.exists()

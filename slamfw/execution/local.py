@@ -2,8 +2,11 @@
 
 Each task's arguments are pickled to its worker (joblib's memory-mapping of large arrays is off:
 it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000
-spectra of ``slamfw predict``, until the kernel killed the run for memory); the arguments every
-task shares (the model) are pickled once per run and unpickled once per worker. Each worker
+spectra of ``slamfw predict``, until the kernel killed the run for memory). The arguments every
+task shares (the model; slam's M x M kernels, 384 MB at 4000 training stars) are pickled once per
+run into a file of the temporary directory, which each worker reads and unpickles once: the tasks
+carry only its name (they carried the pickled bytes, so every task sent them again). The file is
+removed when the run ends, and a later run removes those of runs that were killed. Each worker
 watches the process that started it and exits when that process is gone (killed with SIGKILL,
 say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so
 that workers x threads fits the cores.
@@ -42,25 +45,77 @@ def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: di
         return func(*task, **shared)
 
 
+#: The shared arguments' files in the temporary directory: ``slamfw-shared-<parent pid>-<random>.pkl``.
+SHARED_PREFIX = "slamfw-shared-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_shared_files(folder: str | None = None) -> list[str]:
+    """Remove the shared-argument files of runs whose process is gone (killed before its cleanup);
+    returns their paths."""
+    import glob
+    import tempfile
+    removed = []
+    for path in glob.glob(os.path.join(folder or tempfile.gettempdir(), SHARED_PREFIX + "*.pkl")):
+        try:
+            pid = int(os.path.basename(path)[len(SHARED_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 class _Pickled:
-    """Keyword arguments pickled once in the parent (``blob``), under a key unique to one
-    ``imap`` call; :meth:`value` unpickles them once per worker process."""
+    """Keyword arguments pickled once in the parent into a temporary file (``path``), under a key
+    unique to one ``imap`` call; :meth:`value` reads and unpickles them once per worker process.
+    Pickling this object sends only the key and the path."""
 
     _cache: dict[str, dict[str, Any]] = {}      # in a worker: the last run's shared arguments
 
     def __init__(self, shared: dict[str, Any]) -> None:
+        import tempfile
         import uuid
 
         import cloudpickle                          # joblib's dependency; pickles as loky does (a closure, a local class)
-        self.key, self.blob = uuid.uuid4().hex, cloudpickle.dumps(shared)
+        remove_stale_shared_files()
+        self.key = uuid.uuid4().hex
+        fd, self.path = tempfile.mkstemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-", suffix=".pkl")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                cloudpickle.dump(shared, f, protocol=5)
+        except BaseException:
+            self.close()
+            raise
 
     def value(self) -> dict[str, Any]:
         cache = _Pickled._cache
         if self.key not in cache:
             import pickle
             cache.clear()                            # one run at a time: keep no older run's model
-            cache[self.key] = pickle.loads(self.blob)
+            with open(self.path, "rb") as f:
+                cache[self.key] = pickle.load(f)
         return cache[self.key]
+
+    def close(self) -> None:
+        """Remove the file (in the parent, when the run ends)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 def _call_pickled(func: Callable[..., Any], threads: int, task: tuple, shared: _Pickled) -> Any:
@@ -91,9 +146,13 @@ class LocalExecutor(Executor):
                                     progress=progress)
             return
         import joblib
-        pickled = _Pickled(shared or {})
-        bar = Progress(total, desc, unit, progress)
         weights: list[float] = []
+        bar = Progress(total, desc, unit, progress)
+        try:
+            pickled = _Pickled(shared or {})
+        except BaseException:
+            bar.close()
+            raise
 
         def calls() -> Iterator[Any]:
             for task in tasks:
@@ -109,3 +168,4 @@ class LocalExecutor(Executor):
                     yield result
         finally:
             bar.close()
+            pickled.close()

@@ -15,8 +15,8 @@ would differ in the last bit from the other executors'; this way they do not.
 The worker processes of a ``LocalCluster`` watch the process that started them (this one, where
 the nannies live) and exit once it is gone, so a killed run leaves no orphans; the workers of a
 remote cluster belong to that cluster and are left running. Each worker keeps the pickled shared
-arguments and their unpickled copy, so shared arrays cost twice their size per worker (loky
-memory-maps them instead).
+arguments and their unpickled copy, so shared arrays cost twice their size per worker (the local
+executor's workers read them from a temporary file and keep only the unpickled copy).
 """
 from __future__ import annotations
 

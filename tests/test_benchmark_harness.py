@@ -1,0 +1,119 @@
+"""The benchmark harness's own arithmetic: the figures in benchmarks/RESULTS.md and the README rest
+on it (which pixels count as the same choice or a near-tie, the training power law, the DR5
+projection, how --write-results keeps the hand-kept tables). No timing is asserted here."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+import harness_scaling  # noqa: E402
+
+
+def _emu(grid: np.ndarray, C=(1.0, 10.0, 100.0), gamma=(0.01, 0.1, 1.0)) -> SimpleNamespace:
+    """An emulator-like object with slam's fitted grid attributes: the choice is the grid's argmin
+    (NaN: pruned)."""
+    p = grid.shape[0]
+    flat = np.nanargmin(grid.reshape(p, -1), axis=1)
+    gi, ci = np.unravel_index(flat, grid.shape[1:])
+    return SimpleNamespace(cv_mse_grid_=grid, C=list(C), gamma=list(gamma), C_=np.array(C)[ci],
+                           gamma_=np.array(gamma)[gi], cv_mse_=grid.reshape(p, -1)[np.arange(p), flat])
+
+
+def test_compare_choices_same_near_tie_pruned_and_off_grid():
+    grid = np.full((5, 3, 3), 2.0)
+    grid[:, 1, 1] = 1.0                      # slamfw's choice on every pixel: gamma 0.1, C 10
+    grid[1, 0, 2] = 1.009                    # pixel 1: the reference's choice is within 1 % (a near-tie)
+    grid[2, 0, 2] = 1.011                    # pixel 2: 1.1 % worse: not a near-tie
+    grid[3, 0, 2] = np.nan                   # pixel 3: pruned by slam: counts as no near-tie
+    grid[4, 2, 1] = grid[4, 0, 1] = 1.0      # pixel 4: ties where an unknown gamma's index (-1, or 0) would land
+    emu = _emu(grid)
+    pixels = np.arange(5)
+    ref_gamma = np.array([0.1, 0.01, 0.01, 0.01, 0.5])      # pixel 4: a gamma slamfw's grid lacks
+    ref_C = np.array([10.0, 100.0, 100.0, 100.0, 10.0])
+    got = harness.compare_choices(emu, pixels, ref_C, ref_gamma)
+    assert got["pixels"] == 5
+    assert got["same"] == pytest.approx(1 / 5)
+    assert got["same_or_near_tie"] == pytest.approx(2 / 5)
+
+
+def test_compare_choices_subset_of_pixels():
+    """The reference's pixels index slamfw's: pixels 1 and 3 choose (gamma 1, C 1), 0 and 2 do not."""
+    grid = np.full((4, 3, 3), 2.0)
+    grid[[0, 2], 0, 0] = 1.0
+    grid[[1, 3], 2, 0] = 1.0
+    emu = _emu(grid)
+    ref_C, ref_gamma = np.array([1.0, 1.0]), np.array([1.0, 1.0])
+    got = harness.compare_choices(emu, np.array([1, 3]), ref_C, ref_gamma)
+    assert got["same"] == 1.0 and got["same_or_near_tie"] == 1.0
+    got = harness.compare_choices(emu, np.array([0, 1]), ref_C, ref_gamma)
+    assert got["same"] == pytest.approx(0.5) and got["same_or_near_tie"] == pytest.approx(0.5)
+
+
+def test_power_law_recovers_exponent_and_ignores_nonpositive():
+    m = np.array([250, 500, 1000, 2000, 4000])
+    a, b = harness_scaling.power_law(m, 3e-4 * m ** 1.9)
+    assert b == pytest.approx(1.9) and a == pytest.approx(3e-4)
+    assert harness_scaling.power_law([250, 500], [1.0, 0.0]) is None
+    # a non-positive time is left out of the fit, not fitted as log(0)
+    a, b = harness_scaling.power_law([250, 500, 1000, 2000], [2.0, 8.0, 0.0, 128.0])
+    assert b == pytest.approx(2.0) and a == pytest.approx(2.0 / 250 ** 2)
+
+
+def test_projection_per_spectrum_cost_and_slope():
+    infer = [{"n": n, "wall_s": 5.0 + 1e-3 * n} for n in (1000, 10_000, 100_000)]
+    proj = harness_scaling.projection(infer, workers=2)
+    assert proj["from_n"] == 100_000
+    assert proj["core_ms_per_spectrum"] == pytest.approx(1e3 * 105.0 * 2 / 100_000)
+    assert proj["slope_core_ms"] == pytest.approx(2.0) and proj["overhead_s"] == pytest.approx(5.0)
+    dr5 = harness_scaling.DR5_SPECTRA * 2e-3 / harness_scaling.DR5_CORES / 3600
+    assert proj["hours_slope"] == pytest.approx(5.0 / 3600 + dr5)
+    assert proj["hours_largest_n"] == pytest.approx(harness_scaling.DR5_SPECTRA * 105.0 * 2 / 100_000
+                                                    / harness_scaling.DR5_CORES / 3600)
+    # a negative intercept (noise) is not subtracted from the projection
+    neg = harness_scaling.projection([{"n": n, "wall_s": -1.0 + 1e-3 * n} for n in (1000, 10_000)], workers=2)
+    assert neg["overhead_s"] < 0 and neg["hours_slope"] == pytest.approx(dr5)
+    assert harness_scaling.projection([]) is None
+
+
+def test_scaling_report_training_only():
+    train = [{"m": m, "train_s": 1e-3 * m ** 2, "process_s": 1e-3 * m ** 2 + 5, "peak_mb": 900.0}
+             for m in (250, 500, 1000)]
+    text = harness_scaling.report([], train, None, False)
+    assert "| 1000 | 1000.0 | 1005.0 | 900 |" in text
+    assert "M^2.00" in text and "Projection" not in text
+
+
+def test_logged_seconds_takes_the_last():
+    log = "x\nINFO training took 12.5 s\nINFO training took 51.25 s\n"
+    assert harness.logged_seconds(log, "training took") == 51.25
+    assert harness.logged_seconds("nothing", "training took") is None
+
+
+def test_write_results_replaces_between_markers_and_keeps_hand_tables(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    harness.write_results("case x", "first figures", path)
+    path.write_text(path.read_text() + "\nhand-kept table after the markers\n")
+    harness.write_results("case y", "other case", path)
+    harness.write_results("case x", "second figures", path)
+    text = path.read_text()
+    assert "second figures" in text and "first figures" not in text
+    assert "other case" in text and "hand-kept table after the markers" in text
+    assert text.count("<!-- case x -->\n") == 1 and text.count("<!-- case x --> end") == 1
+
+
+def test_scaling_report_extrapolates_only_beyond_the_measured():
+    def rows(ms):
+        return [{"m": m, "train_s": 1e-3 * m ** 2, "process_s": 1.0, "peak_mb": 1.0} for m in ms]
+    short = harness_scaling.report([], rows((250, 500, 1000)), None, False)
+    assert "at 4000 stars" in short and "17,000" in short
+    full = harness_scaling.report([], rows((250, 1000, 4000)), None, False)
+    assert "at 4000 stars" not in full and "at the paper's 17,000" in full
+    assert "80.3 h at the paper's 17,000" in full         # 1e-3 x 17000^2 s = 289,000 s
