@@ -146,14 +146,20 @@ def test_local_workers_get_task_arrays_pickled_and_shared_arguments_once():
     assert all(len(ids) == 1 for ids in per_worker.values()), per_worker
 
 
+def _shared_files(_, folder, big=None):
+    """The shared-argument files in ``folder`` while this task runs (in a worker)."""
+    from slamfw.execution.local import SHARED_PREFIX
+    return sorted(p.name for p in __import__("pathlib").Path(folder).glob(SHARED_PREFIX + "*"))
+
+
 def test_local_tasks_carry_only_the_shared_file_name_and_the_file_goes(tmp_path, monkeypatch):
     """The shared arguments travel once per worker, through a file, not with every task (each task
-    sent slam's M x M kernels again: 384 MB per task at 4000 stars); the file is gone after the run,
-    and a killed run's file is removed by the next run."""
+    sent slam's M x M kernels again: 384 MB per task at 4000 stars); the file exists while the run
+    lasts and is gone after it, also when the caller stops early or pickling fails; a file no run
+    holds (a killed run's) is removed by the next run, a held one is not."""
     import pickle
-    import subprocess
-    import sys
     import tempfile
+    import threading
 
     from slamfw.execution import local
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -161,19 +167,44 @@ def test_local_tasks_carry_only_the_shared_file_name_and_the_file_goes(tmp_path,
     assert len(pickle.dumps(shared)) < 2000
     assert shared.value()["table"].shape == (400, 1000)
     assert os.path.getsize(shared.path) > 3_000_000
+    assert local.remove_stale_shared_files(str(tmp_path)) == []           # held by this run: kept
+    path = shared.path
     shared.close()
-    assert not os.path.exists(shared.path)
-    # a whole run leaves no file behind
-    got = list(LocalExecutor(workers=2).imap(_array_kind, [(np.zeros(3),)] * 4,
-                                             shared={"table": np.ones((400, 1000))}, progress=False))
-    assert len(got) == 4 and not list(tmp_path.glob(local.SHARED_PREFIX + "*"))
-    # the file of a run whose process is gone is removed; this process's own file is kept
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f"{local.SHARED_PREFIX}{dead.pid}-abc.pkl"
-    mine = tmp_path / f"{local.SHARED_PREFIX}{os.getpid()}-abc.pkl"
-    other = tmp_path / f"{local.SHARED_PREFIX}notapid-abc.pkl"
-    for f in (stale, mine, other):
-        f.write_bytes(b"x")
-    assert local.remove_stale_shared_files(str(tmp_path)) == [str(stale)]
-    assert mine.exists() and other.exists() and not stale.exists()
+    assert not os.path.exists(path)
+    # during a run the workers see exactly one file, the run's; after it, none
+    seen = list(LocalExecutor(workers=2).imap(_shared_files, [(i,) for i in range(4)],
+                                              shared={"folder": str(tmp_path), "big": np.ones((400, 1000))},
+                                              progress=False))
+    assert all(len(files) == 1 and files[0].endswith(".pkl") for files in seen), seen
+    assert not list(tmp_path.glob(local.SHARED_PREFIX + "*"))
+    # the caller stops after the first result
+    it = LocalExecutor(workers=2).imap(_shared_files, [(i,) for i in range(6)], shared={"folder": str(tmp_path)},
+                                       progress=False)
+    next(it)
+    it.close()
+    assert not list(tmp_path.glob(local.SHARED_PREFIX + "*"))
+    # arguments that cannot be pickled: the error, and no file
+    with pytest.raises(Exception):
+        list(LocalExecutor(workers=2).imap(_shared_files, [(0,)], shared={"lock": threading.Lock()}, progress=False))
+    assert not list(tmp_path.glob(local.SHARED_PREFIX + "*"))
+    # files no run holds are removed whatever their names' pids (a huge one, this process's own)
+    names = [f"{local.SHARED_PREFIX}99999999999-a.pkl", f"{local.SHARED_PREFIX}{os.getpid()}-b.pkl",
+             f"{local.SHARED_PREFIX}notapid-c.pkl"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(os.path.basename(p) for p in local.remove_stale_shared_files(str(tmp_path))) == sorted(names)
+
+
+def test_local_shared_arguments_fall_back_to_the_tasks_without_a_temporary_folder(tmp_path, monkeypatch, caplog):
+    import tempfile
+
+    from slamfw.execution import local
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with caplog.at_level(logging.WARNING):
+        shared = local._Pickled({"table": np.arange(5.0)})
+    assert shared.path is None and shared.blob is not None
+    assert "sending them with every task" in caplog.text
+    np.testing.assert_array_equal(shared.value()["table"], np.arange(5.0))
+    got = list(LocalExecutor(workers=2).imap(_weighted_sum, [(np.ones(3),), (np.arange(3.0),)],
+                                             shared={"weights": np.array([1.0, 2.0, 3.0])}, progress=False))
+    assert got == [6.0, 8.0]

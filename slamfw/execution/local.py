@@ -4,9 +4,10 @@ Each task's arguments are pickled to its worker (joblib's memory-mapping of larg
 it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000
 spectra of ``slamfw predict``, until the kernel killed the run for memory). The arguments every
 task shares (the model; slam's M x M kernels, 384 MB at 4000 training stars) are pickled once per
-run into a file of the temporary directory, which each worker reads and unpickles once: the tasks
-carry only its name (they carried the pickled bytes, so every task sent them again). The file is
-removed when the run ends, and a later run removes those of runs that were killed. Each worker
+run into a file of the temporary directory, which each worker reads and unpickles once per run:
+the tasks carry only its name (they carried the pickled bytes, so every task sent them again).
+The run holds a lock on the file and removes it when it ends; a later multi-worker run with the
+same temporary directory removes the files no run holds (those of killed runs). Each worker
 watches the process that started it and exits when that process is gone (killed with SIGKILL,
 say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so
 that workers x threads fits the cores.
@@ -49,40 +50,42 @@ def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: di
 SHARED_PREFIX = "slamfw-shared-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def remove_stale_shared_files(folder: str | None = None) -> list[str]:
-    """Remove the shared-argument files of runs whose process is gone (killed before its cleanup);
-    returns their paths."""
+    """Remove the shared-argument files that no run holds any more (their run was killed before its
+    cleanup); returns their paths. A run holds an exclusive ``flock`` on its file while it lasts,
+    so this works across hosts and PID namespaces sharing the folder, and whatever the pids. Where
+    there is no ``fcntl`` (Windows) nothing is removed."""
     import glob
     import tempfile
+    try:
+        import fcntl
+    except ImportError:
+        return []
     removed = []
-    for path in glob.glob(os.path.join(folder or tempfile.gettempdir(), SHARED_PREFIX + "*.pkl")):
+    folder = folder or tempfile.gettempdir()
+    for path in glob.glob(os.path.join(glob.escape(folder), SHARED_PREFIX + "*.pkl")):
         try:
-            pid = int(os.path.basename(path)[len(SHARED_PREFIX):].split("-", 1)[0])
-        except ValueError:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
             continue
-        if pid != os.getpid() and not _alive(pid):
-            try:
-                os.unlink(path)
-                removed.append(path)
-            except OSError:
-                pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+            removed.append(path)
+        except OSError:                              # held by a live run (or not ours to remove)
+            pass
+        finally:
+            os.close(fd)
     return removed
 
 
 class _Pickled:
     """Keyword arguments pickled once in the parent into a temporary file (``path``), under a key
     unique to one ``imap`` call; :meth:`value` reads and unpickles them once per worker process.
-    Pickling this object sends only the key and the path."""
+    Pickling this object sends only the key and the path. The parent holds an exclusive ``flock``
+    on the file until :meth:`close` removes it. Where the file cannot be written (a full or
+    missing temporary directory) the pickled bytes travel with every task instead (``blob``), with
+    a warning."""
 
     _cache: dict[str, dict[str, Any]] = {}      # in a worker: the last run's shared arguments
 
@@ -91,12 +94,33 @@ class _Pickled:
         import uuid
 
         import cloudpickle                          # joblib's dependency; pickles as loky does (a closure, a local class)
+        self.key, self.path, self.blob, self._fd = uuid.uuid4().hex, None, None, None
+        data = cloudpickle.dumps(shared, protocol=5)
         remove_stale_shared_files()
-        self.key = uuid.uuid4().hex
-        fd, self.path = tempfile.mkstemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-", suffix=".pkl")
         try:
-            with os.fdopen(fd, "wb") as f:
-                cloudpickle.dump(shared, f, protocol=5)
+            # written under a name the cleaner ignores, locked, then renamed: never visible unlocked
+            fd, part = tempfile.mkstemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-", suffix=".part")
+            self._fd = fd
+            try:
+                import fcntl
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:
+                pass
+            try:
+                with open(fd, "wb", closefd=False) as f:
+                    f.write(data)
+                self.path = part[:-len(".part")] + ".pkl"
+                os.rename(part, self.path)
+            except BaseException:
+                os.unlink(part)
+                raise
+        except OSError as exc:
+            import logging
+            logging.getLogger(__name__).warning(
+                "local executor: could not write the shared arguments (%.0f MB) to the temporary directory "
+                "(%s); sending them with every task instead (set TMPDIR to a folder with room)", len(data) / 1e6, exc)
+            self.close()
+            self.blob = data
         except BaseException:
             self.close()
             raise
@@ -106,16 +130,30 @@ class _Pickled:
         if self.key not in cache:
             import pickle
             cache.clear()                            # one run at a time: keep no older run's model
-            with open(self.path, "rb") as f:
-                cache[self.key] = pickle.load(f)
+            if self.blob is not None:
+                cache[self.key] = pickle.loads(self.blob)
+            else:
+                with open(self.path, "rb") as f:
+                    cache[self.key] = pickle.load(f)
         return cache[self.key]
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "path": self.path, "blob": self.blob, "_fd": None}
+
     def close(self) -> None:
-        """Remove the file (in the parent, when the run ends)."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        """Remove the file and release its lock (in the parent, when the run ends)."""
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
 
 
 def _call_pickled(func: Callable[..., Any], threads: int, task: tuple, shared: _Pickled) -> Any:
