@@ -450,6 +450,10 @@ def slamfw_model(case: Case, work: Path, reuse: Reuse | None) -> dict[str, Any]:
     data = work / "data.npz"
     np.savez(data, **out["arrays"])
     out["data"] = data
+    if not out["reused"]:
+        # the training figures now, not only at the end: a run stopped later (a long case, killed
+        # or failed in inference or in the references) leaves a model --reuse-work can reuse
+        write_record(work, case, out, None, None)
     return out
 
 
