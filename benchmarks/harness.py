@@ -531,7 +531,9 @@ def catalogue_check(ids: np.ndarray, runs: dict[str, tuple[dict, dict]]) -> floa
     return worst
 
 
-def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, Any]:
+def slamfw_trained(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, Any]:
+    """slamfw's trained (or reused) model and its training figures: what the references' per-pixel
+    comparison needs, before slamfw's inference is timed (``run_slamfw``)."""
     got = slamfw_model(case, work, reuse)
     model, model_path, data = got["model"], got["model_path"], got["data"]
     emu = model.emulator
@@ -542,6 +544,15 @@ def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, 
     out["median_cv_mse"] = float(np.median(emu.cv_mse_))
     out["n_pixels"], out["n_train"] = int(emu.n_pixels_), int(len(model.train_labels))
     out["label_names"] = list(model.label_names)
+    out["choices"] = {"C": emu.C_.tolist(), "gamma": emu.gamma_.tolist()}
+    out["_emulator"], out["_got"] = emu, got
+    return out
+
+
+def run_slamfw(case: Case, work: Path, out: dict[str, Any], reuse: Reuse | None = None) -> dict[str, Any]:
+    """slamfw's inference figures, added to ``out`` (``slamfw_trained``'s)."""
+    got = out.pop("_got")
+    model, model_path, data = got["model"], got["model_path"], got["data"]
 
     # the whole predict process, as a user runs it: from a survey file written beforehand (a), or
     # from the case's own test files (b: the MILES folder; c: the mock's test npz)
@@ -571,11 +582,12 @@ def run_slamfw(case: Case, work: Path, reuse: Reuse | None = None) -> dict[str, 
     if test_ids is not None:
         out["check"] = catalogue_check(test_ids[:case.n_reference], {"3": (p3, out["same"]), "1": (p1, out["same1"])})
     arrays = got["arrays"]
-    n_fit = min(len(arrays["test_flux"]), 2000)
+    # in-process rates on up to 2000 spectra (100 one by one), fewer on a long grid (case c on all
+    # 7214 pixels: 554 and 27), which the rates do not need
+    n_pix = out["n_pixels"]
+    n_fit = min(len(arrays["test_flux"]), 2000, max(200, int(4e6 // n_pix)))
     out["fit"] = flop_rates(model, model_path, data, n_fit)
-    out["per_star_ms"] = per_star_time(model, arrays, min(len(arrays["test_flux"]), 100))
-    out["choices"] = {"C": emu.C_.tolist(), "gamma": emu.gamma_.tolist()}
-    out["_emulator"] = emu
+    out["per_star_ms"] = per_star_time(model, arrays, min(len(arrays["test_flux"]), 100, max(20, int(2e5 // n_pix))))
     return out
 
 
@@ -806,9 +818,9 @@ def reusable_reference(kind: str, reuse: Reuse | None, settings: dict, pixels: n
     return summary
 
 
-def run_references(case: Case, mine: dict, work: Path, reuse: Reuse | None = None) -> tuple[dict | None, dict | None]:
-    """astroslam and the Cannons on the same prepared spectra (their own environment), or their
-    results in ``reuse``'s folder when they are this case's on the same data."""
+def run_astroslam(case: Case, mine: dict, work: Path, reuse: Reuse | None = None) -> dict:
+    """astroslam on the same prepared spectra (its own environment), or its results in ``reuse``'s
+    folder when they are this case's on the same data; compared per pixel with slamfw's choices."""
     from reference import run_reference
     settings = {**case.grid, "n_jobs": 2, "n_infer": case.n_reference}
     pixels = np.arange(0, mine["n_pixels"], case.reference_pixels)
@@ -825,6 +837,13 @@ def run_references(case: Case, mine: dict, work: Path, reuse: Reuse | None = Non
         ref["slamfw_median_cv_mse_on_pixels"] = float(np.median(mine["_emulator"].cv_mse_[z["pixels"]]))
     for shim in ref.get("shims") or []:
         print(f"astroslam shim: {shim}")
+    return ref
+
+
+def run_cannons(case: Case, mine: dict, work: Path, reuse: Reuse | None = None) -> dict:
+    """The Cannons on the same prepared spectra (their own environment; or their results in
+    ``reuse``'s folder), and slamfw's ``cannon`` timed next to them."""
+    from reference import run_reference
     c_settings = {"n_infer": min(200, case.n_predict)}
     cannons = reusable_reference("cannons", reuse, c_settings, None)
     if cannons is None:
@@ -832,7 +851,7 @@ def run_references(case: Case, mine: dict, work: Path, reuse: Reuse | None = Non
         cannons = run_reference("cannons", Path(mine["data"]), c_settings, work / "cannons")
         cannons["_ran"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     mine["cannon"] = slamfw_cannon(Path(mine["data"]))
-    return ref, cannons
+    return cannons
 
 
 def write_record(work: Path, case: Case, mine: dict, ref: dict | None, cannons: dict | None) -> None:
@@ -951,10 +970,16 @@ def main() -> None:
         gemm = {"one": gemm_rate(1), "all": gemm_rate(None), "threads": blas_threads()}
         print(f"machine: {machine()}; GEMM (float64, numpy) {gemm['one']:.1f} GFLOP/s on one BLAS thread, "
               f"{gemm['all']:.1f} GFLOP/s on {gemm['threads']}", flush=True)
-        mine = run_slamfw(case, work, reuse)
+        # slamfw's training, then astroslam's, one after the other; then the inference timings.
+        # The record is written after each long step, so a run stopped later keeps them for --reuse-work.
+        mine = slamfw_trained(case, work, reuse)
         ref = cannons = None
         if not args.no_reference:
-            ref, cannons = run_references(case, mine, work, reuse)
+            ref = run_astroslam(case, mine, work, reuse)
+            write_record(work, case, mine, ref, None)
+        run_slamfw(case, work, mine, reuse)
+        if not args.no_reference:
+            cannons = run_cannons(case, mine, work, reuse)
         write_record(work, case, mine, ref, cannons)
         text = report(case, mine, ref, cannons, gemm, reuse)
     print("\n" + text)
