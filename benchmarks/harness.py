@@ -60,8 +60,13 @@ same-spectra labels with both, so that like can be compared with like.
 Floating-point rates (``harness_flops.py``): numpy's GEMM on one BLAS thread and on all; the batched
 least squares (FLOPs as ``batched_lm`` counts them) on one process with one BLAS thread, against
 the one-thread GEMM rate, and on two processes at once (the spectra in halves, one thread each,
-wall time of the pair), against the all-thread GEMM rate. It also times The Cannons next to
-slamfw's ``cannon``.
+wall time of the pair), against the all-thread GEMM rate (on at most 2000 test spectra, fewer on a
+long grid: 554 on case (c)'s 7214 pixels). It also times The Cannons next to slamfw's ``cannon``.
+
+Order: slamfw's training, then astroslam's (so that the training comparison is complete first), then
+slamfw's inference timings, then the Cannons. The work folder's record (``harness-record.json``) is
+written after each training, so a run stopped later (a long case: (c) on all pixels takes about
+three hours) leaves both trainings for ``--reuse-work`` to reuse, with their figures and their date.
 
 ``--reuse-work DIR``: where DIR (an earlier ``--work``) holds a finished slamfw model, astroslam's
 and the Cannons' results for the same case and the same data, they are reused instead of
