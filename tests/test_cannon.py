@@ -4,7 +4,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from slamfw import DataError, registry
-from slamfw_plugins.emulators.cannon import CannonEmulator, design_matrix, fit_pixels, label_terms
+from slamfw_plugins.emulators.cannon import CannonEmulator, _normal_equations, design_matrix, fit_pixels, label_terms
 
 
 def quadratic_data(m=400, p=6, s_true=0.01, noise=0.005, seed=3):
@@ -23,6 +23,20 @@ def test_terms_of_each_order():
     assert label_terms(3, 1) == [(), (0,), (1,), (2,)]
     assert len(label_terms(3, 2)) == 10 and len(label_terms(3, 3)) == 20
     assert (0, 1) in label_terms(2, 2) and (1, 1, 1) in label_terms(2, 3)
+
+
+def test_normal_equations_are_the_per_pixel_weighted_sums():
+    """A (P, D, D) from its upper triangle equals V^T diag(w_j) V pixel by pixel (up to the whisker of ridge)."""
+    rng = np.random.default_rng(8)
+    V = design_matrix(rng.normal(size=(50, 3)), label_terms(3, 2))
+    f, w = rng.normal(size=(50, 4)), rng.uniform(0, 2, (50, 4))
+    w[rng.random(w.shape) < 0.2] = 0.0
+    A, b = _normal_equations(V, f, w)
+    for j in range(4):
+        direct = V.T @ (w[:, j, None] * V)
+        np.testing.assert_allclose(A[j], direct, rtol=1e-9, atol=1e-9 * np.abs(direct).max())
+        np.testing.assert_allclose(b[j], V.T @ (w[:, j] * f[:, j]), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(A[j], A[j].T)
 
 
 def test_recovers_coefficients_and_intrinsic_scatter():

@@ -83,9 +83,13 @@ def design_gradient(z: np.ndarray, terms: list[tuple[int, ...]], xp: Any = np) -
 
 def _normal_equations(V: np.ndarray, f: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel ``A = V^T W V`` (P, D, D) and ``b = V^T W f`` (P, D) for weights w (M, P)."""
-    m, d = V.shape
-    outer = (V[:, :, None] * V[:, None, :]).reshape(m, d * d)
-    A = (w.T @ outer).reshape(-1, d, d)
+    d = V.shape[1]
+    iu, ju = np.triu_indices(d)
+    # A is symmetric: one product for its upper triangle, d (d + 1) / 2 columns instead of d^2
+    upper = w.T @ (V[:, iu] * V[:, ju])                 # (P, d (d + 1) / 2)
+    A = np.empty((upper.shape[0], d, d))
+    A[:, iu, ju] = upper
+    A[:, ju, iu] = upper
     b = (w * f).T @ V
     # a whisker of ridge keeps pixels with few good stars solvable
     A += np.eye(d)[None] * (1e-10 * np.maximum(np.trace(A, axis1=1, axis2=2) / d, 1e-300))[:, None, None]
