@@ -657,15 +657,12 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     if subset and a.get("model_mb"):
         per_a, per_m = 2 ** 10 * a["model_mb"] / a["train_pixels"], 2 ** 10 * mine["model_mb"] / mine["n_pixels"]
         lines.append(f"| model size per pixel (kB) | {per_m:.4g} | {per_a:.4g} | {fmt_ratio(per_a, per_m)} |")
+    starts = (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"]))
     if subset and a.get("infer_ms"):
-        # each code evaluates one model per pixel: compare the time per spectrum and pixel
-        for what, x in (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"])):
-            per_a, per_m = 1e3 * a["infer_ms"] / a["train_pixels"], 1e3 * x / mine["n_pixels"]
-            lines.append(f"| inference per spectrum and pixel (us), slamfw {what} | {per_m:.4g} | {per_a:.4g} | "
-                         f"{fmt_ratio(per_a, per_m)} |")
+        lines += per_pixel_inference_rows(starts, mine["n_pixels"], a["infer_ms"], a["train_pixels"])
     if a.get("infer_ms"):
-        for what, x in (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"])):
-            lines.append(f"| inference per spectrum, slamfw {what}, astroslam halved for 2 cores (ms) | "
+        for what, x in starts:
+            lines.append(f"| inference per spectrum, slamfw {what}, astroslam halved for 2 cores (ms){on} | "
                          f"{x:.4g} | {a['infer_ms'] / 2:.4g} | {fmt_ratio(a['infer_ms'] / 2, x)} |")
     if mine.get("train_process_s"):
         lines += ["", f"Training: the emulator's fit on the prepared spectra, on both sides (the whole `slamfw train` "
@@ -750,10 +747,13 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
             v = cannons.get(k)
             if isinstance(v, dict):
                 lines.append(f"| {name} | {v['train_s']:.3g} | {1e3 * v['infer_per_spectrum_s']:.3g} |")
-        lines += ["", "Training does not do the same work on the three sides: slamfw's `cannon` fits each pixel six "
-                  "times (its 5 cross-validation folds, for the CV MSE its model error uses, then all stars), each "
-                  "with a search of the intrinsic scatter; Casey's fits coefficients and scatter once per pixel by "
-                  "optimisation, Ho's once over a grid of scatters; neither cross-validates."]
+        if c.get("n_folds"):
+            k = int(c["n_folds"])
+            l1 = ", with its L1 penalty" if c.get("regularization") else ""
+            lines += ["", f"Training does not do the same work on the three sides: slamfw's `cannon` fits each pixel "
+                      f"{k + 1} times (its {k} cross-validation folds, for the CV MSE its model error uses, then all "
+                      f"stars{l1}), each with a search of the intrinsic scatter; Casey's fits coefficients and scatter "
+                      "once per pixel by optimisation, Ho's once over a grid of scatters; neither cross-validates."]
     if reuse is not None and (reuse.used or reuse.refused):
         lines += ["", f"Reused from {reuse.folder} (`--reuse-work`; its prepared spectra against "
                   f"this run's: {reuse.data_note}); "
@@ -762,6 +762,21 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     for note in case.notes:
         lines.append(f"- {note}")
     return "\n".join(lines)
+
+
+def per_pixel_inference_rows(starts: tuple[tuple[str, float], ...], n_pixels: int, ref_ms: float,
+                             ref_pixels: int) -> list[str]:
+    """Report rows comparing inference per spectrum and pixel (us) when astroslam infers on fewer
+    pixels (``ref_pixels``, ``ref_ms`` per spectrum on one process) than slamfw (``n_pixels``;
+    ``starts``: (name, slamfw's ms per spectrum)): each code evaluates one model per pixel. With
+    astroslam on one process, and with its time halved for 2 cores."""
+    rows = []
+    for halved, cores in ((1, "astroslam on one process"), (2, "astroslam halved for 2 cores")):
+        for what, ms in starts:
+            per_a, per_m = 1e3 * ref_ms / halved / ref_pixels, 1e3 * ms / n_pixels
+            rows.append(f"| inference per spectrum and pixel (us), slamfw {what}, {cores} | {per_m:.4g} | "
+                        f"{per_a:.4g} | {fmt_ratio(per_a, per_m)} |")
+    return rows
 
 
 def reference_figures(ref: dict | None) -> dict[str, Any]:
@@ -793,7 +808,8 @@ def slamfw_cannon(data: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         registry.create("inferer", "lm", {}).infer(model, arrays["test_flux"][:n], arrays["test_ivar"][:n])
         infer_ms = 1e3 * (time.perf_counter() - t0) / n
-    return {"train_s": train_s, "infer_ms": infer_ms}
+    return {"train_s": train_s, "infer_ms": infer_ms, "n_folds": emu.n_folds,
+            "regularization": emu.regularization}
 
 
 def machine() -> str:

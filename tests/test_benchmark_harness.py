@@ -117,3 +117,17 @@ def test_scaling_report_extrapolates_only_beyond_the_measured():
     full = harness_scaling.report([], rows((250, 1000, 4000)), None, False)
     assert "at 4000 stars" not in full and "at the paper's 17,000" in full
     assert "80.3 h at the paper's 17,000" in full         # 1e-3 x 17000^2 s = 289,000 s
+
+
+def test_per_pixel_inference_rows_units_halving_and_ratio():
+    """Case (c)'s figures at 2f6119b: astroslam 1022 ms on 361 pixels, slamfw 17.04 ms on 7214:
+    2831 against 2.362 us per spectrum and pixel, 1199x; halved for 2 cores, 599x."""
+    rows = harness.per_pixel_inference_rows((("n_starts = 1", 17.04),), 7214, 1022.0, 361)
+    assert len(rows) == 2
+    one, two = ([c.strip() for c in r.strip("|").split("|")] for r in rows)
+    assert "one process" in one[0] and "halved" in two[0]
+    assert float(one[1]) == pytest.approx(1e3 * 17.04 / 7214, rel=1e-3) == float(two[1])
+    assert float(one[2]) == pytest.approx(2831, rel=1e-3)
+    assert float(two[2]) == pytest.approx(2831 / 2, rel=1e-3)
+    assert one[3] == "1198.5x" and two[3] == "599.3x"
+

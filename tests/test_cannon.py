@@ -26,17 +26,25 @@ def test_terms_of_each_order():
 
 
 def test_normal_equations_are_the_per_pixel_weighted_sums():
-    """A (P, D, D) from its upper triangle equals V^T diag(w_j) V pixel by pixel (up to the whisker of ridge)."""
+    """A (P, D, D) from its upper triangle equals V^T diag(w_j) V pixel by pixel, plus the whisker of ridge."""
     rng = np.random.default_rng(8)
     V = design_matrix(rng.normal(size=(50, 3)), label_terms(3, 2))
     f, w = rng.normal(size=(50, 4)), rng.uniform(0, 2, (50, 4))
     w[rng.random(w.shape) < 0.2] = 0.0
     A, b = _normal_equations(V, f, w)
+    d = V.shape[1]
     for j in range(4):
         direct = V.T @ (w[:, j, None] * V)
-        np.testing.assert_allclose(A[j], direct, rtol=1e-9, atol=1e-9 * np.abs(direct).max())
+        ridge = 1e-10 * np.trace(direct) / d              # the whisker of ridge on the diagonal
+        np.testing.assert_allclose(A[j], direct + ridge * np.eye(d), rtol=1e-12, atol=1e-12 * np.abs(direct).max())
+        np.testing.assert_allclose(np.diag(A[j] - direct), ridge, rtol=1e-2)
         np.testing.assert_allclose(b[j], V.T @ (w[:, j] * f[:, j]), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(A[j], A[j].T)
+    # a pixel with fewer good stars than coefficients is still solvable
+    w[:, 0] = 0.0
+    w[:3, 0] = 1.0
+    from slamfw_plugins.emulators.cannon import _solve
+    assert np.all(np.isfinite(_solve(*_normal_equations(V, f, w))[0]))
 
 
 def test_recovers_coefficients_and_intrinsic_scatter():
