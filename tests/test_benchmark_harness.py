@@ -131,3 +131,28 @@ def test_per_pixel_inference_rows_units_halving_and_ratio():
     assert float(two[2]) == pytest.approx(2831 / 2, rel=1e-3)
     assert one[3] == "1198.5x" and two[3] == "599.3x"
 
+
+def test_per_pixel_inference_rows_with_astroslam_measured_on_2_processes():
+    rows = harness.per_pixel_inference_rows((("3 starts", 10.0),), 1000, 2000.0, 250, ref_ms_2=1500.0)
+    assert len(rows) == 3 and "2 processes (measured)" in rows[2]
+    cells = [c.strip() for c in rows[2].strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(10.0) and float(cells[2]) == pytest.approx(6000.0)
+    assert cells[3] == "600.0x"
+
+
+def test_a_reference_run_without_the_2_process_timing_is_reused(tmp_path):
+    """astroslam's summary from before ``infer_n_jobs_also`` existed is reused (its other settings
+    equal), and the report then has no measured 2-process figure."""
+    import json
+    import os
+    (tmp_path / "astroslam").mkdir()
+    settings = {"C": [1.0], "n_jobs": 2, "n_infer": 20}
+    (tmp_path / "data.npz").write_bytes(b"")
+    (tmp_path / "astroslam" / "astroslam.json").write_text(json.dumps({"settings": settings}))
+    os.utime(tmp_path / "data.npz", (1e9, 1e9))                # the summary is newer than the data
+    reuse = harness.Reuse(tmp_path, data_same=True, data_sha256="x")
+    got = harness.reusable_reference("astroslam", reuse, {**settings, "infer_n_jobs_also": 2}, None)
+    assert got is not None and reuse.refused == []
+    with pytest.raises(SystemExit, match="settings differ .*n_infer"):
+        harness.reusable_reference("astroslam", reuse, {**settings, "n_infer": 10}, None)
+

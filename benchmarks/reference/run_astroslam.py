@@ -9,7 +9,9 @@ Run it with the reference venv's python (see env.py), or through ``run_reference
 Input: see ``_common.py`` (train/test flux, ivar, labels; ``pixels`` selects the pixels trained on).
 Settings (JSON object or file): ``C``, ``gamma`` (the grid), ``epsilon`` (fixed), ``n_folds``,
 ``n_jobs`` (training processes), ``n_infer`` (test spectra to infer), ``infer_n_jobs`` (default 1:
-inference time per spectrum on one process), ``backend`` (joblib backend of the training,
+inference time per spectrum on one process), ``infer_n_jobs_also`` (default 0: none; k > 1: the
+same inference timed again with ``n_jobs = k``, astroslam's own joblib parallelism over the
+spectra, from the same initial guesses), ``backend`` (joblib backend of the training,
 astroslam's default "multiprocessing"), ``save_model`` (keep astroslam's dump in OUT).
 
 astroslam's own user path, unchanged (package ``slam``, class ``slam.Slam`` = ``slam.slam3.Slam3``):
@@ -53,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 DEFAULTS = {"C": [10.0, 100.0], "gamma": [0.01, 0.1], "epsilon": 0.05, "n_folds": 5, "n_jobs": 2,
-            "n_infer": 10, "infer_n_jobs": 1, "backend": "multiprocessing", "save_model": False}
+            "n_infer": 10, "infer_n_jobs": 1, "infer_n_jobs_also": 0, "backend": "multiprocessing",
+            "save_model": False}
 
 
 def grid_tables(sms: list, Cs: list[float], gammas: list[float]) -> dict[str, np.ndarray]:
@@ -135,6 +138,14 @@ def main() -> None:
         res = s.predict_labels_multi(x0, te_flux.copy(), te_ivar.copy(),
                                      n_jobs=int(st["infer_n_jobs"]), verbose=0)
     labels = np.array([r["x"] for r in res], float)
+    parallel = None
+    k_also = int(st.get("infer_n_jobs_also") or 0)
+    if k_also > 1:
+        with _common.timer(t, "infer_lsq_also_s"):
+            res_also = s.predict_labels_multi(x0, te_flux.copy(), te_ivar.copy(), n_jobs=k_also, verbose=0)
+        labels_also = np.array([r["x"] for r in res_also], float)
+        parallel = {"n_jobs": k_also, "lsq_s": t["infer_lsq_also_s"], "per_spectrum_s": t["infer_lsq_also_s"] / n_infer,
+                    "max_abs_label_diff": float(np.nanmax(np.abs(labels_also - labels)))}
     lab_std = np.array([r["pstd"] for r in res], float)
     status = np.array([r["status"] for r in res], int)
     nfev = np.array([r["nfev"] for r in res], int)
@@ -169,6 +180,7 @@ def main() -> None:
                   "lsq_s": t["infer_lsq_s"], "n_jobs": int(st["infer_n_jobs"]),
                   "per_spectrum_s": t["infer_lsq_s"] / n_infer,
                   "per_spectrum_incl_init_s": (t["infer_lsq_s"] + t["infer_init_s"]) / n_infer,
+                  "parallel": parallel,
                   "median_nfev": float(np.median(nfev)), "status_counts":
                       {str(k): int(v) for k, v in zip(*np.unique(status, return_counts=True))}},
         "labels": _common.label_stats(labels, inp.test_labels, inp.label_names),
