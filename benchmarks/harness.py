@@ -693,7 +693,7 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
               (f". astroslam's is its own least squares (one start, from its best training-set match) on "
                f"{a['n_infer']} prepared spectra on one process, on the {a['train_pixels']} pixels it was trained "
                "on" + ("; then the same again with its `predict_labels_multi(..., n_jobs=2)` (joblib over the spectra, "
-                       "2 processes), timed apart." if a.get("infer_ms_2") else ".") if a else ".")]
+                       "2 processes), timed apart, the start of its worker processes included." if a.get("infer_ms_2") else ".") if a else ".")]
     if "check" in mine:
         lines.append(f"Check that data.npz (the references' input) holds the spectra `slamfw predict` prepares: on the "
                      f"first {case.n_reference} test stars, the catalogue's labels and slamfw's in-process labels on "

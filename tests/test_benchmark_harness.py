@@ -142,7 +142,7 @@ def test_per_pixel_inference_rows_with_astroslam_measured_on_2_processes():
 
 def test_a_reference_run_without_the_2_process_timing_is_reused(tmp_path):
     """astroslam's summary from before ``infer_n_jobs_also`` existed is reused (its other settings
-    equal), and the report then has no measured 2-process figure."""
+    equal); a differing setting that changes the measurement is still refused."""
     import json
     import os
     (tmp_path / "astroslam").mkdir()
@@ -155,4 +155,19 @@ def test_a_reference_run_without_the_2_process_timing_is_reused(tmp_path):
     assert got is not None and reuse.refused == []
     with pytest.raises(SystemExit, match="settings differ .*n_infer"):
         harness.reusable_reference("astroslam", reuse, {**settings, "n_infer": 10}, None)
+
+
+@pytest.mark.parametrize("parallel, expect", [
+    ("missing", None),                                   # a summary from before infer_n_jobs_also
+    (None, None),                                        # infer_n_jobs_also 0
+    ({"n_jobs": 3, "per_spectrum_s": 0.5}, None),        # not 2 processes: no 2-process figure
+    ({"n_jobs": 2, "per_spectrum_s": 0.8825}, 882.5)])
+def test_reference_figures_2_process_inference_only_when_measured_on_2(parallel, expect):
+    ref = {"train": {"wall_s": 800.0}, "data": {"n_pixels_trained": 501}, "cv": {},
+           "infer": {"per_spectrum_s": 1.0, "n_spectra": 20}}
+    if parallel != "missing":
+        ref["infer"]["parallel"] = parallel
+    got = harness.reference_figures(ref)
+    assert got["infer_ms"] == pytest.approx(1000.0)
+    assert got["infer_ms_2"] == (None if expect is None else pytest.approx(expect))
 

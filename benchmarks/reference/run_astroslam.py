@@ -145,7 +145,8 @@ def main() -> None:
             res_also = s.predict_labels_multi(x0, te_flux.copy(), te_ivar.copy(), n_jobs=k_also, verbose=0)
         labels_also = np.array([r["x"] for r in res_also], float)
         parallel = {"n_jobs": k_also, "lsq_s": t["infer_lsq_also_s"], "per_spectrum_s": t["infer_lsq_also_s"] / n_infer,
-                    "max_abs_label_diff": float(np.nanmax(np.abs(labels_also - labels)))}
+                    "max_abs_label_diff": float(np.nanmax(np.abs(labels_also - labels))),
+                    "labels_equal": bool(np.array_equal(labels_also, labels, equal_nan=True))}
     lab_std = np.array([r["pstd"] for r in res], float)
     status = np.array([r["status"] for r in res], int)
     nfev = np.array([r["nfev"] for r in res], int)
