@@ -661,14 +661,13 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     if subset and a.get("infer_ms"):
         lines += per_pixel_inference_rows(starts, mine["n_pixels"], a["infer_ms"], a["train_pixels"],
                                           a.get("infer_ms_2"))
-    if a.get("infer_ms"):
-        for what, x in starts:
-            lines.append(f"| inference per spectrum, slamfw {what}, astroslam halved for 2 cores (ms){on} | "
-                         f"{x:.4g} | {a['infer_ms'] / 2:.4g} | {fmt_ratio(a['infer_ms'] / 2, x)} |")
+    two_cores = [] if not a.get("infer_ms") else [("astroslam halved for 2 cores", a["infer_ms"] / 2)]
     if a.get("infer_ms_2"):
+        two_cores.append(("astroslam on 2 processes (its n_jobs = 2, measured)", a["infer_ms_2"]))
+    for cores, ref_ms in two_cores:
         for what, x in starts:
-            lines.append(f"| inference per spectrum, slamfw {what}, astroslam on 2 processes (its n_jobs = 2, "
-                         f"measured) (ms){on} | {x:.4g} | {a['infer_ms_2']:.4g} | {fmt_ratio(a['infer_ms_2'], x)} |")
+            lines.append(f"| inference per spectrum, slamfw {what}, {cores} (ms){on} | {x:.4g} | {ref_ms:.4g} | "
+                         f"{fmt_ratio(ref_ms, x)} |")
     if mine.get("train_process_s"):
         lines += ["", f"Training: the emulator's fit on the prepared spectra, on both sides (the whole `slamfw train` "
                   f"process, reading and normalising included, took {mine['train_process_s']:.4g} s)."]
@@ -686,14 +685,18 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     else:
         read = (f"`{' '.join(['slamfw predict MODEL', *case.predict_args])}`, on {case.n_predict} spectra: "
                 f"{case.predict_what}")
+    theirs = ""
+    if a:
+        theirs = (f". astroslam's is its own least squares (one start, from its best training-set match) on "
+                  f"{a['n_infer']} prepared spectra on one process, on the {a['train_pixels']} pixels it was trained on")
+        if a.get("infer_ms_2"):
+            theirs += ("; then the same again with its `predict_labels_multi(..., n_jobs=2)` (joblib over the spectra, "
+                       "2 processes), timed apart, the start of its worker processes included")
     lines += ["", f"slamfw's inference is the whole `slamfw predict` process {read}, on 2 processes (local executor), "
               f"peak memory {mine['predict_peak_mb']:.0f} MB ({one['peak_mb']:.0f} MB with n_starts = 1); run twice, "
               "with the model's `lm` (3 starts, spread over label space: the default) and with `--inferer-param "
-              "n_starts=1` (the paper's and astroslam's single start from the best-matching training spectrum)" +
-              (f". astroslam's is its own least squares (one start, from its best training-set match) on "
-               f"{a['n_infer']} prepared spectra on one process, on the {a['train_pixels']} pixels it was trained "
-               "on" + ("; then the same again with its `predict_labels_multi(..., n_jobs=2)` (joblib over the spectra, "
-                       "2 processes), timed apart, the start of its worker processes included." if a.get("infer_ms_2") else ".") if a else ".")]
+              "n_starts=1` (the paper's and astroslam's single start from the best-matching training spectrum)"
+              f"{theirs}."]
     if "check" in mine:
         lines.append(f"Check that data.npz (the references' input) holds the spectra `slamfw predict` prepares: on the "
                      f"first {case.n_reference} test stars, the catalogue's labels and slamfw's in-process labels on "

@@ -4,7 +4,14 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from slamfw import DataError, registry
-from slamfw_plugins.emulators.cannon import CannonEmulator, _normal_equations, design_matrix, fit_pixels, label_terms
+from slamfw_plugins.emulators.cannon import (
+    CannonEmulator,
+    _normal_equations,
+    _solve,
+    design_matrix,
+    fit_pixels,
+    label_terms,
+)
 
 
 def quadratic_data(m=400, p=6, s_true=0.01, noise=0.005, seed=3):
@@ -43,7 +50,6 @@ def test_normal_equations_are_the_per_pixel_weighted_sums():
     # a pixel with fewer good stars than coefficients is still solvable
     w[:, 0] = 0.0
     w[:3, 0] = 1.0
-    from slamfw_plugins.emulators.cannon import _solve
     assert np.all(np.isfinite(_solve(*_normal_equations(V, f, w))[0]))
 
 
