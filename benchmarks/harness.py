@@ -7,6 +7,7 @@
     python benchmarks/harness.py --case c --slamfw-pixel-step 4   # slamfw on every 4th pixel only (says so)
     python benchmarks/harness.py --case b --quick    # (b) or (c) on small subsets (a minute or two)
     python benchmarks/harness.py --case a --no-reference    # slamfw's side only
+    python benchmarks/harness.py --case a --n-reference 100 # astroslam infers 100 spectra (default 20)
     python benchmarks/harness.py --case a --write-results   # and record the figures in benchmarks/RESULTS.md
     python benchmarks/harness.py --case a --work W          # keep the work folder W (model, data, results)
     python benchmarks/harness.py --case a --reuse-work W    # reuse W's trained model and reference results
@@ -967,6 +968,9 @@ def main() -> None:
                         "compiled with numba, slamfw[fast]); the case's name says which")
     p.add_argument("--n-predict", type=int, default=None, help="case a: spectra for the timed `slamfw predict` "
                    "(default 20000; 2000 with --quick); cases b and c predict their own test files")
+    p.add_argument("--n-reference", type=int, default=None, metavar="N",
+                   help="test spectra that astroslam infers (on 1 and 2 processes) and that slamfw's labels are "
+                        "compared on (default 20; 5 with --quick)")
     p.add_argument("--no-reference", action="store_true", help="slamfw's side only")
     p.add_argument("--work", default=None, help="keep the intermediate files here (a folder --reuse-work can reuse)")
     p.add_argument("--reuse-work", default=None, metavar="DIR",
@@ -991,6 +995,8 @@ def main() -> None:
     args = p.parse_args()
     if args.case != "a" and (args.n_predict is not None or args.scaling):
         p.error("--n-predict and --scaling are for case a only")
+    if args.n_reference is not None and args.n_reference < 1:
+        p.error("--n-reference must be at least 1")
     if args.slamfw_pixel_step != 1 and args.case != "c":
         p.error("--slamfw-pixel-step is for case c only")
     if args.case == "c" and (args.slamfw_pixel_step < 1 or 20 % args.slamfw_pixel_step):
@@ -1013,6 +1019,8 @@ def main() -> None:
             print(f"writing case (c)'s survey into {work / 'case-c'} ...", flush=True)
             case = case_c(work, args.quick, args.slamfw_pixel_step)
         case = case.with_solver(args.slam_solver)
+        if args.n_reference is not None:
+            case.n_reference = args.n_reference
         if args.scaling:
             print(f"machine: {machine()}", flush=True)
             text = run_scaling(args, case, work, reuse)

@@ -15,17 +15,36 @@ standardised labels ``z = (theta - mean) / scale``::
     r(z) = w * (f - emulator(mean + z * scale))      (P,), plus the prior's Gaussian residuals
     J(z) = dr/dz                                     (P, L)
 
-Each step solves ``(J^T J + lambda D) dz = -J^T r`` with ``D`` the diagonal of ``J^T J``
+Each step solves ``(H + lambda D) dz = -J^T r`` with ``D`` the diagonal of ``J^T J``
 (Marquardt's scaling; floored so that a label the data do not constrain still moves), and
 adapts the damping ``lambda`` per row by the ratio of actual to predicted reduction (Nielsen's
-rule). A prior's box is kept by projecting each trial point into it. A row stops, converged,
-when an accepted step lowers the cost by less than ``ftol`` of it, or a step moves z by less than
-``xtol`` of its size, or when the gradient's largest component falls below ``gtol``, or when at
-an accepted point the undamped Gauss-Newton step would lower the cost by at most ``ftol`` of it
-(``g^T (J^T J)^-1 g / 2``, the quadratic model's whole reduction: the step the first test would
-stop after is not evaluated; on case (a)'s 1500 test spectra this saves one evaluation in ten
-and moves labels by at most 0.005 of their formal errors); it stops, not converged, after
-``max_nfev`` evaluations or when the damping grows without bound.
+rule). ``H`` is Gauss-Newton's ``J^T J``, or ``J^T J + S``, where S estimates the part of the
+Hessian that Gauss-Newton leaves out (``sum_p r_p d2r_p/dz2``) from the steps taken: after each
+accepted step s, S gets the symmetric rank-one update that makes ``(J^T J + S) s`` equal the
+gradient's actual change (a structured secant update, as in NL2SOL, Dennis, Gay & Welsch 1981,
+whose rule also picks the model: each row's next step uses the one of the two that predicted the
+last step's actual reduction better). Gauss-Newton converges only linearly where that left-out
+part is not small against J^T J, on labels the spectrum constrains weakly: its steps zig-zag
+around the minimum or creep towards it. On case (a)'s 1500 test spectra (one start), the 192
+stars that took 10 or more evaluations had a median log g error of 0.22 dex against 0.09 for the
+others, and 58 % of them are hotter than 7500 K (38 % of all); S took them from 15.7 evaluations
+on average to 8.7, and all rows from 6.4 to 5.3 (at most 28 instead of 52), their labels within
+0.017 of their formal errors of Gauss-Newton's; on MILES's 117 test stars, 5.2 instead of 6.6.
+A prior's box is kept by projecting each trial point into it.
+
+A row stops, converged, when an accepted step lowers the cost by less than ``ftol`` of it, or a
+step moves z by less than ``xtol`` of its size, or when the gradient's largest component falls
+below ``gtol``, or when at an accepted point the undamped Gauss-Newton step would lower the cost
+by at most ``ftol`` of it (``g^T (J^T J)^-1 g / 2``, the quadratic model's whole reduction: the
+step the first test would stop after is not evaluated; on case (a)'s 1500 test spectra this
+saves one evaluation in ten and moves labels by at most 0.005 of their formal errors). After a
+step from ``J^T J + S`` the first two tests stop nothing (a wrong S can make a step short where
+the minimum is far): the row goes on with Gauss-Newton and S starts afresh. It stops, not
+converged, after ``max_nfev`` evaluations or when the damping grows without bound. The
+covariance is ``(J^T J)^-1`` at the solution, whichever model the steps used.
+
+The first evaluation of each row is at its start, a training star: with ``start_model`` (the
+emulated library, :mod:`slamfw.stats.library`) it is looked up instead.
 
 The code is written against an array module ``xp``: numpy, or CuPy to run on a GPU
 (:mod:`slamfw.stats.device`), with the emulator's ``on_device(xp)`` evaluator.
@@ -81,25 +100,28 @@ class _Batch:
         self.n_evals = 0
         self.flops = 0.0
 
-    def evaluate(self, rows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L)."""
+    def evaluate(self, rows: np.ndarray, z: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L); ``known``:
+        the emulator's flux (b, P) and jacobian (b, P, L) there, looked up instead of evaluated."""
         xp = self.xp
         theta = self.mean + z * self.scale
-        self.n_evals += len(rows)
-        flops = getattr(self.emulator, "flops_per_evaluation", None)
-        if flops is not None:
-            self.flops += len(rows) * flops
+        if known is None:
+            self.n_evals += len(rows)
+            flops = getattr(self.emulator, "flops_per_evaluation", None)
+            if flops is not None:
+                self.flops += len(rows) * flops
         pw = self.pw[rows]
         rp = pw * (theta - self.pm[rows])                               # (b, L) prior residuals (0 where none)
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
         n_lab, n_pix = z.shape[1], self.w.shape[1]
-        if self.terms is not None:
+        if self.terms is not None and known is None:
             cost, grad, jtj = self.terms(theta, self.w[rows], self.wf[rows])   # physical labels: to z
             cost = cost + 0.5 * xp.einsum("bl,bl->b", rp, rp)
             grad = grad * self.scale[None, :] + jp * rp
             jtj = jtj * (self.scale[:, None] * self.scale[None, :])[None]
         else:
-            model, jac = self.predict_and_jacobian(theta)                   # (b, P), (b, P, L)
+            model, jac = known if known is not None else self.predict_and_jacobian(theta)   # (b, P), (b, P, L)
             w = self.w[rows]
             r = self.wf[rows] - w * model                                   # (b, P)
             # dr/dz as (b, L, P), pixels last (a view without copying for the kernel emulators)
@@ -112,6 +134,32 @@ class _Batch:
         jtj[:, idx, idx] += jp ** 2
         self.flops += len(rows) * n_pix * (n_lab ** 2 + 2 * n_lab) * 2.0
         return cost, grad, jtj
+
+
+def _predicted(g: Any, step: Any, a: Any) -> Any:
+    """(b,) the cost reduction ``-(g.s + s.A.s / 2)`` that the quadratic model with gradient g
+    (b, L) and Hessian a (b, L, L) predicts for the steps s (b, L)."""
+    return -((g * step).sum(axis=1) + 0.5 * (step[:, None, :] @ a @ step[:, :, None])[:, 0, 0])
+
+
+def _sr1(sec: Any, s: Any, y: Any, xp: Any = np) -> Any:
+    """(b, L, L) the symmetric rank-one update of ``sec`` (b, L, L) that makes ``sec @ s = y`` for
+    the steps s (b, L) and their second-order gradient changes y (b, L); a row whose update is
+    ill-defined (``|v.s| <= 1e-8 |v| |s|``, v = y - sec s) keeps its ``sec``."""
+    v = y - (sec @ s[:, :, None])[:, :, 0]
+    den = xp.einsum("bl,bl->b", v, s)
+    use = xp.abs(den) > 1e-8 * xp.linalg.norm(v, axis=1) * xp.linalg.norm(s, axis=1)
+    return sec + xp.where(use, 1.0 / xp.where(use, den, 1.0), 0.0)[:, None, None] * (v[:, :, None] * v[:, None, :])
+
+
+def _stops(small_cost: Any, small_step: Any, small_grad: Any, small_next: Any, used: Any) -> tuple[Any, Any]:
+    """(b,) which rows stop, converged, after a step, and which go on with Gauss-Newton and a fresh
+    secant: a small gain or step (``small_cost``, ``small_step``) stops a row whose step came from
+    Gauss-Newton's model, but not one whose step used the secant term (``used``): that may be the
+    term's fault (too much curvature: a short step far from the minimum), so that row restarts it.
+    A small gradient, or a small Gauss-Newton decrement at the new point, stops either."""
+    stop = small_grad | small_next | ((small_cost | small_step) & ~used)
+    return stop, used & (small_cost | small_step) & ~stop
 
 
 def _decrement(a: Any, g: Any, xp: Any = np) -> Any:
@@ -136,14 +184,18 @@ def _decrement(a: Any, g: Any, xp: Any = np) -> Any:
 def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray,
                forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
                xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8, xp: Any = np,
-               evaluate: Any = None) -> dict[str, np.ndarray]:
+               evaluate: Any = None, start_model: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
     ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
     rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
     ``converged`` (R,), ``nfev`` (R,), and the totals ``n_evals`` and ``flops`` (when the emulator
     reports ``flops_per_evaluation``). ``xp``: the array module to compute with (numpy, or CuPy
     with ``evaluate = emulator.on_device(cupy)``); ``evaluate``: labels (b, L) -> flux (b, P)
-    and jacobian (b, P, L) on ``xp`` (default: ``emulator.predict_and_jacobian``)."""
+    and jacobian (b, P, L) on ``xp`` (default: ``emulator.predict_and_jacobian``). ``start_model``:
+    the emulator's flux (n, k, P) and jacobian (n, k, P, L) at the starts, on ``xp`` (the
+    emulated library's, :mod:`slamfw.stats.library`), used instead of evaluating it there (a
+    start that the prior's box moves is evaluated)."""
     n, k, n_lab = starts.shape
     rows_star = np.repeat(np.arange(n), k)
     pw, pm, lo, hi = (xp.asarray(a[rows_star]) for a in _prior_terms(forms, n_lab, mean, scale))
@@ -154,7 +206,16 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     pad = 1e-6 * span
     z = xp.clip(xp.asarray(starts.reshape(n * k, n_lab)), lo + pad, hi - pad)
     n_rows = n * k
-    cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z)
+    if start_model is None:
+        cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z)
+    else:
+        cost, grad = xp.empty(n_rows), xp.empty((n_rows, n_lab))
+        jtj = xp.empty((n_rows, n_lab, n_lab))
+        flux0, jac0 = start_model[0].reshape(n_rows, -1), start_model[1].reshape(n_rows, -1, n_lab)
+        moved = xp.any(z != xp.asarray(starts.reshape(n_rows, n_lab)), axis=1)
+        for sel, known in ((xp.flatnonzero(~moved), True), (xp.flatnonzero(moved), False)):
+            if sel.size:
+                cost[sel], grad[sel], jtj[sel] = batch.evaluate(sel, z[sel], (flux0[sel], jac0[sel]) if known else None)
     nfev = xp.ones(n_rows, xp.int64)
     lam = xp.full(n_rows, LAMBDA_START)
     nu = xp.full(n_rows, 2.0)
@@ -164,12 +225,15 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     flat = xp.max(xp.abs(grad), axis=1) <= gtol
     done[flat], converged[flat] = True, True
     eye = xp.eye(n_lab)
+    sec = xp.zeros((n_rows, n_lab, n_lab))      # secant estimate of the Hessian's second-order part
+    use_sec = xp.zeros(n_rows, bool)             # the next step from J^T J + sec (else Gauss-Newton's J^T J)
     while True:
         act = xp.flatnonzero(~done)
         if act.size == 0:
             break
-        a, g = jtj[act], grad[act]
-        diag = xp.diagonal(a, axis1=1, axis2=2)
+        g, a_gn, used = grad[act], jtj[act], use_sec[act]
+        a = a_gn + xp.where(used[:, None, None], sec[act], 0.0)
+        diag = xp.diagonal(a_gn, axis1=1, axis2=2)
         floor = 1e-10 * xp.maximum(diag.max(axis=1, keepdims=True), 1e-300)
         damp = lam[act, None, None] * (xp.maximum(diag, floor)[:, :, None] * eye)
         try:
@@ -180,8 +244,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         step = trial - z[act]
         c_new, g_new, a_new = batch.evaluate(act, trial)
         nfev[act] += 1
-        # predicted reduction of the linear model: -(g.s + s.A.s / 2)
-        predicted = -(xp.einsum("bl,bl->b", g, step) + 0.5 * xp.einsum("bl,blm,bm->b", step, a, step))
+        predicted = _predicted(g, step, a)
         actual = cost[act] - c_new
         ok = xp.isfinite(c_new) & (actual > 0)
         rho = xp.where(ok & (predicted > 0), actual / xp.where(predicted > 0, predicted, 1.0), 0.0)
@@ -189,6 +252,12 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         small_cost = ok & (actual <= ftol * cost[act])
         # a step this small (accepted or not) means z is a minimum to xtol, as MINPACK's test
         small_step = xp.linalg.norm(step, axis=1) <= xtol * (xtol + xp.linalg.norm(z[act], axis=1))
+        # the next step from the model that predicted this one's actual reduction better (NL2SOL's choice)
+        fin = xp.isfinite(c_new)
+        gain_gn, gain_sec = _predicted(g, step, a_gn), _predicted(g, step, a_gn + sec[act])
+        use_sec[act[fin]] = (xp.abs(actual - gain_sec) < xp.abs(actual - gain_gn))[fin]
+        if acc.size:
+            sec[acc] = _sr1(sec[acc], step[ok], g_new[ok] - g[ok] - xp.einsum("blm,bm->bl", a_new[ok], step[ok]), xp)
         z[acc], cost[acc], grad[acc], jtj[acc] = trial[ok], c_new[ok], g_new[ok], a_new[ok]
         lam[acc] *= xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho[ok] - 1.0) ** 3)
         nu[acc] = 2.0
@@ -200,7 +269,9 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         # at the new point, the Gauss-Newton step would lower the cost by at most ftol of it: no need to take it
         small_next = xp.zeros(act.size, bool)
         small_next[ok] = _decrement(a_new[ok], g_new[ok], xp) <= ftol * c_new[ok]
-        stop_ok = small_cost | small_step | small_grad | small_next
+        stop_ok, restart = _stops(small_cost, small_step, small_grad, small_next, used)
+        use_sec[act[restart]] = False
+        sec[act[restart]] = 0.0
         converged[act[stop_ok]] = True
         give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
         done[act[stop_ok | give_up]] = True

@@ -27,6 +27,7 @@ from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
 from .batched_lm import batched_lm
 from .device import array_module, device_evaluator
+from .library import library_flux, library_jacobian
 from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
 #: Stars per task when one call's spectra are spread over the executor's workers.
@@ -189,9 +190,12 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
     return out
 
 
-def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, emulator: Any,
-                       mean: np.ndarray, scale: np.ndarray, solver: Solver) -> dict[str, np.ndarray]:
-    """:func:`_fit_block`, all stars and starts iterated together (:func:`~slamfw.stats.batched_lm.batched_lm`)."""
+def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, start_index: np.ndarray,
+                       emulator: Any, mean: np.ndarray, scale: np.ndarray, solver: Solver,
+                       train: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_fit_block`, all stars and starts iterated together (:func:`~slamfw.stats.batched_lm.batched_lm`);
+    ``start_index`` (n, k): the training star (of ``train`` (M, L)) each start is, whose emulated
+    spectrum and jacobian the solver looks up in the library (:mod:`slamfw.stats.library`)."""
     n, k, n_lab = starts.shape
     out = _unfitted(n, n_lab)
     fit = (weights > 0).sum(axis=1) >= n_lab
@@ -204,9 +208,14 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray
     # executor's workers, so the labels do not depend on where they were computed (the catalogue
     # is the same file under every executor)
     with threadpool_limits(limits=1):
+        start_model = None
+        lib_jac = library_jacobian(emulator, train) if xp is np else None
+        if lib_jac is not None:
+            at = start_index[idx]
+            start_model = (library_flux(emulator, train)[at], lib_jac[at])
         res = batched_lm(emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale,
                          max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol,
-                         xp=xp, evaluate=evaluate)
+                         xp=xp, evaluate=evaluate, start_model=start_model)
     cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
     cost = cost.reshape(idx.size, k)
     best = np.argmin(cost, axis=1)
@@ -249,16 +258,19 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     scale = np.where(scale > 0, scale, 1.0)
     w = likelihood_weights(ivar, emu.model_error_ if use_model_error else None)
     z_train = (train - mean) / scale
-    idx = best_library_matches(flux, w, emu.predict(train), n_starts, z_train, start_separation)
+    idx = best_library_matches(flux, w, library_flux(emu, train), n_starts, z_train, start_separation)
     starts = z_train[idx]                                     # (N, k, L)
     forms = prior_forms(name, prior, ids, flux.shape[0])
     solver = solver or Solver()
     per_task = _batch_stars(n_starts, emu.n_pixels_, train.shape[1]) if batched else STARS_PER_TASK
     blocks = chunks(flux.shape[0], per_task)
-    parts = current_executor().map(
-        _fit_block_batched if batched else _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks],
-        desc=f"{name}: fitting spectra", progress=False,
-        shared=dict(emulator=emu, mean=mean, scale=scale, solver=solver))
+    if batched:
+        func, tasks = _fit_block_batched, [(flux[s:e], w[s:e], starts[s:e], forms[s:e], idx[s:e]) for s, e in blocks]
+        shared = dict(emulator=emu, mean=mean, scale=scale, solver=solver, train=train)
+    else:
+        func, tasks = _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks]
+        shared = dict(emulator=emu, mean=mean, scale=scale, solver=solver)
+    parts = current_executor().map(func, tasks, desc=f"{name}: fitting spectra", progress=False, shared=shared)
     cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key not in ("evals", "flops")}
     fitted = np.isfinite(cat["labels"]).all(1)
     model_flux = np.full(flux.shape, np.nan)

@@ -14,8 +14,9 @@ penalty, ``int B_j'' B_k''``, exact: B'' is linear on each interval) depend on t
 only, so they are built once per block of stars, with array operations, and every rejection
 iteration only reweights B^T W B and solves. With numba installed (``slamfw[fast]``) assembly,
 banded Cholesky, solves and values run in compiled loops, 8 stars side by side in vector lanes:
-59 us per star and solve on 1900 pixels (87 us one star at a time, the same bits;
-``benchmarks/bench_spline.py``, 2026-11-27) against 290-300 us for the fallback (numpy's
+53 us per star and solve on 1900 pixels, each star on its own grid (59 us before each group's
+basis rows were copied side by side, the same bits; ``benchmarks/bench_spline.py``, 2026-11-28)
+against 290-300 us for the fallback (numpy's
 assembly, then LAPACK's banded Cholesky called once per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at
 100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the
 continuum on a 1 A grid of 1900 pixels; the agreement loosens as the system's conditioning grows
@@ -61,9 +62,10 @@ def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover
     stars, the innermost loop over the stars of a group (lanes past the last star repeat it, and
     are not written): the banded normal equations of star s (penalty rows[s] of omega, basis
     rows[s]), their Cholesky factor (bandwidth 3, L[k + d, k] in chol[k + 3, d]), the two
-    triangular solves and the spline at the points, into out[s]. Each star's arithmetic is the
-    same, in the same order, as one star at a time (the same bits). Returns -1, or the first star
-    whose system is not positive definite."""
+    triangular solves and the spline at the points, into out[s]. The group's basis and penalty rows are copied side by
+    side (lanes last) once, and not again for a next group on the same rows (stars that share one
+    basis: every group). Each star's arithmetic is the same, in the same order, as one star at a
+    time (the same bits). Returns -1, or the first star whose system is not positive definite."""
     M, n = y.shape
     m = n + 2
     G = LANES
@@ -75,9 +77,10 @@ def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover
     wt = np.empty((n, G))
     lg = np.empty(G)
     rg = np.empty(G, np.int64)
+    held = np.full(G, -1, np.int64)              # the rows whose basis and penalty bt and ot hold
+    bt = np.empty((n, 4, G))
+    ot = np.empty((m, 4, G))
     fail = np.empty(G, np.int64)
-    vp = np.empty(G)
-    bv = np.empty((4, G))
     for s0 in range(0, M, G):
         live = min(G, M - s0)
         for g in range(G):                      # lanes past the last star repeat it (computed, not written)
@@ -89,28 +92,46 @@ def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover
                 wi = w[s, i]
                 wt[i, g] = wi
                 yt[i, g] = wi * y[s, i] if wi > 0.0 else 0.0
+        for g in range(G):
+            if rg[g] != held[g]:
+                r = rg[g]
+                held[g] = r
+                for i in range(n):
+                    for p in range(4):
+                        bt[i, p, g] = basis[p, r, i]
+                for k in range(m):
+                    for d in range(4):
+                        ot[k, d, g] = omega[d, r, k]
         for k in range(m):
             for d in range(4):
                 if k + d < m:
                     for g in range(G):
-                        a[k, d, g] = lg[g] * omega[d, rg[g], k]
+                        a[k, d, g] = lg[g] * ot[k, d, g]
                 else:
                     for g in range(G):
                         a[k, d, g] = 0.0
             for g in range(G):
                 rhs[k, g] = 0.0
-        for i in range(n):
+        for i in range(n):                      # point i adds to rows and columns first_i .. first_i + 3
             f = first[i]
-            for p in range(4):
-                for g in range(G):
-                    bv[p, g] = basis[p, rg[g], i]
-            for p in range(4):
-                for g in range(G):
-                    rhs[f + p, g] += yt[i, g] * bv[p, g]
-                    vp[g] = wt[i, g] * bv[p, g]
-                for d in range(4 - p):
-                    for g in range(G):
-                        a[f + p, d, g] += vp[g] * bv[p + d, g]
+            for g in range(G):
+                b0, b1, b2, b3 = bt[i, 0, g], bt[i, 1, g], bt[i, 2, g], bt[i, 3, g]
+                yy, ww = yt[i, g], wt[i, g]
+                rhs[f, g] += yy * b0
+                rhs[f + 1, g] += yy * b1
+                rhs[f + 2, g] += yy * b2
+                rhs[f + 3, g] += yy * b3
+                v0, v1, v2, v3 = ww * b0, ww * b1, ww * b2, ww * b3
+                a[f, 0, g] += v0 * b0
+                a[f, 1, g] += v0 * b1
+                a[f, 2, g] += v0 * b2
+                a[f, 3, g] += v0 * b3
+                a[f + 1, 0, g] += v1 * b1
+                a[f + 1, 1, g] += v1 * b2
+                a[f + 1, 2, g] += v1 * b3
+                a[f + 2, 0, g] += v2 * b2
+                a[f + 2, 1, g] += v2 * b3
+                a[f + 3, 0, g] += v3 * b3
         for k in range(m):
             q = k + 3
             for g in range(G):
@@ -136,13 +157,10 @@ def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover
                 c[q, g] = (c[q, g] - chol[q, 1, g] * c[q + 1, g] - chol[q, 2, g] * c[q + 2, g]
                            - chol[q, 3, g] * c[q + 3, g]) / chol[q, 0, g]
         for g in range(live):
-            r = rg[g]
             for i in range(n):
                 f = first[i]
-                v = 0.0
-                for p in range(4):
-                    v += basis[p, r, i] * c[f + p + 3, g]
-                out[s0 + g, i] = v
+                out[s0 + g, i] = (bt[i, 0, g] * c[f + 3, g] + bt[i, 1, g] * c[f + 4, g]
+                                  + bt[i, 2, g] * c[f + 5, g] + bt[i, 3, g] * c[f + 6, g])
     return -1
 
 
