@@ -30,6 +30,9 @@ from .device import array_module, device_evaluator
 from .library import library_flux, library_jacobian
 from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
+#: Batched: a block looks its starts up in the emulated library (slamfw.stats.library) when it has
+#: at least this fraction of the library's stars as rows (stars x starts).
+LIBRARY_MIN_FRACTION = 0.25
 #: Stars per task when one call's spectra are spread over the executor's workers.
 STARS_PER_TASK = 50
 #: Batched: at most this many stars per task, and the rows' jacobians within about this many bytes.
@@ -209,10 +212,14 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray
     # is the same file under every executor)
     with threadpool_limits(limits=1):
         start_model = None
-        lib_jac = library_jacobian(emulator, train) if xp is np else None
-        if lib_jac is not None:
-            at = start_index[idx]
-            start_model = (library_flux(emulator, train)[at], lib_jac[at])
+        # the library's jacobian costs an evaluation of all its M stars, once per process: a block
+        # of fewer rows than M * LIBRARY_MIN_FRACTION evaluates its starts instead (decided by the
+        # block alone, so that a star's labels do not depend on which process fitted it)
+        if xp is np and idx.size * k >= LIBRARY_MIN_FRACTION * len(train):
+            lib_jac = library_jacobian(emulator, train)
+            if lib_jac is not None:
+                at = start_index[idx]
+                start_model = (library_flux(emulator, train)[at], lib_jac[at])
         res = batched_lm(emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale,
                          max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol,
                          xp=xp, evaluate=evaluate, start_model=start_model)
