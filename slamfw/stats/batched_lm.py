@@ -24,9 +24,10 @@ accepted step s, S gets the symmetric rank-one update that makes ``(J^T J_new + 
 gradient's actual change ``g_new - g`` (a structured secant condition; NL2SOL, Dennis, Gay &
 Welsch 1981, updates S with a sized rank-two formula from ``(J_new - J)^T r_new``, which needs J
 itself, not formed here: the emulator gives J^T r and J^T J only). Each row's next step uses the
-model, J^T J or J^T J + S, that predicted the last step's actual reduction better (NL2SOL's rule). Gauss-Newton converges only linearly where that left-out
-part is not small against J^T J, on labels the spectrum constrains weakly: its steps zig-zag
-around the minimum or creep towards it. On case (a)'s 1500 test spectra (one start), the 192
+model, J^T J or J^T J + S, that predicted the last step's actual reduction better (NL2SOL's
+rule). Gauss-Newton converges only linearly where that left-out part is not small against
+J^T J, on labels the spectrum constrains weakly: its steps zig-zag around the minimum or creep
+towards it. On case (a)'s 1500 test spectra (one start), the 192
 stars that took 10 or more evaluations had a median log g error of 0.22 dex against 0.09 for the
 others, and 58 % of them are hotter than 7500 K (38 % of all); S took them from 15.7 evaluations
 on average to 8.7, and all rows from 6.4 to 5.3 (at most 28 instead of 52), their labels within
@@ -40,9 +41,11 @@ by at most ``ftol`` of it (``g^T (J^T J)^-1 g / 2``, the quadratic model's whole
 step the first test would stop after is not evaluated; on case (a)'s 1500 test spectra this
 saves one evaluation in ten and moves labels by at most 0.005 of their formal errors). After a
 step from ``J^T J + S`` the first two tests stop nothing (a wrong S can make a step short where
-the minimum is far): the row goes on with Gauss-Newton, S starts afresh and so does the damping. It stops, not
-converged, after ``max_nfev`` evaluations or when the damping grows without bound. The
-covariance is ``(J^T J)^-1`` at the solution, whichever model the steps used.
+the minimum is far): the row goes on with Gauss-Newton, S starts afresh and so does the
+damping. It stops, not converged, after ``max_nfev`` evaluations or when the damping grows
+without bound. The covariance is ``(J^T J)^-1`` at the solution, whichever model the steps used.
+The model choice is a comparison: where it is nearly a tie, rounding (another BLAS, the GPU) can
+send a row along another path to the same minimum, to within the tolerances.
 
 The first evaluation of each row is at its start, a training star: with ``start_model`` (the
 emulated library, :mod:`slamfw.stats.library`) it is looked up instead.
