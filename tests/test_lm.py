@@ -394,7 +394,7 @@ def _line_problem(n=40, seed=9):
 
 def test_batched_lm_secant_term_converges_where_gauss_newton_creeps(monkeypatch):
     """On large-residual problems the secant term S cuts the evaluations, and every row ends at the
-    minimum that scipy's least_squares finds from the same start (its cost and labels)."""
+    minimum that scipy's least_squares finds from the same start (its cost, and the model there)."""
     import slamfw.stats.batched_lm as blm
     flux, w, starts = _line_problem()
     emu = _LineModel()

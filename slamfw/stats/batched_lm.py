@@ -22,8 +22,9 @@ rule). ``H`` is Gauss-Newton's ``J^T J``, or ``J^T J + S``, where S estimates th
 Hessian that Gauss-Newton leaves out (``sum_p r_p d2r_p/dz2``) from the steps taken: after each
 accepted step s, S gets the symmetric rank-one update that makes ``(J^T J_new + S) s`` equal the
 gradient's actual change ``g_new - g`` (a structured secant condition; NL2SOL, Dennis, Gay &
-Welsch 1981, updates S with a sized rank-two formula from ``(J_new - J)^T r_new``, which needs J
-itself, not formed here: the emulator gives J^T r and J^T J only). Each row's next step uses the
+Welsch 1981, updates S with a sized rank-two formula from ``(J_new - J)^T r_new``, which needs
+the previous point's J, not kept here, and on ``slam``'s compiled path never formed: its
+``least_squares_terms`` gives J^T r and J^T J only). Each row's next step uses the
 model, J^T J or J^T J + S, that predicted the last step's actual reduction better (NL2SOL's
 rule). Gauss-Newton converges only linearly where that left-out part is not small against
 J^T J, on labels the spectrum constrains weakly: its steps zig-zag around the minimum or creep

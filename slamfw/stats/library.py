@@ -4,8 +4,8 @@ Every block of stars that :func:`~slamfw.stats.maxlike.maximum_likelihood` fits 
 against the same library (the paper's initial guess, §2.3), and the batched solver's first
 evaluation of each row is at a library star. Both are the same for every block of a survey, so
 they are computed once per process and emulator and looked up afterwards, instead of once per
-block (on case (a) of the speed benchmark: 1000 library spectra for each block of 500 stars, and
-one evaluation in five or six of each row).
+block (on case (a) of the speed benchmark: 1000 library spectra for each chunk of 500 spectra that
+``slamfw predict`` hands it, and one evaluation in five or six of each row).
 
 Both are computed with one BLAS thread, in blocks of :data:`LIBRARY_ROWS` training stars, so that
 they are the same bits in every process, whatever executor runs it. The cache holds the emulator
