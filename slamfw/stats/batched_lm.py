@@ -255,7 +255,9 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         step = trial - z[act]
         c_new, g_new, a_new = batch.evaluate(act, trial)
         nfev[act] += 1
-        predicted = _predicted(g, step, a)
+        # the reductions both models predict for this step; the step came from the one in ``a``
+        gain_gn, gain_sec = _predicted(g, step, a_gn), _predicted(g, step, a_gn + sec[act])
+        predicted = xp.where(used, gain_sec, gain_gn)
         actual = cost[act] - c_new
         ok = xp.isfinite(c_new) & (actual > 0)
         rho = xp.where(ok & (predicted > 0), actual / xp.where(predicted > 0, predicted, 1.0), 0.0)
@@ -265,7 +267,6 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         small_step = xp.linalg.norm(step, axis=1) <= xtol * (xtol + xp.linalg.norm(z[act], axis=1))
         # the next step from the model that predicted this one's actual reduction better (NL2SOL's choice)
         fin = xp.isfinite(c_new)
-        gain_gn, gain_sec = _predicted(g, step, a_gn), _predicted(g, step, a_gn + sec[act])
         use_sec[act[fin]] = (xp.abs(actual - gain_sec) < xp.abs(actual - gain_gn))[fin]
         if acc.size:
             sec[acc] = _sr1(sec[acc], step[ok], g_new[ok] - g[ok] - xp.einsum("blm,bm->bl", a_new[ok], step[ok]), xp)
