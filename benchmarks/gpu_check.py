@@ -3,28 +3,46 @@
 Run on a machine with an NVIDIA GPU and CuPy (prints; asserts nothing itself; the equality test is
 ``tests/test_device.py``, which this runs first):
 
-    python benchmarks/gpu_check.py                      # 20,000 prepared spectra, a 1000 x 501 SLAM-like model
+    python benchmarks/gpu_check.py                      # 20,000 prepared spectra, a 1000 x 501 krr model
     python benchmarks/gpu_check.py --n 2000 --train 300 # smaller
+    python benchmarks/gpu_check.py --no-tests --predict-model MODEL   # and the whole `slamfw predict`
 
 On this project's lent GPU machines (Python 3.12, CuPy, numpy, scipy, scikit-learn there; astropy,
-pydantic and emcee missing), carry the wheels and install slamfw without its dependencies::
+pydantic and emcee missing, no package index), carry the wheels, slamfw's own among them::
 
-    # here, once: the missing wheels into .whl/ (ignored by git), see /work/.library/device/README.md
+    # here, once: the missing wheels into .whl/ (ignored by git; /work/.library/device/README.md),
+    # and slamfw's: pip wheel --no-deps --no-build-isolation -w .whl .
     # there, as the run command, with carry [".whl"]:
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl . \
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
         && PYTHONPATH=/tmp/site python3 benchmarks/gpu_check.py
 
 The model: ``krr`` trained on the demo's mock survey (``--train`` stars, 3.6 A grid: 501 pixels), an
 RBF expansion of the same form as ``slam``'s, trained in seconds; the GPU evaluates it exactly as
-it evaluates ``slam``. Timings: the batched fit alone on prepared spectra, CPU on one thread (as
-each worker runs it) and on the GPU, in one process, with the achieved FLOP rates.
+it evaluates ``slam``. Timings: the whole ``lm.infer`` (library matches on the CPU, the batched fit,
+covariances) on prepared spectra, in one process: the CPU's batched fit on one thread (as each
+executor worker runs it), then the GPU with its own batch size (``maxlike.BATCH_BYTES_DEVICE``) and
+with the CPU's (``--gpu-small-batches``), each with the mean evaluations per star.
+
+``--profile``: the host's time per function of the last GPU run (cProfile; run with
+``CUDA_LAUNCH_BLOCKING=1`` so that each kernel's time falls on the call that launched it).
+
+``--predict-model MODEL``: the whole ``slamfw predict`` process as a survey user runs it, on a mock
+survey ``table`` file of ``--predict-n`` rows (the demo survey's settings, harness_table.py; the
+first ``--predict-draw`` spectra drawn, the rest repeating them, so that writing it takes seconds):
+on the CPU (the local executor, all cores) and on the GPU (the same executor, one chunk of all the
+rows, and with the default chunks), the labels compared in units of the CPU's errors.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
+import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,53 +50,190 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _timed_infer(label: str, lm, model, test, small_batches: bool = False, profile: bool = False):
+    """The whole ``lm.infer`` on the prepared ``test`` spectra, timed (after a 50-spectrum warm-up)."""
+    from slamfw.stats import maxlike
+    saved = maxlike.BATCH_STARS_DEVICE
+    if small_batches:
+        maxlike.BATCH_STARS_DEVICE = maxlike.BATCH_STARS
+    try:
+        lm.infer(model, test.flux[:50], test.weight_ivar[:50])          # warm-up (GPU: copies, kernels)
+        prof = cProfile.Profile() if profile else None
+        if prof:
+            prof.enable()
+        t0 = time.perf_counter()
+        res = lm.infer(model, test.flux, test.weight_ivar)
+        wall = time.perf_counter() - t0
+        if prof:
+            prof.disable()
+    finally:
+        maxlike.BATCH_STARS_DEVICE = saved
+    print(f"{label}: {1e3 * wall / len(test.flux):.3f} ms per spectrum (whole lm.infer: library matches, fit, "
+          f"covariances); {res.nfev.mean():.2f} evaluations per star", flush=True)
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return res
+
+
+def _compare(name: str, a, b) -> None:
+    """Labels b against a (the first len(a) of b), both converged, in units of a's errors."""
+    n = len(a.labels)
+    both = a.converged & b.converged[:n]
+    pull = np.abs(b.labels[:n][both] - a.labels[both]) / a.errors[both]
+    print(f"{name}: converged {a.converged.sum()} and {b.converged.sum()}, both {both.sum()}; |difference| / error: "
+          f"max {pull.max():.2e}, median {np.median(pull):.2e}, above 1e-3: {(pull.max(axis=1) > 1e-3).sum()} stars",
+          flush=True)
+
+
+def _fit_section(model_path: Path, table: Path, n_cpu: int, gpu: bool) -> None:
+    """The model's ``lm`` alone, in one process, on the table's prepared spectra: the CPU (one
+    thread, the first ``n_cpu`` spectra) and the GPU (all of them)."""
+    from slamfw import SerialExecutor, using_executor
+    from slamfw.api import load_model
+    from slamfw.workflows.infer import call_infer, model_inferer, prepare_for_model, read_with_model_reader
+    model = load_model(model_path)
+    data = prepare_for_model(read_with_model_reader(model, None, "table", {"path": str(table)}).read(), model)
+    flux, ivar, ids = data.flux, data.weight_ivar, np.asarray(data.ids, dtype=str)
+    out = {}
+    with using_executor(SerialExecutor()):
+        for dev, n in (("cpu", min(n_cpu, len(flux))), ("cuda", len(flux))):
+            if dev == "cuda" and not gpu:
+                continue
+            inferer = model_inferer(model, {"device": dev})
+            call_infer(inferer, model, flux[:5], ivar[:5], None, ids[:5])           # warm-up
+            t0 = time.perf_counter()
+            out[dev] = call_infer(inferer, model, flux[:n], ivar[:n], None, ids[:n])
+            wall = time.perf_counter() - t0
+            print(f"{model_path.name}, lm in process, {dev}: {1e3 * wall / n:.2f} ms per spectrum over {n} spectra "
+                  f"({flux.shape[1]} pixels; library matches, fit, covariances); {out[dev].nfev.mean():.2f} "
+                  f"evaluations per star", flush=True)
+    if "cuda" in out:
+        _compare(f"{model_path.name}, cuda against cpu (first {len(out['cpu'].labels)})", out["cpu"], out["cuda"])
+
+
+def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool, table: Path | None = None) -> None:
+    """The whole ``slamfw predict`` on a survey table (a mock one of ``n`` rows unless ``table``),
+    CPU and GPU (see the module's doc)."""
+    from astropy.table import Table
+    from astropy.units import UnitsWarning
+    work.mkdir(parents=True, exist_ok=True)
+    if table is None:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from harness_table import write_mock_tables
+        table = work / f"survey-{n}-draw{draw}.npz"
+        t0 = time.perf_counter()
+        write_mock_tables([(table, 0, n)], n, draw=draw, log=lambda *a, **k: None)
+        print(f"survey table: {n} rows ({draw} drawn), {time.perf_counter() - t0:.1f} s", flush=True)
+    else:
+        with np.load(table) as z:
+            n = len(z["flux"])
+    n_workers = os.cpu_count() or 1
+    # chunks of 500 (predict's default), fewer where that would leave workers idle
+    chunk = str(min(500, -(-n // n_workers)))
+    workers = ["--executor", "local", "--workers", str(n_workers)]
+    runs = [(f"cpu, chunks of {chunk}", workers + ["--chunk-size", chunk])]
+    if gpu:
+        cuda = ["--inferer-param", "device=cuda"]
+        # the first GPU run compiles CuPy's kernels (kept on disk for the next): run it twice
+        runs += [("cuda, serial, one chunk (first)", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
+                 ("cuda, serial, one chunk", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
+                 ("cuda, one chunk", workers + [*cuda, "--chunk-size", str(n)]),
+                 (f"cuda, chunks of {chunk}", workers + [*cuda, "--chunk-size", chunk])]
+    cats = {}
+    for name, extra in runs:
+        cat = work / f"cat-{len(cats)}.fits"
+        cmd = [sys.executable, "-m", "slamfw.cli", "predict", str(model_path), "--reader", "table", "--reader-param",
+               f"path={table}", "-o", str(cat), "--force", *extra]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if r.returncode:
+            print(f"predict ({name}) failed, exit {r.returncode}:\n{r.stderr[-3000:]}", flush=True)
+            continue
+        # predict's own log line: the time from the model loaded to the catalogue written
+        inner = re.search(r"predict: \d+ spectra in ([0-9.]+) s", r.stdout + r.stderr)
+        where = "serial" if "serial" in name else f"{n_workers} workers"
+        print(f"{model_path.name}, predict ({name}, {where}): {wall:.1f} s for {n} spectra, {1e3 * wall / n:.3f} ms "
+              f"per spectrum (whole process: start, read, normalise, fit, write); "
+              f"{inner.group(1) if inner else '?'} s of it after start-up (predict's log)", flush=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnitsWarning)
+            cats[name] = Table.read(cat)
+    ref_name = next((k for k in cats if k.startswith("cpu")), None)
+    if ref_name is not None:
+        ref = cats[ref_name]
+        names = [c[:-len("_err_formal")] for c in ref.colnames if c.endswith("_err_formal")]
+        for name, t in cats.items():
+            if name == ref_name:
+                continue
+            both = np.asarray(ref["converged"]) & np.asarray(t["converged"])
+            pull = np.column_stack([np.abs(np.asarray(t[x]) - np.asarray(ref[x])) / np.asarray(ref[f"{x}_err_formal"])
+                                    for x in names])[both]
+            print(f"catalogue ({name}) against cpu: converged {both.sum()} of {len(ref)} in both; |difference| / "
+                  f"formal error: max {pull.max():.2e}, median {np.median(pull):.2e}, above 1e-3: "
+                  f"{(pull.max(axis=1) > 1e-3).sum()} stars", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=20000, help="test spectra")
     p.add_argument("--train", type=int, default=1000, help="training stars")
     p.add_argument("--no-tests", action="store_true")
+    p.add_argument("--skip-cpu", action="store_true", help="time the GPU only (with --profile)")
+    p.add_argument("--gpu-small-batches", action="store_true", help="also time the GPU with the CPU's batch size")
+    p.add_argument("--profile", action="store_true", help="cProfile the last GPU run")
+    p.add_argument("--predict-model", type=Path, help="a model file: also time the whole slamfw predict")
+    p.add_argument("--predict-n", type=int, default=20000)
+    p.add_argument("--predict-draw", type=int, default=2000)
+    p.add_argument("--predict-table", type=Path, help="a survey table npz for --predict-model (default: a mock one)")
+    p.add_argument("--fit-cpu-n", type=int, default=0,
+                   help="with --predict-table: also time the model's lm in process (CPU on this many spectra)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/slamfw-gpu-check"))
     args = p.parse_args()
     from slamfw import SerialExecutor, TrainedEmulator, gpu_available, registry, using_executor
     from slamfw.config import PreprocessConfig
     from slamfw.preprocess import prepare
-    print(f"GPU available: {gpu_available()}", flush=True)
-    if gpu_available():
+    gpu = gpu_available()
+    print(f"GPU available: {gpu}", flush=True)
+    if gpu:
         import cupy
         props = cupy.cuda.runtime.getDeviceProperties(0)
         print(f"CuPy {cupy.__version__}, {props['name'].decode()}", flush=True)
     if not args.no_tests:
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", str(REPO / "tests" / "test_device.py")],
-                           cwd=REPO)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                            str(REPO / "tests" / "test_device.py")], cwd=REPO)
         print(f"tests/test_device.py exit {r.returncode}", flush=True)
-    cfg = PreprocessConfig(wave_min=3950.0, wave_max=5750.0, wave_step=3.6)
-    norm = registry.create("normalizer", "spline", {"smoothing_length": 150.0})
+    if args.n > 0:
+        cfg = PreprocessConfig(wave_min=3950.0, wave_max=5750.0, wave_step=3.6)
+        norm = registry.create("normalizer", "spline", {"smoothing_length": 150.0})
 
-    def mock(n, seed, snr):
-        return registry.create("reader", "mock", {"n_stars": n, "seed": seed, "snr": snr, "n_pixels": 1900,
-                                                  "wave_range": [3900.0, 5800.0]}).read()
-    with using_executor(SerialExecutor()):
-        t0 = time.perf_counter()
-        train = prepare(mock(args.train, 1, 200.0), cfg, norm)
-        emu = registry.create("emulator", "krr", {}).fit(train.labels, train.flux, train.ivar)
-        model = TrainedEmulator(emu, train.labels, train.label_names)
-        test = prepare(mock(args.n, 7, [20.0, 50.0, 100.0]), cfg, norm, grid=train.wave)
-        print(f"model: krr, {len(train.labels)} stars x {emu.n_pixels_} pixels; {len(test.flux)} test spectra; "
-              f"set-up {time.perf_counter() - t0:.1f} s", flush=True)
-        out = {}
-        for dev in ("cpu", "cuda") if gpu_available() else ("cpu",):
-            lm = registry.create("inferer", "lm", {"device": dev})
-            lm.infer(model, test.flux[:50], test.weight_ivar[:50])          # warm-up (GPU: copies, kernels)
+        def mock(n, seed, snr):
+            return registry.create("reader", "mock", {"n_stars": n, "seed": seed, "snr": snr, "n_pixels": 1900,
+                                                      "wave_range": [3900.0, 5800.0]}).read()
+        with using_executor(SerialExecutor()):
             t0 = time.perf_counter()
-            out[dev] = lm.infer(model, test.flux, test.weight_ivar)
-            wall = time.perf_counter() - t0
-            print(f"{dev}: {1e3 * wall / len(test.flux):.3f} ms per spectrum (whole lm.infer: library matches, "
-                  f"fit, covariances)", flush=True)
-    if "cuda" in out:
-        a, b = out["cpu"], out["cuda"]
-        both = a.converged & b.converged
-        pull = np.abs(b.labels[both] - a.labels[both]) / a.errors[both]
-        print(f"converged: cpu {a.converged.sum()}, cuda {b.converged.sum()}, both {both.sum()}; "
-              f"|cuda - cpu| / error: max {pull.max():.2e}, median {np.median(pull):.2e}")
+            train = prepare(mock(args.train, 1, 200.0), cfg, norm)
+            emu = registry.create("emulator", "krr", {}).fit(train.labels, train.flux, train.ivar)
+            model = TrainedEmulator(emu, train.labels, train.label_names)
+            test = prepare(mock(args.n, 7, [20.0, 50.0, 100.0]), cfg, norm, grid=train.wave)
+            print(f"model: krr, {len(train.labels)} stars x {emu.n_pixels_} pixels; {len(test.flux)} test spectra; "
+                  f"set-up {time.perf_counter() - t0:.1f} s", flush=True)
+            out = {}
+            if not args.skip_cpu:
+                out["cpu"] = _timed_infer("cpu", registry.create("inferer", "lm", {"device": "cpu"}), model, test)
+            if gpu:
+                lm = registry.create("inferer", "lm", {"device": "cuda"})
+                if args.gpu_small_batches:
+                    out["cuda (cpu's batches)"] = _timed_infer("cuda, the CPU's batch size", lm, model, test,
+                                                               small_batches=True)
+                out["cuda"] = _timed_infer("cuda", lm, model, test, profile=args.profile)
+        for name in out:
+            if name != "cpu" and "cpu" in out:
+                _compare(f"{name} against cpu", out["cpu"], out[name])
+    if args.predict_model and args.predict_table and args.fit_cpu_n > 0:
+        _fit_section(args.predict_model, args.predict_table, args.fit_cpu_n, gpu)
+    if args.predict_model:
+        _predict_section(args.predict_model, args.predict_n, args.predict_draw, args.work, gpu, args.predict_table)
 
 
 if __name__ == "__main__":

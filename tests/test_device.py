@@ -99,3 +99,15 @@ def test_gpu_labels_equal_the_cpu_labels(models, name, rng):
     assert both.mean() > 0.9
     assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-3 * cpu.errors[both])
     np.testing.assert_allclose(gpu.errors[both], cpu.errors[both], rtol=1e-6)
+
+
+def test_gpu_batches_are_larger_than_the_cpus_and_bounded_by_their_bytes():
+    """A GPU amortises each iteration's fixed cost over large batches (maxlike.BATCH_BYTES_DEVICE);
+    the jacobians of a batch still fit the budget on a large model (case (c)'s 7214 pixels, 5 labels)."""
+    from slamfw.stats import maxlike
+    for k, p, n_lab in ((3, 501, 3), (1, 501, 3), (3, 7214, 5)):
+        cpu, gpu = maxlike._batch_stars(k, p, n_lab, "cpu"), maxlike._batch_stars(k, p, n_lab, "cuda")
+        assert cpu <= maxlike.BATCH_STARS and gpu <= maxlike.BATCH_STARS_DEVICE
+        assert gpu >= 8 * cpu
+        assert 3 * 8 * gpu * k * p * n_lab <= maxlike.BATCH_BYTES_DEVICE
+        assert 3 * 8 * (gpu + 1) * k * p * n_lab > maxlike.BATCH_BYTES_DEVICE or gpu == maxlike.BATCH_STARS_DEVICE

@@ -260,34 +260,35 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         predicted = xp.where(used, gain_sec, gain_gn)
         actual = cost[act] - c_new
         ok = xp.isfinite(c_new) & (actual > 0)
+        # the accepted rows as indices: one device-to-host transfer of their count (on a GPU, each
+        # boolean-mask index would be one), the rest of the step's bookkeeping by xp.where
+        oi = xp.flatnonzero(ok)
         rho = xp.where(ok & (predicted > 0), actual / xp.where(predicted > 0, predicted, 1.0), 0.0)
-        acc = act[ok]
+        acc = act[oi]
         small_cost = ok & (actual <= ftol * cost[act])
         # a step this small (accepted or not) means z is a minimum to xtol, as MINPACK's test
         small_step = xp.linalg.norm(step, axis=1) <= xtol * (xtol + xp.linalg.norm(z[act], axis=1))
         # the next step from the model that predicted this one's actual reduction better (NL2SOL's choice)
-        fin = xp.isfinite(c_new)
-        use_sec[act[fin]] = (xp.abs(actual - gain_sec) < xp.abs(actual - gain_gn))[fin]
-        if acc.size:
-            sec[acc] = _sr1(sec[acc], step[ok], g_new[ok] - g[ok] - xp.einsum("blm,bm->bl", a_new[ok], step[ok]), xp)
-        z[acc], cost[acc], grad[acc], jtj[acc] = trial[ok], c_new[ok], g_new[ok], a_new[ok]
-        lam[acc] *= xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho[ok] - 1.0) ** 3)
-        nu[acc] = 2.0
-        rej = act[~ok]
-        lam[rej] *= nu[rej]
-        nu[rej] *= 2.0
-        small_grad = xp.zeros(act.size, bool)
-        small_grad[ok] = xp.max(xp.abs(g_new[ok]), axis=1) <= gtol
+        use_sec[act] = xp.where(xp.isfinite(c_new), xp.abs(actual - gain_sec) < xp.abs(actual - gain_gn), used)
+        s_ok, g_ok, a_ok = step[oi], g_new[oi], a_new[oi]
+        if oi.size:
+            sec[acc] = _sr1(sec[acc], s_ok, g_ok - g[oi] - xp.einsum("blm,bm->bl", a_ok, s_ok), xp)
+        z[acc], cost[acc], grad[acc], jtj[acc] = trial[oi], c_new[oi], g_ok, a_ok
+        lam_act, nu_act = lam[act], nu[act]
+        lam_act = xp.where(ok, lam_act * xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), lam_act * nu_act)
+        nu_act = xp.where(ok, 2.0, nu_act * 2.0)
+        small_grad = ok & (xp.max(xp.abs(g_new), axis=1) <= gtol)
         # at the new point, the Gauss-Newton step would lower the cost by at most ftol of it: no need to take it
         small_next = xp.zeros(act.size, bool)
-        small_next[ok] = _decrement(a_new[ok], g_new[ok], xp) <= ftol * c_new[ok]
+        small_next[oi] = _decrement(a_ok, g_ok, xp) <= ftol * c_new[oi]
         stop_ok, restart = _stops(small_cost, small_step, small_grad, small_next, used)
-        use_sec[act[restart]] = False
-        sec[act[restart]] = 0.0
-        lam[act[restart]], nu[act[restart]] = LAMBDA_START, 2.0    # not the damping the secant steps built up
-        converged[act[stop_ok]] = True
+        use_sec[act] &= ~restart
+        sec[act] = xp.where(restart[:, None, None], 0.0, sec[act])
+        lam[act] = xp.where(restart, LAMBDA_START, lam_act)     # not the damping the secant steps built up
+        nu[act] = xp.where(restart, 2.0, nu_act)
+        converged[act] |= stop_ok
         give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
-        done[act[stop_ok | give_up]] = True
+        done[act] |= stop_ok | give_up
     converged &= xp.all(xp.isfinite(z), axis=1) & xp.isfinite(cost)
     return {"z": to_numpy(z), "cost": to_numpy(cost), "jtj": to_numpy(jtj), "converged": to_numpy(converged),
             "nfev": to_numpy(nfev), "n_evals": batch.n_evals, "flops": batch.flops}

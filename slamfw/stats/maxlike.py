@@ -38,11 +38,19 @@ STARS_PER_TASK = 50
 #: Batched: at most this many stars per task, and the rows' jacobians within about this many bytes.
 BATCH_STARS = 512
 BATCH_BYTES = 128 * 2 ** 20
+#: The same on a GPU (``device = "cuda"``), where each iteration of a batch costs a fixed time
+#: (kernel launches, and the transfers of the active and accepted rows' counts to the host) that
+#: only large batches amortise: on an H200, 2026-11-28 (``benchmarks/gpu_check.py``, 20,000 spectra,
+#: 3 starts), 0.76 ms per spectrum in blocks of 512 stars, 0.22 ms in these, 1.95 ms on one CPU thread.
+BATCH_STARS_DEVICE = 2 ** 16
+BATCH_BYTES_DEVICE = 2 * 2 ** 30
 
 
-def _batch_stars(n_starts: int, n_pixels: int, n_labels: int) -> int:
-    """Stars per task of the batched solver: a batch whose (rows, P, L) jacobians fit BATCH_BYTES."""
-    return int(max(1, min(BATCH_STARS, BATCH_BYTES // (8 * max(n_starts, 1) * n_pixels * max(n_labels, 1) * 3))))
+def _batch_stars(n_starts: int, n_pixels: int, n_labels: int, device: str = "cpu") -> int:
+    """Stars per task of the batched solver: a batch whose (rows, P, L) jacobians fit BATCH_BYTES
+    (BATCH_BYTES_DEVICE on a GPU)."""
+    stars, size = (BATCH_STARS, BATCH_BYTES) if device == "cpu" else (BATCH_STARS_DEVICE, BATCH_BYTES_DEVICE)
+    return int(max(1, min(stars, size // (8 * max(n_starts, 1) * n_pixels * max(n_labels, 1) * 3))))
 
 
 @dataclass
@@ -269,7 +277,7 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     starts = z_train[idx]                                     # (N, k, L)
     forms = prior_forms(name, prior, ids, flux.shape[0])
     solver = solver or Solver()
-    per_task = _batch_stars(n_starts, emu.n_pixels_, train.shape[1]) if batched else STARS_PER_TASK
+    per_task = _batch_stars(n_starts, emu.n_pixels_, train.shape[1], solver.device) if batched else STARS_PER_TASK
     blocks = chunks(flux.shape[0], per_task)
     if batched:
         func, tasks = _fit_block_batched, [(flux[s:e], w[s:e], starts[s:e], forms[s:e], idx[s:e]) for s, e in blocks]
