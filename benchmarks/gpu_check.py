@@ -18,10 +18,11 @@ pydantic and emcee missing, no package index), carry the wheels, slamfw's own am
 
 The model: ``krr`` trained on the demo's mock survey (``--train`` stars, 3.6 A grid: 501 pixels), an
 RBF expansion of the same form as ``slam``'s, trained in seconds; the GPU evaluates it exactly as
-it evaluates ``slam``. Timings: the whole ``lm.infer`` (library matches on the CPU, the batched fit,
-covariances) on prepared spectra, in one process: the CPU's batched fit on one thread (as each
-executor worker runs it), then the GPU with its own batch size (``maxlike.BATCH_BYTES_DEVICE``) and
-with the CPU's (``--gpu-small-batches``), each with the mean evaluations per star.
+it evaluates ``slam``. Timings: the whole ``lm.infer`` (library matches on the CPU with all BLAS
+threads, the batched fit, covariances) on prepared spectra, in one process: the CPU's batched fit on
+one BLAS thread (as each executor worker runs it), then the GPU with its own batches
+(``maxlike.BATCH_BYTES_DEVICE``) and with the CPU's (``--gpu-small-batches``), each with the mean
+evaluations per star.
 
 ``--profile``: the host's time per function of the last GPU run (cProfile; run with
 ``CUDA_LAUNCH_BLOCKING=1`` so that each kernel's time falls on the call that launched it).
@@ -29,8 +30,12 @@ with the CPU's (``--gpu-small-batches``), each with the mean evaluations per sta
 ``--predict-model MODEL``: the whole ``slamfw predict`` process as a survey user runs it, on a mock
 survey ``table`` file of ``--predict-n`` rows (the demo survey's settings, harness_table.py; the
 first ``--predict-draw`` spectra drawn, the rest repeating them, so that writing it takes seconds):
-on the CPU (the local executor, all cores) and on the GPU (the same executor, one chunk of all the
-rows, and with the default chunks), the labels compared in units of the CPU's errors.
+on the CPU (the local executor, all cores, chunks of 500 or fewer so that every worker has one)
+and on the GPU (the serial executor with one chunk of all the rows, twice, since the first GPU run
+on a machine compiles CuPy's kernels; the local executor with one chunk, and with the CPU's
+chunks), the catalogues' labels compared in units of the CPU's formal errors. ``--predict-table
+FILE``: an existing ``table`` npz instead of the mock one; with ``--fit-cpu-n N``, the model's
+``lm`` alone is also timed in process (the CPU on the first N spectra, the GPU on all).
 """
 from __future__ import annotations
 
@@ -53,9 +58,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _timed_infer(label: str, lm, model, test, small_batches: bool = False, profile: bool = False):
     """The whole ``lm.infer`` on the prepared ``test`` spectra, timed (after a 50-spectrum warm-up)."""
     from slamfw.stats import maxlike
-    saved = maxlike.BATCH_STARS_DEVICE
-    if small_batches:
-        maxlike.BATCH_STARS_DEVICE = maxlike.BATCH_STARS
+    saved = maxlike._batch_stars
+    if small_batches:          # the CPU's batches on the GPU
+        maxlike._batch_stars = lambda *a, **kw: saved(*a[:3], "cpu")
     try:
         lm.infer(model, test.flux[:50], test.weight_ivar[:50])          # warm-up (GPU: copies, kernels)
         prof = cProfile.Profile() if profile else None
@@ -67,7 +72,7 @@ def _timed_infer(label: str, lm, model, test, small_batches: bool = False, profi
         if prof:
             prof.disable()
     finally:
-        maxlike.BATCH_STARS_DEVICE = saved
+        maxlike._batch_stars = saved
     print(f"{label}: {1e3 * wall / len(test.flux):.3f} ms per spectrum (whole lm.infer: library matches, fit, "
           f"covariances); {res.nfev.mean():.2f} evaluations per star", flush=True)
     if prof:
@@ -80,7 +85,8 @@ def _compare(name: str, a, b) -> None:
     n = len(a.labels)
     both = a.converged & b.converged[:n]
     pull = np.abs(b.labels[:n][both] - a.labels[both]) / a.errors[both]
-    print(f"{name}: converged {a.converged.sum()} and {b.converged.sum()}, both {both.sum()}; |difference| / error: "
+    print(f"{name}: of {n} stars converged {a.converged.sum()} and {b.converged[:n].sum()}, both {both.sum()}; "
+          f"|difference| / error: "
           f"max {pull.max():.2e}, median {np.median(pull):.2e}, above 1e-3: {(pull.max(axis=1) > 1e-3).sum()} stars",
           flush=True)
 
@@ -134,9 +140,10 @@ def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool,
     runs = [(f"cpu, chunks of {chunk}", workers + ["--chunk-size", chunk])]
     if gpu:
         cuda = ["--inferer-param", "device=cuda"]
-        # the first GPU run compiles CuPy's kernels (kept on disk for the next): run it twice
-        runs += [("cuda, serial, one chunk (first)", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
-                 ("cuda, serial, one chunk", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
+        # CuPy compiles its kernels at their first use on a machine (and keeps them on disk): the first
+        # GPU run, which that may slow, twice
+        runs += [("cuda, serial, one chunk, 1st", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
+                 ("cuda, serial, one chunk, 2nd", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
                  ("cuda, one chunk", workers + [*cuda, "--chunk-size", str(n)]),
                  (f"cuda, chunks of {chunk}", workers + [*cuda, "--chunk-size", chunk])]
     cats = {}
@@ -152,8 +159,8 @@ def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool,
             continue
         # predict's own log line: the time from the model loaded to the catalogue written
         inner = re.search(r"predict: \d+ spectra in ([0-9.]+) s", r.stdout + r.stderr)
-        where = "serial" if "serial" in name else f"{n_workers} workers"
-        print(f"{model_path.name}, predict ({name}, {where}): {wall:.1f} s for {n} spectra, {1e3 * wall / n:.3f} ms "
+        where = "" if "serial" in name else f", {n_workers} workers"
+        print(f"{model_path.name}, predict ({name}{where}): {wall:.1f} s for {n} spectra, {1e3 * wall / n:.3f} ms "
               f"per spectrum (whole process: start, read, normalise, fit, write); "
               f"{inner.group(1) if inner else '?'} s of it after start-up (predict's log)", flush=True)
         with warnings.catch_warnings():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from astropy.constants import c
 
 from .components.executor import current_executor
 from .components.normalizer import Normalizer
@@ -26,8 +25,10 @@ from .execution.chunks import chunks
 
 log = logging.getLogger(__name__)
 
-#: The speed of light in km/s.
-C_KMS = c.to_value("km/s")
+#: The speed of light in km/s: exact (the SI defines the metre by it), astropy's ``c.to_value("km/s")``
+#: to the bit (tested), written out so that a worker process that prepares spectra does not import
+#: ``astropy.constants`` (0.16 s of its start-up).
+C_KMS = 299792.458
 
 
 def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:

@@ -96,6 +96,18 @@ def test_spread_starts_edge_cases():
     assert best_library_matches(flux, w, lib_nan, k=2, library_labels=z, separation=1.0)[0, 0] != 0
 
 
+@pytest.mark.parametrize("n_labels", [1, 3, 5, 7, 8, 10])
+def test_spread_distances_are_the_bits_of_numpys_norm(n_labels):
+    """The starts' spread depends on each distance only through ``>= separation``, but the labels of
+    a catalogue should not change with how the distances are computed: the same bits as the
+    expression they replace, whatever the number of labels."""
+    from slamfw.stats.likelihood import _distances
+    rng = np.random.default_rng(n_labels)
+    z = rng.normal(size=(400, n_labels)) * rng.uniform(0.1, 10.0, n_labels)
+    pick = rng.integers(0, 400, 150)
+    np.testing.assert_array_equal(_distances(z, pick), np.linalg.norm(z[None, :, :] - z[pick][:, None, :], axis=2))
+
+
 def test_likelihood_weights_include_model_error():
     w = likelihood_weights(np.array([[4.0, 0.0, 1.0]]), np.array([0.0, 1.0, 1.0]))
     np.testing.assert_allclose(w, [[2.0, 0.0, 1 / np.sqrt(2)]])

@@ -120,3 +120,8 @@ def test_resample_rows_is_resample_row_by_row():
         np.testing.assert_array_equal(f[i], fi)
         np.testing.assert_array_equal(v[i], vi)
     assert np.any(v == 0) and np.all(f[:, 0] == 0)
+
+
+def test_the_speed_of_light_is_astropys_to_the_bit():
+    from astropy.constants import c
+    assert C_KMS == c.to_value("km/s")

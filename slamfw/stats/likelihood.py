@@ -66,16 +66,40 @@ def _spread(score: np.ndarray, z: np.ndarray, k: int, separation: float) -> np.n
     chosen = np.zeros((n, k), np.int64)
     taken = np.zeros((n, m), bool)
     allowed = np.ones((n, m), bool)
+    open_ = np.empty((n, m), bool)
+    masked = np.empty((n, m))
     for place in range(k):
-        pick = np.argmin(np.where(allowed & ~taken, score, np.inf), axis=1)
-        none = ~(allowed & ~taken)[rows, pick]                 # nothing far enough: the best not yet taken
+        np.logical_and(allowed, ~taken, out=open_)
+        masked.fill(np.inf)
+        np.copyto(masked, score, where=open_)
+        pick = np.argmin(masked, axis=1)
+        none = ~open_[rows, pick]                              # nothing far enough: the best not yet taken
         if none.any():
             pick[none] = np.argmin(np.where(taken[none], np.inf, score[none]), axis=1)
         chosen[:, place] = pick
         taken[rows, pick] = True
         if place < k - 1:
-            allowed &= np.linalg.norm(z[None, :, :] - z[pick][:, None, :], axis=2) >= separation
+            allowed &= _distances(z, pick) >= separation
     return chosen
+
+
+def _distances(z: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """(n, M) ``|z_m - z_pick_i|`` for the library labels z (M, L) and the rows ``pick`` (n,): the
+    bits of ``np.linalg.norm(z[None] - z[pick][:, None], axis=2)``. Up to 7 labels, whose sum of
+    squares numpy adds in order, label by label into (n, M) arrays (a third of the time, without the
+    (n, M, L) temporaries); from 8 on (numpy then sums pairwise) with that expression itself."""
+    zp = z[pick]
+    if z.shape[1] >= 8:
+        return np.linalg.norm(z[None, :, :] - zp[:, None, :], axis=2)
+    d2 = np.empty((len(pick), len(z)))
+    diff = np.empty_like(d2)
+    for lab in range(z.shape[1]):
+        np.subtract(z[None, :, lab], zp[:, lab, None], out=diff)
+        if lab == 0:
+            np.multiply(diff, diff, out=d2)
+        else:
+            d2 += diff * diff
+    return np.sqrt(d2, out=d2)
 
 
 def chi2(flux: np.ndarray, weights: np.ndarray, model_flux: np.ndarray) -> np.ndarray:

@@ -41,16 +41,22 @@ BATCH_BYTES = 128 * 2 ** 20
 #: The same on a GPU (``device = "cuda"``), where each iteration of a batch costs a fixed time
 #: (kernel launches, and the transfers of the active and accepted rows' counts to the host) that
 #: only large batches amortise: on an H200, 2026-11-28 (``benchmarks/gpu_check.py``, 20,000 spectra,
-#: 3 starts), 0.76 ms per spectrum in blocks of 512 stars, 0.22 ms in these, 1.95 ms on one CPU thread.
+#: 3 starts), 0.76 ms per spectrum in blocks of 512 stars, 0.22 ms in blocks of 19,844 (the budget
+#: then left out the kernel matrices: 11,916 now). On the GPU the budget also counts three (rows, M)
+#: kernel-matrix arrays of the M training stars; the solver's peak memory is then at most about 1.7
+#: times it (measured through the same code on numpy arrays, ``tests/test_device.py``). No fallback
+#: to smaller batches when the GPU runs out of memory: lower BATCH_BYTES_DEVICE for a small GPU.
 BATCH_STARS_DEVICE = 2 ** 16
 BATCH_BYTES_DEVICE = 2 * 2 ** 30
 
 
-def _batch_stars(n_starts: int, n_pixels: int, n_labels: int, device: str = "cpu") -> int:
-    """Stars per task of the batched solver: a batch whose (rows, P, L) jacobians fit BATCH_BYTES
-    (BATCH_BYTES_DEVICE on a GPU)."""
-    stars, size = (BATCH_STARS, BATCH_BYTES) if device == "cpu" else (BATCH_STARS_DEVICE, BATCH_BYTES_DEVICE)
-    return int(max(1, min(stars, size // (8 * max(n_starts, 1) * n_pixels * max(n_labels, 1) * 3))))
+def _batch_stars(n_starts: int, n_pixels: int, n_labels: int, device: str = "cpu", n_train: int = 0) -> int:
+    """Stars per task of the batched solver: a batch whose (rows, P, L) jacobians fit BATCH_BYTES;
+    on a GPU, whose jacobians and (rows, ``n_train``) kernel matrices fit BATCH_BYTES_DEVICE."""
+    k, n_lab = max(n_starts, 1), max(n_labels, 1)
+    if device == "cpu":
+        return int(max(1, min(BATCH_STARS, BATCH_BYTES // (8 * k * n_pixels * n_lab * 3))))
+    return int(max(1, min(BATCH_STARS_DEVICE, BATCH_BYTES_DEVICE // (8 * k * (3 * n_pixels * n_lab + 3 * n_train)))))
 
 
 @dataclass
@@ -201,12 +207,14 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
     return out
 
 
-def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list, start_index: np.ndarray,
+def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start_index: np.ndarray,
                        emulator: Any, mean: np.ndarray, scale: np.ndarray, solver: Solver,
                        train: np.ndarray) -> dict[str, np.ndarray]:
     """:func:`_fit_block`, all stars and starts iterated together (:func:`~slamfw.stats.batched_lm.batched_lm`);
-    ``start_index`` (n, k): the training star (of ``train`` (M, L)) each start is, whose emulated
-    spectrum and jacobian the solver looks up in the library (:mod:`slamfw.stats.library`)."""
+    ``start_index`` (n, k): the training star (of ``train`` (M, L)) each start is: the start is its
+    standardised labels, and the solver looks up its emulated spectrum and jacobian in the library
+    (:mod:`slamfw.stats.library`)."""
+    starts = (train[start_index] - mean) / scale                  # (n, k, L), the bits of z_train[start_index]
     n, k, n_lab = starts.shape
     out = _unfitted(n, n_lab)
     fit = (weights > 0).sum(axis=1) >= n_lab
@@ -274,15 +282,16 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     w = likelihood_weights(ivar, emu.model_error_ if use_model_error else None)
     z_train = (train - mean) / scale
     idx = best_library_matches(flux, w, library_flux(emu, train), n_starts, z_train, start_separation)
-    starts = z_train[idx]                                     # (N, k, L)
     forms = prior_forms(name, prior, ids, flux.shape[0])
     solver = solver or Solver()
-    per_task = _batch_stars(n_starts, emu.n_pixels_, train.shape[1], solver.device) if batched else STARS_PER_TASK
+    per_task = (_batch_stars(n_starts, emu.n_pixels_, train.shape[1], solver.device, len(train)) if batched
+                else STARS_PER_TASK)
     blocks = chunks(flux.shape[0], per_task)
-    if batched:
-        func, tasks = _fit_block_batched, [(flux[s:e], w[s:e], starts[s:e], forms[s:e], idx[s:e]) for s, e in blocks]
+    if batched:       # each task's starts: the standardised labels of its library matches idx
+        func, tasks = _fit_block_batched, [(flux[s:e], w[s:e], forms[s:e], idx[s:e]) for s, e in blocks]
         shared = dict(emulator=emu, mean=mean, scale=scale, solver=solver, train=train)
     else:
+        starts = z_train[idx]                                 # (N, k, L)
         func, tasks = _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks]
         shared = dict(emulator=emu, mean=mean, scale=scale, solver=solver)
     parts = current_executor().map(func, tasks, desc=f"{name}: fitting spectra", progress=False, shared=shared)
