@@ -134,3 +134,76 @@ def test_gpu_batch_peak_memory_stays_within_twice_its_budget(n_train, monkeypatc
         tracemalloc.stop()
     assert res["converged"].mean() > 0.9
     assert peak <= 2 * maxlike.BATCH_BYTES_DEVICE
+
+
+def test_a_batch_the_gpu_cannot_hold_is_fitted_in_pieces(models, rng, monkeypatch, caplog):
+    """Out of GPU memory (CuPy's OutOfMemoryError is a MemoryError), the batch is fitted in halves
+    and the process's later batches in pieces no larger: the same fits, in the same row order."""
+    import logging
+
+    from slamfw.stats import maxlike
+    model = models["krr"]
+    flux, w, starts, mean, scale = _problem(model, rng, n=20)
+    ref = batched_lm(model.emulator, flux, w, starts, [None] * 20, mean, scale)
+    sizes = []
+
+    def small_gpu(emulator, flux, *args, **kwargs):
+        sizes.append(len(flux))
+        if len(flux) > 6:
+            raise MemoryError("Out of memory allocating 1,234 bytes (fake)")
+        return batched_lm(emulator, flux, *args, **kwargs)
+    monkeypatch.setattr(maxlike, "batched_lm", small_gpu)
+    monkeypatch.setattr(maxlike, "_DEVICE_MAX_STARS", {})
+    with caplog.at_level(logging.WARNING, logger="slamfw.stats.maxlike"):
+        got = maxlike._device_lm("cuda", model.emulator, flux, w, starts, [None] * 20, mean, scale, xp=np)
+    assert sizes == [20, 10, 5, 5, 5, 5]              # 20 and 10 fail; the halves of 10 fit
+    assert maxlike._DEVICE_MAX_STARS == {"cuda": 5}
+    assert [r.message.count("out of memory") for r in caplog.records] == [1, 1]
+    assert got["n_evals"] == ref["n_evals"]
+    for key in ("z", "cost", "jtj", "converged", "nfev"):
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-9, atol=1e-12)
+    sizes.clear()                                      # a later batch: pieces of 5 at once, no failure
+    maxlike._device_lm("cuda", model.emulator, flux[:12], w[:12], starts[:12], [None] * 12, mean, scale, xp=np)
+    assert sizes == [5, 5, 2]
+    with pytest.raises(MemoryError):                   # one star that does not fit: the error itself
+        monkeypatch.setattr(maxlike, "_DEVICE_MAX_STARS", {})
+        monkeypatch.setattr(maxlike, "batched_lm", lambda *a, **k: (_ for _ in ()).throw(MemoryError("none")))
+        maxlike._device_lm("cuda", model.emulator, flux[:1], w[:1], starts[:1], [None], mean, scale, xp=np)
+
+
+def _numpy_under_another_name():
+    """A module that is numpy in all but identity (``xp is np`` false), standing in for CuPy."""
+    import types
+    proxy = types.ModuleType("numpy_as_device")
+    proxy.__getattr__ = lambda name: getattr(np, name)
+    return proxy
+
+
+@pytest.mark.parametrize("name", ["slam", "cannon"])
+def test_lm_cuda_path_runs_on_a_stand_in_for_cupy(models, name, rng, monkeypatch):
+    """The inferer's whole device = "cuda" path (check, batch sizes, the device evaluator, the
+    out-of-memory halving) on numpy under another name: the labels of the CPU path."""
+    from slamfw.stats import maxlike
+    xp = _numpy_under_another_name()
+    monkeypatch.setattr(device, "array_module", lambda dev: np if dev == "cpu" else xp)
+    monkeypatch.setattr(maxlike, "array_module", lambda dev: np if dev == "cpu" else xp)
+    monkeypatch.setattr(maxlike, "_DEVICE_MAX_STARS", {})
+    seen = []
+
+    def small_gpu(*args, **kwargs):
+        if kwargs["xp"] is xp:                         # the device path's calls
+            seen.append(len(args[1]))
+            if len(args[1]) > 16:
+                raise MemoryError("fake")
+        return batched_lm(*args, **kwargs)
+    monkeypatch.setattr(maxlike, "batched_lm", small_gpu)
+    model = models[name]
+    flux, w, starts, mean, scale = _problem(model, rng, n=40)
+    ivar = np.full_like(flux, 1e4)
+    cpu = registry.create("inferer", "lm", {"device": "cpu"}).infer(model, flux, ivar)
+    gpu = registry.create("inferer", "lm", {"device": "cuda"}).infer(model, flux, ivar)
+    assert seen == [40, 20, 10, 10, 10, 10]             # one batch of all 40 stars, then halves that fit
+    np.testing.assert_array_equal(gpu.converged, cpu.converged)
+    both = cpu.converged & gpu.converged
+    assert both.mean() > 0.9
+    assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-6 * cpu.errors[both])

@@ -11,6 +11,7 @@ the kept solution's optimiser met a tolerance within ``max_nfev`` evaluations an
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from .device import array_module, device_evaluator
 from .library import library_flux, library_jacobian
 from .likelihood import best_library_matches, likelihood_weights, reduced_chi2, rmse
 
+log = logging.getLogger(__name__)
+
 #: Batched: a block looks its starts up in the emulated library (slamfw.stats.library) when it has
 #: at least this fraction of the library's stars as rows (stars x starts).
 LIBRARY_MIN_FRACTION = 0.25
@@ -44,8 +47,9 @@ BATCH_BYTES = 128 * 2 ** 20
 #: 3 starts), 0.76 ms per spectrum in blocks of 512 stars, 0.22 ms in blocks of 19,844 (the budget
 #: then left out the kernel matrices: 11,916 now). On the GPU the budget also counts three (rows, M)
 #: kernel-matrix arrays of the M training stars; the solver's peak memory is then at most about 1.7
-#: times it (measured through the same code on numpy arrays, ``tests/test_device.py``). No fallback
-#: to smaller batches when the GPU runs out of memory: lower BATCH_BYTES_DEVICE for a small GPU.
+#: times it (measured through the same code on numpy arrays, ``tests/test_device.py``). A batch that
+#: the GPU cannot hold is fitted in halves (:func:`_device_lm`, with a warning): lower
+#: BATCH_BYTES_DEVICE for a small GPU to avoid the retries.
 BATCH_STARS_DEVICE = 2 ** 16
 BATCH_BYTES_DEVICE = 2 * 2 ** 30
 
@@ -207,6 +211,44 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
     return out
 
 
+#: Per device: the most stars one batch may hold in this process, after the device ran out of memory.
+_DEVICE_MAX_STARS: dict[str, int] = {}
+
+
+def _device_lm(device: str, emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms: list,
+               mean: np.ndarray, scale: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """:func:`~slamfw.stats.batched_lm.batched_lm` on a GPU (n stars: flux, weights (n, P), starts
+    (n, k, L)). A batch the device's memory cannot hold (CuPy's ``OutOfMemoryError`` is a
+    ``MemoryError``) is fitted in halves, and this process's later batches on that device in pieces
+    of at most the half's size: each row's fit does not depend on the others. Returns
+    ``batched_lm``'s dict (rows star-major, as for one call)."""
+    n = len(flux)
+    cap = _DEVICE_MAX_STARS.get(device)
+    pieces = chunks(n, cap) if cap is not None and n > cap else None
+    if pieces is None:
+        try:
+            return batched_lm(emulator, flux, weights, starts, forms, mean, scale, **kwargs)
+        except MemoryError as exc:
+            if n < 2:
+                raise
+            half = (n + 1) // 2
+            if half < _DEVICE_MAX_STARS.get(device, n + 1):
+                _DEVICE_MAX_STARS[device] = half
+                log.warning("device %r: out of memory fitting %d stars at once (%s); fitting at most %d at once "
+                            "from now on in this process (lower slamfw.stats.maxlike.BATCH_BYTES_DEVICE to avoid "
+                            "the retries)", device, n, exc, half)
+            pieces = [(0, half), (half, n)]
+        # out of the except clause, the failed batch's arrays (held by its traceback) are gone: give
+        # the blocks they leave in CuPy's pool back to the device
+        pool = getattr(kwargs.get("xp"), "get_default_memory_pool", None)
+        if pool is not None:
+            pool().free_all_blocks()
+    parts = [_device_lm(device, emulator, flux[a:b], weights[a:b], starts[a:b], forms[a:b], mean, scale, **kwargs)
+             for a, b in pieces]
+    return {key: (sum(p[key] for p in parts) if np.isscalar(parts[0][key]) else np.concatenate([p[key] for p in parts]))
+            for key in parts[0]}
+
+
 def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start_index: np.ndarray,
                        emulator: Any, mean: np.ndarray, scale: np.ndarray, solver: Solver,
                        train: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,9 +278,11 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
             if lib_jac is not None:
                 at = start_index[idx]
                 start_model = (library_flux(emulator, train)[at], lib_jac[at])
-        res = batched_lm(emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale,
-                         max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol,
-                         xp=xp, evaluate=evaluate, start_model=start_model)
+        args = (emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale)
+        kwargs = dict(max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol, xp=xp,
+                      evaluate=evaluate)
+        res = (batched_lm(*args, **kwargs, start_model=start_model) if xp is np
+               else _device_lm(solver.device, *args, **kwargs))
     cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
     cost = cost.reshape(idx.size, k)
     best = np.argmin(cost, axis=1)
