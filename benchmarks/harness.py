@@ -627,7 +627,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     if case.text:
         lines += [case.text, ""]
     lines += [f"Grid C {case.grid['C']} x gamma {case.grid['gamma']}, epsilon {case.grid['epsilon']}, "
-              f"{case.grid['n_folds']} unshuffled folds, 2 processes.", ""]
+              f"{case.grid['n_folds']} unshuffled folds, 2 processes. Ratios are astroslam / slamfw: how many "
+              "times faster (or smaller) slamfw is; the inverse of slamfw / reference.", ""]
     if case.slamfw_pixel_step > 1:
         k = case.slamfw_pixel_step
         lines += [f"**`--slamfw-pixel-step {k}`: slamfw trained and predicted on every {ordinal(k)} pixel of the "
@@ -771,6 +772,12 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
         lines += [f"- {u}" for u in reuse.used] + [f"- {u}" for u in reuse.refused]
     for note in case.notes:
         lines.append(f"- {note}")
+    shims = [(who, got.get("shims")) for who, got in (("astroslam", ref), ("the Cannons", cannons)) if got]
+    if shims:
+        from reference.env import PIN_OVERRIDES
+        lines += ["", f"Reference environment (`benchmarks/reference/env.py`): {PIN_OVERRIDES}. Shims applied "
+                  "from outside the unmodified codes (`benchmarks/reference/refshims.py`):"]
+        lines += [f"- {who}: " + ("; ".join(s) if s else "none") for who, s in shims]
     return "\n".join(lines)
 
 
@@ -828,8 +835,19 @@ def slamfw_cannon(data: Path) -> dict[str, float]:
             "regularization": emu.regularization}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 #: Reference settings that do not change what a reused run measured, only add to it (astroslam's
@@ -891,6 +909,8 @@ def run_astroslam(case: Case, mine: dict, work: Path, reuse: Reuse | None = None
         ref["slamfw_median_cv_mse_on_pixels"] = float(np.median(mine["_emulator"].cv_mse_[z["pixels"]]))
     for shim in ref.get("shims") or []:
         print(f"astroslam shim: {shim}")
+    from reference.env import PIN_OVERRIDES
+    print(f"reference environment: {PIN_OVERRIDES}")
     return ref
 
 
@@ -904,6 +924,8 @@ def run_cannons(case: Case, mine: dict, work: Path, reuse: Reuse | None = None) 
         print("The Cannons: training and inference ...", flush=True)
         cannons = run_reference("cannons", Path(mine["data"]), c_settings, work / "cannons")
         cannons["_ran"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for shim in cannons.get("shims") or []:
+        print(f"Cannons shim: {shim}")
     mine["cannon"] = slamfw_cannon(Path(mine["data"]))
     return cannons
 

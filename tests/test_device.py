@@ -97,7 +97,10 @@ def test_gpu_labels_equal_the_cpu_labels(models, name, rng):
     np.testing.assert_array_equal(gpu.converged, cpu.converged)
     both = cpu.converged & gpu.converged
     assert both.mean() > 0.9
-    assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-3 * cpu.errors[both])
+    # 1e-2 of the error: on an H200, 3 of 20,000 krr fits differed by more than 1e-3 (at most 1.6e-3;
+    # the median 1.5e-11), rounding taking them along another path to their minimum; a GPU bug moves
+    # labels by far more (the batched solver's own target against the per-star one is 0.05)
+    assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-2 * cpu.errors[both])
     np.testing.assert_allclose(gpu.errors[both], cpu.errors[both], rtol=1e-6)
 
 

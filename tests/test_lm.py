@@ -6,6 +6,7 @@ from slamfw import (
     DataError,
     LeastSquaresForm,
     Prior,
+    TrainedEmulator,
     best_library_matches,
     likelihood_weights,
     registry,
@@ -217,6 +218,26 @@ def test_batched_equals_per_star(small_model, noisy):
     np.testing.assert_allclose(bat.chi2[both], one.chi2[both], rtol=1e-4)
     np.testing.assert_array_equal(bat.init, one.init)
     assert set(bat.extra) == set(one.extra)
+
+
+@pytest.fixture(scope="module")
+def krr_and_cannon(small_train):
+    t = small_train
+    return {name: TrainedEmulator(registry.create("emulator", name, {}).fit(t.labels, t.flux, t.ivar), t.labels,
+                                  t.label_names) for name in ("krr", "cannon")}
+
+
+@pytest.mark.parametrize("name", ["krr", "cannon"])
+def test_batched_equals_per_star_for_krr_and_cannon(krr_and_cannon, noisy, name):
+    """The batched solver through the other emulators' own ``least_squares_terms`` (krr's compiled
+    pass, the Cannon's from its jacobian): the per-star labels within 0.05 of their errors."""
+    model = krr_and_cannon[name]
+    one = registry.create("inferer", "lm", {"batched": False}).infer(model, noisy.flux, noisy.ivar)
+    bat = registry.create("inferer", "lm", {"batched": True}).infer(model, noisy.flux, noisy.ivar)
+    assert _agree(one, bat).max() < 0.05
+    both = one.converged & bat.converged
+    np.testing.assert_allclose(bat.errors[both], one.errors[both], rtol=0.02)
+    np.testing.assert_array_equal(bat.init, one.init)
 
 
 def test_batched_with_a_gaussian_prior_and_a_box(small_model, noisy):

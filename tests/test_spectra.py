@@ -57,6 +57,25 @@ def test_select_labels_and_subset():
     assert sub.ids.tolist() == ["s1", "s2"]
 
 
+def test_select_labels_and_without_labels_share_the_spectra_and_leave_the_set_alone():
+    ss = make(label_units=["K", "dex"], meta={"snr": np.array([10.0, 20.0, 30.0])})
+    sel = ss.select_labels(["logg", "Teff"])
+    assert sel.label_names == ["logg", "Teff"] and sel.label_units == ["dex", "K"]
+    np.testing.assert_array_equal(sel.labels, ss.labels[:, ::-1])
+    for key in ("wave", "flux", "ivar", "mask", "ids"):
+        assert getattr(sel, key) is getattr(ss, key)          # shared, not copied
+    none = ss.without_labels()
+    assert none.labels is None and none.label_names == [] and none.label_units == []
+    assert none.flux is ss.flux and none.n_stars == 3
+    np.testing.assert_array_equal(none.meta["snr"], ss.meta["snr"])
+    sel.meta["rv"] = np.zeros(3)                               # the new sets' meta dicts are their own
+    none.label_names.append("x")
+    assert "rv" not in ss.meta and "rv" not in none.meta
+    assert ss.label_names == ["Teff", "logg"] and ss.label_units == ["K", "dex"]
+    np.testing.assert_array_equal(ss.labels, np.arange(6.0).reshape(3, 2))
+    assert ss.fingerprint() == make(label_units=["K", "dex"]).fingerprint()
+
+
 def test_drop_unlabelled_and_weight_ivar():
     labels = np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]])
     mask = np.ones((3, 5), bool)

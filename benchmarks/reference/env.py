@@ -43,6 +43,9 @@ DEPENDENCIES = [
     "matplotlib==3.11.2", "astropy==8.0.2", "pandas==3.1.1", "emcee==3.1.6", "ipyparallel==9.2.0",
     "six==1.17.0",
 ]
+#: what the environment changes in the reference codes' own requirements, for the reports
+PIN_OVERRIDES = ("astroslam's pins scikit-learn==1.2.0 and joblib==1.2.0 (they do not import on numpy 2) "
+                 "overridden: scikit-learn==1.9.1, joblib==1.6.0, the numerical stack of slamfw's dev venv")
 #: (distribution, import name) pairs whose versions are reported
 REPORTED = [("numpy", "numpy"), ("scipy", "scipy"), ("scikit-learn", "sklearn"), ("joblib", "joblib"),
             ("astropy", "astropy"), ("pandas", "pandas"), ("astroslam", "slam"),

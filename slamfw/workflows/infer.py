@@ -239,9 +239,7 @@ def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
     lacks any of them)."""
     if raw.labels is not None and all(n in raw.label_names for n in model.label_names):
         return raw.select_labels(model.label_names)
-    out = raw.subset(range(raw.n_stars))
-    out.labels, out.label_names, out.label_units = None, [], []
-    return out
+    return raw.without_labels()
 
 
 def model_inferer(model: SlamfwModel, overrides: dict[str, Any] | None = None) -> Inferer:
