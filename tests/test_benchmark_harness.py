@@ -172,7 +172,6 @@ def test_reference_figures_2_process_inference_only_when_measured_on_2(parallel,
     assert got["infer_ms_2"] == (None if expect is None else pytest.approx(expect))
 
 
-
 def test_case_c_generator_matches_its_source_and_its_noise_model(shared_data, tmp_path, monkeypatch):
     """Case (c)'s spectra (``harness_cases.py --check``): the binspec network gives SOURCE.md's check
     value and equals a per-star loop; a tiny mock's pulls are N(0, 1), its S/N the target, its bad

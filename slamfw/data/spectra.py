@@ -187,7 +187,8 @@ class SpectralSet:
             meta={k: v[idx] for k, v in self.meta.items()}, source=self.source, medium=self.medium)
 
     def select_labels(self, names: Sequence[str]) -> "SpectralSet":
-        """A new set whose labels are ``names`` in that order (error if one is absent)."""
+        """A new set whose labels are ``names`` in that order (error if one is absent); it shares
+        this set's spectra, not copies of them."""
         if self.labels is None:
             raise DataError(f"the spectra{' in ' + self.source if self.source else ''} have no labels; "
                             f"needed: {list(names)}")
