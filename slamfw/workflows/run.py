@@ -125,10 +125,7 @@ def read_test(cfg: ExperimentConfig, held_ids: np.ndarray | None) -> SpectralSet
     write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "test", force=forced())
     if raw.labels is not None:
         present = [n for n in cfg.labels if n in raw.label_names]
-        if present == list(cfg.labels):
-            raw = raw.select_labels(cfg.labels)
-        else:
-            raw.labels, raw.label_names, raw.label_units = None, [], []
+        raw = raw.select_labels(cfg.labels) if present == list(cfg.labels) else raw.without_labels()
     if _test_reads_training_source(cfg):
         check_test_split(cfg, model_loaded=held_ids is None)
         keep = np.isin(raw.ids, held_ids)
