@@ -31,9 +31,11 @@ evaluations per star.
 survey ``table`` file of ``--predict-n`` rows (the demo survey's settings, harness_table.py; the
 first ``--predict-draw`` spectra drawn, the rest repeating them, so that writing it takes seconds):
 on the CPU (the local executor, all cores, chunks of 500 or fewer so that every worker has one)
-and on the GPU (the serial executor with one chunk of all the rows, twice, since the first GPU run
-on a machine compiles CuPy's kernels; the local executor with one chunk, and with the CPU's
-chunks), the catalogues' labels compared in units of the CPU's formal errors. ``--predict-table
+and on the GPU, in the same chunks (predict then prepares the chunks on the executor's workers and
+fits them in its own process, up to the solver's GPU batch at a time: ``Inferer.stars_per_call``):
+the serial executor (all in one process) and the local executor (all cores prepare), each twice,
+since the first GPU run on a machine compiles CuPy's kernels; the catalogues' labels compared in
+units of the CPU's formal errors. ``--predict-table
 FILE``: an existing ``table`` npz instead of the mock one; with ``--fit-cpu-n N``, the model's
 ``lm`` alone is also timed in process (the CPU on the first N spectra, the GPU on all).
 """
@@ -77,6 +79,49 @@ def _timed_infer(label: str, lm, model, test, small_batches: bool = False, profi
           f"covariances); {res.nfev.mean():.2f} evaluations per star", flush=True)
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return res
+
+
+def _limited_pool_infer(gib: float, lm, model, test):
+    """The GPU's ``lm.infer`` with CuPy's memory pool limited to ``gib`` GiB: batches that do not
+    fit raise CuPy's OutOfMemoryError and are fitted in halves (``maxlike._device_lm``); prints the
+    warnings and the piece size the process settles on."""
+    import logging
+
+    import cupy
+
+    from slamfw.stats import maxlike
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            # the records themselves, as pytest's caplog keeps them: a record that held the error
+            # would keep the failed batch's arrays on the device (the bug run 5 found)
+            records.append(record)
+    handler = Keep(logging.WARNING)
+    logging.getLogger("slamfw.stats.maxlike").addHandler(handler)
+    saved = dict(maxlike._DEVICE_MAX_STARS)
+    maxlike._DEVICE_MAX_STARS.clear()
+    pool.set_limit(size=int(gib * 2 ** 30))
+    try:
+        t0 = time.perf_counter()
+        res = lm.infer(model, test.flux, test.weight_ivar)
+        wall = time.perf_counter() - t0
+    finally:
+        pool.set_limit(size=0)
+        logging.getLogger("slamfw.stats.maxlike").removeHandler(handler)
+        cap = maxlike._DEVICE_MAX_STARS.get("cuda")
+        maxlike._DEVICE_MAX_STARS.clear()
+        maxlike._DEVICE_MAX_STARS.update(saved)
+    train = np.asarray(model.train_labels)
+    per_batch = maxlike._batch_stars(lm.n_starts, test.flux.shape[1], train.shape[1], "cuda", len(train))
+    print(f"cuda, pool limited to {gib:g} GiB (budget {maxlike.BATCH_BYTES_DEVICE / 2 ** 30:g} GiB, "
+          f"{per_batch} stars per batch): {1e3 * wall / len(test.flux):.3f} ms per spectrum; {len(records)} out-of-memory "
+          f"warnings; pieces of at most {cap} stars", flush=True)
+    for r in records[:4]:
+        print(f"  warning: {r.getMessage()[:240]}", flush=True)
     return res
 
 
@@ -139,13 +184,15 @@ def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool,
     workers = ["--executor", "local", "--workers", str(n_workers)]
     runs = [(f"cpu, chunks of {chunk}", workers + ["--chunk-size", chunk])]
     if gpu:
-        cuda = ["--inferer-param", "device=cuda"]
-        # CuPy compiles its kernels at their first use on a machine (and keeps them on disk): the first
-        # GPU run, which that may slow, twice
-        runs += [("cuda, serial, one chunk, 1st", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
-                 ("cuda, serial, one chunk, 2nd", ["--executor", "serial", *cuda, "--chunk-size", str(n)]),
-                 ("cuda, one chunk", workers + [*cuda, "--chunk-size", str(n)]),
-                 (f"cuda, chunks of {chunk}", workers + [*cuda, "--chunk-size", chunk])]
+        # on the GPU, predict prepares the chunks on the workers and fits them in its own process, up
+        # to the solver's batch at a time (lm's stars_per_call). CuPy compiles its kernels at their
+        # first use on a machine (and keeps them on disk): the first GPU run, which that may slow,
+        # runs again at the end
+        cuda = ["--inferer-param", "device=cuda", "--chunk-size", chunk]
+        runs += [("cuda, serial, 1st", ["--executor", "serial", *cuda]),
+                 ("cuda, workers prepare", workers + cuda),
+                 ("cuda, serial, 2nd", ["--executor", "serial", *cuda]),
+                 ("cuda, workers prepare, 2nd", workers + cuda)]
     cats = {}
     for name, extra in runs:
         cat = work / f"cat-{len(cats)}.fits"
@@ -189,6 +236,9 @@ def main() -> None:
     p.add_argument("--skip-cpu", action="store_true", help="time the GPU only (with --profile)")
     p.add_argument("--gpu-small-batches", action="store_true", help="also time the GPU with the CPU's batch size")
     p.add_argument("--profile", action="store_true", help="cProfile the last GPU run")
+    p.add_argument("--pool-limit", type=float, default=0.0,
+                   help="GiB: also run the GPU with CuPy's memory pool limited to this (a real out-of-memory "
+                        "error, which the solver meets by fitting in halves), the labels compared")
     p.add_argument("--predict-model", type=Path, help="a model file: also time the whole slamfw predict")
     p.add_argument("--predict-n", type=int, default=20000)
     p.add_argument("--predict-draw", type=int, default=2000)
@@ -234,9 +284,13 @@ def main() -> None:
                     out["cuda (cpu's batches)"] = _timed_infer("cuda, the CPU's batch size", lm, model, test,
                                                                small_batches=True)
                 out["cuda"] = _timed_infer("cuda", lm, model, test, profile=args.profile)
+                if args.pool_limit > 0:
+                    out["cuda, pool limited"] = _limited_pool_infer(args.pool_limit, lm, model, test)
         for name in out:
             if name != "cpu" and "cpu" in out:
                 _compare(f"{name} against cpu", out["cpu"], out[name])
+        if "cuda, pool limited" in out:
+            _compare("cuda, pool limited against cuda", out["cuda"], out["cuda, pool limited"])
     if args.predict_model and args.predict_table and args.fit_cpu_n > 0:
         _fit_section(args.predict_model, args.predict_table, args.fit_cpu_n, gpu)
     if args.predict_model:

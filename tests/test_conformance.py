@@ -225,6 +225,13 @@ class NoIds(GaussNewton):
         return super().infer(model, flux, ivar, prior)
 
 
+class NoStarsPerCall(GaussNewton):
+    """Asks for calls of no stars (None or a positive number is the contract)."""
+
+    def stars_per_call(self, model):
+        return 0
+
+
 @pytest.mark.parametrize("params", [{}, {"method": "trf", "bound_margin": 0.1}])
 def test_builtin_inferer_passes(params):
     results = check_inferer(registry.get_component("inferer", "lm"), params)
@@ -245,6 +252,7 @@ def test_a_minimal_correct_inferer_passes():
     (ScribblesOnInput, {"check_inputs_unchanged", "check_bad_shapes"}),
     (IgnoresPrior, {"check_prior_and_ids"}),
     (NoIds, {"check_prior_and_ids"}),
+    (NoStarsPerCall, {"check_stars_per_call"}),
 ])
 def test_inferer_kit_catches_broken_inferers(cls, failing):
     assert failed(check_inferer(cls, raise_on_fail=False)) == failing
@@ -640,6 +648,10 @@ class NoWorkers(slamfw.SerialExecutor):
         return 0
 
 
+class Elsewhere(slamfw.SerialExecutor):
+    workers_on_this_machine = "somewhere else"
+
+
 @pytest.mark.parametrize("name,params", [("serial", {}), ("local", {}), ("local", {"workers": 2}),
                                          ("dask", {"workers": 2})])
 def test_builtin_executors_pass(name, params):
@@ -652,6 +664,7 @@ def test_builtin_executors_pass(name, params):
     (Greedy, {"check_lazy"}),
     (Swallows, {"check_errors"}),
     (NoWorkers, {"check_lifecycle"}),
+    (Elsewhere, {"check_lifecycle"}),
 ])
 def test_executor_kit_catches_broken_executors(cls, failing):
     assert failed(check_executor(cls, raise_on_fail=False)) == failing

@@ -4,7 +4,8 @@ An executor is chosen by the ``[executor]`` config section or ``--executor NAME 
 not a parameter of any component: components ask for the one in use with
 :func:`current_executor`, which the workflows set with :func:`using_executor`. Execution settings
 are therefore stored neither in model files nor in checkpoint keys, and results do not depend on
-them (``slamfw.testing`` and the test suite check catalogues bit for bit across executors).
+them (``slamfw.testing`` and the test suite check catalogues bit for bit across executors; on a
+GPU, where the calling process joins chunks into large calls, they agree to the device's rounding).
 
 This base class runs tasks in the calling process, one after another; it is what
 :func:`current_executor` gives when no executor was set (a component used from Python).
@@ -103,6 +104,16 @@ class Executor(Component):
         """How many tasks run at once."""
         return 1
 
+    @property
+    def workers_on_this_machine(self) -> bool:
+        """Whether the workers run on this machine, sharing its cores and devices with this
+        process (plugin API 1.3): an inferer that drives one accelerator
+        (:meth:`~slamfw.Inferer.stars_per_call`) then infers in this process, while the workers
+        prepare. False here, the earlier behaviour (each worker infers its own chunks), for
+        executors written before 1.3 that may send tasks to other machines; ``serial``, ``local``
+        and a Dask LocalCluster say True."""
+        return False
+
     def start(self) -> "Executor":
         """Start workers or connect (idempotent)."""
         return self
@@ -150,6 +161,8 @@ class Executor(Component):
 
 class SerialExecutor(Executor):
     """In this process, one task after another (no parallelism; the simplest to debug)."""
+
+    workers_on_this_machine = True
 
 
 _current: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("slamfw_executor", default=None)

@@ -45,3 +45,16 @@ class Inferer(Component):
     def infer(self, model: InferenceModel, flux: np.ndarray, ivar: np.ndarray,
               prior: Prior | None = None, ids: np.ndarray | None = None) -> LabelResult:
         raise NotImplementedError
+
+    def stars_per_call(self, model: InferenceModel) -> int | None:
+        """How many stars one ``infer`` call in the pipeline's own process should get, or None (the
+        default): each chunk is then inferred where it was prepared, on the executor's workers.
+
+        An inferer that drives one accelerator (``lm`` with ``device = "cuda"``) returns its batch
+        size: ``slamfw predict`` then prepares the chunks on the workers and infers them in the
+        calling process (``slamfw run``, whose spectra are prepared already, infers there too),
+        consecutive chunks together up to this many stars, so that one process, not every worker,
+        uses the device, in large batches. The
+        result for a star does not depend on which stars share its call (the contract), so only
+        the rounding of batched arithmetic can tell the two ways apart."""
+        return None

@@ -69,6 +69,12 @@ class LabelResult:
         units = {k[len(_UNIT):]: str(v) for k, v in arrays.items() if k.startswith(_UNIT)}
         return cls(label_names=[str(n) for n in arrays["label_names"]], extra=extra, extra_units=units, **kw)
 
+    def rows(self, start: int, stop: int) -> "LabelResult":
+        """The stars ``start:stop`` (views of this result's arrays); the inverse of :meth:`concatenate`."""
+        kw = {k: getattr(self, k)[start:stop] for k in self.ARRAYS if getattr(self, k) is not None}
+        return type(self)(label_names=list(self.label_names), extra={k: v[start:stop] for k, v in self.extra.items()},
+                          extra_units=dict(self.extra_units), **kw)
+
     @classmethod
     def concatenate(cls, parts: Sequence["LabelResult"]) -> "LabelResult":
         """One result with the stars of ``parts`` in order; every field is kept."""

@@ -168,6 +168,8 @@ class LocalExecutor(Executor):
         workers: int | None = Field(None, ge=1, description="worker processes (default: the usable cores)")
         idle_timeout: float = Field(60.0, gt=0, description="seconds an idle worker waits for work before exiting")
 
+    workers_on_this_machine = True
+
     @property
     def n_workers(self) -> int:
         return self.workers or available_cores()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..components.executor import current_executor
+from ..components.executor import SerialExecutor, current_executor
 from ..components.inferer import InferenceModel
 from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
@@ -73,6 +73,12 @@ class Solver:
     gtol: float = 1e-8
     method: str = "lm"
     device: str = "cpu"      # the batched solver's: "cpu" or "cuda" (slamfw.stats.device)
+
+    def batch_stars(self, n_starts: int, n_pixels: int, n_labels: int, n_train: int) -> int:
+        """Stars per batch of the batched solver on this device, for ``n_starts`` starts, ``n_pixels``
+        pixels, ``n_labels`` labels and ``n_train`` training stars (BATCH_BYTES and BATCH_STARS;
+        on a GPU BATCH_BYTES_DEVICE and BATCH_STARS_DEVICE)."""
+        return _batch_stars(n_starts, n_pixels, n_labels, self.device, n_train)
 
 
 def check_observations(name: str, flux: np.ndarray, ivar: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,9 +240,12 @@ def _device_lm(device: str, emulator: Any, flux: np.ndarray, weights: np.ndarray
             half = (n + 1) // 2
             if half < _DEVICE_MAX_STARS.get(device, n + 1):
                 _DEVICE_MAX_STARS[device] = half
+                # the error as text: a log record that a handler keeps (pytest's caplog, a memory
+                # handler) would otherwise keep the exception, its traceback, and through it the
+                # failed batch's arrays on the device
                 log.warning("device %r: out of memory fitting %d stars at once (%s); fitting at most %d at once "
                             "from now on in this process (lower slamfw.stats.maxlike.BATCH_BYTES_DEVICE to avoid "
-                            "the retries)", device, n, exc, half)
+                            "the retries)", device, n, str(exc), half)
             pieces = [(0, half), (half, n)]
         # out of the except clause, the failed batch's arrays (held by its traceback) are gone: give
         # the blocks they leave in CuPy's pool back to the device
@@ -315,7 +324,8 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     :func:`~slamfw.stats.likelihood.best_library_matches`; 0: simply the best); the stars are
     spread over the executor in use. ``batched``: iterate all the stars of a task together
     (:mod:`slamfw.stats.batched_lm`, the same problem) instead of one by one with
-    ``scipy.optimize.least_squares``. ``LabelResult.extra`` holds ``start`` (which start won, 0 the best
+    ``scipy.optimize.least_squares``; on a GPU (``solver.device``) the batches run in this process,
+    one after another. ``LabelResult.extra`` holds ``start`` (which start won, 0 the best
     library match), ``n_starts_agree`` (how many starts reached the kept solution's cost) and
     ``at_bound`` (the solution lies on a side of the prior's box)."""
     emu = model.emulator
@@ -328,8 +338,7 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     idx = best_library_matches(flux, w, library_flux(emu, train), n_starts, z_train, start_separation)
     forms = prior_forms(name, prior, ids, flux.shape[0])
     solver = solver or Solver()
-    per_task = (_batch_stars(n_starts, emu.n_pixels_, train.shape[1], solver.device, len(train)) if batched
-                else STARS_PER_TASK)
+    per_task = solver.batch_stars(n_starts, emu.n_pixels_, train.shape[1], len(train)) if batched else STARS_PER_TASK
     blocks = chunks(flux.shape[0], per_task)
     if batched:       # each task's starts: the standardised labels of its library matches idx
         func, tasks = _fit_block_batched, [(flux[s:e], w[s:e], forms[s:e], idx[s:e]) for s, e in blocks]
@@ -338,7 +347,10 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
         starts = z_train[idx]                                 # (N, k, L)
         func, tasks = _fit_block, [(flux[s:e], w[s:e], starts[s:e], forms[s:e]) for s, e in blocks]
         shared = dict(emulator=emu, mean=mean, scale=scale, solver=solver)
-    parts = current_executor().map(func, tasks, desc=f"{name}: fitting spectra", progress=False, shared=shared)
+    # on a GPU the batches run one after another in this process, which drives the device (the
+    # executor's workers would each open it); on the CPU they are spread over the workers
+    executor = current_executor() if solver.device == "cpu" or not batched else SerialExecutor()
+    parts = executor.map(func, tasks, desc=f"{name}: fitting spectra", progress=False, shared=shared)
     cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key not in ("evals", "flops")}
     fitted = np.isfinite(cat["labels"]).all(1)
     model_flux = np.full(flux.shape, np.nan)

@@ -5,9 +5,9 @@ It runs small tasks on the executor (started with ``with executor:``) and checks
 calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number in
 flight, so a stream of chunks never piles up in memory); an exception in a task reaches the
 caller; a large shared array arrives intact; tasks use at most cores / workers BLAS threads;
-``n_workers`` is a positive integer; starting and closing twice is harmless. (That workers die with
-the process that started them is checked by slamfw's own tests for its executors, not here: it
-needs a process to kill.)
+``n_workers`` is a positive integer and ``workers_on_this_machine`` a bool; starting and closing
+twice is harmless. (That workers die with the process that started them is checked by slamfw's
+own tests for its executors, not here: it needs a process to kill.)
 
 Usage: ``check_executor(MyExecutor)`` or ``check_executor(MyExecutor, {"workers": 2})``. Tasks
 are module-level functions of this module, so executors that send them to other processes or
@@ -134,16 +134,18 @@ def check_threads(case: ExecutorCase) -> str:
     return ""
 
 
-@check("n_workers is a positive integer; start() and close() may be called twice")
+@check("n_workers is a positive integer, workers_on_this_machine a bool; start() and close() may be called twice")
 def check_lifecycle(case: ExecutorCase) -> str:
     ex = case.fresh()
     with ex:
         ex.start()
-        n = ex.n_workers
+        n, here = ex.n_workers, ex.workers_on_this_machine
         ok = ex.map(_affine, [(1.0,)], progress=False) == [1.0]
     ex.close()
     if not (isinstance(n, int) and n >= 1):
         return f"n_workers is {n!r}"
+    if not isinstance(here, bool):
+        return f"workers_on_this_machine is {here!r}, not a bool"
     return "" if ok else "a started-twice executor gave a wrong result"
 
 

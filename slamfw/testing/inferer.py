@@ -13,7 +13,8 @@ training labels, and checks the contract of :class:`slamfw.Inferer`:
 - NaN flux at a pixel with ivar > 0 and wrong shapes raise a :class:`~slamfw.SlamfwError`;
 - equal parameters give equal results, and the inputs are not modified;
 - it takes the stars' ids, and a prior changes its labels (or it refuses the prior with a
-  :class:`~slamfw.ConfigError`).
+  :class:`~slamfw.ConfigError`);
+- ``stars_per_call(model)`` is None or a positive integer.
 
 Usage, like :func:`~slamfw.testing.check_emulator`::
 
@@ -242,6 +243,16 @@ def check_inputs_unchanged(case: InfererCase) -> str:
     return ""
 
 
+@check("stars_per_call is None or a positive integer")
+def check_stars_per_call(case: InfererCase) -> str:
+    """``stars_per_call(model)`` (plugin API 1.3) is None, or the positive number of stars one
+    ``infer`` call in the pipeline's own process should get."""
+    n = case.fresh().stars_per_call(case.model)
+    if n is None or (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
+        return ""
+    return f"stars_per_call gave {n!r}"
+
+
 class _NarrowPrior(Prior):
     """A Gaussian on label 0 only, at ``mean`` with width ``sigma``."""
 
@@ -285,7 +296,7 @@ def check_prior_and_ids(case: InfererCase) -> str:
 #: The inferer checks, in the order :func:`check_inferer` runs them.
 INFERER_CHECKS = [check_params, check_recovers_labels, check_result_format, check_chunk_invariance,
                   check_zero_ivar_ignored, check_nan_flux, check_bad_shapes, check_deterministic,
-                  check_inputs_unchanged, check_prior_and_ids]
+                  check_inputs_unchanged, check_prior_and_ids, check_stars_per_call]
 
 
 def check_inferer(inferer: type[Inferer] | Inferer, params: dict[str, Any] | None = None, *,

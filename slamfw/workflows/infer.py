@@ -8,6 +8,13 @@ of workers, reuses every finished chunk. Neither key contains an execution setti
 ``predict`` streams: the reader yields raw chunks, each chunk is prepared (shifted, normalised,
 resampled) and inferred on a worker, and only its labels come back, so the memory of a run does
 not grow with the number of spectra. The catalogue is assembled from the parts at the end.
+
+An inferer that drives one accelerator (:meth:`~slamfw.Inferer.stars_per_call`: ``lm`` on a GPU)
+changes the split where the executor's workers share this machine: the workers prepare, the
+prepared chunks come back, and this process infers them, consecutive chunks joined into calls of
+up to that many stars; each chunk is saved as its call finishes (a killed run loses the chunks of
+the call in progress), and only the rounding of the device's batched arithmetic depends on how
+chunks were joined.
 """
 from __future__ import annotations
 
@@ -16,13 +23,13 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 
 from .. import registry
 from ..components.base import ParamRole, params_with_role
-from ..components.executor import current_executor
+from ..components.executor import Executor, Progress, SerialExecutor, current_executor, using_executor
 from ..components.inferer import Inferer
 from ..components.normalizer import Normalizer
 from ..components.prior import Prior
@@ -31,7 +38,7 @@ from ..config import PreprocessConfig
 from ..data.media import one_sided_medium
 from ..data.results import LabelResult
 from ..data.spectra import SpectralSet
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
 from ..execution.store import ChunkStore, check_arrays
 from ..model import SlamfwModel
@@ -175,10 +182,16 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
     ivar = data.weight_ivar
     coverage = data.meta_column("grid_coverage", 1.0)
     tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e], coverage[s:e]) for s, e in (spans[k] for k in todo)]
-    for k, arrays in zip(todo, current_executor().imap(
-            _infer_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior}, desc="inference",
-            unit="spectra",
-            total=sum(len(t[0]) for t in tasks), weight=lambda t: len(t[0]))):
+    executor = current_executor()
+    per_call = in_process_batch(model, inferer, executor)
+    if per_call is None:
+        done = executor.imap(_infer_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior},
+                             desc="inference", unit="spectra", total=sum(len(t[0]) for t in tasks),
+                             weight=lambda t: len(t[0]))
+    else:      # the chunks are prepared already: infer them here, several at a time
+        prepared = ({"flux": f, "ivar": w, "ids": i, "coverage": c} for f, w, i, c in tasks)
+        done = (r.to_arrays() for _, r in infer_in_process(prepared, model, inferer, prior, per_call))
+    for k, arrays in zip(todo, done):
         if store is not None:
             store.save(keys[k], arrays)
         parts[k] = arrays
@@ -189,11 +202,13 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
 
 
 # ------------------------------------------------------------------ streaming predict
-def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer,
-                   prior: Prior | None, normalizer: Normalizer | None) -> dict[str, np.ndarray] | None:
-    """Prepare (with the model's ``normalizer``) and infer one raw chunk: the catalogue part (ids,
-    S/N, true labels, LabelResult arrays, and ``excluded``: the ids that preparation dropped); None
-    for a chunk already done (``raw`` None)."""
+def _prepare_chunk(raw: SpectralSet | None, model: SlamfwModel,
+                   normalizer: Normalizer | None) -> dict[str, np.ndarray] | None:
+    """Prepare one raw chunk (with the model's ``normalizer``) for inference: ``flux``, ``ivar``
+    (n, P) and ``coverage`` (n,) of the stars that preparation kept, and the catalogue's other
+    columns: ``ids``, ``snr``, ``ra``/``dec`` and ``true_labels`` where known, and ``excluded`` (the
+    ids that preparation dropped); only ``ids`` and ``excluded`` when it kept none. None for a chunk
+    already done (``raw`` None)."""
     if raw is None:
         return None
     data = prepare_for_model(raw, model, what=raw.source or "the data", allow_empty=True, warn_medium=False,
@@ -202,14 +217,120 @@ def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer
     excluded = np.array([i for i in raw.ids.tolist() if i not in kept], dtype=str)
     if data is None:
         return {"ids": np.zeros(0, dtype=str), "excluded": excluded}
-    part = label_spectra(model, inferer, prior, data.flux, data.weight_ivar, data.ids,
-                         data.meta_column("grid_coverage", 1.0)).to_arrays()
-    part.update(ids=np.asarray(data.ids, dtype=str), snr=data.meta_column("snr"))
-    part.update({k: np.asarray(data.meta[k], float) for k in ("ra", "dec") if k in data.meta})
+    prep = {"flux": data.flux, "ivar": data.weight_ivar, "coverage": data.meta_column("grid_coverage", 1.0),
+            "ids": np.asarray(data.ids, dtype=str), "snr": data.meta_column("snr")}
+    prep.update({k: np.asarray(data.meta[k], float) for k in ("ra", "dec") if k in data.meta})
     if data.labels is not None:
-        part["true_labels"] = data.labels
-    part["excluded"] = excluded
+        prep["true_labels"] = data.labels
+    prep["excluded"] = excluded
+    return prep
+
+
+#: What :func:`_prepare_chunk` gives for inference only (the rest goes into the catalogue part).
+_INFER_INPUTS = ("flux", "ivar", "coverage")
+
+
+def _catalogue_part(prep: dict[str, np.ndarray], result: LabelResult | None) -> dict[str, np.ndarray]:
+    """The catalogue part of a prepared chunk (:func:`_prepare_chunk`) and its stars' labels:
+    the LabelResult's arrays, then the prepared chunk's catalogue columns."""
+    part = {} if result is None else result.to_arrays()
+    part.update({k: v for k, v in prep.items() if k not in _INFER_INPUTS})
     return part
+
+
+def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer,
+                   prior: Prior | None, normalizer: Normalizer | None) -> dict[str, np.ndarray] | None:
+    """Prepare (with the model's ``normalizer``) and infer one raw chunk: the catalogue part (ids,
+    S/N, true labels, LabelResult arrays, and ``excluded``: the ids that preparation dropped); None
+    for a chunk already done (``raw`` None)."""
+    prep = _prepare_chunk(raw, model, normalizer)
+    if prep is None or "flux" not in prep:
+        return prep
+    return _catalogue_part(prep, label_spectra(model, inferer, prior, prep["flux"], prep["ivar"], prep["ids"],
+                                               prep["coverage"]))
+
+
+def _prepared_in_windows(executor: Executor, tasks: Iterator[tuple[SpectralSet | None]], shared: dict[str, Any],
+                         per_call: int) -> Iterator[dict[str, np.ndarray] | None]:
+    """:func:`_prepare_chunk` of each task, in order, prepared on ``executor`` a window at a time:
+    consecutive chunks up to ``per_call`` raw stars (at least one chunk). The calling process, which
+    infers, is the slow consumer here, and an executor may run ahead of its consumer (joblib's
+    loky workers take a new task whenever they finish one): windows keep the prepared spectra held
+    at once to about two calls' worth, whatever the survey's size. Each window's chunks are
+    prepared in parallel; the next window is prepared before the previous call is fitted."""
+    tasks = iter(tasks)
+    while True:
+        window, n = [], 0
+        for task in tasks:
+            window.append(task)
+            n += 0 if task[0] is None else task[0].n_stars
+            if n >= per_call:
+                break
+        if not window:
+            return
+        yield from executor.imap(_prepare_chunk, window, shared=shared, progress=False)
+
+
+def in_process_batch(model: SlamfwModel, inferer: Inferer, executor: Executor) -> int | None:
+    """Stars per ``infer`` call when ``inferer`` infers in this process while ``executor``'s
+    workers prepare (:meth:`~slamfw.Inferer.stars_per_call`; only where the workers share this
+    machine), else None."""
+    per_call = inferer.stars_per_call(model) if executor.workers_on_this_machine else None
+    if per_call is None:
+        return None
+    if not isinstance(per_call, (int, np.integer)) or isinstance(per_call, bool) or per_call < 1:
+        raise ConfigError(f"the inferer {type(inferer).__name__}: stars_per_call gave {per_call!r}; it must be a "
+                          f"positive integer (stars) or None")
+    log.info("inference in this process, up to %d stars per call (%s)", int(per_call), type(inferer).__name__)
+    return int(per_call)
+
+
+def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: SlamfwModel, inferer: Inferer,
+                     prior: Prior | None, per_call: int
+                     ) -> Iterator[tuple[dict[str, np.ndarray] | None, LabelResult | None]]:
+    """(prepared chunk, its labels) for each prepared chunk (``flux``, ``ivar`` (n, P), ``ids``,
+    ``coverage`` (n,); or None), in order: the labels are None for a None chunk or one without
+    stars. Inferred in this process, serially (one process drives the inferer's device), with
+    consecutive chunks joined into calls of at most ``per_call`` stars (a larger chunk alone); a
+    call's chunks are yielded as soon as it is done, so that they can be saved."""
+    pending: list[dict[str, np.ndarray] | None] = []
+
+    def flush() -> Iterator[tuple[dict[str, np.ndarray] | None, LabelResult | None]]:
+        with_stars = [p for p in pending if p is not None and len(p.get("flux", ())) > 0]
+        if with_stars:
+            joined = {k: np.concatenate([p[k] for p in with_stars]) for k in ("flux", "ivar", "coverage", "ids")}
+            try:
+                with using_executor(SerialExecutor()):
+                    result = label_spectra(model, inferer, prior, joined["flux"], joined["ivar"], joined["ids"],
+                                           joined["coverage"])
+            except DataError as exc:   # "star i" counts from the call's first star, not the chunk's
+                raise DataError(f"{exc} (in one call of {len(joined['ids'])} stars joining {len(with_stars)} "
+                                f"chunk(s), whose star 0 is {joined['ids'][0]!r})") from exc
+            del joined
+        start = 0
+        for p in pending:
+            n = 0 if p is None else len(p.get("flux", ()))
+            yield p, (result.rows(start, start + n) if n else None)
+            start += n
+        pending.clear()
+
+    n_pending = 0
+    items = iter(prepared)
+    while True:
+        try:
+            prep = next(items)
+        except StopIteration:
+            break
+        except Exception:      # a later chunk failed to read or prepare: those prepared are fitted and saved first
+            yield from flush()
+            raise
+        n = 0 if prep is None else len(prep.get("flux", ()))
+        if n and n_pending and n_pending + n > per_call:
+            yield from flush()
+            n_pending = 0
+        pending.append(prep)
+        n_pending += n
+    yield from flush()
 
 
 def read_with_model_reader(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,
@@ -293,15 +414,32 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
     keys: list[str] = []
     reused: list[str] = []
-    results = current_executor().imap(_predict_chunk, _stream_tasks(reader, model, chunk_size, store, keys, reused),
-                                      shared={"model": model, "inferer": inferer, "prior": prior,
-                                              "normalizer": model_normalizer(model)}, desc="predict", unit="spectra",
-                                      weight=lambda t: 0 if t[0] is None else t[0].n_stars)
+    executor = current_executor()
+    tasks = _stream_tasks(reader, model, chunk_size, store, keys, reused)
+    normalizer = model_normalizer(model)
+    per_call = in_process_batch(model, inferer, executor)
+    if per_call is None:      # each worker prepares and infers its chunks
+        results = executor.imap(_predict_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior,
+                                                               "normalizer": normalizer},
+                                desc="predict", unit="spectra", weight=lambda t: 0 if t[0] is None else t[0].n_stars)
+    else:                     # the workers prepare, this process infers (the inferer's device)
+        log.info("the chunks are prepared on the executor (%d worker(s)), %d stars at a time", executor.n_workers,
+                 per_call)
+        preps = _prepared_in_windows(executor, tasks, {"model": model, "normalizer": normalizer}, per_call)
+        results = (None if prep is None else _catalogue_part(prep, res)
+                   for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
+        progress = Progress(None, "predict", "spectra")
     n_spectra = 0
-    for i, part in enumerate(results):
-        if part is not None:
-            store.save(keys[i], part)
-            n_spectra += part["ids"].size
+    try:
+        for i, part in enumerate(results):
+            if part is not None:
+                store.save(keys[i], part)
+                n_spectra += part["ids"].size
+                if per_call is not None:
+                    progress.update(part["ids"].size + part["excluded"].size)
+    finally:
+        if per_call is not None:
+            progress.close()
     log.info("predict: %d chunks (%d reused from an earlier run), %d spectra inferred in this run", len(keys),
              len(reused), n_spectra)
     return keys

@@ -4,7 +4,10 @@ Read -> prepare -> infer runs on each chunk on the executor; each finished chunk
 is written atomically under ``<catalogue folder>/.checkpoints/`` (named by the model, the inferer
 and the chunk's ids and spectra), and the catalogue is assembled from the parts at the end. A run
 killed at any point, rerun with the same command (under any executor and number of workers),
-redoes only the chunks that were not finished, and gives the same catalogue to the last bit.
+redoes only the chunks that were not finished, and gives the same catalogue to the last bit (on
+a GPU, to the device's rounding: the calling process infers the prepared chunks, joined into
+large calls, and which chunks share a call depends on the executor and on the chunks reused;
+see :func:`slamfw.workflows.infer.infer_in_process`).
 """
 from __future__ import annotations
 

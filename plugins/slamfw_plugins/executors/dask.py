@@ -30,7 +30,7 @@ from pydantic import Field
 
 from slamfw import ConfigError, Executor, Params, Progress, available_cores, call_limited, hookimpl, watch_parent
 
-SLAMFW_PLUGIN_API = (1, 0)
+SLAMFW_PLUGIN_API = (1, 3)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ class DaskExecutor(Executor):
             client.close()
         if cluster is not None:
             cluster.close()
+
+    @property
+    def workers_on_this_machine(self) -> bool:
+        """A LocalCluster's workers are on this machine; a remote scheduler's are not."""
+        return not self.address
 
     @property
     def n_workers(self) -> int:

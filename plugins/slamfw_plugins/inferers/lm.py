@@ -51,7 +51,7 @@ from slamfw import (
     prior_forms,
 )
 
-SLAMFW_PLUGIN_API = (1, 1)
+SLAMFW_PLUGIN_API = (1, 3)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class _TrainingBox(Prior):
 
 
 class LMInferer(Inferer):
-    """Maximum likelihood labels by Levenberg-Marquardt from several starts; the stars of one call
-    are spread over the executor's workers."""
+    """Maximum likelihood labels by Levenberg-Marquardt from several starts; on the CPU the stars of
+    one call are spread over the executor's workers, on a GPU they are fitted in the calling
+    process."""
 
     class Params(Params):
         n_starts: int = Field(3, ge=1, description="fit from k of the best-matching training stars, keep the best")
@@ -120,6 +121,16 @@ class LMInferer(Inferer):
         if n_bad:
             log.info("lm: %d of %d spectra did not converge (flagged converged=False)", n_bad, result.n)
         return result
+
+    def stars_per_call(self, model: InferenceModel) -> int | None:
+        """On a GPU, the solver's batch size there: ``slamfw predict`` then prepares the chunks on
+        its workers and fits them in its own process, one large batch at a time (see
+        :meth:`slamfw.Inferer.stars_per_call`); on the CPU, None (each worker fits its chunks)."""
+        if self.device == "cpu":
+            return None
+        train = np.asarray(model.train_labels)
+        return Solver(device=self.device).batch_stars(self.n_starts, model.emulator.n_pixels_, train.shape[1],
+                                                      len(train))
 
 
 @hookimpl
