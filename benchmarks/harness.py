@@ -84,7 +84,8 @@ DIR/scaling/tables) are reused when their sidecar settings match.
 table files for N = 10^3, 10^4, 10^5 spectra (up to ``--scaling-max``; 10^6 with
 ``--scaling-max 1000000``; at most ``--scaling-draw`` spectra drawn, the rows beyond repeating
 them under their own ids), local executor, 2 workers (``--scaling-n-starts K``: lm's n_starts for
-this series), with ms per spectrum and peak memory; slamfw's emulator training time for M = 250, 500, 1000 stars (up to
+this series; ``--scaling-executors local,dask``: the dask executor's LocalCluster too, one after
+the other on the same files), with ms per spectrum and peak memory; slamfw's emulator training time for M = 250, 500, 1000 stars (up to
 ``--scaling-train-max``; 2000 and 4000 on request) with a fitted power law; and a projection for
 LAMOST DR5 (8 million spectra, 100 cores, Dask), with its assumptions. ``--quick``: N = 200, 2000
 and M = 100, 200 on the quick grid.
@@ -958,8 +959,10 @@ def run_scaling(args, case: Case, work: Path, reuse: Reuse | None) -> str:
     folder = work / "scaling"
     folder.mkdir(parents=True, exist_ok=True)
     extra = ["--inferer-param", f"n_starts={args.scaling_n_starts}"] if args.scaling_n_starts else []
+    executors = tuple(dict.fromkeys(x.strip() for x in args.scaling_executors.split(",") if x.strip()))
     infer = inference_series(got["model_path"], sizes, folder, [reuse.folder / "scaling"] if reuse else [],
-                             run_measured, slamfw_cmd, draw=args.scaling_draw, extra_args=extra) if sizes else []
+                             run_measured, slamfw_cmd, draw=args.scaling_draw, extra_args=extra,
+                             executors=executors) if sizes else []
     train = training_series(case.sets, m_sizes, folder, run_measured, slamfw_cmd, DEMO, logged_seconds) \
         if m_sizes else []
     emu = got["model"].emulator
@@ -967,7 +970,7 @@ def run_scaling(args, case: Case, work: Path, reuse: Reuse | None) -> str:
              f"{len(got['model'].label_names)} labels)")
     grid = (f"case {case.name}'s settings (grid C {case.grid['C']} x gamma {case.grid['gamma']}, "
             f"{case.grid['n_folds']} unshuffled folds)")
-    text = scaling_report(infer, train, projection(infer), args.quick, model, grid)
+    text = scaling_report(infer, train, [projection(infer, executor=x) for x in executors], args.quick, model, grid)
     if got.get("reused"):
         text += f"\n\nModel: reused from {got['model_path']} (`--reuse-work`; {reuse.data_note})."
     else:
@@ -1011,6 +1014,9 @@ def main() -> None:
                    "series (10 ms each); larger N repeat them under new ids (default %(default)d)")
     p.add_argument("--scaling-n-starts", type=int, default=None, help="lm's n_starts for the inference series "
                    "(default: the model's, 3)")
+    p.add_argument("--scaling-executors", default="local", help="executors of the inference series, one after the "
+                   "other on the same files (comma-separated: local, dask; dask: a LocalCluster of 2 workers, "
+                   "which the DR5 projection then also uses; default %(default)s)")
     p.add_argument("--scaling-train-max", type=int, default=1000, help="largest M of the training series (250 .. "
                    "4000; default 1000)")
     p.add_argument("--write-results", action="store_true", help="record the figures in benchmarks/RESULTS.md")

@@ -9,7 +9,10 @@ training grows with M stars, and a projection for LAMOST DR5.
   (10 ms each), the rows beyond repeating them under their own ids (``harness_table``).
 - Training: slamfw's emulator training time (the log's "training took X s") for M training stars
   on case (a)'s grid and settings, and a least-squares power law t = a M^b.
-- Projection: LAMOST DR5's 8 million spectra on 100 cores under Dask, from the inference series.
+- Projection: LAMOST DR5's 8 million spectra on 100 cores under Dask, from the inference series:
+  from the local executor's, and from the ``dask`` executor's where it ran too (``--executor dask
+  --workers 2``: a LocalCluster of 2 worker processes on this machine, the same code path as a
+  cluster's scheduler, with its scheduling and serialisation).
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ DR5_CORES = 100
 
 def inference_series(model_path: Path, sizes: list[int], folder: Path, reuse_folders: list[Path],
                      run_measured, slamfw_cmd, workers: int = 2, log=print, draw: int | None = None,
-                     extra_args: list[str] | None = None) -> list[dict[str, Any]]:
-    """Time ``slamfw predict`` (with ``extra_args``) from a table file for each N of ``sizes``."""
+                     extra_args: list[str] | None = None,
+                     executors: tuple[str, ...] = ("local",)) -> list[dict[str, Any]]:
+    """Time ``slamfw predict`` (with ``extra_args``) from a table file for each N of ``sizes``,
+    under each of ``executors`` (``--executor NAME --workers workers``), one after the other on
+    the same table files; each row says its ``executor``."""
     top = max(sizes)
     tables = folder / "tables"
     tag = f"scaling-{top}" + (f"-draw{draw}" if draw and draw < top else "")
@@ -40,19 +46,20 @@ def inference_series(model_path: Path, sizes: list[int], folder: Path, reuse_fol
     if gen["reused"]:
         log(f"scaling: reused {len(gen['reused'])} table file(s) from an earlier run")
     rows = []
-    for n in sizes:
-        cat = folder / f"scaling-predict-{n}.fits"
-        log(f"scaling: predict {n} spectra ...")
-        r = run_measured(slamfw_cmd("predict", str(model_path), "--reader", "table", "--reader-param",
-                                    f"path={files[n]}", "-o", str(cat), "--force", "--executor", "local",
-                                    "--workers", str(workers), *(extra_args or [])))
-        cat.unlink(missing_ok=True)
-        row = {"n": n, "files": 1, "wall_s": float(r["wall_s"]), "ms_per_spectrum": 1e3 * r["wall_s"] / n,
-               "peak_mb": float(r["peak_tree_mb"]), "workers": workers,
-               "drawn": min(n, draw or n), "args": " ".join(extra_args or [])}
-        log(f"scaling: N = {n}: {row['wall_s']:.1f} s, {row['ms_per_spectrum']:.3f} ms per spectrum, "
-            f"peak {row['peak_mb']:.0f} MB (all processes)")
-        rows.append(row)
+    for executor in executors:
+        for n in sizes:
+            cat = folder / f"scaling-predict-{n}.fits"
+            log(f"scaling: predict {n} spectra ({executor}) ...")
+            r = run_measured(slamfw_cmd("predict", str(model_path), "--reader", "table", "--reader-param",
+                                        f"path={files[n]}", "-o", str(cat), "--force", "--executor", executor,
+                                        "--workers", str(workers), *(extra_args or [])))
+            cat.unlink(missing_ok=True)
+            row = {"n": n, "files": 1, "wall_s": float(r["wall_s"]), "ms_per_spectrum": 1e3 * r["wall_s"] / n,
+                   "peak_mb": float(r["peak_tree_mb"]), "workers": workers, "executor": executor,
+                   "drawn": min(n, draw or n), "args": " ".join(extra_args or [])}
+            log(f"scaling: N = {n} ({executor}): {row['wall_s']:.1f} s, {row['ms_per_spectrum']:.3f} ms per "
+                f"spectrum, peak {row['peak_mb']:.0f} MB (all processes)")
+            rows.append(row)
     return rows
 
 
@@ -83,14 +90,16 @@ def power_law(xs, ys) -> tuple[float, float] | None:
     return float(np.exp(log_a)), float(b)
 
 
-def projection(infer: list[dict[str, Any]], workers: int = 2) -> dict[str, Any] | None:
-    """LAMOST DR5 (8 million spectra) on 100 cores, from the inference series: the per-spectrum
-    cost on ``workers`` cores (largest N, and the slope of wall = t0 + c N), times the cores."""
+def projection(infer: list[dict[str, Any]], workers: int = 2, executor: str = "local") -> dict[str, Any] | None:
+    """LAMOST DR5 (8 million spectra) on 100 cores, from the inference series' rows of ``executor``
+    (rows without one are the local executor's): the per-spectrum cost on ``workers`` cores
+    (largest N, and the slope of wall = t0 + c N), times the cores."""
+    infer = [r for r in infer if r.get("executor", "local") == executor]
     if not infer:
         return None
     big = max(infer, key=lambda r: r["n"])
     core_s = big["wall_s"] * workers / big["n"]             # core-seconds per spectrum, overhead included
-    out = {"from_n": big["n"], "core_ms_per_spectrum": 1e3 * core_s,
+    out = {"executor": executor, "from_n": big["n"], "core_ms_per_spectrum": 1e3 * core_s,
            "hours_largest_n": DR5_SPECTRA * core_s / DR5_CORES / 3600}
     if len(infer) >= 2:
         n = np.array([r["n"] for r in infer], float)
@@ -101,26 +110,43 @@ def projection(infer: list[dict[str, Any]], workers: int = 2) -> dict[str, Any] 
     return out
 
 
-def report(infer: list[dict], train: list[dict], proj: dict | None, quick: bool, model: str = "case (a)'s model",
-           grid: str = "case (a)'s grid and settings") -> str:
+def report(infer: list[dict], train: list[dict], proj: dict | list[dict] | None, quick: bool,
+           model: str = "case (a)'s model", grid: str = "case (a)'s grid and settings") -> str:
+    """The scaling section's text; ``proj``: :func:`projection`'s result, or one per executor."""
     lines = ["### Scaling" + (" (quick)" if quick else ""), ""]
     if infer:
         args = infer[0].get("args") or ""
+        names = list(dict.fromkeys(r.get("executor", "local") for r in infer))
+        where = (f"the local executor with {infer[0]['workers']} workers" if names == ["local"] else
+                 f"the {' and the '.join(names)} executors with {infer[0]['workers']} workers each (dask: a "
+                 f"LocalCluster on this machine), one after the other on the same files")
         lines += ["Inference: the whole `slamfw predict` process, reading a table file of N observed mock spectra "
-                  "(case (a)'s test survey, native 1900-pixel grid) and streaming it through the local executor "
-                  f"with {infer[0]['workers']} workers" + (f", with `{args}`" if args else "") +
-                  f"; {model}; peak memory is the process tree's.", "",
-                  "| N spectra | spectra drawn | wall (s) | ms per spectrum | peak memory (MB) |",
-                  "|---|---|---|---|---|"]
+                  f"(case (a)'s test survey, native 1900-pixel grid) and streaming it through {where}"
+                  + (f", with `{args}`" if args else "") + f"; {model}; peak memory is the process tree's.", ""]
+        several = len(names) > 1
+        lines += ["| " + ("executor | " if several else "") + "N spectra | spectra drawn | wall (s) | ms per spectrum "
+                  "| peak memory (MB) |", "|---" * (6 if several else 5) + "|"]
         for r in infer:
-            lines.append(f"| {r['n']} | {r['drawn']} | {r['wall_s']:.1f} | {r['ms_per_spectrum']:.3f} | "
+            lines.append("| " + (f"{r.get('executor', 'local')} | " if several else "") +
+                         f"{r['n']} | {r['drawn']} | {r['wall_s']:.1f} | {r['ms_per_spectrum']:.3f} | "
                          f"{r['peak_mb']:.0f} |")
         if any(r["drawn"] < r["n"] for r in infer):
             lines += ["", "Where fewer spectra were drawn than N (drawing costs 10 ms each), the rows beyond repeat "
                       "the drawn ones in order under their own ids: every row is fitted, nothing is reused."]
-        fit = power_law([r["n"] for r in infer], [r["wall_s"] for r in infer])
-        if fit:
-            lines += ["", f"Wall time ~ N^{fit[1]:.2f} over N = {infer[0]['n']} to {infer[-1]['n']}."]
+        for name in names:
+            mine = [r for r in infer if r.get("executor", "local") == name]
+            fit = power_law([r["n"] for r in mine], [r["wall_s"] for r in mine])
+            if fit:
+                lines += ["", f"Wall time ~ N^{fit[1]:.2f} over N = {mine[0]['n']} to {mine[-1]['n']}"
+                          + (f" ({name})." if several else ".")]
+        if several and "local" in names:
+            for name in names[1:]:
+                for r in (x for x in infer if x.get("executor") == name):
+                    loc = next((x for x in infer if x.get("executor", "local") == "local" and x["n"] == r["n"]), None)
+                    if loc is not None:
+                        lines += ["", f"N = {r['n']}: {name} {r['ms_per_spectrum']:.3f} ms per spectrum against "
+                                  f"local {loc['ms_per_spectrum']:.3f} ms ({r['wall_s'] / loc['wall_s']:.2f}x the "
+                                  f"local executor's wall time, in this run)."]
     if train:
         lines += ["", f"Training: slamfw's emulator training (the log's \"training took\"), {grid}, M training "
                   "stars, 2 processes.", "",
@@ -139,19 +165,26 @@ def report(infer: list[dict], train: list[dict], proj: dict | None, quick: bool,
                       f"M = {train[0]['m']} to {train[-1]['m']})" +
                       (f"; extrapolated, not measured: {', '.join(beyond)} (same grid and folds)." if beyond
                        else ".")]
-    if proj:
+    projs = [p for p in ([proj] if isinstance(proj, dict) else (proj or [])) if p]
+    for p in projs:
+        name = p.get("executor", "local")
         lines += ["", f"Projection for LAMOST DR5 ({DR5_SPECTRA / 1e6:.0f} million spectra) on {DR5_CORES} cores "
-                  f"under Dask: {proj['core_ms_per_spectrum']:.2f} core-ms per spectrum at N = {proj['from_n']} "
-                  f"(the wall time x 2 cores / N, start-up included) gives {proj['hours_largest_n']:.2f} h"]
-        if "hours_slope" in proj:
-            lines[-1] += (f"; the slope of wall = t0 + c N ({proj['slope_core_ms']:.2f} core-ms per spectrum, "
-                          f"t0 = {proj['overhead_s']:.1f} s per run) gives {proj['hours_slope']:.2f} h")
+                  f"under Dask, from the {name} executor's runs: {p['core_ms_per_spectrum']:.2f} core-ms per "
+                  f"spectrum at N = {p['from_n']} (the wall time x 2 cores / N, start-up included) gives "
+                  f"{p['hours_largest_n']:.2f} h"]
+        if "hours_slope" in p:
+            lines[-1] += (f"; the slope of wall = t0 + c N ({p['slope_core_ms']:.2f} core-ms per spectrum, "
+                          f"t0 = {p['overhead_s']:.1f} s per run) gives {p['hours_slope']:.2f} h")
         lines[-1] += "."
-        lines += ["Assumptions: time falls linearly with cores (no Dask scheduling or serialisation cost "
-                  "beyond what the local executor pays here); no I/O limit (each worker reads its own files "
-                  "as fast as here); each worker pays the per-run overhead t0 once (start, imports, model load); "
-                  "the same model as here and spectra like these (LAMOST's ~3900 native "
-                  "pixels cost more to read and normalise). Not measured on a cluster."]
+    if projs:
+        dask = any(p.get("executor") == "dask" for p in projs)
+        lines += ["Assumptions: time falls linearly with cores ("
+                  + ("Dask's scheduling and serialisation cost as much per spectrum as on the 2-worker LocalCluster "
+                     "measured here, not more on a cluster's network" if dask else
+                     "no Dask scheduling or serialisation cost beyond what the local executor pays here")
+                  + "); no I/O limit (each worker reads its own files as fast as here); each worker pays the per-run "
+                  "overhead t0 once (start, imports, model load); the same model as here and spectra like these "
+                  "(LAMOST's ~3900 native pixels cost more to read and normalise). Not measured on a cluster."]
     return "\n".join(lines)
 
 

@@ -83,6 +83,27 @@ def test_projection_per_spectrum_cost_and_slope():
     assert harness_scaling.projection([]) is None
 
 
+def test_projection_and_report_per_executor():
+    """Rows of several executors: each projection from its own rows (rows without an executor are
+    the local executor's), the report's table with an executor column, and the ratio at a shared N."""
+    infer = [{"n": n, "wall_s": 5.0 + 1e-3 * n, "ms_per_spectrum": 1e3 * (5.0 + 1e-3 * n) / n, "drawn": n,
+              "peak_mb": 900.0, "workers": 2, "executor": "local"} for n in (1000, 10_000)]
+    infer += [{"n": 10_000, "wall_s": 18.0, "ms_per_spectrum": 1.8, "drawn": 10_000, "peak_mb": 1200.0,
+               "workers": 2, "executor": "dask"}]
+    local = harness_scaling.projection(infer, workers=2)
+    dask = harness_scaling.projection(infer, workers=2, executor="dask")
+    assert local["executor"] == "local" and local["from_n"] == 10_000 and "hours_slope" in local
+    assert dask["core_ms_per_spectrum"] == pytest.approx(1e3 * 18.0 * 2 / 10_000) and "hours_slope" not in dask
+    assert harness_scaling.projection(infer, executor="ray") is None
+    assert harness_scaling.projection([{k: v for k, v in r.items() if k != "executor"} for r in infer[:2]]) \
+        == local
+    text = harness_scaling.report(infer, [], [local, dask], False)
+    assert "| dask | 10000 | 10000 | 18.0 | 1.800 | 1200 |" in text
+    assert "N = 10000: dask 1.800 ms per spectrum against local 1.500 ms (1.20x" in text
+    assert "from the dask executor's runs: 3.60 core-ms" in text and "from the local executor's runs" in text
+    assert "2-worker LocalCluster measured here" in text
+
+
 def test_scaling_report_training_only():
     train = [{"m": m, "train_s": 1e-3 * m ** 2, "process_s": 1e-3 * m ** 2 + 5, "peak_mb": 900.0}
              for m in (250, 500, 1000)]
