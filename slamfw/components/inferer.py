@@ -54,7 +54,7 @@ class Inferer(Component):
         size: ``slamfw predict`` then prepares the chunks on the workers and infers them in the
         calling process (``slamfw run``, whose spectra are prepared already, infers there too),
         consecutive chunks together up to this many stars, so that one process, not every worker,
-        uses the device, in large batches. The
-        result for a star does not depend on which stars share its call (the contract), so only
-        the rounding of batched arithmetic can tell the two ways apart."""
+        uses the device, in large batches. The result for a star does not depend on which stars
+        share its call (the contract), so only the rounding of batched arithmetic can tell the two
+        ways apart."""
         return None
