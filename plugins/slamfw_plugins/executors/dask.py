@@ -102,9 +102,10 @@ class DaskExecutor(Executor):
             import dask
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers' environment (to hand
             # freed memory back to the system sooner): glibc then maps and unmaps every large
-            # temporary array, and slamfw's predict took 1.4-1.8 times as long (2 workers, case (a)'s
-            # model; the local executor slowed as much with that variable set). This LocalCluster's
-            # workers keep glibc's default; a cluster's own configuration is its own.
+            # temporary array: slamfw's predict took 1.4-1.8 times the local executor's time (2
+            # workers, case (a)'s model), and the local executor with that variable set 1.3-1.5
+            # times its own. This LocalCluster's workers keep glibc's default; a cluster's own
+            # configuration is its own.
             environ = {k: v for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items()
                        if k != "MALLOC_TRIM_THRESHOLD_"}
             with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
