@@ -960,6 +960,9 @@ def run_scaling(args, case: Case, work: Path, reuse: Reuse | None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     extra = ["--inferer-param", f"n_starts={args.scaling_n_starts}"] if args.scaling_n_starts else []
     executors = tuple(dict.fromkeys(x.strip() for x in args.scaling_executors.split(",") if x.strip()))
+    unknown = [x for x in executors if x not in ("local", "dask", "serial")]
+    if unknown or not executors:
+        raise SystemExit(f"--scaling-executors: {', '.join(unknown) or 'none given'}: use local, dask or serial")
     infer = inference_series(got["model_path"], sizes, folder, [reuse.folder / "scaling"] if reuse else [],
                              run_measured, slamfw_cmd, draw=args.scaling_draw, extra_args=extra,
                              executors=executors) if sizes else []

@@ -117,9 +117,12 @@ def report(infer: list[dict], train: list[dict], proj: dict | list[dict] | None,
     if infer:
         args = infer[0].get("args") or ""
         names = list(dict.fromkeys(r.get("executor", "local") for r in infer))
-        where = (f"the local executor with {infer[0]['workers']} workers" if names == ["local"] else
-                 f"the {' and the '.join(names)} executors with {infer[0]['workers']} workers each (dask: a "
-                 f"LocalCluster on this machine), one after the other on the same files")
+        if len(names) == 1:
+            where = f"the {names[0]} executor with {infer[0]['workers']} workers" + (
+                " (a LocalCluster on this machine)" if names[0] == "dask" else "")
+        else:
+            where = (f"the {' and the '.join(names)} executors with {infer[0]['workers']} workers each (dask: a "
+                     f"LocalCluster on this machine), one after the other on the same files")
         lines += ["Inference: the whole `slamfw predict` process, reading a table file of N observed mock spectra "
                   f"(case (a)'s test survey, native 1900-pixel grid) and streaming it through {where}"
                   + (f", with `{args}`" if args else "") + f"; {model}; peak memory is the process tree's.", ""]
@@ -140,7 +143,7 @@ def report(infer: list[dict], train: list[dict], proj: dict | list[dict] | None,
                 lines += ["", f"Wall time ~ N^{fit[1]:.2f} over N = {mine[0]['n']} to {mine[-1]['n']}"
                           + (f" ({name})." if several else ".")]
         if several and "local" in names:
-            for name in names[1:]:
+            for name in (x for x in names if x != "local"):
                 for r in (x for x in infer if x.get("executor") == name):
                     loc = next((x for x in infer if x.get("executor", "local") == "local" and x["n"] == r["n"]), None)
                     if loc is not None:

@@ -102,6 +102,12 @@ def test_projection_and_report_per_executor():
     assert "N = 10000: dask 1.800 ms per spectrum against local 1.500 ms (1.20x" in text
     assert "from the dask executor's runs: 3.60 core-ms" in text and "from the local executor's runs" in text
     assert "2-worker LocalCluster measured here" in text
+    # whatever the order of the executors, each other one is compared with local's
+    flipped = harness_scaling.report(infer[2:] + infer[:2], [], None, False)
+    assert "N = 10000: dask 1.800 ms per spectrum against local 1.500 ms (1.20x" in flipped
+    assert "against local" not in flipped.replace("dask 1.800 ms per spectrum against local", "")
+    alone = harness_scaling.report(infer[2:], [], None, False)
+    assert "the dask executor with 2 workers (a LocalCluster on this machine)" in alone
 
 
 def test_scaling_report_training_only():

@@ -101,14 +101,13 @@ class DaskExecutor(Executor):
         else:
             import dask
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers' environment (to hand
-            # freed memory back to the system sooner): glibc then maps and unmaps every large
-            # temporary array: slamfw's predict took 1.4-1.8 times the local executor's time (2
-            # workers, case (a)'s model), and the local executor with that variable set 1.3-1.5
-            # times its own. This LocalCluster's workers keep glibc's default; a cluster's own
-            # configuration is its own.
-            environ = {k: v for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items()
-                       if k != "MALLOC_TRIM_THRESHOLD_"}
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            # freed memory back to the system sooner). Set, it also turns off glibc's dynamic mmap
+            # threshold, so every large temporary array is mapped and unmapped: the local
+            # executor's predict took 1.3-1.5 times as long with it (2 workers, case (a)'s model).
+            # This LocalCluster's workers keep glibc's default (None: the nanny sets no such
+            # variable; a value in this process's own environment still reaches them); a
+            # cluster's own configuration is its own.
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 self.cluster_ = distributed.LocalCluster(
                     n_workers=self.n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                     memory_limit=self.memory_limit, silence_logs=logging.WARNING)
