@@ -29,6 +29,14 @@ class TrainedEmulator:
     label_names: list[str]
 
 
+def stars_per_call_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid :meth:`Inferer.stars_per_call` (None or a positive integer), or
+    None when it is."""
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+        return None
+    return f"stars_per_call gave {value!r}; it must be a positive integer (stars) or None"
+
+
 class Inferer(Component):
     """Finds labels for many spectra: ``infer(model, flux, ivar, prior=None, ids=None) -> LabelResult``.
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..components.inferer import Inferer, TrainedEmulator
+from ..components.inferer import Inferer, TrainedEmulator, stars_per_call_problem
 from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
 from ..errors import ConfigError, SlamfwError
@@ -247,10 +247,7 @@ def check_inputs_unchanged(case: InfererCase) -> str:
 def check_stars_per_call(case: InfererCase) -> str:
     """``stars_per_call(model)`` (plugin API 1.3) is None, or the positive number of stars one
     ``infer`` call in the pipeline's own process should get."""
-    n = case.fresh().stars_per_call(case.model)
-    if n is None or (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
-        return ""
-    return f"stars_per_call gave {n!r}"
+    return stars_per_call_problem(case.fresh().stars_per_call(case.model)) or ""
 
 
 class _NarrowPrior(Prior):

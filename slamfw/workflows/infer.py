@@ -30,7 +30,7 @@ import numpy as np
 from .. import registry
 from ..components.base import ParamRole, params_with_role
 from ..components.executor import Executor, Progress, SerialExecutor, current_executor, using_executor
-from ..components.inferer import Inferer
+from ..components.inferer import Inferer, stars_per_call_problem
 from ..components.normalizer import Normalizer
 from ..components.prior import Prior
 from ..components.reader import Reader
@@ -230,6 +230,11 @@ def _prepare_chunk(raw: SpectralSet | None, model: SlamfwModel,
 _INFER_INPUTS = ("flux", "ivar", "coverage")
 
 
+def _n_prepared(prep: dict[str, np.ndarray] | None) -> int:
+    """The stars of a prepared chunk to infer (0 for None, or for a chunk whose stars were all dropped)."""
+    return 0 if prep is None else len(prep.get("flux", ()))
+
+
 def _catalogue_part(prep: dict[str, np.ndarray], result: LabelResult | None) -> dict[str, np.ndarray]:
     """The catalogue part of a prepared chunk (:func:`_prepare_chunk`) and its stars' labels:
     the LabelResult's arrays, then the prepared chunk's catalogue columns."""
@@ -278,9 +283,8 @@ def in_process_batch(model: SlamfwModel, inferer: Inferer, executor: Executor) -
     per_call = inferer.stars_per_call(model) if executor.workers_on_this_machine else None
     if per_call is None:
         return None
-    if not isinstance(per_call, (int, np.integer)) or isinstance(per_call, bool) or per_call < 1:
-        raise ConfigError(f"the inferer {type(inferer).__name__}: stars_per_call gave {per_call!r}; it must be a "
-                          f"positive integer (stars) or None")
+    if (problem := stars_per_call_problem(per_call)) is not None:
+        raise ConfigError(f"the inferer {type(inferer).__name__}: {problem}")
     log.info("inference in this process, up to %d stars per call (%s)", int(per_call), type(inferer).__name__)
     return int(per_call)
 
@@ -296,7 +300,7 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
     pending: list[dict[str, np.ndarray] | None] = []
 
     def flush() -> Iterator[tuple[dict[str, np.ndarray] | None, LabelResult | None]]:
-        with_stars = [p for p in pending if p is not None and len(p.get("flux", ())) > 0]
+        with_stars = [p for p in pending if _n_prepared(p)]
         if with_stars:
             joined = {k: np.concatenate([p[k] for p in with_stars]) for k in ("flux", "ivar", "coverage", "ids")}
             try:
@@ -309,7 +313,7 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
             del joined
         start = 0
         for p in pending:
-            n = 0 if p is None else len(p.get("flux", ()))
+            n = _n_prepared(p)
             yield p, (result.rows(start, start + n) if n else None)
             start += n
         pending.clear()
@@ -324,7 +328,7 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
         except Exception:      # a later chunk failed to read or prepare: those prepared are fitted and saved first
             yield from flush()
             raise
-        n = 0 if prep is None else len(prep.get("flux", ()))
+        n = _n_prepared(prep)
         if n and n_pending and n_pending + n > per_call:
             yield from flush()
             n_pending = 0
@@ -428,18 +432,17 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
         preps = _prepared_in_windows(executor, tasks, {"model": model, "normalizer": normalizer}, per_call)
         results = (None if prep is None else _catalogue_part(prep, res)
                    for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
-        progress = Progress(None, "predict", "spectra")
+    # the executor shows its own progress when it infers; here only when this process does
+    progress = Progress(None, "predict", "spectra", enabled=per_call is not None)
     n_spectra = 0
     try:
         for i, part in enumerate(results):
             if part is not None:
                 store.save(keys[i], part)
                 n_spectra += part["ids"].size
-                if per_call is not None:
-                    progress.update(part["ids"].size + part["excluded"].size)
+                progress.update(part["ids"].size + part["excluded"].size)
     finally:
-        if per_call is not None:
-            progress.close()
+        progress.close()
     log.info("predict: %d chunks (%d reused from an earlier run), %d spectra inferred in this run", len(keys),
              len(reused), n_spectra)
     return keys
