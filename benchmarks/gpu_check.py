@@ -35,9 +35,12 @@ and on the GPU, in the same chunks (predict then prepares the chunks on the exec
 fits them in its own process, up to the solver's GPU batch at a time: ``Inferer.stars_per_call``):
 the serial executor (all in one process) and the local executor (all cores prepare), each twice,
 since the first GPU run on a machine compiles CuPy's kernels; the catalogues' labels compared in
-units of the CPU's formal errors. ``--predict-table
-FILE``: an existing ``table`` npz instead of the mock one; with ``--fit-cpu-n N``, the model's
+units of the CPU's formal errors. ``--predict-table FILE``: an existing ``table`` npz instead of
+the mock one; with ``--fit-cpu-n N``, the model's
 ``lm`` alone is also timed in process (the CPU on the first N spectra, the GPU on all).
+``--predict-profile``: one more GPU run with the workers preparing, its calling process under
+cProfile (the top functions printed: where the process that fits on the GPU spends its time, and
+how long it waits for the workers).
 """
 from __future__ import annotations
 
@@ -162,7 +165,19 @@ def _fit_section(model_path: Path, table: Path, n_cpu: int, gpu: bool) -> None:
         _compare(f"{model_path.name}, cuda against cpu (first {len(out['cpu'].labels)})", out["cpu"], out["cuda"])
 
 
-def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool, table: Path | None = None) -> None:
+def _print_profile(path: Path, n: int = 22) -> None:
+    """The top ``n`` functions of a cProfile file by own time and by cumulative time."""
+    import io
+    import pstats
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(str(path), stream=out).sort_stats(key).print_stats(n)
+        text = out.getvalue()
+        print(f"calling process, by {key}:\n" + text[text.find("   ncalls"):], flush=True)
+
+
+def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool, table: Path | None = None,
+                     profile: bool = False) -> None:
     """The whole ``slamfw predict`` on a survey table (a mock one of ``n`` rows unless ``table``),
     CPU and GPU (see the module's doc)."""
     from astropy.table import Table
@@ -193,10 +208,14 @@ def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool,
                  ("cuda, workers prepare", workers + cuda),
                  ("cuda, serial, 2nd", ["--executor", "serial", *cuda]),
                  ("cuda, workers prepare, 2nd", workers + cuda)]
+        if profile:
+            runs += [("cuda, workers prepare, profiled", workers + cuda)]
     cats = {}
     for name, extra in runs:
         cat = work / f"cat-{len(cats)}.fits"
-        cmd = [sys.executable, "-m", "slamfw.cli", "predict", str(model_path), "--reader", "table", "--reader-param",
+        prof = work / f"predict-{len(cats)}.prof"
+        python = [sys.executable, "-m", "cProfile", "-o", str(prof)] if "profiled" in name else [sys.executable]
+        cmd = [*python, "-m", "slamfw.cli", "predict", str(model_path), "--reader", "table", "--reader-param",
                f"path={table}", "-o", str(cat), "--force", *extra]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -210,6 +229,8 @@ def _predict_section(model_path: Path, n: int, draw: int, work: Path, gpu: bool,
         print(f"{model_path.name}, predict ({name}{where}): {wall:.1f} s for {n} spectra, {1e3 * wall / n:.3f} ms "
               f"per spectrum (whole process: start, read, normalise, fit, write); "
               f"{inner.group(1) if inner else '?'} s of it after start-up (predict's log)", flush=True)
+        if "profiled" in name:
+            _print_profile(prof)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnitsWarning)
             cats[name] = Table.read(cat)
@@ -245,6 +266,9 @@ def main() -> None:
     p.add_argument("--predict-table", type=Path, help="a survey table npz for --predict-model (default: a mock one)")
     p.add_argument("--fit-cpu-n", type=int, default=0,
                    help="with --predict-table: also time the model's lm in process (CPU on this many spectra)")
+    p.add_argument("--predict-profile", action="store_true",
+                   help="with --predict-model: one more GPU run with the workers preparing, its calling process "
+                        "under cProfile (the top functions printed)")
     p.add_argument("--work", type=Path, default=Path("/tmp/slamfw-gpu-check"))
     args = p.parse_args()
     from slamfw import SerialExecutor, TrainedEmulator, gpu_available, registry, using_executor
@@ -294,7 +318,8 @@ def main() -> None:
     if args.predict_model and args.predict_table and args.fit_cpu_n > 0:
         _fit_section(args.predict_model, args.predict_table, args.fit_cpu_n, gpu)
     if args.predict_model:
-        _predict_section(args.predict_model, args.predict_n, args.predict_draw, args.work, gpu, args.predict_table)
+        _predict_section(args.predict_model, args.predict_n, args.predict_draw, args.work, gpu, args.predict_table,
+                         args.predict_profile)
 
 
 if __name__ == "__main__":

@@ -631,6 +631,41 @@ class Greedy(slamfw.SerialExecutor):
         yield from super().imap(func, list(tasks), **kw)
 
 
+class RunsAhead(slamfw.SerialExecutor):
+    """Hands back the first result, then runs the rest of the stream in a thread while the caller
+    is away (the results pile up)."""
+
+    def imap(self, func, tasks, *, shared=None, **kw):
+        import queue
+        import threading
+        tasks, results, shared = iter(tasks), queue.Queue(), shared or {}
+
+        def work():
+            try:
+                for task in tasks:
+                    results.put(func(*task, **shared))
+                results.put(StopIteration)
+            except Exception as exc:  # noqa: BLE001 - to the caller
+                results.put(exc)
+        first = func(*next(tasks), **shared)
+        threading.Thread(target=work, daemon=True).start()
+        yield first
+        while (result := results.get()) is not StopIteration:
+            if isinstance(result, Exception):
+                raise result
+            yield result
+
+
+class Batches(slamfw.SerialExecutor):
+    """Takes tasks three at a time before running them (a failing stream loses the batch's others)."""
+
+    def imap(self, func, tasks, **kw):
+        import itertools
+        tasks = iter(tasks)
+        while batch := list(itertools.islice(tasks, 3)):
+            yield from super().imap(func, batch, **kw)
+
+
 class Swallows(slamfw.SerialExecutor):
     """Returns None for a task that raises."""
 
@@ -660,8 +695,10 @@ def test_builtin_executors_pass(name, params):
 
 
 @pytest.mark.parametrize("cls,failing", [
-    (Reversed, {"check_order", "check_lazy", "check_shared_array"}),   # on_result sees what map returns
-    (Greedy, {"check_lazy"}),
+    (Reversed, {"check_order", "check_lazy", "check_failing_stream", "check_shared_array"}),   # on_result sees
+    (Greedy, {"check_lazy", "check_failing_stream"}),                                         # what map returns
+    (RunsAhead, {"check_lazy"}),
+    (Batches, {"check_failing_stream"}),
     (Swallows, {"check_errors"}),
     (NoWorkers, {"check_lifecycle"}),
     (Elsewhere, {"check_lifecycle"}),

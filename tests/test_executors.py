@@ -225,3 +225,152 @@ def test_local_shared_arguments_fall_back_to_the_tasks_without_a_temporary_folde
     got = list(LocalExecutor(workers=2).imap(_weighted_sum, [(np.ones(3),), (np.arange(3.0),)],
                                              shared={"weights": np.array([1.0, 2.0, 3.0])}, progress=False))
     assert got == [6.0, 8.0]
+
+
+def _sleep_then(seconds, value, folder=None):
+    """Sleep, then return ``value``; with ``folder``, first record this worker's pid there."""
+    import time
+    if folder is not None:
+        (__import__("pathlib").Path(folder) / f"{value}-{os.getpid()}").write_text("")
+    time.sleep(seconds)
+    return value
+
+
+def _finish_time(seconds):
+    import time
+    time.sleep(seconds)
+    return time.time()
+
+
+def test_local_imap_takes_two_tasks_per_worker_ahead_of_a_slow_consumer():
+    """While the caller pauses after each result, the local executor takes at most two tasks per
+    worker that it has not handed back (joblib's workers took the whole stream: a GPU fit, the slow
+    consumer, found every chunk read and prepared in memory)."""
+    import time
+
+    from slamfw.execution.local import AHEAD_PER_WORKER
+    taken = []
+
+    def tasks():
+        for i in range(30):
+            taken.append(i)
+            yield (i,)
+
+    handed = 0
+    ahead = []
+    for result in LocalExecutor(workers=2).imap(_square_plus, tasks(), progress=False):
+        assert result == handed * handed
+        handed += 1
+        time.sleep(0.05)
+        ahead.append(len(taken) - handed)
+    assert handed == 30 and max(ahead) <= AHEAD_PER_WORKER * 2, ahead
+
+
+def test_local_map_keeps_every_worker_busy_past_a_slow_task():
+    """``map`` submits all its tasks at once: a slow first task holds back no other worker (with a
+    window of two tasks per worker, the quick ones after the window would wait for it)."""
+    done = LocalExecutor(workers=2).map(_finish_time, [(3.0,)] + [(0.0,)] * 12, progress=False)
+    assert sum(t < done[0] for t in done[1:]) == 12, done
+
+
+def test_local_imap_stopped_early_or_failing_leaves_no_task_running(tmp_path):
+    """When the caller stops early, or a task or the stream of tasks fails, the tasks not started
+    are cancelled and a task still running is stopped with its worker, so nothing computes for
+    nobody; the stream is taken no further; the executor works afterwards."""
+    import time
+
+    from slamfw.execution.local import AHEAD_PER_WORKER
+
+    def gone(pid):
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
+
+    ex = LocalExecutor(workers=2)
+    it = ex.imap(_sleep_then, [(0.0, 0, str(tmp_path)), (60.0, 1, str(tmp_path))] + [(60.0, i, None)
+                                                                                     for i in range(2, 9)],
+                 progress=False)
+    assert next(it) == 0
+    for _ in range(100):                        # the long task has started
+        if list(tmp_path.glob("1-*")):
+            break
+        time.sleep(0.1)
+    pid = int(next(tmp_path.glob("1-*")).name.split("-")[1])
+    it.close()
+    assert gone(pid)
+    # a failing task: the caller gets its error, and the stream is not read further than the window
+    taken = []
+
+    def tasks():
+        for i in range(50):
+            taken.append(i)
+            yield ("not a number",) if i == 1 else (i,)
+
+    with pytest.raises(TypeError):
+        list(ex.imap(_square_plus, tasks(), progress=False))
+    assert len(taken) <= AHEAD_PER_WORKER * 2 + 1
+    assert ex.map(_square_plus, [(i,) for i in range(5)], progress=False) == [0, 1, 4, 9, 16]
+
+
+def test_a_failing_stream_of_tasks_gives_the_results_taken_before_its_error(executor):
+    """A stream of tasks that fails (a chunk that cannot be read) first gives back the results of
+    the tasks taken before it, so that they can be saved, then its error."""
+    def failing():
+        yield (1,)
+        yield (2,)
+        raise OSError("chunk 3 cannot be read")
+
+    got = []
+    with pytest.raises(OSError, match="chunk 3"):
+        for r in executor.imap(_square_plus, failing(), progress=False):
+            got.append(r)
+    assert got == [1, 4]
+    assert executor.map(_square_plus, [(i,) for i in range(5)], progress=False) == [0, 1, 4, 9, 16]
+
+
+def test_results_in_order_bounds_the_stream_and_hands_back_what_is_left():
+    """The loop of an executor's imap: at most ``ahead`` tasks taken and not yet yielded; a stream's
+    error after the results taken before it; the handles left to ``abandon`` when the caller stops
+    early or a result raises, and none when all went well; the bar counts each task's weight."""
+    from slamfw import Progress, results_in_order
+    taken, abandoned = [], []
+
+    def stream(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise OSError(f"task {i} cannot be read")
+            taken.append(i)
+            yield (i,)
+
+    def result(handle):
+        if handle == "bad":
+            raise ValueError("a task failed")
+        return handle * 10
+
+    def submit(task):
+        return "bad" if task[0] == 5 else task[0]
+
+    bar = Progress(None, "t", "spectra", enabled=False)
+    it = results_in_order(stream(9), submit, result, ahead=3, bar=bar, weight=lambda t: 2.0,
+                          abandon=abandoned.extend)
+    assert next(it) == 0 and taken == [0, 1, 2]
+    assert next(it) == 10 and taken == [0, 1, 2, 3]
+    it.close()                                       # stopped early: 2 and 3 were taken, not yielded
+    assert abandoned == [2, 3] and bar.done == 4.0
+    abandoned.clear()
+    taken.clear()
+    with pytest.raises(ValueError, match="a task failed"):
+        list(results_in_order(stream(9), submit, result, ahead=3, abandon=abandoned.extend))
+    assert abandoned == [6, 7] and taken == list(range(8))
+    abandoned.clear()
+    got = []
+    with pytest.raises(OSError, match="task 2 cannot"):
+        for r in results_in_order(stream(9, fail_at=2), submit, result, ahead=None, abandon=abandoned.extend):
+            got.append(r)
+    assert got == [0, 10] and abandoned == []
+    assert list(results_in_order(stream(4), submit, result, ahead=None, abandon=abandoned.extend)) == [0, 10, 20, 30]
+    assert abandoned == []

@@ -126,15 +126,16 @@ def test_a_killed_device_predict_keeps_the_calls_it_finished(fast_model, tmp_pat
     _same_catalogue(_catalogue(tmp_path / "cpu.fits"), _catalogue(tmp_path / "cat.fits"), 150)
 
 
-def test_device_predict_reads_about_two_calls_ahead_at_most(fast_model, tmp_path, monkeypatch):
+def test_device_predict_reads_two_chunks_per_worker_ahead_at_most(fast_model, tmp_path, monkeypatch):
     """The calling process infers slower than the workers prepare: the survey is read and prepared
-    a window (about a call's stars) at a time, so that prepared spectra do not pile up in memory
-    (joblib's workers would take every chunk of the stream while the first call runs)."""
+    at most two chunks per worker ahead of the chunks handed to the calling process, so that
+    prepared spectra do not pile up in memory (joblib's workers took every chunk of the stream
+    while the first call ran)."""
     import time
 
     import slamfw_plugins.inferers.lm as lm_mod
     _stand_in_gpu(monkeypatch)
-    monkeypatch.setattr(maxlike, "BATCH_STARS_DEVICE", 64)          # calls of 2 chunks, windows of 3
+    monkeypatch.setattr(maxlike, "BATCH_STARS_DEVICE", 64)          # calls of 2 chunks
     read, seen = [], []
     real_key, real = infer.chunk_key, lm_mod.maximum_likelihood
     monkeypatch.setattr(infer, "chunk_key", lambda raw: read.append(raw.n_stars) or real_key(raw))
@@ -149,7 +150,7 @@ def test_device_predict_reads_about_two_calls_ahead_at_most(fast_model, tmp_path
                  "-o", str(tmp_path / "cat.fits")]) == 0
     assert [n for _, n in seen] == [60] * 5 and len(read) == 10
     done = 0
-    for n_read, n in seen:              # chunks read when a call starts: its own and those before, a window more
+    for n_read, n in seen:              # chunks read when a call starts: its own and those before, 2 x 2 more
         done += n // 30
         assert n_read <= done + 4, seen
 

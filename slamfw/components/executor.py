@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -82,14 +83,61 @@ class Progress:
         return f"{self.done:.0f} {self.unit} in {dt:.1f} s ({self.done / dt if dt > 0 else 0:.1f} {self.unit}/s)"
 
 
+def results_in_order(tasks: Iterable[tuple], submit: Callable[[tuple], Any], result: Callable[[Any], Any], *,
+                     ahead: int | None, bar: Progress | None = None, weight: Callable[[tuple], float] | None = None,
+                     abandon: Callable[[list[Any]], None] | None = None) -> Iterator[Any]:
+    """The results of a stream of tasks in task order, for an executor's ``imap`` (plugin API 1.4).
+
+    ``submit(task)`` starts a task and returns a handle (a future); ``result(handle)`` waits for
+    it and returns its result. At most ``ahead`` tasks are taken from ``tasks`` and not yet
+    yielded (None: no limit, for a list already in memory), however slow the caller. If the stream
+    itself fails (a chunk cannot be read), the results of the tasks taken before are yielded
+    first, then its error is raised. If the caller stops early, or a result raises, ``abandon``
+    gets the handles not yet yielded (cancel them there). ``bar`` is updated by each task's
+    ``weight`` (1 without) as its result is yielded.
+    """
+    pending: deque = deque()                  # (handle, weight), in task order
+
+    def next_result() -> Any:
+        handle, amount = pending.popleft()
+        value = result(handle)
+        if bar is not None:
+            bar.update(amount)
+        return value
+
+    finished = False
+    try:
+        stream = iter(tasks)
+        while True:
+            try:
+                task = next(stream)
+            except StopIteration:
+                break
+            except Exception:       # the stream failed: first the results of the tasks taken
+                while pending:
+                    yield next_result()
+                raise
+            pending.append((submit(task), weight(task) if weight else 1.0))
+            while ahead is not None and len(pending) >= ahead:
+                yield next_result()
+        while pending:
+            yield next_result()
+        finished = True
+    finally:
+        if not finished and pending and abandon is not None:
+            abandon([handle for handle, _ in pending])
+
+
 class Executor(Component):
     """Runs independent tasks ``func(*task, **shared)`` and gives their results in task order.
 
     Contract:
 
     - ``imap(func, tasks, shared=..., ...)`` consumes ``tasks`` (any iterable, possibly a generator
-      that reads data as it goes) lazily, keeping a bounded number in flight, and yields results in
-      the order of the tasks; ``map`` collects them into a list;
+      that reads data as it goes) lazily, keeping a bounded number taken and not yet handed back
+      (even while the caller is slow to take them), and yields results in the order of the tasks;
+      if the stream itself fails, the results of the tasks taken before come back first, then its
+      error; ``map`` collects the results into a list;
     - ``func`` is a module-level function (it may be sent to other processes or machines);
       ``shared`` holds large read-only arguments common to all tasks, sent once where the
       executor can;

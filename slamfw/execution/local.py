@@ -1,31 +1,43 @@
-"""Local worker processes (loky, through joblib): the executor configs get by default.
+"""Local worker processes (loky's reusable process pool, as joblib uses): the executor configs get
+by default.
 
-Each task's arguments are pickled to its worker (joblib's memory-mapping of large arrays is off:
-it kept a copy of every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000
-spectra of ``slamfw predict``, until the kernel killed the run for memory). The arguments every
-task shares (the model; slam's M x M kernels, 384 MB at 4000 training stars) are pickled once per
-run into a file of the temporary directory, which each worker reads and unpickles once per run:
-the tasks carry only its name (they carried the pickled bytes, so every task sent them again).
-The run holds a lock on the file and removes it when it ends; a later multi-worker run with the
-same temporary directory removes the files no run holds (those of killed runs). Each worker
-watches the process that started it and exits when that process is gone (killed with SIGKILL,
-say), so a killed run leaves no orphans; each task runs with its BLAS/OpenMP threads limited so
-that workers x threads fits the cores.
+Each task's arguments are pickled to its worker (never memory-mapped: joblib's maps kept a copy of
+every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000 spectra of ``slamfw
+predict``, until the kernel killed the run for memory). The arguments every task shares (the
+model; slam's M x M kernels, 384 MB at 4000 training stars) are pickled once per run into a file
+of the temporary directory, which each worker reads and unpickles once per run: the tasks carry
+only its name (they carried the pickled bytes, so every task sent them again). The run holds a
+lock on the file and removes it when it ends; a later multi-worker run with the same temporary
+directory removes the files no run holds (those of killed runs). ``imap`` takes at most two tasks
+per worker of a stream ahead of its consumer (joblib's workers took a new task whenever they
+finished one, so a slow consumer found the whole stream read and its results waiting in memory);
+``map``, whose tasks are all in memory already, submits them all. Each worker watches the process
+that started it and exits when that process is gone (killed with SIGKILL, say), so a killed run
+leaves no orphans; each task runs with its BLAS/OpenMP threads limited so that workers x threads
+fits the cores.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import Field
 
 from ..components.base import Params
-from ..components.executor import Executor, Progress, available_cores
+from ..components.executor import Executor, Progress, available_cores, results_in_order
 
 #: Seconds between a worker's checks that its parent is still there.
 WATCH_INTERVAL_S = 0.5
+
+#: Tasks of an ``imap`` stream that may be taken and not yet handed back, per worker.
+AHEAD_PER_WORKER = 2
+
+#: Environment variables that set the thread counts of BLAS, OpenMP, numba and numexpr in a
+#: worker when it starts (joblib's list).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def watch_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> None:
@@ -181,31 +193,63 @@ class LocalExecutor(Executor):
     def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
              desc: str = "", unit: str = "task", total: float | None = None,
              weight: Callable[[tuple], float] | None = None, progress: bool = True) -> Iterator[Any]:
+        """As :meth:`Executor.imap`; at most :data:`AHEAD_PER_WORKER` x ``n_workers`` tasks of the
+        stream are taken and not yet handed back (running, queued, or finished and waiting), so a
+        slow consumer holds back the reading of the stream."""
+        return self._results(func, tasks, shared, desc, unit, total, weight, progress,
+                             ahead=AHEAD_PER_WORKER * self.n_workers)
+
+    def map(self, func: Callable[..., Any], tasks: Sequence[tuple], *, shared: dict[str, Any] | None = None,
+            desc: str = "", unit: str = "task", on_result: Callable[[int, Any], None] | None = None,
+            progress: bool = True) -> list[Any]:
+        """As :meth:`Executor.map`, with every task submitted at once: the tasks are in memory
+        already, and a slow task then keeps no other worker waiting."""
+        out = []
+        for i, result in enumerate(self._results(func, tasks, shared, desc, unit, len(tasks), None, progress,
+                                                 ahead=None)):
+            if on_result is not None:
+                on_result(i, result)
+            out.append(result)
+        return out
+
+    def _pool(self) -> Any:
+        """loky's reusable process pool with this executor's workers (started or resized as needed;
+        kept between runs until its workers have been idle ``idle_timeout`` seconds). Each worker
+        watches this process, and starts with the thread counts of BLAS, OpenMP and numba limited
+        to :attr:`threads_per_worker` (unless this process's environment sets them)."""
+        from joblib.externals.loky import get_reusable_executor
+        env = {var: os.environ.get(var, str(self.threads_per_worker)) for var in THREAD_VARIABLES}
+        return get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, initializer=watch_parent,
+                                     initargs=(os.getpid(),), env=env)
+
+    def _results(self, func: Callable[..., Any], tasks: Iterable[tuple], shared: dict[str, Any] | None, desc: str,
+                 unit: str, total: float | None, weight: Callable[[tuple], float] | None, progress: bool,
+                 ahead: int | None) -> Iterator[Any]:
+        """``func(*task, **shared)`` of each task, in order, with at most ``ahead`` tasks submitted
+        and not yet yielded (None: no limit). If the stream of tasks fails, the results of the
+        tasks taken before are yielded first, then its error raised. If the caller stops early, or
+        a task fails, the tasks not started are cancelled and, if some are still running, the
+        workers are stopped (as joblib does), so that nothing goes on computing for nobody."""
         if self.n_workers == 1:   # one worker: no process to start, the same results
-            yield from super().imap(func, tasks, shared=shared, desc=desc, unit=unit, total=total, weight=weight,
-                                    progress=progress)
+            yield from Executor.imap(self, func, tasks, shared=shared, desc=desc, unit=unit, total=total,
+                                     weight=weight, progress=progress)
             return
-        import joblib
-        weights: list[float] = []
         bar = Progress(total, desc, unit, progress)
         try:
             pickled = _Pickled(shared or {})
         except BaseException:
             bar.close()
             raise
-
-        def calls() -> Iterator[Any]:
-            for task in tasks:
-                weights.append(weight(task) if weight else 1.0)
-                yield joblib.delayed(_call_pickled)(func, self.threads_per_worker, task, pickled)
-
         try:
-            with joblib.parallel_config(backend="loky", n_jobs=self.n_workers, initializer=watch_parent,
-                                        initargs=(os.getpid(),), idle_worker_timeout=self.idle_timeout,
-                                        max_nbytes=None):
-                for i, result in enumerate(joblib.Parallel(return_as="generator")(calls())):
-                    bar.update(weights[i])
-                    yield result
+            pool, threads = self._pool(), self.threads_per_worker
+
+            def abandon(futures: list[Any]) -> None:
+                running = [fut for fut in futures if not fut.cancel()]
+                if any(not fut.done() for fut in running):
+                    pool.shutdown(wait=False, kill_workers=True)
+            yield from results_in_order(tasks, lambda task: pool.submit(_call_pickled, func, threads, task, pickled),
+                                        lambda fut: fut.result(), ahead=ahead, bar=bar, weight=weight,
+                                        abandon=abandon)
         finally:
             bar.close()
             pickled.close()

@@ -2,11 +2,12 @@
 
 It runs small tasks on the executor (started with ``with executor:``) and checks the contract of
 :class:`slamfw.Executor`: results come back in task order, with the shared arguments; ``map``
-calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number in
-flight, so a stream of chunks never piles up in memory); an exception in a task reaches the
-caller; a large shared array arrives intact; tasks use at most cores / workers BLAS threads;
-``n_workers`` is a positive integer and ``workers_on_this_machine`` a bool; starting and closing
-twice is harmless. (That workers die with the process that started them is checked by slamfw's
+calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number taken
+and not yet handed back, even while the caller is slow, so a stream of chunks never piles up in
+memory); a failing stream of tasks gives back the results taken before its error; an exception
+in a task reaches the caller; a large shared array arrives intact; tasks use
+at most cores / workers BLAS threads; ``n_workers`` is a positive integer and
+``workers_on_this_machine`` a bool; starting and closing twice is harmless. (That workers die with the process that started them is checked by slamfw's
 own tests for its executors, not here: it needs a process to kill.)
 
 Usage: ``check_executor(MyExecutor)`` or ``check_executor(MyExecutor, {"workers": 2})``. Tasks
@@ -15,6 +16,7 @@ machines can import them.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import numpy as np
@@ -24,8 +26,11 @@ from ._common import Case, CheckResult, checker, params_check, resolve, run_chec
 
 __all__ = ["check_executor", "EXECUTOR_CHECKS", "ExecutorCase"]
 
-#: How many tasks of a stream may be taken before the first result comes back.
+#: How many tasks of a stream may be taken and not yet handed back to the caller.
 MAX_AHEAD = 64
+
+#: Seconds the lazy check's caller pauses after its first result.
+PAUSE_S = 0.5
 
 
 class ExecutorCase(Case):
@@ -83,9 +88,11 @@ def check_on_result(case: ExecutorCase) -> str:
     return "" if seen == list(enumerate(out)) else f"on_result saw {seen}, the results are {out}"
 
 
-@check("imap takes a stream of tasks lazily")
+@check("imap takes a stream of tasks lazily, and no further than a bounded number ahead of its caller")
 def check_lazy(case: ExecutorCase) -> str:
-    """The first result comes back before more than a bounded number of tasks were taken."""
+    """The first result comes back before more than :data:`MAX_AHEAD` tasks were taken, and while
+    the caller then pauses (a slow consumer: a GPU fit, a slow disk), the executor takes at most
+    :data:`MAX_AHEAD` tasks beyond those it handed back (results must not pile up in memory)."""
     taken: list[int] = []
 
     def tasks() -> Iterator[tuple[float]]:
@@ -96,10 +103,40 @@ def check_lazy(case: ExecutorCase) -> str:
     it = case.started().imap(_affine, tasks(), progress=False)
     first = next(it)
     ahead = len(taken)
+    time.sleep(PAUSE_S)
+    ahead_after_pause = len(taken) - 1
     rest = list(it)
     if first != 0.0 or rest != [float(i) for i in range(1, 10 * MAX_AHEAD)]:
         return "imap gave wrong results for a generator of tasks"
-    return "" if ahead <= MAX_AHEAD else f"{ahead} tasks were taken before the first result (> {MAX_AHEAD})"
+    if ahead > MAX_AHEAD:
+        return f"{ahead} tasks were taken before the first result (> {MAX_AHEAD})"
+    if ahead_after_pause > MAX_AHEAD:
+        return f"{ahead_after_pause} tasks were taken beyond the one handed back while the caller paused " \
+               f"{PAUSE_S} s (> {MAX_AHEAD}): imap runs ahead of a slow consumer"
+    return ""
+
+
+def _failing_stream() -> Iterator[tuple[float]]:
+    yield (1.0,)
+    yield (2.0,)
+    raise OSError("the stream's third task cannot be read")
+
+
+@check("a failing stream of tasks gives back the results taken before its error")
+def check_failing_stream(case: ExecutorCase) -> str:
+    """Results of the tasks taken before the stream failed come back first (a streaming run saves
+    them), then the stream's own error."""
+    got: list[float] = []
+    try:
+        for result in case.started().imap(_affine, _failing_stream(), progress=False):
+            got.append(result)
+    except OSError as err:
+        if "third task" not in str(err):
+            return f"raised another OSError: {err}"
+        return "" if got == [1.0, 2.0] else f"gave {got} before the stream's error, expected [1.0, 2.0]"
+    except Exception as err:  # noqa: BLE001
+        return f"raised {type(err).__name__} ({err}), not the stream's OSError"
+    return "the stream's error did not reach the caller"
 
 
 @check("an exception in a task reaches the caller")
@@ -149,8 +186,8 @@ def check_lifecycle(case: ExecutorCase) -> str:
     return "" if ok else "a started-twice executor gave a wrong result"
 
 
-EXECUTOR_CHECKS = [params_check(ExecutorCase), check_order, check_on_result, check_lazy, check_errors,
-                   check_shared_array, check_threads, check_lifecycle]
+EXECUTOR_CHECKS = [params_check(ExecutorCase), check_order, check_on_result, check_lazy, check_failing_stream,
+                   check_errors, check_shared_array, check_threads, check_lifecycle]
 
 
 def check_executor(executor: type[Executor] | Executor, params: dict[str, Any] | None = None, *,

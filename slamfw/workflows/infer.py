@@ -255,27 +255,6 @@ def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer
                                                prep["coverage"]))
 
 
-def _prepared_in_windows(executor: Executor, tasks: Iterator[tuple[SpectralSet | None]], shared: dict[str, Any],
-                         per_call: int) -> Iterator[dict[str, np.ndarray] | None]:
-    """:func:`_prepare_chunk` of each task, in order, prepared on ``executor`` a window at a time:
-    consecutive chunks up to ``per_call`` raw stars (at least one chunk). The calling process, which
-    infers, is the slow consumer here, and an executor may run ahead of its consumer (joblib's
-    loky workers take a new task whenever they finish one): windows keep the prepared spectra held
-    at once to about two calls' worth, whatever the survey's size. Each window's chunks are
-    prepared in parallel; the next window is prepared before the previous call is fitted."""
-    tasks = iter(tasks)
-    while True:
-        window, n = [], 0
-        for task in tasks:
-            window.append(task)
-            n += 0 if task[0] is None else task[0].n_stars
-            if n >= per_call:
-                break
-        if not window:
-            return
-        yield from executor.imap(_prepare_chunk, window, shared=shared, progress=False)
-
-
 def in_process_batch(model: SlamfwModel, inferer: Inferer, executor: Executor) -> int | None:
     """Stars per ``infer`` call when ``inferer`` infers in this process while ``executor``'s
     workers prepare (:meth:`~slamfw.Inferer.stars_per_call`; only where the workers share this
@@ -429,7 +408,7 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     else:                     # the workers prepare, this process infers (the inferer's device)
         log.info("the chunks are prepared on the executor (%d worker(s)), %d stars at a time", executor.n_workers,
                  per_call)
-        preps = _prepared_in_windows(executor, tasks, {"model": model, "normalizer": normalizer}, per_call)
+        preps = executor.imap(_prepare_chunk, tasks, shared={"model": model, "normalizer": normalizer}, progress=False)
         results = (None if prep is None else _catalogue_part(prep, res)
                    for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
     # the executor shows its own progress when it infers; here only when this process does

@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import Field
 
-from slamfw import ConfigError, Executor, Params, Progress, available_cores, call_limited, hookimpl, watch_parent
+from slamfw import (
+    ConfigError, Executor, Params, Progress, available_cores, call_limited, hookimpl, results_in_order, watch_parent,
+)
 
-SLAMFW_PLUGIN_API = (1, 3)
+SLAMFW_PLUGIN_API = (1, 4)
 
 log = logging.getLogger(__name__)
 
@@ -150,29 +151,17 @@ class DaskExecutor(Executor):
         self.start()
         client = self.client_
         shared_blob = client.scatter(_dumps((func, shared or {})), broadcast=True, hash=False)
-        window = 2 * self.n_workers
-        pending: deque = deque()
         bar = Progress(total, desc, unit, progress)
-        try:
-            for task in tasks:
-                task_blob = client.scatter(_dumps(task), hash=False)   # data to a worker, not into the task graph
-                pending.append((client.submit(run_pickled, shared_blob, task_blob, self.threads, pure=False),
-                                weight(task) if weight else 1.0))
-                while len(pending) >= window:
-                    yield self._next(pending, bar)
-            while pending:
-                yield self._next(pending, bar)
-        finally:
-            for fut, _ in pending:
-                fut.cancel()
-            bar.close()
 
-    @staticmethod
-    def _next(pending: deque, bar: Progress) -> Any:
-        fut, amount = pending.popleft()
-        result = pickle.loads(fut.result())
-        bar.update(amount)
-        return result
+        def submit(task: tuple) -> Any:
+            task_blob = client.scatter(_dumps(task), hash=False)   # data to a worker, not into the task graph
+            return client.submit(run_pickled, shared_blob, task_blob, self.threads, pure=False)
+        try:
+            yield from results_in_order(tasks, submit, lambda fut: pickle.loads(fut.result()),
+                                        ahead=2 * self.n_workers, bar=bar, weight=weight,
+                                        abandon=lambda futures: [fut.cancel() for fut in futures])
+        finally:
+            bar.close()
 
 
 @hookimpl
