@@ -269,14 +269,14 @@ def test_local_imap_takes_two_tasks_per_worker_ahead_of_a_slow_consumer():
 def test_local_map_keeps_every_worker_busy_past_a_slow_task():
     """``map`` submits all its tasks at once: a slow first task holds back no other worker (with a
     window of two tasks per worker, the quick ones after the window would wait for it)."""
-    done = LocalExecutor(workers=2).map(_finish_time, [(3.0,)] + [(0.0,)] * 12, progress=False)
+    done = LocalExecutor(workers=2).map(_finish_time, [(4.0,)] + [(0.0,)] * 12, progress=False)
     assert sum(t < done[0] for t in done[1:]) == 12, done
 
 
 def test_local_imap_stopped_early_or_failing_leaves_no_task_running(tmp_path):
-    """When the caller stops early, or a task or the stream of tasks fails, the tasks not started
-    are cancelled and a task still running is stopped with its worker, so nothing computes for
-    nobody; the stream is taken no further; the executor works afterwards."""
+    """When the caller stops early, the tasks not started are cancelled and a task still running is
+    stopped with its worker, so nothing computes for nobody; when a task fails, the stream is taken
+    no further than the window; the executor works afterwards."""
     import time
 
     from slamfw.execution.local import AHEAD_PER_WORKER
@@ -365,7 +365,7 @@ def test_results_in_order_bounds_the_stream_and_hands_back_what_is_left():
     taken.clear()
     with pytest.raises(ValueError, match="a task failed"):
         list(results_in_order(stream(9), submit, result, ahead=3, abandon=abandoned.extend))
-    assert abandoned == [6, 7] and taken == list(range(8))
+    assert abandoned == ["bad", 6, 7] and taken == list(range(8))      # the failed one with the rest
     abandoned.clear()
     got = []
     with pytest.raises(OSError, match="task 2 cannot"):
@@ -374,3 +374,38 @@ def test_results_in_order_bounds_the_stream_and_hands_back_what_is_left():
     assert got == [0, 10] and abandoned == []
     assert list(results_in_order(stream(4), submit, result, ahead=None, abandon=abandoned.extend)) == [0, 10, 20, 30]
     assert abandoned == []
+
+
+def test_a_failing_run_inside_a_stream_of_tasks_keeps_the_outer_run_going():
+    """A stream of tasks may run another run on the same pool (a reader that reads its files on
+    the executor). When the inner run fails, it leaves the pool to the outer run: the outer run
+    gives back the results taken before, then the inner run's own error (not a broken pool's)."""
+    ex = LocalExecutor(workers=3)
+
+    def stream():
+        yield (3.0, 1)                 # the outer run's tasks still run when the inner one fails,
+        yield (3.0, 2)                 # with a task of its own still running
+        ex.map(_sleep_then, [(0.0, 0), ("not a number", 1), (5.0, 2)], progress=False)
+        yield (0.0, 3)
+
+    got = []
+    with pytest.raises(TypeError):
+        for r in ex.imap(_sleep_then, stream(), progress=False):
+            got.append(r)
+    assert got == [1, 2]
+    assert ex.map(_square_plus, [(i,) for i in range(4)], progress=False) == [0, 1, 4, 9]
+
+
+def _joblib_backend(_):
+    from joblib.parallel import get_active_backend
+    backend, n_jobs = get_active_backend()
+    return type(backend).__name__, n_jobs, os.environ.get("ENABLE_IPC")
+
+
+def test_joblib_inside_a_local_task_runs_on_threads():
+    """A task that runs joblib (scikit-learn's ``n_jobs``) gets threads, as many as the task's
+    BLAS threads, not a process pool of its own in each worker (as in the workers joblib starts
+    itself); the workers start with TBB's ENABLE_IPC set, as joblib's do."""
+    got = LocalExecutor(workers=2).map(_joblib_backend, [(i,) for i in range(4)], progress=False)
+    threads = LocalExecutor(workers=2).threads_per_worker
+    assert set(got) == {("ThreadingBackend", threads, os.environ.get("ENABLE_IPC", "1"))}, got

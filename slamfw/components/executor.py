@@ -92,15 +92,17 @@ def results_in_order(tasks: Iterable[tuple], submit: Callable[[tuple], Any], res
     it and returns its result. At most ``ahead`` tasks are taken from ``tasks`` and not yet
     yielded (None: no limit, for a list already in memory), however slow the caller. If the stream
     itself fails (a chunk cannot be read), the results of the tasks taken before are yielded
-    first, then its error is raised. If the caller stops early, or a result raises, ``abandon``
-    gets the handles not yet yielded (cancel them there). ``bar`` is updated by each task's
-    ``weight`` (1 without) as its result is yielded.
+    first, then its error is raised. If the caller stops early, or a result raises (or the wait
+    for it is interrupted), ``abandon`` gets the handles not yet yielded, that one included
+    (cancel them there). ``bar`` is updated by each task's ``weight`` (1 without) as its result
+    is yielded.
     """
     pending: deque = deque()                  # (handle, weight), in task order
 
     def next_result() -> Any:
-        handle, amount = pending.popleft()
-        value = result(handle)
+        handle, amount = pending[0]
+        value = result(handle)            # on an error (or Ctrl-C) here, the handle stays for abandon
+        pending.popleft()
         if bar is not None:
             bar.update(amount)
         return value
@@ -117,7 +119,8 @@ def results_in_order(tasks: Iterable[tuple], submit: Callable[[tuple], Any], res
                 while pending:
                     yield next_result()
                 raise
-            pending.append((submit(task), weight(task) if weight else 1.0))
+            amount = weight(task) if weight else 1.0
+            pending.append((submit(task), amount))
             while ahead is not None and len(pending) >= ahead:
                 yield next_result()
         while pending:

@@ -169,8 +169,17 @@ class _Pickled:
 
 
 def _call_pickled(func: Callable[..., Any], threads: int, task: tuple, shared: _Pickled) -> Any:
-    """:func:`call_limited` with the shared arguments unpickled once per worker."""
-    return call_limited(func, threads, task, shared.value())
+    """:func:`call_limited` with the shared arguments unpickled once per worker; joblib inside the
+    task (scikit-learn's ``n_jobs``) runs on threads, not on a process pool of its own in each
+    worker (as joblib does in the workers it starts itself)."""
+    import joblib
+    with joblib.parallel_config(backend="threading", n_jobs=threads):
+        return call_limited(func, threads, task, shared.value())
+
+
+#: The pools of the multi-worker runs in progress in this process (a run's stream of tasks may run
+#: another on the same pool: a reader that reads its files on the executor).
+_RUNS: list[Any] = []
 
 
 class LocalExecutor(Executor):
@@ -219,6 +228,7 @@ class LocalExecutor(Executor):
         to :attr:`threads_per_worker` (unless this process's environment sets them)."""
         from joblib.externals.loky import get_reusable_executor
         env = {var: os.environ.get(var, str(self.threads_per_worker)) for var in THREAD_VARIABLES}
+        env["ENABLE_IPC"] = os.environ.get("ENABLE_IPC", "1")    # TBB's schedulers coordinate across processes
         return get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, initializer=watch_parent,
                                      initargs=(os.getpid(),), env=env)
 
@@ -237,19 +247,28 @@ class LocalExecutor(Executor):
         bar = Progress(total, desc, unit, progress)
         try:
             pickled = _Pickled(shared or {})
+            try:
+                pool = self._pool()
+            except BaseException:
+                pickled.close()
+                raise
         except BaseException:
             bar.close()
             raise
-        try:
-            pool, threads = self._pool(), self.threads_per_worker
+        threads = self.threads_per_worker
 
-            def abandon(futures: list[Any]) -> None:
-                running = [fut for fut in futures if not fut.cancel()]
-                if any(not fut.done() for fut in running):
-                    pool.shutdown(wait=False, kill_workers=True)
+        def abandon(futures: list[Any]) -> None:
+            running = [fut for fut in futures if not fut.cancel()]
+            # stop the workers of a task still running, unless another run (an outer one, whose
+            # stream of tasks runs this one) still uses the pool
+            if any(not fut.done() for fut in running) and _RUNS.count(pool) == 1:
+                pool.shutdown(wait=False, kill_workers=True)
+        _RUNS.append(pool)
+        try:
             yield from results_in_order(tasks, lambda task: pool.submit(_call_pickled, func, threads, task, pickled),
                                         lambda fut: fut.result(), ahead=ahead, bar=bar, weight=weight,
                                         abandon=abandon)
         finally:
+            _RUNS.remove(pool)
             bar.close()
             pickled.close()

@@ -26,7 +26,8 @@ from ._common import Case, CheckResult, checker, params_check, resolve, run_chec
 
 __all__ = ["check_executor", "EXECUTOR_CHECKS", "ExecutorCase"]
 
-#: How many tasks of a stream may be taken and not yet handed back to the caller.
+#: How many tasks of a stream may be taken and not yet handed back to the caller (or 4 per
+#: worker, if more).
 MAX_AHEAD = 64
 
 #: Seconds the lazy check's caller pauses after its first result.
@@ -90,29 +91,32 @@ def check_on_result(case: ExecutorCase) -> str:
 
 @check("imap takes a stream of tasks lazily, and no further than a bounded number ahead of its caller")
 def check_lazy(case: ExecutorCase) -> str:
-    """The first result comes back before more than :data:`MAX_AHEAD` tasks were taken, and while
-    the caller then pauses (a slow consumer: a GPU fit, a slow disk), the executor takes at most
-    :data:`MAX_AHEAD` tasks beyond those it handed back (results must not pile up in memory)."""
+    """The first result comes back before more than ``max(MAX_AHEAD, 4 x n_workers)`` tasks were
+    taken, and while the caller then pauses (a slow consumer: a GPU fit, a slow disk), the executor
+    takes at most that many tasks beyond those it handed back (results must not pile up in memory)."""
+    ex = case.started()
+    bound = max(MAX_AHEAD, 4 * ex.n_workers)
+    n_tasks = 10 * bound
     taken: list[int] = []
 
     def tasks() -> Iterator[tuple[float]]:
-        for i in range(10 * MAX_AHEAD):
+        for i in range(n_tasks):
             taken.append(i)
             yield (float(i),)
 
-    it = case.started().imap(_affine, tasks(), progress=False)
+    it = ex.imap(_affine, tasks(), progress=False)
     first = next(it)
     ahead = len(taken)
     time.sleep(PAUSE_S)
     ahead_after_pause = len(taken) - 1
     rest = list(it)
-    if first != 0.0 or rest != [float(i) for i in range(1, 10 * MAX_AHEAD)]:
+    if first != 0.0 or rest != [float(i) for i in range(1, n_tasks)]:
         return "imap gave wrong results for a generator of tasks"
-    if ahead > MAX_AHEAD:
-        return f"{ahead} tasks were taken before the first result (> {MAX_AHEAD})"
-    if ahead_after_pause > MAX_AHEAD:
+    if ahead > bound:
+        return f"{ahead} tasks were taken before the first result (> {bound})"
+    if ahead_after_pause > bound:
         return f"{ahead_after_pause} tasks were taken beyond the one handed back while the caller paused " \
-               f"{PAUSE_S} s (> {MAX_AHEAD}): imap runs ahead of a slow consumer"
+               f"{PAUSE_S} s (> {bound}): imap runs ahead of a slow consumer"
     return ""
 
 

@@ -406,8 +406,8 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
                                                                "normalizer": normalizer},
                                 desc="predict", unit="spectra", weight=lambda t: 0 if t[0] is None else t[0].n_stars)
     else:                     # the workers prepare, this process infers (the inferer's device)
-        log.info("the chunks are prepared on the executor (%d worker(s)), %d stars at a time", executor.n_workers,
-                 per_call)
+        log.info("the chunks are prepared on the executor (%d worker(s)) while this process infers",
+                 executor.n_workers)
         preps = executor.imap(_prepare_chunk, tasks, shared={"model": model, "normalizer": normalizer}, progress=False)
         results = (None if prep is None else _catalogue_part(prep, res)
                    for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
