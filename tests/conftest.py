@@ -13,6 +13,19 @@ from slamfw.config import PreprocessConfig
 from slamfw.preprocess import prepare
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def interrupted_at_call(func, n: int, calls: list | None = None):
+    """``func``, except that its ``n``-th call raises KeyboardInterrupt (a run stopped there, as by
+    Ctrl-C); each call is first appended to ``calls`` when given."""
+    calls = [] if calls is None else calls
+
+    def wrapper(*a, **k):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return func(*a, **k)
+    return wrapper
 LINEAR_PACKAGE = REPO / "examples" / "slamfw-linear-emulator"
 
 if sys.version_info >= (3, 11):

@@ -14,7 +14,7 @@ from slamfw import registry
 from slamfw.cli import main
 from slamfw.execution.store import DIGEST_KEY, ChunkStore, check_arrays
 
-from .conftest import REPO
+from .conftest import REPO, interrupted_at_call
 
 DEMO = REPO / "examples" / "demo" / "experiment.toml"
 
@@ -193,14 +193,8 @@ def test_slamfw_train_redoes_a_damaged_block(tmp_path, monkeypatch, capfd):
     clean = SlamfwModel.load(tmp_path / "clean" / "model.npz").emulator
 
     import slamfw_plugins.emulators.slam as slam_mod
-    real, calls = slam_mod._fit_pixel_block, []
-
-    def dies_on_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(slam_mod, "_fit_pixel_block", dies_on_third)
+    real = slam_mod._fit_pixel_block
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", interrupted_at_call(real, 3))
     assert main(_train_args(tmp_path / "r")) == 130
     blocks = sorted((tmp_path / "r" / ".checkpoints" / "train").rglob("block_*.npz"))
     assert len(blocks) == 2

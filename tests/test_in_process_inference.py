@@ -24,7 +24,7 @@ from slamfw.model import SlamfwModel
 from slamfw.stats import maxlike
 from slamfw.workflows import infer
 
-from .conftest import REPO
+from .conftest import REPO, interrupted_at_call
 
 DEMO = REPO / "examples" / "demo" / "experiment.toml"
 FAST = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
@@ -107,14 +107,8 @@ def test_a_killed_device_predict_keeps_the_calls_it_finished(fast_model, tmp_pat
     _stand_in_gpu(monkeypatch)
     monkeypatch.setattr(maxlike, "BATCH_STARS_DEVICE", 64)
     import slamfw_plugins.inferers.lm as lm_mod
-    real, calls = lm_mod.maximum_likelihood, []
-
-    def dies_in_the_second(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(lm_mod, "maximum_likelihood", dies_in_the_second)
+    real = lm_mod.maximum_likelihood
+    monkeypatch.setattr(lm_mod, "maximum_likelihood", interrupted_at_call(real, 2))
     cuda = ["--inferer-param", "device=cuda"]
     assert main([*args, *cuda]) == 130
     assert len(list((tmp_path / ".checkpoints").rglob("part_*.npz"))) == 2

@@ -5,6 +5,8 @@ from sklearn.svm import SVR
 from slamfw import DataError, LocalExecutor, NotFittedError, registry, using_executor
 from slamfw_plugins.emulators.slam import SlamEmulator
 
+from .conftest import interrupted_at_call
+
 
 def test_grid_search_and_attributes(small_slam, small_train):
     emu = small_slam
@@ -194,14 +196,7 @@ def test_killed_training_resumes_from_finished_blocks(small_train, tmp_path, mon
     reference = registry.create("emulator", "slam", kw).fit(small_train.labels, small_train.flux, small_train.ivar)
     real = slam_mod._fit_pixel_block
     calls = []
-
-    def dies_on_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(slam_mod, "_fit_pixel_block", dies_on_third)
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", interrupted_at_call(real, 3, calls))
     emu = registry.create("emulator", "slam", kw)
     emu.workdir = tmp_path
     with pytest.raises(KeyboardInterrupt):

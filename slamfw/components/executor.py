@@ -131,6 +131,16 @@ def results_in_order(tasks: Iterable[tuple], submit: Callable[[tuple], Any], res
             abandon([handle for handle, _ in pending])
 
 
+def collected(results: Iterable[Any], on_result: Callable[[int, Any], None] | None) -> list[Any]:
+    """``list(results)``, calling ``on_result(i, result)`` as each arrives (an executor's ``map``)."""
+    out = []
+    for i, result in enumerate(results):
+        if on_result is not None:
+            on_result(i, result)
+        out.append(result)
+    return out
+
+
 class Executor(Component):
     """Runs independent tasks ``func(*task, **shared)`` and gives their results in task order.
 
@@ -201,13 +211,8 @@ class Executor(Component):
             progress: bool = True) -> list[Any]:
         """``[func(*task, **shared) for task in tasks]``; ``on_result(i, result)`` is called in this
         process as each result arrives, in order, so finished work can be saved before the end."""
-        out = []
-        for i, result in enumerate(self.imap(func, tasks, shared=shared, desc=desc, unit=unit, total=len(tasks),
-                                             progress=progress)):
-            if on_result is not None:
-                on_result(i, result)
-            out.append(result)
-        return out
+        return collected(self.imap(func, tasks, shared=shared, desc=desc, unit=unit, total=len(tasks),
+                                   progress=progress), on_result)
 
 
 class SerialExecutor(Executor):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from pydantic import Field
 
 from ..components.base import Params
-from ..components.executor import Executor, Progress, available_cores, results_in_order
+from ..components.executor import Executor, Progress, available_cores, collected, results_in_order
 
 #: Seconds between a worker's checks that its parent is still there.
 WATCH_INTERVAL_S = 0.5
@@ -213,13 +213,8 @@ class LocalExecutor(Executor):
             progress: bool = True) -> list[Any]:
         """As :meth:`Executor.map`, with every task submitted at once: the tasks are in memory
         already, and a slow task then keeps no other worker waiting."""
-        out = []
-        for i, result in enumerate(self._results(func, tasks, shared, desc, unit, len(tasks), None, progress,
-                                                 ahead=None)):
-            if on_result is not None:
-                on_result(i, result)
-            out.append(result)
-        return out
+        return collected(self._results(func, tasks, shared, desc, unit, len(tasks), None, progress, ahead=None),
+                         on_result)
 
     def _pool(self) -> Any:
         """loky's reusable process pool with this executor's workers (started or resized as needed;

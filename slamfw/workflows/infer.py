@@ -297,7 +297,6 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
             start += n
         pending.clear()
 
-    n_pending = 0
     items = iter(prepared)
     while True:
         try:
@@ -307,12 +306,10 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
         except Exception:      # a later chunk failed to read or prepare: those prepared are fitted and saved first
             yield from flush()
             raise
-        n = _n_prepared(prep)
+        n, n_pending = _n_prepared(prep), sum(map(_n_prepared, pending))
         if n and n_pending and n_pending + n > per_call:
             yield from flush()
-            n_pending = 0
         pending.append(prep)
-        n_pending += n
     yield from flush()
 
 
