@@ -7,8 +7,10 @@ Each step of the batched ``lm`` asks the emulator for the cost, J^T r and J^T J 
 (``Emulator.least_squares_terms``). The base class builds them from ``predict_and_jacobian``
 (the (K, P, L) jacobian, then products); ``slam`` and ``krr`` compute them in one numba pass over
 each gamma group's matrix product. For batches of 500 and 50 rows it prints the time per row of
-both, the time of the matrix products alone, and the largest relative difference of the terms.
-A benchmark: it prints, it asserts nothing.
+both, the time of the matrix products alone, and the largest relative difference of the terms;
+then the compiled terms with ``jacobian_precision="single"`` (the derivatives' products in
+float32), their time per row, the ratio to double's, and the largest relative difference of
+each term (the cost, J^T r, J^T J) from double's. A benchmark: it prints, it asserts nothing.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{rbf.groups[0].centres.shape[0]} centres; one BLAS thread; time per row, best of {args.repeat}")
     print("| rows | compiled terms (us) | from the jacobian (us) | ratio | matrix products alone (us) | max relative difference |")
     print("|---|---|---|---|---|---|")
+    singles: list[str] = []
     with threadpool_limits(limits=1):
         for k in (500, 50):
             rows = np.arange(k) % labels.shape[0]
@@ -69,6 +72,15 @@ def main(argv: list[str] | None = None) -> None:
             diff = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(fused, plain))
             print(f"| {k} | {1e6 * t_fused / k:.0f} | {1e6 * t_plain / k:.0f} | {t_plain / t_fused:.2f}x | "
                   f"{1e6 * t_gemm / k:.0f} | {diff:.1e} |")
+            single = emu.least_squares_terms(theta, w, wf, jacobian_precision="single")
+            t_single = best_time(lambda: emu.least_squares_terms(theta, w, wf, jacobian_precision="single"),
+                                 args.repeat)
+            diffs = " / ".join(f"{np.abs(a - b).max() / np.abs(b).max():.1e}" for a, b in zip(single, fused))
+            singles.append(f"| {k} | {1e6 * t_single / k:.0f} | {t_fused / t_single:.2f}x | {diffs} |")
+    print("\nThe compiled terms with jacobian_precision = \"single\":")
+    print("| rows | time (us) | double / single | max relative difference from double: cost / J^T r / J^T J |")
+    print("|---|---|---|---|")
+    print("\n".join(singles))
 
 
 if __name__ == "__main__":

@@ -312,13 +312,18 @@ def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_mod
         np.testing.assert_array_equal(a, b)
 
 
-def test_krr_least_squares_terms_compiled_equal_the_jacobians(noisy):
-    pytest.importorskip("numba")
-    from slamfw import Emulator
+def _small_krr(noisy):
+    """A krr on 80 mock stars, and least-squares inputs at 10 rows."""
     train = mock_set(80, seed=5)
     emu = registry.create("emulator", "krr", {"alpha": [0.01], "gamma": [0.1, 1.0]}).fit(train.labels, train.flux,
                                                                                          train.ivar)
-    theta, w, wf = _lsq_inputs(train.labels, noisy, k=10)
+    return emu, _lsq_inputs(train.labels, noisy, k=10)
+
+
+def test_krr_least_squares_terms_compiled_equal_the_jacobians(noisy):
+    pytest.importorskip("numba")
+    from slamfw import Emulator
+    emu, (theta, w, wf) = _small_krr(noisy)
     assert emu._rbf.least_squares_terms(emu.label_scaler_.transform(theta), w, wf, emu.flux_scaler_.scale_,
                                         emu.flux_scaler_.mean_, 1 / emu.label_scaler_.scale_) is not None
     for a, b in zip(emu.least_squares_terms(theta, w, wf), Emulator.least_squares_terms(emu, theta, w, wf)):
@@ -494,3 +499,88 @@ def test_a_small_step_from_the_secant_model_does_not_stop_the_row():
                            np.array([f, f, f, f, t]), np.array([f, t, t, t, t]))
     np.testing.assert_array_equal(stop, [t, f, f, t, t])
     np.testing.assert_array_equal(restart, [f, t, t, f, f])
+
+
+def test_slam_least_squares_terms_in_single_precision(small_model, noisy, monkeypatch):
+    """``jacobian_precision="single"``: the compiled pass gets the model's products in double and
+    the derivatives' in float32, multiplied in float32 (``kz`` cast, not only the coefficients);
+    the cost is double's to the last digits, J^T r and J^T J differ by float32's rounding, not
+    more, and not by nothing."""
+    pytest.importorskip("numba")
+    from slamfw import Emulator
+    from slamfw_plugins.emulators import _rbf
+    emu = small_model.emulator
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
+    double = emu.least_squares_terms(theta, w, wf)
+    compiled, seen = _rbf.LSQ_KERNEL.get(), []
+
+    def recording(kd, kx, *args):
+        seen.append((kd.dtype, kx.dtype, kx.copy()))
+        return compiled(kd, kx, *args)
+    monkeypatch.setattr(_rbf.LSQ_KERNEL, "compiled", recording)
+    single = emu.least_squares_terms(theta, w, wf, jacobian_precision="single")
+    z = emu.label_scaler_.transform(theta)
+    assert [s[:2] for s in seen] == [(np.float64, np.float32)] * len(emu._rbf.groups)
+    for (grp, kz), (_, _, kx) in zip(emu._rbf._kernels(z), seen):
+        np.testing.assert_array_equal(kx, kz.astype(np.float32) @ grp.single)
+    np.testing.assert_allclose(single[0], double[0], rtol=1e-12)
+    for a, b in zip(single[1:], double[1:]):
+        err = np.abs(a - b).max() / np.abs(b).max()
+        assert 0 < err < 1e-5, err
+    with pytest.raises(ValueError, match="jacobian_precision must be 'double' or 'single', got 'half'"):
+        emu.least_squares_terms(theta, w, wf, jacobian_precision="half")
+    with pytest.raises(ValueError, match="jacobian_precision must be one of"):
+        Emulator.least_squares_terms(emu, theta, w, wf, jacobian_precision="half")
+
+
+def test_batched_with_a_single_precision_jacobian_agrees_with_double(small_model, noisy):
+    """The batched solver with the jacobian's products in float32: the same minima as in double,
+    within 1e-3 of the formal errors, and formal errors within 0.1 % (the steps' directions differ by rounding, the cost that
+    accepts them and stops the fit does not)."""
+    pytest.importorskip("numba")
+    double = registry.create("inferer", "lm", {"batched": True}).infer(small_model, noisy.flux, noisy.ivar)
+    single = registry.create("inferer", "lm", {"batched": True, "jacobian_precision": "single"}).infer(
+        small_model, noisy.flux, noisy.ivar)
+    assert single.converged.all() and double.converged.all()
+    d = _agree(double, single)
+    assert 0 < d.max() < 1e-3, d.max()
+    np.testing.assert_allclose(single.errors, double.errors, rtol=1e-3)     # from J^T J in float32
+
+
+def test_an_emulator_without_the_precision_keyword_is_called_in_double(small_model, noisy):
+    """A third-party emulator whose ``least_squares_terms`` predates ``jacobian_precision`` (plugin
+    API < 1.5) is called without it: the single-precision request then changes nothing."""
+    from slamfw.stats.batched_lm import _takes_precision
+
+    class OldTerms(type(small_model.emulator)):
+        calls = 0
+
+        def least_squares_terms(self, labels, weights, weighted_flux):
+            OldTerms.calls += 1
+            return super().least_squares_terms(labels, weights, weighted_flux)
+
+    old = object.__new__(OldTerms)
+    old.__dict__.update(small_model.emulator.__dict__)
+    assert not _takes_precision(old.least_squares_terms) and _takes_precision(small_model.emulator.least_squares_terms)
+    model = TrainedEmulator(old, small_model.train_labels, small_model.label_names)
+    flux, ivar = noisy.flux[:10], noisy.ivar[:10]
+    single = registry.create("inferer", "lm", {"batched": True, "jacobian_precision": "single"}).infer(model, flux, ivar)
+    assert OldTerms.calls > 0
+    double = registry.create("inferer", "lm", {"batched": True}).infer(small_model, flux, ivar)
+    np.testing.assert_array_equal(single.labels, double.labels)
+
+
+def test_krr_computes_its_terms_in_double_when_single_is_asked(noisy):
+    """krr's dual coefficients are large and cancel: it declines float32 and gives double's terms."""
+    pytest.importorskip("numba")
+    emu, (theta, w, wf) = _small_krr(noisy)
+    for a, b in zip(emu.least_squares_terms(theta, w, wf, jacobian_precision="single"),
+                    emu.least_squares_terms(theta, w, wf)):
+        np.testing.assert_array_equal(a, b)
+    assert all(grp.single is None for grp in emu._rbf.groups)
+
+
+@pytest.mark.parametrize("params", [{"batched": False}, {"device": "cuda"}])
+def test_a_single_precision_jacobian_is_refused_where_it_does_nothing(params):
+    with pytest.raises(ConfigError, match="jacobian_precision 'single' is for the batched solver on the CPU"):
+        registry.create("inferer", "lm", {"jacobian_precision": "single", **params})

@@ -9,6 +9,10 @@ from ..errors import DataError, NotFittedError
 from .base import Component
 
 
+#: What ``Emulator.least_squares_terms``' ``jacobian_precision`` may be.
+JACOBIAN_PRECISIONS = ("double", "single")
+
+
 class Emulator(Component):
     """Labels in, normalised flux out: the generative model of the spectra.
 
@@ -28,9 +32,12 @@ class Emulator(Component):
       cross-validated mean squared and mean difference (predicted - true) of each pixel in
       standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
       were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
-    - ``least_squares_terms(labels, weights, weighted_flux)``: the cost, ``J^T r`` and ``J^T J``
-      of a weighted least-squares step, which the batched least squares calls; this base class
-      computes them from ``predict_and_jacobian``
+    - ``least_squares_terms(labels, weights, weighted_flux, *, jacobian_precision="double")``: the
+      cost, ``J^T r`` and ``J^T J`` of a weighted least-squares step, which the batched least
+      squares calls; this base class computes them from ``predict_and_jacobian``. With
+      ``jacobian_precision="single"`` an emulator may compute J (not the cost) in single
+      precision, where that is faster (the kernel emulators); this base ignores it (plugin API
+      1.5: the batched least squares passes the keyword only to a method that declares it)
     - optional: ``on_device(xp)``, an evaluator of flux and jacobian on another array module
       (CuPy: the GPU), for the batched least squares' ``device = "cuda"``
     - optional: ``label_scale_`` (L,), a typical scale of each label (the training set's
@@ -75,8 +82,8 @@ class Emulator(Component):
         the batched least squares needs. Override when the two share work (a kernel matrix)."""
         return self.predict(labels), self.jacobian(labels)
 
-    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray, *,
+                            jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The terms of a weighted least-squares step at labels (K, L), physical units: with the
         residuals ``r = weighted_flux - weights * predict(labels)`` (K, P) (``weighted_flux``
         is 0 where ``weights`` is) and their derivatives ``J = dr/dlabels`` (K, P, L), returns
@@ -84,7 +91,12 @@ class Emulator(Component):
         of the batched least squares needs. This default computes them from
         :meth:`predict_and_jacobian`; an emulator may compute them without building the
         (K, P, L) jacobian (the kernel emulators do), equal to rounding
-        (``slamfw.testing.check_emulator`` checks it)."""
+        (``slamfw.testing.check_emulator`` checks it). ``jacobian_precision``: "double", or
+        "single", which allows an emulator to compute J's products in float32 (the cost stays in
+        double); this default computes everything in double either way."""
+        if jacobian_precision not in JACOBIAN_PRECISIONS:
+            raise ValueError(f"{type(self).__name__}.least_squares_terms: jacobian_precision must be one of "
+                             f"{JACOBIAN_PRECISIONS}, got {jacobian_precision!r}")
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
         model, jac = self.predict_and_jacobian(theta)
         r = wf - w * model

@@ -318,6 +318,6 @@ class SpectralSet:
         h = hashlib.sha256()
         for arr in (self.wave, self.flux, self.ivar, self.mask,
                     self.labels if self.labels is not None else np.zeros(0)):
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.update(np.ascontiguousarray(arr).data)          # the array's bytes, not a copy of them
         h.update("\n".join(self.ids.tolist()).encode())
         return h.hexdigest()

@@ -48,6 +48,20 @@ without bound. The covariance is ``(J^T J)^-1`` at the solution, whichever model
 The model choice is a comparison: where it is nearly a tie, rounding (another BLAS, the GPU) can
 send a row along another path to the same minimum, to within the tolerances.
 
+With ``jacobian_precision = "single"`` (on numpy, for an emulator whose ``least_squares_terms``
+offers it: ``slam``) the jacobian's matrix products are computed in float32, at about twice the
+rate of double's; for 3 labels they are three quarters of a step's products. The model and the
+cost stay in double: each step is accepted or rejected, and the ``ftol`` test stops a row, on
+double's cost. J^T r and J^T J carry float32's rounding, and so does all that is built on them:
+the steps (and through them the ``xtol`` test), the ``gtol`` and decrement tests, the secant
+term and the covariance (at most 3e-5 and 5e-6 of their largest entries on case (a)'s model, where the terms
+took 1.45 times less time per row: ``benchmarks/bench_lm_terms.py``). A row can then take
+another path. On case (a)'s 20,000 survey spectra (one start) the labels moved by a median 1e-4
+of the formal error; 4 stars moved by more than 0.05 of it: two along flat valleys (0.07 and 0.08
+of the error, reduced chi^2 within 3e-5) and two into another minimum (2.4 and 9.4 times the
+error; one of lower chi^2, one of higher), as the per-star solver's paths differ from the batched
+one's on such spectra.
+
 The first evaluation of each row is at its start, a training star: with ``start_model`` (the
 emulated library, :mod:`slamfw.stats.library`) it is looked up instead.
 
@@ -56,6 +70,8 @@ The code is written against an array module ``xp``: numpy, or CuPy to run on a G
 """
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -94,11 +110,15 @@ class _Batch:
     """The rows' data and the emulator, evaluated for any subset of rows."""
 
     def __init__(self, emulator: Any, flux: np.ndarray, weights: np.ndarray, mean: np.ndarray, scale: np.ndarray,
-                 pw: np.ndarray, pm: np.ndarray, xp: Any = np, evaluate: Any = None) -> None:
+                 pw: np.ndarray, pm: np.ndarray, xp: Any = np, evaluate: Any = None,
+                 jacobian_precision: str = "double") -> None:
         self.emulator, self.mean, self.scale, self.xp = emulator, mean, scale, xp
         self.predict_and_jacobian = evaluate or emulator.predict_and_jacobian
         # on numpy, the emulator's own least-squares terms (no (b, P, L) jacobian for a kernel emulator)
-        self.terms = getattr(emulator, "least_squares_terms", None) if evaluate is None and xp is np else None
+        terms = getattr(emulator, "least_squares_terms", None) if evaluate is None and xp is np else None
+        if terms is not None and jacobian_precision != "double" and _takes_precision(terms):
+            terms = partial(terms, jacobian_precision=jacobian_precision)
+        self.terms = terms
         self.wf = xp.where(weights > 0, weights * xp.where(weights > 0, flux, 0.0), 0.0)
         self.w = weights
         self.pw, self.pm = pw, pm
@@ -144,6 +164,15 @@ class _Batch:
         jtj[:, idx, idx] += jp ** 2
         self.flops += len(rows) * n_pix * (n_lab ** 2 + 2 * n_lab) * 2.0
         return cost, grad, jtj
+
+
+def _takes_precision(method: Any) -> bool:
+    """Whether an emulator's ``least_squares_terms`` declares ``jacobian_precision`` (plugin API 1.5;
+    one written for an earlier API is called without it, in double)."""
+    try:
+        return "jacobian_precision" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _predicted(g: Any, step: Any, a: Any) -> Any:
@@ -194,8 +223,8 @@ def _decrement(a: Any, g: Any, xp: Any = np) -> Any:
 def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray,
                forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
                xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8, xp: Any = np,
-               evaluate: Any = None, start_model: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> dict[str, np.ndarray]:
+               evaluate: Any = None, start_model: tuple[np.ndarray, np.ndarray] | None = None,
+               jacobian_precision: str = "double") -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
     ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
     rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
@@ -205,13 +234,17 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     and jacobian (b, P, L) on ``xp`` (default: ``emulator.predict_and_jacobian``). ``start_model``:
     the emulator's flux (n, k, P) and jacobian (n, k, L, P) (pixels last) at the starts (the
     emulated library's, :mod:`slamfw.stats.library`), used instead of evaluating it there (a
-    start that the prior's box moves is evaluated)."""
+    start that the prior's box moves is evaluated). ``jacobian_precision``: "single" lets the
+    emulator's ``least_squares_terms`` compute the jacobian's products in single precision (on
+    numpy; the cost, which accepts or rejects each step, stays in double)."""
+    if jacobian_precision not in ("double", "single"):
+        raise ValueError(f"batched_lm: jacobian_precision must be 'double' or 'single', got {jacobian_precision!r}")
     n, k, n_lab = starts.shape
     rows_star = np.repeat(np.arange(n), k)
     pw, pm, lo, hi = (xp.asarray(a[rows_star]) for a in _prior_terms(forms, n_lab, mean, scale))
     mean, scale = xp.asarray(mean), xp.asarray(scale)
     batch = _Batch(emulator, xp.asarray(flux[rows_star]), xp.asarray(weights[rows_star]), mean, scale, pw, pm,
-                   xp=xp, evaluate=evaluate)
+                   xp=xp, evaluate=evaluate, jacobian_precision=jacobian_precision)
     span = xp.where(xp.isfinite(hi - lo), hi - lo, 1.0)
     pad = 1e-6 * span
     z = xp.clip(xp.asarray(starts.reshape(n * k, n_lab)), lo + pad, hi - pad)

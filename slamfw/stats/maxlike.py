@@ -73,6 +73,9 @@ class Solver:
     gtol: float = 1e-8
     method: str = "lm"
     device: str = "cpu"      # the batched solver's: "cpu" or "cuda" (slamfw.stats.device)
+    #: the batched solver's jacobian on the CPU: "double", or "single" (its products in float32;
+    #: see slamfw.stats.batched_lm)
+    jacobian_precision: str = "double"
 
     def batch_stars(self, n_starts: int, n_pixels: int, n_labels: int, n_train: int) -> int:
         """Stars per batch of the batched solver on this device, for ``n_starts`` starts, ``n_pixels``
@@ -290,7 +293,8 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
         args = (emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale)
         kwargs = dict(max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol, xp=xp,
                       evaluate=evaluate)
-        res = (batched_lm(*args, **kwargs, start_model=start_model) if xp is np
+        res = (batched_lm(*args, **kwargs, start_model=start_model, jacobian_precision=solver.jacobian_precision)
+               if xp is np
                else _device_lm(solver.device, *args, **kwargs))
     cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
     cost = cost.reshape(idx.size, k)

@@ -142,7 +142,7 @@ def chunk_key(data: SpectralSet) -> str:
     h = hashlib.sha256(data.fingerprint().encode())
     for key in sorted(data.meta):
         h.update(key.encode())
-        h.update(np.ascontiguousarray(np.asarray(data.meta[key]).astype(str)).tobytes())
+        h.update(np.ascontiguousarray(np.asarray(data.meta[key]).astype(str)).data)
     return h.hexdigest()[:24]
 
 

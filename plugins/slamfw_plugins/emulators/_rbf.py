@@ -36,6 +36,7 @@ class _Group:
     centres: np.ndarray  # (S, L) training labels with a non-zero coefficient in any of these pixels
     dual: np.ndarray     # (S, p)
     stacked: np.ndarray | None = None   # (S, (L + 1) p): [dual, x_1 * dual, ..., x_L * dual], built on first use
+    single: np.ndarray | None = None    # (S, L p): the stacked columns of the labels in single precision, on first use
 
     def stacked_dual(self) -> np.ndarray | None:
         """The coefficients of the value and of each label's kernel-weighted sum side by side, so
@@ -48,13 +49,23 @@ class _Group:
                 [self.dual] + [self.centres[:, l_, None] * self.dual for l_ in range(n_lab)], axis=1))
         return self.stacked
 
+    def stacked_single(self) -> np.ndarray | None:
+        """The label columns of :meth:`stacked_dual` (every ``x_l * dual``) as float32; None if too big."""
+        if self.single is None:
+            stacked = self.stacked_dual()
+            if stacked is None:
+                return None
+            self.single = np.ascontiguousarray(stacked[:, self.dual.shape[1]:], dtype=np.float32)
+        return self.single
 
-def _least_squares_terms_py(out, pixels, gamma, z, intercept, fs, fm, inv_ls, w, wf, cost, grad, jtj):
+
+def _least_squares_terms_py(kd_all, kx_all, pixels, gamma, z, intercept, fs, fm, inv_ls, w, wf, cost, grad, jtj):
     """Add one gamma group's pixels to the least-squares terms of K rows (compiled by numba;
     the caller checks the shapes: numba does not check bounds).
 
-    out (K, (L + 1) p): ``kz @ stacked`` (``K @ dual`` and each ``(K * x_l) @ dual``) for the
-    group's pixels (p,) (int, in [0, P)); z (K, L) standardised labels; intercept, fs, fm (P,) the
+    kd_all (K, p): ``K @ dual``, kx_all (K, L p): each ``(K * x_l) @ dual`` side by side (float64,
+    or float32: the derivatives' products in single precision), for the group's pixels (p,) (int,
+    in [0, P)); z (K, L) standardised labels; intercept, fs, fm (P,) the
     expansion's intercept and the flux scaler's scale and mean; inv_ls (L,) 1 / the label scaler's
     scale; w, wf (K, P) weights and weighted flux. Per row b and pixel q, with the model
     ``m = (kd + intercept) fs + fm``, the residual ``r = wf - w m`` and its derivative by the
@@ -70,12 +81,12 @@ def _least_squares_terms_py(out, pixels, gamma, z, intercept, fs, fm, inv_ls, w,
             wq = w[b, q]
             if wq == 0.0:              # then wf is 0 too: no residual, no derivative
                 continue
-            kd = out[b, j]
+            kd = kd_all[b, j]
             r = wf[b, q] - wq * ((kd + intercept[q]) * fs[q] + fm[q])
             c += r * r
             f = 2.0 * gamma * wq * fs[q]
             for l_ in range(n_lab):
-                jl[l_] = f * (z[b, l_] * kd - out[b, (l_ + 1) * p + j]) * inv_ls[l_]
+                jl[l_] = f * (z[b, l_] * kd - kx_all[b, l_ * p + j]) * inv_ls[l_]
             for l_ in range(n_lab):
                 grad[b, l_] += jl[l_] * r
                 for m_ in range(l_, n_lab):
@@ -132,7 +143,7 @@ class RBFExpansion:
                 stacked = grp.stacked_dual()
                 dev.groups.append(replace(grp, pixels=xp.asarray(grp.pixels), centres=moved[id(grp.centres)],
                                           dual=xp.asarray(grp.dual),
-                                          stacked=None if stacked is None else xp.asarray(stacked)))
+                                          stacked=None if stacked is None else xp.asarray(stacked), single=None))
             self._devices[name] = dev
         return self._devices[name]
 
@@ -141,7 +152,7 @@ class RBFExpansion:
         state["_devices"] = {}                      # device copies stay in their process
         state["xp"] = self.xp.__name__              # a module does not pickle: its name does
         if self.xp is np:                           # the stacked coefficients are rebuilt where needed
-            state["groups"] = [replace(grp, stacked=None) for grp in self.groups]
+            state["groups"] = [replace(grp, stacked=None, single=None) for grp in self.groups]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -196,17 +207,21 @@ class RBFExpansion:
         return val, jac.transpose(0, 2, 1)
 
     def least_squares_terms(self, z: np.ndarray, w: np.ndarray, wf: np.ndarray, flux_scale: np.ndarray,
-                            flux_mean: np.ndarray, inv_label_scale: np.ndarray
+                            flux_mean: np.ndarray, inv_label_scale: np.ndarray, single: bool = False
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The weighted least-squares terms at standardised labels z (K, L), in one pass over
         each gamma group's matrix product, without the (K, P, L) jacobian: with the physical model
         ``m = value(z) * flux_scale + flux_mean`` (P,) each, the residuals ``r = wf - w m`` (w, wf
         (K, P), wf 0 where w is 0) and their derivatives J (K, P, L) by the physical labels
         (``inv_label_scale`` (L,): dz/dlabel), returns the cost ``sum_p r^2 / 2`` (K,), ``J^T r``
-        (K, L) and ``J^T J`` (K, L, L). None where it cannot (numba missing or unusable, another
-        array module, a group too big to stack): the caller then uses the jacobian."""
+        (K, L) and ``J^T J`` (K, L, L). ``single``: the products that give the derivatives,
+        ``(K * x_l) @ dual``, in single precision (float32 kernel matrix and coefficients: about
+        twice the rate of double's), the model and the cost still in double (``K @ dual``). None
+        where it cannot (numba missing or unusable, another array module, a group too big to
+        stack): the caller then uses the jacobian."""
         kernel = LSQ_KERNEL.get() if self.xp is np else None
-        if kernel is None or any(grp.stacked_dual() is None for grp in self.groups):
+        if kernel is None or any((grp.stacked_single() if single else grp.stacked_dual()) is None
+                                 for grp in self.groups):
             return None
         k, n_lab = z.shape
         pixels = (self.n_pixels,)
@@ -220,9 +235,14 @@ class RBFExpansion:
         z, w, wf = (np.ascontiguousarray(a, dtype=float) for a in (z, w, wf))
         cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
         for grp, kz in self._kernels(z):
-            out = kz @ grp.stacked_dual()
+            p = grp.pixels.size
+            if single:
+                kd, kx = kz @ grp.dual, kz.astype(np.float32) @ grp.stacked_single()
+            else:
+                out = kz @ grp.stacked_dual()
+                kd, kx = out[:, :p], out[:, p:]
             try:
-                kernel(out, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
+                kernel(kd, kx, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
                        w, wf, cost, grad, jtj)
             except Exception as exc:   # numba that imports but cannot compile here
                 LSQ_KERNEL.failed(exc)
@@ -248,6 +268,12 @@ class RBFPrediction:
     """``predict`` and analytic ``jacobian`` for emulators keeping an :class:`RBFExpansion` in ``_rbf``
     over standardised labels and flux."""
 
+    #: Whether ``least_squares_terms(..., jacobian_precision="single")`` computes the derivatives'
+    #: products in float32 (else it computes in double). Off here: a ridge regression's dual
+    #: coefficients (``krr``) are large and cancel, and float32 then rounds J^T J by up to 4e-4 of
+    #: its largest entry (measured at ``alpha`` 1e-6); ``slam``'s, bounded by C, turn it on.
+    single_precision_jacobian: bool = False
+
     def predict(self, labels: np.ndarray) -> np.ndarray:
         """Normalised flux (K, P) at labels (K, L) in physical units."""
         theta = self._check_labels(labels)
@@ -266,20 +292,26 @@ class RBFPrediction:
         return (self.flux_scaler_.inverse_transform(val),
                 jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :])
 
-    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray, *,
+                            jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`slamfw.Emulator.least_squares_terms`, in one compiled pass over each gamma
-        group's matrix product (:meth:`RBFExpansion.least_squares_terms`) where numba is
-        installed, else (or for a subclass that overrides :meth:`predict` or
-        :meth:`predict_and_jacobian`) from :meth:`predict_and_jacobian`."""
+        group's matrix product (:meth:`RBFExpansion.least_squares_terms`; ``jacobian_precision``
+        "single": the derivatives' products in float32, where :attr:`single_precision_jacobian`)
+        where numba is installed, else (or for a
+        subclass that overrides :meth:`predict` or :meth:`predict_and_jacobian`) from
+        :meth:`predict_and_jacobian`, in double."""
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
+        if jacobian_precision not in ("double", "single"):
+            raise ValueError(f"{type(self).__name__}.least_squares_terms: jacobian_precision must be 'double' or "
+                             f"'single', got {jacobian_precision!r}")
+        single = jacobian_precision == "single" and self.single_precision_jacobian
         if (type(self).predict is not RBFPrediction.predict
                 or type(self).predict_and_jacobian is not RBFPrediction.predict_and_jacobian):
             return super().least_squares_terms(theta, w, wf)     # a subclass's own model: through it
         terms = self._rbf.least_squares_terms(
             self.label_scaler_.transform(theta), w, wf,
             np.asarray(self.flux_scaler_.scale_, float), np.asarray(self.flux_scaler_.mean_, float),
-            1.0 / np.asarray(self.label_scaler_.scale_, float))
+            1.0 / np.asarray(self.label_scaler_.scale_, float), single=single)
         return terms if terms is not None else super().least_squares_terms(theta, w, wf)
 
     def on_device(self, xp: Any):

@@ -28,7 +28,7 @@ from slamfw import DataError, Params, StandardizedEmulator, check_training_data,
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
 
-SLAMFW_PLUGIN_API = (1, 0)
+SLAMFW_PLUGIN_API = (1, 5)
 
 log = logging.getLogger(__name__)
 

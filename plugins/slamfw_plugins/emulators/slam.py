@@ -48,7 +48,7 @@ from ._rbf import RBFExpansion, RBFPrediction, sq_dist
 if TYPE_CHECKING:                                  # scikit-learn is imported for training only
     from sklearn.svm import SVR
 
-SLAMFW_PLUGIN_API = (1, 0)
+SLAMFW_PLUGIN_API = (1, 5)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,11 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
     ``mse_``, ``md_`` (P,) of the final fit on all stars; ``model_error_`` (P,) in flux units;
     ``cv_scheme_`` ("5-fold" etc.).
     """
+
+    #: ``lm``'s ``jacobian_precision = "single"``: the derivatives' products in float32 (the SVR's
+    #: dual coefficients are bounded by C; J^T r and J^T J round to at most 3e-5 of their largest
+    #: entries on case (a)'s model, ``benchmarks/bench_lm_terms.py``)
+    single_precision_jacobian = True
 
     class Params(Params):
         C: list[PositiveFloat] = Field(default=[10.0, 100.0], min_length=1, description="SVR penalty grid")

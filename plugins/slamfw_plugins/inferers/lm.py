@@ -24,6 +24,12 @@ solver projects each trial point into the box; one by one, the bounded ``trf`` m
 ``bound_margin`` (an extension, off by default) bounds the labels to the training range widened by
 that fraction of its width on each side, as a ``uniform`` prior with ``margin`` does.
 
+``jacobian_precision = "single"`` (an extension, off by default) lets the batched solver on the
+CPU compute the jacobian's matrix products in float32, for emulators that offer it (``slam``):
+on case (a)'s model the step terms took 1.45 times less time, the whole ``slamfw predict`` 8 %
+less; the model and the cost, which accept or reject each step, stay in double (see
+:mod:`slamfw.stats.batched_lm`).
+
 ``device = "cuda"`` runs the batched solver on an NVIDIA GPU through CuPy (an optional extra;
 :mod:`slamfw.stats.device`): the same code on CuPy arrays, for emulators with ``on_device``
 (``slam``, ``krr``, ``cannon``). Labels agree with the CPU's to the matrix products' rounding.
@@ -51,7 +57,7 @@ from slamfw import (
     prior_forms,
 )
 
-SLAMFW_PLUGIN_API = (1, 3)
+SLAMFW_PLUGIN_API = (1, 5)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,10 @@ class LMInferer(Inferer):
                                                 "whole batch); false: one by one with scipy's least_squares")
         device: Literal["cpu", "cuda"] = Field("cpu", description="where the batched solver computes: cpu (numpy) "
                                                "or cuda (an NVIDIA GPU, through CuPy: pip install 'slamfw[cuda13]')")
+        jacobian_precision: Literal["double", "single"] = Field(
+            "double", description="batched, on the CPU: the jacobian's matrix products in double or single "
+                                  "precision (float32, for slam: its step terms about 1.4x faster; the cost, "
+                                  "which accepts each step, stays in double)")
         max_nfev: int = Field(200, ge=1, description="cap on function evaluations per star and start")
         xtol: float = Field(1e-8, gt=0)
         ftol: float = Field(1e-8, gt=0)
@@ -95,6 +105,10 @@ class LMInferer(Inferer):
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
+        if self.jacobian_precision != "double" and (not self.batched or self.device != "cpu"):
+            raise ConfigError(f"lm: jacobian_precision {self.jacobian_precision!r} is for the batched solver on the "
+                              f"CPU (batched = true, device = 'cpu'); here batched = {self.batched} and device = "
+                              f"{self.device!r}")
         if self.device != "cpu":        # refused when the inferer is built (before training, in slamfw run)
             if not self.batched:
                 raise ConfigError(f"lm: device {self.device!r} needs batched = true (the one-by-one solver runs on "
@@ -113,7 +127,7 @@ class LMInferer(Inferer):
         if self.device != "cpu":
             check_device(self.device, model.emulator)
         solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method,
-                        device=self.device)
+                        device=self.device, jacobian_precision=self.jacobian_precision)
         result = maximum_likelihood(model, flux, ivar, prior=prior, ids=ids, n_starts=self.n_starts,
                                     use_model_error=self.use_model_error, solver=solver, name="lm",
                                     start_separation=self.start_separation, batched=self.batched)
