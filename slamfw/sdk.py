@@ -22,8 +22,9 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   ``snr_bins``, ``BinAccuracy`` (eq. 9-10);
 - execution: ``current_executor`` (what a component runs its tasks on), ``chunks``, and for
   writing executors ``Executor``, ``SerialExecutor``, ``LocalExecutor``, ``using_executor``,
-  ``Progress``, ``results_in_order``, ``available_cores``, ``call_limited``, ``watch_parent``; ``ChunkStore``,
-  ``atomic_path``, ``save_npz`` (atomic writes and resumable pieces of work);
+  ``Progress``, ``results_in_order``, ``collected`` (an executor's ``map`` from its results),
+  ``available_cores``, ``call_limited``, ``watch_parent``; ``ChunkStore``, ``atomic_path``,
+  ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
 - errors: ``SlamfwError`` and its kinds.
 """
@@ -39,7 +40,7 @@ from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
 from .errors import ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError
 from .components.executor import (
-    Executor, Progress, SerialExecutor, available_cores, current_executor, results_in_order, using_executor,
+    Executor, Progress, SerialExecutor, available_cores, collected, current_executor, results_in_order, using_executor,
 )
 from .execution.chunks import chunks
 from .execution.local import LocalExecutor, call_limited, watch_parent
@@ -79,7 +80,7 @@ __all__ = [
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
-    "results_in_order", "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",
+    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors

@@ -266,11 +266,17 @@ def test_local_imap_takes_two_tasks_per_worker_ahead_of_a_slow_consumer():
     assert handed == 30 and max(ahead) <= AHEAD_PER_WORKER * 2, ahead
 
 
-def test_local_map_keeps_every_worker_busy_past_a_slow_task():
+@pytest.mark.parametrize("name", ["local", "dask"])
+def test_map_keeps_every_worker_busy_past_a_slow_task(name):
     """``map`` submits all its tasks at once: a slow first task holds back no other worker (with a
-    window of two tasks per worker, the quick ones after the window would wait for it)."""
-    done = LocalExecutor(workers=2).map(_finish_time, [(4.0,)] + [(0.0,)] * 12, progress=False)
-    assert sum(t < done[0] for t in done[1:]) == 12, done
+    window of two tasks per worker, at most 3 of the quick ones would finish before it). Dask's
+    scheduler places each task on a worker as it is submitted, and may queue one or two behind the
+    slow one (measured: 11 of 12 before it)."""
+    if name == "dask":
+        pytest.importorskip("distributed")
+    with registry.create("executor", name, {"workers": 2}) as ex:
+        done = ex.map(_finish_time, [(4.0,)] + [(0.0,)] * 12, progress=False)
+    assert sum(t < done[0] for t in done[1:]) >= (12 if name == "local" else 9), done
 
 
 def test_local_imap_stopped_early_or_failing_leaves_no_task_running(tmp_path):

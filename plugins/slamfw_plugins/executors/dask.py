@@ -23,15 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import Field
 
 from slamfw import (
-    ConfigError, Executor, Params, Progress, available_cores, call_limited, hookimpl, results_in_order, watch_parent,
+    ConfigError, Executor, Params, Progress, available_cores, call_limited, collected, hookimpl, results_in_order,
+    watch_parent,
 )
 
-SLAMFW_PLUGIN_API = (1, 4)
+SLAMFW_PLUGIN_API = (1, 5)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,24 @@ class DaskExecutor(Executor):
     def imap(self, func: Callable[..., Any], tasks: Iterable[tuple], *, shared: dict[str, Any] | None = None,
              desc: str = "", unit: str = "task", total: float | None = None,
              weight: Callable[[tuple], float] | None = None, progress: bool = True) -> Iterator[Any]:
+        """As :meth:`Executor.imap`; at most two tasks per worker of the stream are taken and not
+        yet handed back, so a slow consumer holds back the reading of the stream."""
+        return self._results(func, tasks, shared, desc, unit, total, weight, progress, ahead=2 * self.n_workers)
+
+    def map(self, func: Callable[..., Any], tasks: Sequence[tuple], *, shared: dict[str, Any] | None = None,
+            desc: str = "", unit: str = "task", on_result: Callable[[int, Any], None] | None = None,
+            progress: bool = True) -> list[Any]:
+        """As :meth:`Executor.map`, with every task submitted at once (they are in memory already):
+        a slow task keeps no other worker waiting."""
+        return collected(self._results(func, tasks, shared, desc, unit, len(tasks), None, progress, ahead=None),
+                         on_result)
+
+    def _results(self, func: Callable[..., Any], tasks: Iterable[tuple], shared: dict[str, Any] | None, desc: str,
+                 unit: str, total: float | None, weight: Callable[[tuple], float] | None, progress: bool,
+                 ahead: int | None) -> Iterator[Any]:
+        """``func(*task, **shared)`` of each task, in order, with at most ``ahead`` tasks submitted
+        and not yet yielded (None: no limit); tasks abandoned (the caller stopped, one failed) are
+        cancelled."""
         self.start()
         client = self.client_
         shared_blob = client.scatter(_dumps((func, shared or {})), broadcast=True, hash=False)
@@ -158,7 +177,7 @@ class DaskExecutor(Executor):
             return client.submit(run_pickled, shared_blob, task_blob, self.threads, pure=False)
         try:
             yield from results_in_order(tasks, submit, lambda fut: pickle.loads(fut.result()),
-                                        ahead=2 * self.n_workers, bar=bar, weight=weight,
+                                        ahead=ahead, bar=bar, weight=weight,
                                         abandon=lambda futures: [fut.cancel() for fut in futures])
         finally:
             bar.close()
