@@ -36,7 +36,7 @@ class Emulator(Component):
       cost, ``J^T r`` and ``J^T J`` of a weighted least-squares step, which the batched least
       squares calls; this base class computes them from ``predict_and_jacobian``. With
       ``jacobian_precision="single"`` an emulator may compute J (not the cost) in single
-      precision, where that is faster (the kernel emulators); this base ignores it (plugin API
+      precision, where that is faster (``slam`` does); this base ignores it (plugin API
       1.5: the batched least squares passes the keyword only to a method that declares it)
     - optional: ``on_device(xp)``, an evaluator of flux and jacobian on another array module
       (CuPy: the GPU), for the batched least squares' ``device = "cuda"``

@@ -52,10 +52,11 @@ With ``jacobian_precision = "single"`` (on numpy, for an emulator whose ``least_
 offers it: ``slam``) the jacobian's matrix products are computed in float32, at about twice the
 rate of double's; for 3 labels they are three quarters of a step's products. The model and the
 cost stay in double: each step is accepted or rejected, and the ``ftol`` test stops a row, on
-double's cost. J^T r and J^T J carry float32's rounding, and so does all that is built on them:
-the steps (and through them the ``xtol`` test), the ``gtol`` and decrement tests, the secant
-term and the covariance (at most 3e-5 and 5e-6 of their largest entries on case (a)'s model, where the terms
-took 1.45 times less time per row: ``benchmarks/bench_lm_terms.py``). A row can then take
+double's cost. J^T r and J^T J carry float32's rounding (at most 3e-5 and 5e-6 of their largest
+entries on case (a)'s model, where the terms took 1.45 times less time per row:
+``benchmarks/bench_lm_terms.py``), and so does all that is built on them: the steps (and through
+them the ``xtol`` test), the ``gtol`` and decrement tests, the secant term and the covariance
+(the formal errors within 0.1 % of double's on the tests' mock spectra). A row can then take
 another path. On case (a)'s 20,000 survey spectra (one start) the labels moved by a median 1e-4
 of the formal error; 4 stars moved by more than 0.05 of it: two along flat valleys (0.07 and 0.08
 of the error, reduced chi^2 within 3e-5) and two into another minimum (2.4 and 9.4 times the

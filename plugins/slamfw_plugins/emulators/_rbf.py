@@ -295,11 +295,11 @@ class RBFPrediction:
     def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray, *,
                             jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`slamfw.Emulator.least_squares_terms`, in one compiled pass over each gamma
-        group's matrix product (:meth:`RBFExpansion.least_squares_terms`; ``jacobian_precision``
-        "single": the derivatives' products in float32, where :attr:`single_precision_jacobian`)
-        where numba is installed, else (or for a
-        subclass that overrides :meth:`predict` or :meth:`predict_and_jacobian`) from
-        :meth:`predict_and_jacobian`, in double."""
+        group's matrix product (:meth:`RBFExpansion.least_squares_terms`) where numba is
+        installed, else (or for a subclass that overrides :meth:`predict` or
+        :meth:`predict_and_jacobian`) from :meth:`predict_and_jacobian`, in double.
+        ``jacobian_precision`` "single": the derivatives' products in float32, where the class's
+        :attr:`single_precision_jacobian` allows it (``slam``), else in double."""
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
         if jacobian_precision not in ("double", "single"):
             raise ValueError(f"{type(self).__name__}.least_squares_terms: jacobian_precision must be 'double' or "
