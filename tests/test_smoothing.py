@@ -126,15 +126,15 @@ def test_stiff_but_usable_penalties_are_solved(compiled):
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_compiled_lanes_give_each_star_its_own_result(shared):
-    """The kernel solves LANES stars side by side: a star's spline is the same, to the last bit,
-    alone or in a block whose size is no multiple of LANES, on one basis or on a basis per star;
-    a star whose system is not positive definite, in the second group, is named by its own row."""
+def test_compiled_kernel_gives_each_star_its_own_result(shared):
+    """A star's spline is the same, to the last bit, alone or in a block, on one basis or on a
+    basis per star (the kernel's arrays, reused from star to star, carry nothing over); a star
+    whose system is not positive definite, after others that are, is named by its own row."""
     pytest.importorskip("numba")
     from slamfw_plugins.normalizers import _smoothing
     assert _smoothing.KERNEL.get() is not None
     rng = np.random.default_rng(5)
-    m = 2 * _smoothing.LANES - 5
+    m = 11
     x = (3900.0 + np.arange(700.0)) * (1 + rng.normal(0, 1e-4, (1 if shared else m, 1)))
     y = 1 + 0.3 * np.sin(x[:1] / 90.0) + rng.normal(0, 0.05, (m, 700))
     w = (rng.uniform(size=y.shape) > 0.2).astype(float)
@@ -144,7 +144,7 @@ def test_compiled_lanes_give_each_star_its_own_result(shared):
     block = splines.values(y, w, lam, rows)
     for i in range(m):
         np.testing.assert_array_equal(splines.values(y[i:i + 1], w[i:i + 1], lam[i:i + 1], rows[i:i + 1]), block[i:i + 1])
-    lam[m - 2] = -1e30                                  # no longer positive definite, in the second group
+    lam[m - 2] = -1e30                                  # no longer positive definite, after 9 that are
     with pytest.raises(ValueError, match=f"row {m - 2} is not positive definite"):
         splines.values(y, w, lam, rows)
 

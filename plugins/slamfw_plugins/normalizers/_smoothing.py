@@ -13,12 +13,12 @@ definite banded system (bandwidth 3) per star: B (the basis at the pixels) and O
 penalty, ``int B_j'' B_k''``, exact: B'' is linear on each interval) depend on the wavelengths
 only, so they are built once per block of stars, with array operations, and every rejection
 iteration only reweights B^T W B and solves. With numba installed (``slamfw[fast]``) assembly,
-banded Cholesky, solves and values run in compiled loops, 8 stars side by side in vector lanes:
-53 us per star and solve on 1900 pixels, each star on its own grid (59 us before each group's
-basis rows were copied side by side, the same bits; ``benchmarks/bench_spline.py``, 2026-11-28)
-against 290-300 us for the fallback (numpy's
-assembly, then LAPACK's banded Cholesky called once per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at
-100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the
+factorisation (``L D L^T``, no square roots), solves and values run in one compiled forward and
+one backward sweep per star: 36-37 us per star and solve on 1900 pixels, each star on its own
+grid, 137 us on 7214 (``benchmarks/bench_spline.py``, 2026-11-28; 51 and 211 us for the Cholesky
+kernel before it, which summed, factored and solved 8 stars side by side in separate passes)
+against 290-310 us for the fallback (numpy's assembly, then LAPACK's banded Cholesky called once
+per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at 100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the
 continuum on a 1 A grid of 1900 pixels; the agreement loosens as the system's conditioning grows
 with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on that grid, 6.5e-6
 at 100 A and 4e-4 at 300 A on APOGEE's 7214 pixels), far below any spectrum's noise.
@@ -49,118 +49,91 @@ from .._jit import Kernel
 #: stiff for the grid, and the system is refused (see the module's docstring for the measured errors).
 PIVOT_FLOOR = 1e-12
 
-#: Stars solved side by side in :func:`_fit_rows_py`: its innermost loops run over them, as
-#: vector instructions (8 doubles: one AVX-512 register).
-LANES = 8
-
-
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
-    """basis (4, N, n), omega (4, N, n + 2), first (n,), y, w (M, n), lam (M,), rows (M,) int in
-    [0, N), out (M, n) (checked by the caller: numba does not check bounds).
+    """basis (4, N, n), omega (4, N, n + 2), first (n,) (``min(i, n - 2)``: the first B-spline
+    non-zero at point i), y, w (M, n), lam (M,), rows (M,) int in [0, N), out (M, n) (checked by
+    the caller: numba does not check bounds).
 
-    What :meth:`SmoothingSplines.values` computes, in compiled loops over groups of ``LANES``
-    stars, the innermost loop over the stars of a group (lanes past the last star repeat it, and
-    are not written): the banded normal equations of star s (penalty rows[s] of omega, basis
-    rows[s]), their Cholesky factor (bandwidth 3, L[k + d, k] in chol[k + 3, d]), the two
-    triangular solves and the spline at the points, into out[s]. The group's basis and penalty rows are copied side by
-    side (lanes last) once, and not again for a next group on the same rows (stars that share one
-    basis: every group). Each star's arithmetic is the same, in the same order, as one star at a
-    time (the same bits). Returns -1, or the first star whose system is not positive definite."""
+    What :meth:`SmoothingSplines.values` computes, one star at a time in one forward and one
+    backward sweep. Forward: the banded normal equations of star s (penalty rows[s] of omega,
+    basis rows[s]) are summed point by point into a ring of the 4 rows still open; as each row
+    closes (nothing after it adds to it) it is factored, ``A = L D L^T`` with L unit lower
+    triangular of bandwidth 3 (no square roots; ``L[k + d, k]`` in u[k + 3, d], its product
+    with D_k in t[k + 3, d], 1 / D_k in rinv[k + 3]), and the forward solve ``L z = B^T W y``
+    takes its next value. Backward: ``L^T c = D^-1 z``, and the spline at each point as soon as
+    its 4 coefficients are known, into out[s]. Nothing of one star depends on another. Returns -1,
+    or the first star whose system is not positive definite (a pivot D_k at most PIVOT_FLOOR of
+    its diagonal entry, or not a number)."""
     M, n = y.shape
     m = n + 2
-    G = LANES
-    a = np.empty((m, 4, G))
-    rhs = np.empty((m, G))
-    chol = np.zeros((m + 3, 4, G))
-    c = np.zeros((m + 6, G))
-    yt = np.empty((n, G))
-    wt = np.empty((n, G))
-    lg = np.empty(G)
-    rg = np.empty(G, np.int64)
-    held = np.full(G, -1, np.int64)              # the rows whose basis and penalty bt and ot hold
-    bt = np.empty((n, 4, G))
-    ot = np.empty((m, 4, G))
-    fail = np.empty(G, np.int64)
-    for s0 in range(0, M, G):
-        live = min(G, M - s0)
-        for g in range(G):                      # lanes past the last star repeat it (computed, not written)
-            s = s0 + min(g, live - 1)
-            lg[g] = lam[s]
-            rg[g] = rows[s]
-            fail[g] = 0
-            for i in range(n):
-                wi = w[s, i]
-                wt[i, g] = wi
-                yt[i, g] = wi * y[s, i] if wi > 0.0 else 0.0
-        for g in range(G):
-            if rg[g] != held[g]:
-                r = rg[g]
-                held[g] = r
-                for i in range(n):
-                    for p in range(4):
-                        bt[i, p, g] = basis[p, r, i]
-                for k in range(m):
-                    for d in range(4):
-                        ot[k, d, g] = omega[d, r, k]
-        for k in range(m):
+    ring = np.empty((4, 4))                    # the open rows k .. k + 3 (bands 0..3), row j at slot j % 4
+    rhs = np.empty(4)
+    u = np.zeros((m + 3, 4))                   # three rows of zeros before row 0
+    t = np.zeros((m + 3, 4))
+    rinv = np.zeros(m + 3)
+    z = np.zeros(m + 3)
+    for s in range(M):
+        r = rows[s]
+        ls = lam[s]
+        for j in range(4):
             for d in range(4):
-                if k + d < m:
-                    for g in range(G):
-                        a[k, d, g] = lg[g] * ot[k, d, g]
-                else:
-                    for g in range(G):
-                        a[k, d, g] = 0.0
-            for g in range(G):
-                rhs[k, g] = 0.0
-        for i in range(n):                      # point i adds to rows and columns first_i .. first_i + 3
-            f = first[i]
-            for g in range(G):
-                b0, b1, b2, b3 = bt[i, 0, g], bt[i, 1, g], bt[i, 2, g], bt[i, 3, g]
-                yy, ww = yt[i, g], wt[i, g]
-                rhs[f, g] += yy * b0
-                rhs[f + 1, g] += yy * b1
-                rhs[f + 2, g] += yy * b2
-                rhs[f + 3, g] += yy * b3
-                v0, v1, v2, v3 = ww * b0, ww * b1, ww * b2, ww * b3
-                a[f, 0, g] += v0 * b0
-                a[f, 1, g] += v0 * b1
-                a[f, 2, g] += v0 * b2
-                a[f, 3, g] += v0 * b3
-                a[f + 1, 0, g] += v1 * b1
-                a[f + 1, 1, g] += v1 * b2
-                a[f + 1, 2, g] += v1 * b3
-                a[f + 2, 0, g] += v2 * b2
-                a[f + 2, 1, g] += v2 * b3
-                a[f + 3, 0, g] += v3 * b3
-        for k in range(m):
-            q = k + 3
-            for g in range(G):
-                diag = a[k, 0, g] - chol[q - 1, 1, g] ** 2 - chol[q - 2, 2, g] ** 2 - chol[q - 3, 3, g] ** 2
-                fail[g] += 0 if diag > PIVOT_FLOOR * a[k, 0, g] else 1
-                lkk = np.sqrt(diag)
-                chol[q, 0, g] = lkk
-                chol[q, 1, g] = (a[k, 1, g] - chol[q - 1, 2, g] * chol[q - 1, 1, g]
-                                 - chol[q - 2, 3, g] * chol[q - 2, 2, g]) / lkk
-                chol[q, 2, g] = (a[k, 2, g] - chol[q - 1, 3, g] * chol[q - 1, 1, g]) / lkk
-                chol[q, 3, g] = a[k, 3, g] / lkk
-        for g in range(live):
-            if fail[g] > 0:
-                return s0 + g
-        for k in range(m):
-            q = k + 3
-            for g in range(G):
-                c[q, g] = (rhs[k, g] - chol[q - 1, 1, g] * c[q - 1, g] - chol[q - 2, 2, g] * c[q - 2, g]
-                           - chol[q - 3, 3, g] * c[q - 3, g]) / chol[q, 0, g]
+                ring[j, d] = ls * omega[d, r, j]   # omega is 0 past the matrix's last column
+            rhs[j] = 0.0
+        k = 0                                  # the next row to factor
+        for i in range(n):
+            f = first[i]                       # point i adds to rows and columns f .. f + 3
+            b0, b1, b2, b3 = basis[0, r, i], basis[1, r, i], basis[2, r, i], basis[3, r, i]
+            wi = w[s, i]
+            yv = wi * y[s, i] if wi > 0.0 else 0.0
+            s0, s1, s2, s3 = f & 3, (f + 1) & 3, (f + 2) & 3, (f + 3) & 3
+            rhs[s0] += yv * b0
+            rhs[s1] += yv * b1
+            rhs[s2] += yv * b2
+            rhs[s3] += yv * b3
+            v0, v1, v2, v3 = wi * b0, wi * b1, wi * b2, wi * b3
+            ring[s0, 0] += v0 * b0
+            ring[s0, 1] += v0 * b1
+            ring[s0, 2] += v0 * b2
+            ring[s0, 3] += v0 * b3
+            ring[s1, 0] += v1 * b1
+            ring[s1, 1] += v1 * b2
+            ring[s1, 2] += v1 * b3
+            ring[s2, 0] += v2 * b2
+            ring[s2, 1] += v2 * b3
+            ring[s3, 0] += v3 * b3
+            # the rows that close: before the next point's first row (all the rest after the last point)
+            end = first[i + 1] if i + 1 < n else m
+            while k < end:
+                q = k + 3
+                sl = k & 3
+                a0 = ring[sl, 0]
+                dk = a0 - u[q - 1, 1] * t[q - 1, 1] - u[q - 2, 2] * t[q - 2, 2] - u[q - 3, 3] * t[q - 3, 3]
+                if not dk > PIVOT_FLOOR * a0:
+                    return s
+                rk = 1.0 / dk
+                t1 = ring[sl, 1] - u[q - 1, 2] * t[q - 1, 1] - u[q - 2, 3] * t[q - 2, 2]
+                t2 = ring[sl, 2] - u[q - 1, 3] * t[q - 1, 1]
+                t3 = ring[sl, 3]
+                t[q, 1], t[q, 2], t[q, 3] = t1, t2, t3
+                u[q, 1], u[q, 2], u[q, 3] = t1 * rk, t2 * rk, t3 * rk
+                rinv[q] = rk
+                z[q] = rhs[sl] - u[q - 1, 1] * z[q - 1] - u[q - 2, 2] * z[q - 2] - u[q - 3, 3] * z[q - 3]
+                nxt = k + 4                    # the slot opens row k + 4
+                for d in range(4):
+                    ring[sl, d] = ls * omega[d, r, nxt] if nxt < m else 0.0
+                rhs[sl] = 0.0
+                k += 1
+        c1 = c2 = c3 = 0.0                     # c[k + 1], c[k + 2], c[k + 3] (0 past the last)
         for k in range(m - 1, -1, -1):
             q = k + 3
-            for g in range(G):
-                c[q, g] = (c[q, g] - chol[q, 1, g] * c[q + 1, g] - chol[q, 2, g] * c[q + 2, g]
-                           - chol[q, 3, g] * c[q + 3, g]) / chol[q, 0, g]
-        for g in range(live):
-            for i in range(n):
-                f = first[i]
-                out[s0 + g, i] = (bt[i, 0, g] * c[f + 3, g] + bt[i, 1, g] * c[f + 4, g]
-                                  + bt[i, 2, g] * c[f + 5, g] + bt[i, 3, g] * c[f + 6, g])
+            ck = z[q] * rinv[q] - u[q, 1] * c1 - u[q, 2] * c2 - u[q, 3] * c3
+            if k <= n - 2:                     # point k's coefficients are k .. k + 3; the last point's, n - 2 ..
+                out[s, k] = basis[0, r, k] * ck + basis[1, r, k] * c1 + basis[2, r, k] * c2 + basis[3, r, k] * c3
+                if k == n - 2:
+                    p = n - 1
+                    out[s, p] = (basis[0, r, p] * ck + basis[1, r, p] * c1 + basis[2, r, p] * c2
+                                 + basis[3, r, p] * c3)
+            c3, c2, c1 = c2, c1, ck
     return -1
 
 
