@@ -18,14 +18,16 @@ one backward sweep per star: 36-37 us per star and solve on 1900 pixels, each st
 grid, 137 us on 7214 (``benchmarks/bench_spline.py``, 2026-11-28; 51 and 211 us for the Cholesky
 kernel before it, which summed, factored and solved 8 stars side by side in separate passes)
 against 290-310 us for the fallback (numpy's assembly, then LAPACK's banded Cholesky called once
-per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at 100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the
-continuum on a 1 A grid of 1900 pixels; the agreement loosens as the system's conditioning grows
+per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at 100-150 A). Against
+scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the continuum on a 1 A
+grid of 1900 pixels; the agreement loosens as the system's conditioning grows
 with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on that grid, 6.5e-6
 at 100 A and 4e-4 at 300 A on APOGEE's 7214 pixels), far below any spectrum's noise.
 ``tests/test_smoothing.py`` checks grids up to 1900 pixels.
 
-A penalty too stiff for the grid is refused with a ValueError: a system whose Cholesky factorisation
-fails, or has a pivot at most :data:`PIVOT_FLOOR` (1e-12) of its diagonal entry. There the penalty
+A penalty too stiff for the grid is refused with a ValueError: a system whose factorisation fails,
+or has a pivot at most :data:`PIVOT_FLOOR` (1e-12) of its diagonal entry (the pivot D_k of ``L D
+L^T``, the square of Cholesky's: the compiled kernel and the LAPACK fallback test the same number). There the penalty
 swamps the data term, whose digits are lost when the two are added, and the continuum's error (to
 the exact spline) grows roughly as 3e-14 / (smallest pivot / its diagonal): measured on 700 and
 1900 pixels with straight-line data (every spline of them is the line), 8e-4 at a ratio of 4e-11
@@ -45,9 +47,11 @@ from scipy.linalg import cho_solve_banded, cholesky_banded
 from .._jit import Kernel
 
 
-#: A Cholesky pivot at most this fraction of its diagonal entry is mostly rounding: the penalty is too
-#: stiff for the grid, and the system is refused (see the module's docstring for the measured errors).
+#: A pivot (D_k of ``L D L^T``: a squared Cholesky pivot) at most this fraction of its diagonal entry
+#: is mostly rounding: the penalty is too stiff for the grid, and the system is refused (see the
+#: module's docstring for the measured errors).
 PIVOT_FLOOR = 1e-12
+
 
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
     """basis (4, N, n), omega (4, N, n + 2), first (n,) (``min(i, n - 2)``: the first B-spline
