@@ -584,3 +584,30 @@ def test_krr_computes_its_terms_in_double_when_single_is_asked(noisy):
 def test_a_single_precision_jacobian_is_refused_where_it_does_nothing(params):
     with pytest.raises(ConfigError, match="jacobian_precision 'single' is for the batched solver on the CPU"):
         registry.create("inferer", "lm", {"jacobian_precision": "single", **params})
+
+
+def test_single_precision_terms_where_the_double_stack_is_too_big(small_model, noisy, monkeypatch):
+    """A model whose float64 stacked coefficients exceed STACKED_BYTES (double's terms then come
+    from the jacobian) still gets the compiled pass in single precision when its float32 label
+    columns fit: built label by label, not from the float64 stack."""
+    pytest.importorskip("numba")
+    from slamfw import Emulator
+    from slamfw_plugins.emulators import _rbf
+    emu = small_model.emulator
+    for grp in emu._rbf.groups:
+        grp.stacked = grp.single = None
+    need64 = max(grp.dual.nbytes * (emu.n_labels_ + 1) for grp in emu._rbf.groups)
+    need32 = max(grp.dual.nbytes // 2 * emu.n_labels_ for grp in emu._rbf.groups)
+    assert need32 < need64
+    monkeypatch.setattr(_rbf, "STACKED_BYTES", (need32 + need64) // 2)
+    theta, w, wf = _lsq_inputs(small_model.train_labels, noisy)
+    z = emu.label_scaler_.transform(theta)
+    args = (w, wf, emu.flux_scaler_.scale_, emu.flux_scaler_.mean_, 1 / emu.label_scaler_.scale_)
+    assert emu._rbf.least_squares_terms(z, *args) is None                 # double: too big to stack
+    single = emu._rbf.least_squares_terms(z, *args, single=True)
+    assert single is not None and all(grp.stacked is None and grp.single.dtype == np.float32
+                                      for grp in emu._rbf.groups)
+    want = Emulator.least_squares_terms(emu, theta, w, wf)
+    np.testing.assert_allclose(single[0], want[0], rtol=1e-12)
+    for a, b in zip(single[1:], want[1:]):
+        assert 0 < np.abs(a - b).max() / np.abs(b).max() < 1e-5

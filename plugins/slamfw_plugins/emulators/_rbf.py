@@ -50,12 +50,18 @@ class _Group:
         return self.stacked
 
     def stacked_single(self) -> np.ndarray | None:
-        """The label columns of :meth:`stacked_dual` (every ``x_l * dual``) as float32; None if too big."""
+        """The label columns of :meth:`stacked_dual` (every ``x_l * dual``), in float32, built
+        label by label (not from the float64 stack, which may be too big where this is not); None
+        if this too is bigger than :data:`STACKED_BYTES`."""
         if self.single is None:
-            stacked = self.stacked_dual()
-            if stacked is None:
+            s, p = self.dual.shape
+            n_lab = self.centres.shape[1]
+            if 4 * s * p * n_lab > STACKED_BYTES:
                 return None
-            self.single = np.ascontiguousarray(stacked[:, self.dual.shape[1]:], dtype=np.float32)
+            single = np.empty((s, n_lab * p), np.float32)
+            for l_ in range(n_lab):
+                single[:, l_ * p:(l_ + 1) * p] = self.centres[:, l_, None] * self.dual
+            self.single = single
         return self.single
 
 

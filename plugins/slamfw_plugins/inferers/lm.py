@@ -27,8 +27,8 @@ that fraction of its width on each side, as a ``uniform`` prior with ``margin`` 
 ``jacobian_precision = "single"`` (an extension, off by default) lets the batched solver on the
 CPU compute the jacobian's matrix products in float32, for emulators that offer it (``slam``):
 on case (a)'s model the step terms took 1.45 times less time, the whole ``slamfw predict`` 8 %
-less; the model and the cost, which accept or reject each step, stay in double (see
-:mod:`slamfw.stats.batched_lm`).
+less; on case (c)'s (5 labels, 7214 pixels) the fit 1.5 times less; the model and the cost, which
+accept or reject each step, stay in double (see :mod:`slamfw.stats.batched_lm`).
 
 ``device = "cuda"`` runs the batched solver on an NVIDIA GPU through CuPy (an optional extra;
 :mod:`slamfw.stats.device`): the same code on CuPy arrays, for emulators with ``on_device``
