@@ -13,6 +13,12 @@ from .base import Component
 JACOBIAN_PRECISIONS = ("double", "single")
 
 
+def check_jacobian_precision(value: str, where: str) -> None:
+    """A ValueError naming ``where`` unless ``value`` is one of :data:`JACOBIAN_PRECISIONS`."""
+    if value not in JACOBIAN_PRECISIONS:
+        raise ValueError(f"{where}: jacobian_precision must be one of {JACOBIAN_PRECISIONS}, got {value!r}")
+
+
 class Emulator(Component):
     """Labels in, normalised flux out: the generative model of the spectra.
 
@@ -94,10 +100,7 @@ class Emulator(Component):
         (``slamfw.testing.check_emulator`` checks it). ``jacobian_precision``: "double", or
         "single", which allows an emulator to compute J's products in float32 (the cost stays in
         double); this default computes everything in double either way."""
-        if jacobian_precision not in JACOBIAN_PRECISIONS:
-            raise ValueError(f"{type(self).__name__}.least_squares_terms: jacobian_precision must be one of "
-                             f"{JACOBIAN_PRECISIONS}, got {jacobian_precision!r}")
-        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
+        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux, jacobian_precision)
         model, jac = self.predict_and_jacobian(theta)
         r = wf - w * model
         jt = np.multiply(jac.transpose(0, 2, 1), -w[:, None, :])            # (K, L, P)
@@ -124,10 +127,12 @@ class Emulator(Component):
         if not hasattr(self, "n_labels_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load a model")
 
-    def _check_least_squares(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray
-                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _check_least_squares(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray,
+                             jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validate :meth:`least_squares_terms`' input: labels (K, L) finite, weights and
-        weighted_flux (K, P) floats (weighted_flux set to 0 where the weight is)."""
+        weighted_flux (K, P) floats (weighted_flux set to 0 where the weight is), and
+        ``jacobian_precision`` one of :data:`JACOBIAN_PRECISIONS`."""
+        check_jacobian_precision(jacobian_precision, f"{type(self).__name__}.least_squares_terms")
         theta = self._check_labels(labels)
         w, wf = np.asarray(weights, dtype=float), np.asarray(weighted_flux, dtype=float)
         shape = (theta.shape[0], self.n_pixels_)

@@ -78,6 +78,7 @@ from typing import Any
 
 import numpy as np
 
+from ..components.emulator import check_jacobian_precision
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
 
@@ -239,8 +240,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     start that the prior's box moves is evaluated). ``jacobian_precision``: "single" lets the
     emulator's ``least_squares_terms`` compute the jacobian's products in single precision (on
     numpy; the cost, which accepts or rejects each step, stays in double)."""
-    if jacobian_precision not in ("double", "single"):
-        raise ValueError(f"batched_lm: jacobian_precision must be 'double' or 'single', got {jacobian_precision!r}")
+    check_jacobian_precision(jacobian_precision, "batched_lm")
     n, k, n_lab = starts.shape
     rows_star = np.repeat(np.arange(n), k)
     pw, pm, lo, hi = (xp.asarray(a[rows_star]) for a in _prior_terms(forms, n_lab, mean, scale))

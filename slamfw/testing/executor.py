@@ -5,10 +5,10 @@ It runs small tasks on the executor (started with ``with executor:``) and checks
 calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a bounded number taken
 and not yet handed back, even while the caller is slow, so a stream of chunks never piles up in
 memory); a failing stream of tasks gives back the results taken before its error; an exception
-in a task reaches the caller; a large shared array arrives intact; tasks use
-at most cores / workers BLAS threads; ``n_workers`` is a positive integer and
-``workers_on_this_machine`` a bool; starting and closing twice is harmless. (That workers die with the process that started them is checked by slamfw's
-own tests for its executors, not here: it needs a process to kill.)
+in a task reaches the caller; a large shared array arrives intact; tasks use at most cores /
+workers BLAS threads; ``n_workers`` is a positive integer and ``workers_on_this_machine`` a bool;
+starting and closing twice is harmless. (That workers die with the process that started them is
+checked by slamfw's own tests for its executors, not here: it needs a process to kill.)
 
 Usage: ``check_executor(MyExecutor)`` or ``check_executor(MyExecutor, {"workers": 2})``. Tasks
 are module-level functions of this module, so executors that send them to other processes or

@@ -306,10 +306,7 @@ class RBFPrediction:
         :meth:`predict_and_jacobian`) from :meth:`predict_and_jacobian`, in double.
         ``jacobian_precision`` "single": the derivatives' products in float32, where the class's
         :attr:`single_precision_jacobian` allows it (``slam``), else in double."""
-        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux)
-        if jacobian_precision not in ("double", "single"):
-            raise ValueError(f"{type(self).__name__}.least_squares_terms: jacobian_precision must be 'double' or "
-                             f"'single', got {jacobian_precision!r}")
+        theta, w, wf = self._check_least_squares(labels, weights, weighted_flux, jacobian_precision)
         single = jacobian_precision == "single" and self.single_precision_jacobian
         if (type(self).predict is not RBFPrediction.predict
                 or type(self).predict_and_jacobian is not RBFPrediction.predict_and_jacobian):
