@@ -5,7 +5,7 @@ from ``slamfw.testing`` (the conformance kits). Anything else in slamfw may chan
 notice; this list changes only with :data:`PLUGIN_API` (a new major version when something is
 removed or changed incompatibly). slamfw's own plugins keep to it, and a test checks that they do.
 
-- components: the contracts (``Reader``, ``Normalizer``, ``Emulator``, ``Inferer``, ``Analyzer``),
+- components: the contracts (``Reader`` and the ``ChunkSource`` of its pieces, ``Normalizer``, ``Emulator``, ``Inferer``, ``Analyzer``),
   their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), the public
   standardised-emulator base ``StandardizedEmulator``, and ``FileReader``, the base of readers of
   many files (directories, globs, lists of files; rejected files; a label catalogue joined by id);
@@ -23,7 +23,8 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 - execution: ``current_executor`` (what a component runs its tasks on), ``chunks``, and for
   writing executors ``Executor``, ``SerialExecutor``, ``LocalExecutor``, ``using_executor``,
   ``Progress``, ``results_in_order``, ``collected`` (an executor's ``map`` from its results),
-  ``available_cores``, ``call_limited``, ``watch_parent``; ``ChunkStore``, ``atomic_path``,
+  ``available_cores``, ``call_limited``, ``watch_parent``, ``limit_threads`` (BLAS and OpenMP
+  threads, cheaply enough per task); ``ChunkStore``, ``atomic_path``,
   ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
 - errors: ``SlamfwError`` and its kinds.
@@ -31,7 +32,7 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 from __future__ import annotations
 
 from .components import (
-    AnalysisContext, Analyzer, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
+    AnalysisContext, Analyzer, ChunkSource, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
     LeastSquaresForm, Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
 )
 from .components.file_reader import FileReader
@@ -45,6 +46,7 @@ from .components.executor import (
 from .execution.chunks import chunks
 from .execution.local import LocalExecutor, call_limited, watch_parent
 from .execution.store import ChunkStore, atomic_path, save_npz
+from .execution.threads import limit_threads
 from .registry.hookspecs import PLUGIN_API, hookimpl
 from .reporting.markdown import table_to_markdown
 from .stats.crossval import cross_validate_flux, residual_stats
@@ -65,7 +67,7 @@ from .reporting.figures import (
 
 __all__ = [
     # components
-    "Component", "Params", "ParamRole", "InputPath", "Reader", "Normalizer", "Emulator", "StandardizedEmulator",
+    "Component", "Params", "ParamRole", "InputPath", "Reader", "ChunkSource", "Normalizer", "Emulator", "StandardizedEmulator",
     "Inferer", "Analyzer", "check_training_data", "FileReader",
     # data
     "SpectralSet", "LabelResult", "KNOWN_META", "air_to_vacuum", "vacuum_to_air",
@@ -80,7 +82,8 @@ __all__ = [
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
-    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "ChunkStore", "atomic_path", "save_npz",
+    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "limit_threads", "ChunkStore",
+    "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors

@@ -415,3 +415,33 @@ def test_joblib_inside_a_local_task_runs_on_threads():
     got = LocalExecutor(workers=2).map(_joblib_backend, [(i,) for i in range(4)], progress=False)
     threads = LocalExecutor(workers=2).threads_per_worker
     assert set(got) == {("ThreadingBackend", threads, os.environ.get("ENABLE_IPC", "1"))}, got
+
+
+def test_limit_threads_limits_blas_and_finds_the_libraries_once():
+    """limit_threads: BLAS at the limit inside the block and as before after it; the libraries
+    are found once per process, again only after modules were imported."""
+    import sys
+    import types
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from slamfw import limit_threads
+    from slamfw.execution import threads
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with threadpool_limits(2, user_api="blas"):
+        before = blas()
+        assert before and set(before) == {2}
+        with limit_threads(1):
+            assert blas() == [1] * len(before)
+            first = threads._controller()
+        assert blas() == before
+    with limit_threads(1):
+        assert threads._controller() is first
+    sys.modules["_slamfw_test_new_module"] = types.ModuleType("_slamfw_test_new_module")
+    try:
+        assert threads._controller() is not first
+    finally:
+        del sys.modules["_slamfw_test_new_module"]
+

@@ -46,6 +46,26 @@ def test_errors_are_consistent_with_noise_scatter(small_model, lm, rng):
     assert abs(np.median(res.chi2) - 1) < 0.2
 
 
+def test_spectrum_snr_and_the_best_match_are_numpys(rng):
+    """spectrum_snr gives np.nanmedian's values to the bit (rows of 1 to 6 and 500 good pixels, odd
+    and even, none at all); the single best library match is the first of equal chi^2."""
+    from slamfw.stats.likelihood import _k_best, spectrum_snr
+    for p in (1, 2, 3, 6, 500):
+        flux = rng.normal(1.0, 0.2, (300, p))
+        ivar = np.where(rng.random((300, p)) < 0.3, 0.0, rng.uniform(1.0, 1e4, (300, p)))
+        ivar[:4] = 0.0
+        flux[7] = np.nan
+        ivar[7] = 0.0
+        good = ivar > 0
+        s = np.where(good, np.abs(np.where(good, flux, 0.0)) * np.sqrt(np.where(good, ivar, 0.0)), np.nan)
+        want = np.full(300, np.nan)
+        want[good.any(1)] = np.nanmedian(s[good.any(1)], axis=1)
+        got = spectrum_snr(flux, ivar)
+        assert np.array_equal(got, want, equal_nan=True) and np.isnan(got[:4]).all() and np.isfinite(got[8:]).any()
+    chi2 = np.array([[3.0, 1.0, 2.0, 1.0], [0.5, 0.5, 0.5, 0.1]])
+    assert _k_best(chi2, 1).tolist() == [[1], [3]] and _k_best(chi2, 2).tolist() == [[1, 3], [3, 0]]
+
+
 def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):
     emu = small_model.emulator
     flux = emu.predict(small_model.train_labels[[3, 50]]) + rng.normal(0, 1e-3, (2, emu.n_pixels_))

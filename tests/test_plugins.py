@@ -147,7 +147,7 @@ def test_broken_plugins_are_reported_by_name(third_party, capsys):
     assert "unknown hook 'slamfw_register_emulator'" in broken["misspelt"].error
     assert broken["misspelt"].distribution == "misspelt-dist"
     assert "not decorated with @slamfw.hookimpl" in broken["undecorated"].error
-    assert "plugin API 2.0" in broken["future"].error and "1.5" in broken["future"].error
+    assert "plugin API 2.0" in broken["future"].error and "1.6" in broken["future"].error
     emus = registry.available("emulator")
     assert not {"misspelt", "undecorated", "from-the-future"} & set(emus)
     # nothing else breaks

@@ -128,6 +128,56 @@ def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
             assert whole.n_stars < 700 and np.all((whole.labels[:, 0] >= 5000) & (whole.labels[:, 0] <= 6000))
 
 
+def test_table_reader_describes_its_chunks_for_the_workers(tmp_path):
+    """chunk_sources: for an npz file whose (N, P) arrays are read a piece at a time, small picklable
+    descriptions whose read() gives iter_chunks' pieces, in any process (the conformance check
+    passes, with ``where`` too); None where the arrays are read whole (compressed npz, FITS with a
+    grid per star); a bad star is reported by the piece that holds it, as iter_chunks does."""
+    import pickle
+
+    from slamfw.testing import check_reader
+    from slamfw_plugins.readers.table import TableChunk, TableReader
+    _big_table(tmp_path)
+    for where in ({}, {"Teff": [5000, 6000]}):
+        reader = registry.create("reader", "table", {"path": str(tmp_path / "big.npz"), "where": where})
+        sources = list(reader.chunk_sources(300))
+        parts = list(reader.iter_chunks(300))
+        assert all(isinstance(s, TableChunk) for s in sources) and [s.n_stars for s in sources] == [p.n_stars for p in parts]
+        for src, part in zip(sources, parts):
+            blob = pickle.dumps(src)
+            assert len(blob) < 2000 + 200 * src.n_stars        # the rows' ids and labels, not their spectra
+            got = pickle.loads(blob).read()
+            assert got.fingerprint() == part.fingerprint() and got.meta.keys() == part.meta.keys()
+            assert all(np.array_equal(got.meta[k], part.meta[k]) for k in part.meta)
+        assert all(r.passed for r in check_reader(TableReader, {"path": str(tmp_path / "big.npz"), "where": where}))
+    for name in ("bigz.npz", "big.fits"):
+        assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(300) is None
+    flux, ivar = np.ones((700, 400)), np.ones((700, 400))
+    ivar[650, 3] = -1.0
+    np.savez(tmp_path / "bad.npz", wave=np.linspace(4000.0, 4400.0, 400), flux=flux, ivar=ivar,
+             id=np.array([f"s{i}" for i in range(700)]))
+    sources = list(registry.create("reader", "table", {"path": str(tmp_path / "bad.npz")}).chunk_sources(300))
+    assert sources[1].read().n_stars == 300
+    with pytest.raises(DataError, match="star 's650'.*ivar -1.0"):
+        sources[2].read()
+
+
+def test_reader_kit_catches_chunk_sources_that_read_other_rows(tmp_path):
+    from slamfw import chunks
+    from slamfw.testing import check_reader
+    from slamfw_plugins.readers.table import TableChunk, TableReader
+
+    class OneRowOff(TableReader):
+        def chunk_sources(self, chunk_size):
+            cols, layout = self._open(lazy=True)
+            arrays = {k: cols[k] for k in ("flux", "ivar")}
+            return (TableChunk(self.path, arrays, layout, np.arange(s, e) + (e < 700)) for s, e in chunks(700, chunk_size))
+    _big_table(tmp_path)
+    results = check_reader(OneRowOff, {"path": str(tmp_path / "big.npz")}, raise_on_fail=False)
+    assert {r.check: r.message for r in results if not r.passed} == {
+        "check_chunk_sources": "chunk_sources(233): chunk 0's read() gives other stars than iter_chunks' piece"}
+
+
 def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
     """Shapes, ids and duplicates are checked for the whole file before any piece is read (a
     piece alone could not see them), and the file's rows are never indexed out of range."""

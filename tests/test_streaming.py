@@ -93,6 +93,74 @@ def test_killed_run_resumes_under_another_executor(fast_model, reference, tmp_pa
     assert_identical(Table.read(out), reference)
 
 
+@pytest.fixture(scope="module")
+def survey_table(fast_model, tmp_path_factory):
+    """The fast model's mock survey, 1000 stars, as an npz table stored uncompressed (flux and ivar
+    over 1 MB each: the table reader describes its chunks, and the workers read them)."""
+    from slamfw import registry
+    from slamfw.api import load_model
+    rec = load_model(fast_model).components["reader"]
+    ss = registry.create("reader", rec["name"], {**rec["params"], "n_stars": 1000, "seed": 3}).read()
+    path = tmp_path_factory.mktemp("table") / "survey.npz"
+    np.savez(path, wave=ss.wave, flux=ss.flux, ivar=ss.ivar, id=ss.ids, snr=ss.meta["snr"], rv=ss.meta["rv"],
+             label_names=np.array(ss.label_names), **{n: ss.labels[:, i] for i, n in enumerate(ss.label_names)})
+    return path
+
+
+def test_workers_read_their_own_chunks(fast_model, survey_table, tmp_path, capfd, monkeypatch):
+    """Where the reader describes its chunks (the table reader, ``chunk_sources``), each worker
+    reads its own: the catalogue is the same file as when this process reads them and sends them."""
+    from slamfw_plugins.readers.table import TableReader
+
+    def run(out):
+        capfd.readouterr()
+        assert main(["predict", str(fast_model), "--reader", "table", "--reader-param", f"path={survey_table}",
+                     "--chunk-size", "150", "-o", str(out), "--executor", "local", "--workers", "2"]) == 0
+        return capfd.readouterr().err
+    assert "workers read their own chunks (TableReader)" in run(tmp_path / "workers.fits")
+    with monkeypatch.context() as m:
+        m.setattr(TableReader, "chunk_sources", lambda self, chunk_size: None)
+        assert "workers read their own chunks" not in run(tmp_path / "here.fits")
+    assert (tmp_path / "workers.fits").read_bytes() == (tmp_path / "here.fits").read_bytes()
+    assert len(Table.read(tmp_path / "workers.fits")) == 1000
+
+
+def test_chunks_saved_either_way_are_reused_either_way(fast_model, survey_table, tmp_path, monkeypatch, caplog):
+    """A chunk's part has the same name whether a worker or this process read the chunk: a run
+    resumes the other way's parts; a worker finds a damaged part, removes it and redoes it."""
+    import logging
+
+    from slamfw import LocalExecutor, registry, using_executor
+    from slamfw.api import load_model
+    from slamfw.workflows.infer import model_inferer, predict_stream
+    from slamfw_plugins.readers.table import TableReader
+    model = load_model(fast_model)
+    inferer = model_inferer(model)
+    reader = registry.create("reader", "table", {"path": str(survey_table)})
+    ck = tmp_path / "ck"
+
+    def stream():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="slamfw"), using_executor(LocalExecutor(workers=2)):
+            keys = predict_stream(model, reader, inferer, ck, 150)
+        done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict: ")]
+        return keys, done[-1], "workers read their own chunks" in caplog.text
+    keys, done, workers = stream()
+    assert workers and done == "predict: 7 chunks (0 reused from an earlier run), 1000 spectra inferred in this run"
+    with monkeypatch.context() as m:                    # this process reads: every part reused
+        m.setattr(TableReader, "chunk_sources", lambda self, chunk_size: None)
+        again, done, workers = stream()
+    assert not workers and again == keys
+    assert done == "predict: 7 chunks (7 reused from an earlier run), 0 spectra inferred in this run"
+    parts = sorted(ck.rglob("part_*.npz"))
+    assert len(parts) == 7
+    parts[3].write_bytes(b"PK\x03\x04 damaged")
+    again, done, workers = stream()                     # the workers read: one part redone
+    assert workers and again == keys
+    assert done == "predict: 7 chunks (6 reused from an earlier run), 150 spectra inferred in this run"
+    assert ChunkStore(parts[3].parent, "part").load(parts[3].stem.removeprefix("part_")) is not None
+
+
 def _alive(pids):
     import psutil
     return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]

@@ -7,10 +7,10 @@ from .inferer import InferenceModel, Inferer, TrainedEmulator
 from .prior import LeastSquaresForm, Prior
 from .kinds import KINDS, Kind, kind_of
 from .normalizer import Normalizer
-from .reader import Reader
+from .reader import ChunkSource, Reader
 from .standardized import StandardizedEmulator
 
 __all__ = ["AnalysisContext", "Analyzer", "Report", "Component", "InputPath", "ParamRole", "Params",
            "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior", "LeastSquaresForm",
-           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "StandardizedEmulator",
+           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "ChunkSource", "StandardizedEmulator",
            "Executor", "Progress", "SerialExecutor", "available_cores", "current_executor", "using_executor"]

@@ -10,6 +10,22 @@ from ..execution.chunks import chunks
 from .base import Component
 
 
+class ChunkSource:
+    """One piece of a reader's stars, described: ``n_stars`` and ``read() -> SpectralSet``.
+
+    It must be small and picklable (it travels to a worker process, perhaps a remote one), and
+    ``read()`` must give the same stars, ids, spectra, labels and metadata in the same order as
+    the reader's :meth:`Reader.iter_chunks` piece it stands for (``slamfw.testing.check_reader``
+    checks it). Readers of files refer to them by path: the worker must see the same files.
+    """
+
+    #: The stars that :meth:`read` gives.
+    n_stars: int
+
+    def read(self) -> SpectralSet:
+        raise NotImplementedError
+
+
 class Reader(Component):
     """Reads spectra into a :class:`SpectralSet` (``read() -> SpectralSet``).
 
@@ -24,7 +40,19 @@ class Reader(Component):
     ``chunk_size`` (this default slices ``read()``; a reader of large surveys overrides it to read
     one piece at a time, so that ``slamfw predict`` streams). ``slamfw.testing.check_reader``
     checks the contract.
+
+    ``chunk_sources(chunk_size)`` may describe those pieces instead of reading them: small,
+    picklable :class:`ChunkSource` objects, each of which reads its piece (``read()``) in
+    whichever process holds it. ``slamfw predict`` then sends the descriptions to the executor's
+    workers, and each worker reads, prepares and infers its own chunk, so that this process
+    neither reads nor sends spectra. The default returns None (the pieces are read here, by
+    ``iter_chunks``); a reader returns None, too, for a file it cannot read piece by piece.
     """
+
+    def chunk_sources(self, chunk_size: int) -> Iterator["ChunkSource"] | None:
+        """Descriptions of the pieces of :meth:`iter_chunks` ``(chunk_size)``, in order, each
+        read by its ``read()``; or None when this reader cannot describe them (the default)."""
+        return None
 
     def read(self) -> SpectralSet:
         raise NotImplementedError

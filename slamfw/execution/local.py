@@ -53,8 +53,8 @@ def watch_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> None:
 
 def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: dict[str, Any]) -> Any:
     """``func(*task, **shared)`` with at most ``threads`` BLAS/OpenMP threads."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=threads):
+    from .threads import limit_threads
+    with limit_threads(threads):
         return func(*task, **shared)
 
 

@@ -21,7 +21,8 @@ import weakref
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from ..execution.threads import limit_threads
 
 #: The largest library jacobian (M, L, P) kept, in bytes (256 MiB); a larger one is not computed (the
 #: solver then evaluates the emulator at the starts, as without the library).
@@ -35,7 +36,7 @@ _LOCK = threading.Lock()
 
 def _predict(emulator: Any, train: np.ndarray) -> np.ndarray:
     """(M, P) ``emulator.predict`` at ``train`` (M, L), in blocks of LIBRARY_ROWS, one BLAS thread."""
-    with threadpool_limits(limits=1):
+    with limit_threads(1):
         return np.concatenate([np.asarray(emulator.predict(train[s:s + LIBRARY_ROWS]), float)
                                for s in range(0, len(train), LIBRARY_ROWS)])
 
@@ -87,7 +88,7 @@ def library_jacobian(emulator: Any, train: np.ndarray) -> np.ndarray | None:
             return None
         if "jacobian" not in entry:
             jac = np.empty((train.shape[0], train.shape[1], n_pix))
-            with threadpool_limits(limits=1):
+            with limit_threads(1):
                 for s in range(0, len(train), LIBRARY_ROWS):
                     jac[s:s + LIBRARY_ROWS] = np.asarray(
                         emulator.predict_and_jacobian(train[s:s + LIBRARY_ROWS])[1], float).transpose(0, 2, 1)

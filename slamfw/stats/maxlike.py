@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..components.executor import SerialExecutor, current_executor
 from ..components.inferer import InferenceModel
@@ -26,6 +25,7 @@ from ..components.prior import LeastSquaresForm, Prior
 from ..data.results import LabelResult
 from ..errors import ConfigError, DataError
 from ..execution.chunks import chunks
+from ..execution.threads import limit_threads
 from .batched_lm import batched_lm
 from .device import array_module, device_evaluator
 from .library import library_flux, library_jacobian
@@ -280,7 +280,7 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
     # one BLAS thread: the matrix products then sum in the same order in this process and on any
     # executor's workers, so the labels do not depend on where they were computed (the catalogue
     # is the same file under every executor)
-    with threadpool_limits(limits=1):
+    with limit_threads(1):
         start_model = None
         # the library's jacobian costs an evaluation of all its M stars, once per process: a block
         # of fewer rows than M * LIBRARY_MIN_FRACTION evaluates its starts instead (decided by the

@@ -7,7 +7,8 @@ Readers that read files need their parameters (the ``InputPath`` at least) from 
 It checks the contract of :class:`slamfw.Reader`: ``read()`` returns a valid
 :class:`~slamfw.SpectralSet` with at least one star, unique ids and consistent label names and
 units, without writing to stdout or stderr (use ``logging``); two reads are equal
-(:meth:`~slamfw.SpectralSet.fingerprint`); ``iter_chunks`` yields the same stars in order; and
+(:meth:`~slamfw.SpectralSet.fingerprint`); ``iter_chunks`` yields the same stars in order, and
+``chunk_sources``, where it is not None, describes those pieces (each pickles and reads them); and
 each ``InputPath`` parameter is honoured: a
 nonexistent path raises a :class:`~slamfw.SlamfwError` naming it, an empty copy (an empty
 directory or an empty file of the same name) raises a SlamfwError, and a copy of the input in
@@ -186,6 +187,42 @@ def check_chunks(case: ReaderCase) -> str:
     return ""
 
 
+@check("chunk_sources describes the chunks of iter_chunks")
+def check_chunk_sources(case: ReaderCase) -> str:
+    """Where ``chunk_sources(k)`` is not None: each description survives pickling (it travels to
+    a worker), says its ``n_stars``, and its ``read()`` gives the stars of the matching
+    ``iter_chunks(k)`` piece (fingerprint, label names and metadata), for the same sizes as
+    :func:`check_chunks`. A reader whose ``chunk_sources`` is None passes with a note."""
+    import pickle
+    if case.fresh().chunk_sources(1) is None:
+        return "note: chunk_sources is None (the pieces are read where iter_chunks runs)"
+    whole = case.spectra()
+    for size in (max(1, (whole.n_stars + 1) // 3), whole.n_stars + 5):
+        sources = case.fresh().chunk_sources(size)
+        if sources is None:
+            return f"chunk_sources({size}) is None, chunk_sources(1) is not"
+        sources = list(sources)
+        parts = list(case.fresh().iter_chunks(size))
+        if len(sources) != len(parts):
+            return f"chunk_sources({size}) describes {len(sources)} chunks, iter_chunks({size}) yields {len(parts)}"
+        for i, (src, part) in enumerate(zip(sources, parts)):
+            try:
+                src = pickle.loads(pickle.dumps(src))
+            except Exception as exc:
+                return f"chunk_sources({size}): chunk {i} does not pickle ({type(exc).__name__}: {exc})"
+            if src.n_stars != part.n_stars:
+                return f"chunk_sources({size}): chunk {i} says {src.n_stars} stars, iter_chunks' has {part.n_stars}"
+            got = src.read()
+            if not isinstance(got, SpectralSet):
+                return f"chunk_sources({size}): chunk {i}'s read() returned {type(got).__name__}"
+            if got.fingerprint() != part.fingerprint() or list(got.label_names) != list(part.label_names):
+                return f"chunk_sources({size}): chunk {i}'s read() gives other stars than iter_chunks' piece"
+            if sorted(got.meta) != sorted(part.meta) or any(
+                    not np.array_equal(got.meta[k], part.meta[k]) for k in part.meta):
+                return f"chunk_sources({size}): chunk {i}'s metadata differ from iter_chunks' piece"
+    return ""
+
+
 def _missing_path(root: Path, original: str) -> str:
     return str(root / "no-such-dir" / Path(original).name)
 
@@ -250,8 +287,8 @@ def check_path_copy(case: ReaderCase) -> str:
 
 
 #: The reader checks, in the order :func:`check_reader` runs them.
-READER_CHECKS = [check_params, check_read, check_silent, check_deterministic, check_chunks, check_path_missing,
-                 check_path_copy]
+READER_CHECKS = [check_params, check_read, check_silent, check_deterministic, check_chunks, check_chunk_sources,
+                 check_path_missing, check_path_copy]
 
 
 def check_reader(reader: type[Reader] | Reader, params: dict[str, Any] | None = None, *,

@@ -7,7 +7,9 @@ of workers, reuses every finished chunk. Neither key contains an execution setti
 
 ``predict`` streams: the reader yields raw chunks, each chunk is prepared (shifted, normalised,
 resampled) and inferred on a worker, and only its labels come back, so the memory of a run does
-not grow with the number of spectra. The catalogue is assembled from the parts at the end.
+not grow with the number of spectra. The catalogue is assembled from the parts at the end. Where
+the reader describes its chunks (:meth:`~slamfw.Reader.chunk_sources`) and the workers share
+this machine, each worker reads its own chunk, names it and checks the checkpoints itself.
 
 An inferer that drives one accelerator (:meth:`~slamfw.Inferer.stars_per_call`: ``lm`` on a GPU)
 changes the split where the executor's workers share this machine: the workers prepare, the
@@ -33,7 +35,7 @@ from ..components.executor import Executor, Progress, SerialExecutor, current_ex
 from ..components.inferer import Inferer, stars_per_call_problem
 from ..components.normalizer import Normalizer
 from ..components.prior import Prior
-from ..components.reader import Reader
+from ..components.reader import ChunkSource, Reader
 from ..config import PreprocessConfig
 from ..data.media import one_sided_medium
 from ..data.results import LabelResult
@@ -386,26 +388,83 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
         yield (None if done else raw,)
 
 
+def _read_source(source: ChunkSource, model: SlamfwModel,
+                 store: ChunkStore) -> tuple[str, SpectralSet | None, str | None]:
+    """Read a described chunk, on a worker: its key, the chunk with the model's labels only (None
+    when its part is in ``store`` already; a damaged part is redone), and the warning when only one
+    of the chunk and the model declares its wavelength medium (else None)."""
+    raw = model_labels_only(source.read(), model)
+    key = chunk_key(raw)
+    done = store.load(key, lambda a: part_problem(a, model, raw.ids)) is not None
+    return key, (None if done else raw), one_sided_medium(raw.medium, model.medium, raw.source or "the survey")
+
+
+def _predict_source(source: ChunkSource, model: SlamfwModel, inferer: Inferer, prior: Prior | None,
+                    normalizer: Normalizer | None, store: ChunkStore
+                    ) -> tuple[str, str | None, dict[str, np.ndarray] | None]:
+    """:func:`_predict_chunk` of a described chunk, read here: (key, medium warning, part)."""
+    key, raw, warning = _read_source(source, model, store)
+    return key, warning, _predict_chunk(raw, model, inferer, prior, normalizer)
+
+
+def _prepare_source(source: ChunkSource, model: SlamfwModel, normalizer: Normalizer | None,
+                    store: ChunkStore) -> tuple[str, str | None, dict[str, np.ndarray] | None]:
+    """:func:`_prepare_chunk` of a described chunk, read here: (key, medium warning, prepared chunk)."""
+    key, raw, warning = _read_source(source, model, store)
+    return key, warning, _prepare_chunk(raw, model, normalizer)
+
+
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
                    chunk_size: int = 500, prior: Prior | None = None) -> list[str]:
     """Read, prepare and infer ``reader``'s spectra chunk by chunk on the executor in use. Every
     chunk's catalogue part is saved in ``checkpoint_dir``; returns their keys, in order
-    (:func:`iter_parts` reads them back; :func:`remove_parts` removes them)."""
+    (:func:`iter_parts` reads them back; :func:`remove_parts` removes them).
+
+    Where the reader describes its chunks (:meth:`~slamfw.Reader.chunk_sources`) and the
+    executor's workers share this machine (its files and the checkpoints), each worker reads its
+    own chunks and checks whether they are done; otherwise this process reads each chunk, checks
+    it, and sends it to a worker."""
     store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
     keys: list[str] = []
     reused: list[str] = []
     executor = current_executor()
-    tasks = _stream_tasks(reader, model, chunk_size, store, keys, reused)
     normalizer = model_normalizer(model)
     per_call = in_process_batch(model, inferer, executor)
+    sources = reader.chunk_sources(chunk_size) if executor.workers_on_this_machine else None
+    shared: dict[str, Any] = {"model": model, "normalizer": normalizer}
+    if sources is None:       # read here: _stream_tasks records the keys
+        tasks: Iterable[tuple] = _stream_tasks(reader, model, chunk_size, store, keys, reused)
+        predict_task, prepare_task = _predict_chunk, _prepare_chunk
+
+        def weight(t: tuple) -> int:
+            return 0 if t[0] is None else t[0].n_stars
+
+        def outputs(done: Iterable[Any]) -> Iterator[dict[str, np.ndarray] | None]:
+            return iter(done)
+    else:                     # read on the workers: they return each chunk's key
+        log.info("the executor's workers read their own chunks (%s)", type(reader).__name__)
+        tasks = ((src,) for src in sources)
+        predict_task, prepare_task = _predict_source, _prepare_source
+        shared["store"] = store
+
+        def weight(t: tuple) -> int:
+            return t[0].n_stars
+
+        def outputs(done: Iterable[Any]) -> Iterator[dict[str, np.ndarray] | None]:
+            for key, warning, out in done:
+                if not keys and warning:
+                    log.warning(warning)
+                keys.append(key)
+                if out is None:
+                    reused.append(key)
+                yield out
     if per_call is None:      # each worker prepares and infers its chunks
-        results = executor.imap(_predict_chunk, tasks, shared={"model": model, "inferer": inferer, "prior": prior,
-                                                               "normalizer": normalizer},
-                                desc="predict", unit="spectra", weight=lambda t: 0 if t[0] is None else t[0].n_stars)
+        results = outputs(executor.imap(predict_task, tasks, shared={**shared, "inferer": inferer, "prior": prior},
+                                        desc="predict", unit="spectra", weight=weight))
     else:                     # the workers prepare, this process infers (the inferer's device)
         log.info("the chunks are prepared on the executor (%d worker(s)) while this process infers",
                  executor.n_workers)
-        preps = executor.imap(_prepare_chunk, tasks, shared={"model": model, "normalizer": normalizer}, progress=False)
+        preps = outputs(executor.imap(prepare_task, tasks, shared=shared, progress=False))
         results = (None if prep is None else _catalogue_part(prep, res)
                    for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
     # the executor shows its own progress when it infers; here only when this process does

@@ -61,7 +61,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from threadpoolctl import threadpool_limits
 
 from slamfw import (
     ConfigError,
@@ -77,6 +76,7 @@ from slamfw import (
     current_executor,
     hookimpl,
     likelihood_weights,
+    limit_threads,
     maximum_likelihood,
     reduced_chi2,
     rmse,
@@ -86,7 +86,7 @@ from slamfw import (
 if TYPE_CHECKING:            # emcee is imported where it samples: it takes ~0.4 s, which every
     import emcee             # process that loads the plugins would pay
 
-SLAMFW_PLUGIN_API = (1, 1)
+SLAMFW_PLUGIN_API = (1, 6)
 
 LogProb = Callable[[np.ndarray], np.ndarray]
 
@@ -326,7 +326,7 @@ def _sample_star(f: np.ndarray, w: np.ndarray, center: np.ndarray, err: np.ndarr
     out = _empty_star(center.size, min(settings.keep_samples, _n_flat(settings)))
     if not (w > 0).any():
         return out
-    with threadpool_limits(limits=1):
+    with limit_threads(1):
         sampler = _star_sampler(f, w, center, err, entropy, star, name, emulator, prior, library, settings)
         if sampler is None:
             return out

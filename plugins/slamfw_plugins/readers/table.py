@@ -18,11 +18,11 @@ from typing import Iterator, Literal
 import numpy as np
 from pydantic import Field
 
-from slamfw import KNOWN_META, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl
+from slamfw import KNOWN_META, ChunkSource, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl
 
 from ._select import Where, where_mask
 
-SLAMFW_PLUGIN_API = (1, 2)
+SLAMFW_PLUGIN_API = (1, 6)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,23 @@ def _angstrom(wave: np.ndarray, unit: str, path: str) -> np.ndarray:
         raise DataError(f"table: {path!r}: the wavelength unit {unit!r} is not a length ({err})") from None
 
 
+class TableChunk(ChunkSource):
+    """Rows of a table file that any process reads (:meth:`read`): the file's path, where its
+    (N, P) arrays lie in it (:class:`_FileRows`), the row numbers, and those rows' ids, labels
+    and metadata (a few hundred bytes per star, pickled with the task)."""
+
+    def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict, rows: np.ndarray) -> None:
+        self.path, self.cols, self.rows = path, cols, np.asarray(rows)
+        self.layout = {**layout, "ids": layout["ids"][rows], "keep": None,
+                       "labels": None if layout["labels"] is None else layout["labels"][rows],
+                       "meta": {k: v[rows] for k, v in layout["meta"].items()}}
+        self.n_stars = int(self.rows.size)
+
+    def read(self) -> SpectralSet:
+        """These rows, checked, as :meth:`TableReader.iter_chunks` gives them."""
+        return _rows(self.path, self.cols, self.layout, self.rows, np.arange(self.n_stars))
+
+
 class TableReader(Reader):
     """Spectra and labels from one FITS/ECSV/npz file."""
 
@@ -181,7 +198,7 @@ class TableReader(Reader):
 
     def read(self) -> SpectralSet:
         cols, layout = self._open(lazy=False)
-        return self._rows(cols, layout, layout["keep"])
+        return _rows(self.path, cols, layout, layout["keep"])
 
     def iter_chunks(self, chunk_size: int) -> Iterator[SpectralSet]:
         """The stars of :meth:`read`, in order, ``chunk_size`` at most per piece, read a piece at
@@ -196,7 +213,19 @@ class TableReader(Reader):
         cols, layout = self._open(lazy=True)
         keep = layout["keep"]
         for s, e in chunks(keep.size, chunk_size):
-            yield self._rows(cols, layout, keep[s:e])
+            yield _rows(self.path, cols, layout, keep[s:e])
+
+    def chunk_sources(self, chunk_size: int) -> Iterator[TableChunk] | None:
+        """The pieces of :meth:`iter_chunks`, described (:class:`TableChunk`) for the workers to
+        read, when every (N, P) array the pieces need is read from the file a piece at a time
+        (an npz file stored uncompressed); else None (the pieces are read in this process)."""
+        cols, layout = self._open(lazy=True)
+        big = ["flux", "ivar", *(["mask"] if "mask" in cols else []), *(["wave"] if layout["wave"] is None else [])]
+        if not all(isinstance(cols[k], _FileRows) for k in big):
+            return None
+        keep = layout["keep"]
+        return (TableChunk(self.path, {k: cols[k] for k in big}, layout, keep[s:e])
+                for s, e in chunks(keep.size, chunk_size))
 
     def _open(self, lazy: bool) -> tuple[dict[str, np.ndarray], dict]:
         """The file's columns (the large ones read when indexed, with ``lazy``), checked for
@@ -262,51 +291,55 @@ class TableReader(Reader):
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
 
-    def _rows(self, cols: dict[str, np.ndarray], layout: dict, rows: np.ndarray) -> SpectralSet:
-        """The stars ``rows`` (increasing row numbers) of the file, checked, as a SpectralSet."""
-        ids = layout["ids"][rows]
+def _rows(path: str, cols: dict[str, np.ndarray], layout: dict, rows: np.ndarray,
+          at: np.ndarray | None = None) -> SpectralSet:
+    """The stars ``rows`` (increasing row numbers) of the file ``path``, checked, as a SpectralSet;
+    ``at``: where they are in the layout's per-star arrays (``ids``, ``labels``, ``meta``;
+    default ``rows``)."""
+    at = rows if at is None else at
+    ids = layout["ids"][at]
 
-        def take(a: np.ndarray | _FileRows, dtype: type) -> np.ndarray:
-            """Rows ``rows`` of the (N, P) column ``a`` (or of a (P,) one, for one star) as an
-            in-memory, writable array of ``dtype``."""
-            if isinstance(a, np.ndarray) and a.ndim == 1:
-                a = a[None, :]
-            if rows.size and rows[-1] - rows[0] + 1 == rows.size:     # a run of rows: a slice, read in one go
-                part = a[rows[0]:rows[-1] + 1]
-            else:
-                part = a[rows]
-            if isinstance(a, _FileRows):                 # read from the file just now
-                return part.astype(dtype, copy=False)
-            # a memory-mapped FITS column: copied, never a view of the file
-            return np.array(part, dtype=dtype) if layout["lazy"] else np.asarray(part, dtype=dtype)
-        flux = take(cols["flux"], float)
-        ivar = take(cols["ivar"], float)
-        mask = take(cols["mask"], bool) if "mask" in cols else np.ones_like(flux, bool)
-        wave = layout["wave"]
-        if wave is None:
-            wave = _angstrom(take(cols["wave"], float), layout["wave_unit"], self.path)
-        # (flux, ivar and mask have one shape: _open checked the whole file's)
-        # non-finite flux is acceptable only where the pixel is already bad
-        bad = ~np.isfinite(flux) & mask & (ivar > 0)
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise DataError(f"table: star {str(ids[i])!r} in {self.path!r} has NaN/inf flux at {int(bad[i].sum())} "
-                            f"good pixel(s), first at {np.broadcast_to(wave, flux.shape)[i, j]:.2f} A; set ivar 0 or mask False there")
-        neg = (ivar < 0) | ~np.isfinite(ivar)
-        if neg.any():
-            i, j = np.argwhere(neg)[0]
-            raise DataError(f"table: star {str(ids[i])!r} in {self.path!r} has ivar {float(ivar[i, j])!r} < 0 or not finite "
-                            f"at {np.broadcast_to(wave, flux.shape)[i, j]:.2f} A ({int(neg[i].sum())} pixel(s)); ivar must be >= 0")
-        finite = np.isfinite(flux)
-        if not finite.all():
-            flux, ivar, mask = np.where(finite, flux, 0.0), np.where(finite, ivar, 0.0), mask & finite
-        labels = layout["labels"]
-        return SpectralSet(wave=wave, flux=flux, ivar=ivar, ids=ids, mask=mask,
-                           labels=None if labels is None else labels[rows],
-                           label_names=layout["names"] if labels is not None else [],
-                           label_units=layout["units"] if labels is not None else [],
-                           meta={k: v[rows] for k, v in layout["meta"].items()}, source=self.path,
-                           medium=layout["medium"])
+    def take(a: np.ndarray | _FileRows, dtype: type) -> np.ndarray:
+        """Rows ``rows`` of the (N, P) column ``a`` (or of a (P,) one, for one star) as an
+        in-memory, writable array of ``dtype``."""
+        if isinstance(a, np.ndarray) and a.ndim == 1:
+            a = a[None, :]
+        if rows.size and rows[-1] - rows[0] + 1 == rows.size:     # a run of rows: a slice, read in one go
+            part = a[rows[0]:rows[-1] + 1]
+        else:
+            part = a[rows]
+        if isinstance(a, _FileRows):                 # read from the file just now
+            return part.astype(dtype, copy=False)
+        # a memory-mapped FITS column: copied, never a view of the file
+        return np.array(part, dtype=dtype) if layout["lazy"] else np.asarray(part, dtype=dtype)
+    flux = take(cols["flux"], float)
+    ivar = take(cols["ivar"], float)
+    mask = take(cols["mask"], bool) if "mask" in cols else np.ones_like(flux, bool)
+    wave = layout["wave"]
+    if wave is None:
+        wave = _angstrom(take(cols["wave"], float), layout["wave_unit"], path)
+    # (flux, ivar and mask have one shape: _open checked the whole file's)
+    # non-finite flux is acceptable only where the pixel is already bad
+    bad = ~np.isfinite(flux) & mask & (ivar > 0)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"table: star {str(ids[i])!r} in {path!r} has NaN/inf flux at {int(bad[i].sum())} "
+                        f"good pixel(s), first at {np.broadcast_to(wave, flux.shape)[i, j]:.2f} A; set ivar 0 or mask False there")
+    neg = (ivar < 0) | ~np.isfinite(ivar)
+    if neg.any():
+        i, j = np.argwhere(neg)[0]
+        raise DataError(f"table: star {str(ids[i])!r} in {path!r} has ivar {float(ivar[i, j])!r} < 0 or not finite "
+                        f"at {np.broadcast_to(wave, flux.shape)[i, j]:.2f} A ({int(neg[i].sum())} pixel(s)); ivar must be >= 0")
+    finite = np.isfinite(flux)
+    if not finite.all():
+        flux, ivar, mask = np.where(finite, flux, 0.0), np.where(finite, ivar, 0.0), mask & finite
+    labels = layout["labels"]
+    return SpectralSet(wave=wave, flux=flux, ivar=ivar, ids=ids, mask=mask,
+                       labels=None if labels is None else labels[at],
+                       label_names=layout["names"] if labels is not None else [],
+                       label_units=layout["units"] if labels is not None else [],
+                       meta={k: v[at] for k, v in layout["meta"].items()}, source=path,
+                       medium=layout["medium"])
 
 
 def _rows_equal(wave: np.ndarray, block: int = 4096) -> bool:
