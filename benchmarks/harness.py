@@ -131,6 +131,8 @@ RECORD = "harness-record.json"
 RTOL = 1e-8
 #: The second timed ``slamfw predict``: the paper's and astroslam's single start.
 SINGLE_START = ["--inferer-param", "n_starts=1"]
+#: The third: the single start with the jacobian's products in float32 (``lm``'s extension).
+SINGLE_PRECISION = [*SINGLE_START, "--inferer-param", "jacobian_precision=single"]
 
 
 def logged_seconds(log: str, words: str) -> float | None:
@@ -522,6 +524,17 @@ def timed_predict(model_path: Path, data_args: list[str], cat: Path, names: list
     return out
 
 
+def catalogue_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """How far the labels of the catalogue ``b`` are from ``a``'s (the same stars, by id): the median
+    and largest |difference| over stars and labels, relative to max(|a|, 1)."""
+    order = {i: k for k, i in enumerate(b["_ids"].tolist())}
+    rows = [order.get(i, -1) for i in a["_ids"].tolist()]
+    if min(rows, default=0) < 0 or len(rows) != len(b["_ids"]):
+        return {"median": float("inf"), "max": float("inf")}
+    d = np.abs(b["_labels"][rows] - a["_labels"]) / np.maximum(np.abs(a["_labels"]), 1.0)
+    return {"median": float(np.nanmedian(d)), "max": float(np.nanmax(d))}
+
+
 def catalogue_check(ids: np.ndarray, runs: dict[str, tuple[dict, dict]]) -> float:
     """The largest relative difference (|a - b| / max(|b|, 1), over stars and labels) between ``slamfw
     predict``'s catalogue labels of the stars ``ids`` (the first test stars) and the in-process
@@ -577,12 +590,16 @@ def run_slamfw(case: Case, work: Path, out: dict[str, Any], reuse: Reuse | None 
     p3 = timed_predict(model_path, data_args, work / "predict.fits", names, n, test_ids)
     print(f"slamfw: predict {what} again, lm with n_starts = 1 (whole process) ...", flush=True)
     p1 = timed_predict(model_path, [*data_args, *SINGLE_START], work / "predict-lm1.fits", names, n, test_ids)
+    print(f"slamfw: predict {what} again, n_starts = 1 and jacobian_precision = single (whole process) ...", flush=True)
+    p1s = timed_predict(model_path, [*data_args, *SINGLE_PRECISION], work / "predict-lm1s.fits", names, n, test_ids)
     if case.predict_args is not None:
         case.n_predict = p3["n_catalogue"]
     out["predict_ms_per_spectrum"], out["predict_peak_mb"] = p3["ms_per_spectrum"], p3["peak_mb"]
     out["n_catalogue"], out["labels"] = p3["n_catalogue"], p3.get("labels")
     out["n_test"], out["test_labels"] = p3.get("n_test"), p3.get("test_labels")
     out["predict1"] = p1
+    out["predict1s"] = {k: v for k, v in p1s.items() if not k.startswith("_")}
+    out["predict1s"]["label_diff"] = catalogue_difference(p1, p1s)
     print("slamfw: labels on the reference's spectra, floating-point rates ...", flush=True)
     out["same"] = same_spectra_labels(model, data, case.n_reference)
     out["same1"] = same_spectra_labels(model, data, case.n_reference, {"n_starts": 1})
@@ -622,6 +639,17 @@ def fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def single_text(single: dict[str, Any] | None) -> str:
+    """The report's words on the third timed ``predict`` (n_starts = 1, jacobian in float32)."""
+    if not single:
+        return ""
+    d = single["label_diff"]
+    return (f"; then a third time with `--inferer-param jacobian_precision=single` as well (the jacobian's matrix "
+            f"products in float32, the model and the cost in double: an extension, off by default), peak memory "
+            f"{single['peak_mb']:.0f} MB, its labels within a median {d['median']:.2g} (largest {d['max']:.2g}) of "
+            "the n_starts = 1 catalogue's, relative")
+
+
 def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: dict[str, float],
            reuse: Reuse | None = None) -> str:
     lines = [f"### Case {case.name}: {mine['n_train']} training stars x {mine['n_pixels']} pixels", ""]
@@ -636,7 +664,7 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
                   f"case's grid only ({mine['n_pixels']} pixels), not on all pixels as the issue asks; its training "
                   "time, model size, memory and `predict` time are for that reduced grid.**", ""]
     a = reference_figures(ref)
-    one = mine["predict1"]
+    one, single = mine["predict1"], mine.get("predict1s")
     subset = bool(a.get("train_pixels")) and a["train_pixels"] != mine["n_pixels"]
     on = f" (slamfw {mine['n_pixels']} pixels, astroslam {a.get('train_pixels')})" if subset else ""
     rows = [(f"training wall time (s){on}", mine["train_s"], a.get("train_s")),
@@ -649,6 +677,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
              a.get("infer_ms")),
             (f"inference per spectrum (ms), slamfw `lm` n_starts = 1 (astroslam's single start){on}",
              one["ms_per_spectrum"], a.get("infer_ms")),
+            *([(f"inference per spectrum (ms), slamfw `lm` n_starts = 1, jacobian_precision = single{on}",
+                single["ms_per_spectrum"], a.get("infer_ms"))] if single else []),
             (f"model size (MB){on}", mine["model_mb"], a.get("model_mb")),
             (f"peak memory, training (MB){on}", mine["train_peak_mb"], a.get("peak_mb"))]
     lines += ["| | slamfw | astroslam | astroslam / slamfw |", "|---|---|---|---|"]
@@ -660,7 +690,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
     if subset and a.get("model_mb"):
         per_a, per_m = 2 ** 10 * a["model_mb"] / a["train_pixels"], 2 ** 10 * mine["model_mb"] / mine["n_pixels"]
         lines.append(f"| model size per pixel (kB) | {per_m:.4g} | {per_a:.4g} | {fmt_ratio(per_a, per_m)} |")
-    starts = (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"]))
+    starts = (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"]),
+              *([("n_starts = 1 in single precision", single["ms_per_spectrum"])] if single else []))
     if subset and a.get("infer_ms"):
         lines += per_pixel_inference_rows(starts, mine["n_pixels"], a["infer_ms"], a["train_pixels"],
                                           a.get("infer_ms_2"))
@@ -696,10 +727,11 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
             theirs += ("; then the same again with its `predict_labels_multi(..., n_jobs=2)` (joblib over the spectra, "
                        "2 processes), timed apart, the start of its worker processes included")
     lines += ["", f"slamfw's inference is the whole `slamfw predict` process {read}, on 2 processes (local executor), "
-              f"peak memory {mine['predict_peak_mb']:.0f} MB ({one['peak_mb']:.0f} MB with n_starts = 1); run twice, "
+              f"peak memory {mine['predict_peak_mb']:.0f} MB ({one['peak_mb']:.0f} MB with n_starts = 1); "
+              f"run {'three times' if single else 'twice'}, "
               "with the model's `lm` (3 starts, spread over label space: the default) and with `--inferer-param "
               "n_starts=1` (the paper's and astroslam's single start from the best-matching training spectrum)"
-              f"{theirs}."]
+              f"{single_text(single)}{theirs}."]
     if "check" in mine:
         lines.append(f"Check that data.npz (the references' input) holds the spectra `slamfw predict` prepares: on the "
                      f"first {case.n_reference} test stars, the catalogue's labels and slamfw's in-process labels on "
