@@ -524,15 +524,16 @@ def timed_predict(model_path: Path, data_args: list[str], cat: Path, names: list
     return out
 
 
-def catalogue_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
-    """How far the labels of the catalogue ``b`` are from ``a``'s (the same stars, by id): the median
-    and largest |difference| over stars and labels, relative to max(|a|, 1)."""
+def catalogue_difference(a: dict[str, Any], b: dict[str, Any], names: list[str]) -> dict[str, dict[str, float]]:
+    """How far the labels of the catalogue ``b`` are from ``a``'s (the same stars, matched by id),
+    label by label (``names``, in their units): the median and the largest |difference| over the
+    stars (inf where the two catalogues do not hold the same stars)."""
     order = {i: k for k, i in enumerate(b["_ids"].tolist())}
     rows = [order.get(i, -1) for i in a["_ids"].tolist()]
     if min(rows, default=0) < 0 or len(rows) != len(b["_ids"]):
-        return {"median": float("inf"), "max": float("inf")}
-    d = np.abs(b["_labels"][rows] - a["_labels"]) / np.maximum(np.abs(a["_labels"]), 1.0)
-    return {"median": float(np.nanmedian(d)), "max": float(np.nanmax(d))}
+        return {x: {"median": float("inf"), "max": float("inf")} for x in names}
+    d = np.abs(b["_labels"][rows] - a["_labels"])
+    return {x: {"median": float(np.nanmedian(d[:, j])), "max": float(np.nanmax(d[:, j]))} for j, x in enumerate(names)}
 
 
 def catalogue_check(ids: np.ndarray, runs: dict[str, tuple[dict, dict]]) -> float:
@@ -599,7 +600,7 @@ def run_slamfw(case: Case, work: Path, out: dict[str, Any], reuse: Reuse | None 
     out["n_test"], out["test_labels"] = p3.get("n_test"), p3.get("test_labels")
     out["predict1"] = p1
     out["predict1s"] = {k: v for k, v in p1s.items() if not k.startswith("_")}
-    out["predict1s"]["label_diff"] = catalogue_difference(p1, p1s)
+    out["predict1s"]["label_diff"] = catalogue_difference(p1, p1s, names)
     print("slamfw: labels on the reference's spectra, floating-point rates ...", flush=True)
     out["same"] = same_spectra_labels(model, data, case.n_reference)
     out["same1"] = same_spectra_labels(model, data, case.n_reference, {"n_starts": 1})
@@ -643,11 +644,11 @@ def single_text(single: dict[str, Any] | None) -> str:
     """The report's words on the third timed ``predict`` (n_starts = 1, jacobian in float32)."""
     if not single:
         return ""
-    d = single["label_diff"]
+    diffs = ", ".join(f"{x} {d['median']:.2g} and {d['max']:.2g}" for x, d in single["label_diff"].items())
     return (f"; then a third time with `--inferer-param jacobian_precision=single` as well (the jacobian's matrix "
             f"products in float32, the model and the cost in double: an extension, off by default), peak memory "
-            f"{single['peak_mb']:.0f} MB, its labels within a median {d['median']:.2g} (largest {d['max']:.2g}) of "
-            "the n_starts = 1 catalogue's, relative")
+            f"{single['peak_mb']:.0f} MB, its labels against the n_starts = 1 catalogue's (median and largest "
+            f"|difference|, in the labels' units): {diffs}")
 
 
 def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: dict[str, float],

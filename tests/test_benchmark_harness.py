@@ -214,9 +214,10 @@ def test_case_c_generator_matches_its_source_and_its_noise_model(shared_data, tm
 def test_catalogue_difference_matches_stars_by_id_and_single_text_reports_it():
     a = {"_ids": np.array(["x", "y", "z"]), "_labels": np.array([[5000.0, 2.0], [6000.0, 0.5], [7000.0, -1.0]])}
     b = {"_ids": np.array(["z", "x", "y"]), "_labels": np.array([[7000.0, -1.0], [5000.5, 2.0], [6000.0, 0.6]])}
-    d = harness.catalogue_difference(a, b)
-    assert d["max"] == pytest.approx(0.1) and d["median"] == 0.0
-    assert harness.catalogue_difference(a, {"_ids": b["_ids"][:2], "_labels": b["_labels"][:2]})["max"] == float("inf")
+    d = harness.catalogue_difference(a, b, ["Teff", "logg"])
+    assert d == {"Teff": {"median": 0.0, "max": 0.5}, "logg": {"median": 0.0, "max": pytest.approx(0.1)}}
+    short = harness.catalogue_difference(a, {"_ids": b["_ids"][:2], "_labels": b["_labels"][:2]}, ["Teff", "logg"])
+    assert short["Teff"]["max"] == float("inf")
     text = harness.single_text({"peak_mb": 900.0, "label_diff": d})
-    assert "jacobian_precision=single" in text and "median 0 (largest 0.1)" in text and "900 MB" in text
+    assert "jacobian_precision=single" in text and "Teff 0 and 0.5, logg 0 and 0.1" in text and "900 MB" in text
     assert harness.single_text(None) == ""

@@ -417,16 +417,23 @@ def test_joblib_inside_a_local_task_runs_on_threads():
     assert set(got) == {("ThreadingBackend", threads, os.environ.get("ENABLE_IPC", "1"))}, got
 
 
-def test_limit_threads_limits_blas_and_finds_the_libraries_once():
+@pytest.mark.parametrize("own", [False, True])
+def test_limit_threads_limits_blas_and_finds_the_libraries_once(monkeypatch, own):
     """limit_threads: BLAS at the limit inside the block and as before after it; the libraries
-    are found once per process, again only after modules were imported."""
+    are found once per process, again only after modules were imported (threadpoolctl's cached
+    controller, or, where threadpoolctl has none, slamfw's own)."""
     import sys
     import types
 
+    import threadpoolctl
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from slamfw import limit_threads
     from slamfw.execution import threads
+    if own:
+        monkeypatch.delattr(threadpoolctl, "get_cached_controller", raising=False)
+    else:
+        assert hasattr(threadpoolctl, "get_cached_controller")
 
     def blas():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -444,4 +451,3 @@ def test_limit_threads_limits_blas_and_finds_the_libraries_once():
         assert threads._controller() is not first
     finally:
         del sys.modules["_slamfw_test_new_module"]
-

@@ -47,23 +47,37 @@ def test_errors_are_consistent_with_noise_scatter(small_model, lm, rng):
 
 
 def test_spectrum_snr_and_the_best_match_are_numpys(rng):
-    """spectrum_snr gives np.nanmedian's values to the bit (rows of 1 to 6 and 500 good pixels, odd
-    and even, none at all); the single best library match is the first of equal chi^2."""
+    """spectrum_snr gives np.nanmedian's values to the bit, as float64 (rows of 1 to 6 and 500
+    pixels, odd and even counts of good pixels, none at all, float32 input, infinite flux, NaN
+    products at good pixels, values near 1e300); the single best library match is the first
+    smallest chi^2, NaN last."""
+    import warnings
+
     from slamfw.stats.likelihood import _k_best, spectrum_snr
     for p in (1, 2, 3, 6, 500):
-        flux = rng.normal(1.0, 0.2, (300, p))
-        ivar = np.where(rng.random((300, p)) < 0.3, 0.0, rng.uniform(1.0, 1e4, (300, p)))
-        ivar[:4] = 0.0
-        flux[7] = np.nan
-        ivar[7] = 0.0
-        good = ivar > 0
-        s = np.where(good, np.abs(np.where(good, flux, 0.0)) * np.sqrt(np.where(good, ivar, 0.0)), np.nan)
-        want = np.full(300, np.nan)
-        want[good.any(1)] = np.nanmedian(s[good.any(1)], axis=1)
-        got = spectrum_snr(flux, ivar)
-        assert np.array_equal(got, want, equal_nan=True) and np.isnan(got[:4]).all() and np.isfinite(got[8:]).any()
-    chi2 = np.array([[3.0, 1.0, 2.0, 1.0], [0.5, 0.5, 0.5, 0.1]])
-    assert _k_best(chi2, 1).tolist() == [[1], [3]] and _k_best(chi2, 2).tolist() == [[1, 3], [3, 0]]
+        for dtype in (np.float64, np.float32):
+            flux = rng.normal(1.0, 0.2, (300, p))
+            ivar = np.where(rng.random((300, p)) < 0.3, 0.0, rng.uniform(1.0, 1e4, (300, p)))
+            ivar[:4] = 0.0
+            flux[7] = np.nan
+            ivar[7] = 0.0
+            flux[10:20][rng.random((10, p)) < 0.3] = np.inf
+            flux[20:30][rng.random((10, p)) < 0.3] = np.nan          # NaN products at pixels with ivar > 0
+            if dtype is np.float64:
+                flux[30:40][rng.random((10, p)) < 0.3] = 1e300
+            flux, ivar = flux.astype(dtype), ivar.astype(dtype)
+            good = ivar > 0
+            s = np.where(good, np.abs(np.where(good, flux, 0.0)) * np.sqrt(np.where(good, ivar, 0.0)), np.nan)
+            want = np.full(300, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN rows
+                want[good.any(1)] = np.nanmedian(s[good.any(1)], axis=1)
+            got = spectrum_snr(flux, ivar)
+            assert got.dtype == np.float64 and np.array_equal(got, want, equal_nan=True), (p, dtype)
+            assert np.isnan(got[:4]).all() and np.isfinite(got[40:]).any()
+    chi2 = np.array([[3.0, 1.0, 2.0, 1.0], [np.nan, 0.5, np.nan, 0.2], [np.nan, np.nan, np.nan, np.nan]])
+    assert _k_best(chi2, 1).tolist() == [[1], [3], [0]]
+    assert _k_best(np.array([[3.0, 1.0, 2.0, 1.5], [np.nan, 0.5, np.nan, 0.2]]), 2).tolist() == [[1, 3], [3, 1]]
 
 
 def test_initial_guess_is_training_star_of_max_likelihood(small_model, lm, rng):

@@ -128,7 +128,7 @@ def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
             assert whole.n_stars < 700 and np.all((whole.labels[:, 0] >= 5000) & (whole.labels[:, 0] <= 6000))
 
 
-def test_table_reader_describes_its_chunks_for_the_workers(tmp_path):
+def test_table_reader_describes_its_chunks_for_the_workers(tmp_path, monkeypatch):
     """chunk_sources: for an npz file whose (N, P) arrays are read a piece at a time, small picklable
     descriptions whose read() gives iter_chunks' pieces, in any process (the conformance check
     passes, with ``where`` too); None where the arrays are read whole (compressed npz, FITS with a
@@ -150,8 +150,22 @@ def test_table_reader_describes_its_chunks_for_the_workers(tmp_path):
             assert got.fingerprint() == part.fingerprint() and got.meta.keys() == part.meta.keys()
             assert all(np.array_equal(got.meta[k], part.meta[k]) for k in part.meta)
         assert all(r.passed for r in check_reader(TableReader, {"path": str(tmp_path / "big.npz"), "where": where}))
-    for name in ("bigz.npz", "big.fits"):
-        assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(300) is None
+    opened = []
+    with monkeypatch.context() as m:                 # decided without opening the file's arrays
+        m.setattr(TableReader, "_open", lambda self, lazy: opened.append(lazy))
+        for name in ("bigz.npz", "big.fits", "missing.npz"):
+            assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(300) is None
+    assert opened == []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path)                       # a relative path: the rows are found from any folder
+    first = next(registry.create("reader", "table", {"path": "big.npz"}).chunk_sources(300))
+    monkeypatch.chdir(tmp_path / "b")
+    (tmp_path / "b" / "big.npz").write_bytes(b"another file of the same name")
+    got = pickle.loads(pickle.dumps(first)).read()
+    assert got.n_stars == 300 and got.ids[0] == "s0"
+    np.testing.assert_array_equal(got.flux, registry.create("reader", "table", {"path": str(tmp_path / "big.npz")}
+                                                            ).read().flux[:300])
     flux, ivar = np.ones((700, 400)), np.ones((700, 400))
     ivar[650, 3] = -1.0
     np.savez(tmp_path / "bad.npz", wave=np.linspace(4000.0, 4400.0, 400), flux=flux, ivar=ivar,

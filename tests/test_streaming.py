@@ -2,6 +2,7 @@
 of workers, a SIGKILLed run resumed under another executor, no orphan workers, flat memory."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,127 @@ def test_chunks_saved_either_way_are_reused_either_way(fast_model, survey_table,
     assert workers and again == keys
     assert done == "predict: 7 chunks (6 reused from an earlier run), 150 spectra inferred in this run"
     assert ChunkStore(parts[3].parent, "part").load(parts[3].stem.removeprefix("part_")) is not None
+    damaged = [r for r in caplog.records if "is damaged or unusable" in r.getMessage()]
+    assert len(damaged) == 1 and damaged[0].name == "slamfw.execution.store"      # logged here, not on the worker
+    assert damaged[0].levelname == "WARNING" and str(parts[3]) in damaged[0].getMessage()
+    again, done, workers = stream()                     # all reused: no spectra counted as done in this run
+    assert workers and again == keys and not re.search(r"predict: \d+ spectra in", caplog.text)
+    assert done == "predict: 7 chunks (7 reused from an earlier run), 0 spectra inferred in this run"
+
+
+def _two_folders(survey_table, tmp_path, rows_a: slice, rows_b: slice) -> None:
+    """Folders a and b of ``tmp_path``, each with a survey.npz: the rows ``rows_a`` and ``rows_b``
+    of the survey table."""
+    for name, rows in (("a", rows_a), ("b", rows_b)):
+        (tmp_path / name).mkdir()
+        with np.load(survey_table) as z:
+            np.savez(tmp_path / name / "survey.npz", **{k: (z[k][rows] if z[k].ndim and len(z[k]) == 1000 else z[k])
+                                                        for k in z.files})
+
+
+def _fresh_pool() -> None:
+    """Stop loky's reusable pool of workers: the next run starts them, in its working folder."""
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+
+
+def test_workers_read_a_relative_path_from_the_calling_process(fast_model, survey_table, tmp_path, monkeypatch,
+                                                               caplog):
+    """A relative survey path means the calling process's file, whatever folder the workers
+    started in: two runs in one process (its workers started in the first folder, then reused),
+    from folders holding different files of the same name, each read their own folder's file."""
+    import logging
+
+    from slamfw import LocalExecutor, api
+    _two_folders(survey_table, tmp_path, slice(0, 900), slice(100, 1000))     # over 1 MiB each: described
+    _fresh_pool()
+    got = {}
+    for name in ("a", "b"):                    # b's stars 100-899 are a's, each with its own spectrum
+        monkeypatch.chdir(tmp_path / name)
+        with caplog.at_level(logging.INFO, logger="slamfw"):
+            api.predict_catalog(fast_model, "cat.fits", "survey.npz", reader="table", chunk_size=150,
+                                executor=LocalExecutor(workers=2))
+        got[name] = Table.read(tmp_path / name / "cat.fits")
+    assert caplog.text.count("workers read their own chunks") == 2
+    a, b = got["a"][100:900], got["b"][:800]
+    assert list(a["id"]) == list(b["id"]) and len(got["b"]) == 900
+    for label in ("Teff", "logg", "FeH"):        # to the rounding of another chunk's batch: the same spectra
+        np.testing.assert_allclose(b[label], a[label], rtol=1e-7, err_msg=label)
+
+
+def test_workers_use_a_relative_checkpoint_folder_of_the_calling_process(fast_model, survey_table, tmp_path,
+                                                                       monkeypatch):
+    """A relative checkpoint folder means the calling process's: the same survey run from two
+    folders (the workers started in the first) finds no parts of the first in the second, and
+    keeps each folder's parts there."""
+    from slamfw import LocalExecutor, api, registry, using_executor
+    from slamfw.workflows.infer import model_inferer, predict_stream
+    _two_folders(survey_table, tmp_path, slice(0, 1000), slice(0, 1000))
+    _fresh_pool()
+    model = api.load_model(fast_model)
+    for name in ("a", "b"):
+        monkeypatch.chdir(tmp_path / name)
+        with using_executor(LocalExecutor(workers=2)):
+            keys = predict_stream(model, registry.create("reader", "table", {"path": "survey.npz"}),
+                                  model_inferer(model), "ck", 150)
+        assert len(keys) == 7 and len(list((tmp_path / name / "ck").rglob("part_*.npz"))) == 7, name
+
+
+def test_a_bad_star_read_on_a_worker_is_named_and_the_chunks_before_it_are_kept(fast_model, survey_table, tmp_path,
+                                                                               capfd):
+    """A star with a negative ivar, read by a worker: the run stops with the table reader's
+    message naming the star; the chunks finished before it are kept for the rerun."""
+    with np.load(survey_table) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["ivar"] = arrays["ivar"].copy()
+    bad = str(arrays["id"][700])
+    arrays["ivar"][700, 5] = -1.0
+    np.savez(tmp_path / "bad.npz", **arrays)
+    capfd.readouterr()
+    assert main(["predict", str(fast_model), "--reader", "table", "--reader-param", f"path={tmp_path / 'bad.npz'}",
+                 "--chunk-size", "150", "-o", str(tmp_path / "cat.fits"), "--executor", "local", "--workers", "2"]) != 0
+    err = capfd.readouterr().err
+    assert "workers read their own chunks" in err and f"star {bad!r}" in err and "ivar -1.0" in err
+    assert len(list((tmp_path / ".checkpoints").rglob("part_*.npz"))) >= 4        # chunks 0-3 (stars 0-599)
+
+
+def test_the_medium_warning_and_the_device_path_with_described_chunks(fast_model, survey_table, tmp_path,
+                                                                      monkeypatch, capfd):
+    """With the workers reading their chunks: a medium that only the survey declares is warned about
+    once, in the calling process; on a device (``lm``'s in-process calls: the workers prepare)
+    the catalogue is the CPU run's."""
+    from .test_in_process_inference import _same_catalogue, _stand_in_gpu
+    with np.load(survey_table) as z:
+        np.savez(tmp_path / "vac.npz", medium=np.array("vacuum"), **{k: z[k] for k in z.files})
+    args = ["predict", str(fast_model), "--reader", "table", "--reader-param", f"path={tmp_path / 'vac.npz'}",
+            "--chunk-size", "150", "--executor", "local", "--workers", "2"]
+    capfd.readouterr()
+    assert main([*args, "-o", str(tmp_path / "cpu.fits")]) == 0
+    err = capfd.readouterr().err
+    assert "workers read their own chunks" in err and err.count("the spectra are in vacuum") == 1
+    _stand_in_gpu(monkeypatch)
+    assert main([*args, "--inferer-param", "device=cuda", "-o", str(tmp_path / "gpu.fits")]) == 0
+    err = capfd.readouterr().err
+    assert "workers read their own chunks" in err and "inference in this process" in err
+    _same_catalogue(Table.read(tmp_path / "cpu.fits"), Table.read(tmp_path / "gpu.fits"), 1000)
+
+
+def test_workers_elsewhere_get_the_chunks_from_the_calling_process(fast_model, survey_table, tmp_path, caplog):
+    """An executor whose workers are not on this machine gets the chunks read here, not their
+    descriptions."""
+    import logging
+
+    from slamfw import SerialExecutor, registry, using_executor
+    from slamfw.api import load_model
+    from slamfw.workflows.infer import model_inferer, predict_stream
+
+    class Remote(SerialExecutor):
+        workers_on_this_machine = False
+    model = load_model(fast_model)
+    with caplog.at_level(logging.INFO, logger="slamfw"), using_executor(Remote()):
+        keys = predict_stream(model, registry.create("reader", "table", {"path": str(survey_table)}),
+                              model_inferer(model), tmp_path / "ck", 300)
+    assert len(keys) == 4 and "workers read their own chunks" not in caplog.text
 
 
 def _alive(pids):

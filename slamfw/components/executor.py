@@ -170,9 +170,12 @@ class Executor(Component):
         """Whether the workers run on this machine, sharing its cores and devices with this
         process (plugin API 1.3): an inferer that drives one accelerator
         (:meth:`~slamfw.Inferer.stars_per_call`) then infers in this process, while the workers
-        prepare. False here, the earlier behaviour (each worker infers its own chunks), for
-        executors written before 1.3 that may send tasks to other machines; ``serial``, ``local``
-        and a Dask LocalCluster say True."""
+        prepare. Since 1.6 it also says that the workers see this process's files, by the same
+        absolute paths (the survey's and the checkpoints'): ``slamfw predict`` then lets each
+        worker read its own chunks where the reader describes them
+        (:meth:`~slamfw.Reader.chunk_sources`). False here, the earlier behaviour (each worker
+        infers the chunks this process reads and sends), for executors written before 1.3 that
+        may send tasks to other machines; ``serial``, ``local`` and a Dask LocalCluster say True."""
         return False
 
     def start(self) -> "Executor":

@@ -13,16 +13,20 @@ from .base import Component
 class ChunkSource:
     """One piece of a reader's stars, described: ``n_stars`` and ``read() -> SpectralSet``.
 
-    It must be small and picklable (it travels to a worker process, perhaps a remote one), and
-    ``read()`` must give the same stars, ids, spectra, labels and metadata in the same order as
-    the reader's :meth:`Reader.iter_chunks` piece it stands for (``slamfw.testing.check_reader``
-    checks it). Readers of files refer to them by path: the worker must see the same files.
+    It must be small and picklable (it travels to a worker process), and ``read()`` must give
+    the same stars, ids, spectra, labels, units, metadata and medium in the same order as the
+    reader's :meth:`Reader.iter_chunks` piece it stands for (``slamfw.testing.check_reader``
+    checks it). Readers of files refer to them by absolute path: a worker's working folder may
+    be another, and ``slamfw predict`` sends descriptions only to workers that see this
+    machine's files (:attr:`~slamfw.Executor.workers_on_this_machine`).
     """
 
     #: The stars that :meth:`read` gives.
     n_stars: int
 
     def read(self) -> SpectralSet:
+        """The piece's stars (n_stars of them; spectra (n_stars, P)), read and checked where this
+        is called (a bad star raises :class:`~slamfw.DataError` naming it)."""
         raise NotImplementedError
 
 

@@ -104,13 +104,15 @@ class ChunkStore:
         """The file of piece ``key`` (an index, or a name such as a hash of what the piece holds)."""
         return self.folder / (f"{self.prefix}_{key:05d}.npz" if isinstance(key, int) else f"{self.prefix}_{key}.npz")
 
-    def load(self, key: int | str, validate: Validator | None = None) -> dict[str, np.ndarray] | None:
+    def load(self, key: int | str, validate: Validator | None = None,
+             report: Callable[[str], None] | None = None) -> dict[str, np.ndarray] | None:
         """The arrays of piece ``key``, or None when it is missing or unusable (then redone).
 
         Unusable: the file cannot be read (empty, cut short, not an ``.npz``, a bad CRC), it lacks
         the digest :meth:`save` records or its arrays do not match it, or ``validate`` (see
         :data:`Validator`; :func:`check_arrays` builds the usual one) rejects the arrays. Such a
-        piece is logged at WARNING, naming its file and the reason, and deleted.
+        piece is logged at WARNING, naming its file and the reason (or that message is passed to
+        ``report``: a worker process hands it to the process whose log the user reads), and deleted.
         """
         path = self.path(key)
         if not path.is_file():
@@ -126,16 +128,16 @@ class ChunkStore:
             problem = f"{type(err).__name__}: {err}"
         if problem is None:
             return arrays
-        self._drop_damaged(path, problem)
+        self._drop_damaged(path, problem, report)
         return None
 
-    def _drop_damaged(self, path: Path, problem: str) -> None:
+    def _drop_damaged(self, path: Path, problem: str, report: Callable[[str], None] | None = None) -> None:
         try:
             path.unlink(missing_ok=True)
             what = "removed"
         except OSError as err:
             what = f"could not be removed ({err})"
-        log.warning("checkpoint %s is damaged or unusable (%s); %s, it will be redone", path, problem, what)
+        (report or log.warning)(f"checkpoint {path} is damaged or unusable ({problem}); {what}, it will be redone")
 
     def save(self, key: int | str, arrays: dict[str, np.ndarray]) -> Path:
         """Write piece ``key`` atomically, with a digest of its arrays that :meth:`load` checks."""

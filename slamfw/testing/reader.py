@@ -191,7 +191,7 @@ def check_chunks(case: ReaderCase) -> str:
 def check_chunk_sources(case: ReaderCase) -> str:
     """Where ``chunk_sources(k)`` is not None: each description survives pickling (it travels to
     a worker), says its ``n_stars``, and its ``read()`` gives the stars of the matching
-    ``iter_chunks(k)`` piece (fingerprint, label names and metadata), for the same sizes as
+    ``iter_chunks(k)`` piece (fingerprint, label names and units, medium, metadata), for the same sizes as
     :func:`check_chunks`. A reader whose ``chunk_sources`` is None passes with a note."""
     import pickle
     if case.fresh().chunk_sources(1) is None:
@@ -217,6 +217,9 @@ def check_chunk_sources(case: ReaderCase) -> str:
                 return f"chunk_sources({size}): chunk {i}'s read() returned {type(got).__name__}"
             if got.fingerprint() != part.fingerprint() or list(got.label_names) != list(part.label_names):
                 return f"chunk_sources({size}): chunk {i}'s read() gives other stars than iter_chunks' piece"
+            if list(got.label_units) != list(part.label_units) or got.medium != part.medium:
+                return (f"chunk_sources({size}): chunk {i}'s label units or wavelength medium differ from "
+                        "iter_chunks' piece")
             if sorted(got.meta) != sorted(part.meta) or any(
                     not np.array_equal(got.meta[k], part.meta[k]) for k in part.meta):
                 return f"chunk_sources({size}): chunk {i}'s metadata differ from iter_chunks' piece"

@@ -25,7 +25,7 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -48,6 +48,8 @@ from ..preprocess import prepare
 from ..stats.quality import MIN_COVERAGE, add_quality
 
 log = logging.getLogger(__name__)
+#: The checkpoint store's logger: a damaged part found on a worker is reported through it here.
+store_log = logging.getLogger(ChunkStore.__module__)
 
 
 def model_component(model: SlamfwModel, role: str, override: str | None = None) -> tuple[str, dict[str, Any]] | None:
@@ -372,46 +374,60 @@ def part_problem(arrays: dict[str, np.ndarray], model: SlamfwModel, ids: np.ndar
         optional={"ra": ("biuf", (n,)), "dec": ("biuf", (n,)), "true_labels": ("biuf", (n, n_labels))})
 
 
+def _keyed(raw: SpectralSet, model: SlamfwModel, store: ChunkStore, report: Callable[[str], None] | None = None
+           ) -> tuple[SpectralSet, str, bool, str | None]:
+    """A raw chunk with the model's labels only, its key, whether its part is in ``store`` already
+    (a damaged part is removed, to be redone; ``report`` gets the message, else it is logged), and
+    the warning when only one of the chunk and the model declares its wavelength medium (None)."""
+    raw = model_labels_only(raw, model)
+    key = chunk_key(raw)
+    done = store.load(key, lambda a: part_problem(a, model, raw.ids), report) is not None
+    return raw, key, done, one_sided_medium(raw.medium, model.medium, raw.source or "the survey")
+
+
 def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: ChunkStore,
                   keys: list[str], reused: list[str]) -> Iterator[tuple[SpectralSet | None]]:
-    """One task per raw chunk: the chunk, or None when its part is already in ``store`` (its key
-    then goes to ``reused``; a damaged part is redone)."""
+    """One task per raw chunk, read here: the chunk, or None when its part is already in
+    ``store`` (its key then goes to ``reused``; a damaged part is redone)."""
     for i, raw in enumerate(reader.iter_chunks(chunk_size)):
-        raw = model_labels_only(raw, model)
-        if i == 0 and (msg := one_sided_medium(raw.medium, model.medium, raw.source or "the survey")):
-            log.warning(msg)
-        key = chunk_key(raw)
+        raw, key, done, medium = _keyed(raw, model, store)
+        if i == 0 and medium:
+            log.warning(medium)
         keys.append(key)
-        done = store.load(key, lambda a, ids=raw.ids: part_problem(a, model, ids)) is not None
         if done:
             reused.append(key)
         yield (None if done else raw,)
 
 
-def _read_source(source: ChunkSource, model: SlamfwModel,
-                 store: ChunkStore) -> tuple[str, SpectralSet | None, str | None]:
-    """Read a described chunk, on a worker: its key, the chunk with the model's labels only (None
-    when its part is in ``store`` already; a damaged part is redone), and the warning when only one
-    of the chunk and the model declares its wavelength medium (else None)."""
-    raw = model_labels_only(source.read(), model)
-    key = chunk_key(raw)
-    done = store.load(key, lambda a: part_problem(a, model, raw.ids)) is not None
-    return key, (None if done else raw), one_sided_medium(raw.medium, model.medium, raw.source or "the survey")
+def _source_task(source: ChunkSource, model: SlamfwModel, normalizer: Normalizer | None, store: ChunkStore,
+                 inferer: Inferer | None = None, prior: Prior | None = None) -> dict[str, Any]:
+    """A described chunk, read on a worker, keyed and checked against ``store``, then prepared and,
+    with an ``inferer``, inferred: ``key``, ``out`` (the catalogue part, :func:`_predict_chunk`, or
+    without an inferer the prepared chunk, :func:`_prepare_chunk`; None when its part was in
+    ``store`` already), ``medium`` (the warning, or None) and ``damaged`` (the messages about a
+    damaged part, for the calling process's log)."""
+    damaged: list[str] = []
+    raw, key, done, medium = _keyed(source.read(), model, store, damaged.append)
+    raw = None if done else raw
+    out = (_prepare_chunk(raw, model, normalizer) if inferer is None
+           else _predict_chunk(raw, model, inferer, prior, normalizer))
+    return {"key": key, "out": out, "medium": medium, "damaged": damaged}
 
 
-def _predict_source(source: ChunkSource, model: SlamfwModel, inferer: Inferer, prior: Prior | None,
-                    normalizer: Normalizer | None, store: ChunkStore
-                    ) -> tuple[str, str | None, dict[str, np.ndarray] | None]:
-    """:func:`_predict_chunk` of a described chunk, read here: (key, medium warning, part)."""
-    key, raw, warning = _read_source(source, model, store)
-    return key, warning, _predict_chunk(raw, model, inferer, prior, normalizer)
-
-
-def _prepare_source(source: ChunkSource, model: SlamfwModel, normalizer: Normalizer | None,
-                    store: ChunkStore) -> tuple[str, str | None, dict[str, np.ndarray] | None]:
-    """:func:`_prepare_chunk` of a described chunk, read here: (key, medium warning, prepared chunk)."""
-    key, raw, warning = _read_source(source, model, store)
-    return key, warning, _prepare_chunk(raw, model, normalizer)
+def _described(results: Iterable[dict[str, Any]], keys: list[str],
+               reused: list[str]) -> Iterator[dict[str, np.ndarray] | None]:
+    """The outputs of :func:`_source_task`s, in order, their keys recorded in ``keys`` (and in
+    ``reused`` for parts found done), the first chunk's medium warning and every damaged part's
+    message logged here."""
+    for res in results:
+        if not keys and res["medium"]:
+            log.warning(res["medium"])
+        for msg in res["damaged"]:
+            store_log.warning(msg)
+        keys.append(res["key"])
+        if res["out"] is None:
+            reused.append(res["key"])
+        yield res["out"]
 
 
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
@@ -423,8 +439,8 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     Where the reader describes its chunks (:meth:`~slamfw.Reader.chunk_sources`) and the
     executor's workers share this machine (its files and the checkpoints), each worker reads its
     own chunks and checks whether they are done; otherwise this process reads each chunk, checks
-    it, and sends it to a worker."""
-    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
+    it, and sends it to a worker. The names of the parts are the same either way."""
+    store = ChunkStore(Path(checkpoint_dir).absolute() / model_key(model, inferer, prior), "part")
     keys: list[str] = []
     reused: list[str] = []
     executor = current_executor()
@@ -432,43 +448,27 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     per_call = in_process_batch(model, inferer, executor)
     sources = reader.chunk_sources(chunk_size) if executor.workers_on_this_machine else None
     shared: dict[str, Any] = {"model": model, "normalizer": normalizer}
+    infer_here = {"inferer": inferer, "prior": prior} if per_call is None else {}
+    # progress in spectra: the executor's, where it knows each task's stars (none for a chunk done
+    # already) before it runs; else here, as the parts come
+    progress = Progress(None, "predict", "spectra", enabled=per_call is not None or sources is not None)
     if sources is None:       # read here: _stream_tasks records the keys
-        tasks: Iterable[tuple] = _stream_tasks(reader, model, chunk_size, store, keys, reused)
-        predict_task, prepare_task = _predict_chunk, _prepare_chunk
-
-        def weight(t: tuple) -> int:
-            return 0 if t[0] is None else t[0].n_stars
-
-        def outputs(done: Iterable[Any]) -> Iterator[dict[str, np.ndarray] | None]:
-            return iter(done)
-    else:                     # read on the workers: they return each chunk's key
+        tasks = _stream_tasks(reader, model, chunk_size, store, keys, reused)
+        done = executor.imap(_predict_chunk if per_call is None else _prepare_chunk, tasks,
+                             shared={**shared, **infer_here}, desc="predict", unit="spectra",
+                             weight=lambda t: 0 if t[0] is None else t[0].n_stars, progress=per_call is None)
+    else:                     # read on the workers, which return each chunk's key
         log.info("the executor's workers read their own chunks (%s)", type(reader).__name__)
-        tasks = ((src,) for src in sources)
-        predict_task, prepare_task = _predict_source, _prepare_source
-        shared["store"] = store
-
-        def weight(t: tuple) -> int:
-            return t[0].n_stars
-
-        def outputs(done: Iterable[Any]) -> Iterator[dict[str, np.ndarray] | None]:
-            for key, warning, out in done:
-                if not keys and warning:
-                    log.warning(warning)
-                keys.append(key)
-                if out is None:
-                    reused.append(key)
-                yield out
-    if per_call is None:      # each worker prepares and infers its chunks
-        results = outputs(executor.imap(predict_task, tasks, shared={**shared, "inferer": inferer, "prior": prior},
-                                        desc="predict", unit="spectra", weight=weight))
+        done = _described(executor.imap(_source_task, ((src,) for src in sources),
+                                        shared={**shared, "store": store, **infer_here}, progress=False),
+                          keys, reused)
+    if per_call is None:      # each worker prepared and inferred its chunks
+        results = done
     else:                     # the workers prepare, this process infers (the inferer's device)
         log.info("the chunks are prepared on the executor (%d worker(s)) while this process infers",
                  executor.n_workers)
-        preps = outputs(executor.imap(prepare_task, tasks, shared=shared, progress=False))
         results = (None if prep is None else _catalogue_part(prep, res)
-                   for prep, res in infer_in_process(preps, model, inferer, prior, per_call))
-    # the executor shows its own progress when it infers; here only when this process does
-    progress = Progress(None, "predict", "spectra", enabled=per_call is not None)
+                   for prep, res in infer_in_process(done, model, inferer, prior, per_call))
     n_spectra = 0
     try:
         for i, part in enumerate(results):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field
@@ -116,6 +116,22 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
         return cols
 
 
+def _npz_members_stored(path: Path) -> bool:
+    """Whether ``path`` is an npz file whose flux, ivar and mask members (those it has) are stored
+    uncompressed and 1 MiB or more each: those :func:`_npz_members` reads a piece at a time (it
+    checks the rest); from the archive's directory alone."""
+    import zipfile
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {i.filename: i for i in archive.infolist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    members = [infos.get(f"{k}.npy") for k in ("flux", "ivar", *(["mask"] if "mask.npy" in infos else []))]
+    return all(i is not None and i.compress_type == zipfile.ZIP_STORED and i.file_size >= 1 << 20 for i in members)
+
+
 def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(columns, units, file metadata) of a table file. ``lazy``: the large (N, P) arrays of an
     npz file (stored uncompressed) as :class:`_FileRows`, or the columns of a FITS file (not
@@ -169,11 +185,12 @@ def _angstrom(wave: np.ndarray, unit: str, path: str) -> np.ndarray:
 
 
 class TableChunk(ChunkSource):
-    """Rows of a table file that any process reads (:meth:`read`): the file's path, where its
-    (N, P) arrays lie in it (:class:`_FileRows`), the row numbers, and those rows' ids, labels
-    and metadata (a few hundred bytes per star, pickled with the task)."""
+    """Rows of a table file that any process reads (:meth:`read`): the file's path (as the user
+    gave it, for messages), where its (N, P) arrays lie in it (:class:`_FileRows`, by absolute
+    path), the row numbers (n,), and those rows' ids, labels and metadata (a few hundred bytes
+    per star, pickled with the task)."""
 
-    def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict, rows: np.ndarray) -> None:
+    def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict[str, Any], rows: np.ndarray) -> None:
         self.path, self.cols, self.rows = path, cols, np.asarray(rows)
         self.layout = {**layout, "ids": layout["ids"][rows], "keep": None,
                        "labels": None if layout["labels"] is None else layout["labels"][rows],
@@ -218,14 +235,20 @@ class TableReader(Reader):
     def chunk_sources(self, chunk_size: int) -> Iterator[TableChunk] | None:
         """The pieces of :meth:`iter_chunks`, described (:class:`TableChunk`) for the workers to
         read, when every (N, P) array the pieces need is read from the file a piece at a time
-        (an npz file stored uncompressed); else None (the pieces are read in this process)."""
+        (an npz file whose flux, ivar and mask members are stored uncompressed, 1 MiB or more
+        each, row-major); else None (the pieces are read in this process). The file is referred
+        to by its absolute path: a worker's working folder may be another."""
+        path = Path(self.path)
+        if not _npz_members_stored(path):              # decided from the archive's directory, reading no array
+            return None
         cols, layout = self._open(lazy=True)
         big = ["flux", "ivar", *(["mask"] if "mask" in cols else []), *(["wave"] if layout["wave"] is None else [])]
         if not all(isinstance(cols[k], _FileRows) for k in big):
             return None
+        where = path.absolute()
+        files = {k: _FileRows(where, cols[k].offset, cols[k].shape, cols[k].dtype) for k in big}
         keep = layout["keep"]
-        return (TableChunk(self.path, {k: cols[k] for k in big}, layout, keep[s:e])
-                for s, e in chunks(keep.size, chunk_size))
+        return (TableChunk(self.path, files, layout, keep[s:e]) for s, e in chunks(keep.size, chunk_size))
 
     def _open(self, lazy: bool) -> tuple[dict[str, np.ndarray], dict]:
         """The file's columns (the large ones read when indexed, with ``lazy``), checked for
@@ -291,7 +314,7 @@ class TableReader(Reader):
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
 
-def _rows(path: str, cols: dict[str, np.ndarray], layout: dict, rows: np.ndarray,
+def _rows(path: str, cols: dict[str, np.ndarray | _FileRows], layout: dict[str, Any], rows: np.ndarray,
           at: np.ndarray | None = None) -> SpectralSet:
     """The stars ``rows`` (increasing row numbers) of the file ``path``, checked, as a SpectralSet;
     ``at``: where they are in the layout's per-star arrays (``ids``, ``labels``, ``meta``;
