@@ -113,16 +113,18 @@ def test_workers_read_their_own_chunks(fast_model, survey_table, tmp_path, capfd
     reads its own: the catalogue is the same file as when this process reads them and sends them."""
     from slamfw_plugins.readers.table import TableReader
 
-    def run(out):
+    def run(out, executor="local"):
         capfd.readouterr()
         assert main(["predict", str(fast_model), "--reader", "table", "--reader-param", f"path={survey_table}",
-                     "--chunk-size", "150", "-o", str(out), "--executor", "local", "--workers", "2"]) == 0
+                     "--chunk-size", "150", "-o", str(out), "--executor", executor, "--workers", "2"]) == 0
         return capfd.readouterr().err
     assert "workers read their own chunks (TableReader)" in run(tmp_path / "workers.fits")
+    assert "workers read their own chunks (TableReader)" in run(tmp_path / "dask.fits", "dask")   # a LocalCluster
     with monkeypatch.context() as m:
         m.setattr(TableReader, "chunk_sources", lambda self, chunk_size: None)
         assert "workers read their own chunks" not in run(tmp_path / "here.fits")
-    assert (tmp_path / "workers.fits").read_bytes() == (tmp_path / "here.fits").read_bytes()
+    here = (tmp_path / "here.fits").read_bytes()
+    assert (tmp_path / "workers.fits").read_bytes() == here and (tmp_path / "dask.fits").read_bytes() == here
     assert len(Table.read(tmp_path / "workers.fits")) == 1000
 
 
