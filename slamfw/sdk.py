@@ -5,9 +5,10 @@ from ``slamfw.testing`` (the conformance kits). Anything else in slamfw may chan
 notice; this list changes only with :data:`PLUGIN_API` (a new major version when something is
 removed or changed incompatibly). slamfw's own plugins keep to it, and a test checks that they do.
 
-- components: the contracts (``Reader`` and the ``ChunkSource`` of its pieces, ``Normalizer``, ``Emulator``, ``Inferer``, ``Analyzer``),
-  their ``Params`` base, parameter roles (``InputPath``, ``ParamRole``), the public
-  standardised-emulator base ``StandardizedEmulator``, and ``FileReader``, the base of readers of
+- components: the contracts (``Reader`` and the ``ChunkSource`` of its pieces, ``Normalizer``,
+  ``Emulator``, ``Inferer``, ``Analyzer``), their ``Params`` base, parameter roles
+  (``InputPath``, ``ParamRole``), the public standardised-emulator base
+  ``StandardizedEmulator``, and ``FileReader``, the base of readers of
   many files (directories, globs, lists of files; rejected files; a label catalogue joined by id);
 - data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``; wavelength media (``air_to_vacuum``,
   ``vacuum_to_air``);
@@ -32,8 +33,9 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 from __future__ import annotations
 
 from .components import (
-    AnalysisContext, Analyzer, ChunkSource, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer, ParamRole, Params,
-    LeastSquaresForm, Prior, Reader, Report, StandardizedEmulator, TrainedEmulator, check_training_data,
+    AnalysisContext, Analyzer, ChunkSource, Component, Emulator, InferenceModel, Inferer, InputPath, Normalizer,
+    ParamRole, Params, LeastSquaresForm, Prior, Reader, Report, StandardizedEmulator, TrainedEmulator,
+    check_training_data,
 )
 from .components.file_reader import FileReader
 from .data.media import air_to_vacuum, vacuum_to_air
@@ -67,7 +69,8 @@ from .reporting.figures import (
 
 __all__ = [
     # components
-    "Component", "Params", "ParamRole", "InputPath", "Reader", "ChunkSource", "Normalizer", "Emulator", "StandardizedEmulator",
+    "Component", "Params", "ParamRole", "InputPath", "Reader", "ChunkSource", "Normalizer", "Emulator",
+    "StandardizedEmulator",
     "Inferer", "Analyzer", "check_training_data", "FileReader",
     # data
     "SpectralSet", "LabelResult", "KNOWN_META", "air_to_vacuum", "vacuum_to_air",

@@ -12,5 +12,6 @@ from .standardized import StandardizedEmulator
 
 __all__ = ["AnalysisContext", "Analyzer", "Report", "Component", "InputPath", "ParamRole", "Params",
            "params_with_role", "Emulator", "check_training_data", "InferenceModel", "Inferer", "Prior", "LeastSquaresForm",
-           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "ChunkSource", "StandardizedEmulator",
+           "TrainedEmulator", "KINDS", "Kind", "kind_of", "Normalizer", "Reader", "ChunkSource",
+           "StandardizedEmulator",
            "Executor", "Progress", "SerialExecutor", "available_cores", "current_executor", "using_executor"]
