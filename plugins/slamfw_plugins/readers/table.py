@@ -75,11 +75,17 @@ class _FileRows:
         return np.concatenate([self._read(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, breaks)])
 
 
+def _stored_large(info: Any) -> bool:
+    """Whether an npz member (its ``zipfile.ZipInfo``) is one :func:`_npz_members` may read a
+    piece at a time: stored uncompressed (``np.savez``) and 1 MiB or more."""
+    import zipfile
+    return info.compress_type == zipfile.ZIP_STORED and info.file_size >= 1 << 20
+
+
 def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
     """The arrays of an npz file; with ``lazy``, each large member stored uncompressed
     (``np.savez``) as a :class:`_FileRows`, read a piece at a time when indexed (a compressed
     member, ``np.savez_compressed``, is read whole)."""
-    import zipfile
     with np.load(path, allow_pickle=False) as npz:
         names = list(npz.files)
         if not lazy:
@@ -92,7 +98,7 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
                 except KeyError:                        # a member numpy names otherwise: as np.load reads it
                     cols[k] = npz[k]
                     continue
-                if info.compress_type != zipfile.ZIP_STORED or info.file_size < 1 << 20:
+                if not _stored_large(info):
                     cols[k] = npz[k]                    # compressed or small: read
                     continue
                 fh.seek(info.header_offset)             # local header: 30 bytes, then its name and extra field
@@ -117,9 +123,9 @@ def _npz_members(path: Path, lazy: bool) -> dict[str, np.ndarray]:
 
 
 def _npz_members_stored(path: Path) -> bool:
-    """Whether ``path`` is an npz file whose flux, ivar and mask members (those it has) are stored
-    uncompressed and 1 MiB or more each: those :func:`_npz_members` reads a piece at a time (it
-    checks the rest); from the archive's directory alone."""
+    """Whether ``path`` is an npz file whose flux, ivar and mask members (those it has) are ones
+    :func:`_npz_members` reads a piece at a time (:func:`_stored_large`; it checks the rest, from
+    their headers); from the archive's directory alone."""
     import zipfile
     if path.suffix.lower() != ".npz" or not path.is_file():
         return False
@@ -129,7 +135,7 @@ def _npz_members_stored(path: Path) -> bool:
     except (OSError, zipfile.BadZipFile):
         return False
     members = [infos.get(f"{k}.npy") for k in ("flux", "ivar", *(["mask"] if "mask.npy" in infos else []))]
-    return all(i is not None and i.compress_type == zipfile.ZIP_STORED and i.file_size >= 1 << 20 for i in members)
+    return all(i is not None and _stored_large(i) for i in members)
 
 
 def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
