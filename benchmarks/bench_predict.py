@@ -43,25 +43,29 @@ def train(folder: Path, emulator: str) -> Path:
 
 
 def run_measured(cmd: list[str], keep_log: bool = False) -> dict:
-    """Run ``cmd``, sampling its RSS and its process tree's every 0.1 s (``keep_log``: also return
-    its stderr, slamfw's log, as ``log``)."""
+    """Run ``cmd``, sampling its RSS and its process tree's every 0.1 s, and its own CPU time
+    (user + system, at the last sample: ``cpu_self_s``) (``keep_log``: also return its stderr,
+    slamfw's log, as ``log``)."""
     import psutil
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak_self = peak_tree = 0
+    peak_self = peak_tree = cpu_self = 0
     while proc.poll() is None:
         try:
             rss = proc.memory_info().rss
             tree = rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            times = proc.cpu_times()
         except psutil.Error:
             continue
         peak_self, peak_tree = max(peak_self, rss), max(peak_tree, tree)
+        cpu_self = times.user + times.system
         time.sleep(0.1)
     wall = time.perf_counter() - t0
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    out = {"wall_s": wall, "peak_self_mb": peak_self / 2 ** 20, "peak_tree_mb": peak_tree / 2 ** 20}
+    out = {"wall_s": wall, "peak_self_mb": peak_self / 2 ** 20, "peak_tree_mb": peak_tree / 2 ** 20,
+           "cpu_self_s": cpu_self}
     if keep_log:
         out["log"] = err.decode(errors="replace")
     return out

@@ -185,8 +185,11 @@ def report(infer: list[dict], train: list[dict], proj: dict | list[dict] | None,
                   + ("Dask's scheduling and serialisation cost as much per spectrum as on the 2-worker LocalCluster "
                      "measured here, not more on a cluster's network" if dask else
                      "no Dask scheduling or serialisation cost beyond what the local executor pays here")
-                  + "); no I/O limit (each worker reads its own files as fast as here); each worker pays the per-run "
-                  "overhead t0 once (start, imports, model load); the same model as here and spectra like these "
+                  + "); no I/O limit (each worker reads its own files as fast as here: LAMOST files are read by "
+                  "the workers where they see the survey, a LocalCluster or `dask` with `shared_files`, and "
+                  "otherwise by the calling process, at most about 280 files a second, benchmarks/bench_files.py); "
+                  "each worker pays the per-run overhead t0 once (start, imports, model load); the same model as "
+                  "here and spectra like these "
                   "(LAMOST's ~3900 native pixels cost more to read and normalise). Not measured on a cluster."]
     return "\n".join(lines)
 

@@ -355,7 +355,7 @@ def test_executor_options_become_config_overrides(data, tmp_path):
                  "--set", f"output.dir={tmp_path / 'f'}"]) == 0
     resolved = yaml.safe_load((tmp_path / "f" / "config.yaml").read_text().split("\n", 1)[1])
     assert resolved["executor"] == {"name": "dask", "dask": {"address": None, "workers": 2, "threads_per_worker": None,
-                                                             "memory_limit": "2GB"}}
+                                                             "memory_limit": "2GB", "shared_files": False}}
     import json
     from slamfw.model import SlamfwModel
     meta = json.dumps(SlamfwModel.load(tmp_path / "f" / "model.npz").metadata())

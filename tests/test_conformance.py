@@ -705,3 +705,14 @@ def test_builtin_executors_pass(name, params):
 ])
 def test_executor_kit_catches_broken_executors(cls, failing):
     assert failed(check_executor(cls, raise_on_fail=False)) == failing
+
+
+def test_builtin_lamost_and_apogee_readers_pass(lamost_dir, apogee_dir):
+    """The readers of survey files pass the kit on the real files, chunk_sources included: per-star
+    grids padded per piece, NaN metadata, and a file of the APOGEE samples whose star an earlier
+    group's file gave (left out by chunk_read)."""
+    for name, params in (("lamost", {"path": str(lamost_dir), "labels": str(lamost_dir / "labels_dr10_lasp.csv")}),
+                         ("apogee", {"path": str(apogee_dir)})):
+        results = check_reader(registry.get_component("reader", name), params)
+        assert all(r.passed for r in results)
+        assert {r.check: r.message for r in results}["check_chunk_sources"] == ""

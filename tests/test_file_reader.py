@@ -125,3 +125,164 @@ def test_labels_joined_by_id_with_missing_values(survey, tmp_path):
     dup.write_text("id,teff\ns1,1\ns1,2\n")
     with pytest.raises(DataError, match="ids repeat"):
         TextReader(path=str(survey), labels=str(dup)).read()
+
+
+@pytest.fixture()
+def repeating(survey, tmp_path):
+    """The survey listed with, after three of its files, a copy of s1 from another folder (on
+    another grid), and a file of a new star, s9, with labels in a catalogue."""
+    other = tmp_path / "other"
+    other.mkdir()
+    _write(other, "s1", 6000.0, 10)
+    _write(other, "s9", 5500.0, 30)
+    listing = tmp_path / "list.lst"
+    names = ["s1", "broken", "s2", "s3", "s4"]
+    listing.write_text("\n".join([*(str(survey / f"{n}.spec") for n in names[:3]), str(other / "s1.spec"),
+                                  *(str(survey / f"{n}.spec") for n in names[3:]), str(other / "s9.spec")]) + "\n")
+    cat = tmp_path / "labels.csv"
+    cat.write_text("id,teff\ns9,5100\ns2,4800\n")
+    return {"path": str(listing), "labels": str(cat)}
+
+
+def test_described_groups_of_files_read_like_iter_chunks(repeating):
+    """chunk_sources: picklable groups of files (absolute paths), each read where it runs; the
+    calling process's chunk_read rejects a file whose star an earlier group gave and leaves its
+    star out; the stars, labels and rejected files are those of iter_chunks; the kit agrees."""
+    import pickle
+
+    from slamfw.components.file_reader import FileChunk
+    from slamfw.testing import check_reader
+    here = TextReader(**repeating)
+    parts = list(here.iter_chunks(3))
+    reader = TextReader(**repeating)
+    sources = list(reader.chunk_sources(3))
+    assert all(isinstance(s, FileChunk) for s in sources) and [s.n_stars for s in sources] == [3, 3, 1]
+    assert all(Path(p).is_absolute() for s in sources for p in s.paths)
+    assert len(pickle.dumps(sources[0])) < 2000
+    got, left_out = [], []
+    for src in sources:
+        src = pickle.loads(pickle.dumps(src))
+        ss = src.read()
+        back = pickle.loads(pickle.dumps(src))          # as a worker returns it
+        left_out.append(list(reader.chunk_read(back)))
+        got.append(ss)
+    reader.chunks_read()
+    assert [g.ids.tolist() for g in got] == [["s1", "s2"], ["s1", "s3", "s4"], ["s9"]]
+    assert left_out == [[], ["s1"], []]
+    assert [p.ids.tolist() for p in parts] == [["s1", "s2"], ["s3", "s4"], ["s9"]]
+    assert reader.rejected_ == here.rejected_ and [Path(p).name for p, _ in reader.rejected_] == [
+        "broken.spec", "s1.spec"]
+    assert got[2].labels[0, 0] == 5100.0 and got[0].labels[1, 0] == 4800.0 and np.isnan(got[0].labels[0, 0])
+    check_reader(TextReader, repeating)
+
+
+class KeepsRepeats(TextReader):
+    """Leaves no star out: a star that two groups' files hold is given twice."""
+
+    def chunk_read(self, source):
+        super().chunk_read(source)
+        return []
+
+
+class LeavesOutTheFirst(TextReader):
+    """Leaves out the first star of every group, whether or not it was read before."""
+
+    def chunk_read(self, source):
+        super().chunk_read(source)
+        return [ids[0] for _, ids, _ in source.outcome_ if ids][:1]
+
+
+@pytest.mark.parametrize("cls,message", [
+    (KeepsRepeats, "chunk 1's read() gives other pixels than iter_chunks' piece 2"),   # s1 again, not s3
+    (LeavesOutTheFirst, "chunk_read leaves out stars ['s1'] that no earlier chunk gave"),
+])
+def test_reader_kit_catches_chunk_read_that_keeps_or_drops_the_wrong_stars(repeating, cls, message):
+    from slamfw.testing import check_reader
+    results = {r.check: r for r in check_reader(cls, repeating, raise_on_fail=False)}
+    assert [c for c, r in results.items() if not r.passed] == ["check_chunk_sources"]
+    assert results["check_chunk_sources"].message == f"chunk_sources(2): {message}"    # groups of 2 files
+
+
+def test_described_files_none_readable(tmp_path):
+    (tmp_path / "a.spec").write_text("x\n")
+    reader = TextReader(path=str(tmp_path))
+    for src in reader.chunk_sources(5):
+        assert src.read().n_stars == 0
+        assert reader.chunk_read(src) == []
+    with pytest.raises(DataError, match=r"none of the 1 file\(s\).*a.spec: not a spectrum"):
+        reader.chunks_read()
+
+
+class NpzStars(FileReader):
+    """Test reader: ``*.npz`` files of one or more stars (``ids``), flat spectra of 10 pixels."""
+
+    patterns = ("*.npz",)
+    medium = "vacuum"
+
+    def read_file(self, path: Path) -> SpectralSet:
+        with np.load(path) as z:
+            ids = [str(i) for i in z["ids"]]
+        return SpectralSet(wave=np.arange(5000.0, 5010.0), flux=np.ones((len(ids), 10)), ivar=np.ones((len(ids), 10)),
+                           ids=ids, source=path.name)
+
+
+def test_described_files_overlapping_in_three_files_is_said(tmp_path):
+    """Files of several stars: a0 {w}, a1 {x} | b {x, y}, c {y} in groups of two. Reading every
+    file here rejects b (x again) and keeps c; a worker reading b and c rejects c (y of b), and the
+    calling process then rejects b: c's star is lost, which its rejection says."""
+    for name, ids in (("a0", ["w"]), ("a1", ["x"]), ("b", ["x", "y"]), ("c", ["y"])):
+        np.savez(tmp_path / f"{name}.npz", ids=np.array(ids))
+    here = NpzStars(path=str(tmp_path))
+    assert [p.ids.tolist() for p in here.iter_chunks(2)] == [["w", "x"], ["y"]]
+    reader = NpzStars(path=str(tmp_path))
+    got, left_out = [], []
+    for src in reader.chunk_sources(2):
+        got.append(src.read().ids.tolist())
+        left_out.append(reader.chunk_read(src))
+    reader.chunks_read()
+    assert got == [["w", "x"], ["x", "y"]] and left_out == [[], ["x", "y"]]
+    assert [Path(p).name for p, _ in here.rejected_] == ["b.npz"]
+    reasons = dict((Path(p).name, r) for p, r in reader.rejected_)
+    assert reasons["b.npz"] == "star 'x' was already read from a1.npz"
+    assert reasons["c.npz"].startswith("star 'y' was already read from b.npz, itself rejected for a star of an earlier")
+    assert "this file's stars are not in the catalogue" in reasons["c.npz"]
+
+
+def test_described_groups_read_the_label_catalogue_once_per_process(repeating, monkeypatch):
+    """The calling process checks the catalogue before any work; each process reading groups
+    reads it once, and again when the file changes."""
+    from slamfw.components import file_reader
+    calls = []
+    read_catalogue = TextReader._catalogue
+    monkeypatch.setattr(TextReader, "_catalogue", lambda self: calls.append(1) or read_catalogue(self))
+    file_reader._CATALOGUES.clear()
+    sources = list(TextReader(**repeating).chunk_sources(2))
+    assert len(calls) == 1                                         # the calling process's check
+    labels = [src.read().labels for src in sources]
+    assert len(calls) == 2 and labels[-1][0, 0] == 5100.0           # s9, in the last group
+    Path(repeating["labels"]).write_text("id,teff\ns9,5222\n")
+    assert sources[-1].read().labels[0, 0] == 5222.0 and len(calls) == 3
+    assert sources[0].read().labels is not None and len(calls) == 3
+
+
+def test_described_groups_with_a_missing_catalogue(repeating):
+    missing = str(Path(repeating["labels"]).with_name("nowhere.csv"))
+    with pytest.raises(DataError, match="nowhere.csv"):
+        TextReader(**{**repeating, "labels": missing}).chunk_sources(2)
+    sources = list(TextReader(**repeating).chunk_sources(2))
+    Path(repeating["labels"]).unlink()                            # gone before a worker reads it
+    with pytest.raises(DataError, match="labels.csv"):
+        sources[0].read()
+
+
+def test_reader_kit_takes_a_group_of_files_as_several_pieces(tmp_path):
+    """A file of three stars read in chunks of one star: its description stands for three
+    pieces, and the kit checks each against iter_chunks'."""
+    from slamfw.testing import check_reader
+    for name, ids in (("a", ["w"]), ("b", ["x", "y", "z"])):
+        np.savez(tmp_path / f"{name}.npz", ids=np.array(ids))
+    reader = NpzStars(path=str(tmp_path))
+    assert [s.read().n_stars for s in reader.chunk_sources(1)] == [1, 3]
+    assert [p.n_stars for p in NpzStars(path=str(tmp_path)).iter_chunks(1)] == [1, 1, 1, 1]
+    results = {r.check: r for r in check_reader(NpzStars, {"path": str(tmp_path)})}
+    assert results["check_chunk_sources"].passed and results["check_chunk_sources"].message == ""

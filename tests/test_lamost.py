@@ -241,6 +241,49 @@ def test_unparsable_header_cards(lamost_dir, tmp_path):
     assert ss.meta["snr_g"][0] == pytest.approx(296.94)
 
 
+@pytest.mark.parametrize("cards", [
+    [(b"CLASS   =", b"CLASS   = STAR / unquoted")],
+    [(b"CLASS   =", b"CLASS   = 'STAR     / no closing quote")],
+    [(b"SUBCLASS=", b"SUBCLASS= 'K3'V' / stray quote")],
+    [(b"OBSID   =", b"OBSID   = 535903150 x / trailing text")],
+    [(b"OBSID   =", b"OBSID= 535903150 / '=' in column 6")],
+    [(b"RA      =", b"RA      = 1.2345D+02 / D exponent")],
+    [(b"TELESCOP=", b"TELESCOP= LAMOST / unquoted"), (b"DATA_V  =", b"DATA_V  = LAMOST DR5 / unquoted"),
+     (b"ORIGIN  =", b"ORIGIN  = NAOC / unquoted")],
+])
+def test_malformed_cards_read_as_after_verifying_the_whole_file(lamost_dir, tmp_path, monkeypatch, cards):
+    """The reader does not verify whole files (it parsed every card: most of the reading time);
+    a card astropy cannot parse is fixed alone: the same ids, metadata and spectra as a reader
+    that verified each file with silentfix first (what it did before)."""
+    import slamfw_plugins.readers.lamost as lamost
+    raw = bytearray((lamost_dir / "spec-57798-HD084529N184902V01_sp03-150.fits").read_bytes())
+    for old, new in cards:
+        i = raw.find(old)
+        assert i % 80 == 0
+        raw[i:i + 80] = new.ljust(80)
+    path = tmp_path / "malformed.fits"
+    path.write_bytes(bytes(raw))
+
+    def read(verify_all: bool) -> tuple:
+        plain_open = fits.open
+
+        def verified_open(*args, **kwargs):
+            hdul = plain_open(*args, **kwargs)
+            hdul.verify("silentfix+ignore")
+            return hdul
+        with monkeypatch.context() as m:
+            if verify_all:
+                m.setattr(lamost.fits, "open", verified_open)
+            try:
+                ss = read_lamost_file(path)
+            except DataError as exc:
+                return (str(exc),)
+        return ss.fingerprint(), {k: v.tolist() for k, v in ss.meta.items() if k not in ("rv", "z", "z_err")}, \
+            [ss.meta[k][0] for k in ("rv", "z", "z_err")]
+    now, before = read(False), read(True)
+    assert len(now) == 3 and now[:2] == before[:2] and np.allclose(now[2], before[2], equal_nan=True, rtol=0, atol=0)
+
+
 def test_mrs_file_is_refused(lamost_dir):
     with pytest.raises(DataError, match=r"MRS.*LRS") as err:
         read_lamost_file(lamost_dir / MRS)

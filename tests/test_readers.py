@@ -189,7 +189,7 @@ def test_reader_kit_catches_chunk_sources_that_read_other_rows(tmp_path):
     _big_table(tmp_path)
     results = check_reader(OneRowOff, {"path": str(tmp_path / "big.npz")}, raise_on_fail=False)
     assert {r.check: r.message for r in results if not r.passed} == {
-        "check_chunk_sources": "chunk_sources(233): chunk 0's read() gives other stars than iter_chunks' piece"}
+        "check_chunk_sources": "chunk_sources(233): chunk 0's read() gives other flux than iter_chunks' piece 0"}
 
 
 def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):

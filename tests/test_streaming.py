@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
 
-from slamfw import LabelResult
+from slamfw import DataError, FileReader, LabelResult, SpectralSet
 from slamfw.cli import main
 from slamfw.execution.store import ChunkStore
 
@@ -384,3 +385,184 @@ def test_real_preparation_gives_the_same_file_under_every_executor(tmp_path):
                      "--chunk-size", "40", "-o", str(out), *extra]) == 0
         files.append(out.read_bytes())
     assert files[0] == files[1] == files[2]
+
+
+class StarFiles(FileReader):
+    """Test reader: .npz files of one or more stars each (``wave`` (P,), ``flux``, ``ivar`` (n, P),
+    ``ids`` (n,), ``labels`` (n, L), ``snr`` (n,)); a file without ``flux`` cannot be read."""
+
+    patterns = ("*.npz",)
+
+    def read_file(self, path):
+        with np.load(path) as z:
+            if "flux" not in z.files:
+                raise DataError(f"{path.name}: no flux")
+            return SpectralSet(wave=z["wave"], flux=z["flux"], ivar=z["ivar"], ids=z["ids"], labels=z["labels"],
+                               label_names=list(z["names"]), label_units=list(z["units"]),
+                               meta={"snr": z["snr"]}, source=path.name, medium=str(z["medium"]))
+
+
+@pytest.fixture(scope="module")
+def star_files(fast_model, tmp_path_factory):
+    """83 mock stars in 84 files of the fast model's survey: one star per file, three in ``f035m``,
+    a file that cannot be read (``f020b``), and two that repeat a star: ``f005d`` that of ``f002``,
+    in the same group of 10 files, and ``f050d`` that of ``f003``, in an earlier group."""
+    from slamfw import registry
+    from slamfw.api import load_model
+    rec = load_model(fast_model).components["reader"]
+    ss = registry.create("reader", rec["name"], {**rec["params"], "n_stars": 83, "seed": 5}).read()
+    folder = tmp_path_factory.mktemp("starfiles") / "survey"
+    folder.mkdir()
+
+    def write(name, rows):
+        np.savez(folder / f"{name}.npz", wave=ss.wave, flux=ss.flux[rows], ivar=ss.ivar[rows], ids=ss.ids[rows],
+                 labels=ss.labels[rows], names=np.array(ss.label_names), units=np.array(ss.label_units),
+                 snr=ss.meta["snr"][rows], medium=np.array(ss.medium))
+    for i in range(80):
+        write(f"f{i:03d}", [i])
+    write("f035m", [80, 81, 82])
+    write("f005d", [2])
+    write("f050d", [3])
+    np.savez(folder / "f020b.npz", wave=ss.wave)
+    return folder
+
+
+def _stream_files(fast_model, star_files, executor, ck, caplog):
+    """predict_stream over ``star_files`` (a folder or a listing) on ``executor``, in chunks of
+    10: the keys, the parts' ids, labels, covariances and true labels, the rejected files, and
+    the log."""
+    import logging
+
+    from slamfw import using_executor
+    from slamfw.api import load_model
+    from slamfw.workflows.infer import iter_parts, model_inferer, predict_stream
+    model = load_model(fast_model)
+    inferer = model_inferer(model)
+    reader = StarFiles(path=str(star_files))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="slamfw"), using_executor(executor):
+        keys = predict_stream(model, reader, inferer, ck, 10)
+    parts = list(iter_parts(model, inferer, ck, keys))
+    return (keys, {k: np.concatenate([p[k] for p in parts]) for k in ("ids", "labels", "cov", "true_labels")},
+            reader.rejected_, caplog.text)
+
+
+def test_workers_read_their_own_files(fast_model, star_files, tmp_path, caplog, monkeypatch):
+    """A reader of many files (``FileReader``) describes groups of files: each worker reads its
+    own, and the stars, labels and rejected files are those of this process reading them, a file
+    that repeats a star of an earlier group left out; a second run reuses every part but the one
+    without that star."""
+    from slamfw import LocalExecutor, SerialExecutor
+
+    def stream(executor, ck):
+        return _stream_files(fast_model, star_files, executor, tmp_path / ck, caplog)
+    with monkeypatch.context() as m:
+        m.setattr(StarFiles, "chunk_sources", lambda self, chunk_size: None)
+        keys, here, rejected, text = stream(SerialExecutor(), "here")
+    assert "read their own chunks" not in text
+    keys_w, workers, rejected_w, text = stream(LocalExecutor(workers=2), "workers")
+    assert "workers read their own chunks (StarFiles)" in text
+    assert len(set(here["ids"].tolist())) == len(here["ids"]) == 83
+    for k in here:
+        assert np.array_equal(workers[k], here[k]), k
+    assert rejected_w == rejected and [(Path(p).name, r.split(":")[0].split(" was")[0]) for p, r in rejected] == [
+        ("f005d.npz", "star 'mock02'"), ("f020b.npz", "f020b.npz"), ("f050d.npz", "star 'mock03'")]
+    assert "rejected" in text and "3 of 84 file(s) rejected" in text
+    # the part without f050d's star has a name of its own; the others are named as this process names them
+    assert len(keys_w) == len(keys) and sum(a != b for a, b in zip(keys, keys_w)) == 1
+    keys_again, again, rejected_again, text = stream(LocalExecutor(workers=2), "workers")
+    assert keys_again == keys_w and rejected_again == rejected
+    # f035m's group: 2 chunks; f050d's group is inferred again (its part without f050d's star has a name of its
+    # own, and the whole chunk's part was not saved)
+    assert "10 chunks (9 reused from an earlier run), 9 spectra inferred in this run" in text
+    for k in here:
+        assert np.array_equal(again[k], here[k]), k
+
+
+def test_a_remote_dask_cluster_reads_the_files_where_it_shares_them(fast_model, star_files, tmp_path, caplog):
+    """``dask`` connected to a scheduler by its address: its workers get the chunks read here,
+    unless ``shared_files`` says they see this machine's files; the same stars and labels."""
+    import distributed
+
+    from slamfw import registry
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    try:
+        runs = {}
+        for shared in (False, True):
+            ex = registry.create("executor", "dask", {"address": cluster.scheduler_address, "shared_files": shared})
+            assert ex.workers_on_this_machine is False and ex.workers_share_files is shared
+            with ex:
+                runs[shared] = _stream_files(fast_model, star_files, ex, tmp_path / str(shared), caplog)
+            assert ("workers read their own chunks (StarFiles)" in runs[shared][3]) is shared
+    finally:
+        cluster.close()
+    for k in runs[False][1]:
+        assert np.array_equal(runs[True][1][k], runs[False][1][k]), k
+    assert runs[True][2] == runs[False][2] and len(runs[True][2]) == 3
+
+
+def test_parts_hold_what_their_names_say_when_stars_are_left_out(fast_model, star_files, tmp_path, caplog,
+                                                                monkeypatch):
+    """A part whose stars the reader leaves out is saved under its own name, never under the
+    whole chunk's: a listing whose second group of files repeats the first, and runs on changed
+    inputs that share one checkpoint folder, give the stars (each once) and the rejected files of
+    this process reading every file."""
+    from slamfw import LocalExecutor, SerialExecutor
+
+    def both(names, ck):
+        listing = tmp_path / f"{len(list(tmp_path.glob('*.lst')))}.lst"
+        listing.write_text("".join(f"{star_files / n}.npz\n" for n in names))
+        with monkeypatch.context() as m:
+            m.setattr(StarFiles, "chunk_sources", lambda self, chunk_size: None)
+            _, here, rejected, _ = _stream_files(fast_model, listing, SerialExecutor(), tmp_path / f"{listing.stem}-here",
+                                                 caplog)
+        _, there, rejected_w, text = _stream_files(fast_model, listing, LocalExecutor(workers=2), ck, caplog)
+        assert "workers read their own chunks" in text
+        assert there["ids"].tolist() == here["ids"].tolist() and len(set(here["ids"].tolist())) == len(here["ids"])
+        assert np.array_equal(there["labels"], here["labels"]) and rejected_w == rejected
+        return here["ids"].tolist(), [Path(p).name for p, _ in rejected]
+    group = [f"f{i:03d}" for i in range(10)]
+    assert both(group + group, tmp_path / "ck-repeat") == ([f"mock{i:02d}" for i in range(10)],
+                                                           [f"{n}.npz" for n in group])
+    ck = tmp_path / "ck-shared"            # f050d holds f003's star
+    small = ["f050d", *(f"f{i:03d}" for i in range(10, 19))]
+    assert both(small, ck)[1] == []
+    assert both(group + small, ck)[1] == ["f050d.npz"]
+    assert both(small, ck)[1] == []
+
+
+def test_workers_reading_files_none_readable(fast_model, tmp_path):
+    """Every file rejected, read on the workers: the error names the files, as when read here."""
+    from slamfw import LocalExecutor, using_executor
+    from slamfw.api import load_model
+    from slamfw.workflows.infer import model_inferer, predict_stream
+    model = load_model(fast_model)
+    for i in range(3):
+        np.savez(tmp_path / f"bad{i}.npz", wave=np.arange(3.0))
+    with using_executor(LocalExecutor(workers=2)), pytest.raises(DataError, match=r"none of the 3 file\(s\).*bad0"):
+        predict_stream(model, StarFiles(path=str(tmp_path)), model_inferer(model), tmp_path / "ck", 2)
+
+
+def test_a_part_without_some_stars():
+    """The stars that a reader leaves out leave every per-star array of a catalogue part (and its
+    list of stars that preparation dropped); the other arrays stay whole."""
+    from slamfw.workflows.infer import _without
+    n = 3
+    res = LabelResult(labels=np.arange(6.0).reshape(n, 2), cov=np.arange(12.0).reshape(n, 2, 2),
+                      converged=np.array([True, False, True]), rmse=np.arange(3.0), chi2=np.arange(3.0) + 1,
+                      init=np.ones((n, 2)), label_names=["a", "b"], nfev=np.arange(3), extra={"q": np.arange(3.0) * 2},
+                      extra_units={"q": "K"})
+    part = {**res.to_arrays(), "ids": np.array(["x", "y", "z"]), "snr": np.array([5.0, 6.0, 7.0]),
+            "true_labels": np.arange(6.0).reshape(n, 2) + 10, "excluded": np.array(["w", "v"])}
+    out = _without(part, {"y", "v"})
+    assert sorted(out) == sorted(part)
+    for key, value in part.items():
+        if key in ("label_names", "extra_unit/q"):
+            assert np.array_equal(out[key], value), key
+        elif key == "excluded":
+            assert out[key].tolist() == ["w"]
+        else:
+            assert np.array_equal(out[key], value[[0, 2]]), key
+    assert _without(part, {"nobody"}) is part
+    only_excluded = {"ids": np.zeros(0, dtype=str), "excluded": np.array(["w", "v"])}
+    assert _without(only_excluded, {"w"})["excluded"].tolist() == ["v"]

@@ -170,13 +170,21 @@ class Executor(Component):
         """Whether the workers run on this machine, sharing its cores and devices with this
         process (plugin API 1.3): an inferer that drives one accelerator
         (:meth:`~slamfw.Inferer.stars_per_call`) then infers in this process, while the workers
-        prepare. Since 1.6 it also says that the workers see this process's files, by the same
-        absolute paths (the survey's and the checkpoints'): ``slamfw predict`` then lets each
-        worker read its own chunks where the reader describes them
-        (:meth:`~slamfw.Reader.chunk_sources`). False here, the earlier behaviour (each worker
-        infers the chunks this process reads and sends), for executors written before 1.3 that
-        may send tasks to other machines; ``serial``, ``local`` and a Dask LocalCluster say True."""
+        prepare. It is also the default of :attr:`workers_share_files`. False here, the earlier
+        behaviour (each worker infers the chunks this process reads and sends), for executors
+        written before 1.3 that may send tasks to other machines; ``serial``, ``local`` and a Dask
+        LocalCluster say True."""
         return False
+
+    @property
+    def workers_share_files(self) -> bool:
+        """Whether the workers see this process's files by the same absolute paths (the
+        survey's and the checkpoints'; plugin API 1.7, and 1.6 under the name of
+        :attr:`workers_on_this_machine`): ``slamfw predict`` then lets each worker read its own
+        chunks where the reader describes them (:meth:`~slamfw.Reader.chunk_sources`). By
+        default, :attr:`workers_on_this_machine`; a cluster on a shared file system may say True
+        (``dask``'s ``shared_files``)."""
+        return self.workers_on_this_machine
 
     def start(self) -> "Executor":
         """Start workers or connect (idempotent)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, ClassVar, Iterator
+from typing import Annotated, Any, ClassVar, Iterable, Iterator
 
 import numpy as np
 from pydantic import Field
@@ -27,9 +27,9 @@ from pydantic import Field
 from ..data.files import expand_inputs, read_labels_catalogue
 from ..data.spectra import SpectralSet
 from ..errors import DataError
-from .base import InputPath, ParamRole, Params
+from .base import InputPath, ParamRole, Params, params_with_role
 from .executor import current_executor
-from .reader import Reader
+from .reader import ChunkSource, Reader
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,59 @@ def _read_files(paths: list[str], reader: "FileReader") -> list[tuple[str, Spect
         except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as err:
             out.append((p, None, f"{type(err).__name__}: {err}"))
     return out
+
+
+def _groups(files: list, chunk_size: int) -> Iterator[list[str]]:
+    """The files read together: ``chunk_size`` at a time (one star per file fills a chunk)."""
+    step = max(1, min(chunk_size, len(files)))
+    for s in range(0, len(files), step):
+        yield [str(f) for f in files[s:s + step]]
+
+
+def _first_reads(results: Iterable[tuple[str, SpectralSet | None, str]], seen: dict[str, str]
+                 ) -> Iterator[tuple[str, SpectralSet | None, list[str] | None, str]]:
+    """``results`` of :func:`_read_files` in order, as ``(path, set, ids, reason)``: a file that
+    holds a star already in ``seen`` (star id -> file name) turned into a rejection (no set, its
+    ids kept); ``seen`` gains the stars of the others. ``ids`` is None for a file not read."""
+    for path, ss, reason in results:
+        ids = None if ss is None else ss.ids.tolist()
+        if ids and (dup := [i for i in ids if i in seen]):
+            ss, reason = None, f"star {dup[0]!r} was already read from {seen[dup[0]]}"
+        elif ids:
+            seen.update(dict.fromkeys(ids, Path(path).name))
+        yield path, ss, ids, reason
+
+
+#: Label catalogues read on this process, by what they depend on (a worker reads one once).
+_CATALOGUES: dict[tuple, Any] = {}
+
+
+class FileChunk(ChunkSource):
+    """A group of a :class:`FileReader`'s files (absolute paths), read where :meth:`read` runs.
+
+    ``read()`` gives the stars of the files it could read, in file order (a file that fails, or
+    that repeats a star of an earlier file of the group, is rejected), stacked, with the labels of
+    the reader's catalogue; ``outcome_`` says, for each file in order, ``(path, ids, reason)``:
+    the ids of its stars (None when it could not be read) and why it was rejected ("" when it
+    was not). The reader's :meth:`FileReader.chunk_read` reads ``outcome_`` in the calling process."""
+
+    def __init__(self, reader_cls: type["FileReader"], params: dict[str, Any], paths: list[str]) -> None:
+        self.reader_cls, self.params, self.paths = reader_cls, params, paths
+        self.n_stars = len(paths)
+        self.outcome_: list[tuple[str, list[str] | None, str]] = []
+
+    def read(self) -> SpectralSet:
+        reader = self.reader_cls(**self.params)
+        sets: list[SpectralSet] = []
+        self.outcome_ = []
+        for path, ss, ids, reason in _first_reads(_read_files(self.paths, reader), {}):
+            self.outcome_.append((path, ids, reason))
+            if ss is not None and ss.n_stars:
+                sets.append(ss)
+        if not sets:
+            return SpectralSet(wave=np.zeros(0), flux=np.zeros((0, 0)), ivar=np.zeros((0, 0)), ids=[],
+                               source=reader.path, medium=reader.medium)
+        return reader._stacked(sets, reader._cached_catalogue())
 
 
 class FileReader(Reader):
@@ -103,42 +156,110 @@ class FileReader(Reader):
         catalogue = self._catalogue()
         n_yielded = 0
         seen: dict[str, str] = {}     # star id -> the file it came from
-        step = max(1, min(chunk_size, len(files)))
-        for s in range(0, len(files), step):
-            group = [str(f) for f in files[s:s + step]]
+        for group in _groups(files, chunk_size):
             tasks = [(group[i:i + FILES_PER_TASK],) for i in range(0, len(group), FILES_PER_TASK)]
             blocks = (current_executor().map(_read_files, tasks, shared={"reader": self},
                                              desc=f"{self._name()}: reading", progress=False)
                       if parallel else [_read_files(*t, reader=self) for t in tasks])
-            results = [r for block in blocks for r in block]
             sets = []
-            for path, ss, reason in results:
-                if ss is not None and (dup := [i for i in ss.ids.tolist() if i in seen]):
-                    ss, reason = None, f"star {dup[0]!r} was already read from {seen[dup[0]]}"
+            for path, ss, _, reason in _first_reads((r for block in blocks for r in block), seen):
                 if ss is None:
-                    log.warning("%s: rejected %s: %s", self._name(), path, reason)
-                    self.rejected_.append((path, reason))
+                    self._reject(path, reason)
                 elif ss.n_stars:
-                    seen.update(dict.fromkeys(ss.ids.tolist(), Path(path).name))
                     sets.append(ss)
             if not sets:
                 continue
-            stacked = SpectralSet.stack(sets, source=self.path)
-            if catalogue is not None:
-                stacked = self._join_labels(stacked, catalogue)
+            stacked = self._stacked(sets, catalogue)
             for a in range(0, stacked.n_stars, chunk_size):
                 piece = stacked.subset(np.arange(a, min(a + chunk_size, stacked.n_stars)))
                 n_yielded += piece.n_stars
                 yield piece
-        if n_yielded == 0:
+        self._finish(len(files), n_yielded)
+
+    def _stacked(self, sets: list[SpectralSet], catalogue) -> SpectralSet:
+        """One group's sets (in file order) stacked, with the catalogue's labels when there is one."""
+        stacked = SpectralSet.stack(sets, source=self.path)
+        return stacked if catalogue is None else self._join_labels(stacked, catalogue)
+
+    def _reject(self, path: str, reason: str) -> None:
+        log.warning("%s: rejected %s: %s", self._name(), path, reason)
+        self.rejected_.append((path, reason))
+
+    def _finish(self, n_files: int, n_stars: int) -> None:
+        """The end of a read: an error when no file gave a star, else a count of the rejected files."""
+        if n_stars == 0:
             first = "; ".join(f"{Path(p).name}: {r}" for p, r in self.rejected_[:3])
-            raise DataError(f"{self._name()}: none of the {len(files)} file(s) of {self.path!r} could be read "
+            raise DataError(f"{self._name()}: none of the {n_files} file(s) of {self.path!r} could be read "
                             f"({first}{' ...' if len(self.rejected_) > 3 else ''})")
         if self.rejected_:
             log.warning("%s: %d of %d file(s) rejected (listed in the rejected-files CSV)", self._name(),
-                        len(self.rejected_), len(files))
+                        len(self.rejected_), n_files)
+
+    # ------------------------------------------------------------------ pieces read on workers
+    def chunk_sources(self, chunk_size: int) -> Iterator["FileChunk"]:
+        """The groups of ``chunk_size`` files that :meth:`iter_chunks` reads, described: each
+        :class:`FileChunk` reads its files where it runs (a worker), rejects the files it cannot
+        read and those that repeat a star of an earlier file of its group, and joins the labels.
+        A star already read from an earlier group's file is found here, in :meth:`chunk_read`,
+        which rejects that file and leaves its stars out; :meth:`chunks_read` ends the stream as
+        :meth:`iter_chunks` ends (an error when no file could be read)."""
+        files = self.files()
+        self._catalogue()         # a missing or bad label catalogue is said here, before any work
+        self.rejected_ = []
+        self._stream = {"files": len(files), "stars": 0, "seen": {}}
+        params = self.get_params()
+        for name in params_with_role(type(self), ParamRole.INPUT_PATH):
+            if params.get(name):
+                params[name] = str(Path(params[name]).absolute())
+        return (FileChunk(type(self), params, [str(Path(f).absolute()) for f in group])
+                for group in _groups(files, chunk_size))
+
+    def chunk_read(self, source: "FileChunk") -> list[str]:
+        """Record a group's rejected files, and reject each of its files that holds a star an
+        earlier group gave: the ids of that file's stars, to be left out of the catalogue.
+
+        One case differs from :meth:`iter_chunks`, which sees every earlier file at once: a file
+        that the worker rejected for repeating a star of an earlier file of its group that is
+        rejected here (for a star of an earlier group) stays rejected, though none of its stars
+        was read before (files of several stars each, overlapping in three files); its reason,
+        logged as a warning and listed with the rejected files, says so."""
+        seen: dict[str, str] = self._stream["seen"]
+        drop: list[str] = []
+        for path, ids, reason in source.outcome_:
+            if ids and (dup := [i for i in ids if i in seen]):
+                drop += [] if reason else ids          # the worker kept it: its stars were inferred
+                reason = f"star {dup[0]!r} was already read from {seen[dup[0]]}"
+            elif ids and reason:
+                reason += (", itself rejected for a star of an earlier group of files: this file's stars are not in "
+                           "the catalogue (the calling process, reading every file, would have kept them)")
+            if reason:
+                self._reject(path, reason)
+            elif ids:
+                seen.update(dict.fromkeys(ids, Path(path).name))
+                self._stream["stars"] += len(ids)
+        return drop
+
+    def chunks_read(self) -> None:
+        self._finish(self._stream["files"], self._stream["stars"])
 
     # ------------------------------------------------------------------ labels
+    def _cached_catalogue(self):
+        """:meth:`_catalogue`, read once per process for the same reader class, file (its size and
+        time) and parameters: each worker that reads a group of files joins its labels (and keeps
+        the last catalogue it read in memory)."""
+        if not self.labels:
+            return None
+        try:
+            st = Path(self.labels).stat()
+        except OSError:
+            return self._catalogue()          # its error names the file
+        key = (type(self).__qualname__, str(Path(self.labels).absolute()), st.st_size, st.st_mtime_ns, self.labels_id,
+               tuple(sorted(self.labels_columns.items())), tuple(self.labels_missing))
+        if key not in _CATALOGUES:
+            _CATALOGUES.clear()
+            _CATALOGUES[key] = self._catalogue()
+        return _CATALOGUES[key]
+
     def _catalogue(self):
         if not self.labels:
             return None

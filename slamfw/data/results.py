@@ -71,8 +71,13 @@ class LabelResult:
 
     def rows(self, start: int, stop: int) -> "LabelResult":
         """The stars ``start:stop`` (views of this result's arrays); the inverse of :meth:`concatenate`."""
-        kw = {k: getattr(self, k)[start:stop] for k in self.ARRAYS if getattr(self, k) is not None}
-        return type(self)(label_names=list(self.label_names), extra={k: v[start:stop] for k, v in self.extra.items()},
+        return self.take(slice(start, stop))
+
+    def take(self, index: slice | np.ndarray | Sequence[int]) -> "LabelResult":
+        """The stars ``index``: a slice (views), or integer positions, in that order (copies)."""
+        index = index if isinstance(index, slice) else np.asarray(index, dtype=np.intp)
+        kw = {k: getattr(self, k)[index] for k in self.ARRAYS if getattr(self, k) is not None}
+        return type(self)(label_names=list(self.label_names), extra={k: v[index] for k, v in self.extra.items()},
                           extra_units=dict(self.extra_units), **kw)
 
     @classmethod

@@ -6,7 +6,8 @@ calls ``on_result`` in order; ``imap`` consumes a stream of tasks lazily (a boun
 and not yet handed back, even while the caller is slow, so a stream of chunks never piles up in
 memory); a failing stream of tasks gives back the results taken before its error; an exception
 in a task reaches the caller; a large shared array arrives intact; tasks use at most cores /
-workers BLAS threads; ``n_workers`` is a positive integer and ``workers_on_this_machine`` a bool;
+workers BLAS threads; ``n_workers`` is a positive integer and ``workers_on_this_machine`` and
+``workers_share_files`` bools;
 starting and closing twice is harmless. (That workers die with the process that started them is
 checked by slamfw's own tests for its executors, not here: it needs a process to kill.)
 
@@ -175,18 +176,21 @@ def check_threads(case: ExecutorCase) -> str:
     return ""
 
 
-@check("n_workers is a positive integer, workers_on_this_machine a bool; start() and close() may be called twice")
+@check("n_workers is a positive integer, workers_on_this_machine and workers_share_files bools; start() and close() "
+       "may be called twice")
 def check_lifecycle(case: ExecutorCase) -> str:
     ex = case.fresh()
     with ex:
         ex.start()
-        n, here = ex.n_workers, ex.workers_on_this_machine
+        n, here, files = ex.n_workers, ex.workers_on_this_machine, ex.workers_share_files
         ok = ex.map(_affine, [(1.0,)], progress=False) == [1.0]
     ex.close()
     if not (isinstance(n, int) and n >= 1):
         return f"n_workers is {n!r}"
     if not isinstance(here, bool):
         return f"workers_on_this_machine is {here!r}, not a bool"
+    if not isinstance(files, bool):
+        return f"workers_share_files is {files!r}, not a bool"
     return "" if ok else "a started-twice executor gave a wrong result"
 
 

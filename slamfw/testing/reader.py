@@ -166,8 +166,9 @@ def check_deterministic(case: ReaderCase) -> str:
 @check("iter_chunks gives the stars of read(), in order")
 def check_chunks(case: ReaderCase) -> str:
     """``iter_chunks(k)`` yields SpectralSets of at most ``k`` stars whose concatenation equals
-    ``read()`` (ids, labels, flux, ivar, mask and metadata), for a k that splits the stars
-    unevenly and for k larger than the set: ``slamfw predict`` streams through it."""
+    ``read()`` (ids, labels, flux, ivar, mask and metadata; on a grid per star, up to the padding
+    that :meth:`~slamfw.SpectralSet.stack` adds to the shorter rows of each set), for a k that
+    splits the stars unevenly and for k larger than the set: ``slamfw predict`` streams through it."""
     whole = case.spectra()
     for size in (max(1, (whole.n_stars + 1) // 3), whole.n_stars + 5):
         parts = list(case.fresh().iter_chunks(size))
@@ -175,54 +176,113 @@ def check_chunks(case: ReaderCase) -> str:
             return f"iter_chunks({size}) did not yield SpectralSets"
         if any(p.n_stars > size for p in parts):
             return f"iter_chunks({size}) yielded a chunk of {max(p.n_stars for p in parts)} stars"
-        if any(not np.array_equal(p.wave, whole.wave) for p in parts):
-            return f"iter_chunks({size}): a chunk has another wavelength grid"
-        for name in ("ids", "flux", "ivar", "mask") + (("labels",) if whole.labels is not None else ()):
-            joined = np.concatenate([getattr(p, name) for p in parts])
-            if not np.array_equal(joined, getattr(whole, name)):
-                return f"iter_chunks({size}): the chunks' {name} differ from read()'s"
-        for key, value in whole.meta.items():
-            if not np.array_equal(np.concatenate([p.meta[key] for p in parts]), value):
-                return f"iter_chunks({size}): the chunks' metadata {key!r} differ from read()'s"
+        if sum(p.n_stars for p in parts) != whole.n_stars:
+            return f"iter_chunks({size}) yields {sum(p.n_stars for p in parts)} stars, read() {whole.n_stars}"
+        start = 0
+        for part in parts:
+            if problem := _rows_problem(part, whole.subset(np.arange(start, start + part.n_stars))):
+                return f"iter_chunks({size}): the chunks' {problem} differ from read()'s"
+            start += part.n_stars
+    return ""
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal arrays, NaN equal to NaN (a float column of metadata: a radial velocity not measured)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc" and b.dtype.kind in "fc")
+
+
+def _missing(a: np.ndarray) -> bool:
+    """A column that :meth:`~slamfw.SpectralSet.stack` filled for stars without it (NaN, or "")."""
+    a = np.asarray(a)
+    return bool(np.all(a == "")) if a.dtype.kind in "USO" else bool(np.all(np.isnan(a.astype(float))))
+
+
+def _rows_problem(a: SpectralSet, b: SpectralSet) -> str:
+    """What differs between two sets of the same stars ('' when nothing): the grid, ids,
+    spectra, labels or metadata, as :meth:`~slamfw.SpectralSet.stack` makes them equal: pixels
+    that one set has beyond the other's are padding (ivar 0, mask False); stars that share a grid
+    may have it once; labels or a metadata column missing from one set are NaN (or "") in the
+    other."""
+    n = min(a.n_pixels, b.n_pixels)
+    if any(x.ivar[:, n:].any() or x.mask[:, n:].any() for x in (a, b)):
+        return "pixels"
+    shape = (a.n_stars, n)
+    if not np.array_equal(np.broadcast_to(a.wave[..., :n], shape), np.broadcast_to(b.wave[..., :n], shape)):
+        return "wavelength grids"
+    for name in ("flux", "ivar", "mask"):
+        if not np.array_equal(getattr(a, name)[:, :n], getattr(b, name)[:, :n]):
+            return name
+    if not np.array_equal(a.ids, b.ids):
+        return "ids"
+    if a.labels is None or b.labels is None:
+        if not all(x.labels is None or _missing(x.labels) for x in (a, b)):
+            return "labels"
+    elif list(a.label_names) != list(b.label_names) or not _same(a.labels, b.labels):
+        return "labels"
+    for key in set(a.meta) | set(b.meta):
+        if key not in a.meta or key not in b.meta:
+            if not _missing((a.meta if key in a.meta else b.meta)[key]):
+                return "metadata"
+        elif not _same(a.meta[key], b.meta[key]):
+            return "metadata"
     return ""
 
 
 @check("chunk_sources describes the chunks of iter_chunks")
 def check_chunk_sources(case: ReaderCase) -> str:
     """Where ``chunk_sources(k)`` is not None: each description survives pickling (it travels to
-    a worker), says its ``n_stars``, and its ``read()`` gives the stars of the matching
-    ``iter_chunks(k)`` piece (fingerprint, label names and units, medium, metadata), for the same sizes as
-    :func:`check_chunks`. A reader whose ``chunk_sources`` is None passes with a note."""
+    a worker) and says its ``n_stars`` (an int). Its ``read()``, less the stars that
+    ``chunk_read`` (given the description as ``read()`` left it, in order) leaves out, gives the
+    next stars of ``iter_chunks(k)`` (as :func:`check_chunks` compares them; label units and
+    medium too), until every piece's stars are given; a star left out must have been given by an
+    earlier description; then ``chunks_read`` runs. For the same sizes as :func:`check_chunks`. A
+    reader whose ``chunk_sources`` is None passes with a note."""
     import pickle
     if case.fresh().chunk_sources(1) is None:
         return "note: chunk_sources is None (the pieces are read where iter_chunks runs)"
     whole = case.spectra()
     for size in (max(1, (whole.n_stars + 1) // 3), whole.n_stars + 5):
-        sources = case.fresh().chunk_sources(size)
+        reader = case.fresh()
+        sources = reader.chunk_sources(size)
         if sources is None:
             return f"chunk_sources({size}) is None, chunk_sources(1) is not"
-        sources = list(sources)
         parts = list(case.fresh().iter_chunks(size))
-        if len(sources) != len(parts):
-            return f"chunk_sources({size}) describes {len(sources)} chunks, iter_chunks({size}) yields {len(parts)}"
-        for i, (src, part) in enumerate(zip(sources, parts)):
+        k, offset, given = 0, 0, set()          # the next piece, its next star; the ids given so far
+        for i, src in enumerate(sources):
             try:
                 src = pickle.loads(pickle.dumps(src))
             except Exception as exc:
                 return f"chunk_sources({size}): chunk {i} does not pickle ({type(exc).__name__}: {exc})"
-            if src.n_stars != part.n_stars:
-                return f"chunk_sources({size}): chunk {i} says {src.n_stars} stars, iter_chunks' has {part.n_stars}"
+            if not isinstance(src.n_stars, (int, np.integer)) or src.n_stars < 0:
+                return f"chunk_sources({size}): chunk {i}'s n_stars is {src.n_stars!r}, not an int >= 0"
             got = src.read()
             if not isinstance(got, SpectralSet):
                 return f"chunk_sources({size}): chunk {i}'s read() returned {type(got).__name__}"
-            if got.fingerprint() != part.fingerprint() or list(got.label_names) != list(part.label_names):
-                return f"chunk_sources({size}): chunk {i}'s read() gives other stars than iter_chunks' piece"
-            if list(got.label_units) != list(part.label_units) or got.medium != part.medium:
-                return (f"chunk_sources({size}): chunk {i}'s label units or wavelength medium differ from "
-                        "iter_chunks' piece")
-            if sorted(got.meta) != sorted(part.meta) or any(
-                    not np.array_equal(got.meta[k], part.meta[k]) for k in part.meta):
-                return f"chunk_sources({size}): chunk {i}'s metadata differ from iter_chunks' piece"
+            left_out = set(reader.chunk_read(pickle.loads(pickle.dumps(src))))
+            if not left_out <= given:
+                return (f"chunk_sources({size}): chunk_read leaves out stars {sorted(left_out - given)[:3]} that "
+                        f"no earlier chunk gave")
+            kept = got.subset(np.flatnonzero(~np.isin(got.ids, list(left_out))))
+            given.update(kept.ids.tolist())
+            r = 0
+            while r < kept.n_stars:
+                if k == len(parts):
+                    return f"chunk_sources({size}): chunk {i} gives more stars than iter_chunks({size})"
+                take = min(kept.n_stars - r, parts[k].n_stars - offset)
+                mine, theirs = kept.subset(np.arange(r, r + take)), parts[k].subset(np.arange(offset, offset + take))
+                problem = _rows_problem(mine, theirs) or ("wavelength medium" if mine.medium != theirs.medium else "")
+                if not problem and mine.labels is not None and theirs.labels is not None and (
+                        list(mine.label_units) != list(theirs.label_units)):
+                    problem = "label units"
+                if problem:
+                    return f"chunk_sources({size}): chunk {i}'s read() gives other {problem} than iter_chunks' piece {k}"
+                r, offset = r + take, offset + take
+                if offset == parts[k].n_stars:
+                    k, offset = k + 1, 0
+        if k != len(parts):
+            return f"chunk_sources({size}) describes {k} of the {len(parts)} pieces of iter_chunks({size})"
+        reader.chunks_read()
     return ""
 
 

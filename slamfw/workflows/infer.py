@@ -400,34 +400,82 @@ def _stream_tasks(reader: Reader, model: SlamfwModel, chunk_size: int, store: Ch
 
 
 def _source_task(source: ChunkSource, model: SlamfwModel, normalizer: Normalizer | None, store: ChunkStore,
-                 inferer: Inferer | None = None, prior: Prior | None = None) -> dict[str, Any]:
-    """A described chunk, read on a worker, keyed and checked against ``store``, then prepared and,
-    with an ``inferer``, inferred: ``key``, ``out`` (the catalogue part, :func:`_predict_chunk`, or
-    without an inferer the prepared chunk, :func:`_prepare_chunk`; None when its part was in
-    ``store`` already), ``medium`` (the warning, or None) and ``damaged`` (the messages about a
-    damaged part, for the calling process's log)."""
+                 chunk_size: int, inferer: Inferer | None = None, prior: Prior | None = None) -> dict[str, Any]:
+    """A described chunk read on a worker and cut into pieces of ``chunk_size`` stars (as
+    ``iter_chunks`` cuts them), each keyed and checked against ``store``, then prepared and, with an
+    ``inferer``, inferred: ``keys`` and ``outs``, a piece each (the catalogue part,
+    :func:`_predict_chunk`, or without an inferer the prepared chunk, :func:`_prepare_chunk`; None
+    when its part was in ``store`` already), ``medium`` (the first piece's warning, or None),
+    ``damaged`` (the messages about damaged parts, for the calling process's log) and ``source``
+    (as ``read()`` left it, for :meth:`~slamfw.Reader.chunk_read`)."""
     damaged: list[str] = []
-    raw, key, done, medium = _keyed(source.read(), model, store, damaged.append)
-    raw = None if done else raw
-    out = (_prepare_chunk(raw, model, normalizer) if inferer is None
-           else _predict_chunk(raw, model, inferer, prior, normalizer))
-    return {"key": key, "out": out, "medium": medium, "damaged": damaged}
+    keys, outs, medium = [], [], None
+    raw = source.read()
+    for s, e in chunks(raw.n_stars, chunk_size):
+        piece, key, done, warning = _keyed(raw if e - s == raw.n_stars else raw.subset(np.arange(s, e)), model,
+                                           store, damaged.append)
+        piece = None if done else piece
+        medium = medium if keys else warning
+        keys.append(key)
+        outs.append(_prepare_chunk(piece, model, normalizer) if inferer is None
+                    else _predict_chunk(piece, model, inferer, prior, normalizer))
+    return {"keys": keys, "outs": outs, "medium": medium, "damaged": damaged, "source": source}
 
 
-def _described(results: Iterable[dict[str, Any]], keys: list[str],
-               reused: list[str]) -> Iterator[dict[str, np.ndarray] | None]:
-    """The outputs of :func:`_source_task`s, in order, their keys recorded in ``keys`` (and in
-    ``reused`` for parts found done), the first chunk's medium warning and every damaged part's
-    message logged here."""
+def _described(results: Iterable[dict[str, Any]], reader: Reader, keys: list[str], reused: list[str],
+               left_out: dict[int, set[str]]) -> Iterator[dict[str, np.ndarray] | None]:
+    """The outputs of :func:`_source_task`s, piece by piece, in order, their keys recorded in
+    ``keys`` (and in ``reused`` for parts found done); the first piece's medium warning and every
+    damaged part's message logged here; each description given back to ``reader.chunk_read``,
+    whose ids to leave out go to ``left_out`` (by the index of each of its pieces in ``keys``)."""
     for res in results:
         if not keys and res["medium"]:
             log.warning(res["medium"])
         for msg in res["damaged"]:
             store_log.warning(msg)
-        keys.append(res["key"])
-        if res["out"] is None:
-            reused.append(res["key"])
-        yield res["out"]
+        drop = set(reader.chunk_read(res["source"]))
+        for key, out in zip(res["keys"], res["outs"]):
+            if drop:
+                left_out[len(keys)] = drop
+            keys.append(key)
+            if out is None:
+                reused.append(key)
+            yield out
+    reader.chunks_read()
+
+
+def _without(part: dict[str, np.ndarray], ids: set[str]) -> dict[str, np.ndarray]:
+    """A catalogue part without the stars ``ids`` (neither inferred nor excluded): the
+    LabelResult's arrays taken by :meth:`LabelResult.take`, and :func:`_prepare_chunk`'s columns,
+    each with a row per star inferred but ``excluded``."""
+    keep = ~np.isin(part["ids"], list(ids))
+    if keep.all() and not np.isin(part["excluded"], list(ids)).any():
+        return part
+    out = LabelResult.from_arrays(part).take(np.flatnonzero(keep)).to_arrays() if "labels" in part else {}
+    out.update({k: v[keep] for k, v in part.items() if k not in out and k != "excluded"})
+    out["excluded"] = part["excluded"][~np.isin(part["excluded"], list(ids))]
+    return out
+
+
+def _left_out_key(key: str, ids: set[str]) -> str:
+    """The name of a part of the chunk ``key`` without the stars ``ids``: another name than the
+    whole chunk's, so that a part always holds what its name says (another chunk, or a later run,
+    may need the whole)."""
+    return hashlib.sha256("\n".join([key, *sorted(ids)]).encode()).hexdigest()[:24]
+
+
+def _saved_without(store: ChunkStore, key: str, part: dict[str, np.ndarray] | None, ids: set[str],
+                   model: SlamfwModel) -> tuple[str, dict[str, np.ndarray] | None]:
+    """(name, part to save) for the chunk ``key`` whose reader leaves out the stars ``ids``: the
+    chunk's part (``part``, or the one in ``store`` when None) without them, under
+    :func:`_left_out_key`, or the chunk's own name and ``part`` when it holds none of them."""
+    whole = part if part is not None else store.load(key, lambda a: part_problem(a, model))
+    if whole is None:
+        raise ConfigError(f"the catalogue part {store.path(key)} went missing during the run: run the same command "
+                          f"again")
+    if not (set(whole["ids"].tolist()) | set(whole["excluded"].tolist())) & ids:
+        return key, part
+    return _left_out_key(key, ids), _without(whole, ids)
 
 
 def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpoint_dir: str | Path,
@@ -437,16 +485,19 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     (:func:`iter_parts` reads them back; :func:`remove_parts` removes them).
 
     Where the reader describes its chunks (:meth:`~slamfw.Reader.chunk_sources`) and the
-    executor's workers share this machine (its files and the checkpoints), each worker reads its
-    own chunks and checks whether they are done; otherwise this process reads each chunk, checks
-    it, and sends it to a worker. The names of the parts are the same either way."""
+    executor's workers see this machine's files and the checkpoints
+    (:attr:`~slamfw.Executor.workers_share_files`), each worker reads its own chunks and checks
+    whether they are done; otherwise this process reads each chunk, checks it, and sends it to a
+    worker. The names of the parts are the same either way, except for a chunk in which the
+    reader leaves out stars another chunk gave (:meth:`~slamfw.Reader.chunk_read`)."""
     store = ChunkStore(Path(checkpoint_dir).absolute() / model_key(model, inferer, prior), "part")
     keys: list[str] = []
     reused: list[str] = []
+    left_out: dict[int, set[str]] = {}     # stars of a part that the reader leaves out (read twice, say)
     executor = current_executor()
     normalizer = model_normalizer(model)
     per_call = in_process_batch(model, inferer, executor)
-    sources = reader.chunk_sources(chunk_size) if executor.workers_on_this_machine else None
+    sources = reader.chunk_sources(chunk_size) if executor.workers_share_files else None
     shared: dict[str, Any] = {"model": model, "normalizer": normalizer}
     infer_here = {"inferer": inferer, "prior": prior} if per_call is None else {}
     # progress in spectra: the executor's, where it knows each task's stars (none for a chunk done
@@ -460,8 +511,9 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     else:                     # read on the workers, which return each chunk's key
         log.info("the executor's workers read their own chunks (%s)", type(reader).__name__)
         done = _described(executor.imap(_source_task, ((src,) for src in sources),
-                                        shared={**shared, "store": store, **infer_here}, progress=False),
-                          keys, reused)
+                                        shared={**shared, "store": store, "chunk_size": chunk_size, **infer_here},
+                                        progress=False),
+                          reader, keys, reused, left_out)
     if per_call is None:      # each worker prepared and inferred its chunks
         results = done
     else:                     # the workers prepare, this process infers (the inferer's device)
@@ -472,8 +524,12 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     n_spectra = 0
     try:
         for i, part in enumerate(results):
+            inferred = part is not None
+            if i in left_out:         # stars the reader leaves out (read before, from another file)
+                keys[i], part = _saved_without(store, keys[i], part, left_out[i], model)
             if part is not None:
                 store.save(keys[i], part)
+            if inferred:
                 n_spectra += part["ids"].size
                 progress.update(part["ids"].size + part["excluded"].size)
     finally:

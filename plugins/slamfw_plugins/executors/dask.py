@@ -32,7 +32,7 @@ from slamfw import (
     watch_parent,
 )
 
-SLAMFW_PLUGIN_API = (1, 5)
+SLAMFW_PLUGIN_API = (1, 7)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class DaskExecutor(Executor):
         threads_per_worker: int | None = Field(None, ge=1, description="BLAS/OpenMP threads per task (default: "
                                                "cores / workers on a LocalCluster; 1 on a remote cluster)")
         memory_limit: str = Field("auto", description="LocalCluster memory limit per worker")
+        shared_files: bool = Field(False, description="with address: the cluster's workers see this machine's files "
+                                   "by the same paths (a shared file system), so that each reads its own chunks of a "
+                                   "survey (a LocalCluster's always do)")
 
     def start(self) -> "DaskExecutor":
         if getattr(self, "client_", None) is not None:
@@ -130,6 +133,12 @@ class DaskExecutor(Executor):
     def workers_on_this_machine(self) -> bool:
         """A LocalCluster's workers are on this machine; a remote scheduler's are not."""
         return not self.address
+
+    @property
+    def workers_share_files(self) -> bool:
+        """A LocalCluster's workers see this machine's files; a remote scheduler's where
+        ``shared_files`` says so (a file system that the cluster's machines share)."""
+        return not self.address or self.shared_files
 
     @property
     def n_workers(self) -> int:

@@ -26,8 +26,9 @@ Oddities of real files that this parser handles (see ``shared/data/lamost_sample
 * ``FLUX == 0`` with ``IVAR > 0`` occurs (e.g. the last pixels of DR10 spectra, whose IVAR was copied from
   a neighbour) and is treated as bad; so is ``IVAR == 0`` with all-zero masks (common in DR5-DR7).
 * DR10 primary headers keep stale ``NAXIS1``/``NAXIS2`` although ``NAXIS = 0``, which astropy's strict
-  ``verify('exception')`` rejects: headers are read after ``verify('silentfix+ignore')``, and an
-  unparsable keyword value is treated as missing.
+  ``verify('exception')`` rejects: the file is read without verifying it, and a header card
+  that astropy cannot parse is fixed alone, as ``verify('silentfix+ignore')`` fixes it (an
+  unquoted string, a stray quote); a value still unparsable is treated as missing.
 * LAMOST MRS (medium-resolution, ``med-*.fits.gz``: per-pixel tables ``COADD_B``/``COADD_R``) is a
   different product; it is recognised and refused with a clear :class:`DataError`.
 
@@ -84,12 +85,20 @@ def _is_sentinel(value: float) -> bool:
 
 
 def _header_value(hdr: fits.Header, key: str):
-    """The header value of ``key``, or None when absent or unparsable (never raises)."""
+    """The header value of ``key``, or None when absent or unparsable (never raises). A card that
+    strict FITS rejects (an unquoted string, a stray quote, a value with trailing text) is fixed
+    first, alone, as ``verify("silentfix+ignore")`` would fix it (verifying the whole file parsed
+    every card, most of a file's reading time)."""
     try:
-        value = hdr.get(key)
+        return hdr.get(key)
+    except Exception:  # noqa: BLE001 - astropy's VerifyError, or its parser's own
+        pass
+    try:
+        card = hdr.cards[key]
+        card.verify("silentfix+ignore")
+        return card.value
     except Exception:  # noqa: BLE001 - a card astropy cannot parse even after silentfix
         return None
-    return value
 
 
 def _header_float(hdr: fits.Header, key: str) -> float:
@@ -351,8 +360,6 @@ def _read_lamost_file(path: Path, bad_ormask: bool) -> SpectralSet:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-            # Fix or ignore what strict FITS verification rejects (stale NAXISj in DR10 headers, ...).
-            hdul.verify("silentfix+ignore")
             hdr = hdul[0].header
             truncated = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
             if truncated:
@@ -367,7 +374,6 @@ def _read_lamost_file(path: Path, bad_ormask: bool) -> SpectralSet:
                     f"{[h.name for h in hdul[1:3]]}); read_lamost_file reads LAMOST LRS (low-resolution) "
                     f"spectra only")
             arrays = _spectrum_arrays(hdul, str(path))
-            hdr = hdr.copy()
         truncated = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
         if truncated:
             raise DataError(f"{path}: the file is truncated ({truncated[0]})")
