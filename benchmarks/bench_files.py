@@ -22,7 +22,10 @@ all its processes), the ratio of the medians, and whether the two catalogues are
 calling process's extra CPU time per file when it reads the files (the difference of the two
 ways' medians, start-up and model cancelling) bounds the rate of a run on any number of workers.
 It also times reading one file in this process (``LamostReader.read_file``), which bounds the
-calling process's rate when it reads.
+calling process's rate when it reads. With ``--table`` it then converts the files into one FITS
+table (``slamfw convert --reader lamost ... -o survey.fits``, timed) and times the same two ways on
+it (``--reader table``): the workers reading their rows of the table, or the calling process
+reading them (memory-mapped) and sending them.
 """
 from __future__ import annotations
 
@@ -44,9 +47,11 @@ from bench_predict import run_measured  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "demo" / "experiment.toml"
-#: The calling process with FileReader.chunk_sources off: it reads every file itself.
+#: The calling process with chunk_sources off (the readers of files and the table reader): it
+#: reads everything itself.
 READS_HERE = ("import sys; from slamfw.components.file_reader import FileReader; "
-              "FileReader.chunk_sources = lambda self, chunk_size: None; "
+              "from slamfw_plugins.readers.table import TableReader; "
+              "FileReader.chunk_sources = TableReader.chunk_sources = lambda self, chunk_size: None; "
               "from slamfw.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
@@ -113,6 +118,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="runs of each way, alternating (default 2)")
     p.add_argument("--model", type=Path, help="a model (default: trained on the demo config, about a minute)")
     p.add_argument("--work", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument("--table", action="store_true", help="then also `slamfw convert` the files into a FITS table "
+                   "and time `slamfw predict` on it both ways (the table reader)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -127,34 +134,51 @@ def main() -> None:
         print(f"{len(files)} LAMOST files ({sum(f.stat().st_size for f in files) / 2 ** 20:.0f} MB) in "
               f"{files[0].parent}; {os.cpu_count()} cores; reading one file in this process: "
               f"{read_rate(files):.2f} ms", flush=True)
-        ways = {"workers read": [sys.executable, "-m", "slamfw.cli"],
-                "this process reads": [sys.executable, "-c", READS_HERE]}
-        rows: dict[str, list[dict]] = {w: [] for w in ways}
-        for r in range(args.repeat):
-            for way, cmd in ways.items():
-                out = work / f"{way.replace(' ', '-')}-{r}.fits"
-                res = run_measured([*cmd, "predict", str(model), "--reader", "lamost", "--data", str(files[0].parent),
-                                    "--executor", "local", "--workers", str(args.workers), "--chunk-size",
-                                    str(args.chunk_size), "-o", str(out), "--force"], keep_log=True)
-                res["out"] = out
-                rows[way].append(res)
-                print(f"{way:>19}: {res['wall_s']:7.1f} s, {1e3 * res['wall_s'] / len(files):6.2f} ms per file; "
-                      f"the calling process's CPU {res['cpu_self_s']:.1f} s; peak memory {res['peak_self_mb']:.0f} MB "
-                      f"(calling process), {res['peak_tree_mb']:.0f} MB (all)", flush=True)
-        med = {w: statistics.median(r["wall_s"] for r in rows[w]) for w in ways}
-        cpu = {w: statistics.median(r["cpu_self_s"] for r in rows[w]) for w in ways}
-        extra = (cpu["this process reads"] - cpu["workers read"]) / len(files)
-        print(f"the calling process's CPU (median): workers read {cpu['workers read']:.2f} s, this process reads "
-              f"{cpu['this process reads']:.2f} s: {1e3 * extra:.2f} ms more per file, so that when it reads, a run "
-              f"labels at most about {1 / extra:.0f} files per second, whatever its workers")
-        print(f"median: workers read {1e3 * med['workers read'] / len(files):.2f} ms per file, this process reads "
-              f"{1e3 * med['this process reads'] / len(files):.2f} ms per file: "
-              f"{med['this process reads'] / med['workers read']:.2f}x")
-        a, b = (catalogue(rows[w][0]["out"]) for w in ways)
-        same = a.colnames == b.colnames and len(a) == len(b) and all(
-            (a[c] == b[c]).all() if a[c].dtype.kind in "USO" else np.array_equal(a[c], b[c], equal_nan=True)
-            for c in a.colnames)
-        print(f"catalogues: {len(a)} and {len(b)} stars; the same stars and columns, equal: {same}")
+        compare(model, ["--reader", "lamost", "--data", str(files[0].parent)], len(files), "file", work / "files",
+                args)
+        if args.table:
+            table = work / "survey.fits"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "slamfw.cli", "convert", "--reader", "lamost", "--data",
+                            str(files[0].parent), "-o", str(table), "--force"], check=True, capture_output=True)
+            print(f"slamfw convert: the {len(files)} files into {table.name} ({table.stat().st_size / 2 ** 20:.0f} MB) "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+            compare(model, ["--reader", "table", "--reader-param", f"path={table}"], len(files), "spectrum",
+                    work / "table", args)
+
+
+def compare(model: Path, data_args: list[str], n: int, unit: str, folder: Path, args: argparse.Namespace) -> None:
+    """Time ``slamfw predict MODEL DATA_ARGS`` both ways, alternating, and print the figures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ways = {"workers read": [sys.executable, "-m", "slamfw.cli"],
+            "this process reads": [sys.executable, "-c", READS_HERE]}
+    rows: dict[str, list[dict]] = {w: [] for w in ways}
+    for r in range(args.repeat):
+        for way, cmd in ways.items():
+            out = folder / f"{way.replace(' ', '-')}-{r}.fits"
+            res = run_measured([*cmd, "predict", str(model), *data_args, "--executor", "local", "--workers",
+                                str(args.workers), "--chunk-size", str(args.chunk_size), "-o", str(out), "--force"],
+                               keep_log=True)
+            res["out"] = out
+            rows[way].append(res)
+            print(f"{way:>19}: {res['wall_s']:7.1f} s, {1e3 * res['wall_s'] / n:6.2f} ms per {unit}; "
+                  f"the calling process's CPU {res['cpu_self_s']:.1f} s; peak memory {res['peak_self_mb']:.0f} MB "
+                  f"(calling process), {res['peak_tree_mb']:.0f} MB (all)", flush=True)
+    med = {w: statistics.median(r["wall_s"] for r in rows[w]) for w in ways}
+    cpu = {w: statistics.median(r["cpu_self_s"] for r in rows[w]) for w in ways}
+    extra = (cpu["this process reads"] - cpu["workers read"]) / n
+    print(f"the calling process's CPU (median): workers read {cpu['workers read']:.2f} s, this process reads "
+          f"{cpu['this process reads']:.2f} s: {1e3 * extra:.2f} ms more per {unit}"
+          + (f", so that when it reads, a run labels at most about {1 / extra:.0f} per second, whatever its workers"
+             if extra > 0 else ""))
+    print(f"median: workers read {1e3 * med['workers read'] / n:.2f} ms per {unit}, this process reads "
+          f"{1e3 * med['this process reads'] / n:.2f} ms per {unit}: "
+          f"{med['this process reads'] / med['workers read']:.2f}x")
+    a, b = (catalogue(rows[w][0]["out"]) for w in ways)
+    same = a.colnames == b.colnames and len(a) == len(b) and all(
+        (a[c] == b[c]).all() if a[c].dtype.kind in "USO" else np.array_equal(a[c], b[c], equal_nan=True)
+        for c in a.colnames)
+    print(f"catalogues: {len(a)} and {len(b)} stars; the same stars and columns, equal: {same}")
 
 
 if __name__ == "__main__":

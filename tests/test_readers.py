@@ -131,8 +131,8 @@ def test_table_reader_streams_large_files_piece_by_piece(tmp_path):
 def test_table_reader_describes_its_chunks_for_the_workers(tmp_path, monkeypatch):
     """chunk_sources: for an npz file whose (N, P) arrays are read a piece at a time, small picklable
     descriptions whose read() gives iter_chunks' pieces, in any process (the conformance check
-    passes, with ``where`` too); None where the arrays are read whole (compressed npz, FITS with a
-    grid per star); a bad star is reported by the piece that holds it, as iter_chunks does."""
+    passes, with ``where`` too); None where the arrays are read whole (compressed npz); a bad star
+    is reported by the piece that holds it, as iter_chunks does."""
     import pickle
 
     from slamfw.testing import check_reader
@@ -153,7 +153,7 @@ def test_table_reader_describes_its_chunks_for_the_workers(tmp_path, monkeypatch
     opened = []
     with monkeypatch.context() as m:                 # decided without opening the file's arrays
         m.setattr(TableReader, "_open", lambda self, lazy: opened.append(lazy))
-        for name in ("bigz.npz", "big.fits", "missing.npz"):
+        for name in ("bigz.npz", "missing.npz"):
             assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(300) is None
     assert opened == []
     (tmp_path / "a").mkdir()
@@ -174,6 +174,56 @@ def test_table_reader_describes_its_chunks_for_the_workers(tmp_path, monkeypatch
     assert sources[1].read().n_stars == 300
     with pytest.raises(DataError, match="star 's650'.*ivar -1.0"):
         sources[2].read()
+
+
+def test_table_reader_describes_the_chunks_of_a_fits_table(tmp_path, monkeypatch):
+    """A FITS table, not gzipped, whose flux, ivar, mask and per-star wave hold one row of numbers
+    or logicals per star, unscaled (as ``slamfw convert`` writes .fits): descriptions that read
+    the rows from the file, whose read() gives iter_chunks' pieces (the kit passes, with
+    ``where`` too); None, decided from the headers, for .fits.gz and a scaled flux column."""
+    import gzip
+    import pickle
+
+    from astropy.io import fits
+
+    from slamfw.data.spectra_io import write_spectra_table
+    from slamfw.testing import check_reader
+    from slamfw_plugins.readers.table import TableReader, _FitsRows
+    _big_table(tmp_path)                                          # big.fits: a grid per star, float32, no mask
+    whole = registry.create("reader", "table", {"path": str(tmp_path / "big.npz")}).read()
+    whole.meta["rv"] = np.where(np.arange(whole.n_stars) % 7 == 0, np.nan, 3.0)
+    write_spectra_table(whole, tmp_path / "conv.fits")           # convert's writer: a logical mask
+    for name, where in (("big.fits", {}), ("conv.fits", {}), ("conv.fits", {"Teff": [5000, 6000]})):
+        params = {"path": str(tmp_path / name), "where": where}
+        sources = list(registry.create("reader", "table", params).chunk_sources(300))
+        parts = list(registry.create("reader", "table", params).iter_chunks(300))
+        assert len(sources) == len(parts) and all(isinstance(s.cols["flux"], _FitsRows) for s in sources)
+        assert ("wave" in sources[0].cols) == (name == "big.fits") and ("mask" in sources[0].cols) == (name != "big.fits")
+        for src, part in zip(sources, parts):
+            blob = pickle.dumps(src)
+            assert len(blob) < 2000 + 200 * src.n_stars
+            got = pickle.loads(blob).read()
+            assert got.fingerprint() == part.fingerprint() and got.meta.keys() == part.meta.keys()
+            assert all(np.array_equal(got.meta[k], part.meta[k], equal_nan=True) for k in part.meta)
+        assert all(r.passed for r in check_reader(TableReader, params))
+    first = next(registry.create("reader", "table", {"path": str(tmp_path / "conv.fits")}).chunk_sources(300)).read()
+    assert not first.mask[5, 7] and first.mask[5, 6] and first.flux.dtype == np.float64   # the bad pixel stays bad
+    (tmp_path / "conv.fits.gz").write_bytes(gzip.compress((tmp_path / "conv.fits").read_bytes()))
+    cols = [fits.Column(name="id", format="3A", array=np.array(["a", "b", "c"])),
+            fits.Column(name="wave", format="4D", array=np.tile(np.linspace(4000.0, 4003.0, 4), (3, 1))),
+            fits.Column(name="flux", format="4I", array=np.full((3, 4), 1000, np.int16)),
+            fits.Column(name="ivar", format="4E", array=np.ones((3, 4)))]
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header["TSCAL3"], hdu.header["TZERO3"] = 0.001, 0.0          # flux = 0.001 x the stored integers
+    hdu.writeto(tmp_path / "scaled.fits")
+    opened = []
+    with monkeypatch.context() as m:
+        m.setattr(TableReader, "_open", lambda self, lazy: opened.append(lazy))
+        for name in ("conv.fits.gz", "scaled.fits"):
+            assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(2) is None
+    assert opened == []
+    np.testing.assert_allclose(registry.create("reader", "table", {"path": str(tmp_path / "scaled.fits")}).read().flux,
+                               1.0)                                # read whole, scaled by astropy
 
 
 def test_reader_kit_catches_chunk_sources_that_read_other_rows(tmp_path):

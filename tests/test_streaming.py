@@ -129,6 +129,31 @@ def test_workers_read_their_own_chunks(fast_model, survey_table, tmp_path, capfd
     assert len(Table.read(tmp_path / "workers.fits")) == 1000
 
 
+def test_workers_read_their_own_chunks_of_a_fits_table(fast_model, tmp_path, capfd, monkeypatch):
+    """A FITS table as ``slamfw convert`` writes it (a wavelength row per star, a logical mask):
+    each worker reads its own rows; the catalogue is the same file as when this process reads."""
+    from slamfw import registry
+    from slamfw.api import load_model
+    from slamfw.data.spectra_io import write_spectra_table
+    from slamfw_plugins.readers.table import TableReader
+    rec = load_model(fast_model).components["reader"]
+    ss = registry.create("reader", rec["name"], {**rec["params"], "n_stars": 600, "seed": 4}).read()
+    ss.mask[::5, 10:14] = False
+    write_spectra_table(ss, tmp_path / "survey.fits")
+
+    def run(out):
+        capfd.readouterr()
+        assert main(["predict", str(fast_model), "--reader", "table", "--reader-param", f"path={tmp_path / 'survey.fits'}",
+                     "--chunk-size", "150", "-o", str(out), "--executor", "local", "--workers", "2"]) == 0
+        return capfd.readouterr().err
+    assert "workers read their own chunks (TableReader)" in run(tmp_path / "workers.fits")
+    with monkeypatch.context() as m:
+        m.setattr(TableReader, "chunk_sources", lambda self, chunk_size: None)
+        assert "workers read their own chunks" not in run(tmp_path / "here.fits")
+    assert (tmp_path / "workers.fits").read_bytes() == (tmp_path / "here.fits").read_bytes()
+    assert len(Table.read(tmp_path / "workers.fits")) == 600
+
+
 def test_chunks_saved_either_way_are_reused_either_way(fast_model, survey_table, tmp_path, monkeypatch, caplog):
     """A chunk's part has the same name whether a worker or this process read the chunk: a run
     resumes the other way's parts; a worker finds a damaged part, removes it and redoes it."""

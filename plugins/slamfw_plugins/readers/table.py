@@ -75,6 +75,63 @@ class _FileRows:
         return np.concatenate([self._read(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, breaks)])
 
 
+class _FitsRows(_FileRows):
+    """Rows of an (N, P) column of a FITS binary table, read from the file when indexed: the
+    table's rows of ``row_bytes`` bytes start at ``offset`` (its data's place in the file), the
+    column at ``field_offset`` in each row, in the file's big-endian ``dtype``; a logical column
+    (``L``: the bytes 'T', 'F', or 0 for null) gives True for 'T', as astropy reads it."""
+
+    def __init__(self, path: Path, offset: int, row_bytes: int, field_offset: int, shape: tuple[int, ...],
+                 dtype: np.dtype, logical: bool = False) -> None:
+        super().__init__(path, offset, shape, dtype)
+        self.row_bytes, self.field_offset, self.logical = int(row_bytes), int(field_offset), bool(logical)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        n = max(0, stop - start)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * self.row_bytes)
+            raw = fh.read(n * self.row_bytes)
+        if len(raw) != n * self.row_bytes:
+            raise DataError(f"table: {str(self.path)!r} is shorter than its table's header says (cut short?)")
+        field = np.ndarray((n, *self.shape[1:]), dtype=self.dtype, buffer=raw, offset=self.field_offset,
+                           strides=(self.row_bytes, self.dtype.itemsize))
+        return field == ord("T") if self.logical else field.astype(self.dtype.newbyteorder("="))
+
+
+#: FITS binary-table column formats read a piece at a time: numbers, and logical.
+_FITS_NUMBERS = {"B", "I", "J", "K", "E", "D", "L"}
+
+
+def _fits_columns(path: Path, names: tuple[str, ...]) -> dict[str, _FitsRows] | None:
+    """The columns ``names`` of the table that astropy's ``Table.read`` reads from ``path`` (the
+    file's first binary table), as :class:`_FitsRows` by absolute path: when ``path`` is a FITS
+    file (not gzipped) and each column that it has holds one row of numbers or logicals per star
+    (no scaling, no null value, no variable-length array); else None. From the headers alone."""
+    if path.suffix.lower() not in (".fits", ".fit") or not path.is_file():
+        return None
+    from astropy.io import fits
+    try:
+        with fits.open(path, memmap=True) as hdul:
+            tables = [h for h in hdul[1:] if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
+            if not tables or not isinstance(tables[0], fits.BinTableHDU):
+                return None
+            hdu = tables[0]
+            fields, out = hdu.data.dtype.fields, {}
+            for c in hdu.columns:
+                if c.name not in names:
+                    continue
+                base, sub = fields[c.name][0].base, fields[c.name][0].shape
+                if (c.format.format not in _FITS_NUMBERS or c.bscale not in (None, 1) or c.bzero not in (None, 0)
+                        or c.null is not None or len(sub) != 1):
+                    return None
+                out[c.name] = _FitsRows(path.absolute(), hdu.fileinfo()["datLoc"], hdu.header["NAXIS1"],
+                                        fields[c.name][1], (hdu.header["NAXIS2"], sub[0]), base,
+                                        logical=c.format.format == "L")
+            return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _stored_large(info: Any) -> bool:
     """Whether an npz member (its ``zipfile.ZipInfo``) is one :func:`_npz_members` may read a
     piece at a time: stored uncompressed (``np.savez``) and 1 MiB or more."""
@@ -192,9 +249,9 @@ def _angstrom(wave: np.ndarray, unit: str, path: str) -> np.ndarray:
 
 class TableChunk(ChunkSource):
     """Rows of a table file that any process reads (:meth:`read`): the file's path (as the user
-    gave it, for messages), where its (N, P) arrays lie in it (:class:`_FileRows`, by absolute
-    path), the row numbers (n,), and those rows' ids, labels and metadata (a few hundred bytes
-    per star, pickled with the task)."""
+    gave it, for messages), where its (N, P) arrays lie in it (:class:`_FileRows` or
+    :class:`_FitsRows`, by absolute path), the row numbers (n,), and those rows' ids, labels and
+    metadata (a few hundred bytes per star, pickled with the task)."""
 
     def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict[str, Any], rows: np.ndarray) -> None:
         self.path, self.cols, self.rows = path, cols, np.asarray(rows)
@@ -240,19 +297,29 @@ class TableReader(Reader):
 
     def chunk_sources(self, chunk_size: int) -> Iterator[TableChunk] | None:
         """The pieces of :meth:`iter_chunks`, described (:class:`TableChunk`) for the workers to
-        read, when every (N, P) array the pieces need is read from the file a piece at a time
-        (an npz file whose flux, ivar and mask members are stored uncompressed, 1 MiB or more
-        each, row-major); else None (the pieces are read in this process). The file is referred
-        to by its absolute path: a worker's working folder may be another."""
+        read, when every (N, P) array the pieces need is read from the file a piece at a time:
+        an npz file whose flux, ivar and mask members are stored uncompressed, 1 MiB or more
+        each, row-major; or a FITS file, not gzipped, whose first binary table holds them as
+        one row of numbers or logicals per star, unscaled (as ``slamfw convert`` writes .fits);
+        else None (the pieces are read in this process). The file is referred to by its
+        absolute path: a worker's working folder may be another."""
         path = Path(self.path)
+        fits_rows = None
         if not _npz_members_stored(path):              # decided from the archive's directory, reading no array
-            return None
+            fits_rows = _fits_columns(path, ("flux", "ivar", "mask", "wave"))     # or from a FITS table's header
+            if fits_rows is None:
+                return None
         cols, layout = self._open(lazy=True)
         big = ["flux", "ivar", *(["mask"] if "mask" in cols else []), *(["wave"] if layout["wave"] is None else [])]
-        if not all(isinstance(cols[k], _FileRows) for k in big):
-            return None
-        where = path.absolute()
-        files = {k: _FileRows(where, cols[k].offset, cols[k].shape, cols[k].dtype) for k in big}
+        if fits_rows is not None:
+            if not all(k in fits_rows and fits_rows[k].shape == np.shape(cols[k]) for k in big):
+                return None
+            files = {k: fits_rows[k] for k in big}
+        else:
+            if not all(isinstance(cols[k], _FileRows) for k in big):
+                return None
+            where = path.absolute()
+            files = {k: _FileRows(where, cols[k].offset, cols[k].shape, cols[k].dtype) for k in big}
         keep = layout["keep"]
         return (TableChunk(self.path, files, layout, keep[s:e]) for s, e in chunks(keep.size, chunk_size))
 
