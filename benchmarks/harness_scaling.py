@@ -187,7 +187,7 @@ def report(infer: list[dict], train: list[dict], proj: dict | list[dict] | None,
                      "no Dask scheduling or serialisation cost beyond what the local executor pays here")
                   + "); no I/O limit (each worker reads its own files as fast as here: LAMOST files are read by "
                   "the workers where they see the survey, a LocalCluster or `dask` with `shared_files`, and "
-                  "otherwise by the calling process, at most about 300 files a second, benchmarks/bench_files.py); "
+                  "otherwise by the calling process, at most about 230-300 files a second, benchmarks/bench_files.py); "
                   "each worker pays the per-run overhead t0 once (start, imports, model load); the same model as "
                   "here and spectra like these "
                   "(LAMOST's ~3900 native pixels cost more to read and normalise). Not measured on a cluster."]

@@ -226,16 +226,66 @@ def test_table_reader_describes_the_chunks_of_a_fits_table(tmp_path, monkeypatch
                                1.0)                                # read whole, scaled by astropy
 
 
+def test_fits_tables_the_workers_do_not_read_and_a_file_that_changes(tmp_path):
+    """Read in the calling process, as astropy reads them (no description): a gzipped file under
+    a .fits name, rows padded beyond their columns, an unsigned integer column (TZERO), an integer
+    column with a null value, and a header astropy refuses (which reading then reports, naming the
+    file). A description read after its file changed is refused."""
+    import gzip
+
+    from astropy.io import fits
+
+    from slamfw.data.spectra_io import write_spectra_table
+    _big_table(tmp_path)
+    whole = registry.create("reader", "table", {"path": str(tmp_path / "big.npz")}).read()
+    write_spectra_table(whole, tmp_path / "conv.fits")
+    (tmp_path / "gz.fits").write_bytes(gzip.compress((tmp_path / "conv.fits").read_bytes()))
+
+    def table(name, flux_format, flux, **kw):
+        cols = [fits.Column(name="id", format="3A", array=np.array(["a", "b", "c"])),
+                fits.Column(name="wave", format="4D", array=np.tile(np.linspace(4000.0, 4003.0, 4), (3, 1))),
+                fits.Column(name="flux", format=flux_format, array=flux, **kw),
+                fits.Column(name="ivar", format="4E", array=np.ones((3, 4)))]
+        fits.BinTableHDU.from_columns(cols).writeto(tmp_path / name)
+    table("uint.fits", "4J", np.full((3, 4), 3_000_000_000, np.uint32), bzero=2 ** 31)
+    table("null.fits", "4J", np.full((3, 4), 7, np.int32), null=-1)
+    table("padded.fits", "4E", np.ones((3, 4), np.float32))
+    raw = bytearray((tmp_path / "padded.fits").read_bytes())    # NAXIS1 4 bytes more than the columns
+    i = raw.find(b"NAXIS1  =")
+    row = int(raw[i + 10:i + 30])
+    raw[i:i + 80] = f"NAXIS1  = {row + 4:>20d}".ljust(80).encode()
+    (tmp_path / "padded.fits").write_bytes(bytes(raw))
+    table("badform.fits", "4E", np.ones((3, 4), np.float32))
+    raw = bytearray((tmp_path / "badform.fits").read_bytes())
+    i = raw.find(b"TFORM3  =")
+    raw[i:i + 80] = "TFORM3  = '6Z      '".ljust(80).encode()
+    (tmp_path / "badform.fits").write_bytes(bytes(raw))
+    for name in ("gz.fits", "uint.fits", "null.fits", "padded.fits", "badform.fits"):
+        assert registry.create("reader", "table", {"path": str(tmp_path / name)}).chunk_sources(2) is None, name
+    got = registry.create("reader", "table", {"path": str(tmp_path / "gz.fits")}).read()
+    assert got.fingerprint() == registry.create("reader", "table", {"path": str(tmp_path / "conv.fits")}).read(
+        ).fingerprint()
+    with pytest.raises(DataError, match="badform.fits"):
+        registry.create("reader", "table", {"path": str(tmp_path / "badform.fits")}).read()
+    sources = list(registry.create("reader", "table", {"path": str(tmp_path / "conv.fits")}).chunk_sources(300))
+    assert sources[0].read().n_stars == 300
+    with open(tmp_path / "conv.fits", "ab") as fh:
+        fh.write(b"\0" * 2880)
+    with pytest.raises(DataError, match="changed while it was being read"):
+        sources[1].read()
+
+
 def test_reader_kit_catches_chunk_sources_that_read_other_rows(tmp_path):
     from slamfw import chunks
     from slamfw.testing import check_reader
-    from slamfw_plugins.readers.table import TableChunk, TableReader
+    from slamfw_plugins.readers.table import TableChunk, TableReader, _stamp
 
     class OneRowOff(TableReader):
         def chunk_sources(self, chunk_size):
             cols, layout = self._open(lazy=True)
             arrays = {k: cols[k] for k in ("flux", "ivar")}
-            return (TableChunk(self.path, arrays, layout, np.arange(s, e) + (e < 700)) for s, e in chunks(700, chunk_size))
+            return (TableChunk(self.path, arrays, layout, np.arange(s, e) + (e < 700), _stamp(cols["flux"].path))
+                    for s, e in chunks(700, chunk_size))
     _big_table(tmp_path)
     results = check_reader(OneRowOff, {"path": str(tmp_path / "big.npz")}, raise_on_fail=False)
     assert {r.check: r.message for r in results if not r.passed} == {

@@ -8,6 +8,9 @@ on the file's own grid). The base gives it:
   (:func:`slamfw.data.files.expand_inputs`);
 - files read on the executor (``read``) or in this process a piece at a time (``iter_chunks``,
   which ``slamfw predict`` streams), stacked into one set on a grid per star where grids differ;
+  or described, a group of ``chunk_size`` files each (``chunk_sources``: :class:`FileChunk`), for
+  the workers of ``slamfw predict`` to read, with ``chunk_read`` and ``chunks_read`` doing in the
+  calling process what needs every file in order (repeated stars, the rejected files);
 - a file that cannot be read, or that holds a star already read from another file, is
   *rejected*: it goes to :attr:`FileReader.rejected_` with the reason, and the run goes on (the workflows write ``rejected.csv``); only when every file fails
   does reading stop, with an error that gives the first reasons;

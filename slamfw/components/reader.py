@@ -11,14 +11,14 @@ from .base import Component
 
 
 class ChunkSource:
-    """One or more consecutive pieces of a reader's stars, described: ``n_stars`` and ``read() -> SpectralSet``.
+    """Consecutive pieces of a reader's stars, described: ``n_stars`` and ``read() -> SpectralSet``.
 
     It must be small and picklable (it travels to a worker process), and ``read()`` must give
     the stars, ids, spectra, labels, units, metadata and medium, in order, of the consecutive
-    :meth:`Reader.iter_chunks` pieces it stands for: one piece for a reader that knows its pieces'
-    sizes before reading (a table); zero, one or more for a reader of files, which knows only its
-    files (``slamfw predict`` cuts what ``read()`` gives into pieces of ``chunk_size``, as
-    ``iter_chunks`` does). ``slamfw.testing.check_reader`` checks it. Readers of files refer to
+    :meth:`Reader.iter_chunks` pieces it stands for (less the stars that :meth:`Reader.chunk_read`
+    then leaves out): one piece for a reader that knows its pieces' sizes before reading (a
+    table); zero, one or more for a reader of files, which knows only its files (``slamfw
+    predict`` cuts what ``read()`` gives into pieces of ``chunk_size``, as ``iter_chunks`` does). ``slamfw.testing.check_reader`` checks it. Readers of files refer to
     them by absolute path: a worker's working folder may be another, and ``slamfw predict`` sends
     descriptions only to workers that see this machine's files
     (:attr:`~slamfw.Executor.workers_share_files`).

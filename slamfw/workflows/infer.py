@@ -445,9 +445,9 @@ def _described(results: Iterable[dict[str, Any]], reader: Reader, keys: list[str
 
 
 def _without(part: dict[str, np.ndarray], ids: set[str]) -> dict[str, np.ndarray]:
-    """A catalogue part without the stars ``ids`` (neither inferred nor excluded): the
-    LabelResult's arrays taken by :meth:`LabelResult.take`, and :func:`_prepare_chunk`'s columns,
-    each with a row per star inferred but ``excluded``."""
+    """A catalogue part without the stars ``ids``, inferred or excluded: the LabelResult's arrays
+    taken by :meth:`LabelResult.take`, :func:`_prepare_chunk`'s other columns (a row per star
+    inferred) by the same rows, and ``excluded`` (the ids that preparation dropped) without them."""
     keep = ~np.isin(part["ids"], list(ids))
     if keep.all() and not np.isin(part["excluded"], list(ids)).any():
         return part

@@ -79,21 +79,26 @@ class _FitsRows(_FileRows):
     """Rows of an (N, P) column of a FITS binary table, read from the file when indexed: the
     table's rows of ``row_bytes`` bytes start at ``offset`` (its data's place in the file), the
     column at ``field_offset`` in each row, in the file's big-endian ``dtype``; a logical column
-    (``L``: the bytes 'T', 'F', or 0 for null) gives True for 'T', as astropy reads it."""
+    (``L``: the bytes 'T', 'F', or 0 for null) gives True for 'T', as astropy reads it. The
+    columns of one table share ``span``, the last rows' bytes read, so that a chunk's flux, ivar,
+    mask and wave come from one read of its rows."""
 
     def __init__(self, path: Path, offset: int, row_bytes: int, field_offset: int, shape: tuple[int, ...],
-                 dtype: np.dtype, logical: bool = False) -> None:
+                 dtype: np.dtype, logical: bool = False, span: dict | None = None) -> None:
         super().__init__(path, offset, shape, dtype)
         self.row_bytes, self.field_offset, self.logical = int(row_bytes), int(field_offset), bool(logical)
+        self.span = {} if span is None else span
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         n = max(0, stop - start)
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset + start * self.row_bytes)
-            raw = fh.read(n * self.row_bytes)
-        if len(raw) != n * self.row_bytes:
-            raise DataError(f"table: {str(self.path)!r} is shorter than its table's header says (cut short?)")
-        field = np.ndarray((n, *self.shape[1:]), dtype=self.dtype, buffer=raw, offset=self.field_offset,
+        if self.span.get("rows") != (start, stop):
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset + start * self.row_bytes)
+                raw = fh.read(n * self.row_bytes)
+            if len(raw) != n * self.row_bytes:
+                raise DataError(f"table: {str(self.path)!r} is shorter than its table's header says (cut short?)")
+            self.span.update(rows=(start, stop), raw=raw)
+        field = np.ndarray((n, *self.shape[1:]), dtype=self.dtype, buffer=self.span["raw"], offset=self.field_offset,
                            strides=(self.row_bytes, self.dtype.itemsize))
         return field == ord("T") if self.logical else field.astype(self.dtype.newbyteorder("="))
 
@@ -104,19 +109,29 @@ _FITS_NUMBERS = {"B", "I", "J", "K", "E", "D", "L"}
 
 def _fits_columns(path: Path, names: tuple[str, ...]) -> dict[str, _FitsRows] | None:
     """The columns ``names`` of the table that astropy's ``Table.read`` reads from ``path`` (the
-    file's first binary table), as :class:`_FitsRows` by absolute path: when ``path`` is a FITS
-    file (not gzipped) and each column that it has holds one row of numbers or logicals per star
-    (no scaling, no null value, no variable-length array); else None. From the headers alone."""
+    file's first table HDU, which must be a binary table), as :class:`_FitsRows` by absolute
+    path: when ``path`` is an uncompressed FITS file (by its first bytes) whose rows hold just
+    its columns, and each column of ``names`` that it has holds one row of numbers or logicals
+    per star (no scaling, no null value, no variable-length array); else None, and the table is
+    read in the calling process (which reports a damaged file). From the headers: no data is
+    read."""
     if path.suffix.lower() not in (".fits", ".fit") or not path.is_file():
         return None
     from astropy.io import fits
     try:
+        with open(path, "rb") as fh:
+            if fh.read(9) != b"SIMPLE  =":           # gzip or bzip2 under a .fits name: astropy decompresses
+                return None
         with fits.open(path, memmap=True) as hdul:
-            tables = [h for h in hdul[1:] if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
+            tables = [h for h in hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU, fits.GroupsHDU))]
             if not tables or not isinstance(tables[0], fits.BinTableHDU):
                 return None
             hdu = tables[0]
-            fields, out = hdu.data.dtype.fields, {}
+            fields = hdu.columns.dtype.fields      # the columns' layout, from the header (hdu.data would convert)
+            row_bytes = int(hdu.header["NAXIS1"])
+            if hdu.columns.dtype.itemsize != row_bytes:
+                return None                        # rows padded beyond their columns
+            where, span, out = path.absolute(), {}, {}
             for c in hdu.columns:
                 if c.name not in names:
                     continue
@@ -124,11 +139,11 @@ def _fits_columns(path: Path, names: tuple[str, ...]) -> dict[str, _FitsRows] | 
                 if (c.format.format not in _FITS_NUMBERS or c.bscale not in (None, 1) or c.bzero not in (None, 0)
                         or c.null is not None or len(sub) != 1):
                     return None
-                out[c.name] = _FitsRows(path.absolute(), hdu.fileinfo()["datLoc"], hdu.header["NAXIS1"],
-                                        fields[c.name][1], (hdu.header["NAXIS2"], sub[0]), base,
-                                        logical=c.format.format == "L")
+                out[c.name] = _FitsRows(where, hdu.fileinfo()["datLoc"], row_bytes, fields[c.name][1],
+                                        (int(hdu.header["NAXIS2"]), sub[0]), base.newbyteorder(">"),
+                                        logical=c.format.format == "L", span=span)
             return out
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:  # noqa: BLE001 - anything astropy refuses: the calling process reads and reports it
         return None
 
 
@@ -253,16 +268,35 @@ class TableChunk(ChunkSource):
     :class:`_FitsRows`, by absolute path), the row numbers (n,), and those rows' ids, labels and
     metadata (a few hundred bytes per star, pickled with the task)."""
 
-    def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict[str, Any], rows: np.ndarray) -> None:
-        self.path, self.cols, self.rows = path, cols, np.asarray(rows)
+    def __init__(self, path: str, cols: dict[str, _FileRows], layout: dict[str, Any], rows: np.ndarray,
+                 stamp: tuple[int, int]) -> None:
+        self.path, self.cols, self.rows, self.stamp = path, cols, np.asarray(rows), stamp
         self.layout = {**layout, "ids": layout["ids"][rows], "keep": None,
                        "labels": None if layout["labels"] is None else layout["labels"][rows],
                        "meta": {k: v[rows] for k, v in layout["meta"].items()}}
         self.n_stars = int(self.rows.size)
 
     def read(self) -> SpectralSet:
-        """These rows, checked, as :meth:`TableReader.iter_chunks` gives them."""
-        return _rows(self.path, self.cols, self.layout, self.rows, np.arange(self.n_stars))
+        """These rows, checked, as :meth:`TableReader.iter_chunks` gives them (a DataError when
+        the file changed since it was described: its size or time, ``stamp``)."""
+        where = next(iter(self.cols.values())).path
+        if _stamp(where) != self.stamp:
+            raise DataError(f"table: {self.path!r} changed while it was being read (its size or time differ from "
+                            f"when the run began): run the command again")
+        try:
+            return _rows(self.path, self.cols, self.layout, self.rows, np.arange(self.n_stars))
+        finally:
+            for col in self.cols.values():      # a FITS table's rows, read once for all columns: let go
+                getattr(col, "span", {}).clear()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """A file's size and modification time (ns), or (-1, -1) when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 class TableReader(Reader):
@@ -299,10 +333,11 @@ class TableReader(Reader):
         """The pieces of :meth:`iter_chunks`, described (:class:`TableChunk`) for the workers to
         read, when every (N, P) array the pieces need is read from the file a piece at a time:
         an npz file whose flux, ivar and mask members are stored uncompressed, 1 MiB or more
-        each, row-major; or a FITS file, not gzipped, whose first binary table holds them as
-        one row of numbers or logicals per star, unscaled (as ``slamfw convert`` writes .fits);
-        else None (the pieces are read in this process). The file is referred to by its
-        absolute path: a worker's working folder may be another."""
+        each, row-major; or an uncompressed FITS file whose first table holds them as one row of
+        numbers or logicals per star, unscaled (as ``slamfw convert`` writes .fits; decided by
+        :func:`_fits_columns`); else None (the pieces are read in this process). The file is
+        referred to by its absolute path: a worker's working folder may be another; a piece read
+        after the file changed (its size or time) is refused."""
         path = Path(self.path)
         fits_rows = None
         if not _npz_members_stored(path):              # decided from the archive's directory, reading no array
@@ -320,8 +355,8 @@ class TableReader(Reader):
                 return None
             where = path.absolute()
             files = {k: _FileRows(where, cols[k].offset, cols[k].shape, cols[k].dtype) for k in big}
-        keep = layout["keep"]
-        return (TableChunk(self.path, files, layout, keep[s:e]) for s, e in chunks(keep.size, chunk_size))
+        keep, stamp = layout["keep"], _stamp(path.absolute())
+        return (TableChunk(self.path, files, layout, keep[s:e], stamp) for s, e in chunks(keep.size, chunk_size))
 
     def _open(self, lazy: bool) -> tuple[dict[str, np.ndarray], dict]:
         """The file's columns (the large ones read when indexed, with ``lazy``), checked for
