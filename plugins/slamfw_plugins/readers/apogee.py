@@ -106,12 +106,16 @@ def read_apogee_file(path, visits: str = "combined", *, bad_bits: int = BAD_PIXM
     ``visits`` applies to apStar files only (see :func:`read_apstar`). An aspcapStar file gives its
     ASPCAP pseudo-continuum-normalised spectrum with labels Teff (K), logg, FeH (= [M/H]) attached.
     """
-    kind = _guarded(path, lambda hl, p: detect_product(hl, p))
-    if kind == "apStar":
-        return read_apstar(path, visits, bad_bits=bad_bits)
-    if kind == "apVisit":
-        return read_apvisit(path, bad_bits=bad_bits)
-    return read_aspcapstar(path)
+    def parse(hl: fits.HDUList, p: str) -> SpectralSet:       # one opening of the file: its headers read once
+        kind = detect_product(hl, p)
+        if kind == "apStar":
+            if visits not in VISITS:
+                raise DataError(f"{p}: visits must be one of {VISITS}, got {visits!r}")
+            return _apstar(hl, p, visits, bad_bits)
+        if kind == "apVisit":
+            return _apvisit(hl, p, bad_bits)
+        return _aspcapstar(hl, p)
+    return _guarded(path, parse)
 
 
 def read_apstar(path, visits: str = "combined", *, bad_bits: int = BAD_PIXMASK) -> SpectralSet:
