@@ -30,6 +30,7 @@ from pydantic import Field
 from ..data.files import expand_inputs, read_labels_catalogue
 from ..data.spectra import SpectralSet
 from ..errors import DataError
+from ..execution.chunks import chunks
 from .base import InputPath, ParamRole, Params, params_with_role
 from .executor import current_executor
 from .reader import ChunkSource, Reader
@@ -173,8 +174,8 @@ class FileReader(Reader):
             if not sets:
                 continue
             stacked = self._stacked(sets, catalogue)
-            for a in range(0, stacked.n_stars, chunk_size):
-                piece = stacked.subset(np.arange(a, min(a + chunk_size, stacked.n_stars)))
+            for a, b in chunks(stacked.n_stars, chunk_size):      # as slamfw predict cuts a described group
+                piece = stacked.subset(np.arange(a, b))
                 n_yielded += piece.n_stars
                 yield piece
         self._finish(len(files), n_yielded)

@@ -109,8 +109,7 @@ def read_apogee_file(path, visits: str = "combined", *, bad_bits: int = BAD_PIXM
     def parse(hl: fits.HDUList, p: str) -> SpectralSet:       # one opening of the file: its headers read once
         kind = detect_product(hl, p)
         if kind == "apStar":
-            if visits not in VISITS:
-                raise DataError(f"{p}: visits must be one of {VISITS}, got {visits!r}")
+            _check_visits(p, visits)
             return _apstar(hl, p, visits, bad_bits)
         if kind == "apVisit":
             return _apvisit(hl, p, bad_bits)
@@ -124,9 +123,14 @@ def read_apstar(path, visits: str = "combined", *, bad_bits: int = BAD_PIXMASK) 
     ``visits``: ``"combined"`` (row 0 only), ``"visits"`` (each visit, ids ``<APOGEE_ID>/visit<k>``)
     or ``"all"`` (combined first, then the visits). See the module docstring for one-visit stars.
     """
+    _check_visits(path, visits)
+    return _guarded(path, lambda hl, p: _apstar(hl, p, visits, bad_bits))
+
+
+def _check_visits(path, visits: str) -> None:
+    """A DataError naming ``path`` when ``visits`` is not one of :data:`VISITS`."""
     if visits not in VISITS:
         raise DataError(f"{path}: visits must be one of {VISITS}, got {visits!r}")
-    return _guarded(path, lambda hl, p: _apstar(hl, p, visits, bad_bits))
 
 
 def read_apvisit(path, *, bad_bits: int = BAD_PIXMASK) -> SpectralSet:
