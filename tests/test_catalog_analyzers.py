@@ -83,6 +83,38 @@ def test_cv_scatter_analyzer_per_snr_bin():
     assert "| snr_bin | n |" in md and "a_scatter" in md
 
 
+@pytest.mark.parametrize("rows_per_write", [3, 20_000])
+def test_streamed_catalogue_of_unlike_parts_is_the_parts_tables_stacked(tmp_path, monkeypatch, rows_per_write):
+    """Parts of one catalogue that hold different arrays (calibrated errors in some, posterior
+    samples in others: a run resumed with another setting) are joined only with parts like them;
+    the file is the one of each part's own table stacked, as the parts were written before they
+    were joined (FITS and ECSV)."""
+    from astropy.table import vstack
+
+    from slamfw.data import catalog
+    from slamfw.data.catalog import write_catalog_parts
+    monkeypatch.setattr(catalog, "ROWS_PER_WRITE", rows_per_write)
+    rng = np.random.default_rng(5)
+    parts, tables = [], []
+    for k, n in enumerate((4, 3, 5, 2)):
+        res = result(n)
+        if k in (1, 2):
+            res.errors_calibrated = res.errors * 2.0
+        if k == 2:
+            res.samples = rng.normal(size=(n, 7, 2))
+        part = {key: v for key, v in res.to_arrays().items()}
+        part["ids"] = np.array([f"p{k}-{i}" for i in range(n)])
+        part["snr"] = rng.uniform(10, 100, n)
+        parts.append(part)
+        tables.append(make_catalog(part["ids"], res, ["K", "dex"], snr=part["snr"]))
+    whole = vstack(tables, join_type="exact", metadata_conflicts="silent")
+    whole.meta = tables[0].meta
+    for suffix in ("fits", "ecsv"):
+        write_catalog(whole, tmp_path / f"whole.{suffix}")
+        write_catalog_parts(lambda: iter(parts), ["K", "dex"], tmp_path / f"parts.{suffix}")
+        assert (tmp_path / f"parts.{suffix}").read_bytes() == (tmp_path / f"whole.{suffix}").read_bytes(), suffix
+
+
 def test_cv_scatter_without_truth():
     res = result()
     test = SpectralSet(wave=np.arange(3.0), flux=np.ones((6, 3)), ivar=np.ones((6, 3)), ids=range(6))

@@ -79,6 +79,19 @@ class StaleTerms(CannonEmulator):
         return cost, grad, jtj * (1 + 1e-6)          # J^T J a little off: the batched lm would err
 
 
+class StaleModelOut(CannonEmulator):
+    def least_squares_terms(self, labels, weights, weighted_flux, *, jacobian_precision="double", model_out=None):
+        terms = super().least_squares_terms(labels, weights, weighted_flux, model_out=model_out)
+        if model_out is not None:
+            model_out[:, ::7] += 1e-6                   # the kept model a little off: rmse and chi2 would err
+        return terms
+
+
+class IgnoresModelOut(CannonEmulator):
+    def least_squares_terms(self, labels, weights, weighted_flux, *, jacobian_precision="double", model_out=None):
+        return super().least_squares_terms(labels, weights, weighted_flux)     # declares model_out, fills nothing
+
+
 class LosesState(CannonEmulator):
     def to_state(self):
         arrays, meta = super().to_state()
@@ -92,6 +105,8 @@ class LosesState(CannonEmulator):
     (Noisy, {"check_deterministic"}),
     (LosesState, {"check_save_load"}),
     (StaleTerms, {"check_least_squares_terms"}),
+    (StaleModelOut, {"check_least_squares_terms"}),
+    (IgnoresModelOut, {"check_least_squares_terms"}),
 ])
 def test_kit_catches_broken_emulators(cls, failing):
     results = check_emulator(cls, raise_on_fail=False)

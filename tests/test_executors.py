@@ -451,3 +451,30 @@ def test_limit_threads_limits_blas_and_finds_the_libraries_once(monkeypatch, own
         assert threads._controller() is not first
     finally:
         del sys.modules["_slamfw_test_new_module"]
+
+
+def test_the_command_line_stops_the_idle_workers_it_started():
+    """``stop_idle_workers`` (the end of a ``slamfw`` command) kills the local executor's idle
+    workers at once, and leaves the workers of a run still in progress alone."""
+    import psutil
+
+    from slamfw.execution import local
+    me = psutil.Process()
+
+    def workers() -> list:
+        out = []
+        for c in me.children():
+            try:
+                if "popen_loky_posix" in " ".join(c.cmdline()):
+                    out.append(c)
+            except psutil.Error:           # gone meanwhile
+                pass
+        return out
+    ex = LocalExecutor(workers=2)
+    stream = ex.imap(os.getpid, [()] * 4, progress=False)
+    next(stream)                                      # a run in progress: its workers stay
+    local.stop_idle_workers()
+    assert len(workers()) == 2 and len(set(stream)) >= 1
+    local.stop_idle_workers()
+    gone, alive = psutil.wait_procs(workers(), timeout=30)
+    assert gone and not alive, alive

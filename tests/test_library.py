@@ -121,6 +121,10 @@ def test_batched_lm_from_looked_up_starts_equals_evaluating_them(small_model, bo
     np.testing.assert_array_equal(looked_up["converged"], evaluated["converged"])
     np.testing.assert_allclose(looked_up["z"], evaluated["z"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(looked_up["cost"], evaluated["cost"], rtol=1e-10)
+    # the model kept at each row's solution: the emulator's flux there, whether the row's start
+    # was looked up or evaluated (moved into the box)
+    for out in (evaluated, looked_up):
+        np.testing.assert_allclose(out["model"], emu.predict(mean + out["z"] * scale), rtol=1e-10, atol=1e-12)
 
 
 def test_maximum_likelihood_hands_the_solver_the_library_at_its_starts(small_model, monkeypatch):

@@ -586,7 +586,7 @@ def test_batched_with_a_single_precision_jacobian_agrees_with_double(small_model
 def test_an_emulator_without_the_precision_keyword_is_called_in_double(small_model, noisy):
     """A third-party emulator whose ``least_squares_terms`` predates ``jacobian_precision`` (plugin
     API < 1.5) is called without it: the single-precision request then changes nothing."""
-    from slamfw.stats.batched_lm import _takes_precision
+    from slamfw.stats.batched_lm import declares
 
     class OldTerms(type(small_model.emulator)):
         calls = 0
@@ -597,7 +597,8 @@ def test_an_emulator_without_the_precision_keyword_is_called_in_double(small_mod
 
     old = object.__new__(OldTerms)
     old.__dict__.update(small_model.emulator.__dict__)
-    assert not _takes_precision(old.least_squares_terms) and _takes_precision(small_model.emulator.least_squares_terms)
+    assert not declares(old.least_squares_terms, "jacobian_precision")
+    assert declares(small_model.emulator.least_squares_terms, "jacobian_precision")
     model = TrainedEmulator(old, small_model.train_labels, small_model.label_names)
     flux, ivar = noisy.flux[:10], noisy.ivar[:10]
     single = registry.create("inferer", "lm", {"batched": True, "jacobian_precision": "single"}).infer(model, flux, ivar)
@@ -647,3 +648,57 @@ def test_single_precision_terms_where_the_double_stack_is_too_big(small_model, n
     np.testing.assert_allclose(single[0], want[0], rtol=1e-12)
     for a, b in zip(single[1:], want[1:]):
         assert 0 < np.abs(a - b).max() / np.abs(b).max() < 1e-5
+
+
+@pytest.mark.parametrize("how", ["compiled", "base", "old"])
+def test_the_fit_quality_comes_from_the_model_kept_at_each_solution(small_model, noisy, how, monkeypatch):
+    """The batched solver keeps each row's model at its solution (``model_out``, plugin API 1.8):
+    the catalogue's rmse and chi2 equal those of the emulator's ``predict`` at the inferred labels
+    (to rounding), and no evaluation is spent on them. Through slam's compiled terms, through the
+    base class's (from ``predict_and_jacobian``), and through an emulator's terms written before
+    1.8 (no ``model_out``: then evaluated at the solutions)."""
+    from slamfw import Emulator
+    from slamfw.stats import batched_lm as blm
+    from slamfw.stats.likelihood import likelihood_weights, reduced_chi2, rmse
+    if how == "compiled":
+        pytest.importorskip("numba")
+    emu = small_model.emulator
+
+    class OldTerms(type(emu)):
+        def least_squares_terms(self, labels, weights, weighted_flux):
+            return Emulator.least_squares_terms(self, labels, weights, weighted_flux)
+
+    class BaseTerms(type(emu)):
+        def least_squares_terms(self, labels, weights, weighted_flux, *, jacobian_precision="double", model_out=None):
+            return Emulator.least_squares_terms(self, labels, weights, weighted_flux, model_out=model_out)
+    if how != "compiled":
+        other = object.__new__(OldTerms if how == "old" else BaseTerms)
+        other.__dict__.update(emu.__dict__)
+        emu = other
+    model = TrainedEmulator(emu, small_model.train_labels, small_model.label_names)
+    kept = []
+    real = blm.batched_lm
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        kept.append("model" in out)
+        return out
+    monkeypatch.setattr("slamfw.stats.maxlike.batched_lm", spy)
+    predicted = []
+    real_predict = type(emu).predict
+
+    def counted(self, labels):
+        predicted.append(np.array(labels, float, ndmin=2))
+        return real_predict(self, labels)
+    monkeypatch.setattr(type(emu), "predict", counted)
+    flux, ivar = noisy.flux[:12], noisy.ivar[:12]
+    res = registry.create("inferer", "lm", {"batched": True, "n_starts": 2}).infer(model, flux, ivar)
+    monkeypatch.undo()
+    assert kept and all(k == (how != "old") for k in kept), kept
+    # predict runs at the 12 solutions only without model_out (else for the library alone)
+    at_solutions = sum(a.shape == res.labels.shape and np.array_equal(a, res.labels) for a in predicted)
+    assert np.isfinite(res.labels).all() and at_solutions == (how == "old"), at_solutions
+    w = likelihood_weights(ivar, emu.model_error_)
+    at = emu.predict(res.labels)
+    np.testing.assert_allclose(res.rmse, rmse(flux, w, at), rtol=1e-9)
+    np.testing.assert_allclose(res.chi2, reduced_chi2(flux, w, at, res.labels.shape[1]), rtol=1e-9)

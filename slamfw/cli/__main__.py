@@ -1,6 +1,4 @@
 """``python -m slamfw.cli``: the command line."""
-import sys
+from . import run
 
-from . import main
-
-sys.exit(main())
+run()

@@ -38,12 +38,14 @@ class Emulator(Component):
       cross-validated mean squared and mean difference (predicted - true) of each pixel in
       standardised flux units (eq. 5-6), and ``cv_scheme_`` (e.g. ``"5-fold"``) saying how they
       were measured. Emulators without them are cross-validated by ``slamfw compare`` itself.
-    - ``least_squares_terms(labels, weights, weighted_flux, *, jacobian_precision="double")``: the
-      cost, ``J^T r`` and ``J^T J`` of a weighted least-squares step, which the batched least
-      squares calls; this base class computes them from ``predict_and_jacobian``. With
+    - ``least_squares_terms(labels, weights, weighted_flux, *, jacobian_precision="double",
+      model_out=None)``: the cost, ``J^T r`` and ``J^T J`` of a weighted least-squares step,
+      which the batched least squares calls; this base class computes them from ``predict_and_jacobian``. With
       ``jacobian_precision="single"`` an emulator may compute J (not the cost) in single
       precision, where that is faster (``slam`` does); this base ignores it (plugin API
-      1.5: the batched least squares passes the keyword only to a method that declares it)
+      1.5: the batched least squares passes the keyword only to a method that declares it);
+      ``model_out``, where the method declares it (plugin API 1.8), a (K, P) array it fills
+      with the model flux the terms come from
     - optional: ``on_device(xp)``, an evaluator of flux and jacobian on another array module
       (CuPy: the GPU), for the batched least squares' ``device = "cuda"``
     - optional: ``label_scale_`` (L,), a typical scale of each label (the training set's
@@ -89,7 +91,8 @@ class Emulator(Component):
         return self.predict(labels), self.jacobian(labels)
 
     def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray, *,
-                            jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            jacobian_precision: str = "double", model_out: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The terms of a weighted least-squares step at labels (K, L), physical units: with the
         residuals ``r = weighted_flux - weights * predict(labels)`` (K, P) (``weighted_flux``
         is 0 where ``weights`` is) and their derivatives ``J = dr/dlabels`` (K, P, L), returns
@@ -99,9 +102,15 @@ class Emulator(Component):
         (K, P, L) jacobian (the kernel emulators do), equal to rounding
         (``slamfw.testing.check_emulator`` checks it). ``jacobian_precision``: "double", or
         "single", which allows an emulator to compute J's products in float32 (the cost stays in
-        double); this default computes everything in double either way."""
+        double); this default computes everything in double either way. ``model_out`` (K, P)
+        float64, when given, is filled with the model ``predict(labels)`` the terms were computed
+        from (plugin API 1.8: the batched least squares then keeps each row's model at its
+        solution, instead of evaluating the emulator there again; it passes the keyword only to
+        a method that declares it)."""
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux, jacobian_precision)
         model, jac = self.predict_and_jacobian(theta)
+        if model_out is not None:
+            model_out[...] = model
         r = wf - w * model
         jt = np.multiply(jac.transpose(0, 2, 1), -w[:, None, :])            # (K, L, P)
         return (0.5 * np.einsum("kp,kp->k", r, r), np.matmul(jt, r[:, :, None])[:, :, 0],

@@ -119,20 +119,24 @@ class _Batch:
         self.predict_and_jacobian = evaluate or emulator.predict_and_jacobian
         # on numpy, the emulator's own least-squares terms (no (b, P, L) jacobian for a kernel emulator)
         terms = getattr(emulator, "least_squares_terms", None) if evaluate is None and xp is np else None
-        if terms is not None and jacobian_precision != "double" and _takes_precision(terms):
+        if terms is not None and jacobian_precision != "double" and declares(terms, "jacobian_precision"):
             terms = partial(terms, jacobian_precision=jacobian_precision)
         self.terms = terms
+        #: whether :meth:`evaluate` gives the model it evaluated: with the emulator's own terms,
+        #: where they declare ``model_out`` (plugin API 1.8), or its ``predict_and_jacobian``; not
+        #: through a device's evaluator (the rows' models would be copied back at every step)
+        self.gives_model = evaluate is None and xp is np and (terms is None or declares(terms, "model_out"))
         self.wf = xp.where(weights > 0, weights * xp.where(weights > 0, flux, 0.0), 0.0)
         self.w = weights
         self.pw, self.pm = pw, pm
         self.n_evals = 0
         self.flops = 0.0
 
-    def evaluate(self, rows: np.ndarray, z: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(self, rows: np.ndarray, z: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None,
+                 model_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cost (b,), gradient J^T r (b, L) and J^T J (b, L, L) of ``rows`` at z (b, L); ``known``:
         the emulator's flux (b, P) and jacobian (b, L, P) (pixels last) there, looked up instead
-        of evaluated."""
+        of evaluated; ``model_out`` (b, P), where :attr:`gives_model`: filled with that flux."""
         xp = self.xp
         theta = self.mean + z * self.scale
         if known is None:
@@ -145,7 +149,8 @@ class _Batch:
         jp = pw * self.scale[None, :]                                   # their jacobian is diagonal
         n_lab, n_pix = z.shape[1], self.w.shape[1]
         if self.terms is not None and known is None:
-            cost, grad, jtj = self.terms(theta, self.w[rows], self.wf[rows])   # physical labels: to z
+            more = {} if model_out is None else {"model_out": model_out}
+            cost, grad, jtj = self.terms(theta, self.w[rows], self.wf[rows], **more)   # physical labels: to z
             cost = cost + 0.5 * xp.einsum("bl,bl->b", rp, rp)
             grad = grad * self.scale[None, :] + jp * rp
             jtj = jtj * (self.scale[:, None] * self.scale[None, :])[None]
@@ -155,6 +160,8 @@ class _Batch:
                 jac_t = jac.transpose(0, 2, 1)          # (b, L, P): a view without copying for the kernel emulators
             else:
                 model, jac_t = known
+            if model_out is not None:
+                model_out[...] = model
             w = self.w[rows]
             r = self.wf[rows] - w * model                                   # (b, P)
             # dr/dz as (b, L, P), pixels last
@@ -169,11 +176,11 @@ class _Batch:
         return cost, grad, jtj
 
 
-def _takes_precision(method: Any) -> bool:
-    """Whether an emulator's ``least_squares_terms`` declares ``jacobian_precision`` (plugin API 1.5;
-    one written for an earlier API is called without it, in double)."""
+def declares(method: Any, keyword: str) -> bool:
+    """Whether an emulator's ``least_squares_terms`` declares ``keyword``: ``jacobian_precision``
+    (plugin API 1.5), ``model_out`` (1.8); one written for an earlier API is called without it."""
     try:
-        return "jacobian_precision" in inspect.signature(method).parameters
+        return keyword in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
 
@@ -231,8 +238,10 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
     ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
     rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
-    ``converged`` (R,), ``nfev`` (R,), and the totals ``n_evals`` and ``flops`` (when the emulator
-    reports ``flops_per_evaluation``). ``xp``: the array module to compute with (numpy, or CuPy
+    ``converged`` (R,), ``nfev`` (R,), ``model`` (R, P), the emulator's flux at ``z`` (on numpy
+    without ``evaluate``, unless the emulator's ``least_squares_terms`` cannot give it: plugin
+    API < 1.8), and the totals ``n_evals`` and ``flops`` (when the emulator reports
+    ``flops_per_evaluation``). ``xp``: the array module to compute with (numpy, or CuPy
     with ``evaluate = emulator.on_device(cupy)``); ``evaluate``: labels (b, L) -> flux (b, P)
     and jacobian (b, P, L) on ``xp`` (default: ``emulator.predict_and_jacobian``). ``start_model``:
     the emulator's flux (n, k, P) and jacobian (n, k, L, P) (pixels last) at the starts (the
@@ -251,8 +260,15 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     pad = 1e-6 * span
     z = xp.clip(xp.asarray(starts.reshape(n * k, n_lab)), lo + pad, hi - pad)
     n_rows = n * k
+    n_pix = flux.shape[1]
+    # each row's model at its current point, where the evaluations give it: the model at the
+    # solution then costs no evaluation more
+    model = np.empty((n_rows, n_pix)) if batch.gives_model else None
+
+    def model_rows(b: int) -> np.ndarray | None:
+        return None if model is None else np.empty((b, n_pix))
     if start_model is None:
-        cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z)
+        cost, grad, jtj = batch.evaluate(xp.arange(n_rows), z, model_out=model)
     else:
         cost, grad = xp.empty(n_rows), xp.empty((n_rows, n_lab))
         jtj = xp.empty((n_rows, n_lab, n_lab))
@@ -261,7 +277,11 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         moved = xp.any(z != xp.asarray(starts.reshape(n_rows, n_lab)), axis=1)
         for sel, known in ((xp.flatnonzero(~moved), True), (xp.flatnonzero(moved), False)):
             if sel.size:
-                cost[sel], grad[sel], jtj[sel] = batch.evaluate(sel, z[sel], (flux0[sel], jac0[sel]) if known else None)
+                m_sel = model_rows(sel.size)
+                cost[sel], grad[sel], jtj[sel] = batch.evaluate(sel, z[sel], (flux0[sel], jac0[sel]) if known else None,
+                                                                model_out=m_sel)
+                if model is not None:
+                    model[sel] = m_sel
     nfev = xp.ones(n_rows, xp.int64)
     lam = xp.full(n_rows, LAMBDA_START)
     nu = xp.full(n_rows, 2.0)
@@ -288,7 +308,8 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
             step = xp.stack([xp.linalg.lstsq(a[i] + damp[i], -g[i], rcond=None)[0] for i in range(act.size)])
         trial = xp.clip(z[act] + step, lo[act] + pad[act], hi[act] - pad[act])
         step = trial - z[act]
-        c_new, g_new, a_new = batch.evaluate(act, trial)
+        m_new = model_rows(act.size)
+        c_new, g_new, a_new = batch.evaluate(act, trial, model_out=m_new)
         nfev[act] += 1
         # the reductions both models predict for this step; the step came from the one in ``a``
         gain_gn, gain_sec = _predicted(g, step, a_gn), _predicted(g, step, a_gn + sec[act])
@@ -309,6 +330,8 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         if oi.size:
             sec[acc] = _sr1(sec[acc], s_ok, g_ok - g[oi] - xp.einsum("blm,bm->bl", a_ok, s_ok), xp)
         z[acc], cost[acc], grad[acc], jtj[acc] = trial[oi], c_new[oi], g_ok, a_ok
+        if model is not None:
+            model[acc] = m_new[oi]
         lam_act, nu_act = lam[act], nu[act]
         lam_act = xp.where(ok, lam_act * xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), lam_act * nu_act)
         nu_act = xp.where(ok, 2.0, nu_act * 2.0)
@@ -325,5 +348,8 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
         done[act] |= stop_ok | give_up
     converged &= xp.all(xp.isfinite(z), axis=1) & xp.isfinite(cost)
-    return {"z": to_numpy(z), "cost": to_numpy(cost), "jtj": to_numpy(jtj), "converged": to_numpy(converged),
-            "nfev": to_numpy(nfev), "n_evals": batch.n_evals, "flops": batch.flops}
+    out = {"z": to_numpy(z), "cost": to_numpy(cost), "jtj": to_numpy(jtj), "converged": to_numpy(converged),
+           "nfev": to_numpy(nfev), "n_evals": batch.n_evals, "flops": batch.flops}
+    if model is not None:
+        out["model"] = model
+    return out

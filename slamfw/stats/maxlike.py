@@ -273,7 +273,7 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
     out = _unfitted(n, n_lab)
     fit = (weights > 0).sum(axis=1) >= n_lab
     if not fit.any():
-        return out
+        return _with_fit_quality(out, flux, weights, emulator)
     idx = np.flatnonzero(fit)
     xp = array_module(solver.device)
     evaluate = None if xp is np else device_evaluator(emulator, xp, solver.device)
@@ -296,6 +296,15 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
         res = (batched_lm(*args, **kwargs, start_model=start_model, jacobian_precision=solver.jacobian_precision)
                if xp is np
                else _device_lm(solver.device, *args, **kwargs))
+        return _fitted_block(out, res, flux, weights, forms, idx, k, mean, scale, emulator)
+
+
+def _fitted_block(out: dict[str, np.ndarray], res: dict[str, Any], flux: np.ndarray, weights: np.ndarray,
+                  forms: list, idx: np.ndarray, k: int, mean: np.ndarray, scale: np.ndarray,
+                  emulator: Any) -> dict[str, np.ndarray]:
+    """``out``, the per-star arrays of a block of n stars (flux, weights (n, P)), with the fits of
+    its stars ``idx`` (``batched_lm``'s result ``res``, ``k`` starts each) filled in: each star's best
+    start, its labels (n, L), covariance (n, L, L), convergence, and its fit's rmse and chi2 (n,)."""
     cost = np.where(np.isfinite(res["cost"]) & np.all(np.isfinite(res["z"]), axis=1), res["cost"], np.inf)
     cost = cost.reshape(idx.size, k)
     best = np.argmin(cost, axis=1)
@@ -315,6 +324,28 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
     out["start"][idx] = np.argmax(agree, axis=1)
     out["n_starts_agree"][idx] = agree.sum(axis=1)
     out["at_bound"][idx] = [_at_bound(theta[j], forms[i]) for j, i in enumerate(idx)]
+    kept_model = None
+    if "model" in res:
+        kept_model = np.full(flux.shape, np.nan)
+        kept_model[idx] = res["model"][rows]
+    return _with_fit_quality(out, flux, weights, emulator, kept_model)
+
+
+def _with_fit_quality(out: dict[str, np.ndarray], flux: np.ndarray, weights: np.ndarray, emulator: Any,
+                      model: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``out`` (a block's per-star arrays) with ``rmse`` and ``chi2`` (reduced) of its n stars
+    (flux, weights (n, P)) at their labels: from ``model`` (n, P), the emulator's flux that the
+    least squares kept at each solution, where it has it, else evaluated there; NaN model (so
+    NaN, or 0 without good pixels, as before) for a star without finite labels."""
+    fitted = np.isfinite(out["labels"]).all(axis=1)
+    if model is None:
+        model = np.full(flux.shape, np.nan)
+        if fitted.any():
+            model[fitted] = emulator.predict(out["labels"][fitted])
+    else:
+        model[~fitted] = np.nan
+    out["rmse"] = rmse(flux, weights, model)
+    out["chi2"] = reduced_chi2(flux, weights, model, out["labels"].shape[1])
     return out
 
 
@@ -356,12 +387,10 @@ def maximum_likelihood(model: InferenceModel, flux: np.ndarray, ivar: np.ndarray
     executor = current_executor() if solver.device == "cpu" or not batched else SerialExecutor()
     parts = executor.map(func, tasks, desc=f"{name}: fitting spectra", progress=False, shared=shared)
     cat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key not in ("evals", "flops")}
-    fitted = np.isfinite(cat["labels"]).all(1)
-    model_flux = np.full(flux.shape, np.nan)
-    if fitted.any():
-        model_flux[fitted] = emu.predict(cat["labels"][fitted])
-    return LabelResult(labels=cat["labels"], cov=cat["cov"], converged=cat["converged"], rmse=rmse(flux, w, model_flux),
-                       chi2=reduced_chi2(flux, w, model_flux, train.shape[1]), init=train[idx[:, 0]],
+    if "rmse" not in cat:     # the one-by-one solver: the model at the solutions
+        cat = _with_fit_quality(cat, flux, w, emu)
+    return LabelResult(labels=cat["labels"], cov=cat["cov"], converged=cat["converged"], rmse=cat["rmse"],
+                       chi2=cat["chi2"], init=train[idx[:, 0]],
                        nfev=cat["nfev"], label_names=list(model.label_names),
                        extra={"start": cat["start"], "n_starts_agree": cat["n_starts_agree"],
                               "at_bound": cat["at_bound"]})

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..components.emulator import Emulator
 from ..errors import NotFittedError
+from ..stats.batched_lm import declares
 from ._common import (
     Case, CheckResult, ComponentCheckError, EmulatorCheckError, NotRun, checker, params_check, raises, resolve,
     run_checks,
@@ -166,7 +167,9 @@ def check_jacobian(case: EmulatorCase) -> str:
 def check_least_squares_terms(case: EmulatorCase) -> str:
     """``least_squares_terms(theta, w, w * f)`` gives the cost (K,), ``J^T r`` (K, L) and ``J^T J``
     (K, L, L) of ``r = w f - w predict(theta)``, ``J = dr/dtheta``, as computed here from
-    ``predict_and_jacobian``, to 1e-9 relative (weights with zeros, the flux of a training star)."""
+    ``predict_and_jacobian``, to 1e-9 relative (weights with zeros, the flux of a training star);
+    where it declares ``model_out`` (plugin API 1.8), the (K, P) array it fills is ``predict(theta)``
+    to 1e-9 relative at every pixel (weight 0 or not), and the terms are the same."""
     emu, theta = case.fitted(), case.theta
     k, p = theta.shape[0], case.flux.shape[1]
     w = np.sqrt(case.ivar[:k]) * (np.arange(p) % 5 != 0)              # every 5th pixel weight 0
@@ -186,6 +189,22 @@ def check_least_squares_terms(case: EmulatorCase) -> str:
         if not np.allclose(a, b, rtol=1e-9, atol=1e-9 * max(np.abs(b).max(), 1e-300)):
             return (f"least_squares_terms: {name} differs from predict_and_jacobian's by "
                     f"{np.abs(a - b).max() / max(np.abs(b).max(), 1e-300):.3g} (relative to its largest)")
+    if declares(emu.least_squares_terms, "model_out"):     # plugin API 1.8
+        out = np.full((k, p), np.nan)
+        try:
+            again = emu.least_squares_terms(theta, w, wf, model_out=out)
+        except Exception as err:  # noqa: BLE001 - reported as the check's failure
+            return f"least_squares_terms(..., model_out=...) raised {type(err).__name__}: {err}"
+        if np.isnan(out).any():
+            return "least_squares_terms(..., model_out=...) left model_out unfilled (NaN) at some pixels"
+        want_model = np.asarray(emu.predict(theta), float)
+        if not np.allclose(out, want_model, rtol=1e-9, atol=1e-9 * max(np.abs(want_model).max(), 1e-300)):
+            return (f"least_squares_terms: the model_out it fills differs from predict's by "
+                    f"{np.abs(out - want_model).max() / max(np.abs(want_model).max(), 1e-300):.3g} (relative to its "
+                    f"largest)")
+        for name, a, b in zip(("cost", "J^T r", "J^T J"), again, got):
+            if not np.array_equal(np.asarray(a, float), np.asarray(b, float)):
+                return f"least_squares_terms: {name} differs with model_out given"
     return ""
 
 

@@ -65,7 +65,8 @@ class _Group:
         return self.single
 
 
-def _least_squares_terms_py(kd_all, kx_all, pixels, gamma, z, intercept, fs, fm, inv_ls, w, wf, cost, grad, jtj):
+def _least_squares_terms_py(kd_all, kx_all, pixels, gamma, z, intercept, fs, fm, inv_ls, w, wf, cost, grad, jtj,
+                            model):
     """Add one gamma group's pixels to the least-squares terms of K rows (compiled by numba;
     the caller checks the shapes: numba does not check bounds).
 
@@ -76,19 +77,24 @@ def _least_squares_terms_py(kd_all, kx_all, pixels, gamma, z, intercept, fs, fm,
     scale; w, wf (K, P) weights and weighted flux. Per row b and pixel q, with the model
     ``m = (kd + intercept) fs + fm``, the residual ``r = wf - w m`` and its derivative by the
     physical label l, ``J_l = 2 gamma w fs (z_l kd - kx_l) / ls_l``, it adds ``r^2 / 2`` to
-    cost (K,), ``J_l r`` to grad (K, L) and ``J_l J_m`` to jtj (K, L, L), upper triangle only."""
+    cost (K,), ``J_l r`` to grad (K, L) and ``J_l J_m`` to jtj (K, L, L), upper triangle only;
+    ``model`` (K, P), unless it has no rows: m is written there."""
     n_rows, n_lab = z.shape
     p = pixels.size
+    keep = model.shape[0] > 0
     jl = np.empty(n_lab)
     for b in range(n_rows):
         c = 0.0
         for j in range(p):
             q = pixels[j]
+            kd = kd_all[b, j]
+            m = (kd + intercept[q]) * fs[q] + fm[q]
+            if keep:
+                model[b, q] = m
             wq = w[b, q]
             if wq == 0.0:              # then wf is 0 too: no residual, no derivative
                 continue
-            kd = kd_all[b, j]
-            r = wf[b, q] - wq * ((kd + intercept[q]) * fs[q] + fm[q])
+            r = wf[b, q] - wq * m
             c += r * r
             f = 2.0 * gamma * wq * fs[q]
             for l_ in range(n_lab):
@@ -213,8 +219,8 @@ class RBFExpansion:
         return val, jac.transpose(0, 2, 1)
 
     def least_squares_terms(self, z: np.ndarray, w: np.ndarray, wf: np.ndarray, flux_scale: np.ndarray,
-                            flux_mean: np.ndarray, inv_label_scale: np.ndarray, single: bool = False
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+                            flux_mean: np.ndarray, inv_label_scale: np.ndarray, single: bool = False,
+                            model: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The weighted least-squares terms at standardised labels z (K, L), in one pass over
         each gamma group's matrix product, without the (K, P, L) jacobian: with the physical model
         ``m = value(z) * flux_scale + flux_mean`` (P,) each, the residuals ``r = wf - w m`` (w, wf
@@ -222,7 +228,8 @@ class RBFExpansion:
         (``inv_label_scale`` (L,): dz/dlabel), returns the cost ``sum_p r^2 / 2`` (K,), ``J^T r``
         (K, L) and ``J^T J`` (K, L, L). ``single``: the products that give the derivatives,
         ``(K * x_l) @ dual``, in single precision (float32 kernel matrix and coefficients: about
-        twice the rate of double's), the model and the cost still in double (``K @ dual``). None
+        twice the rate of double's), the model and the cost still in double (``K @ dual``).
+        ``model`` (K, P) float64 C-contiguous, when given: filled with the physical model m. None
         where it cannot (numba missing or unusable, another array module, a group too big to
         stack): the caller then uses the jacobian."""
         kernel = LSQ_KERNEL.get() if self.xp is np else None
@@ -239,6 +246,12 @@ class RBFExpansion:
                              f"({self.n_labels},), flux_scale {flux_scale.shape} and flux_mean {flux_mean.shape} "
                              f"({self.n_pixels},)")
         z, w, wf = (np.ascontiguousarray(a, dtype=float) for a in (z, w, wf))
+        if model is None:
+            model = np.empty((0, self.n_pixels))
+        elif (model.shape != w.shape or model.dtype != np.float64 or not model.flags.c_contiguous
+              or not model.flags.writeable):
+            raise ValueError(f"least_squares_terms: model must be a writeable C-contiguous float64 array of shape "
+                             f"{w.shape}; got {model.dtype} {model.shape}")
         cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
         for grp, kz in self._kernels(z):
             p = grp.pixels.size
@@ -249,7 +262,7 @@ class RBFExpansion:
                 kd, kx = out[:, :p], out[:, p:]
             try:
                 kernel(kd, kx, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
-                       w, wf, cost, grad, jtj)
+                       w, wf, cost, grad, jtj, model)
             except Exception as exc:   # numba that imports but cannot compile here
                 LSQ_KERNEL.failed(exc)
                 return None
@@ -299,23 +312,33 @@ class RBFPrediction:
                 jac * self.flux_scaler_.scale_[None, :, None] / self.label_scaler_.scale_[None, None, :])
 
     def least_squares_terms(self, labels: np.ndarray, weights: np.ndarray, weighted_flux: np.ndarray, *,
-                            jacobian_precision: str = "double") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            jacobian_precision: str = "double", model_out: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`slamfw.Emulator.least_squares_terms`, in one compiled pass over each gamma
         group's matrix product (:meth:`RBFExpansion.least_squares_terms`) where numba is
         installed, else (or for a subclass that overrides :meth:`predict` or
         :meth:`predict_and_jacobian`) from :meth:`predict_and_jacobian`, in double.
         ``jacobian_precision`` "single": the derivatives' products in float32, where the class's
-        :attr:`single_precision_jacobian` allows it (``slam``), else in double."""
+        :attr:`single_precision_jacobian` allows it (``slam``), else in double. ``model_out``
+        (K, P): filled with the model, as :meth:`slamfw.Emulator.least_squares_terms` says."""
         theta, w, wf = self._check_least_squares(labels, weights, weighted_flux, jacobian_precision)
         single = jacobian_precision == "single" and self.single_precision_jacobian
         if (type(self).predict is not RBFPrediction.predict
                 or type(self).predict_and_jacobian is not RBFPrediction.predict_and_jacobian):
-            return super().least_squares_terms(theta, w, wf)     # a subclass's own model: through it
+            # a subclass's own model: through it
+            return super().least_squares_terms(theta, w, wf, model_out=model_out)
+        model = None
+        if model_out is not None:
+            model = model_out if model_out.flags.c_contiguous and model_out.dtype == np.float64 else np.empty(w.shape)
         terms = self._rbf.least_squares_terms(
             self.label_scaler_.transform(theta), w, wf,
             np.asarray(self.flux_scaler_.scale_, float), np.asarray(self.flux_scaler_.mean_, float),
-            1.0 / np.asarray(self.label_scaler_.scale_, float), single=single)
-        return terms if terms is not None else super().least_squares_terms(theta, w, wf)
+            1.0 / np.asarray(self.label_scaler_.scale_, float), single=single, model=model)
+        if terms is None:
+            return super().least_squares_terms(theta, w, wf, model_out=model_out)
+        if model is not None and model is not model_out:
+            model_out[...] = model
+        return terms
 
     def on_device(self, xp: Any):
         """:meth:`predict_and_jacobian` on the array module ``xp`` (CuPy: the GPU): labels (K, L)

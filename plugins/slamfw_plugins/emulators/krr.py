@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.linalg
 from pydantic import Field, PositiveFloat
 
 from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
 
-SLAMFW_PLUGIN_API = (1, 5)
+SLAMFW_PLUGIN_API = (1, 8)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,7 @@ def loo_search(d2: np.ndarray, gammas: list[float], Y: np.ndarray, alphas: list[
     indices, LOO MSE and MD (predicted - true), the training MSE and MD, and the dual
     coefficients (p, m).
     """
+    import scipy.linalg                     # fitting only: the start-up of predict and its workers skips it
     m, p = Y.shape
     out = {"cv_mse": np.full(p, np.inf), "cv_md": np.zeros(p), "mse": np.zeros(p), "md": np.zeros(p),
            "gamma_index": np.zeros(p, np.int64), "alpha": np.zeros(p), "dual": np.zeros((p, m))}

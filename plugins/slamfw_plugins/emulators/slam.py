@@ -48,7 +48,7 @@ from ._rbf import RBFExpansion, RBFPrediction, sq_dist
 if TYPE_CHECKING:                                  # scikit-learn is imported for training only
     from sklearn.svm import SVR
 
-SLAMFW_PLUGIN_API = (1, 5)
+SLAMFW_PLUGIN_API = (1, 8)
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 from typing import NoReturn
 
 import numpy as np
-from scipy.linalg import cho_solve_banded, cholesky_banded
 
 from .._jit import Kernel
 
@@ -248,6 +247,7 @@ class SmoothingSplines:
                 if bad >= 0:
                     self._too_stiff(bad, lam[bad])
                 return out
+        from scipy.linalg import cho_solve_banded, cholesky_banded   # here: numba's kernel needs no scipy
         rows = slice(None) if rows is None else index
         v = self.basis[:, rows]                       # (4, M, n)
         wy = np.where(w > 0, w * np.where(w > 0, y, 0.0), 0.0)

@@ -20,7 +20,6 @@ normalisation has work to do, and photon-like noise at a given S/N.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 BALMER = [3889.05, 3970.07, 4101.74, 4340.47, 4861.33, 6562.80]
 CA_HK = [3933.66, 3968.47]
@@ -61,6 +60,7 @@ def _cog(eta: np.ndarray, dmax: float) -> np.ndarray:
 def normalized_flux(wave: np.ndarray, teff: np.ndarray, logg: np.ndarray, feh: np.ndarray,
                     fwhm: float = 2.5) -> np.ndarray:
     """Continuum-normalised flux (N, P) for N stars on ``wave`` (P,)."""
+    from scipy.special import expit       # here: loading the plugins (every command's start-up) skips scipy
     t = np.asarray(teff, float)[:, None]
     g = np.asarray(logg, float)[:, None]
     z = np.asarray(feh, float)[:, None]
