@@ -115,6 +115,24 @@ def test_streamed_catalogue_of_unlike_parts_is_the_parts_tables_stacked(tmp_path
         assert (tmp_path / f"parts.{suffix}").read_bytes() == (tmp_path / f"whole.{suffix}").read_bytes(), suffix
 
 
+def test_parts_of_other_columns_make_no_catalogue(tmp_path):
+    """Parts whose columns differ (an inferer's extra in some only) are refused with an error
+    naming the column, not written under the first part's header."""
+    from slamfw import DataError
+    from slamfw.data.catalog import write_catalog_parts
+    parts = []
+    for k in range(2):
+        res = result(3)
+        if k:
+            res.extra["acceptance"] = np.full(3, 0.4)
+        part = dict(res.to_arrays(), ids=np.array([f"q{k}-{i}" for i in range(3)]), snr=np.full(3, 50.0))
+        parts.append(part)
+    for suffix in ("fits", "ecsv"):
+        with pytest.raises(DataError, match="acceptance"):
+            write_catalog_parts(lambda: iter(parts), ["K", "dex"], tmp_path / f"c.{suffix}")
+        assert not (tmp_path / f"c.{suffix}").exists()
+
+
 def test_cv_scatter_without_truth():
     res = result()
     test = SpectralSet(wave=np.arange(3.0), flux=np.ones((6, 3)), ivar=np.ones((6, 3)), ids=range(6))

@@ -475,6 +475,7 @@ def test_the_command_line_stops_the_idle_workers_it_started():
     next(stream)                                      # a run in progress: its workers stay
     local.stop_idle_workers()
     assert len(workers()) == 2 and len(set(stream)) >= 1
+    procs = workers()
     local.stop_idle_workers()
-    gone, alive = psutil.wait_procs(workers(), timeout=30)
-    assert gone and not alive, alive
+    gone, alive = psutil.wait_procs(procs, timeout=30)
+    assert len(procs) == 2 and not alive, alive

@@ -684,17 +684,25 @@ def test_the_fit_quality_comes_from_the_model_kept_at_each_solution(small_model,
         kept.append("model" in out)
         return out
     monkeypatch.setattr("slamfw.stats.maxlike.batched_lm", spy)
-    predicted = []
-    real_predict = type(emu).predict
+    predicted, compiled = [], []
+    real_predict = emu.predict                   # on the instance: the class's own predict stays (the
+    real_pass = emu._rbf.least_squares_terms     # compiled pass serves only RBFPrediction's)
 
-    def counted(self, labels):
+    def counted(labels):
         predicted.append(np.array(labels, float, ndmin=2))
-        return real_predict(self, labels)
-    monkeypatch.setattr(type(emu), "predict", counted)
+        return real_predict(labels)
+
+    def compiled_pass(*args, **kwargs):
+        out = real_pass(*args, **kwargs)
+        compiled.append(out is not None and kwargs.get("model") is not None)
+        return out
+    monkeypatch.setattr(emu, "predict", counted)
+    monkeypatch.setattr(emu._rbf, "least_squares_terms", compiled_pass)
     flux, ivar = noisy.flux[:12], noisy.ivar[:12]
     res = registry.create("inferer", "lm", {"batched": True, "n_starts": 2}).infer(model, flux, ivar)
     monkeypatch.undo()
     assert kept and all(k == (how != "old") for k in kept), kept
+    assert (bool(compiled) and all(compiled)) == (how == "compiled"), compiled
     # predict runs at the 12 solutions only without model_out (else for the library alone)
     at_solutions = sum(a.shape == res.labels.shape and np.array_equal(a, res.labels) for a in predicted)
     assert np.isfinite(res.labels).all() and at_solutions == (how == "old"), at_solutions
@@ -702,3 +710,18 @@ def test_the_fit_quality_comes_from_the_model_kept_at_each_solution(small_model,
     at = emu.predict(res.labels)
     np.testing.assert_allclose(res.rmse, rmse(flux, w, at), rtol=1e-9)
     np.testing.assert_allclose(res.chi2, reduced_chi2(flux, w, at, res.labels.shape[1]), rtol=1e-9)
+
+
+def test_the_model_is_not_kept_through_a_device_evaluator(small_model, noisy):
+    """Through an evaluator (``on_device``: a GPU's path, here on numpy) the rows' models are not
+    kept (they would come back from the device at every step): ``batched_lm`` gives no ``model``,
+    and the fit's rmse is then evaluated at the solutions, as without ``model_out``."""
+    from slamfw.stats.batched_lm import batched_lm
+    emu = small_model.emulator
+    train = np.asarray(small_model.train_labels, float)
+    mean, scale = train.mean(0), train.std(0, ddof=1)
+    flux, w = noisy.flux[:4], np.sqrt(noisy.ivar[:4])
+    starts = ((train[[0, 5]] - mean) / scale)[None].repeat(4, axis=0)
+    on_numpy = batched_lm(emu, flux, w, starts, [None] * 4, mean, scale)
+    through = batched_lm(emu, flux, w, starts, [None] * 4, mean, scale, evaluate=emu.on_device(np))
+    assert "model" in on_numpy and "model" not in through

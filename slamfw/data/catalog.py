@@ -251,13 +251,24 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
                 converged[0] += int(np.sum(part["converged"]))
                 yield part
 
-    tables = (_parts_table(group, label_units, width, common) for group in _joined(filled(), ROWS_PER_WRITE))
+    def tables() -> Iterator[Table]:
+        first = None
+        for group in _joined(filled(), ROWS_PER_WRITE):
+            table = _parts_table(group, label_units, width, common)
+            layout = [(name, table[name].dtype) for name in table.colnames]
+            if first is None:
+                first = layout
+            elif layout != first:
+                odd = sorted(str(name) for name, _ in set(first) ^ set(layout))
+                raise DataError(f"catalogue {path}: its parts do not have the same columns (they differ in "
+                                f"{', '.join(odd[:4])}): parts of runs with other settings cannot make one catalogue")
+            yield table
     with warnings.catch_warnings(), atomic_path(path) as tmp, open(tmp, "wb") as fh:
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
         if FORMATS[path.suffix.lower()] == "fits":
-            _write_fits_rows(fh, tables, n)
+            _write_fits_rows(fh, tables(), n)
         else:
-            _write_ecsv_rows(fh, tables)
+            _write_ecsv_rows(fh, tables())
     log.info("catalogue written: %s (%d stars)", path, n)
     return path, n, converged[0]
 
