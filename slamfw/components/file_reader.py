@@ -62,9 +62,8 @@ def _read_files(paths: list[str], reader: "FileReader") -> list[tuple[str, Spect
 
 def _groups(files: list, chunk_size: int) -> Iterator[list[str]]:
     """The files read together: ``chunk_size`` at a time (one star per file fills a chunk)."""
-    step = max(1, min(chunk_size, len(files)))
-    for s in range(0, len(files), step):
-        yield [str(f) for f in files[s:s + step]]
+    for s, e in chunks(len(files), chunk_size):
+        yield [str(f) for f in files[s:e]]
 
 
 def _first_reads(results: Iterable[tuple[str, SpectralSet | None, str]], seen: dict[str, str]

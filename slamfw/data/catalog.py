@@ -263,6 +263,7 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
                 raise DataError(f"catalogue {path}: its parts do not have the same columns (they differ in "
                                 f"{', '.join(odd[:4])}): parts of runs with other settings cannot make one catalogue")
             yield table
+
     with warnings.catch_warnings(), atomic_path(path) as tmp, open(tmp, "wb") as fh:
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
         if FORMATS[path.suffix.lower()] == "fits":
