@@ -401,7 +401,7 @@ def test_batched_stops_where_the_gauss_newton_step_would_gain_less_than_ftol(sma
     from slamfw.stats import batched_lm as blm
     assert blm._decrement(np.eye(2)[None] * 2.0, np.array([[2.0, 4.0]]))[0] == pytest.approx(5.0)
     assert blm._decrement(np.zeros((2, 2, 2)), np.ones((2, 2)))[0] == np.inf        # singular: never stops
-    inferer = registry.create("inferer", "lm", {"batched": True})
+    inferer = registry.create("inferer", "lm", {"batched": True, "steps": "secant"})
     calls = []
     real = blm.batched_lm
 
@@ -434,7 +434,7 @@ def test_batched_lm_on_a_linear_model_takes_gauss_newton_steps():
     w = np.full((2, 60), 30.0)                                   # diag(J^T J) ~ 5e4
     flux = truth @ a.T + rng.normal(size=(2, 60)) / 30.0
     starts = np.array([[[10.0, 10.0, 10.0]], [[-5.0, 3.0, 8.0]]])
-    res = batched_lm(Linear(), flux, w, starts, [None, None], np.zeros(3), np.ones(3))
+    res = batched_lm(Linear(), flux, w, starts, [None, None], np.zeros(3), np.ones(3), steps="secant")
     exact = np.array([np.linalg.lstsq(a, f, rcond=None)[0] for f in flux])
     assert res["converged"].all() and np.all(res["nfev"] <= 4), res["nfev"]
     np.testing.assert_allclose(res["z"], exact, atol=1e-6)
@@ -472,9 +472,11 @@ def test_batched_lm_secant_term_converges_where_gauss_newton_creeps(monkeypatch)
     import slamfw.stats.batched_lm as blm
     flux, w, starts = _line_problem()
     emu = _LineModel()
-    with_s = blm.batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500)
+    with_s = blm.batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500,
+                            steps="secant")
     monkeypatch.setattr(blm, "_sr1", lambda sec, s, y, xp=np: sec)      # S stays 0: Gauss-Newton's model
-    gn = blm.batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500)
+    gn = blm.batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500,
+                        steps="secant")
     assert with_s["converged"].all() and gn["converged"].all()
     assert with_s["nfev"].sum() < 0.85 * gn["nfev"].sum(), (with_s["nfev"].sum(), gn["nfev"].sum())   # 404 vs 573
     _at_scipys_minimum(emu, flux, w, starts, with_s)
@@ -507,7 +509,8 @@ def test_rows_that_the_secant_steps_left_short_go_on_to_the_minimum(monkeypatch)
     monkeypatch.setattr(blm, "_stops", spy)
     for seed in (10, 11):
         flux, w, starts = _line_problem(seed=seed)
-        res = blm.batched_lm(_LineModel(), flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500)
+        res = blm.batched_lm(_LineModel(), flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500,
+                             steps="secant")
         assert res["converged"].all()
         _at_scipys_minimum(_LineModel(), flux, w, starts, res)
     assert sum(restarts) >= 2, restarts

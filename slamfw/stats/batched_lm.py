@@ -9,14 +9,20 @@ all their starts) that are still iterating are stacked, so that each step is one
 gamma group, then one compiled pass over it), then B small L x L damped normal equations solved
 together by ``numpy.linalg.solve``. A row leaves the batch when it converges; the others go on.
 
+Each row steps by one of two rules (``steps``): by default MINPACK ``lmder``'s trust region,
+the per-star solver's (:mod:`.minpack_steps`: the same path, and so the same labels, star by
+star), or this module's own secant rule (``steps = "secant"``, described below), which takes
+fewer evaluations but another path. Both share the batch's evaluations, the starts and what is
+returned.
+
 The problem of each row is the same weighted least squares as the per-star solver's, in
 standardised labels ``z = (theta - mean) / scale``::
 
     r(z) = w * (f - emulator(mean + z * scale))      (P,), plus the prior's Gaussian residuals
     J(z) = dr/dz                                     (P, L)
 
-Each step solves ``(H + lambda D) dz = -J^T r`` with ``D`` the diagonal of ``J^T J``
-(Marquardt's scaling; floored so that a label the data do not constrain still moves), and
+With the secant rule each step solves ``(H + lambda D) dz = -J^T r`` with ``D`` the diagonal of
+``J^T J`` (Marquardt's scaling; floored so that a label the data do not constrain still moves), and
 adapts the damping ``lambda`` per row by the ratio of actual to predicted reduction (Nielsen's
 rule). ``H`` is Gauss-Newton's ``J^T J``, or ``J^T J + S``, where S estimates the part of the
 Hessian that Gauss-Newton leaves out (``sum_p r_p d2r_p/dz2``) from the steps taken: after each
@@ -81,6 +87,7 @@ import numpy as np
 from ..components.emulator import check_jacobian_precision
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
+from .minpack_steps import minpack_steps
 
 #: Damping: starting value and the bound beyond which a row gives up. lambda multiplies D, the
 #: diagonal of J^T J, so both have no units: 1e-3 starts close to a Gauss-Newton step. (Until
@@ -89,6 +96,8 @@ from .device import to_numpy
 #: and rows took 9.0 evaluations on average instead of 6.4.)
 LAMBDA_START = 1e-3
 LAMBDA_MAX = 1e16
+#: The step rules of :func:`batched_lm`: this module's, and MINPACK ``lmder``'s (:mod:`.minpack_steps`).
+STEPS = ("minpack", "secant")
 
 
 def _prior_terms(forms: list[LeastSquaresForm | None], n_lab: int, mean: np.ndarray, scale: np.ndarray
@@ -234,7 +243,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
                forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
                xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8, xp: Any = np,
                evaluate: Any = None, start_model: tuple[np.ndarray, np.ndarray] | None = None,
-               jacobian_precision: str = "double") -> dict[str, np.ndarray]:
+               jacobian_precision: str = "double", steps: str = "minpack") -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
     ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
     rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
@@ -248,8 +257,11 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     emulated library's, :mod:`slamfw.stats.library`), used instead of evaluating it there (a
     start that the prior's box moves is evaluated). ``jacobian_precision``: "single" lets the
     emulator's ``least_squares_terms`` compute the jacobian's products in single precision (on
-    numpy; the cost, which accepts or rejects each step, stays in double)."""
+    numpy; the cost, which accepts or rejects each step, stays in double). ``steps``: "minpack"
+    (``lmder``'s, the per-star solver's: :mod:`.minpack_steps`) or "secant" (this module's)."""
     check_jacobian_precision(jacobian_precision, "batched_lm")
+    if steps not in STEPS:
+        raise ValueError(f"batched_lm: steps must be one of {STEPS}, not {steps!r}")
     n, k, n_lab = starts.shape
     rows_star = np.repeat(np.arange(n), k)
     pw, pm, lo, hi = (xp.asarray(a[rows_star]) for a in _prior_terms(forms, n_lab, mean, scale))
@@ -283,6 +295,10 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
                 if model is not None:
                     model[sel] = m_sel
     nfev = xp.ones(n_rows, xp.int64)
+    if steps == "minpack":
+        converged = minpack_steps(lambda rows, zr, mo: batch.evaluate(rows, zr, model_out=mo), z, cost, grad, jtj,
+                                  model, nfev, lo, hi, pad, max_nfev, xtol, ftol, gtol, xp)
+        return _result(z, cost, jtj, converged, nfev, model, batch, xp)
     lam = xp.full(n_rows, LAMBDA_START)
     nu = xp.full(n_rows, 2.0)
     done = xp.zeros(n_rows, bool)
@@ -347,7 +363,14 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         converged[act] |= stop_ok
         give_up = (nfev[act] >= max_nfev) | (lam[act] > LAMBDA_MAX)
         done[act] |= stop_ok | give_up
-    converged &= xp.all(xp.isfinite(z), axis=1) & xp.isfinite(cost)
+    return _result(z, cost, jtj, converged, nfev, model, batch, xp)
+
+
+def _result(z: Any, cost: Any, jtj: Any, converged: Any, nfev: Any, model: np.ndarray | None, batch: _Batch,
+            xp: Any) -> dict[str, Any]:
+    """:func:`batched_lm`'s dict of per-row numpy arrays and totals (a row with a point or cost
+    not finite is not converged)."""
+    converged = converged & xp.all(xp.isfinite(z), axis=1) & xp.isfinite(cost)
     out = {"z": to_numpy(z), "cost": to_numpy(cost), "jtj": to_numpy(jtj), "converged": to_numpy(converged),
            "nfev": to_numpy(nfev), "n_evals": batch.n_evals, "flops": batch.flops}
     if model is not None:

@@ -76,6 +76,10 @@ class Solver:
     #: the batched solver's jacobian on the CPU: "double", or "single" (its products in float32;
     #: see slamfw.stats.batched_lm)
     jacobian_precision: str = "double"
+    #: the batched solver's step rule: "minpack" (lmder's, the per-star solver's path with
+    #: method "lm"; see slamfw.stats.minpack_steps) or "secant" (fewer evaluations; see
+    #: slamfw.stats.batched_lm)
+    steps: str = "minpack"
 
     def batch_stars(self, n_starts: int, n_pixels: int, n_labels: int, n_train: int) -> int:
         """Stars per batch of the batched solver on this device, for ``n_starts`` starts, ``n_pixels``
@@ -164,8 +168,10 @@ def _fit_star(f: np.ndarray, w: np.ndarray, starts: np.ndarray, emulator: Any, m
             z0 = np.clip(z0, bounds[0] + pad, bounds[1] - pad)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            # lm: the scaling by J's columns pinned (scipy's default for "lm" since 1.16; 1 before),
+            # which the batched solver's "minpack" steps follow
             res = least_squares(resid, z0, jac=jac, method=method, max_nfev=solver.max_nfev, xtol=solver.xtol,
-                                ftol=solver.ftol, gtol=solver.gtol,
+                                ftol=solver.ftol, gtol=solver.gtol, x_scale="jac" if method == "lm" else 1.0,
                                 bounds=bounds if bounds is not None else (-np.inf, np.inf))
         cost = res.cost if np.all(np.isfinite(res.x)) else np.inf
         costs.append(cost)
@@ -292,7 +298,7 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
                 start_model = (library_flux(emulator, train)[at], lib_jac[at])
         args = (emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale)
         kwargs = dict(max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol, xp=xp,
-                      evaluate=evaluate)
+                      evaluate=evaluate, steps=solver.steps)
         res = (batched_lm(*args, **kwargs, start_model=start_model, jacobian_precision=solver.jacobian_precision)
                if xp is np
                else _device_lm(solver.device, *args, **kwargs))

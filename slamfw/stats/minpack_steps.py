@@ -1,0 +1,246 @@
+"""MINPACK's Levenberg-Marquardt steps for many rows at once (``lm.steps = "minpack"``).
+
+The per-star solver (``batched = false``) is ``scipy.optimize.least_squares(method="lm")``:
+MINPACK's ``lmder`` (Moré 1978), a trust region in labels scaled by the columns of J
+(``x_scale = "jac"``). On spectra with several minima the batched solver's default steps
+(:mod:`slamfw.stats.batched_lm`: Gauss-Newton's model with a secant term, Nielsen's damping)
+take another path than ``lmder``'s and can end in another minimum. These steps are ``lmder``'s,
+so that both solvers take the same path to within rounding:
+
+- the scaling D: the norms of J's columns at the start, then at each accepted point the larger
+  of them and the last D;
+- the trust region: ``delta = 100 |D z|`` (100 when z = 0), cut to the first step's length;
+- each step: ``lmpar``'s Levenberg-Marquardt parameter ``par``, for which the step p solving
+  ``(J^T J + par D^2) p = -J^T r`` has ``|D p|`` within 10 % of delta (or ``par = 0``, the
+  Gauss-Newton step, when that is inside 1.1 delta), found by up to 10 safeguarded Newton
+  iterations between the bounds ``parl`` and ``paru``;
+- the ratio of the actual to the predicted reduction, the updates of delta and par from it,
+  acceptance at a ratio of at least 1e-4, and the tests: ``ftol`` (actual and predicted
+  relative reductions), ``xtol`` (delta against ``|D z|``), ``gtol`` (the largest cosine of the
+  angle between r and a column of J, at each accepted point), ``max_nfev``, and the
+  tolerances at machine precision (MINPACK's info 6-8, counted converged: nothing can move
+  the row further).
+
+``lmder`` computes them from a QR factorisation of J with column pivoting; here they come from
+the same quantities through the normal equations (J^T J, J^T r and the cost are what
+:meth:`slamfw.Emulator.least_squares_terms` gives): ``|J p|^2 = p^T J^T J p``, the norms of the
+columns are the roots of J^T J's diagonal, and ``lmpar``'s Newton correction
+``|S^-T P^T D^2 p| / |D p|`` is ``w^T (J^T J + par D^2)^-1 w`` with ``w = D^2 p / |D p|``. The
+two differ by rounding (the normal equations square J's condition number; with 3 to 5
+standardised labels it is far from double's limit), and where J^T J is singular (``lmder``'s
+``nsing < n``) the Gauss-Newton step is the least-norm one. A prior's box is kept by projecting
+each trial point into it (``lmder`` has no bounds; ``batched = false`` then uses ``trf``): the
+predicted reduction is then the quadratic model's for the projected step.
+
+Each row evaluates the emulator at every trial point, as ``lmder`` calls the residuals there;
+``lmder`` evaluates J only at accepted points, while the batched terms give both at once. So
+``nfev`` counts the same evaluations as ``lmder``'s.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+#: MINPACK's initial step bound factor (``factor``, scipy's choice: 100).
+FACTOR = 100.0
+#: The last step is not evaluated when it would move the labels by at most this many formal
+#: errors and predicts a relative reduction of at most ``ftol`` (see :func:`minpack_steps`).
+LAST_STEP = 0.01
+#: ... and when the row's last evaluated step reduced the cost by within this fraction of what it
+#: predicted (its quadratic model holds there).
+LAST_RATIO = 0.1
+#: The smallest positive double (MINPACK's ``dwarf``) and the machine precision (``epsmch``).
+DWARF = np.finfo(float).tiny
+EPSMCH = np.finfo(float).eps
+
+
+def _solve(a: Any, b: Any, xp: Any = np) -> tuple[Any, Any]:
+    """x (m, L) solving a x = b for a (m, L, L), b (m, L), and which rows were solved (m,) bool;
+    a singular row gets the least-norm solution (and False)."""
+    solved = xp.ones(b.shape[0], bool)
+    if b.shape[0] == 0:
+        return xp.zeros(b.shape), solved
+    try:
+        return xp.linalg.solve(a, b[:, :, None])[:, :, 0], solved
+    except np.linalg.LinAlgError:
+        x = xp.empty(b.shape)
+        for i in range(b.shape[0]):
+            try:
+                x[i] = xp.linalg.solve(a[i], b[i])
+            except np.linalg.LinAlgError:
+                x[i] = xp.linalg.lstsq(a[i], b[i], rcond=None)[0]
+                solved[i] = False
+        return x, solved
+
+
+def _quad(w: Any, a: Any, xp: Any = np) -> Any:
+    """(m,) w^T a^-1 w for w (m, L), a (m, L, L) positive definite."""
+    x, _ = _solve(a, w, xp)
+    return xp.einsum("bl,bl->b", w, x)
+
+
+def lmpar(a: Any, g: Any, d: Any, delta: Any, par: Any, xp: Any = np) -> tuple[Any, Any]:
+    """MINPACK's ``lmpar`` for m rows: J^T J ``a`` (m, L, L), J^T r ``g`` (m, L), the scaling
+    ``d`` (m, L) > 0, the step bounds ``delta`` (m,) and the last parameters ``par`` (m,) ->
+    the new parameters (m,) and the steps (m, L): ``-(a + par d^2)^-1 g``, whose scaled length
+    ``|d p|`` is within 10 % of delta, or the Gauss-Newton step (``par = 0``) where that one's is
+    at most 1.1 delta."""
+    m, n_lab = g.shape
+    x, full = _solve(a, g, xp)                       # Gauss-Newton: lmder's step is -x
+    dx = xp.linalg.norm(d * x, axis=1)
+    fp = dx - delta
+    par = xp.where(fp <= 0.1 * delta, 0.0, par)
+    live = xp.flatnonzero(fp > 0.1 * delta)
+    if live.size == 0:
+        return par, -x
+    a_l, g_l, d_l, de, x_l, fp_l, dx_l = a[live], g[live], d[live], delta[live], x[live], fp[live], dx[live]
+    # the lower bound: Newton's step at par = 0, where J has full rank; else 0
+    w = d_l * (d_l * x_l) / dx_l[:, None]
+    parl = xp.where(full[live], fp_l / de / xp.where(full[live], _quad(w, a_l, xp), 1.0), 0.0)
+    # the upper bound: |D^-1 J^T r| / delta
+    gnorm = xp.linalg.norm(g_l / d_l, axis=1)
+    paru = gnorm / de
+    paru = xp.where(paru == 0.0, DWARF / xp.minimum(de, 0.1), paru)
+    p = xp.minimum(xp.maximum(par[live], parl), paru)
+    p = xp.where(p == 0.0, gnorm / dx_l, p)
+    idx = xp.arange(n_lab)
+    going = xp.ones(live.size, bool)
+    for it in range(1, 11):
+        rows = xp.flatnonzero(going)
+        if rows.size == 0:
+            break
+        pr = xp.where(p[rows] == 0.0, xp.maximum(DWARF, 0.001 * paru[rows]), p[rows])
+        p[rows] = pr
+        mat = a_l[rows].copy()
+        mat[:, idx, idx] += pr[:, None] * d_l[rows] ** 2
+        xr, _ = _solve(mat, g_l[rows], xp)
+        x_l[rows] = xr
+        dxr = xp.linalg.norm(d_l[rows] * xr, axis=1)
+        prev, fpr = fp_l[rows], dxr - de[rows]
+        fp_l[rows] = fpr
+        stop = ((xp.abs(fpr) <= 0.1 * de[rows]) | ((parl[rows] == 0.0) & (fpr <= prev) & (prev < 0.0))
+                | (it == 10))
+        going[rows[stop]] = False
+        on = xp.flatnonzero(~stop)
+        if on.size == 0:
+            break
+        r_on = rows[on]
+        wr = d_l[r_on] * (d_l[r_on] * xr[on]) / dxr[on, None]
+        parc = fpr[on] / de[r_on] / _quad(wr, mat[on], xp)
+        parl[r_on] = xp.where(fpr[on] > 0.0, xp.maximum(parl[r_on], pr[on]), parl[r_on])
+        paru[r_on] = xp.where(fpr[on] < 0.0, xp.minimum(paru[r_on], pr[on]), paru[r_on])
+        p[r_on] = xp.maximum(parl[r_on], pr[on] + parc)
+    par = par.copy()
+    par[live] = p
+    x[live] = x_l
+    return par, -x
+
+
+def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: Any, grad: Any, jtj: Any,
+                  model: np.ndarray | None, nfev: Any, lo: Any, hi: Any, pad: Any, max_nfev: int, xtol: float,
+                  ftol: float, gtol: float, xp: Any = np, last_step: float | None = None) -> Any:
+    """Iterate rows (R) from their starts z (R, L) with ``lmder``'s steps (see the module's
+    docstring), in place: z, the cost (R,), J^T r ``grad`` (R, L), J^T J (R, L, L), ``model``
+    (R, P; or None) and ``nfev`` (R,) hold each row's accepted point when it returns; the box
+    ``lo + pad`` .. ``hi - pad`` (R, L). ``evaluate(rows, z, model_out)`` -> cost, J^T r, J^T J of
+    ``rows`` at z (b, L), filling ``model_out`` (b, P) when given. Returns ``converged`` (R,).
+
+    ``last_step`` (formal errors; 0: off; default :data:`LAST_STEP`): ``lmder`` stops on ``ftol`` only after evaluating a
+    step whose actual and predicted relative reductions are both at most ftol, an evaluation
+    that mostly confirms the row has converged. Here a row stops, converged, before evaluating
+    a step (not projected into a box) whose predicted reduction is at most ftol and whose length
+    ``sqrt(p^T J^T J p)`` is at most ``last_step``: that bounds how far (in formal errors, since
+    the covariance is ``(J^T J)^-1``) the labels stay from ``lmder``'s, which take that step. On
+    case (a)'s survey spectra it saves about one evaluation in seven."""
+    last_step = LAST_STEP if last_step is None else last_step
+    n_rows, n_lab = z.shape
+    n_pix = None if model is None else model.shape[1]
+    diag = xp.ones((n_rows, n_lab))
+    delta = xp.zeros(n_rows)
+    par = xp.zeros(n_rows)
+    xnorm = xp.zeros(n_rows)
+    gnorm = xp.zeros(n_rows)
+    first = xp.ones(n_rows, bool)               # lmder's iter == 1: before the first accepted step
+    outer = xp.ones(n_rows, bool)               # at a new point: scale, gradient test
+    done = xp.zeros(n_rows, bool)
+    converged = xp.zeros(n_rows, bool)
+    ratio_seen = xp.full(n_rows, xp.nan)        # the ratio of actual to predicted reduction of the last step
+    while True:
+        # at each new point: the columns' norms, lmder's scaling and its gradient test
+        o = xp.flatnonzero(outer & ~done)
+        if o.size:
+            acn = xp.sqrt(xp.maximum(xp.diagonal(jtj[o], axis1=1, axis2=2), 0.0))
+            fn = xp.sqrt(2.0 * cost[o])
+            f1 = first[o]
+            diag[o] = xp.where(f1[:, None], xp.where(acn == 0.0, 1.0, acn), xp.maximum(diag[o], acn))
+            xn = xp.linalg.norm(diag[o] * z[o], axis=1)
+            xnorm[o] = xp.where(f1, xn, xnorm[o])
+            delta[o] = xp.where(f1, xp.where(xn == 0.0, FACTOR, FACTOR * xn), delta[o])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cosine = xp.where(acn > 0.0, xp.abs(grad[o]) / (fn[:, None] * xp.where(acn > 0.0, acn, 1.0)), 0.0)
+            gn = xp.where(fn > 0.0, xp.max(cosine, axis=1), 0.0)
+            gnorm[o] = gn
+            small = gn <= gtol
+            done[o[small]] = True
+            converged[o[small]] = True
+            outer[o] = False
+        act = xp.flatnonzero(~done)
+        if act.size == 0:
+            break
+        z_a, d_a = z[act], diag[act]
+        par_a, step = lmpar(jtj[act], grad[act], d_a, delta[act], par[act], xp)
+        trial = xp.clip(z_a + step, lo[act] + pad[act], hi[act] - pad[act])
+        projected = xp.any(trial != z_a + step, axis=1)
+        step = trial - z_a
+        pnorm = xp.linalg.norm(d_a * step, axis=1)
+        fn = xp.sqrt(2.0 * cost[act])
+        jp = xp.einsum("bl,blm,bm->b", step, jtj[act], step)                      # |J p|^2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            jp2, dp2 = jp / fn ** 2, par_a * pnorm ** 2 / fn ** 2   # (|J p| / fnorm)^2, (sqrt(par) |D p| / fnorm)^2
+            gp = xp.einsum("bl,bl->b", grad[act], step) / fn ** 2
+            # a projected step: the quadratic model's reduction and slope along it
+            prered = xp.where(projected, -2.0 * gp - jp2, jp2 + 2.0 * dp2)
+            dirder = xp.where(projected, 2.0 * gp, -(jp2 + dp2))
+        last = (~projected & (prered <= ftol) & (jp <= last_step ** 2)
+                & (xp.abs(ratio_seen[act] - 1.0) <= LAST_RATIO))
+        if last.any():
+            done[act[last]] = True
+            converged[act[last]] = True
+            keep = xp.flatnonzero(~last)
+            act, z_a, d_a, par_a, step, trial, pnorm, fn, prered, dirder = (
+                v[keep] for v in (act, z_a, d_a, par_a, step, trial, pnorm, fn, prered, dirder))
+            if act.size == 0:
+                continue
+        de = xp.where(first[act], xp.minimum(delta[act], pnorm), delta[act])
+        m_new = None if model is None else np.empty((act.size, n_pix))
+        c_new, g_new, a_new = evaluate(act, trial, m_new)
+        nfev[act] += 1
+        fn1 = xp.sqrt(2.0 * c_new)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            actred = xp.where(0.1 * fn1 < fn, 1.0 - (fn1 / fn) ** 2, -1.0)
+            ratio = xp.where(prered != 0.0, actred / xp.where(prered != 0.0, prered, 1.0), 0.0)
+            temp = xp.where(actred >= 0.0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+        temp = xp.where((0.1 * fn1 >= fn) | (temp < 0.1) | ~xp.isfinite(temp), 0.1, temp)
+        shrink = ratio <= 0.25
+        grow = ~shrink & ((par_a == 0.0) | (ratio >= 0.75))
+        de = xp.where(shrink, temp * xp.minimum(de, pnorm / 0.1), xp.where(grow, pnorm / 0.5, de))
+        par_a = xp.where(shrink, par_a / temp, xp.where(grow, 0.5 * par_a, par_a))
+        delta[act], par[act] = de, par_a
+        ratio_seen[act] = ratio
+        oi = xp.flatnonzero(ratio >= 1e-4)               # lmder's successful iteration
+        acc = act[oi]
+        z[acc], cost[acc], grad[acc], jtj[acc] = trial[oi], c_new[oi], g_new[oi], a_new[oi]
+        if model is not None:
+            model[acc] = m_new[oi]
+        xnorm[acc] = xp.linalg.norm(diag[acc] * z[acc], axis=1)
+        first[acc] = False
+        outer[acc] = True
+        xn = xnorm[act]
+        stop = ((xp.abs(actred) <= ftol) & (prered <= ftol) & (0.5 * ratio <= 1.0)) | (de <= xtol * xn)
+        # lmder's info 6-8: the tolerances at machine precision, nothing can move the row further
+        tiny = (((xp.abs(actred) <= EPSMCH) & (prered <= EPSMCH) & (0.5 * ratio <= 1.0)) | (de <= EPSMCH * xn)
+                | (gnorm[act] <= EPSMCH))
+        converged[act] |= stop | tiny
+        done[act] |= stop | tiny | (nfev[act] >= max_nfev)
+    return converged

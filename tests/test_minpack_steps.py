@@ -1,0 +1,202 @@
+"""The batched solver's MINPACK steps (``lm.steps = "minpack"``): lmder's path, row by row."""
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+
+import slamfw.stats.minpack_steps as ms
+from slamfw import ConfigError, LeastSquaresForm, Prior, registry
+from slamfw.stats.batched_lm import batched_lm
+from slamfw.stats.minpack_steps import lmpar
+
+from .test_lm import _agree, _line_problem, _LineModel
+
+
+def _lmder(emu, flux, w, starts, max_nfev=500):
+    """scipy's least_squares(method="lm") from each row's start, as the per-star solver calls it."""
+    out = []
+    for i in range(len(flux)):
+        def resid(t, i=i):
+            return w[i] * (flux[i] - emu.predict_and_jacobian(t[None])[0][0])
+
+        def jac(t, i=i):
+            return -w[i][:, None] * emu.predict_and_jacobian(t[None])[1][0]
+        out.append(least_squares(resid, starts[i, 0], jac=jac, method="lm", x_scale="jac", max_nfev=max_nfev))
+    return out
+
+
+def _distance(z, ref_x, jtj):
+    """(R,) sqrt(d^T J^T J d), d = z - ref_x: how far apart in formal errors (the covariance is (J^T J)^-1)."""
+    d = z - ref_x
+    return np.sqrt(np.einsum("bl,blm,bm->b", d, jtj, d))
+
+
+@pytest.mark.parametrize("seed", [9, 11])
+def test_minpack_steps_take_lmders_path(seed, monkeypatch):
+    """Without the last-step rule the rows take lmder's steps: the same points to rounding and the
+    same number of evaluations, row by row; on seed 11's problem the secant steps end one row in
+    another minimum (this test would see a step rule that is not lmder's)."""
+    flux, w, starts = _line_problem(seed=seed)
+    emu = _LineModel()
+    ref = _lmder(emu, flux, w, starts)
+    ref_x = np.array([r.x for r in ref])
+    monkeypatch.setattr(ms, "LAST_STEP", 0.0)
+    res = batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500, steps="minpack")
+    assert res["converged"].all() and all(r.status > 0 for r in ref)
+    np.testing.assert_array_equal(res["nfev"], [r.nfev for r in ref])
+    assert _distance(res["z"], ref_x, res["jtj"]).max() < 1e-9
+    np.testing.assert_allclose(res["cost"], [r.cost for r in ref], rtol=1e-12)
+    secant = batched_lm(emu, flux, w, starts, [None] * len(flux), np.zeros(3), np.ones(3), max_nfev=500, steps="secant")
+    far = _distance(secant["z"], ref_x, res["jtj"]) > 0.05
+    assert far.sum() == (1 if seed == 11 else 0)
+
+
+class _Valley:
+    """Two labels and three pixels, ``(t0, t1, kappa t0^2 / 2)``, fitted to ``(0, 0, m)``: at the
+    minimum (t = 0) the residual's curvature cancels 0.9 of J^T J along t0 (m kappa = 0.9), so
+    Gauss-Newton creeps there, each step 0.9 of the last, its actual reduction 1.9 times the
+    predicted one."""
+    kappa, m = 0.009, 100.0
+
+    def predict_and_jacobian(self, t):
+        model = np.stack([t[:, 0], t[:, 1], 0.5 * self.kappa * t[:, 0] ** 2], axis=1)
+        jac = np.zeros((len(t), 3, 2))
+        jac[:, 0, 0], jac[:, 1, 1], jac[:, 2, 0] = 1.0, 1.0, self.kappa * t[:, 0]
+        return model, jac
+
+
+def test_the_last_step_rule_leaves_a_creeping_row_to_lmder(monkeypatch):
+    """A row whose steps reduce the cost by far more than predicted (a creeping Gauss-Newton) is
+    not stopped by the last-step rule: its steps and evaluations are lmder's. Without the rule's
+    ratio condition it would stop 0.03-0.04 formal errors short of lmder's point, beyond
+    LAST_STEP (lmder's small steps there are not its last)."""
+    emu, n = _Valley(), 5
+    flux, w = np.tile([0.0, 0.0, _Valley.m], (n, 1)), np.ones((n, 3))
+    starts = np.column_stack([np.linspace(0.5, 1.5, n), np.linspace(-1.0, 1.0, n)])[:, None, :]
+    ref = _lmder(emu, flux, w, starts)
+    ref_x = np.array([r.x for r in ref])
+    res = batched_lm(emu, flux, w, starts, [None] * n, np.zeros(2), np.ones(2), max_nfev=500, steps="minpack")
+    np.testing.assert_array_equal(res["nfev"], [r.nfev for r in ref])
+    assert _distance(res["z"], ref_x, res["jtj"]).max() < 1e-9
+    monkeypatch.setattr(ms, "LAST_RATIO", np.inf)
+    early = batched_lm(emu, flux, w, starts, [None] * n, np.zeros(2), np.ones(2), max_nfev=500, steps="minpack")
+    assert np.all(early["nfev"] < res["nfev"])
+    assert _distance(early["z"], ref_x, res["jtj"]).min() > ms.LAST_STEP
+
+
+def test_lmpar_finds_the_parameter_of_the_trust_region():
+    """lmpar's step solves (a + par d^2) p = -g with |d p| within 10 % of delta, or is the
+    Gauss-Newton step (par 0) when that one is within 1.1 delta; bisection on |d p(par)| agrees."""
+    rng = np.random.default_rng(3)
+    m, n_lab = 200, 3
+    jac = rng.normal(size=(m, 20, n_lab)) * rng.uniform(0.1, 10.0, (m, 1, n_lab))
+    a = jac.transpose(0, 2, 1) @ jac
+    g = rng.normal(size=(m, n_lab)) * 5.0
+    d = np.sqrt(np.diagonal(a, axis1=1, axis2=2)) * rng.uniform(1.0, 2.0, (m, n_lab))
+    gn = -np.linalg.solve(a, g[:, :, None])[:, :, 0]
+    delta = np.linalg.norm(d * gn, axis=1) * rng.choice([0.01, 0.3, 0.95, 2.0], m)
+    par, p = lmpar(a, g, d, delta, rng.choice([0.0, 1.0], m))
+    inside = par == 0.0
+    assert inside.any() and (~inside).any()
+    np.testing.assert_allclose(p[inside], gn[inside], rtol=1e-10)
+    assert np.all(np.linalg.norm(d * gn, axis=1)[inside] <= 1.1 * delta[inside])
+    out = ~inside
+    dd = d[out] ** 2
+    sol = -np.linalg.solve(a[out] + par[out, None, None] * (dd[:, :, None] * np.eye(n_lab)), g[out, :, None])[:, :, 0]
+    np.testing.assert_allclose(p[out], sol, rtol=1e-9, atol=1e-12)
+    length = np.linalg.norm(d[out] * p[out], axis=1)
+    assert np.all(np.abs(length - delta[out]) <= 0.1 * delta[out] * (1 + 1e-9))
+
+    def scaled_length(i, lam):
+        return np.linalg.norm(d[i] * np.linalg.solve(a[i] + lam * np.diag(d[i] ** 2), g[i]))
+    for i in np.flatnonzero(out)[:20]:              # the parameter whose step is exactly delta long, by bisection
+        lo, hi = 0.0, 1.0
+        while scaled_length(i, hi) > delta[i]:
+            hi *= 10.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if scaled_length(i, mid) > delta[i] else (lo, mid)
+        assert abs(scaled_length(i, par[i]) - delta[i]) <= 0.1 * delta[i] * (1 + 1e-9)
+        assert abs(np.log(par[i] / hi)) < 1.0                  # the same order as the exact one
+
+
+def test_lmpar_on_a_singular_system_takes_the_least_norm_gauss_newton_step():
+    a = np.array([[[1.0, 0.0], [0.0, 0.0]]])
+    g = np.array([[2.0, 0.0]])
+    par, p = lmpar(a, g, np.ones((1, 2)), np.array([10.0]), np.array([0.0]))
+    assert par[0] == 0.0
+    np.testing.assert_allclose(p[0], [-2.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    from .conftest import mock_set
+    return mock_set(60, seed=17, snr=[20, 100])
+
+
+@pytest.mark.parametrize("n_starts", [1, 3])
+def test_the_inferer_with_minpack_steps_equals_per_star(small_model, noisy, n_starts):
+    """``steps = "minpack"``: the batched inferer's labels equal the per-star solver's to within
+    the last-step bound, on every star (with one start and three), and their errors and starts."""
+    one = registry.create("inferer", "lm", {"batched": False, "n_starts": n_starts}).infer(
+        small_model, noisy.flux, noisy.ivar)
+    bat = registry.create("inferer", "lm", {"steps": "minpack", "n_starts": n_starts}).infer(
+        small_model, noisy.flux, noisy.ivar)
+    assert _agree(one, bat).max() <= ms.LAST_STEP * 1.01
+    np.testing.assert_array_equal(bat.converged, one.converged)
+    np.testing.assert_array_equal(bat.extra["start"], one.extra["start"])
+    both = one.converged & bat.converged
+    np.testing.assert_allclose(bat.errors[both], one.errors[both], rtol=1e-3)
+    if n_starts == 1:   # (with 3, each star's nfev is its kept start's: of two that tie, either)
+        # the last-step rule: an evaluation less on some stars (lmder's last, confirming one), none more
+        assert np.all(bat.nfev <= one.nfev) and (bat.nfev < one.nfev).sum() >= 10
+
+
+def test_minpack_steps_with_a_gaussian_prior_and_a_box(small_model, noisy):
+    """A Gaussian prior is part of lmder's residuals (per star: method "lm", the same labels); a box
+    is kept by projection (per star: trf, another path, the labels inside it)."""
+    train = small_model.train_labels
+    gauss = LeastSquaresForm(np.array([np.nan, 3.5, np.nan]), np.array([np.inf, 0.3, np.inf]),
+                             np.full(3, -np.inf), np.full(3, np.inf))
+    lo, hi = train.min(0) + [500.0, 0.0, 0.0], train.max(0) - [500.0, 0.0, 0.0]
+
+    class Form(Prior):
+        def __init__(self, form):
+            self.form = form
+
+        def least_squares_form(self, star=None):
+            return self.form
+    one = registry.create("inferer", "lm", {"batched": False}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                    prior=Form(gauss))
+    bat = registry.create("inferer", "lm", {"steps": "minpack"}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                       prior=Form(gauss))
+    assert _agree(one, bat).max() <= ms.LAST_STEP * 1.01
+    boxed = LeastSquaresForm(gauss.mean, gauss.sigma, lo, hi)
+    res = registry.create("inferer", "lm", {"steps": "minpack"}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                       prior=Form(boxed))
+    assert res.converged.mean() > 0.9
+    assert np.all((res.labels[:, 0] >= lo[0]) & (res.labels[:, 0] <= hi[0]))
+    assert res.extra["at_bound"].any()
+
+
+def test_minpack_steps_through_a_device_evaluator_equal_the_cpus(small_model, noisy):
+    """The device path (here numpy through the emulator's ``on_device``, as CuPy would run it)
+    takes the same steps as the CPU's."""
+    from slamfw.stats.likelihood import likelihood_weights
+    emu = small_model.emulator
+    w = likelihood_weights(noisy.ivar, emu.model_error_)
+    mean, scale = small_model.train_labels.mean(0), small_model.train_labels.std(0)
+    starts = ((small_model.train_labels[:3] - mean) / scale)[None].repeat(len(w), 0)
+    args = (emu, noisy.flux, w, starts, [None] * len(w), mean, scale)
+    cpu = batched_lm(*args, steps="minpack")
+    dev = batched_lm(*args, steps="minpack", evaluate=emu.on_device(np))
+    assert cpu["converged"].mean() > 0.9
+    np.testing.assert_allclose(dev["z"], cpu["z"], atol=1e-6)
+    np.testing.assert_array_equal(dev["nfev"], cpu["nfev"])
+
+
+def test_an_unknown_step_rule_is_refused():
+    with pytest.raises(ConfigError, match="steps"):
+        registry.create("inferer", "lm", {"steps": "dogleg"}, where="inferer.name")
+    with pytest.raises(ValueError, match="steps"):
+        batched_lm(_LineModel(), np.ones((1, 80)), np.ones((1, 80)), np.zeros((1, 1, 3)), [None], np.zeros(3),
+                   np.ones(3), steps="dogleg")
