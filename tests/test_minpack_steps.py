@@ -119,12 +119,65 @@ def test_lmpar_finds_the_parameter_of_the_trust_region():
         assert abs(np.log(par[i] / hi)) < 1.0                  # the same order as the exact one
 
 
-def test_lmpar_on_a_singular_system_takes_the_least_norm_gauss_newton_step():
-    a = np.array([[[1.0, 0.0], [0.0, 0.0]]])
-    g = np.array([[2.0, 0.0]])
-    par, p = lmpar(a, g, np.ones((1, 2)), np.array([10.0]), np.array([0.0]))
+def test_lmpar_on_a_singular_system():
+    """J^T J singular (a label with no effect): inside the region the least-norm Gauss-Newton
+    step; outside it, the Newton iteration without the lower bound finds the parameter (here
+    exactly 3: |p| = 2 / (1 + par) = 0.5)."""
+    a = np.array([[[1.0, 0.0], [0.0, 0.0]]] * 2)
+    g = np.array([[2.0, 0.0]] * 2)
+    par, p = lmpar(a, g, np.ones((2, 2)), np.array([10.0, 0.5]), np.array([0.0, 0.0]))
     assert par[0] == 0.0
     np.testing.assert_allclose(p[0], [-2.0, 0.0])
+    assert p[1, 1] == 0.0 and abs(np.linalg.norm(p[1]) - 0.5) <= 0.05
+    assert abs(par[1] - 3.0) <= 0.5
+
+
+def test_solve_with_singular_and_nan_rows():
+    """The batched solve: the rows that numpy can solve are solved together, a singular one gets
+    the least-norm solution, one with a NaN stays not finite; each flagged."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(6, 3, 3))
+    a = a @ a.transpose(0, 2, 1) + np.eye(3)
+    a[2] = np.diag([1.0, 2.0, 0.0])
+    a[4, 0, 0] = np.nan
+    b = rng.normal(size=(6, 3))
+    x, solved = ms._solve(a, b)
+    np.testing.assert_array_equal(solved, [True, True, False, True, False, True])
+    for i in (0, 1, 3, 5):
+        np.testing.assert_allclose(x[i], np.linalg.solve(a[i], b[i]), rtol=1e-12)
+    np.testing.assert_allclose(x[2], [b[2, 0], b[2, 1] / 2.0, 0.0])
+    assert not np.isfinite(x[4]).all()
+
+
+def test_a_box_holds_the_labels_the_gradient_pushes_out():
+    """A linear problem whose start lies on the lower side of label 0, where the gradient pushes
+    outwards, with labels 0 and 1 correlated (0.9): the label is held and the row reaches the
+    constrained minimum (scipy's lsq_linear) in one step. From just inside that side the first
+    step is clipped and would raise the cost (its quadratic model predicts no reduction): it is
+    not accepted, and the row still reaches the minimum, its cost never rising."""
+    from scipy.optimize import lsq_linear
+    chol = np.linalg.cholesky(np.array([[1.0, 0.9], [0.9, 1.0]]))
+    A = np.vstack([chol.T, np.zeros((1, 2))])                 # A^T A: the correlation above
+    b = np.concatenate([-np.linalg.solve(chol, [1.0, -0.05]), [1.0]])   # gradient (1, -0.05) at z = 0
+    def evaluate(rows, z, model_out):
+        r = z @ A.T - b
+        return 0.5 * (r ** 2).sum(1), r @ A, np.repeat((A.T @ A)[None], len(z), 0)
+    best = lsq_linear(A, b, bounds=([0.0, -np.inf], [np.inf, np.inf]))
+    lo, hi = np.array([[0.0, -np.inf]]), np.full((1, 2), np.inf)
+    for start in ((0.0, 0.0), (1e-3, 3.0)):    # on the side; just inside it, the first step clipped, uphill
+        z = np.array([start])
+        cost, grad, jtj = evaluate(None, z, None)
+        accepted = []
+
+        def spied(rows, zr, model_out, cost=cost):       # the row's accepted cost when each trial is made
+            accepted.append(float(cost[0]))
+            return evaluate(rows, zr, model_out)
+        nfev = np.ones(1, np.int64)
+        conv = ms.minpack_steps(spied, z, cost, grad, jtj, None, nfev, lo, hi, np.zeros((1, 2)), 50, 1e-8, 1e-8,
+                                1e-8)
+        assert conv[0] and (nfev[0] == 2 if start[0] == 0.0 else nfev[0] > 2)
+        np.testing.assert_allclose(z[0], best.x, atol=1e-7)
+        assert np.all(np.diff(accepted + [float(cost[0])]) <= 0.0), accepted
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +204,7 @@ def test_the_inferer_with_minpack_steps_equals_per_star(small_model, noisy, n_st
         assert np.all(bat.nfev <= one.nfev) and (bat.nfev < one.nfev).sum() >= 10
 
 
-def test_minpack_steps_with_a_gaussian_prior_and_a_box(small_model, noisy):
+def test_minpack_steps_with_a_gaussian_prior_and_a_box(small_model, noisy, monkeypatch):
     """A Gaussian prior is part of lmder's residuals (per star: method "lm", the same labels); a box
     is kept by projection (per star: trf, another path, the labels inside it)."""
     train = small_model.train_labels
@@ -171,16 +224,33 @@ def test_minpack_steps_with_a_gaussian_prior_and_a_box(small_model, noisy):
                                                                        prior=Form(gauss))
     assert _agree(one, bat).max() <= ms.LAST_STEP * 1.01
     boxed = LeastSquaresForm(gauss.mean, gauss.sigma, lo, hi)
+    import slamfw.stats.batched_lm as blm
+    rose = []
+
+    def spied(evaluate, z, cost, *args, **kwargs):        # no row ends above its start's cost
+        start = cost.copy()
+        out = ms.minpack_steps(evaluate, z, cost, *args, **kwargs)
+        rose.append(int((cost > start).sum()))
+        return out
+    monkeypatch.setattr(blm, "minpack_steps", spied)
     res = registry.create("inferer", "lm", {"steps": "minpack"}).infer(small_model, noisy.flux, noisy.ivar,
                                                                        prior=Form(boxed))
-    assert res.converged.mean() > 0.9
+    trf = registry.create("inferer", "lm", {"batched": False}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                    prior=Form(boxed))
+    assert rose and sum(rose) == 0
+    assert res.converged.all()
     assert np.all((res.labels[:, 0] >= lo[0]) & (res.labels[:, 0] <= hi[0]))
-    assert res.extra["at_bound"].any()
+    assert res.extra["at_bound"].sum() >= 5
+    # trf is another algorithm: nearly every star at its labels, and none at a much worse chi^2
+    both = res.converged & trf.converged
+    assert (_agree(trf, res) <= 0.05).all(axis=1).mean() >= 0.9
+    assert np.all(res.chi2[both] <= trf.chi2[both] * 1.02)
 
 
 def test_minpack_steps_through_a_device_evaluator_equal_the_cpus(small_model, noisy):
-    """The device path (here numpy through the emulator's ``on_device``, as CuPy would run it)
-    takes the same steps as the CPU's."""
+    """The device path's code (here on numpy, through the emulator's ``on_device`` evaluator; a
+    GPU is not needed, nor tested here: ``tests/test_device.py``) takes the same steps as the
+    CPU's."""
     from slamfw.stats.likelihood import likelihood_weights
     emu = small_model.emulator
     w = likelihood_weights(noisy.ivar, emu.model_error_)
@@ -194,9 +264,21 @@ def test_minpack_steps_through_a_device_evaluator_equal_the_cpus(small_model, no
     np.testing.assert_array_equal(dev["nfev"], cpu["nfev"])
 
 
+def test_the_last_step_rule_off_through_the_config(small_model, noisy):
+    """``last_step = 0``: the batched rows make every evaluation lmder makes (one start)."""
+    one = registry.create("inferer", "lm", {"batched": False, "n_starts": 1}).infer(small_model, noisy.flux,
+                                                                                    noisy.ivar)
+    bat = registry.create("inferer", "lm", {"n_starts": 1, "last_step": 0.0}).infer(small_model, noisy.flux,
+                                                                                   noisy.ivar)
+    np.testing.assert_array_equal(bat.nfev, one.nfev)
+    assert _agree(one, bat).max() < 1e-6
+
+
 def test_an_unknown_step_rule_is_refused():
     with pytest.raises(ConfigError, match="steps"):
         registry.create("inferer", "lm", {"steps": "dogleg"}, where="inferer.name")
+    with pytest.raises(ConfigError, match="batched = true"):
+        registry.create("inferer", "lm", {"steps": "secant", "batched": False})
     with pytest.raises(ValueError, match="steps"):
         batched_lm(_LineModel(), np.ones((1, 80)), np.ones((1, 80)), np.zeros((1, 1, 3)), [None], np.zeros(3),
                    np.ones(3), steps="dogleg")

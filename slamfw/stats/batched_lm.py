@@ -41,7 +41,8 @@ on average to 8.7, and all rows from 6.4 to 5.3 (at most 28 instead of 52), thei
 0.017 of their formal errors of Gauss-Newton's; on MILES's 117 test stars, 5.2 instead of 6.6.
 A prior's box is kept by projecting each trial point into it.
 
-A row stops, converged, when an accepted step lowers the cost by less than ``ftol`` of it, or a
+With the secant rule a row stops, converged, when an accepted step lowers the cost by less than
+``ftol`` of it, or a
 step moves z by less than ``xtol`` of its size, or when the gradient's largest component falls
 below ``gtol``, or when at an accepted point the undamped Gauss-Newton step would lower the cost
 by at most ``ftol`` of it (``g^T (J^T J)^-1 g / 2``, the quadratic model's whole reduction: the
@@ -243,7 +244,8 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
                forms: list[LeastSquaresForm | None], mean: np.ndarray, scale: np.ndarray, max_nfev: int = 200,
                xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8, xp: Any = np,
                evaluate: Any = None, start_model: tuple[np.ndarray, np.ndarray] | None = None,
-               jacobian_precision: str = "double", steps: str = "minpack") -> dict[str, np.ndarray]:
+               jacobian_precision: str = "double", steps: str = "minpack",
+               last_step: float | None = None) -> dict[str, np.ndarray]:
     """Fit n stars (flux, weights (n, P)) from k starts each (starts (n, k, L), standardised);
     ``forms`` (n,) each star's prior (None: flat). Returns per-row numpy arrays for the n * k
     rows, in star-major order: ``z`` (R, L), ``cost`` (R,), ``jtj`` (R, L, L) at the solution,
@@ -258,7 +260,9 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     start that the prior's box moves is evaluated). ``jacobian_precision``: "single" lets the
     emulator's ``least_squares_terms`` compute the jacobian's products in single precision (on
     numpy; the cost, which accepts or rejects each step, stays in double). ``steps``: "minpack"
-    (``lmder``'s, the per-star solver's: :mod:`.minpack_steps`) or "secant" (this module's)."""
+    (``lmder``'s, the per-star solver's: :mod:`.minpack_steps`) or "secant" (this module's);
+    ``last_step``: the minpack steps' last-step rule (formal errors; 0: off; default
+    :data:`.minpack_steps.LAST_STEP`)."""
     check_jacobian_precision(jacobian_precision, "batched_lm")
     if steps not in STEPS:
         raise ValueError(f"batched_lm: steps must be one of {STEPS}, not {steps!r}")
@@ -297,7 +301,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     nfev = xp.ones(n_rows, xp.int64)
     if steps == "minpack":
         converged = minpack_steps(lambda rows, zr, mo: batch.evaluate(rows, zr, model_out=mo), z, cost, grad, jtj,
-                                  model, nfev, lo, hi, pad, max_nfev, xtol, ftol, gtol, xp)
+                                  model, nfev, lo, hi, pad, max_nfev, xtol, ftol, gtol, xp, last_step)
         return _result(z, cost, jtj, converged, nfev, model, batch, xp)
     lam = xp.full(n_rows, LAMBDA_START)
     nu = xp.full(n_rows, 2.0)

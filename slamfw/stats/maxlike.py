@@ -80,6 +80,9 @@ class Solver:
     #: method "lm"; see slamfw.stats.minpack_steps) or "secant" (fewer evaluations; see
     #: slamfw.stats.batched_lm)
     steps: str = "minpack"
+    #: the minpack steps' last-step rule, in formal errors (0: every evaluation lmder makes; None:
+    #: slamfw.stats.minpack_steps.LAST_STEP)
+    last_step: float | None = None
 
     def batch_stars(self, n_starts: int, n_pixels: int, n_labels: int, n_train: int) -> int:
         """Stars per batch of the batched solver on this device, for ``n_starts`` starts, ``n_pixels``
@@ -298,7 +301,7 @@ def _fit_block_batched(flux: np.ndarray, weights: np.ndarray, forms: list, start
                 start_model = (library_flux(emulator, train)[at], lib_jac[at])
         args = (emulator, flux[idx], weights[idx], starts[idx], [forms[i] for i in idx], mean, scale)
         kwargs = dict(max_nfev=solver.max_nfev, xtol=solver.xtol, ftol=solver.ftol, gtol=solver.gtol, xp=xp,
-                      evaluate=evaluate, steps=solver.steps)
+                      evaluate=evaluate, steps=solver.steps, last_step=solver.last_step)
         res = (batched_lm(*args, **kwargs, start_model=start_model, jacobian_precision=solver.jacobian_precision)
                if xp is np
                else _device_lm(solver.device, *args, **kwargs))

@@ -2,10 +2,11 @@
 
 The per-star solver (``batched = false``) is ``scipy.optimize.least_squares(method="lm")``:
 MINPACK's ``lmder`` (Moré 1978), a trust region in labels scaled by the columns of J
-(``x_scale = "jac"``). On spectra with several minima the batched solver's default steps
-(:mod:`slamfw.stats.batched_lm`: Gauss-Newton's model with a secant term, Nielsen's damping)
-take another path than ``lmder``'s and can end in another minimum. These steps are ``lmder``'s,
-so that both solvers take the same path to within rounding:
+(``x_scale = "jac"``, pinned there). On spectra with several minima the batched solver's other
+step rule (``steps = "secant"``, :mod:`slamfw.stats.batched_lm`: Gauss-Newton's model with a
+secant term, Nielsen's damping) takes another path than ``lmder``'s and can end in another
+minimum. These steps, the default, are ``lmder``'s, so that both solvers take the same path to
+within rounding:
 
 - the scaling D: the norms of J's columns at the start, then at each accepted point the larger
   of them and the last D;
@@ -19,7 +20,8 @@ so that both solvers take the same path to within rounding:
   relative reductions), ``xtol`` (delta against ``|D z|``), ``gtol`` (the largest cosine of the
   angle between r and a column of J, at each accepted point), ``max_nfev``, and the
   tolerances at machine precision (MINPACK's info 6-8, counted converged: nothing can move
-  the row further).
+  the row further; with tolerances of at least the machine precision, which scipy demands,
+  the other tests stop such a row first).
 
 ``lmder`` computes them from a QR factorisation of J with column pivoting; here they come from
 the same quantities through the normal equations (J^T J, J^T r and the cost are what
@@ -27,10 +29,20 @@ the same quantities through the normal equations (J^T J, J^T r and the cost are 
 columns are the roots of J^T J's diagonal, and ``lmpar``'s Newton correction
 ``|S^-T P^T D^2 p| / |D p|`` is ``w^T (J^T J + par D^2)^-1 w`` with ``w = D^2 p / |D p|``. The
 two differ by rounding (the normal equations square J's condition number; with 3 to 5
-standardised labels it is far from double's limit), and where J^T J is singular (``lmder``'s
-``nsing < n``) the Gauss-Newton step is the least-norm one. A prior's box is kept by projecting
-each trial point into it (``lmder`` has no bounds; ``batched = false`` then uses ``trf``): the
-predicted reduction is then the quadratic model's for the projected step.
+standardised labels it is far from double's limit). Where J^T J is singular (``lmder``'s
+``nsing < n``) the Gauss-Newton step is the least-norm one; ``lmder``'s sets the components of
+the last pivoted columns to zero instead: the same step where a label has no effect on the
+model, another in general. A step whose actual-to-predicted ratio is not a number is rejected
+(``lmder`` would accept it), and a row whose cost at its start is not finite is given up.
+
+A prior's box (``lmder`` has none; ``batched = false`` then uses ``trf``, another algorithm) is
+kept by holding the labels that lie on a side of it which the gradient pushes outwards (the
+step is ``lmder``'s in the other labels) and projecting each trial point into it; the gradient
+test then takes the other labels' components. Such a step's predicted reduction and slope are
+the quadratic model's along the step actually taken, and a step that predicts no reduction is
+not accepted. On the tests' 300 mock spectra with the training range as the box
+(``method = "trf"``), every row converged, and 6 ended more than 0.05 of the formal error
+from the one-by-one ``trf``'s labels (the secant rule: 245 converged, 3 of them that far).
 
 Each row evaluates the emulator at every trial point, as ``lmder`` calls the residuals there;
 ``lmder`` evaluates J only at accepted points, while the batched terms give both at once. So
@@ -45,11 +57,12 @@ import numpy as np
 #: MINPACK's initial step bound factor (``factor``, scipy's choice: 100).
 FACTOR = 100.0
 #: The last step is not evaluated when it would move the labels by at most this many formal
-#: errors and predicts a relative reduction of at most ``ftol`` (see :func:`minpack_steps`).
+#: errors and predicts a relative reduction of at most ``ftol`` (the default of
+#: :func:`minpack_steps`'s ``last_step``; ``lm``'s ``last_step``) ...
 LAST_STEP = 0.01
-#: ... and when the row's last evaluated step reduced the cost by within this fraction of what it
-#: predicted (its quadratic model holds there).
-LAST_RATIO = 0.1
+#: ... and the row's last evaluated step's ratio of actual to predicted reduction was within this
+#: of 1.
+LAST_RATIO = 0.5
 #: The smallest positive double (MINPACK's ``dwarf``) and the machine precision (``epsmch``).
 DWARF = np.finfo(float).tiny
 EPSMCH = np.finfo(float).eps
@@ -57,21 +70,37 @@ EPSMCH = np.finfo(float).eps
 
 def _solve(a: Any, b: Any, xp: Any = np) -> tuple[Any, Any]:
     """x (m, L) solving a x = b for a (m, L, L), b (m, L), and which rows were solved (m,) bool;
-    a singular row gets the least-norm solution (and False)."""
-    solved = xp.ones(b.shape[0], bool)
-    if b.shape[0] == 0:
-        return xp.zeros(b.shape), solved
+    a singular row (numpy raises for it, CuPy gives inf or NaN) gets the least-norm solution
+    (and False)."""
+    m = b.shape[0]
+    if m == 0:
+        return xp.zeros(b.shape), xp.ones(0, bool)
     try:
-        return xp.linalg.solve(a, b[:, :, None])[:, :, 0], solved
+        x = xp.linalg.solve(a, b[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:          # numpy: some row is singular; the others solved together
+        x = xp.full(b.shape, xp.nan)
+        with np.errstate(invalid="ignore"):
+            ok = xp.flatnonzero(xp.linalg.det(a) != 0.0)
+        try:
+            x[ok] = xp.linalg.solve(a[ok], b[ok, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            x[ok] = xp.stack([_one(a[i], b[i], xp) for i in ok])
+    solved = xp.all(xp.isfinite(x), axis=1)
+    finite = xp.all(xp.isfinite(a), axis=(1, 2)) & xp.all(xp.isfinite(b), axis=1)
+    for i in xp.flatnonzero(~solved & finite).tolist():   # (a row of NaN, from an emulator's NaN, stays NaN)
+        try:
+            x[i] = xp.linalg.lstsq(a[i], b[i], rcond=None)[0]
+        except np.linalg.LinAlgError:
+            pass
+    return x, solved
+
+
+def _one(a: Any, b: Any, xp: Any) -> Any:
+    """One row's solution, NaN where it is singular (:func:`_solve` then takes the least-norm one)."""
+    try:
+        return xp.linalg.solve(a, b)
     except np.linalg.LinAlgError:
-        x = xp.empty(b.shape)
-        for i in range(b.shape[0]):
-            try:
-                x[i] = xp.linalg.solve(a[i], b[i])
-            except np.linalg.LinAlgError:
-                x[i] = xp.linalg.lstsq(a[i], b[i], rcond=None)[0]
-                solved[i] = False
-        return x, solved
+        return xp.full(b.shape, xp.nan)
 
 
 def _quad(w: Any, a: Any, xp: Any = np) -> Any:
@@ -137,6 +166,12 @@ def lmpar(a: Any, g: Any, d: Any, delta: Any, par: Any, xp: Any = np) -> tuple[A
     return par, -x
 
 
+def _held(z: Any, g: Any, lo: Any, hi: Any) -> Any:
+    """(m, L) the labels on a side of the box (lo, hi (m, L)) that the gradient g (m, L) of the
+    cost pushes outwards: a descent step would leave the box there."""
+    return ((z <= lo) & (g > 0.0)) | ((z >= hi) & (g < 0.0))
+
+
 def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: Any, grad: Any, jtj: Any,
                   model: np.ndarray | None, nfev: Any, lo: Any, hi: Any, pad: Any, max_nfev: int, xtol: float,
                   ftol: float, gtol: float, xp: Any = np, last_step: float | None = None) -> Any:
@@ -146,13 +181,22 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
     ``lo + pad`` .. ``hi - pad`` (R, L). ``evaluate(rows, z, model_out)`` -> cost, J^T r, J^T J of
     ``rows`` at z (b, L), filling ``model_out`` (b, P) when given. Returns ``converged`` (R,).
 
-    ``last_step`` (formal errors; 0: off; default :data:`LAST_STEP`): ``lmder`` stops on ``ftol`` only after evaluating a
-    step whose actual and predicted relative reductions are both at most ftol, an evaluation
-    that mostly confirms the row has converged. Here a row stops, converged, before evaluating
-    a step (not projected into a box) whose predicted reduction is at most ftol and whose length
-    ``sqrt(p^T J^T J p)`` is at most ``last_step``: that bounds how far (in formal errors, since
-    the covariance is ``(J^T J)^-1``) the labels stay from ``lmder``'s, which take that step. On
-    case (a)'s survey spectra it saves about one evaluation in seven."""
+    ``last_step`` (formal errors; 0: off, every evaluation lmder makes; default
+    :data:`LAST_STEP`): ``lmder`` stops on ``ftol`` only after evaluating a step whose actual and
+    predicted relative reductions are both at most ftol, an evaluation that mostly confirms the
+    row has converged. Here a row stops, converged, before evaluating a step (neither projected
+    into a box nor holding a label on one) whose predicted reduction is at most ftol and whose
+    length ``s = sqrt(p^T J^T J p)`` is at most ``last_step``, provided its last evaluated step's
+    ratio rho of actual to predicted reduction was within :data:`LAST_RATIO` (0.5) of 1. Where
+    the cost is locally quadratic, Gauss-Newton's steps shrink by ``|rho - 1|`` each (rho = 2 -
+    h/a, with h the cost's curvature along the step and a J^T J's), so the steps ``lmder`` would
+    still take add up to at most ``s |rho - 1| / (1 - |rho - 1|) <= s``: the labels end within
+    about ``2 last_step`` formal errors (the covariance is ``(J^T J)^-1``) of ``lmder``'s, a bound
+    from that model, not a guarantee. Without the ratio condition a row creeping along a valley
+    (rho near 2, each step nearly as long as the last) would stop far from lmder's end. On case
+    (a)'s 20,000 survey spectra: 6.22 evaluations per star instead of lmder's 7.17 with one
+    start, 7.24 instead of 8.14 with three, the labels within 0.0038 and 0.0042 of the error
+    of the one-by-one solver's."""
     last_step = LAST_STEP if last_step is None else last_step
     n_rows, n_lab = z.shape
     n_pix = None if model is None else model.shape[1]
@@ -177,21 +221,32 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
             xn = xp.linalg.norm(diag[o] * z[o], axis=1)
             xnorm[o] = xp.where(f1, xn, xnorm[o])
             delta[o] = xp.where(f1, xp.where(xn == 0.0, FACTOR, FACTOR * xn), delta[o])
+            g_free = xp.where(_held(z[o], grad[o], lo[o] + pad[o], hi[o] - pad[o]), 0.0, grad[o])
             with np.errstate(divide="ignore", invalid="ignore"):
-                cosine = xp.where(acn > 0.0, xp.abs(grad[o]) / (fn[:, None] * xp.where(acn > 0.0, acn, 1.0)), 0.0)
+                cosine = xp.where(acn > 0.0, xp.abs(g_free) / (fn[:, None] * xp.where(acn > 0.0, acn, 1.0)), 0.0)
             gn = xp.where(fn > 0.0, xp.max(cosine, axis=1), 0.0)
             gnorm[o] = gn
             small = gn <= gtol
-            done[o[small]] = True
-            converged[o[small]] = True
+            finite = xp.isfinite(fn)                       # a start whose cost is not finite: given up
+            done[o[small | ~finite]] = True
+            converged[o[small & finite]] = True
             outer[o] = False
         act = xp.flatnonzero(~done)
         if act.size == 0:
             break
-        z_a, d_a = z[act], diag[act]
-        par_a, step = lmpar(jtj[act], grad[act], d_a, delta[act], par[act], xp)
-        trial = xp.clip(z_a + step, lo[act] + pad[act], hi[act] - pad[act])
-        projected = xp.any(trial != z_a + step, axis=1)
+        z_a, d_a, lo_a, hi_a = z[act], diag[act], lo[act] + pad[act], hi[act] - pad[act]
+        # labels on a side of the box that the gradient pushes outwards are held there: the
+        # step is lmder's in the others, then projected into the box
+        held = _held(z_a, grad[act], lo_a, hi_a)
+        g_a, a_a = grad[act], jtj[act]
+        if held.any():
+            g_a = xp.where(held, 0.0, g_a)
+            free = ~held
+            eye = xp.eye(n_lab, dtype=bool)[None]
+            a_a = xp.where(free[:, :, None] & free[:, None, :], a_a, xp.where(eye, a_a, 0.0))
+        par_a, step = lmpar(a_a, g_a, d_a, delta[act], par[act], xp)
+        trial = xp.clip(z_a + step, lo_a, hi_a)
+        projected = xp.any(held, axis=1) | xp.any(trial != z_a + step, axis=1)
         step = trial - z_a
         pnorm = xp.linalg.norm(d_a * step, axis=1)
         fn = xp.sqrt(2.0 * cost[act])
@@ -199,9 +254,10 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
         with np.errstate(divide="ignore", invalid="ignore"):
             jp2, dp2 = jp / fn ** 2, par_a * pnorm ** 2 / fn ** 2   # (|J p| / fnorm)^2, (sqrt(par) |D p| / fnorm)^2
             gp = xp.einsum("bl,bl->b", grad[act], step) / fn ** 2
-            # a projected step: the quadratic model's reduction and slope along it
+            # a projected step: the quadratic model's reduction and slope along it (lmder's
+            # dirder, -(jp2 + dp2), is g.p / fnorm^2 for its own steps)
             prered = xp.where(projected, -2.0 * gp - jp2, jp2 + 2.0 * dp2)
-            dirder = xp.where(projected, 2.0 * gp, -(jp2 + dp2))
+            dirder = xp.where(projected, gp, -(jp2 + dp2))
         last = (~projected & (prered <= ftol) & (jp <= last_step ** 2)
                 & (xp.abs(ratio_seen[act] - 1.0) <= LAST_RATIO))
         if last.any():
@@ -219,10 +275,12 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
         fn1 = xp.sqrt(2.0 * c_new)
         with np.errstate(divide="ignore", invalid="ignore"):
             actred = xp.where(0.1 * fn1 < fn, 1.0 - (fn1 / fn) ** 2, -1.0)
-            ratio = xp.where(prered != 0.0, actred / xp.where(prered != 0.0, prered, 1.0), 0.0)
+            # (lmder's own prered is never negative; a projected step's can be: such a step
+            # predicts no reduction, and is not accepted whatever its actual reduction)
+            ratio = xp.where(prered > 0.0, actred / xp.where(prered > 0.0, prered, 1.0), 0.0)
             temp = xp.where(actred >= 0.0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
         temp = xp.where((0.1 * fn1 >= fn) | (temp < 0.1) | ~xp.isfinite(temp), 0.1, temp)
-        shrink = ratio <= 0.25
+        shrink = ~(ratio > 0.25)                          # lmder's branch: a NaN ratio shrinks
         grow = ~shrink & ((par_a == 0.0) | (ratio >= 0.75))
         de = xp.where(shrink, temp * xp.minimum(de, pnorm / 0.1), xp.where(grow, pnorm / 0.5, de))
         par_a = xp.where(shrink, par_a / temp, xp.where(grow, 0.5 * par_a, par_a))

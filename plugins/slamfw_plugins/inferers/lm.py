@@ -104,10 +104,17 @@ class LMInferer(Inferer):
             "minpack", description="batched: each row's steps: minpack (MINPACK lmder's trust region, the path "
                                    "of batched = false: the same labels) or secant (Gauss-Newton's model with a "
                                    "secant term: fewer evaluations, another path on spectra with several minima)")
+        last_step: float = Field(0.01, ge=0, description="minpack steps: a row stops before evaluating a last "
+                                                        "step this short (formal errors) that predicts a gain "
+                                                        "below ftol, where its last step gained as predicted; "
+                                                        "0: every evaluation lmder makes")
         max_nfev: int = Field(200, ge=1, description="cap on function evaluations per star and start")
-        xtol: float = Field(1e-8, gt=0)
-        ftol: float = Field(1e-8, gt=0)
-        gtol: float = Field(1e-8, gt=0)
+        xtol: float = Field(1e-8, gt=0, description="lmder (batched = false, steps = minpack): its relative "
+                                                    "trust-region size; secant: the relative step size")
+        ftol: float = Field(1e-8, gt=0, description="the relative reduction of the cost (actual and predicted, "
+                                                    "for lmder)")
+        gtol: float = Field(1e-8, gt=0, description="lmder: the largest cosine between the residuals and a "
+                                                    "column of J; secant: the largest gradient component")
         use_model_error: bool = Field(True, description="add the emulator's model error to the variance (eq 8)")
         method: Literal["lm", "trf"] = Field("lm", description="lm (paper, unbounded) or trf (bounded)")
         bound_margin: float = Field(0.0, ge=0, description="trf: bounds = training range +- this fraction of it")
@@ -118,6 +125,9 @@ class LMInferer(Inferer):
             raise ConfigError(f"lm: jacobian_precision {self.jacobian_precision!r} is for the batched solver on the "
                               f"CPU (batched = true, device = 'cpu'); here batched = {self.batched} and device = "
                               f"{self.device!r}")
+        if self.steps != "minpack" and not self.batched:
+            raise ConfigError(f"lm: steps {self.steps!r} is the batched solver's (batched = true); with batched = "
+                              f"false each star takes scipy's lmder steps, which steps = 'minpack' follows")
         if self.device != "cpu":        # refused when the inferer is built (before training, in slamfw run)
             if not self.batched:
                 raise ConfigError(f"lm: device {self.device!r} needs batched = true (the one-by-one solver runs on "
@@ -136,7 +146,8 @@ class LMInferer(Inferer):
         if self.device != "cpu":
             check_device(self.device, model.emulator)
         solver = Solver(max_nfev=self.max_nfev, xtol=self.xtol, ftol=self.ftol, gtol=self.gtol, method=self.method,
-                        device=self.device, jacobian_precision=self.jacobian_precision, steps=self.steps)
+                        device=self.device, jacobian_precision=self.jacobian_precision, steps=self.steps,
+                        last_step=self.last_step)
         result = maximum_likelihood(model, flux, ivar, prior=prior, ids=ids, n_starts=self.n_starts,
                                     use_model_error=self.use_model_error, solver=solver, name="lm",
                                     start_separation=self.start_separation, batched=self.batched)
