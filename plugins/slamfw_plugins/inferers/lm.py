@@ -6,13 +6,20 @@ standardised label space (:func:`slamfw.maximum_likelihood`). By default (``batc
 the stars of a task, with all their starts, are iterated together by one Levenberg-Marquardt
 whose every step is a few matrix products for the whole batch (:mod:`slamfw.stats.batched_lm`);
 ``batched = false`` solves them one by one with ``scipy.optimize.least_squares`` (``method``
-"lm", MINPACK's ``lmder``, or "trf" for bounds). Both solve the same problem, and by default
+"lm", MINPACK's ``lmder``, pinned to its scaling by J's columns, ``x_scale = "jac"``, scipy's
+default since 1.16; or "trf" for bounds). Both solve the same problem, and by default
 (``steps = "minpack"``, :mod:`slamfw.stats.minpack_steps`) the batched solver takes ``lmder``'s
-steps, so that each star follows the same path and ends at the same labels (within 0.01 of the
-formal error by construction, 0.0032 at most on case (a)'s 20,000 survey spectra), even where a
-spectrum has several minima. ``steps = "secant"`` (an extension) takes Gauss-Newton's steps with
-a secant term instead: about a fifth fewer evaluations, but on spectra with several minima
-another path, which can end in another minimum (10 of those 20,000 stars with one start).
+steps, so that, without a box, each star follows the same path and ends at the same labels,
+even where a spectrum has several minima: on case (a)'s 20,000 survey spectra within 0.0038 of
+the formal error with one start, 0.0042 with three (measured; besides rounding, the only departure from
+``lmder``'s path is that a last, confirming evaluation is skipped, ``last_step``; ``last_step =
+0``: none). ``steps = "secant"`` (an extension) takes Gauss-Newton's steps with a secant term
+instead: a sixth fewer evaluations with one start, a tenth with three (11 % less time for the
+whole ``slamfw predict``), but on spectra with several minima another path
+(10 of those 20,000 stars more than 0.05 of the error from the one-by-one labels with one
+start, the farthest, 13 errors, in another minimum; 1 with three starts). With a box the one-by-
+one solver is ``trf``, another algorithm, and the batched one holds the labels the gradient
+pushes out of the box and projects its steps into it.
 
 Initial guesses: the paper starts from the training star of maximum likelihood; this inferer
 starts from ``n_starts`` (default 3) of the best-matching training stars and keeps the solution of
@@ -37,7 +44,8 @@ accept or reject each step, stay in double (see :mod:`slamfw.stats.batched_lm`).
 
 ``device = "cuda"`` runs the batched solver on an NVIDIA GPU through CuPy (an optional extra;
 :mod:`slamfw.stats.device`): the same code on CuPy arrays, for emulators with ``on_device``
-(``slam``, ``krr``, ``cannon``). Labels agree with the CPU's to the matrix products' rounding.
+(``slam``, ``krr``, ``cannon``). Labels agreed with the CPU's to the matrix products' rounding
+(measured with the secant steps; MINPACK's steps have not run on a GPU yet).
 """
 from __future__ import annotations
 
