@@ -180,6 +180,74 @@ def test_a_box_holds_the_labels_the_gradient_pushes_out():
         assert np.all(np.diff(accepted + [float(cost[0])]) <= 0.0), accepted
 
 
+def _concave_box(c0k, kappa=0.01, v0=5.0):
+    """Two labels, correlated (0.9), from (0.001, v0) next to the lower side of label 0, where
+    the first step is clipped into the box; a third residual ``c0k / kappa - kappa (z1 - v0)^2``
+    makes the cost concave along that clipped step (the quadratic model then predicts no
+    reduction, or an increase smaller than the actual one)."""
+    chol = np.linalg.cholesky(np.array([[1.0, 0.9], [0.9, 1.0]]))
+    A, z0 = chol.T, np.array([1e-3, v0])
+    b = A @ z0 - np.linalg.solve(A.T, np.array([1.0, 0.5]))        # gradient (1, 0.5) at z0
+
+    def evaluate(rows, z, model_out=None):
+        r_lin = z @ A.T - b
+        r3 = c0k / kappa - kappa * (z[:, 1] - v0) ** 2
+        j3 = np.zeros_like(z)
+        j3[:, 1] = -2.0 * kappa * (z[:, 1] - v0)
+        return (0.5 * ((r_lin ** 2).sum(1) + r3 ** 2), r_lin @ A + r3[:, None] * j3,
+                (A.T @ A)[None] + j3[:, :, None] * j3[:, None, :])
+    return evaluate, z0
+
+
+def _run_box(evaluate, z0, max_nfev=200):
+    trials = []
+
+    def spied(rows, z, model_out):
+        trials.append(tuple(z[0]))
+        return evaluate(rows, z, model_out)
+    z = z0[None].copy()
+    cost, grad, jtj = evaluate(None, z)
+    start = cost.copy()
+    nfev = np.ones(1, np.int64)
+    conv = ms.minpack_steps(spied, z, cost, grad, jtj, None, nfev, np.array([[0.0, -np.inf]]), np.full((1, 2), np.inf),
+                            np.zeros((1, 2)), max_nfev, 1e-8, 1e-8, 1e-8)
+    return conv[0], int(nfev[0]), z[0], float(cost[0]), float(start[0]), trials
+
+
+@pytest.mark.parametrize("c0k", [0.3, 0.6])
+def test_a_rejected_projected_step_shrinks_the_region(c0k):
+    """After a rejected projected step whose slope is uphill the region shrinks (lmder's factor
+    capped at 0.5): the row moves on, with no trial point repeated (a larger factor grew the
+    region, and the same trial was evaluated until max_nfev)."""
+    conv, nfev, z, cost, start, trials = _run_box(*_concave_box(c0k))
+    assert conv and nfev < 50 and cost < start
+    assert len(set(trials)) == len(trials)
+
+
+def test_a_projected_step_that_predicts_nothing_does_not_stop_the_row():
+    """A projected step that predicts no reduction and whose actual change is below ftol (the
+    concave term tuned so that the first trial's cost equals the start's) says nothing about
+    convergence: the row goes on and lowers its cost (it stopped, 'converged', at its start)."""
+    ev0, z0 = _concave_box(0.0)
+    first = _run_box(ev0, z0, max_nfev=2)[5][0]
+    d2 = (first[1] - 5.0) ** 2
+    rise = ev0(None, np.array([first]))[0][0] - ev0(None, z0[None])[0][0]
+    conv, nfev, z, cost, start, trials = _run_box(*_concave_box(rise / d2))
+    assert trials[0] == first
+    assert nfev > 2 and cost < start
+
+
+def test_a_start_whose_cost_is_not_finite_is_given_up():
+    def evaluate(rows, z, model_out=None):
+        return np.full(len(z), np.inf), np.zeros_like(z), np.repeat(np.eye(2)[None], len(z), 0)
+    z = np.zeros((2, 2))
+    cost, grad, jtj = evaluate(None, z)
+    nfev = np.ones(2, np.int64)
+    box = np.full((2, 2), np.inf)
+    conv = ms.minpack_steps(evaluate, z, cost, grad, jtj, None, nfev, -box, box, np.zeros((2, 2)), 50, 1e-8, 1e-8, 1e-8)
+    assert not conv.any() and np.all(nfev == 1)
+
+
 @pytest.fixture(scope="module")
 def noisy():
     from .conftest import mock_set
@@ -279,6 +347,9 @@ def test_an_unknown_step_rule_is_refused():
         registry.create("inferer", "lm", {"steps": "dogleg"}, where="inferer.name")
     with pytest.raises(ConfigError, match="batched = true"):
         registry.create("inferer", "lm", {"steps": "secant", "batched": False})
+    for params in ({"last_step": 0.0, "batched": False}, {"last_step": 0.02, "steps": "secant"}):
+        with pytest.raises(ConfigError, match="last_step"):          # it would do nothing there
+            registry.create("inferer", "lm", params)
     with pytest.raises(ValueError, match="steps"):
         batched_lm(_LineModel(), np.ones((1, 80)), np.ones((1, 80)), np.zeros((1, 1, 3)), [None], np.zeros(3),
                    np.ones(3), steps="dogleg")

@@ -11,11 +11,11 @@ default since 1.16; or "trf" for bounds). Both solve the same problem, and by de
 (``steps = "minpack"``, :mod:`slamfw.stats.minpack_steps`) the batched solver takes ``lmder``'s
 steps, so that, without a box, each star follows the same path and ends at the same labels,
 even where a spectrum has several minima: on case (a)'s 20,000 survey spectra within 0.0038 of
-the formal error with one start, 0.0042 with three (measured; besides rounding, the only departure from
-``lmder``'s path is that a last, confirming evaluation is skipped, ``last_step``; ``last_step =
-0``: none). ``steps = "secant"`` (an extension) takes Gauss-Newton's steps with a secant term
+the formal error with one start, 0.0042 with three (measured; besides rounding, the departures from
+``lmder``'s path are that a last, confirming evaluation is skipped, ``last_step``, ``last_step =
+0``: none, and that a singular J^T J gets the least-norm Gauss-Newton step). ``steps = "secant"`` (an extension) takes Gauss-Newton's steps with a secant term
 instead: a sixth fewer evaluations with one start, a tenth with three (11 % less time for the
-whole ``slamfw predict``), but on spectra with several minima another path
+whole ``slamfw predict`` with one start), but on spectra with several minima another path
 (10 of those 20,000 stars more than 0.05 of the error from the one-by-one labels with one
 start, the farthest, 13 errors, in another minimum; 1 with three starts). With a box the one-by-
 one solver is ``trf``, another algorithm, and the batched one holds the labels the gradient
@@ -133,6 +133,9 @@ class LMInferer(Inferer):
             raise ConfigError(f"lm: jacobian_precision {self.jacobian_precision!r} is for the batched solver on the "
                               f"CPU (batched = true, device = 'cpu'); here batched = {self.batched} and device = "
                               f"{self.device!r}")
+        if self.last_step != 0.01 and (self.steps != "minpack" or not self.batched):
+            raise ConfigError(f"lm: last_step is the batched minpack steps' rule (batched = true, steps = "
+                              f"'minpack'); here batched = {self.batched} and steps = {self.steps!r}")
         if self.steps != "minpack" and not self.batched:
             raise ConfigError(f"lm: steps {self.steps!r} is the batched solver's (batched = true); with batched = "
                               f"false each star takes scipy's lmder steps, which steps = 'minpack' follows")
