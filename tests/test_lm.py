@@ -266,11 +266,14 @@ def krr_and_cannon(small_train):
 @pytest.mark.parametrize("name", ["krr", "cannon"])
 def test_batched_equals_per_star_for_krr_and_cannon(krr_and_cannon, noisy, name):
     """The batched solver through the other emulators' own ``least_squares_terms`` (krr's compiled
-    pass, the Cannon's from its jacobian): the per-star labels within 0.05 of their errors."""
+    pass, the Cannon's from its jacobian): the per-star labels within 0.05 of their errors with
+    either step rule, within the last-step bound (0.01) on MINPACK's path, the default."""
     model = krr_and_cannon[name]
     one = registry.create("inferer", "lm", {"batched": False}).infer(model, noisy.flux, noisy.ivar)
     bat = registry.create("inferer", "lm", {"batched": True}).infer(model, noisy.flux, noisy.ivar)
-    assert _agree(one, bat).max() < 0.05
+    assert _agree(one, bat).max() < 0.01
+    secant = registry.create("inferer", "lm", {"steps": "secant"}).infer(model, noisy.flux, noisy.ivar)
+    assert _agree(one, secant).max() < 0.05
     both = one.converged & bat.converged
     np.testing.assert_allclose(bat.errors[both], one.errors[both], rtol=0.02)
     np.testing.assert_array_equal(bat.init, one.init)

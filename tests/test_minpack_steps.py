@@ -333,7 +333,9 @@ def test_minpack_steps_through_a_device_evaluator_equal_the_cpus(small_model, no
 
 
 def test_the_last_step_rule_off_through_the_config(small_model, noisy):
-    """``last_step = 0``: the batched rows make every evaluation lmder makes (one start)."""
+    """``last_step = 0``: the batched rows make every evaluation lmder makes (one start); the
+    inferer's default is the core's."""
+    assert registry.create("inferer", "lm", {}).last_step == ms.LAST_STEP
     one = registry.create("inferer", "lm", {"batched": False, "n_starts": 1}).infer(small_model, noisy.flux,
                                                                                     noisy.ivar)
     bat = registry.create("inferer", "lm", {"n_starts": 1, "last_step": 0.0}).infer(small_model, noisy.flux,

@@ -97,7 +97,7 @@ from .minpack_steps import minpack_steps
 #: and rows took 9.0 evaluations on average instead of 6.4.)
 LAMBDA_START = 1e-3
 LAMBDA_MAX = 1e16
-#: The step rules of :func:`batched_lm`: this module's, and MINPACK ``lmder``'s (:mod:`.minpack_steps`).
+#: The step rules of :func:`batched_lm`: MINPACK ``lmder``'s (:mod:`.minpack_steps`, the default) and this module's.
 STEPS = ("minpack", "secant")
 
 

@@ -11,13 +11,14 @@ default since 1.16; or "trf" for bounds). Both solve the same problem, and by de
 (``steps = "minpack"``, :mod:`slamfw.stats.minpack_steps`) the batched solver takes ``lmder``'s
 steps, so that, without a box, each star follows the same path and ends at the same labels,
 even where a spectrum has several minima: on case (a)'s 20,000 survey spectra within 0.0038 of
-the formal error with one start, 0.0042 with three (measured; besides rounding, the departures from
-``lmder``'s path are that a last, confirming evaluation is skipped, ``last_step``, ``last_step =
-0``: none, and that a singular J^T J gets the least-norm Gauss-Newton step). ``steps = "secant"`` (an extension) takes Gauss-Newton's steps with a secant term
-instead: a sixth fewer evaluations with one start, a tenth with three (11 % less time for the
-whole ``slamfw predict`` with one start), but on spectra with several minima another path
-(10 of those 20,000 stars more than 0.05 of the error from the one-by-one labels with one
-start, the farthest, 13 errors, in another minimum; 1 with three starts). With a box the one-by-
+the formal error with one start, 0.0042 with three (measured; besides rounding, the departures
+from ``lmder``'s path are that a last, confirming evaluation is skipped, ``last_step``,
+``last_step = 0``: none, and that a singular J^T J gets the least-norm Gauss-Newton step).
+``steps = "secant"`` (an extension) takes Gauss-Newton's steps with a secant term instead: a
+sixth fewer evaluations with one start, a tenth with three (11 % less time for the whole
+``slamfw predict`` with one start), but on spectra with several minima another path (10 of
+those 20,000 stars more than 0.05 of the error from the one-by-one labels with one start, the
+farthest, 13 errors, in another minimum; 1 with three starts). With a box the one-by-
 one solver is ``trf``, another algorithm, and the batched one holds the labels the gradient
 pushes out of the box and projects its steps into it.
 
@@ -72,6 +73,9 @@ from slamfw import (
 
 SLAMFW_PLUGIN_API = (1, 5)
 
+#: ``last_step``'s default (formal errors): slamfw.stats.minpack_steps.LAST_STEP's value.
+LAST_STEP = 0.01
+
 log = logging.getLogger(__name__)
 
 
@@ -112,7 +116,7 @@ class LMInferer(Inferer):
             "minpack", description="batched: each row's steps: minpack (MINPACK lmder's trust region, the path "
                                    "of batched = false: the same labels) or secant (Gauss-Newton's model with a "
                                    "secant term: fewer evaluations, another path on spectra with several minima)")
-        last_step: float = Field(0.01, ge=0, description="minpack steps: a row stops before evaluating a last "
+        last_step: float = Field(LAST_STEP, ge=0, description="minpack steps: a row stops before evaluating a last "
                                                         "step this short (formal errors) that predicts a gain "
                                                         "below ftol, where its last step gained as predicted; "
                                                         "0: every evaluation lmder makes")
@@ -133,7 +137,7 @@ class LMInferer(Inferer):
             raise ConfigError(f"lm: jacobian_precision {self.jacobian_precision!r} is for the batched solver on the "
                               f"CPU (batched = true, device = 'cpu'); here batched = {self.batched} and device = "
                               f"{self.device!r}")
-        if self.last_step != 0.01 and (self.steps != "minpack" or not self.batched):
+        if self.last_step != LAST_STEP and (self.steps != "minpack" or not self.batched):
             raise ConfigError(f"lm: last_step is the batched minpack steps' rule (batched = true, steps = "
                               f"'minpack'); here batched = {self.batched} and steps = {self.steps!r}")
         if self.steps != "minpack" and not self.batched:
