@@ -149,6 +149,47 @@ def test_solve_with_singular_and_nan_rows():
     assert not np.isfinite(x[4]).all()
 
 
+class _NoRaise:
+    """numpy as CuPy behaves by default: a singular system's solution comes back as inf, no error."""
+
+    class linalg:
+        @staticmethod
+        def solve(a, b):
+            out = np.empty(b.shape)
+            for i in range(len(a)):
+                try:
+                    out[i] = np.linalg.solve(a[i], b[i])
+                except np.linalg.LinAlgError:
+                    out[i] = np.inf
+            return out
+
+        def __getattr__(self, name):
+            return getattr(np.linalg, name)
+    linalg = linalg()
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def test_solve_and_lmpar_where_a_singular_solve_does_not_raise():
+    """On an array module whose solve returns inf for a singular row (CuPy's default), the rows
+    are flagged as on numpy and the singular one gets the least-norm solution; lmpar's steps are
+    numpy's."""
+    fake = _NoRaise()
+    a = np.array([[[1.0, 0.0], [0.0, 0.0]], [[2.0, 0.5], [0.5, 1.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    b = np.array([[2.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    x_np, ok_np = ms._solve(a, b)
+    x_fake, ok_fake = ms._solve(a, b, fake)
+    np.testing.assert_array_equal(ok_fake, ok_np)
+    np.testing.assert_allclose(x_fake, x_np, rtol=1e-12)
+    delta = np.array([10.0, 0.1, 0.5])
+    par_np, p_np = lmpar(a, b, np.ones((3, 2)), delta, np.zeros(3))
+    par_fake, p_fake = lmpar(a, b, np.ones((3, 2)), delta, np.zeros(3), fake)
+    np.testing.assert_allclose(par_fake, par_np, rtol=1e-12)
+    np.testing.assert_allclose(p_fake, p_np, rtol=1e-12, atol=1e-15)
+    assert np.all(np.isfinite(p_fake))
+
+
 def test_a_box_holds_the_labels_the_gradient_pushes_out():
     """A linear problem whose start lies on the lower side of label 0, where the gradient pushes
     outwards, with labels 0 and 1 correlated (0.9): the label is held and the row reaches the
