@@ -133,6 +133,9 @@ RTOL = 1e-8
 SINGLE_START = ["--inferer-param", "n_starts=1"]
 #: The third: the single start with the jacobian's products in float32 (``lm``'s extension).
 SINGLE_PRECISION = [*SINGLE_START, "--inferer-param", "jacobian_precision=single"]
+#: The fourth: the single start with the batched solver's secant steps (``lm``'s ``steps``; the
+#: default, MINPACK's, is the per-star solver's path).
+SECANT_STEPS = [*SINGLE_START, "--inferer-param", "steps=secant"]
 
 
 def logged_seconds(log: str, words: str) -> float | None:
@@ -593,6 +596,9 @@ def run_slamfw(case: Case, work: Path, out: dict[str, Any], reuse: Reuse | None 
     p1 = timed_predict(model_path, [*data_args, *SINGLE_START], work / "predict-lm1.fits", names, n, test_ids)
     print(f"slamfw: predict {what} again, n_starts = 1 and jacobian_precision = single (whole process) ...", flush=True)
     p1s = timed_predict(model_path, [*data_args, *SINGLE_PRECISION], work / "predict-lm1s.fits", names, n, test_ids)
+    print(f"slamfw: predict {what} again, n_starts = 1 and steps = secant (whole process) ...", flush=True)
+    p1sec = timed_predict(model_path, [*data_args, *SECANT_STEPS], work / "predict-lm1-secant.fits", names, n,
+                          test_ids)
     if case.predict_args is not None:
         case.n_predict = p3["n_catalogue"]
     out["predict_ms_per_spectrum"], out["predict_peak_mb"] = p3["ms_per_spectrum"], p3["peak_mb"]
@@ -601,6 +607,8 @@ def run_slamfw(case: Case, work: Path, out: dict[str, Any], reuse: Reuse | None 
     out["predict1"] = p1
     out["predict1s"] = {k: v for k, v in p1s.items() if not k.startswith("_")}
     out["predict1s"]["label_diff"] = catalogue_difference(p1, p1s, names)
+    out["predict1sec"] = {k: v for k, v in p1sec.items() if not k.startswith("_")}
+    out["predict1sec"]["label_diff"] = catalogue_difference(p1, p1sec, names)
     print("slamfw: labels on the reference's spectra, floating-point rates ...", flush=True)
     out["same"] = same_spectra_labels(model, data, case.n_reference)
     out["same1"] = same_spectra_labels(model, data, case.n_reference, {"n_starts": 1})
@@ -651,6 +659,17 @@ def single_text(single: dict[str, Any] | None) -> str:
             f"|difference|, in the labels' units): {diffs}")
 
 
+def secant_text(secant: dict[str, Any] | None) -> str:
+    """The report's words on the fourth timed ``predict`` (n_starts = 1, the secant steps)."""
+    if not secant:
+        return ""
+    diffs = ", ".join(f"{x} {d['median']:.2g} and {d['max']:.2g}" for x, d in secant["label_diff"].items())
+    return (f"; and a fourth with `--inferer-param steps=secant` instead (the batched solver's secant steps: fewer "
+            f"evaluations, another path than the per-star solver's on spectra with several minima; the default "
+            f"steps are MINPACK's), peak memory {secant['peak_mb']:.0f} MB, its labels against the n_starts = 1 "
+            f"catalogue's (median and largest |difference|, in the labels' units): {diffs}")
+
+
 def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: dict[str, float],
            reuse: Reuse | None = None) -> str:
     lines = [f"### Case {case.name}: {mine['n_train']} training stars x {mine['n_pixels']} pixels", ""]
@@ -665,7 +684,7 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
                   f"case's grid only ({mine['n_pixels']} pixels), not on all pixels as the issue asks; its training "
                   "time, model size, memory and `predict` time are for that reduced grid.**", ""]
     a = reference_figures(ref)
-    one, single = mine["predict1"], mine.get("predict1s")
+    one, single, secant = mine["predict1"], mine.get("predict1s"), mine.get("predict1sec")
     subset = bool(a.get("train_pixels")) and a["train_pixels"] != mine["n_pixels"]
     on = f" (slamfw {mine['n_pixels']} pixels, astroslam {a.get('train_pixels')})" if subset else ""
     rows = [(f"training wall time (s){on}", mine["train_s"], a.get("train_s")),
@@ -680,6 +699,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
              one["ms_per_spectrum"], a.get("infer_ms")),
             *([(f"inference per spectrum (ms), slamfw `lm` n_starts = 1, jacobian_precision = single{on}",
                 single["ms_per_spectrum"], a.get("infer_ms"))] if single else []),
+            *([(f"inference per spectrum (ms), slamfw `lm` n_starts = 1, steps = secant{on}",
+                secant["ms_per_spectrum"], a.get("infer_ms"))] if secant else []),
             (f"model size (MB){on}", mine["model_mb"], a.get("model_mb")),
             (f"peak memory, training (MB){on}", mine["train_peak_mb"], a.get("peak_mb"))]
     lines += ["| | slamfw | astroslam | astroslam / slamfw |", "|---|---|---|---|"]
@@ -692,7 +713,8 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
         per_a, per_m = 2 ** 10 * a["model_mb"] / a["train_pixels"], 2 ** 10 * mine["model_mb"] / mine["n_pixels"]
         lines.append(f"| model size per pixel (kB) | {per_m:.4g} | {per_a:.4g} | {fmt_ratio(per_a, per_m)} |")
     starts = (("3 starts", mine["predict_ms_per_spectrum"]), ("n_starts = 1", one["ms_per_spectrum"]),
-              *([("n_starts = 1 in single precision", single["ms_per_spectrum"])] if single else []))
+              *([("n_starts = 1 in single precision", single["ms_per_spectrum"])] if single else []),
+              *([("n_starts = 1 with the secant steps", secant["ms_per_spectrum"])] if secant else []))
     if subset and a.get("infer_ms"):
         lines += per_pixel_inference_rows(starts, mine["n_pixels"], a["infer_ms"], a["train_pixels"],
                                           a.get("infer_ms_2"))
@@ -729,10 +751,10 @@ def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm:
                        "2 processes), timed apart, the start of its worker processes included")
     lines += ["", f"slamfw's inference is the whole `slamfw predict` process {read}, on 2 processes (local executor), "
               f"peak memory {mine['predict_peak_mb']:.0f} MB ({one['peak_mb']:.0f} MB with n_starts = 1); "
-              f"run {'three times' if single else 'twice'}, "
+              f"run {['twice', 'three times', 'four times'][bool(single) + bool(secant)]}, "
               "with the model's `lm` (3 starts, spread over label space: the default) and with `--inferer-param "
               "n_starts=1` (the paper's and astroslam's single start from the best-matching training spectrum)"
-              f"{single_text(single)}{theirs}."]
+              f"{single_text(single)}{secant_text(secant)}{theirs}."]
     if "check" in mine:
         lines.append(f"Check that data.npz (the references' input) holds the spectra `slamfw predict` prepares: on the "
                      f"first {case.n_reference} test stars, the catalogue's labels and slamfw's in-process labels on "

@@ -221,3 +221,6 @@ def test_catalogue_difference_matches_stars_by_id_and_single_text_reports_it():
     text = harness.single_text({"peak_mb": 900.0, "label_diff": d})
     assert "jacobian_precision=single" in text and "Teff 0 and 0.5, logg 0 and 0.1" in text and "900 MB" in text
     assert harness.single_text(None) == ""
+    text = harness.secant_text({"peak_mb": 700.0, "label_diff": d})
+    assert "steps=secant" in text and "Teff 0 and 0.5, logg 0 and 0.1" in text and "700 MB" in text
+    assert harness.secant_text(None) == ""
