@@ -648,26 +648,28 @@ def fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def _variant_text(lead: str, run: dict[str, Any] | None) -> str:
+    """The report's words on a timed ``predict`` with one start and another setting: ``lead``
+    (what was run), its peak memory, and its labels against the n_starts = 1 catalogue's."""
+    if not run:
+        return ""
+    diffs = ", ".join(f"{x} {d['median']:.2g} and {d['max']:.2g}" for x, d in run["label_diff"].items())
+    return (f"{lead}, peak memory {run['peak_mb']:.0f} MB, its labels against the n_starts = 1 catalogue's (median "
+            f"and largest |difference|, in the labels' units): {diffs}")
+
+
 def single_text(single: dict[str, Any] | None) -> str:
     """The report's words on the third timed ``predict`` (n_starts = 1, jacobian in float32)."""
-    if not single:
-        return ""
-    diffs = ", ".join(f"{x} {d['median']:.2g} and {d['max']:.2g}" for x, d in single["label_diff"].items())
-    return (f"; then a third time with `--inferer-param jacobian_precision=single` as well (the jacobian's matrix "
-            f"products in float32, the model and the cost in double: an extension, off by default), peak memory "
-            f"{single['peak_mb']:.0f} MB, its labels against the n_starts = 1 catalogue's (median and largest "
-            f"|difference|, in the labels' units): {diffs}")
+    return _variant_text("; then a third time with `--inferer-param jacobian_precision=single` as well (the "
+                         "jacobian's matrix products in float32, the model and the cost in double: an extension, off "
+                         "by default)", single)
 
 
 def secant_text(secant: dict[str, Any] | None) -> str:
     """The report's words on the fourth timed ``predict`` (n_starts = 1, the secant steps)."""
-    if not secant:
-        return ""
-    diffs = ", ".join(f"{x} {d['median']:.2g} and {d['max']:.2g}" for x, d in secant["label_diff"].items())
-    return (f"; and a fourth with `--inferer-param steps=secant` instead (the batched solver's secant steps: fewer "
-            f"evaluations, another path than the per-star solver's on spectra with several minima; the default "
-            f"steps are MINPACK's), peak memory {secant['peak_mb']:.0f} MB, its labels against the n_starts = 1 "
-            f"catalogue's (median and largest |difference|, in the labels' units): {diffs}")
+    return _variant_text("; and a fourth with `--inferer-param steps=secant` instead (the batched solver's secant "
+                         "steps: fewer evaluations, another path than the per-star solver's on spectra with several "
+                         "minima; the default steps are MINPACK's)", secant)
 
 
 def report(case: Case, mine: dict, ref: dict | None, cannons: dict | None, gemm: dict[str, float],
