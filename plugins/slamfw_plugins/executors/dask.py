@@ -29,10 +29,10 @@ from pydantic import Field
 
 from slamfw import (
     ConfigError, Executor, Params, Progress, available_cores, call_limited, collected, hookimpl, results_in_order,
-    watch_parent,
+    tune_allocator, watch_parent,
 )
 
-SLAMFW_PLUGIN_API = (1, 7)
+SLAMFW_PLUGIN_API = (1, 9)
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,17 @@ def _import_distributed():
 
 
 def _watch_own_parent() -> None:
-    """Run in a nanny or a worker: exit when the process that started this one is gone."""
+    """Run in a LocalCluster's worker: exit when the process that started this one is gone, and
+    set glibc's allocator for large arrays (:func:`slamfw.tune_allocator`; this LocalCluster's
+    nannies set no ``MALLOC_TRIM_THRESHOLD_``, which would leave the allocator as it is)."""
     watch_parent(os.getppid())
+    tune_allocator()
 
 
 def _worker_plugin() -> Any:
     """A worker plugin that makes a LocalCluster's worker processes exit once the process that
-    started them (this one: a LocalCluster's nannies live in it) is gone."""
+    started them (this one: a LocalCluster's nannies live in it) is gone, and sets their
+    allocator (:func:`_watch_own_parent`)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class WorkerDiesWithParent(WorkerPlugin):
