@@ -79,16 +79,17 @@ def resample_rows(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: n
     n, p = flux.shape
     j = np.empty((n, grid.size), dtype=np.intp)
     for i in range(n):
-        j[i] = np.searchsorted(waves[i], grid, side="right") - 1
+        j[i] = np.searchsorted(waves[i], grid, side="right")
+    j -= 1
     inside = (grid[None, :] >= waves[:, :1]) & (grid[None, :] <= waves[:, -1:])
-    j = np.clip(j, 0, p - 2)
-
-    def at(a: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(a, k, axis=1)
-    w0, w1 = at(waves, j), at(waves, j + 1)
+    np.clip(j, 0, p - 2, out=j)
+    j += (np.arange(n) * p)[:, None]            # the left neighbours' flat indices (take: no index tuples)
+    j1 = j + 1
+    waves, flux, ivar = (np.ascontiguousarray(a) for a in (waves, flux, ivar))
+    w0, w1 = waves.take(j), waves.take(j1)
     t = np.clip((grid[None, :] - w0) / (w1 - w0), 0.0, 1.0)
-    f = (1 - t) * at(flux, j) + t * at(flux, j + 1)
-    iv_a, iv_b = at(ivar, j), at(ivar, j + 1)
+    f = (1 - t) * flux.take(j) + t * flux.take(j1)
+    iv_a, iv_b = ivar.take(j), ivar.take(j1)
     with np.errstate(divide="ignore"):
         var_a = np.where(iv_a > 0, 1.0 / np.where(iv_a > 0, iv_a, 1.0), np.inf)
         var_b = np.where(iv_b > 0, 1.0 / np.where(iv_b > 0, iv_b, 1.0), np.inf)
@@ -121,7 +122,10 @@ def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, w
                                        grid, normalizer, wave[i, keep[i]], doppler[i:i + 1])
                for i in range(flux.shape[0])]
         return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
-    return _normalise_and_resample(waves[:, keep], flux[:, keep], ivar[:, keep], grid, normalizer, wave[keep],
+    cols = np.flatnonzero(keep)
+    if cols.size and cols[-1] - cols[0] + 1 == cols.size:    # one run of pixels (wave increases): views, no copies
+        cols = slice(int(cols[0]), int(cols[-1]) + 1)
+    return _normalise_and_resample(waves[:, cols], flux[:, cols], ivar[:, cols], grid, normalizer, wave[cols],
                                    doppler if shifted else None)
 
 
@@ -138,9 +142,10 @@ def _normalise_and_resample(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarra
         nflux, nivar, _ = normalizer.normalize(common, flux, ivar)
     else:
         nflux, nivar, _ = normalizer.normalize_rest_frame(common, doppler, flux, ivar)
-    bad_norm = ~np.isfinite(nflux) | ~np.isfinite(nivar)
-    nflux = np.where(bad_norm, 0.0, nflux)
-    nivar = np.where(bad_norm, 0.0, nivar)
+    bad_norm = ~(np.isfinite(nflux) & np.isfinite(nivar))
+    if bad_norm.any():
+        nflux = np.where(bad_norm, 0.0, nflux)
+        nivar = np.where(bad_norm, 0.0, nivar)
     return resample_rows(waves, nflux, nivar, grid)
 
 

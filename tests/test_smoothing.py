@@ -422,3 +422,23 @@ def test_penalty_uses_the_first_and_last_kept_points():
     lo = np.where(keep, x, np.inf).min(axis=1)
     hi = np.where(keep, x, -np.inf).max(axis=1)
     np.testing.assert_array_equal(norm._lam(x, keep), keep.sum(1) / (hi - lo) * 50.0 ** 4)
+
+
+def test_compiled_bins_are_numpys_bits():
+    """The compiled bins (numba) against the numpy path, on grids per row and on shifted copies of one grid."""
+    from slamfw_plugins.normalizers.spline import BINS, _bins, _bins_numpy
+    if BINS.get() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        p = int(rng.integers(2, 400))
+        n = int(rng.integers(1, 6))
+        if trial % 2:
+            w = np.cumsum(rng.uniform(0.01, 3, (n, p)), axis=1) + rng.uniform(3000, 16000, (n, 1))
+        else:
+            common = np.arange(p) * rng.choice([0.1, 1.0, 3.6]) + 4000.0
+            w = common[None] / (1 + rng.normal(0, 1e-4, (n, 1)))
+        width = [100.0, 50.0, 0.1, 7.3, 1.0, 1e4][trial % 6]
+        got = _bins(w, width)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, _bins_numpy(w, width))

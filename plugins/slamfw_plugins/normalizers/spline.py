@@ -274,7 +274,23 @@ def _bins(wave: np.ndarray, width: float) -> np.ndarray:
     - 2]`` gives with ``edges = np.arange(wave[0], wave[-1] + width, width)``, without the loop
     over rows. numpy fills that arange as ``w0 + k * ((w0 + width) - w0)``, so the same edges are
     computed here, and the first guess ``floor((wave - w0) / step)`` corrected by one either way
-    against them."""
+    against them. Compiled when numba works (:func:`_bins_rows_py`: the same operations, pixel by
+    pixel, so the same bits, in one pass instead of numpy's dozen)."""
+    kernel = BINS.get()
+    if kernel is not None:
+        wave = np.ascontiguousarray(wave, dtype=float)
+        out = np.empty(wave.shape, np.int64)
+        try:
+            kernel(wave, float(width), out)
+        except Exception as exc:   # numba that imports but cannot compile here
+            BINS.failed(exc)
+        else:
+            return out
+    return _bins_numpy(wave, width)
+
+
+def _bins_numpy(wave: np.ndarray, width: float) -> np.ndarray:
+    """:func:`_bins` with numpy's array operations."""
     w0 = wave[:, :1]
     step = (w0 + width) - w0
     k = np.floor((wave - w0) / step)
@@ -282,6 +298,27 @@ def _bins(wave: np.ndarray, width: float) -> np.ndarray:
     k -= (w0 + k * step) > wave
     n_edges = np.ceil((wave[:, -1:] + width - w0) / width)
     return np.clip(k, 0, np.maximum(n_edges - 2, 0)).astype(np.int64)
+
+
+def _bins_rows_py(wave, width, out):  # pragma: no cover - compiled by numba
+    """:func:`_bins_numpy` pixel by pixel: wave (n, P) float64 C-contiguous, width, out (n, P) int64."""
+    n, P = wave.shape
+    for i in range(n):
+        w0 = wave[i, 0]
+        step = (w0 + width) - w0
+        top = max(np.ceil((wave[i, P - 1] + width - w0) / width) - 2.0, 0.0)
+        for j in range(P):
+            w = wave[i, j]
+            k = np.floor((w - w0) / step)
+            if (w0 + (k + 1.0) * step) <= w:
+                k += 1.0
+            if (w0 + k * step) > w:
+                k -= 1.0
+            out[i, j] = int(min(max(k, 0.0), top))
+
+
+#: The compiled :func:`_bins_rows_py` (numba, on first use), or numpy.
+BINS = Kernel(_bins_rows_py, "spline rejection bins", "numpy's array operations")
 
 
 @hookimpl
