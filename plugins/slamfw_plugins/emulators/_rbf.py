@@ -70,39 +70,81 @@ def _least_squares_terms_py(kd_all, kx_all, pixels, gamma, z, intercept, fs, fm,
     """Add one gamma group's pixels to the least-squares terms of K rows (compiled by numba;
     the caller checks the shapes: numba does not check bounds).
 
-    kd_all (K, p): ``K @ dual``, kx_all (K, L p): each ``(K * x_l) @ dual`` side by side (float64,
-    or float32: the derivatives' products in single precision), for the group's pixels (p,) (int,
-    in [0, P)); z (K, L) standardised labels; intercept, fs, fm (P,) the
-    expansion's intercept and the flux scaler's scale and mean; inv_ls (L,) 1 / the label scaler's
-    scale; w, wf (K, P) weights and weighted flux. Per row b and pixel q, with the model
-    ``m = (kd + intercept) fs + fm``, the residual ``r = wf - w m`` and its derivative by the
-    physical label l, ``J_l = 2 gamma w fs (z_l kd - kx_l) / ls_l``, it adds ``r^2 / 2`` to
-    cost (K,), ``J_l r`` to grad (K, L) and ``J_l J_m`` to jtj (K, L, L), upper triangle only;
-    ``model`` (K, P), unless it has no rows: m is written there."""
+    kd_all (K, >= p): ``K @ dual`` in its first p columns, kx_all (K, >= L p): each ``(K * x_l) @
+    dual`` side by side in its last L p columns (float64, or float32: the derivatives' products in
+    single precision; C-contiguous, for the simplest indexing: both may be the one (K, (L + 1) p)
+    product), for the group's pixels (p,) (int, in [0, P)); z (K, L) standardised labels;
+    intercept, fs, fm (P,) the expansion's intercept and the flux scaler's scale and mean; inv_ls
+    (L,) 1 / the label scaler's scale; w, wf (K, P) weights and weighted flux. Per row b and pixel
+    q, with the model ``m = (kd + intercept) fs + fm``, the residual ``r = wf - w m`` and its
+    derivative by the physical label l, ``J_l = 2 gamma w fs (z_l kd - kx_l) / ls_l``, it adds
+    ``r^2 / 2`` to cost (K,), ``J_l r`` to grad (K, L) and ``J_l J_m`` to jtj (K, L, L), upper
+    triangle only; ``model`` (K, P), unless it has no rows: m is written there. Each row's sums
+    run over the pixels in increasing order, one rounding per operation, no fused or reordered
+    arithmetic (the per-pixel constants are gathered once per call into (p,) arrays and, for
+    L = 3, a row's sums kept in locals: speed only, the same bits)."""
     n_rows, n_lab = z.shape
     p = pixels.size
     keep = model.shape[0] > 0
+    kx0 = kx_all.shape[1] - n_lab * p          # kx of label l, pixel j: kx_all[b, kx0 + l p + j]
+    icp, fsp, fmp, m_row = np.empty(p), np.empty(p), np.empty(p), np.empty(p)
+    for j in range(p):
+        q = pixels[j]
+        icp[j], fsp[j], fmp[j] = intercept[q], fs[q], fm[q]
+    two_g = 2.0 * gamma
     jl = np.empty(n_lab)
     for b in range(n_rows):
-        c = 0.0
         for j in range(p):
-            q = pixels[j]
-            kd = kd_all[b, j]
-            m = (kd + intercept[q]) * fs[q] + fm[q]
-            if keep:
-                model[b, q] = m
-            wq = w[b, q]
-            if wq == 0.0:              # then wf is 0 too: no residual, no derivative
-                continue
-            r = wf[b, q] - wq * m
-            c += r * r
-            f = 2.0 * gamma * wq * fs[q]
-            for l_ in range(n_lab):
-                jl[l_] = f * (z[b, l_] * kd - kx_all[b, l_ * p + j]) * inv_ls[l_]
-            for l_ in range(n_lab):
-                grad[b, l_] += jl[l_] * r
-                for m_ in range(l_, n_lab):
-                    jtj[b, l_, m_] += jl[l_] * jl[m_]
+            m_row[j] = (kd_all[b, j] + icp[j]) * fsp[j] + fmp[j]
+        if keep:
+            for j in range(p):
+                model[b, pixels[j]] = m_row[j]
+        c = 0.0
+        if n_lab == 3:
+            z0, z1, z2, i0, i1, i2 = z[b, 0], z[b, 1], z[b, 2], inv_ls[0], inv_ls[1], inv_ls[2]
+            g0, g1, g2 = grad[b, 0], grad[b, 1], grad[b, 2]
+            a00, a01, a02 = jtj[b, 0, 0], jtj[b, 0, 1], jtj[b, 0, 2]
+            a11, a12, a22 = jtj[b, 1, 1], jtj[b, 1, 2], jtj[b, 2, 2]
+            for j in range(p):
+                q = pixels[j]
+                wq = w[b, q]
+                if wq == 0.0:          # then wf is 0 too: no residual, no derivative
+                    continue
+                r = wf[b, q] - wq * m_row[j]
+                f = two_g * wq * fsp[j]
+                kd = kd_all[b, j]
+                j0 = f * (z0 * kd - kx_all[b, kx0 + j]) * i0
+                j1 = f * (z1 * kd - kx_all[b, kx0 + p + j]) * i1
+                j2 = f * (z2 * kd - kx_all[b, kx0 + 2 * p + j]) * i2
+                c += r * r
+                g0 += j0 * r
+                g1 += j1 * r
+                g2 += j2 * r
+                a00 += j0 * j0
+                a01 += j0 * j1
+                a02 += j0 * j2
+                a11 += j1 * j1
+                a12 += j1 * j2
+                a22 += j2 * j2
+            grad[b, 0], grad[b, 1], grad[b, 2] = g0, g1, g2
+            jtj[b, 0, 0], jtj[b, 0, 1], jtj[b, 0, 2] = a00, a01, a02
+            jtj[b, 1, 1], jtj[b, 1, 2], jtj[b, 2, 2] = a11, a12, a22
+        else:
+            for j in range(p):
+                q = pixels[j]
+                wq = w[b, q]
+                if wq == 0.0:
+                    continue
+                r = wf[b, q] - wq * m_row[j]
+                c += r * r
+                f = two_g * wq * fsp[j]
+                kd = kd_all[b, j]
+                for l_ in range(n_lab):
+                    jl[l_] = f * (z[b, l_] * kd - kx_all[b, kx0 + l_ * p + j]) * inv_ls[l_]
+                for l_ in range(n_lab):
+                    grad[b, l_] += jl[l_] * r
+                    for m_ in range(l_, n_lab):
+                        jtj[b, l_, m_] += jl[l_] * jl[m_]
         cost[b] += 0.5 * c
 
 
@@ -254,12 +296,10 @@ class RBFExpansion:
                              f"{w.shape}; got {model.dtype} {model.shape}")
         cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
         for grp, kz in self._kernels(z):
-            p = grp.pixels.size
             if single:
                 kd, kx = kz @ grp.dual, kz.astype(np.float32) @ grp.stacked_single()
             else:
-                out = kz @ grp.stacked_dual()
-                kd, kx = out[:, :p], out[:, p:]
+                kd = kx = kz @ grp.stacked_dual()         # C-contiguous: the kernel's columns p: are kx
             try:
                 kernel(kd, kx, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
                        w, wf, cost, grad, jtj, model)
