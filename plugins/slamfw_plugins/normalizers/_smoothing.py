@@ -14,15 +14,18 @@ penalty, ``int B_j'' B_k''``, exact: B'' is linear on each interval) depend on t
 only, so they are built once per block of stars, with array operations, and every rejection
 iteration only reweights B^T W B and solves. With numba installed (``slamfw[fast]``) assembly,
 factorisation (``L D L^T``, no square roots), solves and values run in one compiled forward and
-one backward sweep per star: 36-37 us per star and solve on 1900 pixels, each star on its own
-grid, 137 us on 7214 (``benchmarks/bench_spline.py``, 2026-11-28; 51 and 211 us for the Cholesky
-kernel before it, which summed, factored and solved 8 stars side by side in separate passes)
-against 290-310 us for the fallback (numpy's assembly, then LAPACK's banded Cholesky called once
-per star); the two agree to rounding (3e-8 to 8e-8 of a unit continuum at 100-150 A). Against
-scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6 (150 A) of the continuum on a 1 A
-grid of 1900 pixels; the agreement loosens as the system's conditioning grows
-with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on that grid, 6.5e-6
-at 100 A and 4e-4 at 300 A on APOGEE's 7214 pixels), far below any spectrum's noise.
+one backward sweep per star: 25 us per star and solve on 1900 pixels, each star on its own grid,
+97 us on 7214 (``benchmarks/bench_spline.py``'s cases, 2026-11-28; the same operations in the same
+order as the sweeps before, bit for bit, which took 34 and 133 us that day with the open rows in
+a 4 x 4 array indexed by row % 4 and the factor's rows read back through numba's negative-index
+checks; 51 and 211 us for the Cholesky kernel before those, which summed, factored and solved 8
+stars side by side in separate passes) against 290-310 us for the fallback (numpy's assembly, then
+LAPACK's banded Cholesky called once per star); the two agree to rounding (3e-8 to 8e-8 of a unit
+continuum at 100-150 A). Against scipy on the kept pixels either agrees to 1e-7 (100 A) to 1e-6
+(150 A) of the continuum on a 1 A grid of 1900 pixels; the agreement loosens as the system's
+conditioning grows with the smoothing length and the number of pixels (measured: 4e-6 at 300 A on
+that grid, 6.5e-6 at 100 A and 4e-4 at 300 A on APOGEE's 7214 pixels), far below any spectrum's
+noise.
 ``tests/test_smoothing.py`` checks grids up to 1900 pixels.
 
 A penalty too stiff for the grid is refused with a ValueError: a system whose factorisation fails,
@@ -54,82 +57,103 @@ PIVOT_FLOOR = 1e-12
 
 def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
     """basis (4, N, n), omega (4, N, n + 2), first (n,) (``min(i, n - 2)``: the first B-spline
-    non-zero at point i), y, w (M, n), lam (M,), rows (M,) int in [0, N), out (M, n) (checked by
-    the caller: numba does not check bounds).
+    non-zero at point i; the loops assume this layout and do not read it), y, w (M, n), lam (M,),
+    rows (M,) int in [0, N), out (M, n) (checked by the caller: numba does not check bounds).
 
     What :meth:`SmoothingSplines.values` computes, one star at a time in one forward and one
     backward sweep. Forward: the banded normal equations of star s (penalty rows[s] of omega,
-    basis rows[s]) are summed point by point into a ring of the 4 rows still open; as each row
-    closes (nothing after it adds to it) it is factored, ``A = L D L^T`` with L unit lower
-    triangular of bandwidth 3 (no square roots; ``L[k + d, k]`` in u[k + 3, d], its product
-    with D_k in t[k + 3, d], 1 / D_k in rinv[k + 3]), and the forward solve ``L z = B^T W y``
-    takes its next value. Backward: ``L^T c = D^-1 z``, and the spline at each point as soon as
-    its 4 coefficients are known, into out[s]. Nothing of one star depends on another. Returns -1,
-    or the first star whose system is not positive definite (a pivot D_k at most PIVOT_FLOOR of
-    its diagonal entry, or not a number)."""
+    basis rows[s]) are summed point by point, each entry from ``lam omega`` in point order, in
+    scalars: point k (k < n - 2) adds to rows k .. k + 3 and completes row k; the last two points
+    both add to rows n - 2 .. n + 1 (``tail``), which close after them. As each row closes it is
+    factored, ``A = L D L^T`` with L unit lower triangular of bandwidth 3 (no square roots; the
+    last three rows' ``L[k + d, k]`` (u), its product with D_k (t) and z in scalars), and the
+    forward solve ``L z = B^T W y`` takes its next value; back[k] keeps z_k (1 / D_k) and column k
+    of L. Backward: ``L^T c = D^-1 z``, and the spline at each point as soon as its 4 coefficients
+    are known, into out[s]. Nothing of one star depends on another. Returns -1, or the first star
+    whose system is not positive definite (a pivot D_k at most PIVOT_FLOOR of its diagonal entry,
+    or not a number)."""
     M, n = y.shape
     m = n + 2
-    ring = np.empty((4, 4))                    # the open rows k .. k + 3 (bands 0..3), row j at slot j % 4
-    rhs = np.empty(4)
-    u = np.zeros((m + 3, 4))                   # three rows of zeros before row 0
-    t = np.zeros((m + 3, 4))
-    rinv = np.zeros(m + 3)
-    z = np.zeros(m + 3)
+    back = np.empty((m, 4))                    # row k: z_k (1 / D_k), L[k + 1, k], L[k + 2, k], L[k + 3, k]
+    tail = np.empty((4, 5))                    # rows n - 2 .. n + 1: bands 0..3, right-hand side
     for s in range(M):
         r = rows[s]
         ls = lam[s]
-        for j in range(4):
-            for d in range(4):
-                ring[j, d] = ls * omega[d, r, j]   # omega is 0 past the matrix's last column
-            rhs[j] = 0.0
-        k = 0                                  # the next row to factor
-        for i in range(n):
-            f = first[i]                       # point i adds to rows and columns f .. f + 3
-            b0, b1, b2, b3 = basis[0, r, i], basis[1, r, i], basis[2, r, i], basis[3, r, i]
-            wi = w[s, i]
-            yv = wi * y[s, i] if wi > 0.0 else 0.0
-            s0, s1, s2, s3 = f & 3, (f + 1) & 3, (f + 2) & 3, (f + 3) & 3
-            rhs[s0] += yv * b0
-            rhs[s1] += yv * b1
-            rhs[s2] += yv * b2
-            rhs[s3] += yv * b3
-            v0, v1, v2, v3 = wi * b0, wi * b1, wi * b2, wi * b3
-            ring[s0, 0] += v0 * b0
-            ring[s0, 1] += v0 * b1
-            ring[s0, 2] += v0 * b2
-            ring[s0, 3] += v0 * b3
-            ring[s1, 0] += v1 * b1
-            ring[s1, 1] += v1 * b2
-            ring[s1, 2] += v1 * b3
-            ring[s2, 0] += v2 * b2
-            ring[s2, 1] += v2 * b3
-            ring[s3, 0] += v3 * b3
-            # the rows that close: before the next point's first row (all the rest after the last point)
-            end = first[i + 1] if i + 1 < n else m
-            while k < end:
-                q = k + 3
-                sl = k & 3
-                a0 = ring[sl, 0]
-                dk = a0 - u[q - 1, 1] * t[q - 1, 1] - u[q - 2, 2] * t[q - 2, 2] - u[q - 3, 3] * t[q - 3, 3]
-                if not dk > PIVOT_FLOOR * a0:
-                    return s
-                rk = 1.0 / dk
-                t1 = ring[sl, 1] - u[q - 1, 2] * t[q - 1, 1] - u[q - 2, 3] * t[q - 2, 2]
-                t2 = ring[sl, 2] - u[q - 1, 3] * t[q - 1, 1]
-                t3 = ring[sl, 3]
-                t[q, 1], t[q, 2], t[q, 3] = t1, t2, t3
-                u[q, 1], u[q, 2], u[q, 3] = t1 * rk, t2 * rk, t3 * rk
-                rinv[q] = rk
-                z[q] = rhs[sl] - u[q - 1, 1] * z[q - 1] - u[q - 2, 2] * z[q - 2] - u[q - 3, 3] * z[q - 3]
-                nxt = k + 4                    # the slot opens row k + 4
-                for d in range(4):
-                    ring[sl, d] = ls * omega[d, r, nxt] if nxt < m else 0.0
-                rhs[sl] = 0.0
-                k += 1
+        # the started entries of the open rows k .. k + 2 (lam omega, then each point's term in
+        # turn): row k bands 0..2, row k + 1 bands 0..1, row k + 2 band 0; their right-hand sides
+        a00, a01, a02 = ls * omega[0, r, 0], ls * omega[1, r, 0], ls * omega[2, r, 0]
+        a10, a11 = ls * omega[0, r, 1], ls * omega[1, r, 1]
+        a20 = ls * omega[0, r, 2]
+        h0 = h1 = h2 = 0.0
+        # rows k - 1, k - 2, k - 3 (zeros before row 0): u (L), t (L D), z
+        pu1 = pu2 = pu3 = pt1 = pt2 = pt3 = pz = 0.0
+        qu2 = qu3 = qt2 = qt3 = qz = 0.0
+        ru3 = rt3 = rz = 0.0
+        for k in range(m):                     # row k closes
+            if k < n - 2:                      # after point k, which adds to rows k .. k + 3
+                b0, b1, b2, b3 = basis[0, r, k], basis[1, r, k], basis[2, r, k], basis[3, r, k]
+                wi = w[s, k]
+                yv = wi * y[s, k] if wi > 0.0 else 0.0
+                v0, v1, v2, v3 = wi * b0, wi * b1, wi * b2, wi * b3
+                c0 = a00 + v0 * b0             # row k, complete
+                c1 = a01 + v0 * b1
+                c2 = a02 + v0 * b2
+                c3 = ls * omega[3, r, k] + v0 * b3
+                hk = h0 + yv * b0
+                a00 = a10 + v1 * b1            # the entries b3 starts, and the next rows move up
+                a01 = a11 + v1 * b2
+                a02 = ls * omega[2, r, k + 1] + v1 * b3
+                a10 = a20 + v2 * b2
+                a11 = ls * omega[1, r, k + 2] + v2 * b3
+                a20 = ls * omega[0, r, k + 3] + v3 * b3
+                h0 = h1 + yv * b1
+                h1 = h2 + yv * b2
+                h2 = 0.0 + yv * b3             # from 0.0, as summed (-0.0 becomes 0.0)
+            else:                              # the last 4 rows close after the last point
+                if k == n - 2:                 # the last two points both add to rows n - 2 .. n + 1
+                    tail[0, 0], tail[0, 1], tail[0, 2], tail[0, 4] = a00, a01, a02, h0
+                    tail[1, 0], tail[1, 1], tail[1, 4] = a10, a11, h1
+                    tail[2, 0], tail[2, 4] = a20, h2
+                    tail[3, 4] = 0.0
+                    for j in range(4):
+                        for d in range(3 - j, 4):
+                            tail[j, d] = ls * omega[d, r, k + j]
+                    for i in range(n - 2, n):
+                        b0, b1, b2, b3 = basis[0, r, i], basis[1, r, i], basis[2, r, i], basis[3, r, i]
+                        wi = w[s, i]
+                        yv = wi * y[s, i] if wi > 0.0 else 0.0
+                        tail[0, 4] += yv * b0
+                        tail[1, 4] += yv * b1
+                        tail[2, 4] += yv * b2
+                        tail[3, 4] += yv * b3
+                        v0, v1, v2, v3 = wi * b0, wi * b1, wi * b2, wi * b3
+                        tail[0, 0] += v0 * b0
+                        tail[0, 1] += v0 * b1
+                        tail[0, 2] += v0 * b2
+                        tail[0, 3] += v0 * b3
+                        tail[1, 0] += v1 * b1
+                        tail[1, 1] += v1 * b2
+                        tail[1, 2] += v1 * b3
+                        tail[2, 0] += v2 * b2
+                        tail[2, 1] += v2 * b3
+                        tail[3, 0] += v3 * b3
+                j = k - (n - 2)
+                c0, c1, c2, c3, hk = tail[j, 0], tail[j, 1], tail[j, 2], tail[j, 3], tail[j, 4]
+            dk = c0 - pu1 * pt1 - qu2 * qt2 - ru3 * rt3
+            if not dk > PIVOT_FLOOR * c0:
+                return s
+            rk = 1.0 / dk
+            t1 = c1 - pu2 * pt1 - qu3 * qt2
+            t2 = c2 - pu3 * pt1
+            zk = hk - pu1 * pz - qu2 * qz - ru3 * rz
+            u1, u2, u3 = t1 * rk, t2 * rk, c3 * rk
+            back[k, 0], back[k, 1], back[k, 2], back[k, 3] = zk * rk, u1, u2, u3
+            ru3, rt3, rz = qu3, qt3, qz
+            qu2, qu3, qt2, qt3, qz = pu2, pu3, pt2, pt3, pz
+            pu1, pu2, pu3, pt1, pt2, pt3, pz = u1, u2, u3, t1, t2, c3, zk
         c1 = c2 = c3 = 0.0                     # c[k + 1], c[k + 2], c[k + 3] (0 past the last)
         for k in range(m - 1, -1, -1):
-            q = k + 3
-            ck = z[q] * rinv[q] - u[q, 1] * c1 - u[q, 2] * c2 - u[q, 3] * c3
+            ck = back[k, 0] - back[k, 1] * c1 - back[k, 2] * c2 - back[k, 3] * c3
             if k <= n - 2:                     # point k's coefficients are k .. k + 3; the last point's, n - 2 ..
                 out[s, k] = basis[0, r, k] * ck + basis[1, r, k] * c1 + basis[2, r, k] * c2 + basis[3, r, k] * c3
                 if k == n - 2:
