@@ -82,9 +82,9 @@ def resample_rows(waves: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: n
         j[i] = np.searchsorted(waves[i], grid, side="right")
     j -= 1
     inside = (grid[None, :] >= waves[:, :1]) & (grid[None, :] <= waves[:, -1:])
-    np.clip(j, 0, p - 2, out=j)
+    np.clip(j, 0, max(p - 2, 0), out=j)
     j += (np.arange(n) * p)[:, None]            # the left neighbours' flat indices (take: no index tuples)
-    j1 = j + 1
+    j1 = j + 1 if p > 1 else j                  # one pixel: both neighbours are it (as row indices -1 and 0 were)
     waves, flux, ivar = (np.ascontiguousarray(a) for a in (waves, flux, ivar))
     w0, w1 = waves.take(j), waves.take(j1)
     t = np.clip((grid[None, :] - w0) / (w1 - w0), 0.0, 1.0)

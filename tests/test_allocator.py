@@ -10,6 +10,9 @@ from slamfw.execution import allocator
 
 GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
 needs_glibc = pytest.mark.skipif(not GLIBC, reason="glibc's allocator only")
+#: the probe reads mallinfo2 (glibc 2.33 and later)
+needs_mallinfo2 = pytest.mark.skipif(not (GLIBC and hasattr(__import__("ctypes").CDLL(None), "mallinfo2")),
+                                     reason="glibc 2.33 or later (mallinfo2)")
 
 #: In a fresh interpreter: tune (or not), then how many bytes glibc maps while an 8 MB block is held.
 PROBE = """
@@ -28,21 +31,23 @@ print(tuned, libc.mallinfo2().hblkhd - before)
 
 
 def _probe(**env: str) -> tuple[bool, int]:
-    clean = {k: v for k, v in os.environ.items() if k not in (*allocator.GLIBC_VARIABLES, allocator.OPT_OUT)}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in (*allocator.GLIBC_VARIABLES, allocator.OPT_OUT, "GLIBC_TUNABLES")}
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
                          env={**clean, **env}).stdout.split()
     return out[0] == "True", int(out[1])
 
 
-@needs_glibc
+@needs_mallinfo2
 def test_tuned_an_8_mb_array_comes_from_the_heap_not_from_a_fresh_mapping():
     assert _probe() == (True, 0)
     tuned, mapped = _probe(SLAMFW_MALLOC_TUNING="0")           # glibc's default: mmap above 128 KB
     assert not tuned and mapped >= 8 * 2**20
 
 
-@needs_glibc
+@needs_mallinfo2
 @pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "65536"}, {"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"},
                                  {"SLAMFW_MALLOC_TUNING": "off"}])
 def test_the_users_own_allocator_settings_are_left_alone(env):
     tuned, mapped = _probe(**env)
@@ -55,7 +60,7 @@ def _tuned_here(_):
 
 @needs_glibc
 def test_local_workers_tune_their_allocator_when_they_start(monkeypatch):
-    for var in (*allocator.GLIBC_VARIABLES, allocator.OPT_OUT):
+    for var in (*allocator.GLIBC_VARIABLES, allocator.OPT_OUT, "GLIBC_TUNABLES"):
         monkeypatch.delenv(var, raising=False)
     with LocalExecutor(workers=2, idle_timeout=5) as ex:
         got = ex.map(_tuned_here, [(i,) for i in range(4)], progress=False)

@@ -336,6 +336,38 @@ def test_slam_least_squares_terms_compiled_equal_the_jacobians(small_model, nois
         emu.least_squares_terms(theta, w[:, 1:], wf[:, 1:])
 
 
+@pytest.mark.parametrize("n_lab", [1, 2, 4, 5])
+@pytest.mark.parametrize("single", [False, True])
+def test_rbf_least_squares_terms_for_any_number_of_labels(n_lab, single):
+    """The compiled RBF terms (a loop specialised for 3 labels, the general one for others) equal
+    cost, J^T r and J^T J built from value_and_gradient, and fill the model, for 1-5 labels, in
+    double and with the derivatives' products in float32."""
+    pytest.importorskip("numba")
+    from slamfw_plugins.emulators._rbf import LSQ_KERNEL, RBFExpansion
+    rng = np.random.default_rng(n_lab)
+    M, P, K = 40, 30, 7
+    X = rng.normal(size=(M, n_lab))
+    dual = rng.normal(size=(P, M)) * (rng.random((P, M)) > 0.2)
+    rbf = RBFExpansion(X, dual, rng.normal(size=P), rng.choice([0.1, 0.5], P))
+    z = rng.normal(size=(K, n_lab))
+    w = rng.uniform(0.5, 2, (K, P))
+    w[:, ::5] = 0.0
+    wf = w * rng.normal(1, 0.1, (K, P))
+    fs, fm, inv_ls = rng.uniform(0.5, 2, P), rng.normal(size=P), rng.uniform(0.5, 2, n_lab)
+    model = np.full((K, P), np.nan)
+    got = rbf.least_squares_terms(z, w, wf, fs, fm, inv_ls, single=single, model=model)
+    assert got is not None and LSQ_KERNEL.compiled              # the compiled pass, not a fallback
+    val, jac = rbf.value_and_gradient(z)                         # (K, P), (K, P, L) by z
+    m = val * fs + fm
+    r = wf - w * m
+    jr = -(w * fs)[:, :, None] * jac * inv_ls                    # dr / d label (K, P, L)
+    want = (0.5 * (r * r).sum(1), np.einsum("kpl,kp->kl", jr, r), np.einsum("kpl,kpm->klm", jr, jr))
+    np.testing.assert_allclose(model, m, rtol=1e-12, atol=1e-12)
+    tol = 1e-4 if single else 1e-10
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
 def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_model, noisy, monkeypatch, caplog):
     from slamfw import Emulator
     from slamfw_plugins.emulators import _rbf

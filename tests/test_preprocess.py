@@ -125,3 +125,21 @@ def test_resample_rows_is_resample_row_by_row():
 def test_the_speed_of_light_is_astropys_to_the_bit():
     from astropy.constants import c
     assert C_KMS == c.to_value("km/s")
+
+
+def test_resample_rows_is_row_by_row_even_for_one_pixel_rows():
+    """Each row's result is its own, also when the rows have one pixel (the flat-index takes of
+    ``resample_rows`` must not reach into the previous row), and equals the row resampled alone."""
+    from slamfw.preprocess import resample_rows
+    rng = np.random.default_rng(4)
+    for p in (1, 2, 5):
+        grid = np.array([0.5, 1.0, 2.0, 2.5, 3.0, 4.0, 7.0]) if p == 1 else np.linspace(0.5, 10.5, 23)
+        waves = np.sort(rng.uniform(0, 11, (4, p)), axis=1)
+        waves[:, 0] = [1.0, 2.0, 3.0, 4.0] if p == 1 else waves[:, 0]
+        flux, ivar = rng.normal(1, 0.2, (4, p)), rng.uniform(0.5, 2, (4, p))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f, iv = resample_rows(waves, flux, ivar, grid)
+            for i in range(4):
+                fi, ivi = resample_rows(waves[i:i + 1], flux[i:i + 1], ivar[i:i + 1], grid)
+                np.testing.assert_array_equal(f[i], fi[0])
+                np.testing.assert_array_equal(iv[i], ivi[0])

@@ -400,6 +400,11 @@ def test_compiled_rejection_gives_numpys_bits(monkeypatch, k_upper):
     bins = np.repeat(np.arange(S // 25), 25)[None].repeat(n, axis=0)
     active = rng.random(n) > 0.2
     one = norm._reject(f, cont, keep, good, bins, S // 25, active)
+    mixed = bins.copy()                                       # rows whose bins decrease: the kernel's general loop
+    mixed[::3] = rng.permuted(mixed[::3], axis=1)
+    mixed[1::3, -1] = 0
+    two = norm._reject(f, cont, keep, good, mixed, S // 25, active)
+    assert spline.REJECT.compiled                          # the kernel ran: it did not fail over to numpy
     monkeypatch.setattr(spline.REJECT, "compiled", False)  # numpy's path
     assert spline.REJECT.get() is None
     slow = [norm.normalize(wave[None, :] / doppler[:, None], flux, ivar),
@@ -411,6 +416,10 @@ def test_compiled_rejection_gives_numpys_bits(monkeypatch, k_upper):
     np.testing.assert_array_equal(one[1], refit)
     assert refit.any() and not refit[~active].any()
     np.testing.assert_array_equal(one[0][refit], new_keep[refit])
+    new_keep, refit = norm._reject(f, cont, keep, good, mixed, S // 25, active)
+    np.testing.assert_array_equal(two[1], refit)
+    assert refit.any()
+    np.testing.assert_array_equal(two[0][refit], new_keep[refit])
 
 
 def test_penalty_uses_the_first_and_last_kept_points():
@@ -442,3 +451,4 @@ def test_compiled_bins_are_numpys_bits():
         got = _bins(w, width)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, _bins_numpy(w, width))
+    assert BINS.compiled                                      # the kernel ran: it did not fail over to numpy

@@ -13,16 +13,25 @@ a run of 14 s.
 
 :func:`tune_allocator` fixes the mmap threshold at 32 MiB (glibc's largest on 64-bit systems)
 and the trim threshold at 64 MiB: arrays up to 32 MiB are served from the heap and reused, and
-the heap keeps up to 64 MiB of freed memory for the next ones. Measured on that run (3
-alternating pairs, same host): 13.0-13.1 s against 14.0 s (7 % less), the same peak memory
-(289 against 286 MB, the largest process). Setting only one of the two makes it slower (each
-setting turns glibc's adaptation off for both): 15.1 s with the mmap threshold alone, 17.0 s with
-the trim threshold alone.
+the heap keeps up to 64 MiB of freed memory for the next ones. Measured on that run (6 rounds
+in ABBA order against the code before, same host): 14.05 → 13.14 s median, every pair 0.79-1.22
+s less. Setting only one of the two makes it slower (each setting turns glibc's adaptation off
+for both; as environment variables, 3 pairs): 1.2 s more with the mmap threshold alone, 3.1 s
+more with the trim threshold alone.
 
 It changes nothing where glibc is not the C library (macOS, Windows, musl), or where the
 environment sets glibc's own variables (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
-``MALLOC_TOP_PAD_``, ``MALLOC_MMAP_MAX_``: the user's choice, or Dask's nanny, which sets a small
-trim threshold so that its workers' memory reports stay true), or ``SLAMFW_MALLOC_TUNING=0``.
+``MALLOC_TOP_PAD_``, ``MALLOC_MMAP_MAX_``, or a ``glibc.malloc.`` tunable in ``GLIBC_TUNABLES``:
+the user's choice, or Dask's nanny, which sets a small trim threshold so that its workers'
+memory reports stay true), or ``SLAMFW_MALLOC_TUNING=0``.
+
+The price is memory: the heap keeps up to 64 MiB of freed memory at its top, and a freed block
+below 32 MiB that sits under a live one stays in the process (glibc's own adaptive thresholds
+end up the same way once it has freed blocks that large). The harness's peak memory of the
+whole ``slamfw predict`` process tree on case (a) was 2-5 % higher at c6f5b01 than at c24f831
+(713 → 747 MB with one start, 892 → 910 MB with 3; the preparation's changes are in those runs
+too). Only ``slamfw predict`` was timed; training (``slamfw train``) gets the same setting,
+unmeasured: ``SLAMFW_MALLOC_TUNING=0`` turns it off.
 """
 from __future__ import annotations
 
@@ -38,6 +47,8 @@ MMAP_THRESHOLD = 32 * 2**20
 TRIM_THRESHOLD = 64 * 2**20
 #: glibc's own environment variables: where one is set, the allocator is left as the user set it.
 GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+#: ... and its tunables (``GLIBC_TUNABLES=glibc.malloc.trim_threshold=...:...``).
+GLIBC_TUNABLES_PREFIX = "glibc.malloc."
 #: ``SLAMFW_MALLOC_TUNING=0`` leaves the allocator alone.
 OPT_OUT = "SLAMFW_MALLOC_TUNING"
 
@@ -51,7 +62,7 @@ _STATE: list[bool] = []        # this process's outcome, once tried
 def tune_allocator() -> bool:
     """Set glibc's mmap and trim thresholds for this process (see the module's docstring), once;
     returns whether they are set. Does nothing (False) off glibc, where the environment sets
-    glibc's ``MALLOC_*`` variables, or with ``SLAMFW_MALLOC_TUNING=0``."""
+    glibc's ``MALLOC_*`` variables or ``glibc.malloc.`` tunables, or with ``SLAMFW_MALLOC_TUNING=0``."""
     if not _STATE:
         _STATE.append(_tune())
     return _STATE[0]
@@ -61,6 +72,8 @@ def _tune() -> bool:
     if os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     if not sys.platform.startswith("linux") or any(var in os.environ for var in GLIBC_VARIABLES):
+        return False
+    if GLIBC_TUNABLES_PREFIX in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     import ctypes
     try:
