@@ -1,11 +1,11 @@
-"""glibc's allocator set for large arrays (slamfw.tune_allocator): in the command's process and the workers."""
+"""glibc's allocator set for large arrays (slamfw.tune_allocator): in slamfw predict's process and its workers."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from slamfw import LocalExecutor, tune_allocator
+from slamfw import LocalExecutor, allocator_tuned, tune_allocator
 from slamfw.execution import allocator
 
 GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
@@ -59,16 +59,39 @@ def _tuned_here(_):
 
 
 @needs_glibc
-def test_local_workers_tune_their_allocator_when_they_start(monkeypatch):
+@pytest.mark.parametrize("parent", [[True], []])
+def test_local_workers_tune_their_allocator_when_their_parent_did(monkeypatch, parent):
+    """Workers set their allocator when they start where the process that starts them set its
+    own (slamfw predict), and leave it alone otherwise (training)."""
     for var in (*allocator.GLIBC_VARIABLES, allocator.OPT_OUT, "GLIBC_TUNABLES"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(allocator, "_STATE", parent)
     with LocalExecutor(workers=2, idle_timeout=5) as ex:
         got = ex.map(_tuned_here, [(i,) for i in range(4)], progress=False)
-    assert all(pid != os.getpid() and state == [True] for pid, state in got), got
+    assert all(pid != os.getpid() and state == parent for pid, state in got), got
+
+
+def test_slamfw_predict_tunes_the_allocator_and_train_does_not(monkeypatch, tmp_path):
+    from slamfw.cli import main
+    calls = []
+    monkeypatch.setattr(allocator, "tune_allocator", lambda: calls.append(1) or True)
+    assert main(["train", str(tmp_path / "missing.toml")]) == 2 and calls == []
+    assert main(["predict", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "c.fits")]) == 2
+    assert calls == [1]
+
+
+def test_the_dask_local_clusters_workers_follow_the_calling_process(monkeypatch):
+    pytest.importorskip("distributed")
+    from slamfw_plugins.executors import dask as dask_executor
+    for state in ([True], [False], []):
+        monkeypatch.setattr(allocator, "_STATE", state)
+        assert dask_executor._worker_plugin().tune is (state == [True])
 
 
 def test_tune_allocator_is_tried_once_per_process(monkeypatch):
     calls = []
     monkeypatch.setattr(allocator, "_STATE", [])
     monkeypatch.setattr(allocator, "_tune", lambda: calls.append(1) or False)
+    assert not allocator_tuned()
     assert tune_allocator() is False and tune_allocator() is False and calls == [1]
+    assert not allocator_tuned()

@@ -143,12 +143,8 @@ def run(argv: list[str] | None = None) -> None:
     garbage: about 0.15 s for the modules a command imports (astropy, scipy, pydantic, ...);
     objects in reference cycles are then not finalised, as Python does not promise for objects
     alive at exit. atexit handlers, ``weakref.finalize`` callbacks and the flushing of the
-    standard streams still run. A command that failed exits as Python does. Before the command,
-    glibc's allocator is set for large arrays (:func:`slamfw.execution.allocator.tune_allocator`:
-    the serial executor and a single local worker compute in this process)."""
-    from ..execution.allocator import tune_allocator
+    standard streams still run. A command that failed exits as Python does."""
     from ..execution.local import stop_idle_workers
-    tune_allocator()
     code = main(argv)
     if code == 0:
         stop_idle_workers()

@@ -1,5 +1,5 @@
-"""glibc's memory allocator, set for the processes that compute (the ``slamfw`` command and the
-local executor's workers).
+"""glibc's memory allocator, set for the processes of ``slamfw predict`` (the command's own
+process, and the workers of the local executor and of the dask executor's LocalCluster).
 
 A chunk of ``slamfw predict`` allocates and frees arrays of 0.1 to 10 MB many times over: the
 spectra, their continua and masks, the emulator's kernel and model blocks at each LM step. By
@@ -30,8 +30,10 @@ below 32 MiB that sits under a live one stays in the process (glibc's own adapti
 end up the same way once it has freed blocks that large). The harness's peak memory of the
 whole ``slamfw predict`` process tree on case (a) was 2-5 % higher at c6f5b01 than at c24f831
 (713 → 747 MB with one start, 892 → 910 MB with 3; the preparation's changes are in those runs
-too). Only ``slamfw predict`` was timed; training (``slamfw train``) gets the same setting,
-unmeasured: ``SLAMFW_MALLOC_TUNING=0`` turns it off.
+too). Training is left with glibc's defaults: a fresh harness run's training (2605cf9, which
+set the allocator in every command) peaked at 949 MB against 851 MB at ce758a4, in 233 s against
+229 s (not an A/B; one run each). So only ``slamfw predict`` sets it (its command, at its start),
+and the executors' workers follow the process that starts them (:func:`allocator_tuned`).
 """
 from __future__ import annotations
 
@@ -57,6 +59,12 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 _STATE: list[bool] = []        # this process's outcome, once tried
+
+
+def allocator_tuned() -> bool:
+    """Whether :func:`tune_allocator` set this process's allocator (an executor passes this on to
+    the workers it starts, which then set theirs)."""
+    return bool(_STATE) and _STATE[0]
 
 
 def tune_allocator() -> bool:

@@ -14,8 +14,9 @@ finished one, so a slow consumer found the whole stream read and its results wai
 ``map``, whose tasks are all in memory already, submits them all. Each worker watches the process
 that started it and exits when that process is gone (killed with SIGKILL, say), so a killed run
 leaves no orphans; each task runs with its BLAS/OpenMP threads limited so that workers x threads
-fits the cores. Each worker sets glibc's allocator for large arrays when it starts
-(:mod:`slamfw.execution.allocator`: 7 % of a ``slamfw predict`` run).
+fits the cores. Each worker started by ``slamfw predict`` sets glibc's allocator for large arrays
+when it starts, as that command's process does (:mod:`slamfw.execution.allocator`: 7 % of its
+run).
 """
 from __future__ import annotations
 
@@ -52,12 +53,14 @@ def watch_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> None:
     threading.Thread(target=watch, name="slamfw-parent-watch", daemon=True).start()
 
 
-def start_worker(parent_pid: int) -> None:
-    """A local worker's start: :func:`watch_parent`, and glibc's allocator set for large arrays
+def start_worker(parent_pid: int, tune: bool = False) -> None:
+    """A local worker's start: :func:`watch_parent`, and, with ``tune`` (the process that starts
+    it set its own: ``slamfw predict``), glibc's allocator set for large arrays
     (:func:`~slamfw.execution.allocator.tune_allocator`)."""
     from .allocator import tune_allocator
     watch_parent(parent_pid)
-    tune_allocator()
+    if tune:
+        tune_allocator()
 
 
 def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: dict[str, Any]) -> Any:
@@ -245,12 +248,14 @@ class LocalExecutor(Executor):
         kept between runs until its workers have been idle ``idle_timeout`` seconds). Each worker
         watches this process, and starts with the thread counts of BLAS, OpenMP and numba limited
         to :attr:`threads_per_worker` (unless this process's environment sets them) and glibc's
-        allocator set for large arrays (:func:`start_worker`)."""
+        allocator set for large arrays where this process's is (:func:`start_worker`)."""
         from joblib.externals.loky import get_reusable_executor
+
+        from .allocator import allocator_tuned
         env = {var: os.environ.get(var, str(self.threads_per_worker)) for var in THREAD_VARIABLES}
         env["ENABLE_IPC"] = os.environ.get("ENABLE_IPC", "1")    # TBB's schedulers coordinate across processes
         pool = get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, initializer=start_worker,
-                                     initargs=(os.getpid(),), env=env)
+                                     initargs=(os.getpid(), allocator_tuned()), env=env)
         _POOLS[:] = [pool]
         return pool
 

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from slamfw import (
     ConfigError, Executor, Params, Progress, available_cores, call_limited, collected, hookimpl, results_in_order,
-    tune_allocator, watch_parent,
+    allocator_tuned, tune_allocator, watch_parent,
 )
 
 SLAMFW_PLUGIN_API = (1, 9)
@@ -45,27 +45,32 @@ def _import_distributed():
     return distributed
 
 
-def _watch_own_parent() -> None:
-    """Run in a LocalCluster's worker: exit when the process that started this one is gone, and
-    set glibc's allocator for large arrays (:func:`slamfw.tune_allocator`; this LocalCluster's
-    nannies set no ``MALLOC_TRIM_THRESHOLD_``, which would leave the allocator as it is)."""
+def _watch_own_parent(tune: bool = False) -> None:
+    """Run in a LocalCluster's worker: exit when the process that started this one is gone, and,
+    with ``tune`` (that process set its own: ``slamfw predict``), set glibc's allocator for large
+    arrays (:func:`slamfw.tune_allocator`; this LocalCluster's nannies set no
+    ``MALLOC_TRIM_THRESHOLD_``, which would leave the allocator as it is)."""
     watch_parent(os.getppid())
-    tune_allocator()
+    if tune:
+        tune_allocator()
 
 
 def _worker_plugin() -> Any:
     """A worker plugin that makes a LocalCluster's worker processes exit once the process that
     started them (this one: a LocalCluster's nannies live in it) is gone, and sets their
-    allocator (:func:`_watch_own_parent`)."""
+    allocator where this process's is set (:func:`_watch_own_parent`)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class WorkerDiesWithParent(WorkerPlugin):
         name = "slamfw-worker-dies-with-parent"
 
-        def setup(self, worker: Any) -> None:
-            _watch_own_parent()
+        def __init__(self, tune: bool) -> None:
+            self.tune = tune
 
-    return WorkerDiesWithParent()
+        def setup(self, worker: Any) -> None:
+            _watch_own_parent(self.tune)
+
+    return WorkerDiesWithParent(allocator_tuned())
 
 
 _LOADED: list[Any] = [None, None]   # the last shared blob a worker unpickled, and what it held
