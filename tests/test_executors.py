@@ -470,6 +470,8 @@ def test_the_command_line_stops_the_idle_workers_it_started():
             except psutil.Error:           # gone meanwhile
                 pass
         return out
+    local.stop_idle_workers()                         # earlier tests' workers (a pool shut down without
+    psutil.wait_procs(workers(), timeout=30)          # waiting may still be exiting): gone first
     ex = LocalExecutor(workers=2)
     stream = ex.imap(os.getpid, [()] * 4, progress=False)
     next(stream)                                      # a run in progress: its workers stay
