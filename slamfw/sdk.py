@@ -24,9 +24,9 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
 - execution: ``current_executor`` (what a component runs its tasks on), ``chunks``, and for
   writing executors ``Executor``, ``SerialExecutor``, ``LocalExecutor``, ``using_executor``,
   ``Progress``, ``results_in_order``, ``collected`` (an executor's ``map`` from its results),
-  ``available_cores``, ``call_limited``, ``watch_parent``, ``tune_allocator`` and ``allocator_tuned``
-  (glibc's allocator for large arrays, in ``slamfw predict``'s processes), ``limit_threads`` (BLAS and OpenMP threads, cheaply
-  enough per task); ``ChunkStore``, ``atomic_path``,
+  ``available_cores``, ``call_limited``, ``watch_parent``, ``tune_allocator`` and
+  ``allocator_tuned`` (glibc's allocator for large arrays, in ``slamfw predict``'s processes),
+  ``limit_threads`` (BLAS and OpenMP threads, cheaply enough per task); ``ChunkStore``, ``atomic_path``,
   ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
 - errors: ``SlamfwError`` and its kinds.
@@ -87,8 +87,8 @@ __all__ = [
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
-    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator", "allocator_tuned",
-    "limit_threads", "ChunkStore", "atomic_path", "save_npz",
+    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator",
+    "allocator_tuned", "limit_threads", "ChunkStore", "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors

@@ -104,9 +104,9 @@ def command_executor(args: argparse.Namespace) -> Executor | None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..execution.allocator import tune_allocator
     from ..model import SlamfwModel
-    tune_allocator()      # glibc's allocator for large arrays, here and in the workers started for it
     from ..workflows.outdir import check_catalog_output
     from ..workflows.predict import predict_catalog
+    tune_allocator()      # glibc's allocator for large arrays, here and in the workers started for it
     check_catalog_output(args.output, args.force)    # before loading anything
     overrides = key_values(args.reader_param, "--reader-param")
     model = SlamfwModel.load(args.model)

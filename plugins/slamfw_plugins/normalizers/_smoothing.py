@@ -55,10 +55,10 @@ from .._jit import Kernel
 PIVOT_FLOOR = 1e-12
 
 
-def _fit_rows_py(basis, omega, first, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
-    """basis (4, N, n), omega (4, N, n + 2), first (n,) (``min(i, n - 2)``: the first B-spline
-    non-zero at point i; the loops assume this layout and do not read it), y, w (M, n), lam (M,),
-    rows (M,) int in [0, N), out (M, n) (checked by the caller: numba does not check bounds).
+def _fit_rows_py(basis, omega, y, w, lam, rows, out):  # pragma: no cover - compiled by numba
+    """basis (4, N, n), omega (4, N, n + 2), y, w (M, n), lam (M,), rows (M,) int in [0, N), out
+    (M, n) (checked by the caller: numba does not check bounds). The loops follow the layout of
+    :attr:`SmoothingSplines.first` (``min(i, n - 2)``: the first B-spline non-zero at point i).
 
     What :meth:`SmoothingSplines.values` computes, one star at a time in one forward and one
     backward sweep. Forward: the banded normal equations of star s (penalty rows[s] of omega,
@@ -264,7 +264,7 @@ class SmoothingSplines:
         if kernel is not None:
             out = np.empty(w.shape)
             try:
-                bad = kernel(self.basis, self.omega, self.first, y, w, lam, index.astype(np.int64), out)
+                bad = kernel(self.basis, self.omega, y, w, lam, index.astype(np.int64), out)
             except Exception as exc:   # numba that imports but cannot compile here
                 KERNEL.failed(exc)
             else:
