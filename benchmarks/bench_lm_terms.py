@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             plain = Emulator.least_squares_terms(emu, theta, w, wf)
             t_fused = best_time(lambda: emu.least_squares_terms(theta, w, wf), args.repeat)
             t_plain = best_time(lambda: Emulator.least_squares_terms(emu, theta, w, wf), args.repeat)
-            kz = [(g, kmat) for g, kmat in rbf._kernels(emu.label_scaler_.transform(theta))]
+            # copied: each kernel matrix is a view of the expansion's one work array, reused by the next group
+            kz = [(g, kmat.copy()) for g, kmat in rbf._kernels(emu.label_scaler_.transform(theta))]
             t_gemm = best_time(lambda: [kmat @ g.stacked_dual() for g, kmat in kz], args.repeat)
             diff = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(fused, plain))
             print(f"| {k} | {1e6 * t_fused / k:.0f} | {1e6 * t_plain / k:.0f} | {t_plain / t_fused:.2f}x | "

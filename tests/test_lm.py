@@ -368,6 +368,107 @@ def test_rbf_least_squares_terms_for_any_number_of_labels(n_lab, single):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
 
 
+def _random_rbf(seed=0, M=300, P=60, n_lab=3):
+    from slamfw_plugins.emulators._rbf import RBFExpansion
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(M, n_lab))
+    dual = rng.normal(size=(P, M)) * (rng.random((P, M)) > 0.2)
+    rbf = RBFExpansion(X, dual, rng.normal(size=P), rng.choice([0.1, 0.5], P))
+    fs, fm, inv_ls = rng.uniform(0.5, 2, P), rng.normal(size=P), rng.uniform(0.5, 2, n_lab)
+    return rbf, rng, (fs, fm, inv_ls)
+
+
+def _terms_inputs(rng, k, P, n_lab=3):
+    z = rng.normal(size=(k, n_lab))
+    w = rng.uniform(0.5, 2, (k, P))
+    w[:, ::5] = 0.0
+    return z, w, w * rng.normal(1, 0.1, (k, P))
+
+
+def test_rbf_least_squares_terms_in_row_blocks_equal_one_pass(monkeypatch):
+    """A batch taller than ROW_BLOCK is evaluated in near-equal blocks of rows (each block's kernel
+    matrix and product stay in cache): the same terms and model as in one pass, to the last
+    bits on numpy's OpenBLAS (a tolerance of 1e-13 here, for other BLAS), and the kernel did see
+    blocks, not the whole batch."""
+    pytest.importorskip("numba")
+    from slamfw_plugins.emulators import _rbf
+    rbf, rng, consts = _random_rbf()
+    z, w, wf = _terms_inputs(rng, 1100, rbf.n_pixels)
+    compiled, seen = _rbf.LSQ_KERNEL.get(), []
+
+    def recording(kd, kx, pixels, gamma, zb, *args):
+        seen.append(zb.shape[0])
+        return compiled(kd, kx, pixels, gamma, zb, *args)
+    monkeypatch.setattr(_rbf.LSQ_KERNEL, "compiled", recording)
+    results = {}
+    for block in (10 ** 9, 512, 300):
+        monkeypatch.setattr(_rbf, "ROW_BLOCK", block)
+        seen.clear()
+        model = np.empty(w.shape)
+        results[block] = (*rbf.least_squares_terms(z, w, wf, *consts, model=model), model)
+        n_blocks = max(1, 1100 // block)
+        assert sorted(set(seen)) == sorted({1100 // n_blocks, -(-1100 // n_blocks)})   # near-equal blocks
+        assert len(seen) == n_blocks * len(rbf.groups)
+    for block in (512, 300):
+        for a, b in zip(results[block], results[10 ** 9]):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13 * np.abs(b).max())
+
+
+def test_rbf_work_arrays_are_reused_never_returned_and_stay_in_their_thread(monkeypatch):
+    """The expansion's work arrays (kernel matrix, product) are kept between calls, per thread:
+    what a call returns is never overwritten by a later call, threads evaluating at once get
+    what each gets alone, pickling carries no work arrays, and none bigger than SCRATCH_BYTES is
+    kept."""
+    import pickle
+    import threading
+
+    from slamfw_plugins.emulators import _rbf
+    rbf, rng, consts = _random_rbf(1)
+    size = len(pickle.dumps(rbf))
+    inputs = [_terms_inputs(rng, k, rbf.n_pixels) for k in (700, 40, 700, 3)]
+
+    def evaluate(z, w, wf):
+        model = np.empty(w.shape)
+        return (*rbf.least_squares_terms(z, w, wf, *consts, model=model), model, *rbf.value_and_gradient(z),
+                rbf.value(z))
+    returned, alone = [], []
+    for args in inputs:
+        returned.append(evaluate(*args))
+        alone.append(tuple(np.array(x, copy=True) for x in returned[-1]))
+    assert {"kz", "product"} <= set(rbf._scratch.arrays)          # kept, grown to the largest call
+    assert rbf._scratch.arrays["kz"].size >= 700 * 300
+    for args in inputs:
+        evaluate(*args)
+    for a, b in zip(returned, alone):   # what was returned is not a view of the arrays reused since
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert len(pickle.dumps(rbf)) == size
+    copy = pickle.loads(pickle.dumps(rbf))
+    assert copy._scratch is not rbf._scratch and not copy._scratch.arrays
+    got: dict[int, list] = {}
+
+    def worker(i):
+        z, w, wf = inputs[i % len(inputs)]
+        out = []
+        for _ in range(5):
+            model = np.empty(w.shape)
+            out.append((*rbf.least_squares_terms(z, w, wf, *consts, model=model), model))
+        got[i] = out
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, out in got.items():
+        for res in out:
+            for x, y in zip(res, alone[i % len(inputs)][:4]):
+                np.testing.assert_array_equal(x, y)
+    monkeypatch.setattr(_rbf, "SCRATCH_BYTES", 8 * 700 * 300 - 1)
+    fresh = pickle.loads(pickle.dumps(rbf))
+    np.testing.assert_array_equal(fresh.value_and_gradient(inputs[0][0])[1], alone[0][5])
+    assert set(fresh._scratch.arrays) == {"product"}        # the (700, 300) distances and kernel: too big to keep
+
+
 def test_a_numba_that_fails_leaves_least_squares_terms_to_the_jacobian(small_model, noisy, monkeypatch, caplog):
     from slamfw import Emulator
     from slamfw_plugins.emulators import _rbf

@@ -6,7 +6,9 @@ evaluation is one matrix product per gamma.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -14,15 +16,51 @@ import numpy as np
 from .._jit import Kernel
 
 
-def sq_dist(a: np.ndarray, b: np.ndarray, xp: Any = np) -> np.ndarray:
+def sq_dist(a: np.ndarray, b: np.ndarray, xp: Any = np, out: np.ndarray | None = None) -> np.ndarray:
     """Squared Euclidean distances (K, M) between rows of a (K, L) and b (M, L) (arrays of the
-    array module ``xp``: numpy, or CuPy)."""
-    d = a @ b.T                      # built in place: one (K, M) array, no temporaries
+    array module ``xp``: numpy, or CuPy), written into ``out`` (K, M) when given."""
+    d = xp.matmul(a, b.T, out=out)   # built in place: one (K, M) array, no temporaries
     d *= -2.0
     d += (a * a).sum(1)[:, None]
     d += (b * b).sum(1)[None, :]
     return xp.maximum(d, 0.0, out=d)
 
+
+#: Largest work array (bytes) that an expansion keeps between evaluations, per thread
+#: (:class:`_Scratch`); a bigger one is allocated for the call and freed after it.
+SCRATCH_BYTES = 256 * 2 ** 20
+
+
+class _Scratch(threading.local):
+    """The work arrays of an expansion's evaluations in one thread (the squared distances, the
+    kernel matrix, the matrix product), kept between calls and grown to the largest seen, so that
+    a batched fit's evaluations write into memory already mapped instead of asking the allocator
+    for tens of megabytes each time (fresh pages cost a page fault each). Views of them never
+    leave the expansion's methods."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised C-contiguous float64 array of ``shape``: a view of the kept array
+        ``name`` (grown if too small), or a new array if it would exceed :data:`SCRATCH_BYTES`."""
+        n = prod(shape)
+        if 8 * n > SCRATCH_BYTES:
+            return np.empty(shape)
+        buf = self.arrays.get(name)
+        if buf is None or buf.size < n:
+            self.arrays[name] = buf = np.empty(n)
+        return buf[:n].reshape(shape)
+
+
+#: Rows of labels per pass of :meth:`RBFExpansion.least_squares_terms` (the batch split into
+#: ``K // ROW_BLOCK`` near-equal blocks): each block's work arrays stay in cache between the
+#: kernel matrix, its product and the compiled sums, and a block is still tall enough for the
+#: matrix product's full rate. Measured on case (a)'s batched fit of 2000 spectra x 3 starts,
+#: one thread: 512 took 3.0 s against 3.5 s in one pass (1024: 3.15 s, 256: 3.1 s). Each row's
+#: sums are the same bits for any split (the blocks are never short enough for BLAS's
+#: small-matrix path, which sums in another order).
+ROW_BLOCK = 512
 
 #: Largest stacked coefficient matrix (bytes, per gamma group) that ``value_and_gradient`` keeps;
 #: beyond it, the value and each label's derivative are separate products of the same kernel.
@@ -169,6 +207,7 @@ class RBFExpansion:
         self.intercept = intercept
         self.xp: Any = np                            # the array module of the arrays below
         self._devices: dict[str, RBFExpansion] = {}
+        self._scratch: _Scratch | None = _Scratch()  # numpy's work arrays (None on another array module)
         self.groups = []
         centres: dict[bytes, np.ndarray] = {}      # groups with the same centres share one array
         for g in np.unique(gamma):
@@ -188,6 +227,7 @@ class RBFExpansion:
         if name not in self._devices:
             dev = object.__new__(RBFExpansion)
             dev.n_pixels, dev.n_labels, dev.xp, dev._devices = self.n_pixels, self.n_labels, xp, {}
+            dev._scratch = None
             dev.intercept = xp.asarray(self.intercept)
             moved: dict[int, Any] = {}
             dev.groups = []
@@ -204,6 +244,7 @@ class RBFExpansion:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_devices"] = {}                      # device copies stay in their process
+        state["_scratch"] = None                    # work arrays too: made again on arrival
         state["xp"] = self.xp.__name__              # a module does not pickle: its name does
         if self.xp is np:                           # the stacked coefficients are rebuilt where needed
             state["groups"] = [replace(grp, stacked=None, single=None) for grp in self.groups]
@@ -212,18 +253,25 @@ class RBFExpansion:
     def __setstate__(self, state: dict[str, Any]) -> None:
         import importlib
         state["xp"] = importlib.import_module(state["xp"])
+        state["_scratch"] = _Scratch() if state["xp"] is np else None
         self.__dict__.update(state)
+
+    def _work(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A work array (:class:`_Scratch`) on numpy; None on another array module (allocate)."""
+        return None if self._scratch is None else self._scratch.take(name, shape)
 
     def _kernels(self, z: np.ndarray):
         """(group, its kernel matrix (K, S) at z (K, L)) for each gamma group; the squared
         distances computed once per distinct set of centres."""
         dist: dict[int, np.ndarray] = {}
+        k = z.shape[0]
         for grp in self.groups:
+            s = grp.centres.shape[0]
             d2 = dist.get(id(grp.centres))
             if d2 is None:
-                d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres, self.xp)
-            kz = self.xp.multiply(d2, -grp.gamma)
-            yield grp, self.xp.exp(kz, out=kz)                # in place: one (K, S) array per group
+                d2 = dist[id(grp.centres)] = sq_dist(z, grp.centres, self.xp, self._work(f"d2-{len(dist)}", (k, s)))
+            kz = self.xp.multiply(d2, -grp.gamma, out=self._work("kz", (k, s)))
+            yield grp, self.xp.exp(kz, out=kz)      # in place, into the one work array: use it before the next
 
     def value(self, z: np.ndarray) -> np.ndarray:
         """(K, P) expansion at z (K, L)."""
@@ -249,7 +297,7 @@ class RBFExpansion:
             stacked = grp.stacked_dual()
             p = grp.pixels.size
             if stacked is not None:
-                out = kz @ stacked                                       # (K, (L + 1) p)
+                out = self.xp.matmul(kz, stacked, out=self._work("product", (k, stacked.shape[1])))  # (K, (L+1) p)
                 kd = out[:, :p]
                 kx = [out[:, (l_ + 1) * p:(l_ + 2) * p] for l_ in range(n_lab)]
             else:
@@ -295,17 +343,23 @@ class RBFExpansion:
             raise ValueError(f"least_squares_terms: model must be a writeable C-contiguous float64 array of shape "
                              f"{w.shape}; got {model.dtype} {model.shape}")
         cost, grad, jtj = np.zeros(k), np.zeros((k, n_lab)), np.zeros((k, n_lab, n_lab))
-        for grp, kz in self._kernels(z):
-            if single:
-                kd, kx = kz @ grp.dual, kz.astype(np.float32) @ grp.stacked_single()
-            else:
-                kd = kx = kz @ grp.stacked_dual()         # C-contiguous: the kernel's columns p: are kx
-            try:
-                kernel(kd, kx, grp.pixels, grp.gamma, z, self.intercept, flux_scale, flux_mean, inv_label_scale,
-                       w, wf, cost, grad, jtj, model)
-            except Exception as exc:   # numba that imports but cannot compile here
-                LSQ_KERNEL.failed(exc)
-                return None
+        n_blocks = max(1, k // ROW_BLOCK)
+        for i in range(n_blocks):
+            a, b = i * k // n_blocks, (i + 1) * k // n_blocks
+            rows = slice(a, b)
+            for grp, kz in self._kernels(z[rows]):
+                if single:
+                    kd, kx = kz @ grp.dual, kz.astype(np.float32) @ grp.stacked_single()
+                else:
+                    stacked = grp.stacked_dual()              # C-contiguous: the product's columns p: are kx
+                    kd = kx = np.matmul(kz, stacked, out=self._work("product", (b - a, stacked.shape[1])))
+                try:
+                    kernel(kd, kx, grp.pixels, grp.gamma, z[rows], self.intercept, flux_scale, flux_mean,
+                           inv_label_scale, w[rows], wf[rows], cost[rows], grad[rows], jtj[rows],
+                           model[rows] if model.shape[0] else model)
+                except Exception as exc:   # numba that imports but cannot compile here
+                    LSQ_KERNEL.failed(exc)
+                    return None
         upper = np.triu_indices(n_lab, 1)
         jtj[:, upper[1], upper[0]] = jtj[:, upper[0], upper[1]]
         return cost, grad, jtj
