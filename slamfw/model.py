@@ -227,6 +227,20 @@ def _chi2_reference(value: Any) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in value.items()}
 
 
+def component_names(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """(kind, name) of the components the model file at ``path`` records: its emulator, then its
+    reader, normalizer, inferer and prior where set, read from its metadata alone (its arrays
+    are not read, no plugin is looked up). Empty if the file cannot be read as a model (then
+    :meth:`SlamfwModel.load` says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz[_META_KEY]))
+        records = [("emulator", meta["emulator"]), *dict(meta.get("components") or {}).items()]
+    except Exception:      # anything at all: the model's own load reports it
+        return []
+    return [(str(kind), rec["name"]) for kind, rec in records if isinstance(rec, dict) and isinstance(rec.get("name"), str)]
+
+
 def _drop_retired_params(meta: dict[str, Any]) -> None:
     """Remove the execution settings earlier versions stored with the components (in place), from
     every component whose class (if installed) does not declare them as parameters."""

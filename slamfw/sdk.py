@@ -26,7 +26,8 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   ``Progress``, ``results_in_order``, ``collected`` (an executor's ``map`` from its results),
   ``available_cores``, ``call_limited``, ``watch_parent``, ``tune_allocator`` and
   ``allocator_tuned`` (glibc's allocator for large arrays, in ``slamfw predict``'s processes),
-  ``limit_threads`` (BLAS and OpenMP threads, cheaply enough per task); ``ChunkStore``, ``atomic_path``,
+  ``limit_threads`` (BLAS and OpenMP threads, cheaply enough per task), ``import_modules`` (a
+  worker's preparation, :meth:`Executor.prestart`); ``ChunkStore``, ``atomic_path``,
   ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
 - errors: ``SlamfwError`` and its kinds.
@@ -44,7 +45,8 @@ from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
 from .errors import ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError
 from .components.executor import (
-    Executor, Progress, SerialExecutor, available_cores, collected, current_executor, results_in_order, using_executor,
+    Executor, Progress, SerialExecutor, available_cores, collected, current_executor, import_modules, results_in_order,
+    using_executor,
 )
 from .execution.chunks import chunks
 from .execution.allocator import allocator_tuned, tune_allocator
@@ -87,7 +89,7 @@ __all__ = [
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
-    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator",
+    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator", "import_modules",
     "allocator_tuned", "limit_threads", "ChunkStore", "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",

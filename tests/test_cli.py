@@ -140,6 +140,54 @@ def test_predict_and_train_commands(finished_run, tmp_path, capsys):
     assert (tmp_path / "t" / "model.npz").is_file()
 
 
+def test_predict_starts_its_workers_before_it_loads_the_model(finished_run, tmp_path, monkeypatch):
+    """``slamfw predict`` starts its executor's workers first (without ``--executor``, the
+    default one, built without loading the plugins), then gives them the modules of the model's
+    components to import while it loads the model itself, and runs on that same executor."""
+    from slamfw.components import executor as executor_module
+    from slamfw.execution import local
+    from slamfw.execution.local import LocalExecutor
+    from slamfw.model import SlamfwModel
+    from slamfw.registry import manager
+    events, used, pools = [], [], []
+    real_prestart, real_load = LocalExecutor.prestart, SlamfwModel.load.__func__
+    real_using, real_pm = executor_module.using_executor, manager.get_plugin_manager
+
+    def prestart(self, prepare=None):
+        events.append(("prestart", id(self), None if prepare is None else list(prepare.args[0])))
+        real_prestart(self, prepare)
+        pools.append(local._POOLS[0])
+
+    def load(cls, path):
+        events.append(("load",))
+        return real_load(cls, path)
+
+    def using(ex):
+        used.append(id(ex))
+        return real_using(ex)
+
+    def plugins(*args, **kwargs):
+        events.append(("plugins",))
+        return real_pm(*args, **kwargs)
+    monkeypatch.setattr(LocalExecutor, "prestart", prestart)
+    monkeypatch.setattr(SlamfwModel, "load", classmethod(load))
+    monkeypatch.setattr("slamfw.workflows.predict.using_executor", using)
+    monkeypatch.setattr(manager, "get_plugin_manager", plugins)
+    d, out = finished_run
+    assert main(["predict", str(out / "model.npz"), "--data", str(d / "other.npz"), "-o", str(tmp_path / "c.fits"),
+                 "--workers", "2"]) == 0
+    assert len(Table.read(tmp_path / "c.fits")) == 20
+    first = events[0]
+    assert first[0] == "prestart" and first[2] is None              # before the plugins are even loaded
+    prepare = next(e for e in events if e[0] == "prestart" and e[2] is not None)
+    assert events.index(prepare) < events.index(("load",)) and prepare[1] == first[1] == used[0]
+    assert len(pools) == 2 and pools[0] is pools[1] is local._POOLS[0]           # the run's tasks ran on that pool
+    model = real_load(SlamfwModel, out / "model.npz")
+    assert prepare[2][0] == "slamfw.workflows.infer"
+    assert {type(model.emulator).__module__, "slamfw_plugins.normalizers.identity", "slamfw_plugins.inferers.lm"
+            } <= set(prepare[2])
+
+
 def test_predict_changes_the_inferer_with_inferer_param(finished_run, tmp_path, capsys):
     """--inferer-param changes the model's inferer for one run (here lm's n_starts: the kept start
     is always the first then), and a device the machine lacks is refused before any work."""

@@ -702,6 +702,14 @@ class Elsewhere(slamfw.SerialExecutor):
     workers_on_this_machine = "somewhere else"
 
 
+class PreparesHere(slamfw.SerialExecutor):
+    """Runs prestart's ``prepare`` in the calling process, and lets its error through."""
+
+    def prestart(self, prepare=None):
+        if prepare is not None:
+            prepare()
+
+
 @pytest.mark.parametrize("name,params", [("serial", {}), ("local", {}), ("local", {"workers": 2}),
                                          ("dask", {"workers": 2})])
 def test_builtin_executors_pass(name, params):
@@ -710,13 +718,15 @@ def test_builtin_executors_pass(name, params):
 
 
 @pytest.mark.parametrize("cls,failing", [
-    (Reversed, {"check_order", "check_lazy", "check_failing_stream", "check_shared_array"}),   # on_result sees
+    (Reversed, {"check_order", "check_lazy", "check_failing_stream", "check_shared_array",   # on_result sees
+                "check_prestart"}),
     (Greedy, {"check_lazy", "check_failing_stream"}),                                         # what map returns
     (RunsAhead, {"check_lazy"}),
     (Batches, {"check_failing_stream"}),
     (Swallows, {"check_errors"}),
     (NoWorkers, {"check_lifecycle"}),
     (Elsewhere, {"check_lifecycle"}),
+    (PreparesHere, {"check_prestart"}),
 ])
 def test_executor_kit_catches_broken_executors(cls, failing):
     assert failed(check_executor(cls, raise_on_fail=False)) == failing

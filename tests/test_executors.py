@@ -453,23 +453,69 @@ def test_limit_threads_limits_blas_and_finds_the_libraries_once(monkeypatch, own
         del sys.modules["_slamfw_test_new_module"]
 
 
+def _imported(name):
+    import sys
+    return name in sys.modules
+
+
+def _loky_workers() -> list:
+    import psutil
+    out = []
+    for c in psutil.Process().children():
+        try:
+            if "popen_loky_posix" in " ".join(c.cmdline()):
+                out.append(c)
+        except psutil.Error:           # gone meanwhile
+            pass
+    return out
+
+
+def test_prestart_starts_the_local_workers_before_any_task_and_prepares_them():
+    """``prestart`` starts the workers at once (no task yet), and a worker runs its ``prepare``
+    (here: importing a module that nothing else in a worker imports) before its tasks; one
+    worker: nothing is started (its tasks run in this process)."""
+    import time
+    from functools import partial
+
+    import psutil
+
+    from slamfw.components.executor import import_modules
+    from slamfw.execution import local
+    local.stop_idle_workers()
+    psutil.wait_procs(_loky_workers(), timeout=30)
+    LocalExecutor(workers=1).prestart(partial(import_modules, ["colorsys"]))
+    assert not _loky_workers()
+    ex = LocalExecutor(workers=2)
+    ex.prestart(partial(import_modules, ["no_such_module_here", "colorsys"]))   # the one that fails is skipped
+    deadline = time.monotonic() + 60
+    while len(_loky_workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_loky_workers()) == 2                     # started with no task submitted
+    # the preparations were queued first: the worker(s) that ran them had imported the module
+    # before any task (a hint: a worker that started late may have found them both taken)
+    assert any(ex.map(_imported, [("colorsys",)] * 4, progress=False))
+    assert not any(ex.map(_imported, [("wave",)] * 4, progress=False))       # (what the check is worth)
+    local.stop_idle_workers()
+
+
+def test_import_modules_skips_what_cannot_be_imported(caplog):
+    import sys
+
+    from slamfw.components.executor import import_modules
+    sys.modules.pop("colorsys", None)
+    with caplog.at_level(logging.DEBUG, logger="slamfw.components.executor"):
+        import_modules(["no_such_module_here", "colorsys"])
+    assert "colorsys" in sys.modules
+    assert "could not import no_such_module_here (ModuleNotFoundError" in caplog.text
+
+
 def test_the_command_line_stops_the_idle_workers_it_started():
     """``stop_idle_workers`` (the end of a ``slamfw`` command) kills the local executor's idle
     workers at once, and leaves the workers of a run still in progress alone."""
     import psutil
 
     from slamfw.execution import local
-    me = psutil.Process()
-
-    def workers() -> list:
-        out = []
-        for c in me.children():
-            try:
-                if "popen_loky_posix" in " ".join(c.cmdline()):
-                    out.append(c)
-            except psutil.Error:           # gone meanwhile
-                pass
-        return out
+    workers = _loky_workers
     local.stop_idle_workers()                         # earlier tests' workers (a pool shut down without
     psutil.wait_procs(workers(), timeout=30)          # waiting may still be exiting): gone first
     ex = LocalExecutor(workers=2)

@@ -387,8 +387,9 @@ def _terms_inputs(rng, k, P, n_lab=3):
 
 def test_rbf_least_squares_terms_in_row_blocks_equal_one_pass(monkeypatch):
     """A batch taller than ROW_BLOCK is evaluated in near-equal blocks of rows (each block's kernel
-    matrix and product stay in cache): the same terms and model as in one pass, to the last
-    bits on numpy's OpenBLAS (a tolerance of 1e-13 here, for other BLAS), and the kernel did see
+    matrix and product stay in cache): the same terms and model as in one pass, to rounding
+    (OpenBLAS computes the distances of a shorter block by another kernel: here a few of them,
+    and then a few terms, differ in the last bit; on case (a) none did), and the kernel did see
     blocks, not the whole batch."""
     pytest.importorskip("numba")
     from slamfw_plugins.emulators import _rbf

@@ -119,3 +119,33 @@ def test_models_with_retired_execution_settings_still_load(model, tmp_path):
     _rewrite_metadata(path, lambda meta: meta["emulator"]["params"].update(bogus=2))
     with pytest.raises(SlamfwError, match="bogus: unknown key"):
         SlamfwModel.load(path)
+
+
+def test_component_names_come_from_the_metadata_alone(model, tmp_path):
+    """What a command needs before it loads a model (the modules its workers import): the
+    components' kinds and names, from the metadata, without reading the arrays or looking up a
+    plugin; nothing from a file that is not a model (its load then says why)."""
+    from slamfw.model import component_names
+    path = model.save(tmp_path / "m.npz")
+    assert component_names(path) == [("emulator", "slam"), ("reader", "mock"), ("normalizer", "none"),
+                                      ("inferer", "lm")]
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    for other in ("bad.npz", "other.npz", "missing.npz"):
+        assert component_names(tmp_path / other) == []
+
+
+def test_predict_modules_are_the_plugin_modules_of_the_models_components(model, tmp_path):
+    from slamfw import registry
+    from slamfw.workflows.infer import predict_modules
+    path = model.save(tmp_path / "m.npz")
+
+    def module(kind, name):
+        return registry.get_component(kind, name).__module__
+    want = ["slamfw.workflows.infer", module("emulator", "slam"), module("reader", "mock"),
+            module("normalizer", "none"), module("inferer", "lm")]
+    assert predict_modules(path) == list(dict.fromkeys(want))
+    with_table = predict_modules(path, reader="table")
+    assert module("reader", "table") in with_table and module("reader", "mock") not in with_table
+    model.components["inferer"] = {"name": "not-installed", "params": {}}
+    assert predict_modules(model.save(tmp_path / "n.npz")) == list(dict.fromkeys(want[:4]))

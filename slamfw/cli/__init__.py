@@ -143,10 +143,12 @@ def run(argv: list[str] | None = None) -> None:
     garbage: about 0.15 s for the modules a command imports (astropy, scipy, pydantic, ...);
     objects in reference cycles are then not finalised, as Python does not promise for objects
     alive at exit. atexit handlers, ``weakref.finalize`` callbacks and the flushing of the
-    standard streams still run. A command that failed exits as Python does."""
+    standard streams still run. A command that failed stops its idle workers too (``slamfw
+    predict`` starts them before it reads the model, which may then be refused), and otherwise
+    exits as Python does."""
     from ..execution.local import stop_idle_workers
     code = main(argv)
+    stop_idle_workers()
     if code == 0:
-        stop_idle_workers()
         gc.freeze()
     sys.exit(code)

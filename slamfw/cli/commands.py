@@ -92,27 +92,45 @@ def executor_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def command_executor(args: argparse.Namespace) -> Executor | None:
-    """The executor ``--executor NAME --workers N --executor-param K=V`` asks for (None: the default)."""
+    """The executor ``--executor NAME --workers N --executor-param K=V`` asks for (None: the default).
+    Without ``--executor``, the default one (local processes, as with no option at all) is built
+    from its own class, without loading the plugins (a command can then start its workers before
+    that: ``slamfw predict``), also where the plugin that registers it is disabled."""
     params = _executor_params(args)
     if args.executor is None and not params:
         return None
-    name = args.executor or _default_executor_name()
+    if args.executor is None:
+        from ..execution.local import LocalExecutor
+        return LocalExecutor(**LocalExecutor.validate_params(params, "executor"))
+    name = args.executor
     _check_workers(name, params)
     return registry.create("executor", name, params, where="--executor")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from ..components.executor import import_modules
     from ..execution.allocator import tune_allocator
-    from ..model import SlamfwModel
+    from ..workflows.execution import make_executor
     from ..workflows.outdir import check_catalog_output
-    from ..workflows.predict import predict_catalog
     tune_allocator()      # glibc's allocator for large arrays, here and in the workers started for it
     check_catalog_output(args.output, args.force)    # before loading anything
     overrides = key_values(args.reader_param, "--reader-param")
-    model = SlamfwModel.load(args.model)
-    res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
-                          executor=command_executor(args), force=args.force,
-                          inferer_params=key_values(args.inferer_param, "--inferer-param"))
+    inferer_params = key_values(args.inferer_param, "--inferer-param")
+    executor = command_executor(args) or make_executor(None)
+    from ..model import SlamfwModel, component_names
+    try:
+        if component_names(args.model):      # a model file (else its load below says why, no worker started)
+            executor.prestart()              # the workers start while this process imports and loads the model
+            from ..workflows.infer import predict_modules
+            executor.prestart(partial(import_modules, predict_modules(args.model, args.reader)))
+        from ..workflows.predict import predict_catalog
+        model = SlamfwModel.load(args.model)
+        res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,
+                              executor=executor, force=args.force, inferer_params=inferer_params)
+    finally:
+        executor.close()
     print(f"catalogue of {res.n_spectra} stars ({res.n_converged} converged) written to {res.path} "
           f"in {res.wall_s:.1f} s ({res.n_spectra / max(res.wall_s, 1e-9):.1f} spectra/s)")
     return 0

@@ -190,6 +190,20 @@ class Executor(Component):
         """Start workers or connect (idempotent)."""
         return self
 
+    def prestart(self, prepare: Callable[[], Any] | None = None) -> None:
+        """Start the workers now, ahead of the first task, so that their start (a new
+        interpreter, its imports) overlaps what this process still has to do before it has tasks
+        (loading a model, opening a survey); with ``prepare`` (a module-level function, or a
+        ``functools.partial`` of one), the workers run ``prepare()`` ahead of the tasks
+        (:func:`import_modules`: the modules the tasks will need), as many times as there are
+        workers, each queued before any task: meant as one per worker, but a worker that is
+        ready much later than another may find them all taken and go without (its first task
+        then does the work). A hint that returns at once: an error in ``prepare`` is logged and
+        ignored (the tasks then meet it themselves), and an executor with no worker to start
+        ignores the call (the default). May be called again (with another ``prepare``); the
+        caller closes the executor (:meth:`close`) when it is done, also after a failure.
+        Plugin API 1.10."""
+
     def close(self) -> None:
         """Stop what :meth:`start` started."""
 
@@ -238,6 +252,17 @@ _current: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("slam
 def executor_in_use() -> Executor | None:
     """The executor set by :func:`using_executor`, or None outside one."""
     return _current.get()
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import ``modules`` (names), each that can be (one that fails is logged at DEBUG and
+    skipped): a worker's preparation for :meth:`Executor.prestart`."""
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:   # a preparation only: the task that needs the module will say why
+            log.debug("preparing a worker: could not import %s (%s: %s)", name, type(exc).__name__, exc)
 
 
 def current_executor() -> Executor:

@@ -63,6 +63,19 @@ def start_worker(parent_pid: int, tune: bool = False) -> None:
         tune_allocator()
 
 
+def run_prepare(prepare: Callable[[], Any] | None) -> None:
+    """A worker's ``prepare()`` of :meth:`LocalExecutor.prestart` (None: nothing, the worker only
+    started); an error is logged, not raised: the tasks meet it themselves."""
+    if prepare is None:
+        return
+    try:
+        prepare()
+    except Exception as exc:
+        import logging
+        logging.getLogger(__name__).warning("local executor: a worker's preparation failed (%s: %s); its tasks "
+                                            "will do without it", type(exc).__name__, exc)
+
+
 def call_limited(func: Callable[..., Any], threads: int, task: tuple, shared: dict[str, Any]) -> Any:
     """``func(*task, **shared)`` with at most ``threads`` BLAS/OpenMP threads."""
     from .threads import limit_threads
@@ -242,6 +255,17 @@ class LocalExecutor(Executor):
         already, and a slow task then keeps no other worker waiting."""
         return collected(self._results(func, tasks, shared, desc, unit, len(tasks), None, progress, ahead=None),
                          on_result)
+
+    def prestart(self, prepare: Callable[[], Any] | None = None) -> None:
+        """As :meth:`Executor.prestart`: the pool (:meth:`_pool`, the one the run's tasks then
+        use) started now (loky starts all its workers at the first submission), and one
+        ``prepare`` submitted per worker, ahead of any task; nothing with one worker (the tasks
+        run in this process)."""
+        if self.n_workers == 1:
+            return
+        pool = self._pool()
+        for _ in range(self.n_workers):
+            pool.submit(run_prepare, prepare)
 
     def _pool(self) -> Any:
         """loky's reusable process pool with this executor's workers (started or resized as needed;

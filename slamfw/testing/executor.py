@@ -194,8 +194,27 @@ def check_lifecycle(case: ExecutorCase) -> str:
     return "" if ok else "a started-twice executor gave a wrong result"
 
 
+def _failing_prepare() -> None:
+    raise RuntimeError("a preparation that fails")
+
+
+@check("prestart() and prestart(prepare) return, a failing prepare included, and the tasks after them give their "
+       "results")
+def check_prestart(case: ExecutorCase) -> str:
+    from functools import partial
+
+    from ..components.executor import import_modules
+    ex = case.fresh()
+    ex.prestart()                            # as slamfw predict: before the executor's with block
+    ex.prestart(_failing_prepare)
+    ex.prestart(partial(import_modules, ["colorsys"]))
+    with ex:
+        got = ex.map(_affine, [(1.0,), (2.0,)], shared={"offset": 1.0}, progress=False)
+    return "" if got == [2.0, 3.0] else f"after prestart, map gave {got!r} instead of [2.0, 3.0]"
+
+
 EXECUTOR_CHECKS = [params_check(ExecutorCase), check_order, check_on_result, check_lazy, check_failing_stream,
-                   check_errors, check_shared_array, check_threads, check_lifecycle]
+                   check_errors, check_shared_array, check_threads, check_lifecycle, check_prestart]
 
 
 def check_executor(executor: type[Executor] | Executor, params: dict[str, Any] | None = None, *,

@@ -347,6 +347,25 @@ def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
     return raw.without_labels()
 
 
+def predict_modules(model_path: str | Path, reader: str | None = None) -> list[str]:
+    """The modules a worker of :func:`predict_stream` imports for its tasks, for
+    :meth:`~slamfw.Executor.prestart` before the model is loaded: this one, and the plugin modules
+    of the model's components (from the model file's metadata: :func:`slamfw.model.component_names`;
+    ``reader`` in place of the model's reader when given). Components not installed are left out
+    (loading the model says so)."""
+    from ..components.kinds import KINDS
+    from ..model import component_names
+    found = dict(component_names(model_path))
+    if reader:
+        found["reader"] = reader
+    modules = [__name__]
+    for kind, name in found.items():
+        reg = registry.lookup(kind, name) if kind in KINDS else None
+        if reg is not None and reg.cls.__module__ not in modules:
+            modules.append(reg.cls.__module__)
+    return modules
+
+
 def model_inferer(model: SlamfwModel, overrides: dict[str, Any] | None = None) -> Inferer:
     """The inferer a model records, with its parameters ``overrides`` changed (``slamfw predict
     --inferer-param``: lm's ``device`` or ``n_starts``, say)."""

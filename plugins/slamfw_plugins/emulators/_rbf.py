@@ -27,8 +27,9 @@ def sq_dist(a: np.ndarray, b: np.ndarray, xp: Any = np, out: np.ndarray | None =
 
 
 #: Largest work array (bytes) that an expansion keeps between evaluations, per thread
-#: (:class:`_Scratch`); a bigger one is allocated for the call and freed after it.
-SCRATCH_BYTES = 256 * 2 ** 20
+#: (:class:`_Scratch`); a bigger one is allocated for the call and freed after it. A block of at
+#: most 1023 rows (:data:`ROW_BLOCK`) by 8000 centres fits.
+SCRATCH_BYTES = 64 * 2 ** 20
 
 
 class _Scratch(threading.local):
@@ -36,7 +37,9 @@ class _Scratch(threading.local):
     kernel matrix, the matrix product), kept between calls and grown to the largest seen, so that
     a batched fit's evaluations write into memory already mapped instead of asking the allocator
     for tens of megabytes each time (fresh pages cost a page fault each). Views of them never
-    leave the expansion's methods."""
+    leave the expansion's methods. They live as long as the expansion (the emulator) and its
+    thread: one array per distinct set of centres, the kernel matrix and the product, each at
+    most :data:`SCRATCH_BYTES` (case (a)'s model, 1000 centres: 8 MB each at 1023 rows)."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
@@ -57,9 +60,11 @@ class _Scratch(threading.local):
 #: ``K // ROW_BLOCK`` near-equal blocks): each block's work arrays stay in cache between the
 #: kernel matrix, its product and the compiled sums, and a block is still tall enough for the
 #: matrix product's full rate. Measured on case (a)'s batched fit of 2000 spectra x 3 starts,
-#: one thread: 512 took 3.0 s against 3.5 s in one pass (1024: 3.15 s, 256: 3.1 s). Each row's
-#: sums are the same bits for any split (the blocks are never short enough for BLAS's
-#: small-matrix path, which sums in another order).
+#: one thread: 512 took 3.0 s against 3.5 s in one pass (1024: 3.15 s, 256: 3.1 s). The terms
+#: equal one pass's to rounding: BLAS may compute a shorter block's distances (an inner dimension
+#: of L) by another kernel, which can round an entry differently in its last bit (on a random
+#: 300-centre expansion, a few of 1100 rows); on case (a)'s fit, labels, costs and evaluations
+#: were identical to one pass's.
 ROW_BLOCK = 512
 
 #: Largest stacked coefficient matrix (bytes, per gamma group) that ``value_and_gradient`` keeps;

@@ -32,7 +32,7 @@ from slamfw import (
     allocator_tuned, tune_allocator, watch_parent,
 )
 
-SLAMFW_PLUGIN_API = (1, 9)
+SLAMFW_PLUGIN_API = (1, 10)
 
 log = logging.getLogger(__name__)
 
