@@ -28,8 +28,9 @@ slamfw's inference is timed as a survey user runs it: before the clock starts, t
 ``--n-predict`` observed mock spectra (the mock reader's output: un-normalised, on its native
 1900-pixel grid, with ivar, S/N 20/50/100, RV spread 20 km/s, seed 7) into a ``table`` npz file
 (``harness_table.py``; npz reads faster than FITS), true labels as label columns; then it times
-the whole ``slamfw predict MODEL --reader table --reader-param path=FILE -o CAT --executor local
---workers 2`` process (read, normalise, resample, fit, write). The reference codes infer
+the whole ``slamfw predict MODEL --reader table --reader-param path=FILE -o CAT --workers 2``
+process (read, normalise, resample, fit, write; the default executor, local processes, as a user
+types it: built without loading the plugins, so its workers start first). The reference codes infer
 ``--n-reference`` prepared spectra; the label table shows slamfw on exactly those spectra (the
 first n_reference of the prepared test set, the model's batched ``lm`` in this process), next to
 astroslam, and, on a separate row, slamfw's figures over all the predicted stars.
@@ -505,8 +506,7 @@ def timed_predict(model_path: Path, data_args: list[str], cat: Path, names: list
     stars among them."""
     from astropy.table import Table
     from astropy.units import UnitsWarning
-    r = run_measured(slamfw_cmd("predict", str(model_path), *data_args, "-o", str(cat), "--force", "--executor",
-                                "local", "--workers", "2"))
+    r = run_measured(slamfw_cmd("predict", str(model_path), *data_args, "-o", str(cat), "--force", "--workers", "2"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnitsWarning)       # "dex" is no FITS unit
         t = Table.read(cat)
