@@ -238,7 +238,8 @@ def component_names(path: str | os.PathLike) -> list[tuple[str, str]]:
         records = [("emulator", meta["emulator"]), *dict(meta.get("components") or {}).items()]
     except Exception:      # anything at all: the model's own load reports it
         return []
-    return [(str(kind), rec["name"]) for kind, rec in records if isinstance(rec, dict) and isinstance(rec.get("name"), str)]
+    return [(str(kind), rec["name"]) for kind, rec in records
+            if isinstance(rec, dict) and isinstance(rec.get("name"), str)]
 
 
 def _drop_retired_params(meta: dict[str, Any]) -> None:

@@ -89,8 +89,8 @@ __all__ = [
     "robust_scatter", "accuracy_by_snr", "snr_bins", "BinAccuracy", "label_distance", "label_key", "LABEL_DISTANCE_SCALES",
     # execution
     "current_executor", "chunks", "Executor", "SerialExecutor", "LocalExecutor", "using_executor", "Progress",
-    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator", "import_modules",
-    "allocator_tuned", "limit_threads", "ChunkStore", "atomic_path", "save_npz",
+    "results_in_order", "collected", "available_cores", "call_limited", "watch_parent", "tune_allocator",
+    "allocator_tuned", "limit_threads", "import_modules", "ChunkStore", "atomic_path", "save_npz",
     # plugins
     "hookimpl", "PLUGIN_API",
     # errors

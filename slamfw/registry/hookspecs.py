@@ -14,7 +14,7 @@ Example::
 
     from slamfw import Emulator, hookimpl
 
-    SLAMFW_PLUGIN_API = (1, 10)        # the plugin API this plugin was written for
+    SLAMFW_PLUGIN_API = (1, 10)       # the plugin API this plugin was written for
 
     class MyEmulator(Emulator):
         ...
