@@ -137,6 +137,7 @@ def test_component_names_come_from_the_metadata_alone(model, tmp_path):
 
 def test_predict_modules_are_the_plugin_modules_of_the_models_components(model, tmp_path):
     from slamfw import registry
+    from slamfw.model import component_names
     from slamfw.workflows.infer import predict_modules
     path = model.save(tmp_path / "m.npz")
 
@@ -144,8 +145,8 @@ def test_predict_modules_are_the_plugin_modules_of_the_models_components(model, 
         return registry.get_component(kind, name).__module__
     want = ["slamfw.workflows.infer", module("emulator", "slam"), module("reader", "mock"),
             module("normalizer", "none"), module("inferer", "lm")]
-    assert predict_modules(path) == list(dict.fromkeys(want))
-    with_table = predict_modules(path, reader="table")
+    assert predict_modules(component_names(path)) == list(dict.fromkeys(want))
+    with_table = predict_modules(component_names(path), reader="table")
     assert module("reader", "table") in with_table and module("reader", "mock") not in with_table
     model.components["inferer"] = {"name": "not-installed", "params": {}}
-    assert predict_modules(model.save(tmp_path / "n.npz")) == list(dict.fromkeys(want[:4]))
+    assert predict_modules(component_names(model.save(tmp_path / "n.npz"))) == list(dict.fromkeys(want[:4]))

@@ -121,10 +121,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     executor = command_executor(args) or make_executor(None)
     from ..model import SlamfwModel, component_names
     try:
-        if component_names(args.model):      # a model file (else its load below says why, no worker started)
+        components = component_names(args.model)
+        if components:                       # a model file (else its load below says why, no worker started)
             executor.prestart()              # the workers start while this process imports and loads the model
             from ..workflows.infer import predict_modules
-            executor.prestart(partial(import_modules, predict_modules(args.model, args.reader)))
+            executor.prestart(partial(import_modules, predict_modules(components, args.reader)))
         from ..workflows.predict import predict_catalog
         model = SlamfwModel.load(args.model)
         res = predict_catalog(model, args.output, args.data, args.reader, overrides, chunk_size=args.chunk_size,

@@ -347,15 +347,14 @@ def model_labels_only(raw: SpectralSet, model: SlamfwModel) -> SpectralSet:
     return raw.without_labels()
 
 
-def predict_modules(model_path: str | Path, reader: str | None = None) -> list[str]:
+def predict_modules(components: list[tuple[str, str]], reader: str | None = None) -> list[str]:
     """The modules a worker of :func:`predict_stream` imports for its tasks, for
     :meth:`~slamfw.Executor.prestart` before the model is loaded: this one, and the plugin modules
-    of the model's components (from the model file's metadata: :func:`slamfw.model.component_names`;
-    ``reader`` in place of the model's reader when given). Components not installed are left out
-    (loading the model says so)."""
+    of the model's ``components`` ((kind, name) pairs, from the model file's metadata:
+    :func:`slamfw.model.component_names`; ``reader`` in place of the model's reader when given).
+    Components not installed are left out (loading the model says so)."""
     from ..components.kinds import KINDS
-    from ..model import component_names
-    found = dict(component_names(model_path))
+    found = dict(components)
     if reader:
         found["reader"] = reader
     modules = [__name__]
