@@ -62,6 +62,8 @@ from pydantic import Field, field_validator
 
 from slamfw import DataError, FileReader, SpectralSet, hookimpl
 
+from ._fitstable import BinTable, column_names
+
 SLAMFW_PLUGIN_API = (1, 2)
 
 __all__ = [
@@ -156,7 +158,13 @@ def read_aspcap_labels(path) -> Table:
     uncalibrated DR13 C and N, whose values are kept) or 0 (a parameter held fixed, ``PARAMFLAG``
     bit 16, value kept) or +9999.
     """
-    return _guarded(path, lambda hl, p: _aspcap_table(hl, p)[0])
+    def parse(hl: fits.HDUList, p: str) -> Table:
+        cols, units = _aspcap_columns(hl, p)
+        table = Table(cols)
+        for name, unit in units.items():
+            table[name].unit = unit
+        return table
+    return _guarded(path, parse)
 
 
 def detect_product(hl: fits.HDUList, path="") -> str:
@@ -249,10 +257,8 @@ def _num(header, key: str, default: float = np.nan) -> float:
 
 
 def _colnames(hdu) -> list[str]:
-    try:
-        return [c.upper() for c in hdu.columns.names]
-    except AttributeError:
-        return []
+    """Upper-case column names of a binary table HDU, from its header ([] for any other HDU)."""
+    return [c.upper() for c in column_names(hdu.header)] if isinstance(hdu, fits.BinTableHDU) else []
 
 
 def _shape(hdu) -> tuple[int, ...]:
@@ -411,12 +417,11 @@ def _apvisit(hl: fits.HDUList, path: str, bad_bits: int) -> SpectralSet:
         raise DataError(f"{path}: two pixels share the wavelength {wave[i]:.4f} A (overlapping chips?)")
     f, ivar, good = _clean(flux.ravel()[order], err.ravel()[order], bitmask.ravel()[order], bad_bits)
 
-    table = hl[11].data if len(hl) > 11 and isinstance(hl[11], fits.BinTableHDU) else None
-    cols = _colnames(hl[11]) if table is not None else []
+    table = BinTable(hl[11], path) if len(hl) > 11 and isinstance(hl[11], fits.BinTableHDU) else None
 
     def value(key: str, column: str | None = None):
         v = _card(h0, key)
-        if v is None and column and column in cols and len(table):
+        if v is None and column and table is not None and column in table and len(table):
             v = table[column][0]
         return v.decode() if isinstance(v, bytes) else v
 
@@ -451,12 +456,12 @@ def _sentinel_nan(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _aspcap_table(hl: fits.HDUList, path: str) -> tuple[Table, str]:
+def _aspcap_columns(hl: fits.HDUList, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The columns of :func:`read_aspcap_labels` (name -> (N, ...) array), and their units."""
     _require_hdus(hl, path, 5, "aspcapStar", "header, normalised flux, error, model, ASPCAP table")
-    if not isinstance(hl[4], fits.BinTableHDU) or "PARAM" not in _colnames(hl[4]):
+    data = BinTable(hl[4], path) if isinstance(hl[4], fits.BinTableHDU) else None
+    if data is None or "PARAM" not in data:
         raise DataError(f"{path}: not an aspcapStar file (no ASPCAP table with a PARAM column in HDU 4)")
-    data = hl[4].data
-    cols = _colnames(hl[4])
     n = len(data)
     if n == 0:
         raise DataError(f"{path}: the ASPCAP table in HDU 4 has no rows")
@@ -464,15 +469,15 @@ def _aspcap_table(hl: fits.HDUList, path: str) -> tuple[Table, str]:
     if param.shape[1] < 8:
         raise DataError(f"{path}: PARAM has {param.shape[1]} entries, expected 9 (DR12-DR14 order)")
     cov = (np.asarray(data["PARAM_COV"], dtype=float).reshape(n, param.shape[1], param.shape[1])
-           if "PARAM_COV" in cols else np.full((n,) + param.shape[1:] * 2, np.nan))
+           if "PARAM_COV" in data else np.full((n,) + param.shape[1:] * 2, np.nan))
     var = np.diagonal(cov, axis1=1, axis2=2).copy()
     var[~np.isfinite(var) | (var <= 0) | np.isclose(var, 9999.0, rtol=1e-4) | (var <= -9998.0)] = np.nan
-    pflag = (np.asarray(data["PARAMFLAG"]).reshape(n, -1).astype(np.int64) if "PARAMFLAG" in cols
+    pflag = (np.asarray(data["PARAMFLAG"]).reshape(n, -1).astype(np.int64) if "PARAMFLAG" in data
              else np.zeros(param.shape, np.int64))
     h0 = hl[0].header
 
     def column(name: str, default, kind=float):
-        if name in cols:
+        if name in data:
             vals = np.asarray(data[name]).reshape(n, -1)[:, 0]
             if kind is str:
                 return np.array([v.decode().strip() if isinstance(v, bytes) else str(v).strip() for v in vals])
@@ -482,44 +487,43 @@ def _aspcap_table(hl: fits.HDUList, path: str) -> tuple[Table, str]:
     ids = column("APOGEE_ID", "", str)
     if n == 1 and not ids[0]:
         ids = np.array([_star_id(path, _card(h0, "OBJ"), _card(h0, "OBJID"))])
-    t = Table()
-    t["id"] = ids
+    cols: dict[str, np.ndarray] = {"id": ids}
+    units: dict[str, str] = {}
     for name, i, unit in ASPCAP_PARAMS:
-        t[name] = _sentinel_nan(param[:, i])
-        t[name].unit = unit
-        t[f"{name}_err"] = np.sqrt(var[:, i])
-        t[f"{name}_err"].unit = unit
-        t[f"{name}_flag"] = pflag[:, i]
+        cols[name], cols[f"{name}_err"] = _sentinel_nan(param[:, i]), np.sqrt(var[:, i])
+        cols[f"{name}_flag"] = pflag[:, i]
+        units[name] = units[f"{name}_err"] = unit
     flag = column("ASPCAPFLAG", 0, np.int64)
-    t["aspcapflag"] = flag
-    t["star_bad"] = (flag & ASPCAP_STAR_BAD) != 0
-    t["starflag"] = column("STARFLAG", 0, np.int64)
-    t["class"] = column("CLASS", "", str)
-    t["field"] = column("FIELD", "", str)
+    cols["aspcapflag"] = flag
+    cols["star_bad"] = (flag & ASPCAP_STAR_BAD) != 0
+    cols["starflag"] = column("STARFLAG", 0, np.int64)
+    cols["class"] = column("CLASS", "", str)
+    cols["field"] = column("FIELD", "", str)
     for name, col, unit in (("snr", "SNR", None), ("vhelio", "VHELIO", "km/s"), ("ra", "RA", "deg"),
                             ("dec", "DEC", "deg")):
-        t[name] = _sentinel_nan(column(col, np.nan))
-        t[name].unit = unit
+        cols[name] = _sentinel_nan(column(col, np.nan))
+        if unit:
+            units[name] = unit
     for name in ("X_H", "X_H_ERR", "X_M", "X_M_ERR"):
-        if name in cols:
-            t[name] = _sentinel_nan(np.asarray(data[name], dtype=float).reshape(n, -1))
-    return t, path
+        if name in data:
+            cols[name] = _sentinel_nan(np.asarray(data[name], dtype=float).reshape(n, -1))
+    return cols, units
 
 
 def _aspcapstar(hl: fits.HDUList, path: str) -> SpectralSet:
-    table, _ = _aspcap_table(hl, path)
-    if len(table) != 1:
-        raise DataError(f"{path}: an aspcapStar table should have one row, it has {len(table)}")
+    cols, _ = _aspcap_columns(hl, path)
+    if len(cols["id"]) != 1:
+        raise DataError(f"{path}: an aspcapStar table should have one row, it has {len(cols['id'])}")
     flux = _image(hl, 1, "normalised flux", path)
     err = _image(hl, 2, "normalised flux error", path)
     if flux.ndim != 1 or err.shape != flux.shape:
         raise DataError(f"{path}: expected 1-D flux and error of one shape in HDU 1-2, got {flux.shape}, {err.shape}")
     wave = _log_grid(hl, path, flux.size)
     f, ivar, good = _clean(flux, err, None, 0)  # no pixel mask: flux 0 / error 0 or 10 mark bad pixels
-    labels = np.array([[table[name][0] for name in LABEL_NAMES]], dtype=float)
-    meta = {key: np.asarray(table[key]) for key in ("ra", "dec", "snr", "vhelio", "aspcapflag", "starflag")}
+    labels = np.array([[cols[name][0] for name in LABEL_NAMES]], dtype=float)
+    meta = {key: np.asarray(cols[key]) for key in ("ra", "dec", "snr", "vhelio", "aspcapflag", "starflag")}
     meta["rv"] = np.zeros(1)  # the spectrum is in the rest frame
-    return SpectralSet(wave=wave, flux=f[None], ivar=ivar[None], ids=[str(table["id"][0])], mask=good[None],
+    return SpectralSet(wave=wave, flux=f[None], ivar=ivar[None], ids=[str(cols["id"][0])], mask=good[None],
                        labels=labels, label_names=list(LABEL_NAMES), label_units=list(LABEL_UNITS),
                        meta=meta, source=Path(path).name, medium="vacuum")
 
