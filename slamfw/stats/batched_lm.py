@@ -88,7 +88,7 @@ import numpy as np
 from ..components.emulator import check_jacobian_precision
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
-from .minpack_steps import minpack_steps
+from .minpack_steps import _solve, minpack_steps
 
 #: Damping: starting value and the bound beyond which a row gives up. lambda multiplies D, the
 #: diagonal of J^T J, so both have no units: 1e-3 starts close to a Gauss-Newton step. (Until
@@ -225,19 +225,9 @@ def _decrement(a: Any, g: Any, xp: Any = np) -> Any:
     """(b,) ``g^T a^-1 g / 2``, the cost reduction of the undamped Gauss-Newton step that the
     quadratic model with gradient g (b, L) and J^T J a (b, L, L) predicts; inf for a row whose a
     is singular."""
-    out = xp.full(g.shape[0], xp.inf)
-    if g.shape[0] == 0:
-        return out
-    try:
-        x = xp.linalg.solve(a, g[:, :, None])[:, :, 0]
-        out[:] = 0.5 * xp.einsum("bl,bl->b", g, x)
-    except np.linalg.LinAlgError:              # a singular row among them: one by one
-        for i in range(g.shape[0]):
-            try:
-                out[i] = 0.5 * g[i] @ xp.linalg.solve(a[i], g[i])
-            except np.linalg.LinAlgError:
-                pass
-    return xp.where(xp.isfinite(out) & (out >= 0), out, xp.inf)
+    x, solved = _solve(a, g, xp)
+    out = 0.5 * xp.einsum("bl,bl->b", g, x)
+    return xp.where(solved & xp.isfinite(out) & (out >= 0), out, xp.inf)
 
 
 def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.ndarray,

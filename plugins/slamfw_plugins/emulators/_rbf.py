@@ -56,6 +56,12 @@ class _Scratch(threading.local):
         return buf[:n].reshape(shape)
 
 
+def _scratch_for(xp: Any) -> _Scratch | None:
+    """An expansion's work arrays on the array module ``xp``: :class:`_Scratch` on numpy, None on
+    another (CuPy allocates from its own pool)."""
+    return _Scratch() if xp is np else None
+
+
 #: Rows of labels per pass of :meth:`RBFExpansion.least_squares_terms` (the batch split into
 #: ``K // ROW_BLOCK`` near-equal blocks): each block's work arrays stay in cache between the
 #: kernel matrix, its product and the compiled sums, and a block is still tall enough for the
@@ -212,7 +218,7 @@ class RBFExpansion:
         self.intercept = intercept
         self.xp: Any = np                            # the array module of the arrays below
         self._devices: dict[str, RBFExpansion] = {}
-        self._scratch: _Scratch | None = _Scratch()  # numpy's work arrays (None on another array module)
+        self._scratch = _scratch_for(np)
         self.groups = []
         centres: dict[bytes, np.ndarray] = {}      # groups with the same centres share one array
         for g in np.unique(gamma):
@@ -232,7 +238,7 @@ class RBFExpansion:
         if name not in self._devices:
             dev = object.__new__(RBFExpansion)
             dev.n_pixels, dev.n_labels, dev.xp, dev._devices = self.n_pixels, self.n_labels, xp, {}
-            dev._scratch = None
+            dev._scratch = _scratch_for(xp)
             dev.intercept = xp.asarray(self.intercept)
             moved: dict[int, Any] = {}
             dev.groups = []
@@ -258,7 +264,7 @@ class RBFExpansion:
     def __setstate__(self, state: dict[str, Any]) -> None:
         import importlib
         state["xp"] = importlib.import_module(state["xp"])
-        state["_scratch"] = _Scratch() if state["xp"] is np else None
+        state["_scratch"] = _scratch_for(state["xp"])
         self.__dict__.update(state)
 
     def _work(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
