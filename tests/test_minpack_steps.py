@@ -396,3 +396,31 @@ def test_an_unknown_step_rule_is_refused():
     with pytest.raises(ValueError, match="steps"):
         batched_lm(_LineModel(), np.ones((1, 80)), np.ones((1, 80)), np.zeros((1, 1, 3)), [None], np.zeros(3),
                    np.ones(3), steps="dogleg")
+
+
+def test_the_model_terms_of_a_projected_step_are_the_quadratic_models_and_lmders_for_its_own_step(rng):
+    """``_model_terms``: a step projected into the box predicts the undamped quadratic model's
+    reduction of |r|^2 and has its slope (checked against J and r themselves); for lmder's own
+    step both branches give the same numbers, and its prediction is that model's too."""
+    b, n_pix, n_lab = 6, 40, 3
+    jac, r = rng.normal(size=(b, n_pix, n_lab)), rng.normal(size=(b, n_pix))
+    g, a = np.einsum("bpl,bp->bl", jac, r), np.einsum("bpl,bpm->blm", jac, jac)
+    d, par, fn = rng.uniform(0.5, 2.0, (b, n_lab)), rng.uniform(0.1, 3.0, b), np.linalg.norm(r, axis=1)
+    lm_step = -np.linalg.solve(a + par[:, None, None] * np.eye(n_lab) * d[:, None, :] ** 2, g[:, :, None])[:, :, 0]
+    own, proj = np.zeros(b, bool), np.ones(b, bool)
+    cost2 = lambda p: ((r + np.einsum("bpl,bl->bp", jac, p)) ** 2).sum(1)     # noqa: E731  |r + J p|^2
+
+    jp, pre_own, dir_own = ms._model_terms(lm_step, g, a, par, np.linalg.norm(d * lm_step, axis=1), fn, own)
+    _, pre_proj, dir_proj = ms._model_terms(lm_step, g, a, par, np.linalg.norm(d * lm_step, axis=1), fn, proj)
+    np.testing.assert_allclose(pre_own, pre_proj, rtol=1e-10)
+    np.testing.assert_allclose(dir_own, dir_proj, rtol=1e-10)
+    np.testing.assert_allclose(pre_own, (fn ** 2 - cost2(lm_step)) / fn ** 2, rtol=1e-10)
+    assert np.all(dir_own < 0) and np.all(pre_own > 0)
+
+    step = rng.normal(size=(b, n_lab))            # any step, as a projection makes one
+    jp, pre, dirder = ms._model_terms(step, g, a, par, np.linalg.norm(d * step, axis=1), fn, proj)
+    np.testing.assert_allclose(jp, (np.einsum("bpl,bl->bp", jac, step) ** 2).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(pre, (fn ** 2 - cost2(step)) / fn ** 2, rtol=1e-10, atol=1e-14)
+    h = 1e-6
+    slope = (cost2(h * step) - cost2(-h * step)) / (4 * h) / fn ** 2      # d/dt |r + t J p|^2 / 2 at t = 0
+    np.testing.assert_allclose(dirder, slope, rtol=1e-6)

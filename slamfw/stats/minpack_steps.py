@@ -112,6 +112,26 @@ def _quad(w: Any, a: Any, xp: Any = np) -> Any:
     return xp.einsum("bl,bl->b", w, x)
 
 
+def _model_terms(step: Any, grad: Any, jtj: Any, par: Any, pnorm: Any, fn: Any, projected: Any,
+                 xp: Any = np) -> tuple[Any, Any, Any]:
+    """``(|J p|^2, prered, dirder)`` (b,) of steps p (b, L) from rows of gradient J^T r ``grad``
+    (b, L), J^T J ``jtj`` (b, L, L), damping ``par`` (b,), ``pnorm`` = |D p| (b,) and fnorm
+    ``fn`` = |r| (b,). ``prered`` is the reduction of |r|^2 that the step predicts, relative to
+    fnorm^2, and ``dirder`` = g.p / fnorm^2 the slope of |r|^2 / 2 along p (``lmder``'s, which
+    shrinks the trust region from them after a failed step). For ``lmder``'s own step,
+    p = -(J^T J + par D^2)^-1 J^T r, they are lmder's ``temp1^2 + temp2^2/0.5`` and ``-(temp1^2 +
+    temp2^2)``; a step ``projected`` into a box (b,) bool is not that step, so its are the
+    undamped quadratic model's: ``(-2 g.p - |J p|^2) / fnorm^2`` and ``g.p / fnorm^2`` (for lmder's
+    step both pairs agree)."""
+    jp = xp.einsum("bl,blm,bm->b", step, jtj, step)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jp2, dp2 = jp / fn ** 2, par * pnorm ** 2 / fn ** 2   # (|J p| / fnorm)^2, (sqrt(par) |D p| / fnorm)^2
+        gp = xp.einsum("bl,bl->b", grad, step) / fn ** 2
+        prered = xp.where(projected, -2.0 * gp - jp2, jp2 + 2.0 * dp2)
+        dirder = xp.where(projected, gp, -(jp2 + dp2))
+    return jp, prered, dirder
+
+
 def lmpar(a: Any, g: Any, d: Any, delta: Any, par: Any, xp: Any = np) -> tuple[Any, Any]:
     """MINPACK's ``lmpar`` for m rows: J^T J ``a`` (m, L, L), J^T r ``g`` (m, L), the scaling
     ``d`` (m, L) > 0, the step bounds ``delta`` (m,) and the last parameters ``par`` (m,) ->
@@ -255,14 +275,7 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
         step = trial - z_a
         pnorm = xp.linalg.norm(d_a * step, axis=1)
         fn = xp.sqrt(2.0 * cost[act])
-        jp = xp.einsum("bl,blm,bm->b", step, jtj[act], step)                      # |J p|^2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            jp2, dp2 = jp / fn ** 2, par_a * pnorm ** 2 / fn ** 2   # (|J p| / fnorm)^2, (sqrt(par) |D p| / fnorm)^2
-            gp = xp.einsum("bl,bl->b", grad[act], step) / fn ** 2
-            # a projected step: the quadratic model's reduction and slope along it (lmder's
-            # dirder, -(jp2 + dp2), is g.p / fnorm^2 for its own steps)
-            prered = xp.where(projected, -2.0 * gp - jp2, jp2 + 2.0 * dp2)
-            dirder = xp.where(projected, gp, -(jp2 + dp2))
+        jp, prered, dirder = _model_terms(step, grad[act], jtj[act], par_a, pnorm, fn, projected, xp)
         last = (~projected & (prered <= ftol) & (jp <= last_step ** 2)
                 & (xp.abs(ratio_seen[act] - 1.0) <= LAST_RATIO))
         if last.any():
