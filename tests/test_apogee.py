@@ -279,6 +279,28 @@ def test_apvisit_ids_and_meta(apogee_dir):
     assert (b.meta["plate"][0], b.meta["mjd"][0], b.meta["fiber"][0]) == ("9518", 57729, 104)
 
 
+@pytest.mark.parametrize("name", [VISIT_A, VISIT_B])
+def test_apvisit_without_the_header_cards_reads_the_hdu11_table(apogee_dir, tmp_path, name):
+    """Where the primary header lacks a value, it comes from the visit's row in HDU 11 (astropy's
+    values: float32 there, so close to the header's, not equal)."""
+    path = _copy(apogee_dir, tmp_path, name)
+    with_cards = read_apvisit(path)
+    with fits.open(path, mode="update") as hl:
+        for key in ("OBJID", "PLATE", "MJD5", "FIBERID", "RA", "DEC", "SNR", "VRAD", "VHELIO", "BC", "STARFLAG"):
+            del hl[0].header[key]
+    with fits.open(path, memmap=False) as hl:
+        row = {k: hl[11].data[k][0] for k in ("RA", "DEC", "SNR", "VREL", "VHELIO", "BC", "STARFLAG")}
+    ss = read_apvisit(path)
+    assert ss.ids.tolist() == with_cards.ids.tolist()
+    assert (ss.meta["plate"][0], ss.meta["mjd"][0], ss.meta["fiber"][0]) == (
+        with_cards.meta["plate"][0], with_cards.meta["mjd"][0], with_cards.meta["fiber"][0])
+    for key, col in (("ra", "RA"), ("dec", "DEC"), ("snr", "SNR"), ("rv", "VREL"), ("vhelio", "VHELIO"), ("bc", "BC"),
+                     ("starflag", "STARFLAG")):
+        assert ss.meta[key][0] == row[col], key                          # the table's value, as astropy reads it
+        np.testing.assert_allclose(ss.meta[key][0], with_cards.meta[key][0], rtol=1e-6, atol=1e-6, err_msg=key)
+    np.testing.assert_array_equal(ss.flux, with_cards.flux)
+
+
 # ------------------------------------------------------------------------------ aspcapStar
 def test_aspcapstar_spectrum_and_labels(apogee_dir):
     path = apogee_dir / ASPCAP_GIANT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def _same(ours: np.ndarray, astropy_values) -> None:
         ref = np.char.rstrip(ref)
         np.testing.assert_array_equal(ours, ref)
         return
-    assert ours.dtype.kind == ref.dtype.kind and ours.dtype.itemsize == ref.dtype.itemsize
+    assert ours.dtype == ref.dtype                  # byte order too
     np.testing.assert_array_equal(ours, ref)        # NaN == NaN here; the bits of every other value
 
 
@@ -89,7 +90,7 @@ def _every_format(path: Path) -> fits.BinTableHDU:
         fits.Column("long", "2K", array=rng.integers(-(2 ** 62), 2 ** 62, (n, 2))),
         fits.Column("name", "12A", array=np.array(["a", "bb  c", "", "twelve chars"])),
         fits.Column("float", "E", array=np.array([1.5, np.nan, -np.inf, 3e38], np.float32)),
-        fits.Column("cube", "12D", dim="(2,3,2)", array=rng.normal(size=(n, 2, 3, 2))),
+        fits.Column("cube", "24D", dim="(2,3,4)", array=rng.normal(size=(n, 4, 3, 2))),
         fits.Column("words", "15A", dim="(5,3)", array=np.array([["ab", "cd", "efghi"]] * n)),
         fits.Column("bits", "5X", array=rng.random((n, 5)) > 0.5),                # astropy reads these
         fits.Column("cplx", "C", array=np.array([1 + 2j, 0, -1j, 3], np.complex64)),
@@ -116,9 +117,11 @@ def test_every_format_is_astropys_and_the_ones_it_cannot_read_go_to_astropy(tmp_
             else:
                 _same(guarded[name], hl[1].data[name])
         assert list(ours["scaled"]) == [1.5, 2.0, 3.5, -3.5]
-        assert ours["flags"].dtype == bool and ours["cube"].shape == (4, 2, 3, 2) and ours["words"].shape == (4, 3)
+        assert ours["flags"].dtype == bool and ours["cube"].shape == (4, 4, 3, 2) and ours["words"].shape == (4, 3)
         ours["after"][0] = 99.0                                # a copy: the table's bytes are not touched
         assert ours["after"][0] == 1.0
+        ours["unsigned"][0] = 7                                # and astropy's column a copy too
+        assert hl[1].data["unsigned"][0] == 0
         with pytest.raises(KeyError, match="no column 'missing' in the table"):
             ours["missing"]
 
@@ -150,3 +153,34 @@ def test_a_row_longer_than_its_columns_sends_every_column_to_astropy(tmp_path):
     with fits.open(path, memmap=False) as hl:
         with pytest.raises(AssertionError, match="astropy's data was read"):
             BinTable(_NoData(hl[1]), path)["flag"]
+
+
+def test_a_null_logical_is_false_as_in_astropy(tmp_path):
+    """FITS logicals are "T", "F" or a null byte (undefined): astropy reads the null as False."""
+    path = tmp_path / "null.fits"
+    _every_format(path)
+    with fits.open(path, memmap=False) as hl:
+        loc, row = hl[1].fileinfo()["datLoc"], hl[1].header["NAXIS1"]
+    with open(path, "r+b") as fh:                   # "flag" is each row's first byte: row 1's F becomes null
+        fh.seek(loc + row)
+        assert fh.read(1) == b"F"
+        fh.seek(loc + row)
+        fh.write(b"\0")
+    with fits.open(path, memmap=False) as hl, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*NULL")
+        assert list(hl[1].data["flag"]) == [True, False, True, True]
+        assert list(BinTable(_NoData(hl[1]), path)["flag"]) == [True, False, True, True]
+
+
+def test_names_that_differ_only_in_case_are_astropys(tmp_path):
+    """astropy matches a name's exact case first: "FLUX" and "flux" are two columns."""
+    path = tmp_path / "case.fits"
+    cols = [fits.Column("flux", "D", array=np.array([1.0, 2.0])), fits.Column("FLUX", "D", array=np.array([3.0, 4.0])),
+            fits.Column("ivar", "E", array=np.array([5.0, 6.0], np.float32))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # astropy warns of the two names
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(path)
+    with fits.open(path, memmap=False) as hl:
+        table = BinTable(hl[1], path)
+        assert list(table["flux"]) == [1.0, 2.0] and list(table["FLUX"]) == [3.0, 4.0]
+        _same(BinTable(_NoData(hl[1]), path)["IVAR"], hl[1].data["ivar"])      # the others: from the bytes

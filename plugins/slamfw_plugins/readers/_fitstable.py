@@ -24,18 +24,22 @@ _BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "E": 4, "D": 8, "A": 1, "X": 1
           "P": 8, "Q": 16}
 _TFORM = re.compile(r"^\s*(\d*)([LXBIJKAEDCMPQ])", re.IGNORECASE)
 _TDIM = re.compile(r"^\s*\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)\s*$")
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZ", b"PK", b"\xfd7")   # gzip, bzip2, zip, xz: astropy decompresses
+#: How an uncompressed FITS file starts; astropy decompresses any other it opens (gzip, bzip2, zip,
+#: xz, LZW), and its offsets are then those of the decompressed bytes.
+PLAIN = b"SIMPLE"
 
 
 class BinTable:
     """The columns of the binary-table HDU ``hdu`` (of the file ``path``, opened by astropy), by name.
 
     ``names``: the column names as ``TTYPEn`` gives them; ``len(table)``: the rows (``NAXIS2``);
-    ``name in table`` and ``table[name]`` ignore case, as astropy does. ``table[name]`` is a new
-    array of shape (rows,) for one value per row, (rows, repeat) for a vector, or (rows, *TDIM
-    reversed) where ``TDIMn`` gives a shape; logical columns are bool, character columns bytes
-    (``S``) where read from the bytes (astropy's may be str: compare stripped and decoded). Raises KeyError for a name the table does not have. Nothing is read before the
-    first ``table[name]``; then the whole data unit is read once.
+    ``name in table`` and ``table[name]`` ignore case, as astropy does (names that differ only in
+    case are astropy's to tell apart). ``table[name]`` is a new array of shape (rows,) for one
+    value per row, (rows, repeat) for a vector, or (rows, *TDIM reversed) where ``TDIMn`` gives a
+    shape; logical columns are bool, character columns bytes (``S``) where read from the bytes
+    (astropy's may be str: compare stripped and decoded). Raises KeyError for a name the table
+    does not have. Nothing is read before the first ``table[name]``; then the whole data unit is
+    read once, from a file that starts with ``SIMPLE`` (any other, compressed, is astropy's).
     """
 
     def __init__(self, hdu, path) -> None:
@@ -51,13 +55,16 @@ class BinTable:
             match = _TFORM.match(str(cards["TFORM"].get(i, "")))
             repeat, code = (int(match.group(1) or 1), match.group(2).upper()) if match else (0, "")
             key = name.upper()
-            if key not in self._fields:     # a repeated name: astropy's first column of that name
+            if key not in self._fields:     # (a repeated name: astropy's, below)
                 scaled = i in cards["TSCAL"] or i in cards["TZERO"]
                 self._fields[key] = None if offset is None or not match else _field(
                     code, repeat, cards["TDIM"].get(i), scaled, offset)
             offset = None if offset is None or not match else offset + int(np.ceil(repeat * _BYTES[code]))
         if offset != self.row_bytes:        # a layout this reader does not follow: astropy reads every column
             self._fields = dict.fromkeys(self._fields)
+        upper = [n.upper() for n in self.names]
+        for key in {k for k in upper if upper.count(k) > 1}:
+            self._fields[key] = None        # two columns of one name ("flux", "FLUX"): astropy's (exact case first)
         self._rows: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -73,7 +80,7 @@ class BinTable:
         field = self._fields[key]
         rows = None if field is None else self._read()
         if rows is None:
-            return np.asarray(self._hdu.data[name])
+            return np.array(self._hdu.data[name])     # a copy: the HDU's data stay as they are
         code, _, _ = field
         values = rows[f"c{list(self._fields).index(key)}"]
         return values == b"T" if code == "L" else values.copy()
@@ -85,10 +92,11 @@ class BinTable:
             size = self.n_rows * self.row_bytes
             loc = (self._hdu.fileinfo() or {}).get("datLoc")
             raw = b""
-            with open(self._path, "rb") as fh:
-                if loc is not None and fh.read(2) not in _COMPRESSED_MAGIC:
-                    fh.seek(int(loc))
-                    raw = fh.read(size)
+            if loc is not None:
+                with open(self._path, "rb") as fh:
+                    if fh.read(len(PLAIN)) == PLAIN:    # astropy's offsets are the file's own bytes
+                        fh.seek(int(loc))
+                        raw = fh.read(size)
             fields = {k: f for k, f in self._fields.items() if f is not None}
             order = list(self._fields)
             dtype = np.dtype({"names": [f"c{order.index(k)}" for k in fields],    # by position: a TTYPE may be blank
@@ -119,7 +127,7 @@ def _column_cards(header) -> dict[str, dict[int, object]]:
 
 
 def _names(header, cards: dict[str, dict[int, object]]) -> list[str]:
-    return [str(cards["TTYPE"].get(i, f"col{i}")).strip() for i in range(1, int(header.get("TFIELDS", 0)) + 1)]
+    return [str(cards["TTYPE"].get(i, f"col{i}")).rstrip() for i in range(1, int(header.get("TFIELDS", 0)) + 1)]
 
 
 def _field(code: str, repeat: int, tdim, scaled: bool,

@@ -62,7 +62,7 @@ from pydantic import Field, field_validator
 
 from slamfw import DataError, FileReader, SpectralSet, hookimpl
 
-from ._fitstable import BinTable, column_names
+from ._fitstable import PLAIN, BinTable, column_names
 
 SLAMFW_PLUGIN_API = (1, 2)
 
@@ -221,7 +221,7 @@ def _check_complete(hl: fits.HDUList, path: str) -> None:
     short inside a data unit, or inside a header (which astropy skips with a warning), is truncated."""
     n = len(hl)  # reads every header
     with open(path, "rb") as fh:
-        if fh.read(4)[:2] in (b"\x1f\x8b", b"BZ", b"PK"):
+        if fh.read(len(PLAIN)) != PLAIN:
             return  # compressed: astropy's decompressor reports damage itself
         size = fh.seek(0, 2)
         info = hl[n - 1].fileinfo()  # not HDUList.fileinfo: that one re-verifies every header (warnings)
