@@ -424,3 +424,13 @@ def test_the_model_terms_of_a_projected_step_are_the_quadratic_models_and_lmders
     h = 1e-6
     slope = (cost2(h * step) - cost2(-h * step)) / (4 * h) / fn ** 2      # d/dt |r + t J p|^2 / 2 at t = 0
     np.testing.assert_allclose(dirder, slope, rtol=1e-6)
+
+    # rows of both kinds in one call: each row gets its own kind's terms (lmder's from par and |D p|)
+    mixed = np.arange(b) % 2 == 0
+    steps = np.where(mixed[:, None], step, lm_step)
+    _, pre_mix, dir_mix = ms._model_terms(steps, g, a, par, np.linalg.norm(d * steps, axis=1), fn, mixed)
+    np.testing.assert_allclose(pre_mix, np.where(mixed, pre, pre_own), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(dir_mix, np.where(mixed, dirder, dir_own), rtol=1e-10)
+    # lmder's rows use par and |D p|, not g.p: with another par they no longer equal the model's
+    _, pre_par, dir_par = ms._model_terms(steps, g, a, 2 * par, np.linalg.norm(d * steps, axis=1), fn, mixed)
+    assert np.all((pre_par != pre_mix) == ~mixed) and np.all((dir_par != dir_mix) == ~mixed)

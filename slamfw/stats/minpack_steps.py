@@ -217,11 +217,11 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
     the labels end within about ``2 last_step`` formal errors (the covariance is ``(J^T
     J)^-1``) of ``lmder``'s. That is a bound from that model, not a guarantee: with several
     labels one step's ratio averages over directions, and a slow one can hide behind a fast one
-    (a constructed two-label example ended 0.034 of the error from lmder's labels). Without the ratio condition a row creeping along a valley
-    (rho near 2, each step nearly as long as the last) would stop far from lmder's end. On case
-    (a)'s 20,000 survey spectra: 6.22 evaluations per star instead of lmder's 7.17 with one
-    start, 7.24 instead of 8.14 with three, the labels within 0.0038 and 0.0042 of the error
-    of the one-by-one solver's."""
+    (a constructed two-label example ended 0.034 of the error from lmder's labels). Without the
+    ratio condition a row creeping along a valley (rho near 2, each step nearly as long as the
+    last) would stop far from lmder's end. On case (a)'s 20,000 survey spectra: 6.22 evaluations
+    per star instead of lmder's 7.17 with one start, 7.24 instead of 8.14 with three, the labels
+    within 0.0038 and 0.0042 of the error of the one-by-one solver's."""
     last_step = LAST_STEP if last_step is None else last_step
     n_rows, n_lab = z.shape
     n_pix = None if model is None else model.shape[1]
