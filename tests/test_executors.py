@@ -322,6 +322,26 @@ def test_local_imap_stopped_early_or_failing_leaves_no_task_running(tmp_path):
     assert ex.map(_square_plus, [(i,) for i in range(5)], progress=False) == [0, 1, 4, 9, 16]
 
 
+def test_a_failing_task_stops_the_workers_without_an_error_in_lokys_thread(monkeypatch):
+    """A task fails while another runs and more wait in the pool's queue (``map`` submits them all):
+    the workers are stopped and loky fails the queued tasks itself. Cancelled first, as they were,
+    the queued tasks made loky's manager thread raise InvalidStateError (a traceback on stderr)
+    before it stopped the workers: in 3 runs of 3 before the fix."""
+    import threading
+    import time
+
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    ex = LocalExecutor(workers=2)
+    for _ in range(2):
+        with pytest.raises(TypeError):
+            ex.map(_sleep_then, [(0.0, 0, 123)] + [(0.5, i) for i in range(1, 13)],   # Path(123): a TypeError
+                   progress=False)
+        time.sleep(0.5)                         # loky's manager thread handles the shutdown
+    assert errors == []
+    assert ex.map(_square_plus, [(i,) for i in range(3)], progress=False) == [0, 1, 4]
+
+
 def test_a_failing_stream_of_tasks_gives_the_results_taken_before_its_error(executor):
     """A stream of tasks that fails (a chunk that cannot be read) first gives back the results of
     the tasks taken before it, so that they can be saved, then its error."""

@@ -309,11 +309,15 @@ class LocalExecutor(Executor):
         threads = self.threads_per_worker
 
         def abandon(futures: list[Any]) -> None:
-            running = [fut for fut in futures if not fut.cancel()]
             # stop the workers of a task still running, unless another run (an outer one, whose
-            # stream of tasks runs this one) still uses the pool
-            if any(not fut.done() for fut in running) and _RUNS.count(pool) == 1:
+            # stream of tasks runs this one) still uses the pool; loky then fails the queued tasks
+            # itself, and one cancelled before would stop it half-way (its manager thread raises
+            # InvalidStateError setting that task's error, and leaves the workers running)
+            if _RUNS.count(pool) == 1 and any(fut.running() for fut in futures):
                 pool.shutdown(wait=False, kill_workers=True)
+            else:
+                for fut in futures:
+                    fut.cancel()
         _RUNS.append(pool)
         try:
             yield from results_in_order(tasks, lambda task: pool.submit(_call_pickled, func, threads, task, pickled),
