@@ -342,6 +342,32 @@ def test_a_failing_task_stops_the_workers_without_an_error_in_lokys_thread(monke
     assert ex.map(_square_plus, [(i,) for i in range(3)], progress=False) == [0, 1, 4]
 
 
+def test_killing_a_pool_fails_its_running_and_queued_tasks_without_an_error_in_lokys_thread(monkeypatch):
+    """``_kill`` (an abandoned run, the command line's end): every task, running or queued, ends
+    failed at once, and loky's manager thread ends without a traceback (cancelling the queued
+    tasks first, as before, made it raise InvalidStateError: 3 runs of 3)."""
+    import threading
+    import time
+
+    from slamfw.execution.local import _kill
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    pool = LocalExecutor(workers=2)._pool()
+    futures = [pool.submit(_sleep_then, 30.0, i) for i in range(12)]
+    for _ in range(300):
+        if sum(f.running() for f in futures) >= 2:
+            break
+        time.sleep(0.05)
+    t0 = time.perf_counter()
+    _kill(pool)
+    for fut in futures:
+        with pytest.raises(Exception, match="shutdown|terminated|killed"):
+            fut.result(timeout=20)
+    assert time.perf_counter() - t0 < 20
+    time.sleep(0.5)
+    assert errors == []
+
+
 def test_a_failing_stream_of_tasks_gives_the_results_taken_before_its_error(executor):
     """A stream of tasks that fails (a chunk that cannot be read) first gives back the results of
     the tasks taken before it, so that they can be saved, then its error."""
