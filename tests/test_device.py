@@ -11,6 +11,8 @@ from slamfw import ConfigError, Emulator, TrainedEmulator, gpu_available, likeli
 from slamfw.stats.batched_lm import batched_lm
 from slamfw.stats.likelihood import best_library_matches
 
+from .cupy_standin import DeviceArray, make_module
+
 GPU = gpu_available()
 
 
@@ -178,20 +180,12 @@ def test_a_batch_the_gpu_cannot_hold_is_fitted_in_pieces(models, rng, monkeypatc
         maxlike._device_lm("cuda", model.emulator, flux[:1], w[:1], starts[:1], [None], mean, scale, xp=np)
 
 
-def _numpy_under_another_name():
-    """A module that is numpy in all but identity (``xp is np`` false), standing in for CuPy."""
-    import types
-    proxy = types.ModuleType("numpy_as_device")
-    proxy.__getattr__ = lambda name: getattr(np, name)
-    return proxy
-
-
 @pytest.mark.parametrize("name", ["slam", "cannon"])
 def test_lm_cuda_path_runs_on_a_stand_in_for_cupy(models, name, rng, monkeypatch):
     """The inferer's whole device = "cuda" path (check, batch sizes, the device evaluator, the
-    out-of-memory halving) on numpy under another name: the labels of the CPU path."""
+    out-of-memory halving) on the strict stand-in for CuPy: the labels of the CPU path."""
     from slamfw.stats import maxlike
-    xp = _numpy_under_another_name()
+    xp = make_module()
     monkeypatch.setattr(device, "array_module", lambda dev: np if dev == "cpu" else xp)
     monkeypatch.setattr(maxlike, "array_module", lambda dev: np if dev == "cpu" else xp)
     monkeypatch.setattr(maxlike, "_DEVICE_MAX_STARS", {})
@@ -214,3 +208,61 @@ def test_lm_cuda_path_runs_on_a_stand_in_for_cupy(models, name, rng, monkeypatch
     both = cpu.converged & gpu.converged
     assert both.mean() > 0.9
     assert np.all(np.abs(gpu.labels[both] - cpu.labels[both]) <= 1e-6 * cpu.errors[both])
+
+
+# ------------------------------------------------------------------ CuPy's rules, on the CPU
+@pytest.mark.parametrize("name", ["slam", "krr", "cannon"])
+def test_on_device_evaluators_keep_cupys_rules(models, name):
+    """Each emulator's device evaluator on the strict stand-in (tests/cupy_standin.py: no implicit
+    copy to the host, no host array in device arithmetic) gives device arrays equal to the CPU's."""
+    xp = make_module()
+    emu = models[name].emulator
+    theta = models[name].train_labels[:7] * (1 + 0.01 * np.arange(7))[:, None]
+    flux, jac = emu.predict_and_jacobian(theta)
+    f2, j2 = emu.on_device(xp)(xp.asarray(theta))
+    assert isinstance(f2, DeviceArray) and isinstance(j2, DeviceArray)
+    np.testing.assert_allclose(f2.get(), flux, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(j2.get(), jac, rtol=1e-10, atol=1e-12 * np.abs(jac).max())
+
+
+@pytest.mark.parametrize("steps", ["minpack", "secant"])
+@pytest.mark.parametrize("name", ["slam", "krr", "cannon"])
+def test_batched_lm_keeps_cupys_rules(models, name, steps, rng):
+    """The batched solver, both kinds of steps, on the strict stand-in: what it returns is on the
+    host, and equals the CPU path's fit."""
+    xp = make_module()
+    model = models[name]
+    flux, w, starts, mean, scale = _problem(model, rng)
+    ref = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale, steps=steps)
+    dev = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale, steps=steps, xp=xp,
+                     evaluate=model.emulator.on_device(xp))
+    assert ref["converged"].all()
+    for key in ("z", "cost", "converged", "nfev", "jtj"):
+        assert isinstance(dev[key], np.ndarray), key
+    # the device evaluators round otherwise than the CPU's compiled terms: the same fit to
+    # far below its formal errors (the covariance is (J^T J)^-1 in standardised labels)
+    dz = dev["z"] - ref["z"]
+    assert np.sqrt(np.einsum("rl,rlm,rm->r", dz, ref["jtj"], dz)).max() < 1e-6
+    np.testing.assert_allclose(dev["cost"], ref["cost"], rtol=1e-9)
+    np.testing.assert_array_equal(dev["converged"], ref["converged"])
+
+
+def test_the_strict_stand_in_refuses_what_cupy_refuses():
+    """The rules the tests above rely on (tests/cupy_standin.py)."""
+    xp = make_module()
+    d, host = xp.asarray([[1.0, 2.0], [3.0, 4.0]]), np.ones(2)
+    for leak in (lambda: np.asarray(d), lambda: host.__setitem__(slice(None), d[0]), lambda: np.ones(2) + d[0],
+                 lambda: d[0] * host, lambda: xp.sum(host), lambda: np.where(d > 1, d, host),
+                 lambda: d[np.array([0, 1])], lambda: d.__setitem__(0, host), lambda: range(d[0, 0].astype(int))):
+        with pytest.raises(TypeError):
+            leak()
+    total = d.sum()
+    assert isinstance(total, DeviceArray) and total.ndim == 0 and float(total) == 10.0
+    assert isinstance(np.exp(d), DeviceArray) and isinstance(d * 2.0 + np.float64(1.0), DeviceArray)
+    assert isinstance(xp.where(d > 1, d, 0.0), DeviceArray) and d[xp.asarray([1])].shape == (1, 2)
+    singular = xp.asarray(np.stack([np.eye(2), np.zeros((2, 2))]))
+    x = xp.linalg.solve(singular, xp.asarray(np.ones((2, 2, 1)))).get()
+    assert np.all(x[0] == 1.0) and np.all(np.isnan(x[1]))
+    with pytest.raises(AttributeError):
+        xp.errstate
+    assert xp.asnumpy(d).tolist() == d.tolist() == [[1.0, 2.0], [3.0, 4.0]]

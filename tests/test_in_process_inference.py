@@ -40,10 +40,9 @@ def fast_model(tmp_path_factory):
 
 
 def _stand_in_gpu(monkeypatch):
-    """``device = "cuda"`` on numpy under another name, in this process."""
-    import types
-    xp = types.ModuleType("numpy_as_device")
-    xp.__getattr__ = lambda name: getattr(np, name)
+    """``device = "cuda"`` on the strict stand-in for CuPy (tests/cupy_standin.py), in this process."""
+    from .cupy_standin import make_module
+    xp = make_module()
     monkeypatch.setattr(device, "array_module", lambda dev: np if dev == "cpu" else xp)
     monkeypatch.setattr(maxlike, "array_module", lambda dev: np if dev == "cpu" else xp)
     monkeypatch.setattr(maxlike, "_DEVICE_MAX_STARS", {})
