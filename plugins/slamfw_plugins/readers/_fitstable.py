@@ -15,6 +15,7 @@ values are always astropy's.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -62,8 +63,7 @@ class BinTable:
             offset = None if offset is None or not match else offset + int(np.ceil(repeat * _BYTES[code]))
         if offset != self.row_bytes:        # a layout this reader does not follow: astropy reads every column
             self._fields = dict.fromkeys(self._fields)
-        upper = [n.upper() for n in self.names]
-        for key in {k for k in upper if upper.count(k) > 1}:
+        for key in [k for k, n in Counter(n.upper() for n in self.names).items() if n > 1]:
             self._fields[key] = None        # two columns of one name ("flux", "FLUX"): astropy's (exact case first)
         self._rows: np.ndarray | None = None
 
@@ -71,10 +71,10 @@ class BinTable:
         return self.n_rows
 
     def __contains__(self, name: str) -> bool:
-        return name.upper() in self._fields
+        return name.rstrip().upper() in self._fields
 
     def __getitem__(self, name: str) -> np.ndarray:
-        key = name.upper()
+        key = name.rstrip().upper()           # as astropy, which ignores trailing blanks
         if key not in self._fields:
             raise KeyError(f"no column {name!r} in the table (columns: {', '.join(self.names)})")
         field = self._fields[key]
