@@ -322,50 +322,69 @@ def test_local_imap_stopped_early_or_failing_leaves_no_task_running(tmp_path):
     assert ex.map(_square_plus, [(i,) for i in range(5)], progress=False) == [0, 1, 4, 9, 16]
 
 
-def test_a_failing_task_stops_the_workers_without_an_error_in_lokys_thread(monkeypatch):
-    """A task fails while another runs and more wait in the pool's queue (``map`` submits them all):
-    the workers are stopped and loky fails the queued tasks itself. Cancelled first, as they were,
-    the queued tasks made loky's manager thread raise InvalidStateError (a traceback on stderr)
-    before it stopped the workers: in 3 runs of 3 before the fix."""
+def _loky_thread_errors(monkeypatch) -> list:
+    """The exceptions that end threads (loky's manager thread) from now on in this test."""
     import threading
-    import time
-
-    errors = []
+    errors: list = []
     monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    return errors
+
+
+def test_a_failing_task_stops_the_workers_without_an_error_in_lokys_thread(monkeypatch):
+    """A task fails while another runs and more wait beyond loky's call queue (``map`` submits them
+    all; ``queue_size`` + 8 tasks, whatever the cores): the workers are stopped and loky fails the
+    queued tasks itself. Cancelled first, as they were, the queued tasks made loky's manager thread
+    raise InvalidStateError (a traceback on stderr) before it stopped the workers: in 3 runs of 3
+    before the fix."""
+    import threading
+    errors = _loky_thread_errors(monkeypatch)
     ex = LocalExecutor(workers=2)
     for _ in range(2):
+        n = ex._pool().queue_size + 8
         with pytest.raises(TypeError):
-            ex.map(_sleep_then, [(0.0, 0, 123)] + [(0.5, i) for i in range(1, 13)],   # Path(123): a TypeError
-                   progress=False)
-        time.sleep(0.5)                         # loky's manager thread handles the shutdown
+            ex.map(_sleep_then, [(0.0, 0, 123)] + [(0.5, i) for i in range(1, n)], progress=False)   # Path(123)
+        for thread in threading.enumerate():      # the shutdown handled
+            if thread.name == "ExecutorManagerThread":
+                thread.join(20)
     assert errors == []
     assert ex.map(_square_plus, [(i,) for i in range(3)], progress=False) == [0, 1, 4]
 
 
-def test_killing_a_pool_fails_its_running_and_queued_tasks_without_an_error_in_lokys_thread(monkeypatch):
-    """``_kill`` (an abandoned run, the command line's end): every task, running or queued, ends
-    failed at once, and loky's manager thread ends without a traceback (cancelling the queued
-    tasks first, as before, made it raise InvalidStateError: 3 runs of 3)."""
-    import threading
+def test_killing_a_pool_fails_its_running_and_queued_tasks_without_an_error_in_lokys_thread(monkeypatch, tmp_path):
+    """``_kill`` (an abandoned run, the command line's end) on a pool with two tasks executing,
+    more queued and some of those cancelled (as a run sharing the pool does): every task ends at
+    once, failed or cancelled, the workers are gone, and loky's manager thread ends without a
+    traceback (with a cancelled task still pending, it raised InvalidStateError before it killed
+    the workers, which then kept the process from exiting)."""
     import time
 
     from slamfw.execution.local import _kill
-    errors = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    errors = _loky_thread_errors(monkeypatch)
     pool = LocalExecutor(workers=2)._pool()
-    futures = [pool.submit(_sleep_then, 30.0, i) for i in range(12)]
-    for _ in range(300):
-        if sum(f.running() for f in futures) >= 2:
+    futures = [pool.submit(_sleep_then, 30.0, i, str(tmp_path)) for i in range(pool.queue_size + 8)]
+    for _ in range(400):                        # two tasks executing: each wrote its worker's pid
+        if len(list(tmp_path.iterdir())) >= 2:
             break
         time.sleep(0.05)
-    t0 = time.perf_counter()
+    pids = [int(p.name.split("-")[1]) for p in tmp_path.iterdir()]
+    assert len(pids) == 2 and sum(f.cancel() for f in futures[-4:]) == 4
+    thread = pool._executor_manager_thread
     _kill(pool)
-    for fut in futures:
+    for fut in futures[:-4]:
         with pytest.raises(Exception, match="shutdown|terminated|killed"):
             fut.result(timeout=20)
-    assert time.perf_counter() - t0 < 20
-    time.sleep(0.5)
-    assert errors == []
+    assert all(f.cancelled() for f in futures[-4:])
+    thread.join(20)
+    assert not thread.is_alive() and errors == []
+    for pid in pids:
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"worker {pid} still runs")
 
 
 def test_a_failing_stream_of_tasks_gives_the_results_taken_before_its_error(executor):

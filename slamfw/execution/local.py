@@ -217,18 +217,23 @@ def _kill(pool: Any) -> None:
     loky's manager thread fails each pending task (``ShutdownExecutorError``) and forgets it, then
     looks for more in its queue of task ids. A task cancelled before makes it raise
     InvalidStateError (its error cannot be set: 3 runs of 3 with queued tasks), and an id still in
-    that queue, of a task it has just forgotten, KeyError (seen once in a test run, not reproduced
-    on demand); either ends the thread with a traceback on stderr, the first before it kills the
-    workers. So the tasks are not cancelled, and the ids of those not yet handed to a worker are
-    taken out of that queue first (a loky internal, left alone where it is missing): loky still
-    fails their tasks."""
+    that queue, of a task it has just forgotten, KeyError (seen once in a test run, 2 runs of 3 in
+    a reviewer's); either ends the thread with a traceback on stderr, the first before it kills
+    the workers (which then keep the process from exiting). So the tasks of this module's runs
+    are not cancelled when the pool is killed, and here the ids of the tasks not yet handed to a
+    worker are taken out of that queue, a cancelled one's task forgotten as loky forgets it (a run
+    sharing the pool cancels its own queued tasks): loky fails the others. These are loky
+    internals, left alone where they are missing."""
     import queue
-    ids = getattr(pool, "_work_ids", None)
+    ids, pending = getattr(pool, "_work_ids", None), getattr(pool, "_pending_work_items", None)
     while ids is not None:
         try:
-            ids.get_nowait()
+            work_id = ids.get_nowait()
         except queue.Empty:
             break
+        item = None if pending is None else pending.get(work_id)
+        if item is not None and item.future.cancelled():
+            pending.pop(work_id, None)
     pool.shutdown(wait=False, kill_workers=True)
 
 
@@ -310,8 +315,9 @@ class LocalExecutor(Executor):
         """``func(*task, **shared)`` of each task, in order, with at most ``ahead`` tasks submitted
         and not yet yielded (None: no limit). If the stream of tasks fails, the results of the
         tasks taken before are yielded first, then its error raised. If the caller stops early, or
-        a task fails, the tasks not started are cancelled and, if some are still running, the
-        workers are stopped (as joblib does), so that nothing goes on computing for nobody."""
+        a task fails, and some tasks are still running, the workers are stopped (as joblib does;
+        loky fails the tasks not started), so that nothing goes on computing for nobody; with none
+        running, or another run on the pool, the tasks not started are cancelled."""
         if self.n_workers == 1:   # one worker: no process to start, the same results
             yield from Executor.imap(self, func, tasks, shared=shared, desc=desc, unit=unit, total=total,
                                      weight=weight, progress=progress)
