@@ -356,6 +356,29 @@ def test_minpack_steps_with_a_gaussian_prior_and_a_box(small_model, noisy, monke
     assert np.all(res.chi2[both] <= trf.chi2[both] * 1.02)
 
 
+def test_secant_steps_hold_labels_on_a_box_and_converge(small_model, noisy):
+    """The secant steps hold a label that the gradient pushes out of the box, as MINPACK's path
+    does, and stop when the free labels are converged. Before, their step and their tests used the
+    whole gradient: a star on the box's edge ran to max_nfev (200 evaluations) and was reported
+    not converged."""
+    train = small_model.train_labels
+    lo, hi = train.min(0) + [500.0, 0.0, 0.0], train.max(0) - [500.0, 0.0, 0.0]
+
+    class Box(Prior):
+        def least_squares_form(self, star=None):
+            return LeastSquaresForm(np.full(3, np.nan), np.full(3, np.inf), lo, hi)
+    res = {steps: registry.create("inferer", "lm", {"steps": steps}).infer(small_model, noisy.flux, noisy.ivar,
+                                                                           prior=Box())
+           for steps in ("minpack", "secant")}
+    sec, mp = res["secant"], res["minpack"]
+    edge = sec.extra["at_bound"]
+    assert edge.sum() >= 5 and sec.converged.all()
+    assert sec.nfev[edge].max() <= 30 and sec.nfev.mean() <= 1.5 * mp.nfev.mean()
+    assert np.all((sec.labels[:, 0] >= lo[0]) & (sec.labels[:, 0] <= hi[0]))
+    assert (_agree(mp, sec) <= 0.05).all(axis=1).mean() >= 0.9
+    assert np.all(sec.chi2 <= mp.chi2 * 1.02)
+
+
 def test_minpack_steps_through_a_device_evaluator_equal_the_cpus(small_model, noisy):
     """The device path's code (here on numpy, through the emulator's ``on_device`` evaluator; a
     GPU is not needed, nor tested here: ``tests/test_device.py``) takes the same steps as the

@@ -88,7 +88,7 @@ import numpy as np
 from ..components.emulator import check_jacobian_precision
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
-from .minpack_steps import _solve, minpack_steps
+from .minpack_steps import _solve, held_terms, minpack_steps
 
 #: Damping: starting value and the bound beyond which a row gives up. lambda multiplies D, the
 #: diagonal of J^T J, so both have no units: 1e-3 starts close to a Gauss-Newton step. (Until
@@ -297,8 +297,8 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     nu = xp.full(n_rows, 2.0)
     done = xp.zeros(n_rows, bool)
     converged = xp.zeros(n_rows, bool)
-    # a start that already sits at a stationary point
-    flat = xp.max(xp.abs(grad), axis=1) <= gtol
+    # a start that already sits at a stationary point (of the labels not held on the box)
+    flat = xp.max(xp.abs(held_terms(z, grad, jtj, lo + pad, hi - pad, xp)[1]), axis=1) <= gtol
     done[flat], converged[flat] = True, True
     eye = xp.eye(n_lab)
     sec = xp.zeros((n_rows, n_lab, n_lab))      # secant estimate of the Hessian's second-order part
@@ -308,15 +308,18 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         if act.size == 0:
             break
         g, a_gn, used = grad[act], jtj[act], use_sec[act]
-        a = a_gn + xp.where(used[:, None, None], sec[act], 0.0)
+        lo_a, hi_a = lo[act] + pad[act], hi[act] - pad[act]
+        # labels on a side of the box that the gradient pushes outwards are held there (as on
+        # MINPACK's path): the step moves the others as if they were fixed
+        _, g_step, a = held_terms(z[act], g, a_gn + xp.where(used[:, None, None], sec[act], 0.0), lo_a, hi_a, xp)
         diag = xp.diagonal(a_gn, axis1=1, axis2=2)
         floor = 1e-10 * xp.maximum(diag.max(axis=1, keepdims=True), 1e-300)
         damp = lam[act, None, None] * (xp.maximum(diag, floor)[:, :, None] * eye)
         try:
-            step = xp.linalg.solve(a + damp, -g[:, :, None])[:, :, 0]
+            step = xp.linalg.solve(a + damp, -g_step[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = xp.stack([xp.linalg.lstsq(a[i] + damp[i], -g[i], rcond=None)[0] for i in range(act.size)])
-        trial = xp.clip(z[act] + step, lo[act] + pad[act], hi[act] - pad[act])
+            step = xp.stack([xp.linalg.lstsq(a[i] + damp[i], -g_step[i], rcond=None)[0] for i in range(act.size)])
+        trial = xp.clip(z[act] + step, lo_a, hi_a)
         step = trial - z[act]
         m_new = model_rows(act.size)
         c_new, g_new, a_new = batch.evaluate(act, trial, model_out=m_new)
@@ -345,10 +348,12 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         lam_act, nu_act = lam[act], nu[act]
         lam_act = xp.where(ok, lam_act * xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), lam_act * nu_act)
         nu_act = xp.where(ok, 2.0, nu_act * 2.0)
-        small_grad = ok & (xp.max(xp.abs(g_new), axis=1) <= gtol)
+        # the tests at the new point look at the labels not held there
+        _, g_free, a_free = held_terms(trial, g_new, a_new, lo_a, hi_a, xp)
+        small_grad = ok & (xp.max(xp.abs(g_free), axis=1) <= gtol)
         # at the new point, the Gauss-Newton step would lower the cost by at most ftol of it: no need to take it
         small_next = xp.zeros(act.size, bool)
-        small_next[oi] = _decrement(a_ok, g_ok, xp) <= ftol * c_new[oi]
+        small_next[oi] = _decrement(a_free[oi], g_free[oi], xp) <= ftol * c_new[oi]
         stop_ok, restart = _stops(small_cost, small_step, small_grad, small_next, used)
         use_sec[act] &= ~restart
         sec[act] = xp.where(restart[:, None, None], 0.0, sec[act])

@@ -195,6 +195,21 @@ def _held(z: Any, g: Any, lo: Any, hi: Any) -> Any:
     return ((z <= lo) & (g > 0.0)) | ((z >= hi) & (g < 0.0))
 
 
+def held_terms(z: Any, g: Any, a: Any, lo: Any, hi: Any, xp: Any = np) -> tuple[Any, Any, Any]:
+    """``(held, g, a)`` for rows at z (m, L) in the box lo, hi (m, L), of gradient g (m, L) and
+    J^T J (or its secant-corrected form) a (m, L, L): the labels :func:`_held` on a side of the
+    box, and g and a with those labels taken out (their gradient 0, their rows and columns of a
+    reduced to the diagonal), so that a Newton step moves the other labels as if the held ones
+    were fixed, and a gradient test looks at the free labels only. Nothing held: g and a as given."""
+    held = _held(z, g, lo, hi)
+    if held.any():
+        free = ~held
+        eye = xp.eye(z.shape[1], dtype=bool)[None]
+        g = xp.where(held, 0.0, g)
+        a = xp.where(free[:, :, None] & free[:, None, :], a, xp.where(eye, a, 0.0))
+    return held, g, a
+
+
 def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: Any, grad: Any, jtj: Any,
                   model: np.ndarray | None, nfev: Any, lo: Any, hi: Any, pad: Any, max_nfev: int, xtol: float,
                   ftol: float, gtol: float, xp: Any = np, last_step: float | None = None) -> Any:
@@ -262,13 +277,7 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
         z_a, d_a, lo_a, hi_a = z[act], diag[act], lo[act] + pad[act], hi[act] - pad[act]
         # labels on a side of the box that the gradient pushes outwards are held there: the
         # step is lmder's in the others, then projected into the box
-        held = _held(z_a, grad[act], lo_a, hi_a)
-        g_a, a_a = grad[act], jtj[act]
-        if held.any():
-            g_a = xp.where(held, 0.0, g_a)
-            free = ~held
-            eye = xp.eye(n_lab, dtype=bool)[None]
-            a_a = xp.where(free[:, :, None] & free[:, None, :], a_a, xp.where(eye, a_a, 0.0))
+        held, g_a, a_a = held_terms(z_a, grad[act], jtj[act], lo_a, hi_a, xp)
         par_a, step = lmpar(a_a, g_a, d_a, delta[act], par[act], xp)
         trial = xp.clip(z_a + step, lo_a, hi_a)
         projected = xp.any(held, axis=1) | xp.any(trial != z_a + step, axis=1)
