@@ -9,17 +9,22 @@ module is a :class:`DeviceArray`, which keeps these rules of CuPy's:
   ``__array__`` raise TypeError, as CuPy does ("Implicit conversion to a NumPy array is not
   allowed"); ``d.get()`` and :func:`asnumpy` copy to the host;
 - arithmetic and functions (ufuncs, operators, ``module.f(...)``, numpy functions dispatched
-  through ``__array_function__``) refuse a host ``numpy.ndarray`` of one or more dimensions beside
-  device arrays (TypeError, CuPy's "Unsupported type"); Python and numpy scalars are fine;
+  through ``__array_function__``) refuse a host ``numpy.ndarray``, 0-d ones too, beside device
+  arrays, and a list as an operand (TypeError, CuPy's "Unsupported type"); Python and numpy
+  scalars (``numpy.generic``) are fine;
 - reductions give 0-d device arrays, not numpy scalars; ``float()``, ``int()``, ``bool()``,
   ``item()`` and ``tolist()`` of them work (a synchronisation on a GPU); a 0-d array is no
   Python index (no ``__index__``);
-- ``linalg.solve`` of a singular matrix does not raise: its rows are NaN (cuSOLVER's zero pivots).
+- ``linalg.solve`` of a singular matrix does not raise: its rows are NaN (cuSOLVER's zero pivots);
+- no host views: ``data``, ``ctypes``, ``flat`` and ``base`` are refused; ``format(d, spec)`` works
+  (CuPy formats the host copy).
 
-It is stricter than CuPy may be in two places, so that code which passes here relies on neither:
-a host array may not index a device array, nor be written into one. Creation functions
-(``asarray``, ``array``, ``zeros``, ``full``, ...) take host data. Names CuPy does not have
-(``errstate``, ``seterr``) are missing here too.
+It is stricter than CuPy in a few places, so that code which passes here relies on none of them:
+a host array may not index a device array, nor be written into one (CuPy converts the first, and
+raises ValueError for the second); ``sum`` and the like refuse a host array (CuPy's call its
+method, on the host); and numpy methods CuPy lacks are not told apart. Creation functions
+(``asarray``, ``array``, ``zeros``, ``full``, ...) take host data, and lists of device arrays.
+Names CuPy does not have (``errstate``, ``seterr``) are missing here too.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ _CREATION = {"asarray", "array", "zeros", "ones", "empty", "full", "eye", "arang
              "empty_like", "full_like", "identity", "linspace", "ascontiguousarray"}
 #: numpy names CuPy does not have.
 _MISSING = {"errstate", "seterr", "geterr"}
+#: numpy array attributes that would hand out the host memory behind a device array.
+_HOST_VIEWS = {"data", "ctypes", "flat", "base"}
 
 
 class DeviceArray(NDArrayOperatorsMixin):
@@ -76,11 +83,17 @@ class DeviceArray(NDArrayOperatorsMixin):
     def __repr__(self) -> str:
         return f"DeviceArray({self._a!r})"
 
+    def __format__(self, spec: str) -> str:
+        return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
+
     # -- numpy's protocols: dispatched to the same function on device data
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_device_operand(o, ufunc.__name__) for o in out)
+        if any(isinstance(x, (list, tuple)) for x in inputs):
+            raise TypeError(f"Unsupported type {type(next(x for x in inputs if isinstance(x, (list, tuple))))} "
+                            f"in {ufunc.__name__} on the device")
         result = getattr(ufunc, method)(*(_device_operand(x, ufunc.__name__) for x in inputs), **kwargs)
         return _wrap(result)
 
@@ -116,7 +129,7 @@ class DeviceArray(NDArrayOperatorsMixin):
         return DeviceArray(self._a.T)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):     # numpy's __array_interface__, __array_struct__: no way to the host
+        if name.startswith("__") or name in _HOST_VIEWS:   # numpy's __array_interface__ ...: no way to the host
             raise AttributeError(name)
         attr = getattr(self._a, name)
         if callable(attr):
@@ -141,7 +154,7 @@ def _device_operand(x: Any, what: str) -> Any:
     """The numpy array behind a device operand; a host array of one or more dimensions is refused."""
     if isinstance(x, DeviceArray):
         return x._a
-    if isinstance(x, np.ndarray) and x.ndim > 0:
+    if isinstance(x, np.ndarray):
         raise TypeError(f"Unsupported type {type(x)} in {what} on the device: a host array beside device arrays "
                         f"(copy it with asarray first)")
     return x
@@ -168,9 +181,15 @@ def asnumpy(a: Any) -> np.ndarray:
 
 def _creation(func):
     def make(*args, **kwargs):
-        args = tuple(a._a if isinstance(a, DeviceArray) else a for a in args)
-        return _wrap(func(*args, **kwargs))
+        return _wrap(func(*_on_host_for_creation(args), **kwargs))
     return make
+
+
+def _on_host_for_creation(x: Any) -> Any:
+    """Device arrays, alone or in lists (``array([d0, d1])``), as their numpy arrays."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_on_host_for_creation(v) for v in x)
+    return x._a if isinstance(x, DeviceArray) else x
 
 
 def _device_function(func, name):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import slamfw.stats.device as device
-from slamfw import ConfigError, Emulator, TrainedEmulator, gpu_available, likelihood_weights, registry
+from slamfw import (ConfigError, Emulator, LeastSquaresForm, TrainedEmulator, gpu_available, likelihood_weights,
+                    registry)
 from slamfw.stats.batched_lm import batched_lm
 from slamfw.stats.likelihood import best_library_matches
 
@@ -225,17 +226,30 @@ def test_on_device_evaluators_keep_cupys_rules(models, name):
     np.testing.assert_allclose(j2.get(), jac, rtol=1e-10, atol=1e-12 * np.abs(jac).max())
 
 
+@pytest.mark.parametrize("box", [False, True])
 @pytest.mark.parametrize("steps", ["minpack", "secant"])
 @pytest.mark.parametrize("name", ["slam", "krr", "cannon"])
-def test_batched_lm_keeps_cupys_rules(models, name, steps, rng):
+def test_batched_lm_keeps_cupys_rules(models, name, steps, box, rng):
     """The batched solver, both kinds of steps, on the strict stand-in: what it returns is on the
-    host, and equals the CPU path's fit."""
+    host, and equals the CPU path's fit. With ``box``, each star's prior box ends a third of its
+    first label's spread below that label's fit, so that most rows end held on the box's edge (the
+    projected steps' device path)."""
     xp = make_module()
     model = models[name]
     flux, w, starts, mean, scale = _problem(model, rng)
-    ref = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale, steps=steps)
-    dev = batched_lm(model.emulator, flux, w, starts, [None] * len(flux), mean, scale, steps=steps, xp=xp,
+    forms = [None] * len(flux)
+    if box:
+        free = batched_lm(model.emulator, flux, w, starts, forms, mean, scale, steps=steps)
+        top = free["z"].reshape(len(flux), -1, free["z"].shape[1])[:, 0, 0] * scale[0] + mean[0] - 0.3 * scale[0]
+        forms = [LeastSquaresForm(np.full(3, np.nan), np.full(3, np.inf), np.full(3, -np.inf),
+                                  np.array([t, np.inf, np.inf])) for t in top]
+    ref = batched_lm(model.emulator, flux, w, starts, forms, mean, scale, steps=steps)
+    dev = batched_lm(model.emulator, flux, w, starts, forms, mean, scale, steps=steps, xp=xp,
                      evaluate=model.emulator.on_device(xp))
+    if box:
+        edge = np.repeat(top, starts.shape[1])
+        held = np.isclose(ref["z"][:, 0] * scale[0] + mean[0], edge, rtol=0, atol=1e-3 * scale[0])
+        assert held.mean() > 0.5
     assert ref["converged"].all()
     for key in ("z", "cost", "converged", "nfev", "jtj"):
         assert isinstance(dev[key], np.ndarray), key
@@ -248,21 +262,35 @@ def test_batched_lm_keeps_cupys_rules(models, name, steps, rng):
 
 
 def test_the_strict_stand_in_refuses_what_cupy_refuses():
-    """The rules the tests above rely on (tests/cupy_standin.py)."""
+    """The rules the tests above rely on (tests/cupy_standin.py), each one CuPy's."""
     xp = make_module()
     d, host = xp.asarray([[1.0, 2.0], [3.0, 4.0]]), np.ones(2)
-    for leak in (lambda: np.asarray(d), lambda: host.__setitem__(slice(None), d[0]), lambda: np.ones(2) + d[0],
-                 lambda: d[0] * host, lambda: xp.sum(host), lambda: np.where(d > 1, d, host),
-                 lambda: d[np.array([0, 1])], lambda: d.__setitem__(0, host), lambda: range(d[0, 0].astype(int))):
+    for leak in (lambda: np.asarray(d), lambda: np.array([d[0], d[1]]), lambda: host.__setitem__(slice(None), d[0]),
+                 lambda: np.ones(2) + d[0], lambda: d[0] * host, lambda: d * np.asarray(2.0), lambda: d[0] + [1.0, 2.0],
+                 lambda: np.where(d > 1, d, host), lambda: xp.minimum(d, np.asarray(0.1)),
+                 lambda: np.concatenate([d, host[None]]), lambda: range(d[0, 0].astype(int))):
         with pytest.raises(TypeError):
             leak()
+    for view in ("data", "ctypes", "flat", "base"):
+        with pytest.raises(AttributeError):
+            getattr(d, view)
     total = d.sum()
-    assert isinstance(total, DeviceArray) and total.ndim == 0 and float(total) == 10.0
+    assert isinstance(total, DeviceArray) and total.ndim == 0 and float(total) == 10.0 and f"{total:.1f}" == "10.0"
     assert isinstance(np.exp(d), DeviceArray) and isinstance(d * 2.0 + np.float64(1.0), DeviceArray)
     assert isinstance(xp.where(d > 1, d, 0.0), DeviceArray) and d[xp.asarray([1])].shape == (1, 2)
+    assert xp.array([d[0], d[1]]).shape == (2, 2) and isinstance(xp.stack([d, d]), DeviceArray)
     singular = xp.asarray(np.stack([np.eye(2), np.zeros((2, 2))]))
     x = xp.linalg.solve(singular, xp.asarray(np.ones((2, 2, 1)))).get()
     assert np.all(x[0] == 1.0) and np.all(np.isnan(x[1]))
     with pytest.raises(AttributeError):
         xp.errstate
     assert xp.asnumpy(d).tolist() == d.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_the_strict_stand_in_is_stricter_than_cupy_where_it_says():
+    """Refused here, though CuPy takes them (or fails otherwise): code that passes here relies on none."""
+    xp = make_module()
+    d, host = xp.asarray([[1.0, 2.0], [3.0, 4.0]]), np.ones(2)
+    for stricter in (lambda: d[np.array([0, 1])], lambda: d.__setitem__(0, host), lambda: xp.sum(host)):
+        with pytest.raises(TypeError):
+            stricter()
