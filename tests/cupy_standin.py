@@ -151,7 +151,7 @@ def _wrap(x: Any) -> Any:
 
 
 def _device_operand(x: Any, what: str) -> Any:
-    """The numpy array behind a device operand; a host array of one or more dimensions is refused."""
+    """The numpy array behind a device operand; a host array (0-d too) is refused, as CuPy refuses it."""
     if isinstance(x, DeviceArray):
         return x._a
     if isinstance(x, np.ndarray):
@@ -169,7 +169,8 @@ def _device_tree(x: Any, what: str) -> Any:
 
 
 def _index(key: Any) -> Any:
-    """An index for the numpy array behind a device array: device or host index arrays."""
+    """An index for the numpy array behind a device array: device index arrays, slices, integers
+    (a host index array is refused: stricter than CuPy)."""
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
     return _device_operand(key, "indexing")
