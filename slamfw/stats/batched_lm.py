@@ -348,12 +348,13 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
         lam_act, nu_act = lam[act], nu[act]
         lam_act = xp.where(ok, lam_act * xp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), lam_act * nu_act)
         nu_act = xp.where(ok, 2.0, nu_act * 2.0)
-        # the tests at the new point look at the labels not held there
-        _, g_free, a_free = held_terms(trial, g_new, a_new, lo_a, hi_a, xp)
-        small_grad = ok & (xp.max(xp.abs(g_free), axis=1) <= gtol)
+        # the tests at an accepted row's new point look at the labels not held there
+        _, g_free, a_free = held_terms(trial[oi], g_ok, a_ok, lo_a[oi], hi_a[oi], xp)
+        small_grad = xp.zeros(act.size, bool)
+        small_grad[oi] = xp.max(xp.abs(g_free), axis=1) <= gtol
         # at the new point, the Gauss-Newton step would lower the cost by at most ftol of it: no need to take it
         small_next = xp.zeros(act.size, bool)
-        small_next[oi] = _decrement(a_free[oi], g_free[oi], xp) <= ftol * c_new[oi]
+        small_next[oi] = _decrement(a_free, g_free, xp) <= ftol * c_new[oi]
         stop_ok, restart = _stops(small_cost, small_step, small_grad, small_next, used)
         use_sec[act] &= ~restart
         sec[act] = xp.where(restart[:, None, None], 0.0, sec[act])
