@@ -28,6 +28,8 @@ _TDIM = re.compile(r"^\s*\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)\s*$")
 #: How an uncompressed FITS file starts; astropy decompresses any other it opens (gzip, bzip2, zip,
 #: xz, LZW), and its offsets are then those of the decompressed bytes.
 PLAIN = b"SIMPLE"
+#: The prefix of a column's field in the rows' structured array (a TTYPE may be blank).
+_SLOT = "c_"
 
 
 class BinTable:
@@ -82,7 +84,7 @@ class BinTable:
         if rows is None:
             return np.array(self._hdu.data[name])     # a copy: the HDU's data stay as they are
         code, _, _ = field
-        values = rows[f"c{list(self._fields).index(key)}"]
+        values = rows[_SLOT + key]
         return values == b"T" if code == "L" else values.copy()
 
     def _read(self) -> np.ndarray | None:
@@ -98,8 +100,7 @@ class BinTable:
                         fh.seek(int(loc))
                         raw = fh.read(size)
             fields = {k: f for k, f in self._fields.items() if f is not None}
-            order = list(self._fields)
-            dtype = np.dtype({"names": [f"c{order.index(k)}" for k in fields],    # by position: a TTYPE may be blank
+            dtype = np.dtype({"names": [_SLOT + k for k in fields],
                               "formats": [f[1] for f in fields.values()],
                               "offsets": [f[2] for f in fields.values()], "itemsize": self.row_bytes})
             self._rows = (np.frombuffer(raw, dtype, count=self.n_rows) if len(raw) == size and size
