@@ -577,6 +577,48 @@ def test_prestart_starts_the_local_workers_before_any_task_and_prepares_them(tmp
     local.stop_idle_workers()
 
 
+def _lower_loky_leak_limit(limit):
+    """In a worker: loky's limit on memory growth set to ``limit`` bytes, as if loky had it so."""
+    import time
+
+    from joblib.externals.loky import process_executor
+
+    from slamfw.execution import local
+    local._LOKY_LEAK_LIMIT[:] = [limit]
+    process_executor._MAX_MEMORY_LEAK_SIZE = limit
+    time.sleep(1.1)                  # loky checks a worker's memory at most once a second
+    return os.getpid()
+
+
+def _pid_after(seconds, table):
+    import time
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_shared_arguments_larger_than_lokys_leak_limit_keep_the_workers():
+    """loky (with psutil) replaces a worker that grew by more than its limit (300 MB) since its
+    first task; a worker that then read a run's shared arguments larger than that was replaced
+    after one task (slam's kernels at 4000 stars), with a warning, and its successor read them
+    again. Scaled down here: the limit set to 40 MB, then a run sharing 80 MB."""
+    import time
+
+    import psutil
+
+    from slamfw.execution import local
+    local.stop_idle_workers()
+    psutil.wait_procs(_loky_workers(), timeout=30)
+    ex = LocalExecutor(workers=2)
+    first = set(ex.map(_lower_loky_leak_limit, [(40 * 2 ** 20,)] * 4, progress=False))
+    assert len(first) == 2                               # each worker took one (both ran at once)
+    table = np.ones((10_000, 1000))                      # 80 MB
+    later = ex.map(_pid_after, [(1.1,)] * 6, shared={"table": table}, progress=False)
+    time.sleep(0.5)                                      # a replaced worker's successor would start now
+    assert set(later) <= first, (first, later)
+    assert {w.pid for w in _loky_workers()} == first
+    local.stop_idle_workers()
+
+
 def test_import_modules_skips_what_cannot_be_imported(caplog):
     import sys
 

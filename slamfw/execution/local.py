@@ -169,9 +169,12 @@ class _Pickled:
             cache.clear()                            # one run at a time: keep no older run's model
             if self.blob is not None:
                 cache[self.key] = pickle.loads(self.blob)
+                size = len(self.blob)
             else:
                 with open(self.path, "rb") as f:
                     cache[self.key] = pickle.load(f)
+                    size = os.fstat(f.fileno()).st_size
+            allow_cached(size)
         return cache[self.key]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -191,6 +194,33 @@ class _Pickled:
             except OSError:
                 pass
             self._fd = None
+
+
+#: loky's own limit on a worker's memory growth (bytes), read before :func:`allow_cached` first raised it.
+_LOKY_LEAK_LIMIT: list[int] = []
+
+
+def allow_cached(nbytes: int) -> None:
+    """Let this worker hold ``nbytes`` of cached shared arguments without loky taking them for a leak.
+
+    Where psutil is installed, loky measures a worker's memory after its first task and replaces
+    the worker, with a warning ("A worker stopped while some jobs were given to the executor"),
+    once it has grown by more than ``_MAX_MEMORY_LEAK_SIZE`` (300 MB) since then. A worker whose
+    first task was a prestart's preparation, or a run with small shared arguments, grew by the
+    whole of the next run's when it read them: slam's kernels at 8000 training stars (1.5 GB)
+    stopped every worker after its first task, and its successor read them again. The limit
+    becomes loky's own plus the size of the arguments this worker holds now (one run's at a
+    time), so a growth beyond them still counts as a leak. A loky without the limit is left alone."""
+    try:
+        from joblib.externals.loky import process_executor
+    except ImportError:                              # pragma: no cover - joblib always brings loky
+        return
+    if not _LOKY_LEAK_LIMIT:
+        limit = getattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", None)
+        if not isinstance(limit, int):
+            return
+        _LOKY_LEAK_LIMIT.append(limit)
+    process_executor._MAX_MEMORY_LEAK_SIZE = _LOKY_LEAK_LIMIT[0] + int(nbytes)
 
 
 def _call_pickled(func: Callable[..., Any], threads: int, task: tuple, shared: _Pickled) -> Any:
