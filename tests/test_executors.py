@@ -163,6 +163,41 @@ def test_local_workers_get_task_arrays_pickled_and_shared_arguments_once():
     assert all(len(ids) == 1 for ids in per_worker.values()), per_worker
 
 
+def _mapped_from(_, big, small):
+    """In a worker: the files ``big``'s and ``small``'s data lie in (None: not a file's map), whether
+    ``big`` is writeable, and ``big[0]`` before this task writes its worker's pid there."""
+    def mapping(a):
+        addr = a.__array_interface__["data"][0]
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                if lo <= addr < hi:
+                    return fields[5] if len(fields) > 5 else None
+        return None
+    before = float(big[0])
+    big[0] = os.getpid()
+    return mapping(big), mapping(small), big.flags.writeable, before, os.getpid()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's maps (Linux)")
+def test_local_workers_map_large_shared_arrays_from_the_file_copy_on_write():
+    """A large shared array reaches the workers mapped from the shared file (one copy in the page
+    cache for all of them, not one each), a small one pickled; each worker can write into its own
+    copy-on-write, unseen by the other and by the caller."""
+    from slamfw.execution.local import MAP_MIN_BYTES, SHARED_PREFIX
+    big = np.zeros(MAP_MIN_BYTES // 8 + 1000)
+    small = np.ones(10)
+    got = LocalExecutor(workers=2).map(_mapped_from, [(i,) for i in range(8)], shared={"big": big, "small": small},
+                                       progress=False)
+    for big_file, small_file, writeable, before, pid in got:
+        assert big_file is not None and SHARED_PREFIX in big_file, big_file
+        assert small_file is None or SHARED_PREFIX not in small_file
+        assert writeable
+        assert before in (0.0, pid)                   # the original, or this worker's own write
+    assert big[0] == 0.0
+
+
 def _shared_files(_, folder, big=None):
     """The shared-argument files in ``folder`` while this task runs (in a worker)."""
     from slamfw.execution.local import SHARED_PREFIX

@@ -6,7 +6,8 @@ every task's arrays in /dev/shm until the end of the run, 23 GB after 777,000 sp
 predict``, until the kernel killed the run for memory). The arguments every task shares (the
 model; slam's M x M kernels, 384 MB at 4000 training stars) are pickled once per run into a file
 of the temporary directory, which each worker reads and unpickles once per run: the tasks carry
-only its name (they carried the pickled bytes, so every task sent them again). The run holds a
+only its name (they carried the pickled bytes, so every task sent them again). Their large arrays
+are mapped from that file copy-on-write, one copy in the page cache for all the workers. The run holds a
 lock on the file and removes it when it ends; a later multi-worker run with the same temporary
 directory removes the files no run holds (those of killed runs). ``imap`` takes at most two tasks
 per worker of a stream ahead of its consumer (joblib's workers took a new task whenever they
@@ -122,7 +123,12 @@ class _Pickled:
     Pickling this object sends only the key and the path. The parent holds an exclusive ``flock``
     on the file until :meth:`close` removes it. Where the file cannot be written (a full or
     missing temporary directory) the pickled bytes travel with every task instead (``blob``), with
-    a warning."""
+    a warning.
+
+    Arrays of at least :data:`MAP_MIN_BYTES` (slam's kernels, a large model's coefficients) are
+    written beside the pickle, out of band (pickle protocol 5), and each worker maps them from the
+    file copy-on-write: the workers share one copy in the page cache, and a worker that writes
+    into one gets its own copy of the pages it writes, as it had its own arrays before."""
 
     _cache: dict[str, dict[str, Any]] = {}      # in a worker: the last run's shared arguments
 
@@ -132,7 +138,14 @@ class _Pickled:
 
         import cloudpickle                          # joblib's dependency; pickles as loky does (a closure, a local class)
         self.key, self.path, self.blob, self._fd = uuid.uuid4().hex, None, None, None
-        data = cloudpickle.dumps(shared, protocol=5)
+        buffers: list[Any] = []
+
+        def out_of_band(buffer: Any) -> bool:
+            big = buffer.raw().nbytes >= MAP_MIN_BYTES
+            if big:
+                buffers.append(buffer)
+            return not big
+        data = cloudpickle.dumps(shared, protocol=5, buffer_callback=out_of_band)
         remove_stale_shared_files()
         try:
             # written under a name the cleaner ignores, locked, then renamed: never visible unlocked
@@ -145,7 +158,7 @@ class _Pickled:
                 pass
             try:
                 with open(fd, "wb", closefd=False) as f:
-                    f.write(data)
+                    _write_shared(f, data, [b.raw() for b in buffers])
                 self.path = part[:-len(".part")] + ".pkl"
                 os.rename(part, self.path)
             except BaseException:
@@ -153,11 +166,13 @@ class _Pickled:
                 raise
         except OSError as exc:
             import logging
+            size = len(data) + sum(b.raw().nbytes for b in buffers)
             logging.getLogger(__name__).warning(
                 "local executor: could not write the shared arguments (%.0f MB) to the temporary directory "
-                "(%s); sending them with every task instead (set TMPDIR to a folder with room)", len(data) / 1e6, exc)
+                "(%s); sending them with every task instead (set TMPDIR to a folder with room)", size / 1e6, exc)
             self.close()
-            self.blob = data
+            del data, buffers
+            self.blob = cloudpickle.dumps(shared, protocol=5)
         except BaseException:
             self.close()
             raise
@@ -171,9 +186,7 @@ class _Pickled:
                 cache[self.key] = pickle.loads(self.blob)
                 size = len(self.blob)
             else:
-                with open(self.path, "rb") as f:
-                    cache[self.key] = pickle.load(f)
-                    size = os.fstat(f.fileno()).st_size
+                cache[self.key], size = _read_shared(self.path)
             allow_cached(size)
         return cache[self.key]
 
@@ -194,6 +207,56 @@ class _Pickled:
             except OSError:
                 pass
             self._fd = None
+
+
+#: Arrays of at least this many bytes among the shared arguments are mapped from the file by the
+#: workers, not copied into each (:class:`_Pickled`).
+MAP_MIN_BYTES = 1 << 20
+
+#: The shared arguments' file: this tag, the number of out-of-band buffers and the pickle's length
+#: (little-endian uint64), each buffer's offset and length, the pickle, then the buffers, each at an
+#: offset that is a multiple of :data:`_ALIGN` (pages, for the maps).
+_SHARED_TAG = b"SLAMFWS1"
+_ALIGN = 4096
+
+
+def _write_shared(f: Any, data: bytes, buffers: list[memoryview]) -> None:
+    """Write ``data`` (a pickle) and its out-of-band ``buffers`` to the binary file ``f`` (see
+    :data:`_SHARED_TAG`)."""
+    import struct
+    head = len(_SHARED_TAG) + 16 + 16 * len(buffers)
+    offsets, at = [], head + len(data)
+    for buf in buffers:
+        at = -(-at // _ALIGN) * _ALIGN
+        offsets.append(at)
+        at += buf.nbytes
+    f.write(_SHARED_TAG + struct.pack(f"<{2 + 2 * len(buffers)}Q", len(buffers), len(data),
+                                      *[v for o, buf in zip(offsets, buffers) for v in (o, buf.nbytes)]))
+    f.write(data)
+    for o, buf in zip(offsets, buffers):
+        f.seek(o)
+        f.write(buf)
+
+
+def _read_shared(path: str) -> tuple[Any, int]:
+    """The object in the file :func:`_write_shared` wrote, its out-of-band buffers mapped from the
+    file copy-on-write (shared with every process that maps them until one writes), and the file's
+    size in bytes."""
+    import mmap
+    import pickle
+    import struct
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    view = memoryview(mapped)
+    tag = len(_SHARED_TAG)
+    if bytes(view[:tag]) != _SHARED_TAG:
+        raise RuntimeError(f"local executor: {path} is not a file of shared arguments")
+    n, length = struct.unpack_from("<2Q", view, tag)
+    table = struct.unpack_from(f"<{2 * n}Q", view, tag + 16)
+    start = tag + 16 + 16 * n
+    value = pickle.loads(view[start:start + length], buffers=[view[o:o + m] for o, m in zip(table[::2], table[1::2])])
+    return value, size
 
 
 #: loky's own limit on a worker's memory growth (bytes), read before :func:`allow_cached` first raised it.
