@@ -90,6 +90,7 @@ def test_grid_pruning_bound_by_hand(monkeypatch):
 
     args = (np.zeros(m), np.ones(m, bool), design, [None], [1.0, 2.0, 3.0], 0.05, 1e-3, folds, -1)
     mse, md = slam_mod._cv_grid(*args, prune=True)
+    pruned = mse.copy()
     assert calls == [1.0] * 3 + [2.0] * 3 + [3.0] * 2
     assert built == [(0, 20, 20), (0, 10, 20)] * 3        # each fold's kernel blocks built once, for every C
     np.testing.assert_allclose(mse[0, :2], [3.0 / m, 2.7 / m])
@@ -98,6 +99,14 @@ def test_grid_pruning_bound_by_hand(monkeypatch):
     mse, _ = slam_mod._cv_grid(*args, prune=False)
     assert len(calls) == 9
     np.testing.assert_allclose(mse[0], [3.0 / m, 2.7 / m, 4.0 / m])
+    # blocks over the memory allowed (8 bytes x 3 folds x 20 x 30 = 14400 here): built for each fit
+    for keep_bytes, per_fit in ((14400, False), (14399, True)):
+        calls.clear()
+        built.clear()
+        again = slam_mod._cv_grid(*args, prune=True, keep_bytes=keep_bytes)
+        assert calls == [1.0] * 3 + [2.0] * 3 + [3.0] * 2
+        assert built == [(0, 20, 20), (0, 10, 20)] * (8 if per_fit else 3)
+        np.testing.assert_array_equal(again[0], pruned)
 
 
 def test_predict_matches_per_pixel_sklearn(small_slam, small_train):

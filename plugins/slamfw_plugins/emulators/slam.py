@@ -78,9 +78,15 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
     return _svr(C, epsilon, tol, max_iter, gamma).fit(k_tr, y).predict(k_te)
 
 
+#: The most memory (bytes) the folds' kernel blocks of one pixel at one gamma may take to be kept
+#: for every C; above it (about 5800 training stars with 5 folds) each is built again for each C,
+#: one fold's at a time.
+FOLD_BLOCKS_BYTES = 2 ** 30
+
+
 def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[float], epsilon: float,
              tol: float, folds: list[tuple[np.ndarray, np.ndarray]], max_iter: int,
-             smo: bool = False, prune: bool = False) -> tuple[np.ndarray, np.ndarray]:
+             smo: bool = False, prune: bool = False, keep_bytes: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """CV MSE and MD (G, H) of one pixel (y (M,), good (M,)) over the (gamma, C) grid (eq. 5-6).
 
     ``prune``: stop cross-validating a grid point as soon as the squared residuals of its finished
@@ -92,7 +98,9 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[f
     grid's order.
 
     The folds' kernel blocks (``design``) are built once per gamma, on first use, and serve every C
-    (at most k blocks of the pixel's good stars held at a time).
+    (at most k blocks of the pixel's good stars held at a time), when as float64 they take at most
+    ``keep_bytes``; otherwise each is built for each C and dropped after its fit (one fold's held at a
+    time). The results are the same either way.
     """
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
@@ -101,6 +109,7 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[f
     split = [(tr, te) if all_good else (tr[gj[tr]], te[gj[te]]) for tr, te in folds]
     scored = [f for f, (tr_g, te_g) in enumerate(split) if tr_g.size >= 2 and te_g.size > 0]
     n_scored = sum(split[f][1].size for f in scored)        # the stars any point's CV MSE can average
+    keep = 8 * sum(split[f][0].size * (split[f][0].size + split[f][1].size) for f in scored) <= keep_bytes
     best_mse = np.inf
     for a in range(len(svr_gamma)):
         blocks: dict[int, tuple] = {}        # fold -> (train x train, test x train) at this gamma
@@ -110,10 +119,13 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[f
             pruned = False
             for f in scored:
                 tr_g, te_g = split[f]
-                if f not in blocks:
-                    blocks[f] = (design(a, tr_g, tr_g), design(a, te_g, tr_g))
-                k_tr, k_te = blocks[f]
-                pred[te_g] = _fit_predict(k_tr, yj[tr_g], k_te, C, epsilon, tol, max_iter, svr_gamma[a], smo)
+                pair = blocks.get(f)
+                if pair is None:
+                    pair = (design(a, tr_g, tr_g), design(a, te_g, tr_g))
+                    if keep:
+                        blocks[f] = pair
+                pred[te_g] = _fit_predict(pair[0], yj[tr_g], pair[1], C, epsilon, tol, max_iter, svr_gamma[a], smo)
+                del pair                     # (unless kept) before the next fold's are built
                 if prune and f != scored[-1]:
                     r = pred[te_g] - yj[te_g]
                     sse += float(np.sum(r[np.isfinite(r)] ** 2))
@@ -162,7 +174,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     for jj in range(p):
         yj, gj = y[:, jj], good[:, jj]
         out["cv_mse"][jj], out["cv_md"][jj] = _cv_grid(yj, gj, design, svr_gamma, Cs, epsilon, tol, folds, max_iter,
-                                                       smo, prune)
+                                                       smo, prune, FOLD_BLOCKS_BYTES if precomputed else np.inf)
         flat = out["cv_mse"][jj].ravel()
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
