@@ -211,6 +211,34 @@ def test_slamfw_train_redoes_a_damaged_block(tmp_path, monkeypatch, capfd):
         np.testing.assert_array_equal(getattr(again, name), getattr(clean, name), err_msg=name)
 
 
+def test_slamfw_train_killed_in_the_calibration_keeps_the_finished_training(tmp_path, monkeypatch):
+    """A run stopped in the calibration (the error model's folds) keeps the main training's blocks
+    and the folds' finished blocks: the rerun fits only the rest, and gives the clean run's model,
+    error model included."""
+    from slamfw.model import SlamfwModel
+    import slamfw_plugins.emulators.slam as slam_mod
+    calib = ["--set", "calibration.enabled=true", "--set", "calibration.folds=2", "--set", "calibration.snr=[20.0, 60.0]"]
+    real, calls = slam_mod._fit_pixel_block, []
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    assert main([*_train_args(tmp_path / "clean"), *calib]) == 0
+    per_fit = len(calls) // 3                        # the main training and two folds, the same blocks each
+    assert per_fit >= 2 and len(calls) == 3 * per_fit
+    clean = SlamfwModel.load(tmp_path / "clean" / "model.npz")
+
+    stop_at = 2 * per_fit + 1                        # the second fold's second block
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", interrupted_at_call(real, stop_at + 1))
+    assert main([*_train_args(tmp_path / "r"), *calib]) == 130
+    calls.clear()
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    assert main([*_train_args(tmp_path / "r"), *calib]) == 0
+    assert len(calls) == 3 * per_fit - stop_at       # only the blocks not finished before
+    assert not (tmp_path / "r" / ".checkpoints").exists()
+    again = SlamfwModel.load(tmp_path / "r" / "model.npz")
+    for name in SLAM_ARRAYS:
+        np.testing.assert_array_equal(getattr(again.emulator, name), getattr(clean.emulator, name), err_msg=name)
+    assert again.error_model.to_dict() == clean.error_model.to_dict()
+
+
 # ------------------------------------------------------------------ predict parts
 FAST = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
         "normalizer.name=none", "emulator.name=cannon", "preprocess.wave_step=12", "calibration.enabled=false"]

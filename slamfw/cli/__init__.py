@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        print("slamfw: interrupted (a finished model and finished inference chunks are kept and reused on rerun)",
+        print("slamfw: interrupted (finished training blocks, a finished model and finished inference chunks are kept "
+              "and reused on rerun)",
               file=sys.stderr)
         return 130
     except Exception as err:  # a bug, not a user error

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,14 @@ def _degraded(train: SpectralSet, te: np.ndarray, snr: float, rng: np.random.Gen
 
 def _fold_results(emulator: Emulator, inferer: Inferer, prior: Prior | None, train: SpectralSet,
                   tr: np.ndarray, te: np.ndarray, snrs: Sequence[float], rng: np.random.Generator,
-                  source: RawSource | None):
-    """Train on ``tr``, infer ``te`` at every S/N: lists of (snr measured, delta, formal, bin)."""
+                  source: RawSource | None, workdir: Path | None = None):
+    """Train on ``tr`` (keeping finished pieces under ``workdir``), infer ``te`` at every S/N:
+    lists of (snr measured, delta, formal, bin)."""
     from sklearn.base import clone                 # imported here: inference never needs scikit-learn
     emu = clone(emulator)
+    emu.workdir = workdir
     emu.fit(train.labels[tr], train.flux[tr], train.ivar[tr])
+    emu.workdir = None
     model = TrainedEmulator(emu, train.labels[tr], list(train.label_names))
     fold_prior = None if prior is None else clone(prior).fit(train.labels[tr], train.label_names)
     out = []
@@ -110,11 +114,13 @@ def _fold_results(emulator: Emulator, inferer: Inferer, prior: Prior | None, tra
 
 def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, train: SpectralSet,
                     folds: int, snrs: Sequence[float], seed: int, source: RawSource | None = None,
-                    neighbours: int = 0, max_stars: int | None = None) -> ErrorModel:
+                    neighbours: int = 0, max_stars: int | None = None, workdir: Path | None = None) -> ErrorModel:
     """The error model of ``emulator`` (unfitted, with its parameters) and ``inferer`` on the
     prepared training set ``train``, by ``folds``-fold cross-validation at the S/N values
     ``snrs``, degrading the raw spectra of ``source`` when given, at most ``max_stars`` held-out
-    stars in all (a subset drawn from ``seed``); deterministic given ``seed``."""
+    stars in all (a subset drawn from ``seed``); deterministic given ``seed``. ``workdir``: where
+    the folds' emulators keep the finished pieces of their training (an emulator that keeps none
+    ignores it), so that a run killed in the calibration resumes it."""
     if train.n_stars < 2 * folds:
         raise DataError(f"calibration: {train.n_stars} training stars are too few for {folds}-fold "
                         f"cross-validation; set calibration.enabled = false or lower calibration.folds")
@@ -126,7 +132,7 @@ def fit_error_model(emulator: Emulator, inferer: Inferer, prior: Prior | None, t
         if per_fold is not None and te.size > per_fold:
             te = np.sort(np.random.default_rng([seed, k]).choice(te, per_fold, replace=False))
         log.info("calibration: fold %d of %d (%d stars held out, %d S/N values)", k + 1, folds, te.size, len(snrs))
-        parts += _fold_results(emulator, inferer, prior, train, tr, te, snrs, rng, source)
+        parts += _fold_results(emulator, inferer, prior, train, tr, te, snrs, rng, source, workdir)
     snr, delta, formal, bins, labels = (np.concatenate([p[i] for p in parts]) for i in range(5))
     ok = np.all(np.isfinite(delta), axis=1) & np.all(np.isfinite(formal), axis=1) & np.isfinite(snr)
     if ok.sum() < 10:

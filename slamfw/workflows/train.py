@@ -164,7 +164,6 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
     emulator.workdir = workdir.folder
     emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
     emulator.workdir = None
-    workdir.remove()
     elapsed = time.perf_counter() - t0
     log.info("training took %.1f s", elapsed)
     data_sel = selected(cfg, "data.train")
@@ -178,13 +177,16 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
                     "prior": _component_record(selected(cfg, "prior"))},
         preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint(), medium=trainset.medium)
     model.train_chi2 = training_chi2(emulator, trainset)
-    model.error_model = _error_model(cfg, emu_sel, trainset, prepared.raw)
+    model.error_model = _error_model(cfg, emu_sel, trainset, prepared.raw, workdir.folder)
+    workdir.remove()       # only now: a run killed in the calibration reuses the finished training
     return TrainResult(model, trainset, prepared.held_ids, dropped, elapsed)
 
 
-def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet, raw: SpectralSet | None):
+def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet, raw: SpectralSet | None,
+                 workdir: Path | None = None):
     """The error model (``[calibration]``), fitted on the training set; None when it is disabled
-    or no inferer is configured."""
+    or no inferer is configured. ``workdir``: where the folds' emulators keep finished pieces of
+    their training (``Emulator.workdir``)."""
     inf_sel = selected(cfg, "inferer")
     if not cfg.calibration.enabled or inf_sel is None:
         return None
@@ -204,7 +206,7 @@ def _error_model(cfg: ExperimentConfig, emu_sel: Selected, trainset: SpectralSet
         prior = None
     em = fit_error_model(emu_sel.build(), inferer, prior,
                          trainset, cfg.calibration.folds, cfg.calibration.snr, cfg.seed, source,
-                         cfg.calibration.neighbours, cfg.calibration.max_stars)
+                         cfg.calibration.neighbours, cfg.calibration.max_stars, workdir)
     em.inferer = cfg.calibration.inferer or inf_sel.name
     log.info("calibration (error model, %d folds x %d S/N) took %.1f s", cfg.calibration.folds,
              len(cfg.calibration.snr), time.perf_counter() - t0)
