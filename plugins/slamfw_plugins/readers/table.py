@@ -400,6 +400,10 @@ class TableReader(Reader):
         ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
         if ids.shape != (n,):
             raise DataError(f"table: {self.path!r}: {ids.size} star ids in {ids_key!r} for {n} spectra")
+        wrong = {k: np.shape(cols[k]) for k in KNOWN_META if k in cols and np.shape(cols[k]) != (n,)}
+        if wrong:                      # (left out, the spectra would go unshifted or without their S/N)
+            raise DataError(f"table: {self.path!r}: column(s) {', '.join(f'{k!r} of shape {v}' for k, v in wrong.items())}"
+                            f"; each must hold one value per spectrum, ({n},)")
         one_d = {k: np.asarray(v) for k, v in cols.items()
                  if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
