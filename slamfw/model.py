@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ._version import __version__
 from .components.base import format_validation_error
 from .components.emulator import Emulator
-from .errors import ModelFileError, SlamfwError
+from .errors import DataError, ModelFileError, SlamfwError
 from .execution.store import atomic_path
 from .stats.error_model import ErrorModel
 
@@ -163,9 +163,11 @@ class SlamfwModel:
                 created=meta.get("created", ""), medium=str(meta.get("medium", "")),
                 train_chi2=_chi2_reference(meta.get("train_chi2")),
                 error_model=None if meta.get("error_model") is None else ErrorModel.from_dict(meta["error_model"]))
+        except DataError as err:             # the emulator's state refused by its own checks
+            raise ModelFileError(f"{str(path)!r} is damaged: {err}") from None
         except SlamfwError:
             raise
-        except (KeyError, ValueError, TypeError, IndexError) as err:
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
             raise ModelFileError(f"{str(path)!r} is damaged or incomplete: {type(err).__name__}: {err}") from None
         _check_loaded(model, str(path))
         return model

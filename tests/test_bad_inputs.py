@@ -130,16 +130,45 @@ DAMAGE = {
 }
 
 
-def test_a_slam_model_with_a_coefficient_column_missing_is_refused(tmp_path):
-    """Found by a review: dual_coef one training star short loaded and predicted silently."""
+@pytest.fixture(scope="module")
+def slam_model_file(tmp_path_factory):
     from .test_uncertainties import CAL_CONFIG
-    (tmp_path / "exp.toml").write_text(CAL_CONFIG.format(out=tmp_path / "out"))
-    path = api.train_to_folder(tmp_path / "exp.toml", ["calibration.enabled=false", "executor.name=serial",
-                                                       "emulator.name=slam", "emulator.slam.C=[10.0]",
-                                                       "emulator.slam.gamma=[0.1]"])
-    key = next(k for k in np.load(path).files if k.endswith("dual_coef"))
-    damaged = _damaged(path, tmp_path, lambda f: f.__setitem__(key, f[key][:, :-1]))
-    with pytest.raises((ModelFileError, DataError), match="one column per training star"):
+    tmp = tmp_path_factory.mktemp("slam-model")
+    (tmp / "exp.toml").write_text(CAL_CONFIG.format(out=tmp / "out"))
+    return api.train_to_folder(tmp / "exp.toml", ["calibration.enabled=false", "executor.name=serial",
+                                                  "emulator.name=slam", "emulator.slam.C=[10.0]",
+                                                  "emulator.slam.gamma=[0.1]"])
+
+
+def _set_at(name, index, value):
+    """A change of the emulator array ``name`` (its key ends so) at ``index`` to ``value``."""
+    def change(f):
+        key = next(k for k in f if k.endswith(name))
+        arr = f[key].astype(float)
+        arr[index] = value
+        f[key] = arr
+    return change
+
+
+SLAM_DAMAGE = {
+    # found by a review: dual_coef one training star short loaded and predicted silently
+    "a coefficient column missing": (lambda f: f.__setitem__(*next((k, f[k][:, :-1]) for k in f
+                                                                   if k.endswith("dual_coef"))),
+                                     "one column per training star"),
+    # found by a bad-input hunt: each loaded, and the stars' labels moved (gamma) or none converged
+    "a NaN gamma": (_set_at("emulator/gamma", 5, np.nan), "gamma is not finite and positive at pixel 5"),
+    "a negative gamma": (_set_at("emulator/gamma", 2, -0.1), "gamma is not finite and positive at pixel 2"),
+    "a zero flux scale": (_set_at("flux_scale", 3, 0.0), "'flux_scale' is 0.0 at index 3"),
+    "a NaN noise variance": (_set_at("noise_var", slice(None), np.nan), "'noise_var' is nan at pixel 0"),
+    "an infinite coefficient": (_set_at("dual_coef", (4, 0), np.inf), "dual_coef is not finite at pixel 4"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SLAM_DAMAGE))
+def test_a_damaged_slam_model_is_refused_naming_the_array(slam_model_file, tmp_path, kind):
+    change, words = SLAM_DAMAGE[kind]
+    damaged = _damaged(slam_model_file, tmp_path, change)
+    with pytest.raises(ModelFileError, match=words):
         SlamfwModel.load(damaged)
 
 

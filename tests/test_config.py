@@ -81,6 +81,23 @@ def test_set_overrides(tmp_path):
     assert parse_value("true") is True and parse_value("abc") == "abc" and parse_value("1e3") == 1000.0
 
 
+def test_set_through_a_components_table_creates_its_section_selecting_it(tmp_path):
+    """Found by a check of the docs: ``--set executor.local.workers=2`` on a config without
+    ``[executor]`` failed ("executor.name: Field required") where ``--workers 2`` worked."""
+    base = load_config(write(tmp_path, BASE))
+    assert base.executor is None and base.prior is None
+    cfg = load_config(write(tmp_path, BASE), ["executor.local.workers=2"])
+    ex = selected(cfg, "executor")
+    assert ex.name == "local" and ex.params["workers"] == 2
+    assert selected(load_config(write(tmp_path, BASE), ["executor.dask.workers=3"]), "executor").name == "dask"
+    # an existing section keeps its name; "name" itself, and a flat key, select nothing more
+    cfg = load_config(write(tmp_path, BASE), ["executor.name=serial", "executor.local.workers=2"])
+    assert selected(cfg, "executor").name == "serial"
+    assert selected(load_config(write(tmp_path, BASE), ["emulator.krr.alpha=0.5"]), "emulator").name == "slam"
+    with pytest.raises(ConfigError, match="executor.name"):
+        load_config(write(tmp_path, BASE), ["executor.workers=2"])
+
+
 def test_resolved_config_shows_the_selected_table_only(tmp_path):
     res = resolve_config(load_config(write(tmp_path, BASE)))
     assert set(res["emulator"]) == {"name", "slam"}

@@ -5,6 +5,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import DataError
 from ..stats.standardize import Standardizer, pixel_namer
 from .emulator import Emulator
 
@@ -95,5 +96,10 @@ class StandardizedEmulator(Emulator):
         obj.flux_scaler_ = Standardizer.from_state(arrays, "flux_")
         if "noise_var" in arrays:
             obj.noise_var_ = np.asarray(arrays["noise_var"], float)
+            bad = ~(np.isfinite(obj.noise_var_) & (obj.noise_var_ >= 0))
+            if np.any(bad):
+                j = int(np.flatnonzero(bad)[0])
+                raise DataError(f"'noise_var' is {float(obj.noise_var_[j])!r} at pixel {j} ({int(bad.sum())} such); the "
+                                "training noise variance is finite and not negative")
         obj.rebuild()
         return obj

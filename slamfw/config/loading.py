@@ -92,15 +92,27 @@ def _list_item(node: list, index: str, key: str, where: str, new: Any) -> Any:
         raise ConfigError(f"--set {key}: {where} is not an index of the list (it has {len(node)} items)") from None
 
 
+def _named_sections() -> dict[str, str]:
+    """{top-level section of one component: the key holding its name} (``executor: name``)."""
+    from ..components.kinds import KINDS
+    return {section: key for kind in KINDS.values() if not kind.many
+            for section, key in kind.sections if "." not in section}
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply ``dotted.key=value`` to ``raw`` in place (lists indexed by number: analyzers.0.name;
-    the index one past the end adds an item)."""
+    the index one past the end adds an item). A component section that this creates through
+    a component's table (``--set executor.local.workers=2`` on a config without ``[executor]``)
+    selects that component."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
     key, value = assignment.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"--set {assignment!r}: empty key")
+    named = _named_sections()
+    if len(parts) >= 3 and parts[0] in named and raw.get(parts[0]) is None and parts[1] != named[parts[0]]:
+        raw[parts[0]] = {named[parts[0]]: parts[1]}
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]

@@ -75,9 +75,17 @@ class Standardizer:
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], prefix: str) -> Standardizer:
+        """The standardiser saved by :meth:`to_state` under ``prefix``; a :class:`DataError` naming
+        the first column whose mean is not finite or whose scale is not finite and positive (what
+        :meth:`fit` never gives)."""
         obj = cls()
         obj.mean_ = np.asarray(arrays[f"{prefix}mean"], dtype=float)
         obj.scale_ = np.asarray(arrays[f"{prefix}scale"], dtype=float)
+        for name, bad in (("mean", ~np.isfinite(obj.mean_)), ("scale", ~(np.isfinite(obj.scale_) & (obj.scale_ > 0)))):
+            if np.any(bad):
+                j = int(np.flatnonzero(bad)[0])
+                raise DataError(f"'{prefix}{name}' is {float(getattr(obj, name + '_')[j])!r} at index {j} "
+                                f"({int(bad.sum())} such); a standardiser's means are finite and its scales positive")
         return obj
 
 
