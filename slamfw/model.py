@@ -130,7 +130,11 @@ class SlamfwModel:
         if not path.is_file():
             raise ModelFileError(f"model file {str(path)!r} does not exist")
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):       # a .npy file: one array
+                raise ModelFileError(f"{str(path)!r} is a single numpy array, not a slamfw model file (an npz "
+                                     "archive)")
+            with loaded as npz:
                 files = {k: npz[k] for k in npz.files}
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
             raise ModelFileError(f"{str(path)!r} is not a readable slamfw model file (damaged or "
@@ -141,6 +145,8 @@ class SlamfwModel:
             meta = json.loads(str(files.pop(_META_KEY)))
         except json.JSONDecodeError as err:
             raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{str(path)!r}: metadata is JSON but not an object (a {type(meta).__name__})")
         if meta.get("format") != FORMAT_NAME:
             raise ModelFileError(f"{str(path)!r} is not a slamfw model (format {meta.get('format')!r})")
         if meta.get("format_version") != FORMAT_VERSION:

@@ -20,7 +20,7 @@ from .components.normalizer import Normalizer
 from .config.schema import PreprocessConfig
 from .data.media import convert_medium
 from .data.spectra import SpectralSet
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .execution.chunks import chunks
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 #: to the bit (tested), written out so that a worker process that prepares spectra does not import
 #: ``astropy.constants`` (0.16 s of its start-up).
 C_KMS = 299792.458
+
+
+#: The most pixels a common grid may have, and how much finer than the data's own pixels its
+#: step may be: a grid beyond either is a mistyped ``wave_step`` (1e-3 A trained on 1.8 million
+#: pixels from 1900-pixel spectra).
+MAX_GRID_PIXELS = 1_000_000
+MAX_OVERSAMPLING = 10
 
 
 def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
@@ -43,6 +50,13 @@ def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
         grid = wave[(wave >= lo) & (wave <= hi)]
     else:
         n = int(np.floor((hi - lo) / cfg.wave_step + 1e-9)) + 1
+        inside = wave[(wave >= lo) & (wave <= hi)]
+        native = float(np.median(np.diff(inside))) if inside.size > 1 else 0.0   # (0: no data there, said below)
+        if n > MAX_GRID_PIXELS or cfg.wave_step * MAX_OVERSAMPLING < native:
+            apart = f", where the data's pixels are {native:.3g} A apart" if native else ""
+            raise ConfigError(f"preprocess.wave_step = {cfg.wave_step:g} A gives a grid of {n} pixels from {lo:g} to "
+                              f"{hi:g} A{apart}: at most {MAX_OVERSAMPLING} times finer than the data, and "
+                              f"{MAX_GRID_PIXELS} pixels, are allowed")
         grid = lo + cfg.wave_step * np.arange(n)
     if grid.size < 2:
         raise DataError(f"preprocess: the wavelength range {lo}-{hi} A leaves {grid.size} pixel(s)")
@@ -51,6 +65,8 @@ def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
 
 def check_overlap(wave: np.ndarray, grid: np.ndarray, what: str) -> None:
     """Error if the data's wavelengths (P,) or (N, P) do not cover any of the grid."""
+    if np.size(wave) == 0:
+        raise DataError(f"{what}: the spectra have no pixels (wavelengths of shape {np.shape(wave)})")
     lo, hi = float(np.min(wave)), float(np.max(wave))
     if hi < grid[0] or lo > grid[-1]:
         raise DataError(

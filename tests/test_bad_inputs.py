@@ -172,6 +172,17 @@ def test_a_damaged_slam_model_is_refused_naming_the_array(slam_model_file, tmp_p
         SlamfwModel.load(damaged)
 
 
+def test_a_model_file_of_another_kind_is_refused(model_file, tmp_path):
+    """Found by a bad-input hunt: both were internal errors (TypeError, AttributeError)."""
+    np.save(tmp_path / "x.npy", np.ones(3))
+    with pytest.raises(ModelFileError, match="single numpy array"):
+        SlamfwModel.load(tmp_path / "x.npy")
+    listed = _damaged(model_file, tmp_path, lambda f: f.__setitem__(next(k for k in f if k.startswith("__")),
+                                                                     np.array("[1, 2]")))
+    with pytest.raises(ModelFileError, match="not an object .a list."):
+        SlamfwModel.load(listed)
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]

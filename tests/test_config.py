@@ -98,6 +98,16 @@ def test_set_through_a_components_table_creates_its_section_selecting_it(tmp_pat
         load_config(write(tmp_path, BASE), ["executor.workers=2"])
 
 
+@pytest.mark.parametrize("override, words", [("seed=-1", "seed"), ("seed=99999999999999", "seed"),
+                                             ("preprocess.wave_min=nan", "preprocess.wave_min"),
+                                             ("preprocess.wave_max=inf", "preprocess.wave_max"),
+                                             ("preprocess.wave_step=inf", "preprocess.wave_step")])
+def test_values_that_failed_deep_inside_are_config_errors(tmp_path, override, words):
+    """Found by a bad-input hunt: each failed later with numpy's or scikit-learn's error."""
+    with pytest.raises(ConfigError, match=words):
+        load_config(write(tmp_path, BASE), [override])
+
+
 def test_resolved_config_shows_the_selected_table_only(tmp_path):
     res = resolve_config(load_config(write(tmp_path, BASE)))
     assert set(res["emulator"]) == {"name", "slam"}

@@ -5,6 +5,7 @@ import pytest
 
 from slamfw import DataError, SpectralSet, registry
 from slamfw.config import PreprocessConfig
+from slamfw.errors import ConfigError
 from slamfw.preprocess import C_KMS, make_grid, prepare, resample, resample_rows
 
 NONE = registry.create("normalizer", "none")
@@ -33,6 +34,22 @@ def test_grid_from_config():
     np.testing.assert_allclose(g, [3900, 3902.5, 3905, 3907.5, 3910])
     g = make_grid(PreprocessConfig(wave_min=3900.5, wave_max=3903), np.arange(3800, 4000.0))
     np.testing.assert_allclose(g, [3901, 3902, 3903])
+    # a mistyped step (found by a bad-input hunt: 1e-3 A trained on 1.8 million pixels)
+    assert make_grid(PreprocessConfig(wave_min=3900, wave_max=3990, wave_step=0.1), np.arange(3800, 4000.0)).size == 901
+    for step, n in ((0.099, 910), (1e-3, 90001)):
+        with pytest.raises(ConfigError, match=rf"preprocess.wave_step = {step:g} A gives a grid of {n} pixels .*1 A "
+                                              "apart: at most 10 times finer"):
+            make_grid(PreprocessConfig(wave_min=3900, wave_max=3990, wave_step=step), np.arange(3800, 4000.0))
+    with pytest.raises(ConfigError, match="1000000 pixels"):
+        make_grid(PreprocessConfig(wave_step=1e-3), np.linspace(3000.0, 9000.0, 2_000_000))
+
+
+def test_spectra_without_pixels_are_a_data_error():
+    """Found by a bad-input hunt: numpy's 'zero-size array to reduction operation minimum'."""
+    from slamfw.errors import DataError
+    from slamfw.preprocess import check_overlap
+    with pytest.raises(DataError, match=r"test spectra: the spectra have no pixels \(wavelengths of shape \(5, 0\)\)"):
+        check_overlap(np.ones((5, 0)), np.arange(3900.0, 3910.0), "test spectra")
 
 
 def test_rv_shift_moves_line_to_rest_frame():

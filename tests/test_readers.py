@@ -313,7 +313,12 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                               # a radial velocity or S/N column of the wrong length was left out: unshifted spectra
                               ("rv.npz", {"rv": np.zeros(n - 2)}, "'rv' of shape .598,.; each must hold one value "
                                                                   "per spectrum, .600,."),
-                              ("snr.npz", {"snr": np.ones((n, 2))}, "'snr' of shape .600, 2.")):
+                              ("snr.npz", {"snr": np.ones((n, 2))}, "'snr' of shape .600, 2."),
+                              # an empty file, or no pixels: internal errors (IndexError, numpy's ValueError)
+                              ("empty.npz", {"flux": np.ones((0, p)), "ivar": np.ones((0, p)), "wave": np.ones((0, p)),
+                                             "id": np.array([], str)}, "holds no spectra .flux has shape .0, 400.."),
+                              ("nopix.npz", {"flux": np.ones((n, 0)), "ivar": np.ones((n, 0)), "wave": np.ones(0)},
+                               "holds no pixels")):
         for how in ("read", "iter_chunks"):
             with pytest.raises(DataError, match=match):
                 r = reader(name, **cols)

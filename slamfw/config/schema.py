@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, create_model, field_validator,
+                      model_validator)
 
 from ..components.kinds import KINDS
 
@@ -140,10 +141,10 @@ class DataConfig(_Strict):
 class PreprocessConfig(_Strict):
     """Grid, RV and bad-pixel handling applied to every spectrum before normalisation/fitting."""
 
-    wave_min: float | None = None
-    wave_max: float | None = None
+    wave_min: FiniteFloat | None = None
+    wave_max: FiniteFloat | None = None
     #: Step of the common linear grid (A); None keeps the data's own pixels inside the range.
-    wave_step: float | None = Field(None, gt=0)
+    wave_step: FiniteFloat | None = Field(None, gt=0)
     #: Stars with more bad pixels than this on the grid are excluded (paper: 50).
     max_bad_pixels: int = Field(50, ge=0)
     #: Shift to the rest frame with the per-star ``rv`` metadata (km/s) when present.
@@ -215,7 +216,7 @@ def _component_fields() -> dict[str, Any]:
 
 
 class _ExperimentBase(_Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)       # numpy's and scikit-learn's seeds
     labels: list[str] = Field(..., min_length=1)
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()

@@ -381,6 +381,9 @@ class TableReader(Reader):
             raise DataError(f"table: {self.path!r}: flux has shape {flux.shape}; it must be (N, P)")
         n = 1 if flux.ndim == 1 else flux.shape[0]
         shape = (n, flux.shape[-1])
+        if 0 in shape:
+            raise DataError(f"table: {self.path!r} holds no {'spectra' if n == 0 else 'pixels'} (flux has shape "
+                            f"{flux.shape})")
         for key in ("ivar", "mask"):                   # checked before any row is read
             if key in cols and (cols[key].ndim not in (1, 2) or (1,) * (2 - cols[key].ndim) + cols[key].shape != shape):
                 raise DataError(f"table: {self.path!r}: {key} has shape {cols[key].shape}, flux {flux.shape}; they "
