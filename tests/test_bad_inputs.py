@@ -183,6 +183,26 @@ def test_a_model_file_of_another_kind_is_refused(model_file, tmp_path):
         SlamfwModel.load(listed)
 
 
+def test_a_chunk_size_below_one_and_a_mock_range_not_finite_are_refused(model_file, tmp_path, capsys):
+    """Found by a bad-input hunt: --chunk-size 0 was accepted silently, and a mock reader's range
+    [nan, 5000] failed with an OverflowError."""
+    out = str(tmp_path / "cat.fits")
+    with pytest.raises(SystemExit) as stop:                 # argparse's usage error
+        main(["predict", str(model_file), "--reader", "mock", "--reader-param", "n_stars=5", "-o", out,
+              "--chunk-size", "0"])
+    assert stop.value.code == 2
+    assert "--chunk-size: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+    model = SlamfwModel.load(model_file)
+    for size in (0, -5, 2.5):
+        with pytest.raises(ConfigError, match=r"chunk_size \(output.chunk_size, --chunk-size\) must be a whole"):
+            api.predict(model, reader="mock", reader_params={"n_stars": 5}, chunk_size=size)
+    for key, value in (("teff", "[nan, 5000]"), ("logg", "[1, inf]"), ("snr", "nan")):
+        assert main(["predict", str(model_file), "--reader", "mock", "--reader-param", f"{key}={value}",
+                     "-o", out, "--force"]) == 2
+        err = capsys.readouterr().err
+        assert key in err and "finite" in err, err
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]

@@ -28,6 +28,18 @@ from ..errors import SlamfwError
 from . import commands, plugin_commands
 from .convert import add_convert
 
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 log = logging.getLogger("slamfw")
 
 
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reader-param", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--inferer-param", action="append", default=[], metavar="KEY=VALUE",
                     help="change a parameter of the model's inferer for this run (lm: device=cuda, n_starts=1, ...)")
-    sp.add_argument("--chunk-size", type=int, default=500)
+    sp.add_argument("--chunk-size", type=_positive_int, default=500)
     sp.add_argument("-o", "--output", required=True, help="catalogue file (.fits or .ecsv)")
     sp = _subparser(sub, "compare", commands.cmd_compare,
                     "train and test several emulators on the same data; one report", config=True, executor=True,

@@ -167,10 +167,18 @@ def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, coverage: 
     return label_spectra(model, inferer, prior, flux, ivar, ids, coverage).to_arrays()
 
 
+def check_chunk_size(chunk_size: Any) -> None:
+    """A :class:`ConfigError` unless ``chunk_size`` is a whole number of spectra, at least 1."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ConfigError(f"chunk_size (output.chunk_size, --chunk-size) must be a whole number of spectra, at "
+                          f"least 1, got {chunk_size!r}")
+
+
 def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk_size: int = 500,
                   checkpoint_dir: str | Path | None = None, prior: Prior | None = None) -> LabelResult:
     """Infer prepared ``data`` in chunks of ``chunk_size`` stars on the executor in use, under
     ``prior`` (fitted; None: flat); finished chunks are saved and reused."""
+    check_chunk_size(chunk_size)
     store = (None if checkpoint_dir is None
              else ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "chunk"))
     spans = chunks(data.n_stars, chunk_size)

@@ -25,7 +25,7 @@ from ..data.files import rejected_path, write_rejected
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
-from .infer import iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
+from .infer import check_chunk_size, iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
 from .outdir import check_catalog_output, forced
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
     existing file there that slamfw did not write, unless ``force`` (None: as the enclosing
     :func:`~slamfw.workflows.outdir.forcing` block says, else no). ``inferer_params`` change the
     model's inferer's parameters for this run (its catalogue parts are kept apart from others')."""
+    check_chunk_size(chunk_size)
     path = check_catalog_output(output, force)
     source = read_with_model_reader(model, data_path, reader, reader_params)
     inferer, prior = model_inferer(model, inferer_params), model_prior(model)

@@ -40,16 +40,16 @@ class MockReader(Reader):
         @field_validator("teff", "logg", "feh", "wave_range")
         @classmethod
         def _pair(cls, v: list[float]) -> list[float]:
-            if len(v) != 2 or v[0] >= v[1]:
-                raise ValueError("expected [low, high] with low < high")
+            if len(v) != 2 or not all(np.isfinite(v)) or v[0] >= v[1]:
+                raise ValueError("expected [low, high] with finite low < high")
             return v
 
         @field_validator("snr")
         @classmethod
         def _snr(cls, v):
             vals = v if isinstance(v, list) else [v]
-            if not vals or any(s <= 0 for s in vals):
-                raise ValueError("S/N values must be > 0")
+            if not vals or not all(np.isfinite(vals)) or any(s <= 0 for s in vals):
+                raise ValueError("S/N values must be finite and > 0")
             return v
 
     def read(self) -> SpectralSet:
