@@ -203,6 +203,26 @@ def test_a_chunk_size_below_one_and_a_mock_range_not_finite_are_refused(model_fi
         assert key in err and "finite" in err, err
 
 
+def test_placeholder_training_labels_are_warned_about(tmp_path, capsys):
+    """Found by a bad-input hunt: Teff = -9999 on 5 of 80 training stars trained silently, and a
+    test star then got Teff = -9432 K, converged and unflagged. ``slamfw train`` now warns, naming
+    the label and the stars; an ordinary training set (the demo's ranges) gives no warning."""
+    from slamfw.data.spectra_io import write_spectra_table
+    from slamfw.workflows.train import warn_outlying_labels
+    ss = registry.create("reader", "mock", {"n_stars": 80, "n_pixels": 300, "wave_range": [4800.0, 5000.0],
+                                            "continuum": False, "snr": 150, "seed": 1}).read()
+    assert warn_outlying_labels(ss) == []
+    ss.labels[[3, 7, 11, 20, 41], 0] = -9999.0
+    write_spectra_table(ss, tmp_path / "train.npz")
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "exp.toml"), "--set", "data.train.reader=table", "--set",
+                 f"data.train.table.path={tmp_path / 'train.npz'}"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "training label 'Teff'" in line]
+    assert len(said) == 1 and "5 star(s) lie outside" in said[0], said
+    assert f"{ss.ids[3]} = -9999" in said[0] and "where.Teff" in said[0]
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]

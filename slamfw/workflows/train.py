@@ -155,10 +155,46 @@ def training_chi2(emulator: Emulator, trainset: SpectralSet) -> dict[str, float]
     return {"median": float(np.median(red)), "p99": float(np.percentile(red, 99))}
 
 
+#: Training labels further than this many times their label's 10-90 % range beyond that range
+#: are warned about (placeholders for missing values, like -9999).
+OUTLYING_LABEL_RANGES = 2.0
+
+
+def warn_outlying_labels(trainset: SpectralSet) -> list[str]:
+    """Warn, per label, about training stars whose value lies further than
+    :data:`OUTLYING_LABEL_RANGES` times the label's 10-90 % range below its 10th or above its
+    90th percentile: most likely a placeholder for a missing value (-9999), which the emulator
+    would learn as a star (a test star then got Teff = -9432 K, converged and unflagged). Returns
+    the warnings."""
+    said = []
+    for j, name in enumerate(trainset.label_names):
+        col = np.asarray(trainset.labels[:, j], float)
+        finite = np.isfinite(col)
+        if finite.sum() < 10:
+            continue
+        lo, hi = np.percentile(col[finite], [10, 90])
+        width = OUTLYING_LABEL_RANGES * (hi - lo)
+        if not width > 0:
+            continue
+        far = finite & ((col < lo - width) | (col > hi + width))
+        if far.any():
+            first = np.flatnonzero(far)[:3]
+            said.append(f"training label {name!r}: {int(far.sum())} star(s) lie outside {lo - width:.6g} to "
+                        f"{hi + width:.6g} ({OUTLYING_LABEL_RANGES:g} times the 10-90 % range beyond it): "
+                        + ", ".join(f"{trainset.ids[i]} = {col[i]:.6g}" for i in first)
+                        + ("" if far.sum() <= 3 else f" and {int(far.sum()) - 3} more")
+                        + ". If these stand for missing values, leave them out (the reader's `where`, e.g. "
+                          f"--set data.train.<reader>.where.{name}=[low,high]): the emulator learns them as stars")
+    for text in said:
+        log.warning(text)
+    return said
+
+
 def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining) -> TrainResult:
     emulator = emu_sel.build()
     t0 = time.perf_counter()
     trainset, dropped = _clean(cfg, emulator, prepared.train)
+    warn_outlying_labels(trainset)
     log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
     workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
     emulator.workdir = workdir.folder
