@@ -223,6 +223,30 @@ def test_placeholder_training_labels_are_warned_about(tmp_path, capsys):
     assert f"{ss.ids[3]} = -9999" in said[0] and "where.Teff" in said[0]
 
 
+def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, capsys):
+    """Found by a bad-input hunt: writing into a full file system ended in 'internal error ... this
+    is a bug'. A full disk (or quota) is now an error with exit status 2; other OS errors stay bugs."""
+    import errno
+
+    import slamfw.workflows.predict as predict_mod
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(predict_mod, "write_catalog_parts", full)
+    args = ["predict", str(model_file), "--reader", "mock", "--reader-param", "n_stars=5", "-o",
+            str(tmp_path / "cat.fits"), "--executor", "serial"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "slamfw: error: No space left on device (ENOSPC): free some space" in err and "internal" not in err
+
+    def broken(*a, **k):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(predict_mod, "write_catalog_parts", broken)
+    assert main([*args, "--force"]) == 1
+    assert "internal error: OSError" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]

@@ -16,6 +16,7 @@ existing files at its output paths that slamfw did not write (see ``docs/outputs
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The errors of a full file system (no space, or the quota): the user's to fix, not a bug.
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -139,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
               "and reused on rerun)",
               file=sys.stderr)
         return 130
-    except Exception as err:  # a bug, not a user error
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno in _FULL:      # the user's to fix, not a bug
+            where = f" writing {err.filename!r}" if err.filename else ""
+            print(f"slamfw: error: {err.strerror or 'no space left'}{where} ({errno.errorcode.get(err.errno)}): "
+                  "free some space or write elsewhere; finished pieces are kept and reused on rerun", file=sys.stderr)
+            return 2
         if args.verbose:
             traceback.print_exc()
         print(f"slamfw: internal error: {type(err).__name__}: {err}\n"
