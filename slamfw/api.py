@@ -30,6 +30,7 @@ from .config.loading import override_key
 from .data.catalog import make_catalog
 from .data.results import LabelResult
 from .data.spectra import SpectralSet
+from .errors import ConfigError, DataError, ModelFileError
 from .model import SlamfwModel
 from .stats.quality import flagged_fraction, warn_if_unlike_training
 from .workflows.compare import CompareResult, compare_emulators
@@ -56,8 +57,10 @@ def config(source: ConfigLike, overrides: Sequence[str] = ()) -> ExperimentConfi
         raw, base, overridden = source.model_dump(exclude_none=True), source._base_dir, set(source._overridden)
     elif isinstance(source, dict):
         raw, base, overridden = copy.deepcopy(source), None, set()
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         return load_config(source, list(overrides))
+    else:
+        raise ConfigError(f"a config is a file's path, a dict or an ExperimentConfig, not {_kind(source)}")
     for item in overrides:
         apply_override(raw, item)
     return validate_config(raw, base, overridden | {override_key(o) for o in overrides})
@@ -94,7 +97,15 @@ def compare(source: ConfigLike, emulators: Sequence[str] | None = None, override
 
 def load_model(path: str | os.PathLike) -> SlamfwModel:
     """A model file written by ``slamfw run``/``train`` (safe: no pickle)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelFileError(f"a model file is given by its path, not {_kind(path)}")
     return SlamfwModel.load(path)
+
+
+def _kind(value: Any) -> str:
+    """``value``'s type and a short repr, for an error message."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os.PathLike | None = None, *,
@@ -110,6 +121,10 @@ def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os
     """
     if not isinstance(model, SlamfwModel):
         model = load_model(model)
+    if not (data is None or isinstance(data, (SpectralSet, str, os.PathLike))):
+        raise DataError(f"data is a SpectralSet, a path or None, not {_kind(data)}")
+    if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise ConfigError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder")
     with _executor(executor):
         if isinstance(data, SpectralSet):
             prepared = prepare_for_model(model_labels_only(data, model), model, what="the spectra")

@@ -197,6 +197,10 @@ def _check_loaded(model: SlamfwModel, path: str) -> None:
     if ids.shape != (labels.shape[0],):
         raise ModelFileError(f"{path!r} is damaged: {labels.shape[0]} rows of 'train_labels' for "
                              f"{ids.size} 'train_ids'")
+    if not np.all(np.isfinite(labels)):
+        row = int(np.flatnonzero(~np.all(np.isfinite(labels), axis=1))[0])
+        raise ModelFileError(f"{path!r} is damaged: 'train_labels' row {row} ({ids[row] if row < ids.size else '?'}) "
+                             f"is not finite: {labels[row].tolist()}")
     if labels.shape[1] != len(model.label_names):
         raise ModelFileError(f"{path!r} is damaged: {labels.shape[1]} label columns for the label names "
                              f"{model.label_names}")

@@ -127,6 +127,8 @@ DAMAGE = {
     "unknown preprocess key": (lambda f: _meta(f, lambda m: m["preprocess"].update(wave_stepp=1.0)),
                                "preprocess.wave_stepp: unknown key"),
     "string wave": (lambda f: f.__setitem__("wave", f["wave"].astype(str)), "'wave' must be"),
+    # found by a bad-input hunt: "label vector 5 is not finite", at inference, naming no file
+    "NaN train_labels row": (lambda f: f["train_labels"].__setitem__(5, np.nan), "'train_labels' row 5"),
 }
 
 
@@ -221,6 +223,21 @@ def test_placeholder_training_labels_are_warned_about(tmp_path, capsys):
     said = [line for line in capsys.readouterr().err.splitlines() if "training label 'Teff'" in line]
     assert len(said) == 1 and "5 star(s) lie outside" in said[0], said
     assert f"{ss.ids[3]} = -9999" in said[0] and "where.Teff" in said[0]
+
+
+def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
+    """Found by a bad-input hunt: each was a raw TypeError or NotADirectoryError from deep inside."""
+    with pytest.raises(ModelFileError, match="a model file is given by its path, not NoneType None"):
+        api.load_model(None)
+    with pytest.raises(ConfigError, match="a config is a file's path, a dict or an ExperimentConfig, not int 3"):
+        api.config(3)
+    with pytest.raises(DataError, match="data is a SpectralSet, a path or None, not int 42"):
+        api.predict(model_file, 42)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="checkpoint_dir .* is a file, not a folder"):
+        api.predict(model_file, reader="mock", reader_params={"n_stars": 5}, checkpoint_dir=tmp_path / "afile")
+    with pytest.raises(DataError, match="is a folder; the table reader reads one file"):
+        api.predict(model_file, tmp_path, reader="table")
 
 
 def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, capsys):

@@ -365,6 +365,9 @@ class TableReader(Reader):
         ``names``, their ``units`` and ``labels`` (n, L) or None, ``meta`` {name: (n,)},
         ``medium``, ``keep`` (the rows ``where`` keeps, in order) and ``lazy``."""
         path = Path(self.path)
+        if path.is_dir():
+            raise DataError(f"table: {self.path!r} is a folder; the table reader reads one file (.npz, .fits, .ecsv, "
+                            "...)")
         if not path.is_file():
             raise DataError(f"table: file {self.path!r} does not exist")
         try:
@@ -372,7 +375,9 @@ class TableReader(Reader):
         except DataError:
             raise
         except Exception as err:
-            raise DataError(f"table: cannot read {self.path!r}: {type(err).__name__}: {err}") from None
+            text = str(err)              # astropy's text of a bad ECSV row holds the whole row (115 kB seen)
+            text = text if len(text) <= 500 else f"{text[:500]} ... ({len(text)} characters)"
+            raise DataError(f"table: cannot read {self.path!r}: {type(err).__name__}: {text}") from None
         for key in ("wave", "flux", "ivar"):
             if key not in cols:
                 raise DataError(f"table: {self.path!r} has no {key!r} array/column (has {sorted(cols)})")
