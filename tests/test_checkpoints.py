@@ -239,6 +239,30 @@ def test_slamfw_train_killed_in_the_calibration_keeps_the_finished_training(tmp_
     assert again.error_model.to_dict() == clean.error_model.to_dict()
 
 
+def test_slamfw_train_failing_to_write_its_model_keeps_the_finished_training(tmp_path, monkeypatch, capsys):
+    """Found by a review: the training's blocks were removed before the model file was written, so a
+    full disk at that write (the largest file) lost the whole training, while the message said the
+    finished pieces were kept. They now go once the model file is written."""
+    import errno
+
+    import slamfw_plugins.emulators.slam as slam_mod
+    from slamfw.model import SlamfwModel
+    real_save = SlamfwModel.save
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(SlamfwModel, "save", full)
+    assert main(_train_args(tmp_path / "r")) == 2
+    assert "finished pieces are kept" in capsys.readouterr().err
+    assert list((tmp_path / "r" / ".checkpoints" / "train").rglob("block_*.npz"))
+    monkeypatch.setattr(SlamfwModel, "save", real_save)
+    real, calls = slam_mod._fit_pixel_block, []
+    monkeypatch.setattr(slam_mod, "_fit_pixel_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    assert main(_train_args(tmp_path / "r")) == 0
+    assert calls == []                                   # every block reused
+    assert (tmp_path / "r" / "model.npz").exists() and not (tmp_path / "r" / ".checkpoints").exists()
+
+
 # ------------------------------------------------------------------ predict parts
 FAST = ["data.train.mock.n_stars=60", "data.train.mock.n_pixels=150", "data.train.mock.continuum=false",
         "normalizer.name=none", "emulator.name=cannon", "preprocess.wave_step=12", "calibration.enabled=false"]

@@ -252,11 +252,13 @@ def test_local_shared_arguments_fall_back_to_the_tasks_without_a_temporary_folde
 
     from slamfw.execution import local
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    big = np.arange(300_000.0)                 # 2.4 MB: an array the file would have held beside the pickle
     with caplog.at_level(logging.WARNING):
-        shared = local._Pickled({"table": np.arange(5.0)})
+        shared = local._Pickled({"table": np.arange(5.0), "big": big})
     assert shared.path is None and shared.blob is not None
     assert "sending them with every task" in caplog.text
     np.testing.assert_array_equal(shared.value()["table"], np.arange(5.0))
+    np.testing.assert_array_equal(shared.value()["big"], big)
     got = list(LocalExecutor(workers=2).imap(_weighted_sum, [(np.ones(3),), (np.arange(3.0),)],
                                              shared={"weights": np.array([1.0, 2.0, 3.0])}, progress=False))
     assert got == [6.0, 8.0]
@@ -627,6 +629,7 @@ def _lower_loky_leak_limit(limit):
 
 def _pid_after(seconds, table):
     import time
+    float(table.sum())               # its pages now count in this worker's memory (mapped from the file)
     time.sleep(seconds)
     return os.getpid()
 

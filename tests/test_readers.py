@@ -313,7 +313,8 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                               # a radial velocity or S/N column of the wrong length was left out: unshifted spectra
                               ("rv.npz", {"rv": np.zeros(n - 2)}, "'rv' of shape .598,.; each must hold one value "
                                                                   "per spectrum, .600,."),
-                              ("snr.npz", {"snr": np.ones((n, 2))}, "'snr' of shape .600, 2."),
+                              ("rv2.npz", {"rv": np.zeros((n, 2))}, "'rv' of shape .600, 2."),
+                              ("snr.npz", {"snr": np.ones(n + 1)}, "'snr' of shape .601,."),
                               # an empty file, or no pixels: internal errors (IndexError, numpy's ValueError)
                               ("empty.npz", {"flux": np.ones((0, p)), "ivar": np.ones((0, p)), "wave": np.ones((0, p)),
                                              "id": np.array([], str)}, "holds no spectra .flux has shape .0, 400.."),
@@ -323,6 +324,11 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
             with pytest.raises(DataError, match=match):
                 r = reader(name, **cols)
                 r.read() if how == "read" else list(r.iter_chunks(200))
+    # a per-band S/N (N, k) is left out, with a warning; a single spectrum's scalar rv is its rv
+    per_band = reader("band.npz", snr=np.ones((n, 2))).read()
+    assert "snr" not in per_band.meta
+    np.savez(tmp_path / "single.npz", wave=wave, flux=flux[:1], ivar=np.ones((1, p)), rv=np.float64(30.0))
+    assert registry.create("reader", "table", {"path": str(tmp_path / "single.npz")}).read().meta["rv"].tolist() == [30.0]
     rows = _load_columns(tmp_path / "ivar.npz", lazy=True)[0]["flux"]
     assert isinstance(rows, _FileRows)
     for bad in ([598, 600], [-1, 3], [5, 4], np.array([True, False])):

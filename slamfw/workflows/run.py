@@ -35,7 +35,7 @@ from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
 from .outdir import OutputDir, forced, forcing, plan_outputs
 from .reuse import reusable_model, training_record
 from .train import (
-    PreparedTraining, TrainResult, prepare_training, source_key, train,
+    PreparedTraining, TrainResult, prepare_training, remove_training_checkpoints, source_key, train,
 )
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,12 @@ def run_train(cfg: ExperimentConfig, force: bool | None = None) -> tuple[TrainRe
         write_resolved(cfg, plan.dir)
         with executing(cfg):
             prepared = prepare_training(cfg)
-            tr = train(cfg, prepared)
+            tr = train(cfg, prepared, keep_checkpoints=True)
         tr.model.components["training"] = training_record(cfg, prepared)
         assert plan.model_path is not None
         path = tr.model.save(plan.model_path)
         rd.add(path)
+        remove_training_checkpoints(cfg)     # only now: a failed write (a full disk) keeps the training
     return tr, path
 
 
@@ -216,12 +217,13 @@ def _run_experiment(cfg: ExperimentConfig, prepared: PreparedTraining | None, te
             model_path = rd.plan.model_path
             rd.add(model_path)
         else:
-            tr = train(cfg, prepared)
+            tr = train(cfg, prepared, keep_checkpoints=True)
             model, held_ids, train_time, trainset, dropped = (tr.model, tr.held_ids, tr.train_time_s, tr.train,
                                                               tr.dropped_ids)
             model.components["training"] = training_record(cfg, prepared)
             model_path = model.save(rd.plan.model_path)
             rd.add(model_path)
+            remove_training_checkpoints(cfg)
     if test is None:
         raw_test = read_test(cfg, held_ids)
         test = None if raw_test is None else prepare_for_model(raw_test, model)

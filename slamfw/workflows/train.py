@@ -126,12 +126,14 @@ def _clean(cfg: ExperimentConfig, emulator: Emulator, trainset: SpectralSet) -> 
     return trainset.subset(keep), trainset.ids[~keep]
 
 
-def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> TrainResult:
+def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None, *,
+          keep_checkpoints: bool = False) -> TrainResult:
     """Read, prepare and (optionally) clean the training set, fit the emulator, build the model.
 
     ``prepared`` reuses a training set read and prepared before. The emulator may keep finished
-    pieces of its training under ``output.dir/.checkpoints`` (``Emulator.workdir``), so a killed
-    training resumes; they are removed once it succeeds.
+    pieces of its training under ``output.dir/.checkpoints/train`` (``Emulator.workdir``), so a
+    killed training resumes; they are removed once it succeeds, or with ``keep_checkpoints`` left
+    for the caller to remove (:func:`remove_training_checkpoints`) once the model file is written.
     """
     emu_sel = selected(cfg, "emulator")
     if emu_sel is None:
@@ -139,7 +141,20 @@ def train(cfg: ExperimentConfig, prepared: PreparedTraining | None = None) -> Tr
     if cfg.calibration.enabled and cfg.calibration.inferer:   # before any work
         registry.get_component("inferer", cfg.calibration.inferer, where="calibration.inferer")
     with executing(cfg):   # one executor for reading, preparing, cleaning and fitting
-        return _train(cfg, emu_sel, prepared or prepare_training(cfg))
+        result = _train(cfg, emu_sel, prepared or prepare_training(cfg))
+    if not keep_checkpoints:
+        remove_training_checkpoints(cfg)
+    return result
+
+
+def remove_training_checkpoints(cfg: ExperimentConfig) -> None:
+    """Remove ``output.dir/.checkpoints/train``: the finished pieces of a training (and its
+    calibration) that a rerun would reuse."""
+    ChunkStore(_checkpoints(cfg)).remove()
+
+
+def _checkpoints(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output.dir) / ".checkpoints" / "train"
 
 
 def training_chi2(emulator: Emulator, trainset: SpectralSet) -> dict[str, float]:
@@ -163,9 +178,10 @@ OUTLYING_LABEL_RANGES = 2.0
 def warn_outlying_labels(trainset: SpectralSet) -> list[str]:
     """Warn, per label, about training stars whose value lies further than
     :data:`OUTLYING_LABEL_RANGES` times the label's 10-90 % range below its 10th or above its
-    90th percentile: most likely a placeholder for a missing value (-9999), which the emulator
-    would learn as a star (a test star then got Teff = -9432 K, converged and unflagged). Returns
-    the warnings."""
+    90th percentile: a placeholder for a missing value (-9999), which the emulator would learn as
+    a star (a test star then got Teff = -9432 K, converged and unflagged), or real stars far from
+    the rest, which it learns from few neighbours (the whole MILES library: 13 O and B stars of
+    17,760-36,000 K). Returns the warnings."""
     said = []
     for j, name in enumerate(trainset.label_names):
         col = np.asarray(trainset.labels[:, j], float)
@@ -183,8 +199,10 @@ def warn_outlying_labels(trainset: SpectralSet) -> list[str]:
                         f"{hi + width:.6g} ({OUTLYING_LABEL_RANGES:g} times the 10-90 % range beyond it): "
                         + ", ".join(f"{trainset.ids[i]} = {col[i]:.6g}" for i in first)
                         + ("" if far.sum() <= 3 else f" and {int(far.sum()) - 3} more")
-                        + ". If these stand for missing values, leave them out (the reader's `where`, e.g. "
-                          f"--set data.train.<reader>.where.{name}=[low,high]): the emulator learns them as stars")
+                        + ". The emulator learns each as a star: a value that stands for a missing one (like "
+                          "-9999) must be left out (the reader's `where`, e.g. "
+                          f"--set data.train.<reader>.where.{name}=[low,high]); real stars there have few "
+                          "neighbours to learn from")
     for text in said:
         log.warning(text)
     return said
@@ -196,7 +214,7 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
     trainset, dropped = _clean(cfg, emulator, prepared.train)
     warn_outlying_labels(trainset)
     log.info("training %s on %d stars x %d pixels", emu_sel.name, trainset.n_stars, trainset.n_pixels)
-    workdir = ChunkStore(Path(cfg.output.dir) / ".checkpoints" / "train")
+    workdir = ChunkStore(_checkpoints(cfg))
     emulator.workdir = workdir.folder
     emulator.fit(trainset.labels, trainset.flux, trainset.ivar)
     emulator.workdir = None
@@ -214,7 +232,6 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
         preprocess=cfg.preprocess.model_dump(), train_hash=trainset.fingerprint(), medium=trainset.medium)
     model.train_chi2 = training_chi2(emulator, trainset)
     model.error_model = _error_model(cfg, emu_sel, trainset, prepared.raw, workdir.folder)
-    workdir.remove()       # only now: a run killed in the calibration reuses the finished training
     return TrainResult(model, trainset, prepared.held_ids, dropped, elapsed)
 
 

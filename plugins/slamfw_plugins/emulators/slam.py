@@ -81,7 +81,7 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
 #: The most memory (bytes) the folds' kernel blocks of one pixel at one gamma may take to be kept
 #: for every C (32 M^2 bytes with 5 folds); above it (about 11,600 training stars with 5 folds)
 #: each is built again for each C, one fold's at a time. That saves memory at a price in time:
-#: at 6000 stars (1 GiB as the limit then), 34 % less memory (PSS of the process tree) and 35-40 %
+#: at 6000 stars (1 GiB as the limit then), 34 % less memory (PSS of the process tree) and 33-43 %
 #: more training time (benchmarks/RESULTS.md), so it is kept for sizes where holding the blocks
 #: would not fit (9 GB per worker at the paper's 17,000 stars), which use the shared kernels only
 #: with ``max_kernel_stars`` raised above its default (8000).
