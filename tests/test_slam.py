@@ -285,3 +285,25 @@ def test_numpy_kernel_block_gather_is_fancy_indexing(monkeypatch):
     rows, cols = np.sort(rng.choice(40, 25, replace=False)), rng.choice(40, 7, replace=False)
     np.testing.assert_array_equal(_svr_solver.submatrix(K, rows, cols), K[np.ix_(rows, cols)])
 
+
+
+def test_fold_blocks_over_the_memory_limit_are_built_for_each_fit_with_the_same_model(small_train, monkeypatch):
+    """slam's fit passes FOLD_BLOCKS_BYTES to the CV grid when the kernels are shared: with the
+    limit at 0 bytes every fold's blocks are built for each C (more builds), the model the same."""
+    import slamfw_plugins.emulators._svr_solver as solver_mod
+    import slamfw_plugins.emulators.slam as slam_mod
+    from slamfw import SerialExecutor, using_executor
+    real, built = solver_mod.submatrix, []
+    monkeypatch.setattr(solver_mod, "submatrix", lambda *a: (built.append(1), real(*a))[1])
+    labels, flux, ivar = small_train.labels, small_train.flux[:, :12], small_train.ivar[:, :12]
+    params = dict(C=[1.0, 10.0, 100.0], gamma=[0.1, 1.0], n_folds=3, prune_grid=False)
+    with using_executor(SerialExecutor()):
+        kept = registry.create("emulator", "slam", params).fit(labels, flux, ivar)
+        n_kept = len(built)
+        monkeypatch.setattr(slam_mod, "FOLD_BLOCKS_BYTES", 0)
+        built.clear()
+        rebuilt = registry.create("emulator", "slam", params).fit(labels, flux, ivar)
+    # per pixel: 2 gammas x 3 folds x 2 blocks, kept for the 3 Cs, or built for each; and the final fit's block
+    assert n_kept == 12 * (2 * 3 * 2 + 1) and len(built) == 12 * (2 * 3 * 2 * 3 + 1), (n_kept, len(built))
+    for name in ("dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_"):
+        np.testing.assert_array_equal(getattr(rebuilt, name), getattr(kept, name), err_msg=name)
