@@ -99,7 +99,7 @@ class StandardizedEmulator(Emulator):
             bad = ~(np.isfinite(obj.noise_var_) & (obj.noise_var_ >= 0))
             if np.any(bad):
                 j = int(np.flatnonzero(bad)[0])
-                raise DataError(f"'noise_var' is {float(obj.noise_var_[j])!r} at pixel {j} ({int(bad.sum())} such); the "
-                                "training noise variance is finite and not negative")
+                raise DataError(f"'noise_var' is {float(obj.noise_var_[j])!r} at pixel {j} ({int(bad.sum())} "
+                                "such); the training noise variance is finite and not negative")
         obj.rebuild()
         return obj

@@ -25,7 +25,9 @@ from ..data.files import rejected_path, write_rejected
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
-from .infer import check_chunk_size, iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts
+from .infer import (
+    check_chunk_size, iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts,
+)
 from .outdir import check_catalog_output, forced
 
 log = logging.getLogger(__name__)

@@ -416,8 +416,8 @@ class TableReader(Reader):
         wrong = {k: np.shape(cols[k]) for k in KNOWN_META if k in cols and np.shape(cols[k]) != (n,)
                  and (k == "rv" or np.shape(cols[k])[:1] != (n,))}
         if wrong:
-            raise DataError(f"table: {self.path!r}: column(s) {', '.join(f'{k!r} of shape {v}' for k, v in wrong.items())}"
-                            f"; each must hold one value per spectrum, ({n},)")
+            shapes = ", ".join(f"{k!r} of shape {v}" for k, v in wrong.items())
+            raise DataError(f"table: {self.path!r}: column(s) {shapes}; each must hold one value per spectrum, ({n},)")
         for k in KNOWN_META:
             if k in cols and np.shape(cols[k]) != (n,):
                 log.warning("table: %r: column %r has shape %s, not one value per spectrum (%d,): not used as the "
