@@ -627,6 +627,24 @@ def _lower_loky_leak_limit(limit):
     return os.getpid()
 
 
+def test_lokys_leak_limit_allows_the_imports_and_the_shared_arguments(monkeypatch):
+    """The rule of ``allow_cached``: loky's limit or LEAK_ALLOWANCE, whichever is larger, plus what
+    the worker holds of the run's shared arguments (here in this process, as in a worker)."""
+    from joblib.externals.loky import process_executor
+
+    from slamfw.execution import local
+    monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", int(3e8))
+    monkeypatch.setattr(local, "_LOKY_LEAK_LIMIT", [])
+    local.allow_cached(5_000_000)
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == local.LEAK_ALLOWANCE + 5_000_000
+    local.allow_cached(0)                               # the next run's arguments replace the last's
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == local.LEAK_ALLOWANCE
+    monkeypatch.setattr(local, "_LOKY_LEAK_LIMIT", [])
+    monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", 4 * local.LEAK_ALLOWANCE)
+    local.allow_cached(1)
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == 4 * local.LEAK_ALLOWANCE + 1
+
+
 def _pid_after(seconds, table):
     import time
     float(table.sum())               # its pages now count in this worker's memory (mapped from the file)

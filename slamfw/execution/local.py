@@ -262,6 +262,12 @@ def _read_shared(path: str) -> tuple[Any, int]:
 #: loky's own limit on a worker's memory growth (bytes), read before :func:`allow_cached` first raised it.
 _LOKY_LEAK_LIMIT: list[int] = []
 
+#: The least growth (bytes) beyond a worker's memory after its first task that loky may take for a
+#: leak, before the shared arguments: the first task may be a light one (a prestart's preparation,
+#: a block of normalisation) and the later ones import numba, scikit-learn and their kin (a worker of
+#: the MILES run grew from 68 to 375 MB so, and loky replaced it).
+LEAK_ALLOWANCE = 2 ** 30
+
 
 def allow_cached(nbytes: int) -> None:
     """Let this worker hold ``nbytes`` of cached shared arguments without loky taking them for a leak.
@@ -272,8 +278,9 @@ def allow_cached(nbytes: int) -> None:
     first task was a prestart's preparation, or a run with small shared arguments, grew by the
     whole of the next run's when it read them: slam's kernels at 8000 training stars (1.5 GB)
     stopped every worker after its first task, and its successor read them again. The limit
-    becomes loky's own plus the size of the arguments this worker holds now (one run's at a
-    time), so a growth beyond them still counts as a leak. A loky without the limit is left alone."""
+    becomes the larger of loky's own and :data:`LEAK_ALLOWANCE` (the imports of later tasks),
+    plus the size of the arguments this worker holds now (one run's at a time), so a growth
+    beyond them still counts as a leak. A loky without the limit is left alone."""
     try:
         from joblib.externals.loky import process_executor
     except ImportError:                              # pragma: no cover - joblib always brings loky
@@ -282,7 +289,7 @@ def allow_cached(nbytes: int) -> None:
         limit = getattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", None)
         if not isinstance(limit, int):
             return
-        _LOKY_LEAK_LIMIT.append(limit)
+        _LOKY_LEAK_LIMIT.append(max(limit, LEAK_ALLOWANCE))
     process_executor._MAX_MEMORY_LEAK_SIZE = _LOKY_LEAK_LIMIT[0] + int(nbytes)
 
 
