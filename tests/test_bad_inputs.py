@@ -264,6 +264,23 @@ def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, ca
     assert "internal error: OSError" in capsys.readouterr().err
 
 
+def test_a_training_label_missing_on_every_star_is_named(tmp_path, capsys):
+    """Found by a bad-input hunt: Teff NaN on every training star gave "training set: no spectra to
+    prepare", the reason only in an INFO line."""
+    from slamfw.data.spectra_io import write_spectra_table
+    ss = registry.create("reader", "mock", {"n_stars": 30, "n_pixels": 300, "wave_range": [4800.0, 5000.0],
+                                            "continuum": False, "seed": 1}).read()
+    ss.labels[:, 0] = np.nan
+    ss.labels[:4, 1] = np.nan
+    write_spectra_table(ss, tmp_path / "train.npz")
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "exp.toml"), "--set", "data.train.reader=table", "--set",
+                 f"data.train.table.path={tmp_path / 'train.npz'}"]) == 2
+    assert ("training set: every one of the 30 stars misses a requested label (missing: Teff on 30, logg on 4, "
+            "FeH on 0)") in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_model_is_refused_on_loading(model_file, tmp_path, capsys, kind):
     change, words = DAMAGE[kind]

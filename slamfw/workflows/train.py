@@ -18,7 +18,7 @@ from ..components.base import ParamRole, params_with_role
 from ..components.emulator import Emulator
 from ..components.normalizer import Normalizer
 from ..config import ExperimentConfig, Selected, selected
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
 from ..data.files import REJECTED_FILE, write_rejected
@@ -95,6 +95,18 @@ class PreparedTraining:
     raw: SpectralSet | None = None
 
 
+def labelled_training_set(raw: SpectralSet) -> SpectralSet:
+    """``raw`` without the stars that miss a requested label (logged); an error naming how many
+    stars miss each label when that leaves none."""
+    if raw.labels is not None and raw.n_stars:
+        missing = np.isnan(raw.labels)
+        if missing.any(axis=1).all():
+            counts = ", ".join(f"{name} on {int(n)}" for name, n in zip(raw.label_names, missing.sum(axis=0)))
+            raise DataError(f"training set: every one of the {raw.n_stars} stars misses a requested label (missing: "
+                            f"{counts}); check the config's labels and the reader's label columns")
+    return raw.drop_unlabelled("training set")
+
+
 def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
     """Read the training data, hold back ``data.train.holdout`` of it, prepare the rest."""
     data_sel = selected(cfg, "data.train")
@@ -102,7 +114,7 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         raise ConfigError("data.train: no training data configured (or set emulator.model to load one)")
     with executing(cfg):
         reader = data_sel.build()
-        raw = reader.read().select_labels(cfg.labels).drop_unlabelled("training set")
+        raw = labelled_training_set(reader.read().select_labels(cfg.labels))
         write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train", force=forced())
         held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
         if held.any():
