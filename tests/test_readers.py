@@ -324,6 +324,14 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
             with pytest.raises(DataError, match=match):
                 r = reader(name, **cols)
                 r.read() if how == "read" else list(r.iter_chunks(200))
+    # spectra without a finite rv are warned about (they are fitted unshifted), naming them
+    rv = np.zeros(n)
+    rv[[5, 9]] = np.nan
+    import logging
+    from unittest import mock
+    with mock.patch.object(logging.getLogger("slamfw_plugins.readers.table"), "warning") as warned:
+        reader("rvnan.npz", rv=rv).read()
+    assert any("2 spectra have no finite rv (s5, s9)" in (c.args[0] % c.args[1:]) for c in warned.call_args_list)
     # a per-band S/N (N, k) is left out, with a warning; a single spectrum's scalar rv is its rv
     per_band = reader("band.npz", snr=np.ones((n, 2))).read()
     assert "snr" not in per_band.meta

@@ -425,6 +425,11 @@ class TableReader(Reader):
         one_d = {k: np.asarray(v) for k, v in cols.items()
                  if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
+        if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
+            unknown = ~np.isfinite(meta["rv"])
+            log.warning("table: %r: %d spectra have no finite rv (%s%s); they are fitted without the shift to the "
+                        "rest frame (rv = 0), and their labels are only as good as that", self.path,
+                        int(unknown.sum()), ", ".join(ids[unknown][:5]), ", ..." if unknown.sum() > 5 else "")
         declared = self.labels
         if declared is None and "LABELS" in file_meta:
             declared = [x for x in str(file_meta["LABELS"]).split(",") if x]
