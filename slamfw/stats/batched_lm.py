@@ -88,7 +88,7 @@ import numpy as np
 from ..components.emulator import check_jacobian_precision
 from ..components.prior import LeastSquaresForm
 from .device import to_numpy
-from .minpack_steps import _solve, held_terms, minpack_steps
+from .minpack_steps import _solve, free_gradient, held_terms, minpack_steps
 
 #: Damping: starting value and the bound beyond which a row gives up. lambda multiplies D, the
 #: diagonal of J^T J, so both have no units: 1e-3 starts close to a Gauss-Newton step. (Until
@@ -298,7 +298,7 @@ def batched_lm(emulator: Any, flux: np.ndarray, weights: np.ndarray, starts: np.
     done = xp.zeros(n_rows, bool)
     converged = xp.zeros(n_rows, bool)
     # a start that already sits at a stationary point (of the labels not held on the box)
-    flat = xp.max(xp.abs(held_terms(z, grad, jtj, lo + pad, hi - pad, xp)[1]), axis=1) <= gtol
+    flat = xp.max(xp.abs(free_gradient(z, grad, lo + pad, hi - pad, xp)), axis=1) <= gtol
     done[flat], converged[flat] = True, True
     eye = xp.eye(n_lab)
     sec = xp.zeros((n_rows, n_lab, n_lab))      # secant estimate of the Hessian's second-order part

@@ -195,6 +195,13 @@ def _held(z: Any, g: Any, lo: Any, hi: Any) -> Any:
     return ((z <= lo) & (g > 0.0)) | ((z >= hi) & (g < 0.0))
 
 
+def free_gradient(z: Any, g: Any, lo: Any, hi: Any, xp: Any = np) -> Any:
+    """The gradient g (m, L) at z (m, L) with the labels :func:`_held` on a side of the box lo, hi
+    (m, L) set to 0: what a gradient test looks at (:func:`held_terms` gives it with the step's
+    matrix)."""
+    return xp.where(_held(z, g, lo, hi), 0.0, g)
+
+
 def held_terms(z: Any, g: Any, a: Any, lo: Any, hi: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     """``(held, g, a)`` for rows at z (m, L) in the box lo, hi (m, L), of gradient g (m, L) and
     J^T J (or its secant-corrected form) a (m, L, L): the labels :func:`_held` on a side of the
@@ -261,7 +268,7 @@ def minpack_steps(evaluate: Callable[..., tuple[Any, Any, Any]], z: Any, cost: A
             xn = xp.linalg.norm(diag[o] * z[o], axis=1)
             xnorm[o] = xp.where(f1, xn, xnorm[o])
             delta[o] = xp.where(f1, xp.where(xn == 0.0, FACTOR, FACTOR * xn), delta[o])
-            g_free = xp.where(_held(z[o], grad[o], lo[o] + pad[o], hi[o] - pad[o]), 0.0, grad[o])
+            g_free = free_gradient(z[o], grad[o], lo[o] + pad[o], hi[o] - pad[o], xp)
             with np.errstate(divide="ignore", invalid="ignore"):
                 cosine = xp.where(acn > 0.0, xp.abs(g_free) / (fn[:, None] * xp.where(acn > 0.0, acn, 1.0)), 0.0)
             gn = xp.where(fn > 0.0, xp.max(cosine, axis=1), 0.0)
