@@ -40,6 +40,7 @@ from .workflows.infer import (
     infer_chunked, model_inferer, model_labels_only, model_prior, predict as _predict, prepare_for_model,
 )
 from .workflows.outdir import check_catalog_output
+from .workflows.reuse import short_repr
 from .workflows.run import RunResult, run_experiment, run_train
 from .workflows.train import TrainResult, train as _train
 
@@ -104,8 +105,7 @@ def load_model(path: str | os.PathLike) -> SlamfwModel:
 
 def _kind(value: Any) -> str:
     """``value``'s type and a short repr, for an error message."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{type(value).__name__} {short_repr(value, 60)}"
 
 
 def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os.PathLike | None = None, *,

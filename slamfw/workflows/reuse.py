@@ -63,10 +63,11 @@ def _differences(key: str, have: Any, want: Any, out: list[str]) -> None:
             else:
                 _differences(f"{key}.{k}", have[k], want[k], out)
         return
-    out.append(f"{key}: the model has {_short(have)}, the config asks for {_short(want)}")
+    out.append(f"{key}: the model has {short_repr(have)}, the config asks for {short_repr(want)}")
 
 
-def _short(value: Any, n: int = 120) -> str:
+def short_repr(value: Any, n: int = 120) -> str:
+    """``repr(value)``, cut to ``n`` characters (ending in "...") for an error message."""
     text = repr(value)
     return text if len(text) <= n else text[:n - 3] + "..."
 
