@@ -344,16 +344,15 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         for name in ("intercept_", "gamma_", "C_", "mse_", "md_", "n_support_"):
             if getattr(self, name).shape != (p,):
                 raise DataError(f"slam: {name.rstrip('_')} {getattr(self, name).shape} needs one value per pixel ({p})")
-        for name, bad in (("gamma_", ~(np.isfinite(self.gamma_) & (self.gamma_ > 0))),
-                          ("C_", ~(np.isfinite(self.C_) & (self.C_ > 0))),
-                          ("intercept_", ~np.isfinite(self.intercept_)),
-                          ("dual_coef_", ~np.all(np.isfinite(self.dual_coef_), axis=1)),
-                          ("X_train_", ~np.all(np.isfinite(self.X_train_), axis=1))):
-            if np.any(bad):
-                j = int(np.flatnonzero(bad)[0])
-                what = "training star" if name == "X_train_" else "pixel"
-                raise DataError(f"slam: {name.rstrip('_')} is not finite{'' if name[0] in 'dXi' else ' and positive'} "
-                                f"at {what} {j} ({int(bad.sum())} such)")
+        for name, ok, rule, where in (
+                ("gamma", np.isfinite(self.gamma_) & (self.gamma_ > 0), "finite and positive", "pixel"),
+                ("C", np.isfinite(self.C_) & (self.C_ > 0), "finite and positive", "pixel"),
+                ("intercept", np.isfinite(self.intercept_), "finite", "pixel"),
+                ("dual_coef", np.all(np.isfinite(self.dual_coef_), axis=1), "finite", "pixel"),
+                ("X_train", np.all(np.isfinite(self.X_train_), axis=1), "finite", "training star")):
+            if not np.all(ok):
+                j = int(np.flatnonzero(~ok)[0])
+                raise DataError(f"slam: {name} is not {rule} at {where} {j} ({int(np.sum(~ok))} such)")
         n_c = len(self.C)
         grid_mse = self.cv_mse_grid_.reshape(p, -1)
         gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])
