@@ -408,20 +408,21 @@ class TableReader(Reader):
         ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
         if ids.shape != (n,):
             raise DataError(f"table: {self.path!r}: {ids.size} star ids in {ids_key!r} for {n} spectra")
-        for k in KNOWN_META:               # one spectrum's scalar: its one value
-            if k in cols and n == 1 and np.shape(cols[k]) == ():
-                cols[k] = np.reshape(cols[k], (1,))
         # a column of another length is misaligned; an rv of another shape would leave the spectra
         # unshifted (silently wrong labels); an (N, k) S/N or position (one per band) is left out
-        wrong = {k: np.shape(cols[k]) for k in KNOWN_META if k in cols and np.shape(cols[k]) != (n,)
-                 and (k == "rv" or np.shape(cols[k])[:1] != (n,))}
+        wrong, left_out = {}, {}
+        for k in (k for k in KNOWN_META if k in cols):
+            if n == 1 and np.shape(cols[k]) == ():       # one spectrum's scalar: its one value
+                cols[k] = np.reshape(cols[k], (1,))
+            shape = np.shape(cols[k])
+            if shape != (n,):
+                (wrong if k == "rv" or shape[:1] != (n,) else left_out)[k] = shape
         if wrong:
             shapes = ", ".join(f"{k!r} of shape {v}" for k, v in wrong.items())
             raise DataError(f"table: {self.path!r}: column(s) {shapes}; each must hold one value per spectrum, ({n},)")
-        for k in KNOWN_META:
-            if k in cols and np.shape(cols[k]) != (n,):
-                log.warning("table: %r: column %r has shape %s, not one value per spectrum (%d,): not used as the "
-                            "spectra's %s", self.path, k, np.shape(cols[k]), n, k)
+        for k, shape in left_out.items():
+            log.warning("table: %r: column %r has shape %s, not one value per spectrum (%d,): not used as the "
+                        "spectra's %s", self.path, k, shape, n, k)
         one_d = {k: np.asarray(v) for k, v in cols.items()
                  if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
