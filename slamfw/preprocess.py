@@ -46,11 +46,11 @@ def make_grid(cfg: PreprocessConfig, wave: np.ndarray) -> np.ndarray:
         wave = wave[0]
     lo = cfg.wave_min if cfg.wave_min is not None else float(wave[0])
     hi = cfg.wave_max if cfg.wave_max is not None else float(wave[-1])
+    inside = wave[(wave >= lo) & (wave <= hi)]
     if cfg.wave_step is None:
-        grid = wave[(wave >= lo) & (wave <= hi)]
+        grid = inside
     else:
         n = int(np.floor((hi - lo) / cfg.wave_step + 1e-9)) + 1
-        inside = wave[(wave >= lo) & (wave <= hi)]
         native = float(np.median(np.diff(inside))) if inside.size > 1 else 0.0   # (0: no data there, said below)
         if n > MAX_GRID_PIXELS or cfg.wave_step * MAX_OVERSAMPLING < native:
             apart = f", where the data's pixels are {native:.3g} A apart" if native else ""
