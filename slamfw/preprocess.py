@@ -185,8 +185,9 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
     "vacuum"; "" keeps the spectra's) is the medium of ``grid``: spectra that declare the other
     one are converted first. Blocks of stars run on the executor in use. Returns a new
     :class:`SpectralSet` on the grid with normalised flux and ivar, the mask folded into ivar
-    (bad pixels: ivar 0, mask False), ``meta['n_bad_pixels']`` and ``meta['grid_coverage']``
-    (:func:`grid_coverage`); when no star is usable, an error, or None with ``allow_empty``.
+    (bad pixels: ivar 0, mask False), ``meta['n_bad_pixels']``, ``meta['grid_coverage']``
+    (:func:`grid_coverage`) and ``meta['rv_unknown']`` (:func:`rest_frame_rv`); when no star is
+    usable, an error, or None with ``allow_empty``.
     """
     if ss.n_stars == 0:
         if allow_empty:
@@ -198,8 +199,7 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
     grid = make_grid(cfg, wave) if grid is None else np.asarray(grid, float)
     check_overlap(wave, grid, what)
     ivar = ss.weight_ivar
-    rv = ss.meta_column("rv", 0.0) if cfg.rv_correct else np.zeros(ss.n_stars)
-    rv = np.where(np.isfinite(rv), rv, 0.0)
+    rv, rv_unknown = rest_frame_rv(ss, cfg)
     per_star = wave.ndim == 2
     # normalise on each star's own pixels, restricted to a margin around the grid (observed
     # frame): the same window whether a star comes alone or with others on other grids
@@ -216,15 +216,33 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
     out_flux = np.concatenate([b[0] for b in blocks])
     out_ivar = np.concatenate([b[1] for b in blocks])
     coverage = grid_coverage(wave, ivar, rv, grid)
-    return _drop_bad_stars(ss, grid, out_flux, out_ivar, cfg, what, allow_empty, coverage, medium or ss.medium)
+    return _drop_bad_stars(ss, grid, out_flux, out_ivar, cfg, what, allow_empty, medium or ss.medium,
+                           {"grid_coverage": coverage, "rv_unknown": rv_unknown})
+
+
+def rest_frame_rv(ss: SpectralSet, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(rv, unknown), both (N,): the shift (km/s) that pre-processing removes from each star of
+    ``ss``, and whether the star's rv is unknown: ``preprocess.rv_correct`` is on and the reader
+    gives an ``rv`` column, but this star's value is not finite (e.g. a LAMOST spectrum whose
+    redshift failed). An unknown rv is taken as 0 (the spectrum stays in its observed frame); such
+    a star gets ``flag_rv`` in the catalogue, and is left out of a training set
+    (:func:`slamfw.workflows.train.prepare_training`). Without rv_correct, or without an ``rv``
+    column, every shift is 0 and none is unknown."""
+    if not cfg.rv_correct:
+        return np.zeros(ss.n_stars), np.zeros(ss.n_stars, bool)
+    rv = ss.meta_column("rv", 0.0)
+    unknown = ~np.isfinite(rv)
+    return np.where(unknown, 0.0, rv), unknown
 
 
 def _drop_bad_stars(ss: SpectralSet, grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray, cfg: PreprocessConfig,
-                    what: str, allow_empty: bool, coverage: np.ndarray, medium: str) -> SpectralSet | None:
+                    what: str, allow_empty: bool, medium: str, per_star: dict[str, np.ndarray]) -> SpectralSet | None:
+    """The prepared set, with ``per_star`` (N,) arrays and ``n_bad_pixels`` added to its metadata,
+    less the stars with more than ``max_bad_pixels`` bad pixels."""
     n_bad = (ivar <= 0).sum(axis=1)
     meta = dict(ss.meta)
     meta["n_bad_pixels"] = n_bad
-    meta["grid_coverage"] = coverage
+    meta.update(per_star)
     prepared = SpectralSet(wave=grid, flux=flux, ivar=ivar, ids=ss.ids, mask=ivar > 0,
                            labels=ss.labels, label_names=ss.label_names, label_units=ss.label_units,
                            meta=meta, source=ss.source, medium=medium)

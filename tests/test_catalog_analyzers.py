@@ -25,8 +25,8 @@ def test_catalog_columns_and_formats(tmp_path):
     t = make_catalog([f"s{i}" for i in range(6)], res, ["K", "dex"], snr=np.arange(6.0), true_labels=res.labels * 0,
                      ra=np.arange(6.0), dec=-np.arange(6.0))
     expected = ["id", "ra", "dec", "Teff", "Teff_err", "Teff_err_formal", "logg", "logg_err", "logg_err_formal",
-                "converged", "flag_extrapolated", "flag_bound", "flag_chi2", "flag_chi2_train", "flag_coverage", "rmse",
-                "chi2", "snr", "snr_spec", "grid_coverage",
+                "converged", "flag_extrapolated", "flag_bound", "flag_chi2", "flag_chi2_train", "flag_coverage",
+                "flag_rv", "rmse", "chi2", "snr", "snr_spec", "grid_coverage",
                 "acceptance", "Teff_p16", "logg_p16", "Teff_init", "logg_init", "Teff_true", "logg_true",
                 "label_distance"]
     assert t.colnames == expected

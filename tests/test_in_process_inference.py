@@ -173,7 +173,8 @@ class _Recording:
 
 def _prepared(model, sizes, seed=4):
     """Prepared chunks of ``sizes`` stars (None: a chunk already done; "none kept": one whose stars
-    preparation all dropped, as :func:`slamfw.workflows.infer._prepare_chunk` gives it)."""
+    preparation all dropped, as :func:`slamfw.workflows.infer._prepare_chunk` gives it); every
+    seventh star's rv unknown."""
     raw = registry.create("reader", "mock", {"n_stars": sum(s for s in sizes if isinstance(s, int)), "seed": seed,
                                              "n_pixels": 150, "continuum": False}).read()
     data = infer.prepare_for_model(infer.model_labels_only(raw, model), model)
@@ -187,7 +188,8 @@ def _prepared(model, sizes, seed=4):
             continue
         rows = slice(start, start + n)
         out.append({"flux": data.flux[rows], "ivar": data.weight_ivar[rows], "ids": np.asarray(data.ids[rows], str),
-                    "coverage": data.meta_column("grid_coverage", 1.0)[rows]})
+                    "coverage": data.meta_column("grid_coverage", 1.0)[rows],
+                    "rv_unknown": np.arange(rows.start, rows.stop) % 7 == 3})
         start += n
     return out
 
@@ -211,8 +213,10 @@ def test_chunks_are_joined_into_calls_of_at_most_stars_per_call(fast_model):
     for prep, res in out:
         if res is None:
             continue
-        alone = infer.label_spectra(model, inferer, None, prep["flux"], prep["ivar"], prep["ids"], prep["coverage"])
+        alone = infer.label_spectra(model, inferer, None, prep["flux"], prep["ivar"], prep["ids"], prep["coverage"],
+                                    prep["rv_unknown"])
         assert np.all(np.abs(res.labels - alone.labels) <= 1e-9 * alone.errors)
+        np.testing.assert_array_equal(res.extra["flag_rv"], prep["rv_unknown"])      # each star's flag goes with it
         np.testing.assert_array_equal(res.converged, alone.converged)
         np.testing.assert_allclose(res.chi2, alone.chi2, rtol=1e-9)
 

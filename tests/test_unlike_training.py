@@ -111,3 +111,72 @@ def test_labels_outside_the_training_range_are_flagged(model_path, tmp_path, cap
     t, warned = _predict(model_path, tmp_path, capsys, "hot", teff="[8500.0,9500.0]")
     assert t["flag_extrapolated"].mean() > 0.5
     assert len(warned) == 1
+
+
+RV_CONFIG = """
+seed = 3
+labels = ["Teff", "logg", "FeH"]
+
+[data.train]
+reader = "table"
+
+[data.train.table]
+path = "{train}"
+
+[data.test]
+reader = "table"
+
+[data.test.table]
+path = "{test}"
+
+""" + CONFIG[CONFIG.index("[preprocess]"):]      # the model of CONFIG, from table files
+
+
+def _shifted_mock(path, n, seed, unknown):
+    """A table of ``n`` mock spectra Doppler-shifted by rv ~ N(0, 150 km/s), whose stars ``unknown``
+    have a NaN rv."""
+    ss = registry.create("reader", "mock", dict(n_stars=n, snr=150, n_pixels=400, wave_range=[4800.0, 5000.0],
+                                                continuum=False, teff=[5000.0, 7000.0], seed=seed,
+                                                rv_sigma=150.0)).read()
+    ss.meta["rv"] = np.where(np.isin(np.arange(n), unknown), np.nan, ss.meta["rv"])
+    write_spectra_table(ss, path)
+    return ss
+
+
+def test_unknown_rv_is_flagged_and_left_out_of_training(tmp_path, capsys):
+    """A star whose ``rv`` is NaN (a failed LAMOST redshift) is fitted unshifted: it gets ``flag_rv``
+    in the catalogue of ``run`` and of ``predict``, and no other star does; training leaves such
+    stars out, naming them; when no training star has an rv, an error names
+    ``preprocess.rv_correct``, and with that off every star trains (none flagged)."""
+    train = _shifted_mock(tmp_path / "train.fits", 80, 1, [4, 11])
+    test = _shifted_mock(tmp_path / "test.fits", 30, 9, [7, 9, 25])     # rv 283-356 km/s
+    cfg = tmp_path / "rv.toml"
+    cfg.write_text(RV_CONFIG.format(train=tmp_path / "train.fits", test=tmp_path / "test.fits", out=tmp_path / "out"))
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--executor", "serial"]) == 0
+    err = capsys.readouterr().err
+    assert "training set: leaving out 2 star(s) whose rv is not finite (mock04, mock11)" in err
+    model = SlamfwModel.load(tmp_path / "out" / "model.npz")
+    assert len(model.train_ids) == 78 and not {"mock04", "mock11"} & set(model.train_ids.tolist())
+    flagged = [7, 9, 25]
+    run_cat = Table.read(tmp_path / "out" / "catalog.ecsv")
+    assert run_cat.colnames.index("flag_rv") == run_cat.colnames.index("flag_coverage") + 1
+    np.testing.assert_array_equal(run_cat["flag_rv"], np.isin(np.arange(30), flagged))
+    # the flag is earned: unshifted, the flagged stars' spectra are fitted far worse than the others
+    teff_off = np.abs(run_cat["Teff"] - test.labels[:, 0])
+    assert np.median(teff_off[flagged]) > 5 * np.median(np.delete(teff_off, flagged))
+    # predict (streamed in chunks, on workers) flags the same stars
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), "--reader", "table", "--data",
+                 str(tmp_path / "test.fits"), "--chunk-size", "7", "--workers", "2",
+                 "-o", str(tmp_path / "pred.ecsv")]) == 0
+    np.testing.assert_array_equal(Table.read(tmp_path / "pred.ecsv")["flag_rv"], run_cat["flag_rv"])
+    # no training star with an rv: an error naming the key; with rv_correct off, all 80 train
+    train.meta["rv"] = np.full(80, np.nan)
+    write_spectra_table(train, tmp_path / "train.fits")
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--set", f"output.dir={tmp_path / 'none'}"]) == 2
+    assert "none of the 80 stars has a finite rv" in capsys.readouterr().err
+    off = ["--set", "preprocess.rv_correct=false"]
+    assert main(["run", str(cfg), *off, "--set", f"output.dir={tmp_path / 'off'}", "--executor", "serial"]) == 0
+    assert len(SlamfwModel.load(tmp_path / "off" / "model.npz").train_ids) == 80
+    assert not Table.read(tmp_path / "off" / "catalog.ecsv")["flag_rv"].any()

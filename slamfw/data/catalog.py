@@ -63,7 +63,7 @@ def make_catalog(ids: Sequence[str], result: LabelResult, label_units: Sequence[
     ``<label>_err`` (the uncertainty to use: calibrated by the model's error model when it has
     one, else the formal error) and ``<label>_err_formal`` (sqrt of the covariance diagonal);
     ``converged``, the flags (``flag_extrapolated``, ``flag_bound``, ``flag_chi2``,
-    ``flag_chi2_train``, ``flag_coverage``), ``rmse``, ``chi2`` (reduced), ``snr`` (from the
+    ``flag_chi2_train``, ``flag_coverage``, ``flag_rv``), ``rmse``, ``chi2`` (reduced), ``snr`` (from the
     reader), ``snr_spec`` (measured on the prepared spectrum), ``grid_coverage`` (the fraction of
     the model's grid the spectrum covers); the inferer's own per-star quantities (e.g. the MCMC summaries); per label
     ``<label>_init`` (initial guess); and, when the input had labels, ``<label>_true`` and

@@ -11,7 +11,11 @@ Flags (each an (N,) bool column of the catalogue):
   spectrum is not like the training set (not normalised like it, another instrument, a
   peculiar star);
 - ``flag_coverage``: the star's good pixels span less than ``min_coverage`` of the model's grid
-  (``grid_coverage``, from pre-processing; ``preprocess.min_coverage``).
+  (``grid_coverage``, from pre-processing; ``preprocess.min_coverage``);
+- ``flag_rv``: the star's radial velocity is unknown (the reader's ``rv`` is not finite, e.g. a
+  failed LAMOST redshift) while ``preprocess.rv_correct`` is on: the spectrum was fitted in its
+  observed frame, unshifted, and its labels are only as good as that
+  (:func:`slamfw.preprocess.rest_frame_rv`).
 
 ``flagged_fraction`` counts the stars that carry any of these signs of a survey unlike the
 training set; :func:`warn_if_unlike_training` warns once when they are most of the stars.
@@ -41,17 +45,19 @@ CHI2_LOW = 1.0 / 3.0
 CHI2_TRAIN_FACTOR = 3.0
 #: Stars with less of the grid covered than this are flagged (``preprocess.min_coverage`` overrides).
 MIN_COVERAGE = 0.9
-FLAGS = ("flag_extrapolated", "flag_bound", "flag_chi2", "flag_chi2_train", "flag_coverage")
+FLAGS = ("flag_extrapolated", "flag_bound", "flag_chi2", "flag_chi2_train", "flag_coverage", "flag_rv")
 #: The flags that say a spectrum is unlike the training set.
 UNLIKE_TRAINING = ("flag_extrapolated", "flag_chi2", "flag_chi2_train", "flag_coverage")
 
 
 def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_labels: np.ndarray,
                 error_model: ErrorModel | None, coverage: np.ndarray | None = None,
-                train_chi2_p99: float | None = None, min_coverage: float = MIN_COVERAGE) -> LabelResult:
+                train_chi2_p99: float | None = None, min_coverage: float = MIN_COVERAGE,
+                rv_unknown: np.ndarray | None = None) -> LabelResult:
     """Add ``snr_spec`` (the spectrum's S/N, :func:`spectrum_snr`), ``grid_coverage``, the flags
     and, with an error model, ``errors_calibrated`` to ``result`` (of N stars with flux, ivar
-    (N, P); ``coverage`` (N,) the fraction of the grid each covers, None: all of it); returns it."""
+    (N, P); ``coverage`` (N,) the fraction of the grid each covers, None: all of it;
+    ``rv_unknown`` (N,) bool, the stars fitted unshifted for want of an rv, None: none); returns it."""
     lo, hi = train_labels.min(axis=0), train_labels.max(axis=0)
     labels = result.labels
     finite = np.all(np.isfinite(labels), axis=1)
@@ -66,6 +72,7 @@ def add_quality(result: LabelResult, flux: np.ndarray, ivar: np.ndarray, train_l
     cov = np.ones(result.n) if coverage is None else np.asarray(coverage, float)
     result.extra["grid_coverage"] = cov
     result.extra["flag_coverage"] = ~(cov >= min_coverage)
+    result.extra["flag_rv"] = np.zeros(result.n, bool) if rv_unknown is None else np.asarray(rv_unknown, bool)
     if error_model is not None:
         # beyond the training range the emulator is extrapolated, where cross-validation measured
         # nothing: the label is uncertain by at least its distance from the range's edge

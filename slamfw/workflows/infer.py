@@ -130,14 +130,16 @@ def call_infer(inferer: Inferer, model: SlamfwModel, flux: np.ndarray, ivar: np.
 
 
 def label_spectra(model: SlamfwModel, inferer: Inferer, prior: Prior | None, flux: np.ndarray, ivar: np.ndarray,
-                  ids: np.ndarray, coverage: np.ndarray | None = None) -> LabelResult:
+                  ids: np.ndarray, coverage: np.ndarray | None = None,
+                  rv_unknown: np.ndarray | None = None) -> LabelResult:
     """The inferer's labels for prepared spectra (N, P), with the S/N, quality flags and calibrated
     errors the pipeline adds (:func:`slamfw.stats.quality.add_quality`); ``coverage`` (N,) the
-    fraction of the grid each spectrum covers (pre-processing's ``grid_coverage``; None: all)."""
+    fraction of the grid each spectrum covers (pre-processing's ``grid_coverage``; None: all),
+    ``rv_unknown`` (N,) the stars without a known rv (pre-processing's ``rv_unknown``; None: none)."""
     result = call_infer(inferer, model, flux, ivar, prior, np.asarray(ids, dtype=str))
     min_cov = float(model.preprocess.get("min_coverage", MIN_COVERAGE))
     return add_quality(result, flux, ivar, np.asarray(model.train_labels, float), model.error_model, coverage,
-                       (model.train_chi2 or {}).get("p99"), min_cov)
+                       (model.train_chi2 or {}).get("p99"), min_cov, rv_unknown)
 
 
 def chunk_key(data: SpectralSet) -> str:
@@ -161,10 +163,10 @@ def result_problem(arrays: dict[str, np.ndarray], n: int, n_labels: int) -> str 
                   "errors_calibrated": (num, (n, n_labels))})
 
 
-def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, coverage: np.ndarray, model: SlamfwModel,
-                 inferer: Inferer, prior: Prior | None) -> dict[str, np.ndarray]:
+def _infer_chunk(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, coverage: np.ndarray, rv_unknown: np.ndarray,
+                 model: SlamfwModel, inferer: Inferer, prior: Prior | None) -> dict[str, np.ndarray]:
     """One chunk (n, P) -> the LabelResult's arrays."""
-    return label_spectra(model, inferer, prior, flux, ivar, ids, coverage).to_arrays()
+    return label_spectra(model, inferer, prior, flux, ivar, ids, coverage, rv_unknown).to_arrays()
 
 
 def check_chunk_size(chunk_size: Any) -> None:
@@ -193,7 +195,9 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
     todo = [k for k in range(len(spans)) if k not in parts]
     ivar = data.weight_ivar
     coverage = data.meta_column("grid_coverage", 1.0)
-    tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e], coverage[s:e]) for s, e in (spans[k] for k in todo)]
+    rv_unknown = data.meta_column("rv_unknown", 0.0).astype(bool)
+    tasks = [(data.flux[s:e], ivar[s:e], data.ids[s:e], coverage[s:e], rv_unknown[s:e])
+             for s, e in (spans[k] for k in todo)]
     executor = current_executor()
     per_call = in_process_batch(model, inferer, executor)
     if per_call is None:
@@ -201,7 +205,7 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
                              desc="inference", unit="spectra", total=sum(len(t[0]) for t in tasks),
                              weight=lambda t: len(t[0]))
     else:      # the chunks are prepared already: infer them here, several at a time
-        prepared = ({"flux": f, "ivar": w, "ids": i, "coverage": c} for f, w, i, c in tasks)
+        prepared = ({"flux": f, "ivar": w, "ids": i, "coverage": c, "rv_unknown": r} for f, w, i, c, r in tasks)
         done = (r.to_arrays() for _, r in infer_in_process(prepared, model, inferer, prior, per_call))
     for k, arrays in zip(todo, done):
         if store is not None:
@@ -217,7 +221,7 @@ def infer_chunked(model: SlamfwModel, inferer: Inferer, data: SpectralSet, chunk
 def _prepare_chunk(raw: SpectralSet | None, model: SlamfwModel,
                    normalizer: Normalizer | None) -> dict[str, np.ndarray] | None:
     """Prepare one raw chunk (with the model's ``normalizer``) for inference: ``flux``, ``ivar``
-    (n, P) and ``coverage`` (n,) of the stars that preparation kept, and the catalogue's other
+    (n, P), ``coverage`` and ``rv_unknown`` (n,) of the stars that preparation kept, and the catalogue's other
     columns: ``ids``, ``snr``, ``ra``/``dec`` and ``true_labels`` where known, and ``excluded`` (the
     ids that preparation dropped); only ``ids`` and ``excluded`` when it kept none. None for a chunk
     already done (``raw`` None)."""
@@ -230,6 +234,7 @@ def _prepare_chunk(raw: SpectralSet | None, model: SlamfwModel,
     if data is None:
         return {"ids": np.zeros(0, dtype=str), "excluded": excluded}
     prep = {"flux": data.flux, "ivar": data.weight_ivar, "coverage": data.meta_column("grid_coverage", 1.0),
+            "rv_unknown": data.meta_column("rv_unknown", 0.0).astype(bool),
             "ids": np.asarray(data.ids, dtype=str), "snr": data.meta_column("snr")}
     prep.update({k: np.asarray(data.meta[k], float) for k in ("ra", "dec") if k in data.meta})
     if data.labels is not None:
@@ -239,7 +244,7 @@ def _prepare_chunk(raw: SpectralSet | None, model: SlamfwModel,
 
 
 #: What :func:`_prepare_chunk` gives for inference only (the rest goes into the catalogue part).
-_INFER_INPUTS = ("flux", "ivar", "coverage")
+_INFER_INPUTS = ("flux", "ivar", "coverage", "rv_unknown")
 
 
 def _n_prepared(prep: dict[str, np.ndarray] | None) -> int:
@@ -264,7 +269,7 @@ def _predict_chunk(raw: SpectralSet | None, model: SlamfwModel, inferer: Inferer
     if prep is None or "flux" not in prep:
         return prep
     return _catalogue_part(prep, label_spectra(model, inferer, prior, prep["flux"], prep["ivar"], prep["ids"],
-                                               prep["coverage"]))
+                                               prep["coverage"], prep["rv_unknown"]))
 
 
 def in_process_batch(model: SlamfwModel, inferer: Inferer, executor: Executor) -> int | None:
@@ -284,7 +289,7 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
                      prior: Prior | None, per_call: int
                      ) -> Iterator[tuple[dict[str, np.ndarray] | None, LabelResult | None]]:
     """(prepared chunk, its labels) for each prepared chunk (``flux``, ``ivar`` (n, P), ``ids``,
-    ``coverage`` (n,); or None), in order: the labels are None for a None chunk or one without
+    ``coverage``, ``rv_unknown`` (n,); or None), in order: the labels are None for a None chunk or one without
     stars. Inferred in this process, serially (one process drives the inferer's device), with
     consecutive chunks joined into calls of at most ``per_call`` stars (a larger chunk alone); a
     call's chunks are yielded as soon as it is done, so that they can be saved."""
@@ -293,11 +298,12 @@ def infer_in_process(prepared: Iterable[dict[str, np.ndarray] | None], model: Sl
     def flush() -> Iterator[tuple[dict[str, np.ndarray] | None, LabelResult | None]]:
         with_stars = [p for p in pending if _n_prepared(p)]
         if with_stars:
-            joined = {k: np.concatenate([p[k] for p in with_stars]) for k in ("flux", "ivar", "coverage", "ids")}
+            joined = {k: np.concatenate([p[k] for p in with_stars])
+                      for k in ("flux", "ivar", "coverage", "rv_unknown", "ids")}
             try:
                 with using_executor(SerialExecutor()):
                     result = label_spectra(model, inferer, prior, joined["flux"], joined["ivar"], joined["ids"],
-                                           joined["coverage"])
+                                           joined["coverage"], joined["rv_unknown"])
             except DataError as exc:   # "star i" counts from the call's first star, not the chunk's
                 raise DataError(f"{exc} (in one call of {len(joined['ids'])} stars joining {len(with_stars)} "
                                 f"chunk(s), whose star 0 is {joined['ids'][0]!r})") from exc

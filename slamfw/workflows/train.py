@@ -23,7 +23,7 @@ from ..execution.store import ChunkStore
 from ..model import SlamfwModel
 from ..data.files import REJECTED_FILE, write_rejected
 from ..data.spectra import SpectralSet
-from ..preprocess import prepare
+from ..preprocess import prepare, rest_frame_rv
 from ..stats.likelihood import likelihood_weights, reduced_chi2
 from ..stats.standardize import Standardizer, pixel_namer
 from .calibrate import RawSource, fit_error_model
@@ -107,6 +107,23 @@ def labelled_training_set(raw: SpectralSet) -> SpectralSet:
     return raw.drop_unlabelled("training set")
 
 
+def unknown_rv_training_stars(raw: SpectralSet, cfg: ExperimentConfig) -> np.ndarray:
+    """(N,) bool: the training stars whose radial velocity is unknown
+    (:func:`slamfw.preprocess.rest_frame_rv`), which training leaves out with a warning naming
+    them: unshifted, their spectra would teach the emulator lines in the wrong place. An error,
+    naming ``preprocess.rv_correct``, when that is every star."""
+    _, unknown = rest_frame_rv(raw, cfg.preprocess)
+    if unknown.any():
+        n = int(unknown.sum())
+        if n == raw.n_stars:
+            raise DataError(f"training set: none of the {n} stars has a finite rv, so none can be shifted to the "
+                            f"rest frame; set preprocess.rv_correct = false if the spectra are at rest already")
+        ids = raw.ids[unknown]
+        log.warning("training set: leaving out %d star(s) whose rv is not finite (%s%s): they cannot be shifted to "
+                    "the rest frame", n, ", ".join(ids[:10]), ", ..." if n > 10 else "")
+    return unknown
+
+
 def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
     """Read the training data, hold back ``data.train.holdout`` of it, prepare the rest."""
     data_sel = selected(cfg, "data.train")
@@ -120,7 +137,7 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
                      int(held.sum()), raw.n_stars, cfg.data.train.holdout, cfg.seed)
-        raw_train = raw.subset(~held)
+        raw_train = raw.subset(~held & ~unknown_rv_training_stars(raw, cfg))
         trainset = prepare(raw_train, cfg.preprocess, make_normalizer(cfg), what="training set")
     check_pixels(trainset)
     return PreparedTraining(trainset, raw.ids[held], raw_train)

@@ -428,8 +428,8 @@ class TableReader(Reader):
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
         if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
             unknown = ~np.isfinite(meta["rv"])
-            log.warning("table: %r: %d spectra have no finite rv (%s%s); they are fitted without the shift to the "
-                        "rest frame (rv = 0), and their labels are only as good as that", self.path,
+            log.warning("table: %r: %d spectra have no finite rv (%s%s), so no shift to the rest frame: a training "
+                        "set leaves them out; a catalogue has them fitted unshifted (rv = 0), with flag_rv", self.path,
                         int(unknown.sum()), ", ".join(ids[unknown][:5]), ", ..." if unknown.sum() > 5 else "")
         declared = self.labels
         if declared is None and "LABELS" in file_meta:
