@@ -273,3 +273,45 @@ def test_core_keys_and_plugin_parameters_do_not_share_a_namespace(tmp_path):
         assert resolve_config(cfg)["emulator"] == {"name": "named", "named": sel.params}
     finally:
         registry.reset()
+
+
+@pytest.mark.parametrize("override, key", [("seed=true", "seed"), ("preprocess.wave_step=true", "preprocess.wave_step"),
+                                           ("preprocess.max_bad_pixels=false", "preprocess.max_bad_pixels"),
+                                           ("calibration.snr=[5, true]", "calibration.snr"),
+                                           ("data.train.holdout=true", "data.train.holdout"),
+                                           ("inferer.lm.n_starts=true", "inferer.lm.n_starts"),
+                                           ("emulator.slam.C=[1.0, true]", "emulator.slam.C")])
+def test_a_boolean_for_a_number_is_a_config_error(tmp_path, override, key):
+    """Found by a bad-input hunt: pydantic read ``n_starts = true`` as 1 and ``wave_step = true``
+    as a 1 A grid, silently."""
+    with pytest.raises(ConfigError, match=rf"{key}: expected (a number|numbers), got .*\bboolean"):
+        resolve_config(load_config(write(tmp_path, BASE), [override]))
+    # booleans where booleans belong still load
+    resolve_config(load_config(write(tmp_path, BASE), ["preprocess.rv_correct=false", "calibration.enabled=false"]))
+
+
+def test_every_shipped_components_numbers_refuse_booleans():
+    """Each numeric parameter of every registered component refuses ``true``, naming it; each
+    boolean parameter takes it."""
+    from pydantic import ValidationError
+
+    from slamfw import registry
+    from slamfw.components.base import _leaf_types
+    numeric = boolean = 0
+    for kind, comps in registry.all_components().items():
+        for name, reg in comps.items():
+            for field, info in reg.cls.Params.model_fields.items():
+                try:
+                    reg.cls.Params.model_validate({field: True})
+                    errors = []
+                except ValidationError as err:
+                    errors = [e["msg"] for e in err.errors() if e["loc"][:1] == (field,)]
+                leaves = _leaf_types(info.annotation)
+                refused = any("boolean" in m for m in errors)
+                if bool in leaves:
+                    boolean += 1
+                    assert not errors, (kind, name, field, errors)
+                elif leaves & {int, float}:
+                    numeric += 1
+                    assert refused, (kind, name, field, errors)
+    assert numeric >= 60 and boolean >= 10, (numeric, boolean)      # 86 and 13 when written

@@ -15,15 +15,69 @@ name (see :class:`ParamRole`)::
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from typing import Annotated, Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from ..errors import ConfigError
 
 
-class Params(BaseModel):
-    """Base for component parameter models: unknown keys are errors."""
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The types a value of ``annotation`` may hold, through ``Annotated``, unions, ``Literal``
+    (the types of its values) and containers (their item types)."""
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return {annotation}
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return {type(a) for a in args}
+    if origin is Annotated:
+        return _leaf_types(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_leaf_types(a) for a in args))
+    return set().union(*(_leaf_types(a) for a in args if a is not Ellipsis)) if args else {Any}
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return False
+
+
+def _wants_a_number(annotation: Any) -> bool:
+    """Whether ``annotation`` takes numbers and no booleans: pydantic would read ``true`` as 1
+    there. A field that takes anything, or a pydantic model (which checks its own fields), does not."""
+    leaves = _leaf_types(annotation)
+    if leaves & {bool, Any, object} or any(isinstance(t, type) and issubclass(t, BaseModel) for t in leaves):
+        return False
+    return bool(leaves & {int, float})
+
+
+class NumbersNotBooleans(BaseModel):
+    """A pydantic model whose numeric fields refuse ``true``/``false``: pydantic's lax mode reads
+    ``n_starts = true`` as 1 and ``wave_step = true`` as 1.0, silently; here it is an error
+    naming the key, "expected a number, got true/false"."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and _wants_a_number(field.annotation):
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number, got {str(value).lower()} (a boolean)")
+            raise ValueError(f"expected numbers, got a boolean (true/false) in {value!r}")
+        return value
+
+
+class Params(NumbersNotBooleans):
+    """Base for component parameter models: unknown keys are errors, and so are booleans given for
+    numbers."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 

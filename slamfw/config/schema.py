@@ -32,10 +32,11 @@ from typing import Any, Literal, Optional
 from pydantic import (BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, create_model, field_validator,
                       model_validator)
 
+from ..components.base import NumbersNotBooleans
 from ..components.kinds import KINDS
 
 
-class _Strict(BaseModel):
+class _Strict(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -101,7 +102,7 @@ class CalibrationConfig(_Strict):
         return sorted(v)
 
 
-class DataSection(BaseModel):
+class DataSection(NumbersNotBooleans):
     """``reader`` (the selected reader), core keys, and reader parameter tables per name."""
 
     model_config = ConfigDict(extra="allow")
