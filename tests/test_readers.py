@@ -319,7 +319,10 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                               ("empty.npz", {"flux": np.ones((0, p)), "ivar": np.ones((0, p)), "wave": np.ones((0, p)),
                                              "id": np.array([], str)}, "holds no spectra .flux has shape .0, 400.."),
                               ("nopix.npz", {"flux": np.ones((n, 0)), "ivar": np.ones((n, 0)), "wave": np.ones(0)},
-                               "holds no pixels")):
+                               "holds no pixels"),
+                              # a complex flux lost its imaginary part, with only numpy's ComplexWarning
+                              ("cx.npz", {"flux": flux * (1 + 0.1j)}, "flux holds complex128 values, not real numbers"),
+                              ("str.npz", {"ivar": np.ones((n, p)).astype(str)}, "ivar holds <U32 values")):
         for how in ("read", "iter_chunks"):
             with pytest.raises(DataError, match=match):
                 r = reader(name, **cols)

@@ -37,6 +37,21 @@ def test_unsorted_wavelengths():
         make(wave=np.array([4000, 4001, 4000.5, 4002, 4003.0]))
 
 
+def test_arrays_that_hold_no_real_numbers_are_named():
+    """Found by a bad-input hunt: a complex flux lost its imaginary part with only numpy's
+    ComplexWarning, and text read as numbers or failed deep inside numpy."""
+    cases = {"flux": (np.ones((3, 5)) * (1 + 0.5j), "flux in f.fits holds complex numbers"),
+             "ivar": (np.ones((3, 5)).astype(str), "ivar in f.fits holds text"),
+             "wave": (np.array(["a", "b", "c", "d", "e"]), "the wavelength array in f.fits holds text"),
+             "labels": (np.ones((3, 2)) * 1j, "the label array in f.fits holds complex numbers")}
+    for key, (value, words) in cases.items():
+        with pytest.raises(DataError, match=words):
+            make(source="f.fits", **{key: value})
+    # real numbers of any kind, and an object array of them, are read as floats
+    ss = make(flux=np.ones((3, 5), np.float32), ivar=np.ones((3, 5), int), labels=np.ones((3, 2), object))
+    assert ss.flux.dtype == ss.ivar.dtype == ss.labels.dtype == np.float64
+
+
 def test_shape_mismatch_and_duplicates():
     with pytest.raises(DataError, match="pixels"):
         make(flux=np.ones((3, 4)))

@@ -14,6 +14,23 @@ log = logging.getLogger(__name__)
 
 #: Per-star metadata columns that slamfw understands (others are carried along untouched).
 KNOWN_META = ("snr", "rv", "ra", "dec")
+
+
+def real_array(value: object, what: str, src: str = "") -> np.ndarray:
+    """``value`` as a float array (no copy when it is one), or a :class:`DataError` naming ``what``
+    when it holds no real numbers: numpy would drop a complex array's imaginary part with only a
+    warning, and read strings of digits as numbers."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "biuf":
+        return arr.astype(float, copy=False)
+    if arr.dtype.kind == "O":
+        try:
+            return arr.astype(float)
+        except (TypeError, ValueError):
+            pass
+    kind = {"c": "complex numbers", "U": "text", "S": "text", "M": "dates", "m": "time spans"}.get(arr.dtype.kind,
+                                                                                                   "values")
+    raise DataError(f"{what}{src} holds {kind} (dtype {arr.dtype}), not real numbers")
 #: Wavelength media a reader may declare ("" = unknown: never converted).
 MEDIA = ("", "air", "vacuum")
 
@@ -66,11 +83,11 @@ class SpectralSet:
     medium: str = ""
 
     def __post_init__(self) -> None:
-        self.wave = np.asarray(self.wave, dtype=float)
-        self.flux = np.atleast_2d(np.asarray(self.flux, dtype=float))
-        self.ivar = np.atleast_2d(np.asarray(self.ivar, dtype=float))
-        self.ids = np.asarray([str(i) for i in self.ids])
         src = f" in {self.source}" if self.source else ""
+        self.wave = real_array(self.wave, "the wavelength array", src)
+        self.flux = np.atleast_2d(real_array(self.flux, "flux", src))
+        self.ivar = np.atleast_2d(real_array(self.ivar, "ivar", src))
+        self.ids = np.asarray([str(i) for i in self.ids])
         if self.medium not in MEDIA:
             raise DataError(f"wavelength medium{src} must be one of {MEDIA}, got {self.medium!r}")
         n, p = self.flux.shape
@@ -129,7 +146,7 @@ class SpectralSet:
     def _check_labels(self, n: int, src: str) -> None:
         if self.labels is None:
             return
-        self.labels = np.atleast_2d(np.asarray(self.labels, dtype=float))
+        self.labels = np.atleast_2d(real_array(self.labels, "the label array", src))
         if self.labels.shape[0] != n:
             raise DataError(f"{self.labels.shape[0]} label rows{src} for {n} spectra")
         n_lab = self.labels.shape[1]

@@ -381,6 +381,10 @@ class TableReader(Reader):
         for key in ("wave", "flux", "ivar"):
             if key not in cols:
                 raise DataError(f"table: {self.path!r} has no {key!r} array/column (has {sorted(cols)})")
+        for key in ("wave", "flux", "ivar", "mask"):      # a complex flux would lose its imaginary part silently
+            if key in cols and np.dtype(cols[key].dtype).kind not in "biuf":
+                raise DataError(f"table: {self.path!r}: {key} holds {np.dtype(cols[key].dtype)} values, not real "
+                                "numbers")
         flux = cols["flux"]
         if flux.ndim not in (1, 2):
             raise DataError(f"table: {self.path!r}: flux has shape {flux.shape}; it must be (N, P)")
