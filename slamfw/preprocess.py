@@ -222,12 +222,12 @@ def prepare(ss: SpectralSet, cfg: PreprocessConfig, normalizer: Normalizer | Non
 
 def rest_frame_rv(ss: SpectralSet, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
     """(rv, unknown), both (N,): the shift (km/s) that pre-processing removes from each star of
-    ``ss``, and whether the star's rv is unknown: ``preprocess.rv_correct`` is on and the reader
-    gives an ``rv`` column, but this star's value is not finite (e.g. a LAMOST spectrum whose
-    redshift failed). An unknown rv is taken as 0 (the spectrum stays in its observed frame); such
-    a star gets ``flag_rv`` in the catalogue, and is left out of a training set
-    (:func:`slamfw.workflows.train.prepare_training`). Without rv_correct, or without an ``rv``
-    column, every shift is 0 and none is unknown."""
+    ``ss``, and whether the star's rv is unknown: ``preprocess.rv_correct`` is on and the star's
+    ``rv`` is not finite (e.g. a LAMOST spectrum whose redshift failed; a set stacked from readers
+    with and without rv has 0 where none was given, :meth:`SpectralSet.stack`). An unknown rv is
+    taken as 0 (the spectrum stays in its observed frame); such a star gets ``flag_rv`` in the
+    catalogue, and is left out of a training set (:func:`slamfw.workflows.train.prepare_training`).
+    Without rv_correct, or without an ``rv`` column, every shift is 0 and none is unknown."""
     if not cfg.rv_correct:
         return np.zeros(ss.n_stars), np.zeros(ss.n_stars, bool)
     rv = ss.meta_column("rv", 0.0)

@@ -199,6 +199,15 @@ def test_snr_degrade(tmp_path, run):
     assert "No inferer" in registry.create("analyzer", "snr-degrade").analyze(context(run, None, inferer=None)).notes[0]
     few = registry.create("analyzer", "snr-degrade", {"snr": [20.0], "max_stars": 10}).analyze(context(run, None))
     assert next(iter(few.tables.values()))["n"][0] <= 10 and "10 test stars" in " ".join(few.notes)
+    # stars without a known rv (fitted unshifted, flag_rv) are left out of the statistics, said in a note
+    unknown = test.subset(np.arange(30))
+    unknown.meta["rv_unknown"] = np.arange(30) < 12
+    part = registry.create("analyzer", "snr-degrade", {"snr": [40.0]}).analyze(context(run, None, test=unknown))
+    assert next(iter(part.tables.values()))["n"][0] <= 18
+    assert "12 test star(s) without a known rv" in " ".join(part.notes) and "18 test stars" in " ".join(part.notes)
+    unknown.meta["rv_unknown"] = np.ones(30, bool)
+    none = registry.create("analyzer", "snr-degrade", {"snr": [40.0]}).analyze(context(run, None, test=unknown))
+    assert not none.tables and "No test star has true labels and a known rv" in none.notes[-1]
     with pytest.raises(ConfigError):
         registry.create("analyzer", "snr-degrade", {"snr": [0.0, 10.0]})
 

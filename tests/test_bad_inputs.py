@@ -264,6 +264,24 @@ def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, ca
     assert "internal error: OSError" in capsys.readouterr().err
 
 
+def test_an_output_where_no_folder_can_be_made_is_an_error_not_a_bug(model_file, tmp_path, capsys):
+    """Found by a bad-input hunt: ``-o /proc/x.ecsv`` (a folder that refuses new folders, even to
+    root) ended in 'internal error: FileNotFoundError ... this is a bug' when the checkpoint folder
+    was made. Now an error naming the folder, exit status 2; likewise any place a job keeps pieces."""
+    from slamfw.errors import OutputError
+    from slamfw.execution.store import ChunkStore
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match="cannot create the folder .*a-file/sub.* for the finished pieces"):
+        ChunkStore(tmp_path / "a-file" / "sub")
+    if not Path("/proc/self").is_dir():
+        return          # no /proc on this system: the store's own check above stands for it
+    capsys.readouterr()
+    assert main(["predict", str(model_file), "--reader", "mock", "--reader-param", "n_stars=5", "-o",
+                 "/proc/slamfw-test.ecsv", "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert "slamfw: error:" in err and "/proc" in err and "internal" not in err
+
+
 def test_a_training_label_missing_on_every_star_is_named(tmp_path, capsys):
     """Found by a bad-input hunt: Teff NaN on every training star gave "training set: no spectra to
     prepare", the reason only in an INFO line."""

@@ -52,6 +52,21 @@ def test_arrays_that_hold_no_real_numbers_are_named():
     assert ss.flux.dtype == ss.ivar.dtype == ss.labels.dtype == np.float64
 
 
+def test_stacking_a_set_without_rv_gives_its_stars_rv_0_not_unknown():
+    """A reader without rv has spectra at rest (specutils' default radial_velocity of 0 gives no rv
+    column): stacked with a set that has one, its stars get rv 0, not NaN (unknown, ``flag_rv``)."""
+    from slamfw.config import PreprocessConfig
+    from slamfw.preprocess import rest_frame_rv
+    with_rv, without = make(meta={"rv": np.array([30.0, np.nan, 5.0]), "snr": np.ones(3)}), make(ids=["a", "b", "c"])
+    both = SpectralSet.stack([with_rv, without])
+    np.testing.assert_array_equal(both.meta["rv"], [30.0, np.nan, 5.0, 0.0, 0.0, 0.0])
+    assert np.isnan(both.meta["snr"][3:]).all()            # other columns: NaN where a set lacks them
+    rv, unknown = rest_frame_rv(both, PreprocessConfig())
+    np.testing.assert_array_equal(unknown, [False, True, False, False, False, False])
+    np.testing.assert_array_equal(rv, [30.0, 0.0, 5.0, 0.0, 0.0, 0.0])
+    assert not rest_frame_rv(both, PreprocessConfig(rv_correct=False))[1].any()
+
+
 def test_shape_mismatch_and_duplicates():
     with pytest.raises(DataError, match="pixels"):
         make(flux=np.ones((3, 4)))

@@ -180,3 +180,40 @@ def test_unknown_rv_is_flagged_and_left_out_of_training(tmp_path, capsys):
     assert main(["run", str(cfg), *off, "--set", f"output.dir={tmp_path / 'off'}", "--executor", "serial"]) == 0
     assert len(SlamfwModel.load(tmp_path / "off" / "model.npz").train_ids) == 80
     assert not Table.read(tmp_path / "off" / "catalog.ecsv")["flag_rv"].any()
+
+
+def test_unknown_rv_training_stars_are_counted_after_the_holdout(tmp_path, capsys):
+    """The warning names only the stars training leaves out (not the held-out ones, which go to the
+    test set); when every star left for training lacks an rv, the error names
+    ``preprocess.rv_correct`` even though held-out stars have one."""
+    from slamfw.workflows.train import holdout_mask
+    train = _shifted_mock(tmp_path / "train.fits", 80, 1, list(range(10)))
+    held = holdout_mask(train.ids, 0.5, 3)
+    assert 0 < held[:10].sum() < 10
+    cfg = tmp_path / "rv.toml"
+    cfg.write_text(RV_CONFIG.format(train=tmp_path / "train.fits", test=tmp_path / "train.fits", out=tmp_path / "a"))
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--set", "data.train.holdout=0.5"]) == 0
+    left_out = train.ids[:10][~held[:10]]
+    assert (f"leaving out {left_out.size} star(s) whose rv is not finite ({', '.join(left_out)}):"
+            in capsys.readouterr().err)
+    train.meta["rv"] = np.where(held, train.meta["rv"], np.nan)
+    write_spectra_table(train, tmp_path / "train.fits")
+    assert main(["train", str(cfg), "--set", "data.train.holdout=0.5", "--set", f"output.dir={tmp_path / 'b'}"]) == 2
+    assert f"none of the {(~held).sum()} stars has a finite rv" in capsys.readouterr().err
+
+
+def test_a_catalogue_part_without_a_flag_is_redone():
+    """A part (or chunk) saved before ``flag_rv`` existed is not reused with a column of False: the
+    check on loading asks for every flag."""
+    from slamfw.data.results import LabelResult
+    from slamfw.stats.quality import FLAGS
+    from slamfw.workflows.infer import result_problem
+    n = 4
+    res = LabelResult(labels=np.ones((n, 2)), cov=np.ones((n, 2, 2)), converged=np.ones(n, bool), rmse=np.ones(n),
+                      chi2=np.ones(n), init=np.ones((n, 2)), label_names=["a", "b"],
+                      extra={flag: np.zeros(n, bool) for flag in FLAGS})
+    arrays = res.to_arrays()
+    assert result_problem(arrays, n, 2) is None
+    del arrays["extra/flag_rv"]
+    assert result_problem(arrays, n, 2) == "no array 'extra/flag_rv'"

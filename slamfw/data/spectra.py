@@ -256,7 +256,8 @@ class SpectralSet:
         P the longest, shorter rows padded at the end with pixels of ivar 0, flux 0, mask False,
         whose wavelengths continue the row's last step. Labels must have the same names in every
         set that has them (stars of a set without labels get NaN); a metadata column missing from a set is NaN there (or ""
-        for text). The sets must declare the same wavelength medium.
+        for text), except ``rv``, which is 0 there: a reader that gives no rv has spectra at rest (a NaN
+        rv would mean an unknown one). The sets must declare the same wavelength medium.
         """
         sets = list(sets)
         if not sets:
@@ -302,7 +303,8 @@ class SpectralSet:
                     cols.append(np.asarray(s.meta[k]))
                 else:
                     text = any(np.asarray(o.meta[k]).dtype.kind in "USO" for o in sets if k in o.meta)
-                    cols.append(np.full(s.n_stars, "" if text else np.nan, dtype=object if text else float))
+                    fill = "" if text else 0.0 if k == "rv" else np.nan
+                    cols.append(np.full(s.n_stars, fill, dtype=object if text else float))
             meta[k] = np.concatenate(cols)
         return cls(wave=wave, flux=np.vstack([pad(s.flux, 0.0) for s in sets]),
                    ivar=np.vstack([pad(s.ivar, 0.0) for s in sets]),

@@ -19,6 +19,8 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
+from ..errors import OutputError
+
 log = logging.getLogger(__name__)
 
 
@@ -98,7 +100,11 @@ class ChunkStore:
     def __init__(self, folder: str | os.PathLike, prefix: str = "chunk") -> None:
         self.folder = Path(folder)
         self.prefix = prefix
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:      # e.g. under /proc or /sys, which refuse new folders even to root
+            raise OutputError(f"cannot create the folder {str(self.folder)!r} for the finished pieces of this job: "
+                              f"{err.strerror or err}; write the output elsewhere") from None
 
     def path(self, key: int | str) -> Path:
         """The file of piece ``key`` (an index, or a name such as a hash of what the piece holds)."""

@@ -17,8 +17,9 @@ Flags (each an (N,) bool column of the catalogue):
   observed frame, unshifted, and its labels are only as good as that
   (:func:`slamfw.preprocess.rest_frame_rv`).
 
-``flagged_fraction`` counts the stars that carry any of these signs of a survey unlike the
-training set; :func:`warn_if_unlike_training` warns once when they are most of the stars.
+``flagged_fraction`` counts the stars that carry any of the signs of a survey unlike the
+training set (``UNLIKE_TRAINING``: every flag but ``flag_bound`` and ``flag_rv``);
+:func:`warn_if_unlike_training` warns once when they are most of the stars.
 
 ``converged`` stays the inferer's: the kept solution met its tolerance (for ``lm``, the best of
 its starts).

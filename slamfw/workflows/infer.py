@@ -45,7 +45,7 @@ from ..execution.chunks import chunks
 from ..execution.store import ChunkStore, check_arrays
 from ..model import SlamfwModel
 from ..preprocess import prepare
-from ..stats.quality import MIN_COVERAGE, add_quality
+from ..stats.quality import FLAGS, MIN_COVERAGE, add_quality
 
 log = logging.getLogger(__name__)
 #: The checkpoint store's logger: a damaged part found on a worker is reported through it here.
@@ -154,11 +154,14 @@ def chunk_key(data: SpectralSet) -> str:
 
 def result_problem(arrays: dict[str, np.ndarray], n: int, n_labels: int) -> str | None:
     """What keeps ``arrays`` from being a :meth:`LabelResult.to_arrays` of ``n`` stars and
-    ``n_labels`` labels (None when nothing does): the check of a checkpoint piece on loading."""
+    ``n_labels`` labels (None when nothing does): the check of a checkpoint piece on loading. Every
+    quality flag must be there: a piece written before a flag existed is redone, not given a
+    column of False."""
     num = "biuf"
     return check_arrays(arrays, {
         "labels": (num, (n, n_labels)), "cov": (num, (n, n_labels, n_labels)), "converged": (num, (n,)),
-        "rmse": (num, (n,)), "chi2": (num, (n,)), "init": (num, (n, n_labels)), "label_names": ("U", (n_labels,))},
+        "rmse": (num, (n,)), "chi2": (num, (n,)), "init": (num, (n, n_labels)), "label_names": ("U", (n_labels,)),
+        **{f"extra/{flag}": ("b", (n,)) for flag in FLAGS}},
         optional={"nfev": (num, (n,)), "samples": (num, (n, None, n_labels)),
                   "errors_calibrated": (num, (n, n_labels))})
 

@@ -137,7 +137,8 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
                      int(held.sum()), raw.n_stars, cfg.data.train.holdout, cfg.seed)
-        raw_train = raw.subset(~held & ~unknown_rv_training_stars(raw, cfg))
+        raw_train = raw.subset(~held)
+        raw_train = raw_train.subset(~unknown_rv_training_stars(raw_train, cfg))
         trainset = prepare(raw_train, cfg.preprocess, make_normalizer(cfg), what="training set")
     check_pixels(trainset)
     return PreparedTraining(trainset, raw.ids[held], raw_train)

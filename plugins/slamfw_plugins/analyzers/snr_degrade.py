@@ -107,6 +107,12 @@ class SNRDegradeAnalyzer(Analyzer):
             report.notes.append("No inferer or model in the context: the degraded spectra cannot be inferred.")
             return report
         test = self._stars(ctx)
+        n_rv = int(ctx.test.meta_column("rv_unknown", 0.0).astype(bool).sum())
+        if n_rv:
+            report.notes.append(f"{n_rv} test star(s) without a known rv (flag_rv: fitted unshifted) are left out.")
+        if test.n_stars == 0:
+            report.notes.append("No test star has true labels and a known rv: nothing to compare.")
+            return report
         rows, calibrated = self._rows(ctx, test)
         table = Table(rows=rows, names=list(rows[0]))
         report.tables["bias, scatter and mean errors by S/N (degraded, inferred - true)"] = table
@@ -125,8 +131,10 @@ class SNRDegradeAnalyzer(Analyzer):
         return report
 
     def _stars(self, ctx: AnalysisContext) -> SpectralSet:
-        """The test stars with all true labels, at most ``max_stars`` of them (chosen by the seed)."""
-        keep = np.flatnonzero(np.all(np.isfinite(ctx.test.labels), axis=1))
+        """The test stars with all true labels and a known rv (one fitted unshifted, ``flag_rv``,
+        measures the missing shift, not the S/N), at most ``max_stars`` of them (chosen by the seed)."""
+        rv_known = ~ctx.test.meta_column("rv_unknown", 0.0).astype(bool)
+        keep = np.flatnonzero(np.all(np.isfinite(ctx.test.labels), axis=1) & rv_known)
         if self.max_stars is not None and keep.size > self.max_stars:
             keep = np.sort(np.random.default_rng(ctx.seed).choice(keep, self.max_stars, replace=False))
         return ctx.test.subset(keep)

@@ -492,8 +492,8 @@ class LamostReader(FileReader):
     ``bad_ormask`` (default True, the paper's §2.1 choice): a pixel with ORMASK != 0 is bad;
     False uses ANDMASK only. ``labels`` joins a LASP catalogue by OBSID (by default its ``obsid``,
     ``teff``, ``logg``, ``feh`` columns become Teff, logg, FeH; -9999 = missing). A failed redshift
-    (Z = -9999) gives ``z_flag`` True and no RV: the spectrum is not shifted, gets ``flag_rv`` in a
-    catalogue and is left out of a training set.
+    (Z = -9999) gives ``z_flag`` True and no RV: with ``preprocess.rv_correct`` on (the default),
+    the spectrum is fitted unshifted, with ``flag_rv`` in a catalogue, and left out of a training set.
     """
 
     patterns = ("spec-*.fits", "spec-*.fits.gz", "*.fits", "*.fits.gz")

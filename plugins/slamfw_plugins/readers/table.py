@@ -432,8 +432,9 @@ class TableReader(Reader):
         meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
         if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
             unknown = ~np.isfinite(meta["rv"])
-            log.warning("table: %r: %d spectra have no finite rv (%s%s), so no shift to the rest frame: a training "
-                        "set leaves them out; a catalogue has them fitted unshifted (rv = 0), with flag_rv", self.path,
+            log.warning("table: %r: %d spectra have no finite rv (%s%s), so no shift to the rest frame: with "
+                        "preprocess.rv_correct on (the default), a training set leaves them out, and a catalogue "
+                        "has them fitted unshifted, with flag_rv", self.path,
                         int(unknown.sum()), ", ".join(ids[unknown][:5]), ", ..." if unknown.sum() > 5 else "")
         declared = self.labels
         if declared is None and "LABELS" in file_meta:
