@@ -1,6 +1,8 @@
 """Executors: serial, local processes, Dask; results in order, shared arguments, progress, limits."""
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -704,3 +706,23 @@ def test_the_command_line_stops_the_idle_workers_it_started():
     local.stop_idle_workers()
     gone, alive = psutil.wait_procs(procs, timeout=30)
     assert len(procs) == 2 and not alive, alive
+
+
+def test_a_pool_with_a_task_no_worker_will_run_does_not_hang_the_exit():
+    """Seen once at the end of the test suite: pytest printed its summary, then hung for good in
+    loky's exit handler, which joined the manager thread of a pool whose worker list was empty
+    and which still held a pending task (that thread waits for the task's result, and nothing
+    will send it). The pools slamfw started are killed at the exit first (their pending tasks
+    failed, their threads ended). The pending task is made up here: a LocalExecutor run, then a
+    task entered in the pool's books that no worker was given."""
+    script = (
+        "import concurrent.futures, os\n"
+        "from joblib.externals.loky.process_executor import _WorkItem\n"
+        "from slamfw import LocalExecutor\n"
+        "from slamfw.execution import local\n"
+        "assert sorted(LocalExecutor(workers=2).map(abs, [(-1,), (-2,)], progress=False)) == [1, 2]\n"
+        "pool = local._POOLS[0]\n"
+        "pool._pending_work_items[10 ** 6] = _WorkItem(concurrent.futures.Future(), os.getpid, (), {})\n"
+        "print('done', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-2000:]

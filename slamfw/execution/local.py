@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import Field
@@ -310,6 +311,10 @@ _RUNS: list[Any] = []
 #: or replaced, which shuts the earlier one down).
 _POOLS: list[Any] = []
 
+#: Every pool this process started and still holds (weakly), for :func:`_stop_pools_at_exit`.
+_STARTED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_EXIT_HOOKED: list[bool] = []
+
 
 def _kill(pool: Any) -> None:
     """Shut loky's ``pool`` down now, its workers killed and its queued tasks failed.
@@ -335,6 +340,38 @@ def _kill(pool: Any) -> None:
         if item is not None and item.future.cancelled():
             pending.pop(work_id, None)
     pool.shutdown(wait=False, kill_workers=True)
+
+
+def _stop_pools_at_exit() -> None:
+    """At the interpreter's exit, before loky's own handler: kill the pools this process started
+    that no run is using. loky's handler wakes each pool's manager thread and joins it; a thread
+    whose pool still holds a task that no worker will run waits for its result for good, and the
+    process never exits (seen once at the end of the test suite: a pool without workers, pytest's
+    summary printed, then a hang). Killed, a pool fails such tasks and its thread ends; idle
+    workers would only have exited, as they do anyway."""
+    for pool in list(_STARTED):
+        if pool not in _RUNS:
+            _kill(pool)
+
+
+def _hook_exit() -> None:
+    """Register :func:`_stop_pools_at_exit` once, after loky's exit handler (registered when its
+    first pool takes its first task), so that it runs before it (they run in reverse order)."""
+    if _EXIT_HOOKED or not hasattr(threading, "_register_atexit"):
+        return
+    try:
+        threading._register_atexit(_stop_pools_at_exit)
+    except RuntimeError:         # the interpreter is shutting down already
+        return
+    _EXIT_HOOKED.append(True)
+
+
+def _submitted(future: Any) -> Any:
+    """``future``, just submitted to a pool (loky's exit handler is registered by now): hooks
+    :func:`_stop_pools_at_exit` to the interpreter's exit the first time."""
+    if not _EXIT_HOOKED:
+        _hook_exit()
+    return future
 
 
 def stop_idle_workers() -> None:
@@ -391,7 +428,7 @@ class LocalExecutor(Executor):
             return
         pool = self._pool()
         for _ in range(self.n_workers):
-            pool.submit(run_prepare, prepare)
+            _submitted(pool.submit(run_prepare, prepare))
 
     def _pool(self) -> Any:
         """loky's reusable process pool with this executor's workers (started or resized as needed;
@@ -407,6 +444,7 @@ class LocalExecutor(Executor):
         pool = get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, initializer=start_worker,
                                      initargs=(os.getpid(), allocator_tuned()), env=env)
         _POOLS[:] = [pool]
+        _STARTED.add(pool)
         return pool
 
     def _results(self, func: Callable[..., Any], tasks: Iterable[tuple], shared: dict[str, Any] | None, desc: str,
@@ -445,7 +483,9 @@ class LocalExecutor(Executor):
                     fut.cancel()
         _RUNS.append(pool)
         try:
-            yield from results_in_order(tasks, lambda task: pool.submit(_call_pickled, func, threads, task, pickled),
+            def submit(task: tuple) -> Any:
+                return _submitted(pool.submit(_call_pickled, func, threads, task, pickled))
+            yield from results_in_order(tasks, submit,
                                         lambda fut: fut.result(), ahead=ahead, bar=bar, weight=weight,
                                         abandon=abandon)
         finally:
