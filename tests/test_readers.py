@@ -322,7 +322,11 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                                "holds no pixels"),
                               # a complex flux lost its imaginary part, with only numpy's ComplexWarning
                               ("cx.npz", {"flux": flux * (1 + 0.1j)}, "flux holds complex128 values, not real numbers"),
-                              ("str.npz", {"ivar": np.ones((n, p)).astype(str)}, "ivar holds <U32 values")):
+                              ("str.npz", {"ivar": np.ones((n, p)).astype(str)}, "ivar holds <U32 values"),
+                              # and so were a complex label or rv column; a text label failed inside numpy
+                              ("cxrv.npz", {"rv": np.zeros(n) * 1j}, "column 'rv' holds complex128 values"),
+                              ("cxteff.npz", {"Teff": np.full(n, 5000 + 1j), "label_names": np.array(["Teff"])},
+                               "column 'Teff' holds complex128 values")):
         for how in ("read", "iter_chunks"):
             with pytest.raises(DataError, match=match):
                 r = reader(name, **cols)

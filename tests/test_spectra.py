@@ -47,6 +47,8 @@ def test_arrays_that_hold_no_real_numbers_are_named():
     for key, (value, words) in cases.items():
         with pytest.raises(DataError, match=words):
             make(source="f.fits", **{key: value})
+    with pytest.raises(DataError, match="flux in f.fits holds text or other objects"):      # digits as objects too
+        make(source="f.fits", flux=np.full((3, 5), "1.5", dtype=object))
     # real numbers of any kind, and an object array of them, are read as floats
     ss = make(flux=np.ones((3, 5), np.float32), ivar=np.ones((3, 5), int), labels=np.ones((3, 2), object))
     assert ss.flux.dtype == ss.ivar.dtype == ss.labels.dtype == np.float64

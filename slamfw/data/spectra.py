@@ -23,13 +23,13 @@ def real_array(value: object, what: str, src: str = "") -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind in "biuf":
         return arr.astype(float, copy=False)
-    if arr.dtype.kind == "O":
+    if arr.dtype.kind == "O" and not any(isinstance(x, (str, bytes)) for x in arr.flat):
         try:
             return arr.astype(float)
         except (TypeError, ValueError):
             pass
-    kind = {"c": "complex numbers", "U": "text", "S": "text", "M": "dates", "m": "time spans"}.get(arr.dtype.kind,
-                                                                                                   "values")
+    kind = {"c": "complex numbers", "U": "text", "S": "text", "O": "text or other objects", "M": "dates",
+            "m": "time spans"}.get(arr.dtype.kind, "values")
     raise DataError(f"{what}{src} holds {kind} (dtype {arr.dtype}), not real numbers")
 #: Wavelength media a reader may declare ("" = unknown: never converted).
 MEDIA = ("", "air", "vacuum")

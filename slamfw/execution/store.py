@@ -104,7 +104,7 @@ class ChunkStore:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:      # e.g. under /proc or /sys, which refuse new folders even to root
             raise OutputError(f"cannot create the folder {str(self.folder)!r} for the finished pieces of this job: "
-                              f"{err.strerror or err}; write the output elsewhere") from None
+                              f"{err.strerror or err}; choose a folder that can be written") from None
 
     def path(self, key: int | str) -> Path:
         """The file of piece ``key`` (an index, or a name such as a hash of what the piece holds)."""

@@ -429,7 +429,7 @@ class TableReader(Reader):
                         "spectra's %s", self.path, k, shape, n, k)
         one_d = {k: np.asarray(v) for k, v in cols.items()
                  if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
-        meta = {k: one_d[k].astype(float) for k in KNOWN_META if k in one_d}
+        meta = {k: _real_column(one_d[k], k, self.path) for k in KNOWN_META if k in one_d}
         if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
             unknown = ~np.isfinite(meta["rv"])
             log.warning("table: %r: %d spectra have no finite rv (%s%s), so no shift to the rest frame: with "
@@ -445,8 +445,8 @@ class TableReader(Reader):
                 raise DataError(f"table: {self.path!r} has no label column(s) {missing}")
             names = list(declared)
         else:
-            names = [k for k, v in one_d.items() if k not in meta and np.issubdtype(v.dtype, np.number)]
-        labels = np.column_stack([one_d[k].astype(float) for k in names]) if names else None
+            names = [k for k, v in one_d.items() if k not in meta and v.dtype.kind in "biuf"]
+        labels = np.column_stack([_real_column(one_d[k], k, self.path) for k in names]) if names else None
         keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
         unique, counts = np.unique(ids[keep], return_counts=True)
         if np.any(counts > 1):                          # checked here: iter_chunks checks no more than a piece
@@ -454,6 +454,15 @@ class TableReader(Reader):
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
+
+def _real_column(values: np.ndarray, name: str, path: str) -> np.ndarray:
+    """The (N,) column ``name`` as floats; a :class:`DataError` naming it when it holds no real
+    numbers (a complex column lost its imaginary part with only numpy's warning; text failed inside
+    numpy)."""
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"table: {path!r}: column {name!r} holds {values.dtype} values, not real numbers")
+    return values.astype(float)
+
 
 def _rows(path: str, cols: dict[str, np.ndarray | _FileRows], layout: dict[str, Any], rows: np.ndarray,
           at: np.ndarray | None = None) -> SpectralSet:
