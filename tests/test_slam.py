@@ -84,15 +84,18 @@ def test_grid_pruning_bound_by_hand(monkeypatch):
     monkeypatch.setattr(slam_mod, "_fit_predict", fake_fit_predict)
     built = []
 
-    def design(a, rows, cols):
+    def design(a, rows, cols, buffer):
         built.append((a, rows.size, cols.size))
+        buffers.append(buffer)
         return np.zeros((rows.size, cols.size))
+    buffers = []
 
     args = (np.zeros(m), np.ones(m, bool), design, [None], [1.0, 2.0, 3.0], 0.05, 1e-3, folds, -1)
     mse, md = slam_mod._cv_grid(*args, prune=True)
     pruned = mse.copy()
     assert calls == [1.0] * 3 + [2.0] * 3 + [3.0] * 2
     assert built == [(0, 20, 20), (0, 10, 20)] * 3        # each fold's kernel blocks built once, for every C
+    assert buffers == [(kind, f) for f in range(3) for kind in ("train", "test")]     # into buffers of its own
     np.testing.assert_allclose(mse[0, :2], [3.0 / m, 2.7 / m])
     assert np.isnan(mse[0, 2]) and np.isnan(md[0, 2])
     calls.clear()
@@ -103,9 +106,12 @@ def test_grid_pruning_bound_by_hand(monkeypatch):
     for keep_bytes, per_fit in ((14400, False), (14399, True)):
         calls.clear()
         built.clear()
+        buffers.clear()
         again = slam_mod._cv_grid(*args, prune=True, keep_bytes=keep_bytes)
         assert calls == [1.0] * 3 + [2.0] * 3 + [3.0] * 2
         assert built == [(0, 20, 20), (0, 10, 20)] * (8 if per_fit else 3)
+        if per_fit:             # one fold's pair at a time, in one pair of buffers
+            assert buffers == [("train", 0), ("test", 0)] * 8
         np.testing.assert_array_equal(again[0], pruned)
 
 
@@ -284,6 +290,9 @@ def test_numpy_kernel_block_gather_is_fancy_indexing(monkeypatch):
     K = rng.normal(size=(40, 40))
     rows, cols = np.sort(rng.choice(40, 25, replace=False)), rng.choice(40, 7, replace=False)
     np.testing.assert_array_equal(_svr_solver.submatrix(K, rows, cols), K[np.ix_(rows, cols)])
+    buf = np.full((25, 7), np.nan)
+    assert _svr_solver.submatrix(K, rows, cols, out=buf) is buf
+    np.testing.assert_array_equal(buf, K[np.ix_(rows, cols)])
 
 
 
@@ -294,7 +303,7 @@ def test_fold_blocks_over_the_memory_limit_are_built_for_each_fit_with_the_same_
     import slamfw_plugins.emulators.slam as slam_mod
     from slamfw import SerialExecutor, using_executor
     real, built = solver_mod.submatrix, []
-    monkeypatch.setattr(solver_mod, "submatrix", lambda *a: (built.append(1), real(*a))[1])
+    monkeypatch.setattr(solver_mod, "submatrix", lambda *a, **k: (built.append(1), real(*a, **k))[1])
     labels, flux, ivar = small_train.labels, small_train.flux[:, :12], small_train.ivar[:, :12]
     params = dict(C=[1.0, 10.0, 100.0], gamma=[0.1, 1.0], n_folds=3, prune_grid=False)
     with using_executor(SerialExecutor()):

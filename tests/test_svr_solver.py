@@ -162,3 +162,10 @@ def test_submatrix_equals_fancy_indexing_and_checks_its_indices():
                  (np.ones(30, bool), cols)):
         with pytest.raises(ValueError, match="submatrix"):
             _svr_solver.submatrix(K, r, c)
+    # into a buffer: written in place and returned; a buffer of another shape, dtype or order is refused
+    buf = np.full((17, 9), np.nan)
+    assert _svr_solver.submatrix(K, rows, cols, out=buf) is buf
+    np.testing.assert_array_equal(buf, K[np.ix_(rows, cols)])
+    for bad in (np.empty((9, 17)), np.empty((17, 9), np.float32), np.empty((9, 17)).T):
+        with pytest.raises(ValueError, match="submatrix: out must be"):
+            _svr_solver.submatrix(K, rows, cols, out=bad)

@@ -79,13 +79,33 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
 
 
 #: The most memory (bytes) the folds' kernel blocks of one pixel at one gamma may take to be kept
-#: for every C (32 M^2 bytes with 5 folds); above it (about 11,600 training stars with 5 folds)
-#: each is built again for each C, one fold's at a time. That saves memory at a price in time:
-#: at 6000 stars (1 GiB as the limit then), 34 % less memory (PSS of the process tree) and 33-43 %
-#: more training time (benchmarks/RESULTS.md), so it is kept for sizes where holding the blocks
-#: would not fit (9 GB per worker at the paper's 17,000 stars), which use the shared kernels only
-#: with ``max_kernel_stars`` raised above its default (8000).
-FOLD_BLOCKS_BYTES = 4 * 2 ** 30
+#: for every C (32 M^2 bytes with 5 folds); above it (about 4100 training stars with 5 folds) each
+#: is built again for each C, one fold's at a time, into the same pair of buffers. Measured with
+#: ``benchmarks/bench_train_memory.py``'s runs (5 pixels, 2 workers, models identical bit for bit):
+#: at 6000 stars, built for each C 95.2 and 95.5 s against kept 96.1 and 94.1 s, and 3.2 GB
+#: against 5.0 GB (PSS of the process tree); at 3000 stars, 27.0 and 26.4 s against 26.6 and
+#: 24.9 s, 1.18 GB against 1.62 GB; at 1000 stars, 3.7 s against 3.5-3.6 s. (Built into new arrays
+#: each time, as before the buffers, the blocks cost 8-11 % more time at 6000 stars: their fresh
+#: pages cost more than the copy, :func:`._svr_solver.submatrix`.)
+FOLD_BLOCKS_BYTES = 2 ** 29
+
+
+class _BlockBuffers:
+    """Float64 buffers that kernel blocks are built into, one per name, each as large as the
+    largest block asked of it so far: reused from block to block (and pixel to pixel) instead of
+    new arrays, whose fresh pages cost more than the copy (:func:`._svr_solver.submatrix`)."""
+
+    def __init__(self) -> None:
+        self._flat: dict[tuple, np.ndarray] = {}
+
+    def get(self, name: tuple, shape: tuple[int, int]) -> np.ndarray:
+        """A C-contiguous (rows, cols) view of buffer ``name``; its earlier contents are lost."""
+        size = shape[0] * shape[1]
+        flat = self._flat.get(name)
+        if flat is None or flat.size < size:
+            self._flat.pop(name, None)             # (freed before the larger one is made)
+            flat = self._flat[name] = np.empty(size)
+        return flat[:size].reshape(shape)
 
 
 def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[float], epsilon: float,
@@ -101,10 +121,11 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[f
     point and its CV MSE and MD are the same as without pruning. Points are visited in the
     grid's order.
 
-    The folds' kernel blocks (``design``) are built once per gamma, on first use, and serve every C
-    (at most k blocks of the pixel's good stars held at a time), when as float64 they take at most
-    ``keep_bytes``; otherwise each is built for each C and dropped after its fit (one fold's held at a
-    time). The results are the same either way.
+    The folds' kernel blocks (``design(a, rows, cols, name)``) are built once per gamma, on first
+    use, and serve every C (at most k blocks of the pixel's good stars held at a time, in the
+    buffers named by fold), when as float64 they take at most ``keep_bytes``; otherwise each is
+    built for each C (one fold's held at a time, in one pair of buffers). The results are the same
+    either way.
     """
     m = yj.size
     cv_mse = np.full((len(svr_gamma), len(Cs)), np.nan)
@@ -125,11 +146,12 @@ def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[f
                 tr_g, te_g = split[f]
                 pair = blocks.get(f)
                 if pair is None:
-                    pair = (design(a, tr_g, tr_g), design(a, te_g, tr_g))
+                    slot = f if keep else 0
+                    pair = (design(a, tr_g, tr_g, ("train", slot)), design(a, te_g, tr_g, ("test", slot)))
                     if keep:
                         blocks[f] = pair
                 pred[te_g] = _fit_predict(pair[0], yj[tr_g], pair[1], C, epsilon, tol, max_iter, svr_gamma[a], smo)
-                del pair                     # (unless kept) before the next fold's are built
+                del pair
                 if prune and f != scored[-1]:
                     r = pred[te_g] - yj[te_g]
                     sse += float(np.sum(r[np.isfinite(r)] ** 2))
@@ -166,9 +188,14 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
     smo = solver == "smo" and precomputed and _smo_module() is not None
     svr_gamma = [None] * n_g if precomputed else list(gammas)  # what LIBSVM is told, per grid gamma
 
-    def design(a: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """What SVR.fit/predict takes for these training rows against these support columns."""
-        return submatrix(kernels[a], rows, cols) if precomputed else X[rows]
+    buffers = _BlockBuffers()
+
+    def design(a: int, rows: np.ndarray, cols: np.ndarray, buffer: tuple) -> np.ndarray:
+        """What SVR.fit/predict takes for these training rows against these support columns (a
+        kernel block is built in the buffer named ``buffer``, overwriting what it held)."""
+        if not precomputed:
+            return X[rows]
+        return submatrix(kernels[a], rows, cols, out=buffers.get(buffer, (rows.size, cols.size)))
 
     out = {
         "cv_mse": np.full((p, n_g, n_c), np.nan), "cv_md": np.full((p, n_g, n_c), np.nan),
@@ -183,7 +210,7 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
         idx = np.flatnonzero(gj)
-        k_all = design(a, idx, idx)
+        k_all = design(a, idx, idx, ("train", 0))      # the CV's blocks are done with
         if smo:
             beta, intercept, _ = _smo_module().solve_svr(k_all, yj[idx], Cs[b], epsilon, tol, max_iter=max_iter)
             support = np.flatnonzero(beta)
