@@ -296,6 +296,63 @@ def test_numpy_kernel_block_gather_is_fancy_indexing(monkeypatch):
 
 
 
+@pytest.mark.parametrize("solver", ["libsvm", "smo"])
+def test_kept_rebuilt_and_mixed_fold_blocks_give_the_same_model(small_train, monkeypatch, solver):
+    """The folds' blocks in buffers shared by the pixels of a task: kept for every C, rebuilt for
+    each, or both in one task (pixels with bad stars have smaller blocks: under a limit that keeps
+    theirs and rebuilds the others'), the model is the same, every array bit for bit; between
+    pixels only the final fit's buffer is held."""
+    import slamfw_plugins.emulators._svr_solver as solver_mod
+    import slamfw_plugins.emulators.slam as slam_mod
+    from slamfw import SerialExecutor, using_executor
+    real, built = solver_mod.submatrix, []
+    monkeypatch.setattr(solver_mod, "submatrix", lambda *a, **k: (built.append(1), real(*a, **k))[1])
+    labels, flux, ivar = small_train.labels, small_train.flux[:, :8], small_train.ivar[:, :8].copy()
+    m = len(labels)
+    ivar[: m // 3, 1] = 0.0                     # pixels 1 and 5 with a third and half the stars bad
+    ivar[: m // 2, 5] = 0.0
+    held = []
+    real_keep_only = slam_mod._BlockBuffers.keep_only
+
+    def keep_only(self, name):
+        real_keep_only(self, name)
+        held.append(self.names())
+    monkeypatch.setattr(slam_mod._BlockBuffers, "keep_only", keep_only)
+    params = dict(C=[1.0, 10.0, 100.0], gamma=[0.1, 1.0], n_folds=3, solver=solver, pixels_per_task=8,
+                  prune_grid=False)
+    n_tr = (m - m // 3) * 2 // 3 + 1          # about the training rows of pixel 1's folds
+    fits, builds = {}, {}
+    with using_executor(SerialExecutor()):
+        for what, limit in (("kept", np.inf), ("rebuilt", 0), ("mixed", 8 * 3 * n_tr * (n_tr + n_tr // 2))):
+            monkeypatch.setattr(slam_mod, "FOLD_BLOCKS_BYTES", limit)
+            built.clear()
+            fits[what] = registry.create("emulator", "slam", params).fit(labels, flux, ivar)
+            builds[what] = len(built)
+    # per pixel 2 gammas x 3 folds x 2 blocks, once (kept) or for each of the 3 Cs, and the final fit's:
+    # in "mixed", pixels 1 and 5 keep theirs, the 6 others rebuild them
+    assert builds == {"kept": 8 * 13, "rebuilt": 8 * 37, "mixed": 2 * 13 + 6 * 37}, builds
+    for what in ("rebuilt", "mixed"):
+        for name in ("dual_coef_", "intercept_", "gamma_", "C_", "cv_mse_grid_", "cv_md_grid_", "mse_", "md_"):
+            np.testing.assert_array_equal(getattr(fits[what], name), getattr(fits["kept"], name),
+                                          err_msg=f"{what} {name}")
+    assert len(held) == 3 * 8 and all(names == [("train", 0)] for names in held), held
+
+
+def test_block_buffers_serve_again_grow_and_free():
+    from slamfw_plugins.emulators.slam import _BlockBuffers
+    buffers = _BlockBuffers()
+    first = buffers.get(("train", 0), (3, 4))
+    first[:] = 1.0
+    smaller = buffers.get(("train", 0), (2, 5))           # the same memory, a C-contiguous view
+    assert np.shares_memory(first, smaller) and smaller.shape == (2, 5) and smaller.flags.c_contiguous
+    larger = buffers.get(("train", 0), (5, 5))            # a new buffer; the old view stays usable
+    assert not np.shares_memory(first, larger) and np.all(first[2:] == 1.0)
+    buffers.get(("test", 1), (2, 2))
+    assert sorted(buffers.names()) == [("test", 1), ("train", 0)]
+    buffers.keep_only(("train", 0))
+    assert buffers.names() == [("train", 0)] and np.shares_memory(buffers.get(("train", 0), (5, 5)), larger)
+
+
 def test_fold_blocks_over_the_memory_limit_are_built_for_each_fit_with_the_same_model(small_train, monkeypatch):
     """slam's fit passes FOLD_BLOCKS_BYTES to the CV grid when the kernels are shared: with the
     limit at 0 bytes every fold's blocks are built for each C (more builds), the model the same."""

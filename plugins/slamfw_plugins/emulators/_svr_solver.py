@@ -654,8 +654,7 @@ def submatrix(K: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray
         raise ValueError(f"submatrix: out must be a C-contiguous float64 array of shape {shape}, got "
                          f"{out.dtype} {out.shape}")
     if not HAVE_NUMBA:
-        out[...] = K.take(index[0], axis=0).take(index[1], axis=1)
-        return out
+        return np.take(K.take(index[0], axis=0), index[1], axis=1, out=out)
     return _submatrix_jit(K, *index, out)
 
 

@@ -85,7 +85,7 @@ def _fit_predict(k_tr: np.ndarray, y: np.ndarray, k_te: np.ndarray, C: float, ep
 #: at 6000 stars, built for each C 95.2 and 95.5 s against kept 96.1 and 94.1 s, and 3.2 GB
 #: against 5.0 GB (PSS of the process tree); at 3000 stars, 27.0 and 26.4 s against 26.6 and
 #: 24.9 s, 1.18 GB against 1.62 GB; at 1000 stars, 3.7 s against 3.5-3.6 s. (Built into new arrays
-#: each time, as before the buffers, the blocks cost 8-11 % more time at 6000 stars: their fresh
+#: each time, as before the buffers, the blocks cost 6-11 % more time at 6000 stars: their fresh
 #: pages cost more than the copy, :func:`._svr_solver.submatrix`.)
 FOLD_BLOCKS_BYTES = 2 ** 29
 
@@ -106,6 +106,16 @@ class _BlockBuffers:
             self._flat.pop(name, None)             # (freed before the larger one is made)
             flat = self._flat[name] = np.empty(size)
         return flat[:size].reshape(shape)
+
+    def keep_only(self, name: tuple) -> None:
+        """Free every buffer but ``name``: between pixels, so that the memory held is never more
+        than new arrays would take (a pixel whose blocks were kept leaves k pairs of buffers that
+        a pixel whose blocks are rebuilt, or the final fit, does not use)."""
+        self._flat = {k: v for k, v in self._flat.items() if k == name}
+
+    def names(self) -> list[tuple]:
+        """The buffers held, by name."""
+        return list(self._flat)
 
 
 def _cv_grid(yj: np.ndarray, gj: np.ndarray, design, svr_gamma: list, Cs: list[float], epsilon: float,
@@ -210,7 +220,8 @@ def _fit_pixel_block(y: np.ndarray, good: np.ndarray, X: np.ndarray, kernels: li
         best = int(np.nanargmin(flat)) if np.isfinite(flat).any() else 0
         a, b = divmod(best, n_c)
         idx = np.flatnonzero(gj)
-        k_all = design(a, idx, idx, ("train", 0))      # the CV's blocks are done with
+        buffers.keep_only(("train", 0))                 # the CV's blocks are done with
+        k_all = design(a, idx, idx, ("train", 0))
         if smo:
             beta, intercept, _ = _smo_module().solve_svr(k_all, yj[idx], Cs[b], epsilon, tol, max_iter=max_iter)
             support = np.flatnonzero(beta)
