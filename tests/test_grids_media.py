@@ -29,7 +29,8 @@ def test_stack_keeps_each_grid_and_pads():
     np.testing.assert_array_equal(s.star_wave(1)[:150], b.wave)
     assert np.all(np.diff(s.star_wave(1)) > 0)                       # padding continues the grid
     assert not s.mask[1, 150:].any() and (s.ivar[1, 150:] == 0).all()
-    assert np.isnan(s.meta["rv"][1]) and s.meta["name"].tolist() == ["", "x"]
+    # a set without rv is at rest: 0 there (NaN would be an unknown rv, flag_rv); other columns "" or NaN
+    assert s.meta["rv"].tolist() == [10.0, 0.0] and s.meta["name"].tolist() == ["", "x"]
     assert s.medium == "vacuum"
     sub = s.subset([1])
     assert sub.wave.shape == (1, 201) and sub.ids.tolist() == ["b"]
