@@ -108,3 +108,5 @@ def test_predict_streams_many_files_on_worker_processes(lamost_dir, tmp_path):
     rejected = Table.read(tmp_path / "lamost-rejected.csv", format="ascii.csv")
     assert len(t) + sum(str(f).startswith("star ") for f in rejected["file"]) == 10     # every LRS star accounted for
     assert any("med-58625" in str(f) for f in rejected["file"])
+    # the file whose redshift failed (Z = -9999, sp11-177, OBSID 78911177) is fitted unshifted: flag_rv, alone
+    assert "78911177" in t["id"] and t["id"][t["flag_rv"]].tolist() == ["78911177"]
