@@ -382,9 +382,8 @@ class TableReader(Reader):
             if key not in cols:
                 raise DataError(f"table: {self.path!r} has no {key!r} array/column (has {sorted(cols)})")
         for key in ("wave", "flux", "ivar", "mask"):      # a complex flux would lose its imaginary part silently
-            if key in cols and np.dtype(cols[key].dtype).kind not in "biuf":
-                raise DataError(f"table: {self.path!r}: {key} holds {np.dtype(cols[key].dtype)} values, not real "
-                                "numbers")
+            if key in cols:
+                _check_real(cols[key].dtype, key, self.path)
         flux = cols["flux"]
         if flux.ndim not in (1, 2):
             raise DataError(f"table: {self.path!r}: flux has shape {flux.shape}; it must be (N, P)")
@@ -455,12 +454,16 @@ class TableReader(Reader):
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
 
+def _check_real(dtype: Any, what: str, path: str) -> None:
+    """A :class:`DataError` naming ``what`` when its ``dtype`` holds no real numbers (a complex
+    array lost its imaginary part with only numpy's warning; text failed inside numpy)."""
+    if np.dtype(dtype).kind not in "biuf":
+        raise DataError(f"table: {path!r}: {what} holds {np.dtype(dtype)} values, not real numbers")
+
+
 def _real_column(values: np.ndarray, name: str, path: str) -> np.ndarray:
-    """The (N,) column ``name`` as floats; a :class:`DataError` naming it when it holds no real
-    numbers (a complex column lost its imaginary part with only numpy's warning; text failed inside
-    numpy)."""
-    if values.dtype.kind not in "biuf":
-        raise DataError(f"table: {path!r}: column {name!r} holds {values.dtype} values, not real numbers")
+    """The (N,) column ``name`` as floats (:func:`_check_real`)."""
+    _check_real(values.dtype, f"column {name!r}", path)
     return values.astype(float)
 
 
