@@ -311,7 +311,7 @@ _RUNS: list[Any] = []
 #: or replaced, which shuts the earlier one down).
 _POOLS: list[Any] = []
 
-#: Every pool this process started and still holds (weakly), for :func:`_stop_pools_at_exit`.
+#: Every pool this process started and has not stopped (weakly), for :func:`stop_idle_workers`.
 _STARTED: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _EXIT_HOOKED: list[bool] = []
 
@@ -342,25 +342,30 @@ def _kill(pool: Any) -> None:
     pool.shutdown(wait=False, kill_workers=True)
 
 
-def _stop_pools_at_exit() -> None:
-    """At the interpreter's exit, before loky's own handler: kill the pools this process started
-    that no run is using. loky's handler wakes each pool's manager thread and joins it; a thread
-    whose pool still holds a task that no worker will run waits for its result for good, and the
-    process never exits (seen once at the end of the test suite: a pool without workers, pytest's
-    summary printed, then a hang). Killed, a pool fails such tasks and its thread ends; idle
-    workers would only have exited, as they do anyway."""
+def stop_idle_workers() -> None:
+    """Stop now the worker processes of the pools this process started that no run is using: at
+    the end of a command of the command line, and at the interpreter's exit, before loky's own
+    exit handler (:func:`_hook_exit`). They are killed rather than asked to exit, which each would
+    do by tearing down its interpreter (about 0.2 s at the end of every command), and which would
+    keep the calling process waiting at its exit. At the exit, loky's handler wakes each pool's
+    manager thread and joins it; a thread whose pool still holds a task that no worker will run
+    waits for its result for good, and the process never exits (seen once at the end of the test
+    suite: a pool without workers, pytest's summary printed, then a hang). Killed, a pool fails
+    such tasks and its thread ends."""
+    _POOLS[:] = [pool for pool in _POOLS if pool in _RUNS]
     for pool in list(_STARTED):
         if pool not in _RUNS:
+            _STARTED.discard(pool)
             _kill(pool)
 
 
 def _hook_exit() -> None:
-    """Register :func:`_stop_pools_at_exit` once, after loky's exit handler (registered when its
+    """Register :func:`stop_idle_workers` once, after loky's exit handler (registered when its
     first pool takes its first task), so that it runs before it (they run in reverse order)."""
     if _EXIT_HOOKED or not hasattr(threading, "_register_atexit"):
         return
     try:
-        threading._register_atexit(_stop_pools_at_exit)
+        threading._register_atexit(stop_idle_workers)
     except RuntimeError:         # the interpreter is shutting down already
         return
     _EXIT_HOOKED.append(True)
@@ -368,21 +373,10 @@ def _hook_exit() -> None:
 
 def _submitted(future: Any) -> Any:
     """``future``, just submitted to a pool (loky's exit handler is registered by now): hooks
-    :func:`_stop_pools_at_exit` to the interpreter's exit the first time."""
+    :func:`stop_idle_workers` to the interpreter's exit the first time."""
     if not _EXIT_HOOKED:
         _hook_exit()
     return future
-
-
-def stop_idle_workers() -> None:
-    """Stop now the worker processes of the pool this process started, when no run is using it
-    (the command line, when its command has ended): they are killed rather than asked to exit,
-    which each would do by tearing down its interpreter (about 0.2 s at the end of every command),
-    and which would keep the calling process waiting at its exit."""
-    if _RUNS:
-        return
-    while _POOLS:
-        _kill(_POOLS.pop())
 
 
 class LocalExecutor(Executor):
