@@ -2,9 +2,14 @@
 
 Every message names what is wrong and where: which star, which pixel, which config key.
 The CLI prints these as one paragraph and exits non-zero; anything else is a bug and
-shows a traceback with ``--verbose``.
+shows a traceback with ``--verbose``. :func:`name_some` and :func:`repeated` help a message name
+the stars (files, pixels) concerned.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
 
 
 class SlamfwError(Exception):
@@ -34,3 +39,20 @@ class PluginError(SlamfwError):
 
 class NotFittedError(SlamfwError, AttributeError):
     """A component was used before ``fit``."""
+
+
+def name_some(items: Sequence[object], k: int = 10) -> str:
+    """``items`` (a sequence or 1-d array: star ids, file names, pixels) as a message names them:
+    the first ``k`` joined by ", ", then ", ... (N in all)" when there are more, so that an error
+    or a warning says which stars are concerned without listing a million of them."""
+    n = len(items)
+    shown = ", ".join(str(x) for x in items[:k])
+    return shown if n <= k else f"{shown}, ... ({n} in all)"
+
+
+def repeated(values: Sequence[object] | np.ndarray) -> np.ndarray:
+    """The values that occur more than once in ``values`` (1-d), each once, sorted: the duplicate
+    star ids a message names. One sort, so that the check costs no more on a survey's millions of
+    ids than on a hundred."""
+    unique, counts = np.unique(np.asarray(values), return_counts=True)
+    return unique[counts > 1]

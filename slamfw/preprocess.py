@@ -20,7 +20,7 @@ from .components.normalizer import Normalizer
 from .config.schema import PreprocessConfig
 from .data.media import convert_medium
 from .data.spectra import SpectralSet
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, name_some
 from .execution.chunks import chunks
 
 log = logging.getLogger(__name__)
@@ -248,9 +248,9 @@ def _drop_bad_stars(ss: SpectralSet, grid: np.ndarray, flux: np.ndarray, ivar: n
                            meta=meta, source=ss.source, medium=medium)
     too_bad = n_bad > cfg.max_bad_pixels
     if too_bad.any():
-        ids = ", ".join(f"{i} ({n})" for i, n in zip(ss.ids[too_bad][:10], n_bad[too_bad][:10]))
-        log.info("%s: excluding %d star(s) with more than %d bad pixels on the grid: %s%s", what,
-                 int(too_bad.sum()), cfg.max_bad_pixels, ids, " ..." if too_bad.sum() > 10 else "")
+        ids = name_some([f"{i} ({n})" for i, n in zip(ss.ids[too_bad], n_bad[too_bad])])
+        log.info("%s: excluding %d star(s) with more than %d bad pixels on the grid: %s", what,
+                 int(too_bad.sum()), cfg.max_bad_pixels, ids)
         prepared = prepared.subset(~too_bad)
     if prepared.n_stars == 0:
         if allow_empty:

@@ -30,7 +30,8 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   worker's preparation, :meth:`Executor.prestart`); ``ChunkStore``, ``atomic_path``,
   ``save_npz`` (atomic writes and resumable pieces of work);
 - plugins: ``hookimpl``, ``PLUGIN_API``;
-- errors: ``SlamfwError`` and its kinds.
+- errors: ``SlamfwError`` and its kinds; ``name_some`` and ``repeated``, which help a message name
+  the stars concerned (plugin API 1.11).
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ from .components.file_reader import FileReader
 from .data.media import air_to_vacuum, vacuum_to_air
 from .data.results import LabelResult
 from .data.spectra import KNOWN_META, SpectralSet
-from .errors import ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError
+from .errors import (
+    ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError, name_some, repeated,
+)
 from .components.executor import (
     Executor, Progress, SerialExecutor, available_cores, collected, current_executor, import_modules, results_in_order,
     using_executor,
@@ -95,6 +98,7 @@ __all__ = [
     "hookimpl", "PLUGIN_API",
     # errors
     "SlamfwError", "ConfigError", "DataError", "ModelFileError", "OutputError", "PluginError", "NotFittedError",
+    "name_some", "repeated",
     # figures
     "WAVE_LABEL", "axis_label", "corner_figure", "flux_percentiles", "log_axis", "new_figure", "panel_grid",
     "plot_flux_percentiles", "precision_figure", "save_figure",

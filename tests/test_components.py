@@ -89,7 +89,7 @@ def test_slamfw_exports_exactly_the_sdk():
     assert set(slamfw.__all__) == set(sdk.__all__) | {"__version__"}
     for name in sdk.__all__:
         assert getattr(slamfw, name) is getattr(sdk, name)
-    assert slamfw.PLUGIN_API == (1, 10)
+    assert slamfw.PLUGIN_API == (1, 11)
 
 
 def _builtin_names() -> set[str]:

@@ -309,7 +309,7 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                               ("mask.npz", {"mask": np.ones((n + 3, p), bool)}, "mask has shape .603, 400."),
                               ("wave.npz", {"wave": np.ones((n, p - 1))}, "wave has shape .600, 399."),
                               ("ids.npz", {"id": np.array([f"s{i}" for i in range(n + 3)])}, "603 star ids"),
-                              ("dup.npz", {"id": np.array([f"s{i % 599}" for i in range(n)])}, "duplicate star ids .'s0'."),
+                              ("dup.npz", {"id": np.array([f"s{i % 599}" for i in range(n)])}, "duplicate star ids s0$"),
                               # a radial velocity or S/N column of the wrong length was left out: unshifted spectra
                               ("rv.npz", {"rv": np.zeros(n - 2)}, "'rv' of shape .598,.; each must hold one value "
                                                                   "per spectrum, .600,."),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from slamfw import DataError, SpectralSet
+from slamfw import DataError, SpectralSet, name_some, repeated
 
 
 def make(n=3, p=5, **kw):
@@ -72,7 +72,7 @@ def test_stacking_a_set_without_rv_gives_its_stars_rv_0_not_unknown():
 def test_shape_mismatch_and_duplicates():
     with pytest.raises(DataError, match="pixels"):
         make(flux=np.ones((3, 4)))
-    with pytest.raises(DataError, match="duplicate star ids"):
+    with pytest.raises(DataError, match="duplicate star ids: a$"):
         make(ids=["a", "a", "b"])
     with pytest.raises(DataError, match="metadata column 'snr'"):
         make(meta={"snr": np.ones(2)})
@@ -123,3 +123,19 @@ def test_fingerprint_changes_with_data():
     flux = np.ones((3, 5))
     flux[0, 0] = 1.0001
     assert make(flux=flux).fingerprint() != a.fingerprint()
+
+
+def test_a_message_names_the_first_duplicate_ids_and_how_many_repeat():
+    """Every repeated id is found, each once, sorted (one sort: the earlier check compared every
+    id with every other, hours on a survey's million ids), and the message names the first five
+    and how many there are."""
+    ids = np.array([f"s{i:06d}" for i in range(200_000)])
+    ids[[7, 9, 11, 13, 15, 17, 19]] = ids[[100, 101, 102, 103, 104, 100, 199_999]]
+    np.testing.assert_array_equal(repeated(ids), ["s000100", "s000101", "s000102", "s000103", "s000104", "s199999"])
+    with pytest.raises(DataError, match=r"duplicate star ids: s000100, s000101, s000102, s000103, s000104, "
+                                        r"\.\.\. \(6 in all\)$"):
+        SpectralSet(wave=np.linspace(4000.0, 4100.0, 3), flux=np.ones((ids.size, 3)), ivar=np.ones((ids.size, 3)),
+                    ids=ids)
+    assert repeated(np.array([3, 1, 2])).size == 0
+    assert name_some([]) == "" and name_some(["a", "b"], 2) == "a, b"
+    assert name_some(range(4), 2) == "0, 1, ... (4 in all)"

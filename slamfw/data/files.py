@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, name_some, repeated
 
 #: The file, in ``output.dir``, that lists the input files a run could not read, and why.
 REJECTED_FILE = "rejected.csv"
@@ -105,9 +105,9 @@ def read_labels_catalogue(path: str, id_column: str, columns: dict[str, str], mi
         for m in missing:
             values[values == m] = np.nan
         out[label] = values
-    ids, counts = np.unique(out["id"], return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"{what}: ids repeat in the label catalogue {path!r}: {ids[counts > 1][:5].tolist()}")
+    dup = repeated(out["id"])
+    if dup.size:
+        raise DataError(f"{what}: ids repeat in the label catalogue {path!r}: {name_some(dup, 5)}")
     return out
 
 

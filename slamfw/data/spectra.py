@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, name_some, repeated
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ class SpectralSet:
         if self.ids.shape != (n,):
             raise DataError(f"{self.ids.size} star ids{src} for {n} spectra")
         if n and len(set(self.ids.tolist())) != n:
-            dup = [i for i in set(self.ids.tolist()) if (self.ids == i).sum() > 1][:3]
-            raise DataError(f"duplicate star ids{src}: {dup}")
+            raise DataError(f"duplicate star ids{src}: {name_some(repeated(self.ids), 5)}")
         if not np.all(np.isfinite(self.wave)):
             raise DataError(f"the wavelength grid{src} has non-finite values")
         rows = np.atleast_2d(self.wave)
@@ -237,9 +236,8 @@ class SpectralSet:
             return self
         bad = np.isnan(self.labels).any(axis=1)
         if bad.any():
-            names = ", ".join(self.ids[bad][:10]) + (" ..." if bad.sum() > 10 else "")
             log.info("%sdropping %d star(s) missing a requested label: %s",
-                     f"{what}: " if what else "", int(bad.sum()), names)
+                     f"{what}: " if what else "", int(bad.sum()), name_some(self.ids[bad]))
         return self.subset(~bad)
 
     def meta_column(self, key: str, default: float = np.nan) -> np.ndarray:

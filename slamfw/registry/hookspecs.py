@@ -14,7 +14,7 @@ Example::
 
     from slamfw import Emulator, hookimpl
 
-    SLAMFW_PLUGIN_API = (1, 10)       # the plugin API this plugin was written for
+    SLAMFW_PLUGIN_API = (1, 11)       # the plugin API this plugin was written for
 
     class MyEmulator(Emulator):
         ...
@@ -33,9 +33,9 @@ from ..components.kinds import KINDS, Kind
 
 PROJECT = "slamfw"
 #: The version of the plugin API (what :mod:`slamfw.sdk` exports and the hooks). A plugin may
-#: declare the version it was written for as a module attribute ``SLAMFW_PLUGIN_API = (1, 10)``:
+#: declare the version it was written for as a module attribute ``SLAMFW_PLUGIN_API = (1, 11)``:
 #: a different major version is refused, with a message naming the plugin.
-PLUGIN_API = (1, 10)
+PLUGIN_API = (1, 11)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -71,7 +71,7 @@ def hook_reference() -> str:
              "Generated from `slamfw/components/kinds.py` by `slamfw.registry.hookspecs.hook_reference()`; "
              "a test keeps this page in step with the code.", "",
              f"Plugin API version: {PLUGIN_API[0]}.{PLUGIN_API[1]} (`slamfw.PLUGIN_API`). A plugin may declare "
-             "the version it was written for as a module attribute, `SLAMFW_PLUGIN_API = (1, 10)`; one that "
+             "the version it was written for as a module attribute, `SLAMFW_PLUGIN_API = (1, 11)`; one that "
              "declares another major version is refused and reported by `slamfw plugins`.", "",
              "Every hook takes one argument, `register`, and is implemented with `@slamfw.hookimpl`. A function "
              "named `slamfw_...` that is not one of these hooks, or one of these hooks without `@hookimpl`, "

@@ -14,7 +14,7 @@ import numpy as np
 from ..components.emulator import Emulator
 from ..components.inferer import Inferer, TrainedEmulator
 from ..data.spectra import SpectralSet
-from ..errors import DataError
+from ..errors import DataError, name_some
 
 log = logging.getLogger(__name__)
 
@@ -51,5 +51,5 @@ def clean_training_set(emulator: Emulator, inferer: Inferer, train: SpectralSet,
         log.info("cleaning: dropping %d of %d training stars deviating > %g sigma (sigma = %s): %s",
                  int(outlier.sum()), m, nsigma,
                  ", ".join(f"{n}={s:.3g}" for n, s in zip(train.label_names, sigma)),
-                 ", ".join(train.ids[outlier][:20]))
+                 name_some(train.ids[outlier], 20))
     return keep, predicted

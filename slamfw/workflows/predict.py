@@ -22,6 +22,7 @@ import numpy as np
 from ..components.executor import Executor, using_executor
 from ..data.catalog import write_catalog_parts
 from ..data.files import rejected_path, write_rejected
+from ..errors import name_some
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
@@ -76,8 +77,8 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
     max_bad = model.preprocess.get("max_bad_pixels")
     if excluded:
         log.warning("predict: %d star(s) could not be prepared (more than preprocess.max_bad_pixels=%s bad pixels "
-                    "on the model's grid) and are not in the catalogue; listed in %s: %s%s", len(excluded), max_bad,
-                    rejected_path(path).name, ", ".join(excluded[:5]), " ..." if len(excluded) > 5 else "")
+                    "on the model's grid) and are not in the catalogue; listed in %s: %s", len(excluded), max_bad,
+                    rejected_path(path).name, name_some(excluded, 5))
     why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
     write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
     remove_parts(model, inferer, checkpoints, keys, prior)

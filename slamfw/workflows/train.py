@@ -18,7 +18,7 @@ from ..components.base import ParamRole, params_with_role
 from ..components.emulator import Emulator
 from ..components.normalizer import Normalizer
 from ..config import ExperimentConfig, Selected, selected
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, name_some
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
 from ..data.files import REJECTED_FILE, write_rejected
@@ -118,9 +118,8 @@ def unknown_rv_training_stars(raw: SpectralSet, cfg: ExperimentConfig) -> np.nda
         if n == raw.n_stars:
             raise DataError(f"training set: none of the {n} stars has a finite rv, so none can be shifted to the "
                             f"rest frame; set preprocess.rv_correct = false if the spectra are at rest already")
-        ids = raw.ids[unknown]
-        log.warning("training set: leaving out %d star(s) whose rv is not finite (%s%s): they cannot be shifted to "
-                    "the rest frame", n, ", ".join(ids[:10]), ", ..." if n > 10 else "")
+        log.warning("training set: leaving out %d star(s) whose rv is not finite (%s): they cannot be shifted to "
+                    "the rest frame", n, name_some(raw.ids[unknown]))
     return unknown
 
 

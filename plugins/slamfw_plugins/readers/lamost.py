@@ -54,9 +54,9 @@ from astropy.table import Table
 
 from pydantic import Field
 
-from slamfw import DataError, FileReader, SpectralSet, hookimpl
+from slamfw import DataError, FileReader, SpectralSet, hookimpl, name_some, repeated
 
-SLAMFW_PLUGIN_API = (1, 2)
+SLAMFW_PLUGIN_API = (1, 11)
 
 log = logging.getLogger(__name__)
 
@@ -460,8 +460,7 @@ def read_lamost_labels(path: str | os.PathLike) -> Table:
 
     ids = [_normalise_id(r[header.index("obsid")]) for r in body]
     if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise DataError(f"{path}: duplicated obsid(s) {dup} in the label table")
+        raise DataError(f"{path}: duplicated obsid(s) {name_some(repeated(ids), 5)} in the label table")
     table = Table()
     table["id"] = np.array(ids, dtype=str)
     for out_name, col in picked.items():

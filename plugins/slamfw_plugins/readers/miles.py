@@ -16,11 +16,11 @@ import numpy as np
 from astropy.io import fits
 from pydantic import Field
 
-from slamfw import DataError, InputPath, Params, Reader, SpectralSet, current_executor, hookimpl
+from slamfw import DataError, InputPath, Params, Reader, SpectralSet, current_executor, hookimpl, name_some
 
 from ._select import Where, where_mask
 
-SLAMFW_PLUGIN_API = (1, 0)
+SLAMFW_PLUGIN_API = (1, 11)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class MilesReader(Reader):
         no_entry = [i for i in ids if i not in params]
         if no_entry:
             log.info("miles: %d file(s) have no entry in the parameter table, dropped: %s",
-                     len(no_entry), ", ".join(no_entry[:10]))
+                     len(no_entry), name_some(no_entry))
         labels = np.array([params.get(i, (np.nan,) * 3) for i in ids], dtype=float)
         keep = np.array([i in params for i in ids])
         if self.where:

@@ -18,11 +18,13 @@ from typing import Any, Iterator, Literal
 import numpy as np
 from pydantic import Field
 
-from slamfw import KNOWN_META, ChunkSource, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl
+from slamfw import (
+    KNOWN_META, ChunkSource, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl, name_some, repeated,
+)
 
 from ._select import Where, where_mask
 
-SLAMFW_PLUGIN_API = (1, 6)
+SLAMFW_PLUGIN_API = (1, 11)
 
 log = logging.getLogger(__name__)
 
@@ -431,10 +433,10 @@ class TableReader(Reader):
         meta = {k: _real_column(one_d[k], k, self.path) for k in KNOWN_META if k in one_d}
         if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
             unknown = ~np.isfinite(meta["rv"])
-            log.warning("table: %r: %d spectra have no finite rv (%s%s), so no shift to the rest frame: with "
+            log.warning("table: %r: %d spectra have no finite rv (%s), so no shift to the rest frame: with "
                         "preprocess.rv_correct on (the default), a training set leaves them out, and a catalogue "
                         "has them fitted unshifted, with flag_rv", self.path,
-                        int(unknown.sum()), ", ".join(ids[unknown][:5]), ", ..." if unknown.sum() > 5 else "")
+                        int(unknown.sum()), name_some(ids[unknown], 5))
         declared = self.labels
         if declared is None and "LABELS" in file_meta:
             declared = [x for x in str(file_meta["LABELS"]).split(",") if x]
@@ -447,9 +449,9 @@ class TableReader(Reader):
             names = [k for k, v in one_d.items() if k not in meta and v.dtype.kind in "biuf"]
         labels = np.column_stack([_real_column(one_d[k], k, self.path) for k in names]) if names else None
         keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
-        unique, counts = np.unique(ids[keep], return_counts=True)
-        if np.any(counts > 1):                          # checked here: iter_chunks checks no more than a piece
-            raise DataError(f"table: {self.path!r}: duplicate star ids {unique[counts > 1][:5].tolist()}")
+        dup = repeated(ids[keep])                       # checked here: iter_chunks checks no more than a piece
+        if dup.size:
+            raise DataError(f"table: {self.path!r}: duplicate star ids {name_some(dup, 5)}")
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
