@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from slamfw import DataError, FileReader, SpectralSet
-from slamfw.data.files import expand_inputs, write_rejected
+from slamfw.data.files import expand_inputs, read_labels_catalogue, write_rejected
 
 
 class TextReader(FileReader):
@@ -125,6 +125,25 @@ def test_labels_joined_by_id_with_missing_values(survey, tmp_path):
     dup.write_text("id,teff\ns1,1\ns1,2\n")
     with pytest.raises(DataError, match="ids repeat"):
         TextReader(path=str(survey), labels=str(dup)).read()
+
+
+def test_a_catalogues_empty_cells_floats_ids_and_infinities(tmp_path, caplog):
+    """An empty cell of an integer column is a missing label (it was an internal error: astropy
+    cannot fill an integer column with NaN); an id column written as floats (938505172.0) gives
+    the stars' ids (none matched); a row without an id is left out, with a warning naming it; an
+    infinite label is refused naming the catalogue and the star (it was refused later, naming the
+    spectra's folder)."""
+    cat = tmp_path / "cat.csv"
+    cat.write_text("obsid,teff,logg\n938505172.0,6903,4.29\n938509188.0,,4.23\n,5000,4.0\n12.0,5100,4.1\n")
+    with caplog.at_level("WARNING"):
+        t = read_labels_catalogue(str(cat), "obsid", {"Teff": "teff", "logg": "logg"}, [-9999.0])
+    assert t["id"].tolist() == ["938505172", "938509188", "12"]
+    np.testing.assert_array_equal(t["Teff"], [6903.0, np.nan, 5100.0])
+    assert "1 row(s) of the label catalogue" in caplog.text and "(row(s) 2, counted from 0)" in caplog.text
+    cat.write_text("obsid,teff,logg\na,6903,inf\nb,5000,4.0\n")
+    with pytest.raises(DataError, match=r"column 'logg' of the label catalogue '.*cat.csv' is infinite for star\(s\) "
+                                        r"a; leave a missing value empty"):
+        read_labels_catalogue(str(cat), "obsid", {}, [-9999.0])
 
 
 @pytest.fixture()

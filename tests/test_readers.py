@@ -379,6 +379,47 @@ def test_table_reader_bad_values(tmp_path):
         registry.create("reader", "table", {"path": str(tmp_path / "noflux.npz")}).read()
 
 
+@pytest.mark.parametrize("suffix", [".ecsv", ".fits"])
+def test_table_reader_empty_cells_are_missing_values(tmp_path, suffix):
+    """An empty cell (an ECSV's empty field, a FITS integer column's TNULL) was read as the value
+    stored under it, 0 or the TNULL number: a training star with Teff 0 K, an rv of 0 km/s with no
+    flag_rv, a flux 0 at a good pixel. Now a label or rv is unknown (NaN), a flux or ivar pixel is
+    bad, and an empty id is an error naming the row. FITS writes an empty float cell as NaN, and a
+    NaN flux at a good pixel is refused there as in an npz file."""
+    from astropy.table import MaskedColumn
+    n, p = 6, 8
+    wave = np.linspace(4000.0, 4070.0, p)
+    flux_empty = np.zeros((n, p), bool)
+    flux_empty[2, [1, 5]] = True
+    if suffix == ".fits":
+        flux_empty[:] = False
+    t = Table({"id": [f"s{i}" for i in range(n)],
+               "wave": np.broadcast_to(wave, (n, p)),
+               "flux": MaskedColumn(np.full((n, p), 0.9), mask=flux_empty),
+               "ivar": np.ones((n, p)),
+               "rv": MaskedColumn(np.arange(n, dtype=float), mask=np.arange(n) == 4),
+               "Teff": MaskedColumn(np.arange(5000, 5000 + n), mask=np.arange(n) == 3, unit="K"),
+               "logg": np.full(n, 4.5)})
+    if suffix == ".fits":
+        t["Teff"].fill_value = 999999            # written as TNULL
+    t.write(tmp_path / f"cells{suffix}")
+    ss = registry.create("reader", "table", {"path": str(tmp_path / f"cells{suffix}")}).read()
+    assert ss.label_names == ["Teff", "logg"]
+    np.testing.assert_array_equal(ss.labels[:, 0], [5000, 5001, 5002, np.nan, 5004, 5005])
+    np.testing.assert_array_equal(ss.meta["rv"], [0, 1, 2, 3, np.nan, 5])
+    np.testing.assert_array_equal(~ss.mask, flux_empty)
+    assert (ss.ivar[flux_empty] == 0).all() and (ss.flux[~flux_empty] == 0.9).all()
+    t["id"] = MaskedColumn(t["id"], mask=np.arange(n) == 1)
+    t.write(tmp_path / f"noid{suffix}")
+    with pytest.raises(DataError, match=r"column 'id' has empty cells, in row\(s\) 1 \(counted from 0\)"):
+        registry.create("reader", "table", {"path": str(tmp_path / f"noid{suffix}")}).read()
+    t["id"] = [f"s{i}" for i in range(n)]
+    t["flux"][2, 1:3] = np.nan
+    t.write(tmp_path / f"nan{suffix}")
+    with pytest.raises(DataError, match=r"star 's2'.*NaN/inf flux at 2 good pixel"):
+        registry.create("reader", "table", {"path": str(tmp_path / f"nan{suffix}")}).read()
+
+
 def test_mock_reader_deterministic_and_labelled():
     kw = {"n_stars": 20, "n_pixels": 300, "seed": 3, "snr": [10, 100]}
     a = registry.create("reader", "mock", kw).read()

@@ -7,12 +7,15 @@ by id.
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError, name_some, repeated
+
+log = logging.getLogger(__name__)
 
 #: The file, in ``output.dir``, that lists the input files a run could not read, and why.
 REJECTED_FILE = "rejected.csv"
@@ -92,8 +95,17 @@ def read_labels_catalogue(path: str, id_column: str, columns: dict[str, str], mi
                         f"(it has {table.colnames}); set the reader's labels_id")
     if not columns:
         columns = {c: c for c in table.colnames if c != id_column and table[c].dtype.kind in "fiu"}
+    ids = table[id_column]
+    no_id = np.asarray(ids.mask) if isinstance(ids, MaskedColumn) else np.zeros(len(table), bool)
+    if no_id.any():
+        log.warning("%s: %d row(s) of the label catalogue %s have no %s (row(s) %s, counted from 0): left out",
+                    what, int(no_id.sum()), path, id_column, name_some(np.flatnonzero(no_id), 5))
+        table, ids = table[~no_id], ids[~no_id]
+    ids = np.asarray(ids)
+    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
+        ids = ids.astype(np.int64)                 # an id column written as floats (938505172.0): the stars' ids
     out = Table()
-    out["id"] = [str(v).strip() for v in table[id_column]]
+    out["id"] = [str(v).strip() for v in ids]
     for label, col in columns.items():
         if col not in table.colnames:
             raise DataError(f"{what}: the label catalogue {path!r} has no column {col!r} for label {label!r} "
@@ -101,9 +113,15 @@ def read_labels_catalogue(path: str, id_column: str, columns: dict[str, str], mi
         c = table[col]
         if c.dtype.kind not in "fiu":
             raise DataError(f"{what}: column {col!r} of {path!r} is not numeric ({c.dtype})")
-        values = np.array(c.filled(np.nan) if isinstance(c, MaskedColumn) else c, dtype=float)
+        values = np.array(c, dtype=float)
+        if isinstance(c, MaskedColumn):            # empty cells (an integer column's too): missing values
+            values[np.asarray(c.mask)] = np.nan
         for m in missing:
             values[values == m] = np.nan
+        if np.isinf(values).any():
+            raise DataError(f"{what}: column {col!r} of the label catalogue {path!r} is infinite for star(s) "
+                            f"{name_some(out['id'][np.isinf(values)], 5)}; leave a missing value empty, or name "
+                            f"its placeholder in labels_missing")
         out[label] = values
     dup = repeated(out["id"])
     if dup.size:

@@ -235,17 +235,48 @@ def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray]
     if fmt is None:
         raise DataError(f"table: {str(path)!r}: use a .fits, .ecsv or .npz file")
     kwargs = {}
+    if fmt == "fits":       # a NaN stays a NaN (a bad flux is refused, below); a masked cell is an empty one
+        kwargs["mask_invalid"] = False
     if fmt == "ascii.ecsv":   # multidimensional columns are long fields
         import csv
         csv.field_size_limit(max(csv.field_size_limit(), 2 ** 31 - 1))
     elif lazy and suffix != ".fits.gz":
         kwargs["memmap"] = True
     t = Table.read(path, format=fmt, **kwargs)
-    cols = {name: t[name].data if kwargs else np.asarray(t[name]) for name in t.colnames}
+    cols = {name: t[name].data if kwargs.get("memmap") else np.asarray(t[name]) for name in t.colnames}
+    _fill_empty_cells(t, cols, str(path))
     units = {name: str(t[name].unit) for name in t.colnames if t[name].unit is not None}
     if "wave" not in cols and "wave" in t.meta:
         cols["wave"] = np.asarray(t.meta["wave"], dtype=float)
     return cols, units, {str(k).upper(): v for k, v in t.meta.items()}
+
+
+def _fill_empty_cells(t: Any, cols: dict[str, np.ndarray], path: str) -> None:
+    """Give the empty cells of table ``t``'s columns (an ECSV's empty fields, a FITS integer
+    column's TNULL value: astropy's masked values) the meaning of a missing value in ``cols``,
+    instead of the value stored under the mask (0, or the TNULL number), which would be read as
+    real: a number is NaN (an unknown label or rv; a star without a requested label is left out),
+    a flux or ivar pixel is a bad pixel (``mask`` False there, ivar 0), a ``mask`` cell False; a
+    missing wavelength or star id is a DataError naming the rows."""
+    empty = {name: np.asarray(t[name].mask) for name in t.colnames
+             if getattr(t[name], "mask", None) is not None and np.any(t[name].mask)}
+    for name, where in empty.items():
+        rows = np.flatnonzero(where.reshape(where.shape[0], -1).any(axis=1) if where.ndim else where)
+        if name in ("wave", "id", "ids"):
+            raise DataError(f"table: {path!r}: column {name!r} has empty cells, in row(s) {name_some(rows, 5)} "
+                            f"(counted from 0)")
+        values = np.array(cols[name])
+        if name == "mask":
+            values[where] = False
+        elif values.dtype.kind in "biuf":
+            values = values.astype(float)
+            values[where] = 0.0 if name == "ivar" else np.nan
+        cols[name] = values
+    bad = [empty[k] for k in ("flux", "ivar") if k in empty]
+    if bad and "mask" in cols and np.shape(cols["mask"]) == np.shape(cols["flux"]) == np.shape(bad[0]):
+        cols["mask"] = np.asarray(cols["mask"], bool) & ~np.logical_or.reduce(bad)
+    elif bad and np.shape(cols["flux"]) == np.shape(bad[0]):
+        cols["mask"] = ~np.logical_or.reduce(bad)
 
 
 #: Spellings of Angstrom in survey files that astropy reads as something else, or not at all.
@@ -413,6 +444,10 @@ class TableReader(Reader):
         ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
         if ids.shape != (n,):
             raise DataError(f"table: {self.path!r}: {ids.size} star ids in {ids_key!r} for {n} spectra")
+        blank = np.char.str_len(np.char.strip(ids)) == 0    # FITS writes an empty cell of text as ""
+        if blank.any():
+            raise DataError(f"table: {self.path!r}: column {ids_key!r} has empty cells, in row(s) "
+                            f"{name_some(np.flatnonzero(blank), 5)} (counted from 0)")
         # a column of another length is misaligned; an rv of another shape would leave the spectra
         # unshifted (silently wrong labels); an (N, k) S/N or position (one per band) is left out
         wrong, left_out = {}, {}
