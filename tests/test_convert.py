@@ -74,6 +74,15 @@ def test_medium_and_labels_travel_with_the_file(tmp_path, suffix):
     assert ss.label_names == ["Teff"] and ss.label_units == ["K"] and not ss.per_star_grid
 
 
+@pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".npz"])
+def test_star_ids_beyond_ascii_travel_with_the_file(tmp_path, suffix):
+    """Ids such as 'α Cen A' are written (FITS: as UTF-8; astropy's ASCII failed) and read back."""
+    ss = _small_set()
+    ss.ids = np.array(["α Cen A", "b"])
+    path = write_spectra_table(ss, tmp_path / f"s{suffix}")
+    assert registry.create("reader", "table", {"path": str(path)}).read().ids.tolist() == ["α Cen A", "b"]
+
+
 def test_convert_refuses_to_replace_a_file(lamost_dir, tmp_path, capsys):
     out = tmp_path / "mine.fits"
     out.write_text("my own file")

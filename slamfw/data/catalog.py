@@ -112,7 +112,7 @@ def _layout(parts: Callable[[], Iterable[dict[str, np.ndarray]]]) -> tuple[int, 
     for part in parts():
         if part["ids"].size:
             n += part["ids"].size
-            width = max(width, int(np.char.str_len(part["ids"].astype(str)).max()))
+            width = max(width, _utf8_width(part["ids"].astype(str)))
             common &= set(part)
     return n, width, common
 
@@ -141,15 +141,36 @@ def _fits_knows(unit: str) -> bool:
     return True
 
 
+def _utf8_width(text: np.ndarray) -> int:
+    """The widest of ``text`` (str array) in UTF-8 bytes, as FITS stores it (at least 1)."""
+    return int(np.char.str_len(np.char.encode(text, "utf-8")).max(initial=1)) if text.size else 1
+
+
+def _beyond_ascii(text: np.ndarray) -> bool:
+    """Whether ``text`` (str array) holds a character beyond ASCII (one of more than one byte)."""
+    return bool(np.any(np.char.str_len(np.char.encode(text, "utf-8")) != np.char.str_len(text)))
+
+
 def table_hdu(table: Table) -> fits.BinTableHDU:
     """``table`` as a FITS binary table, keeping every unit: a unit FITS does not know (``dex``)
-    is written as its name in ``TUNITn``, which astropy reads back as an unrecognised unit."""
+    is written as its name in ``TUNITn``, which astropy reads back as an unrecognised unit. A
+    text column with characters beyond ASCII (a star id 'α Cen A') is written as UTF-8, which
+    astropy reads back as text (it would encode it as ASCII, and fail after the whole inference),
+    as wide as the column's ``U<k>`` type when the bytes fit (:func:`_layout` counts bytes, so the
+    parts of one catalogue share one width)."""
     units = {name: table[name].unit for name in table.colnames}
     foreign = [name for name, unit in units.items() if unit is not None and not _fits_knows(unit.to_string())]
-    if foreign:                       # left to the loop below, instead of astropy's failed conversion
+    beyond_ascii = [name for name in table.colnames if table[name].dtype.kind == "U" and table[name].ndim == 1
+                    and _beyond_ascii(np.asarray(table[name]))]
+    if foreign or beyond_ascii:       # left to the loop below, instead of astropy's failed conversion
         table = table.copy(copy_data=False)
         for name in foreign:
             table[name].unit = None
+        for name in beyond_ascii:
+            text = np.asarray(table[name])
+            width = max(text.dtype.itemsize // 4, _utf8_width(text))
+            table.replace_column(name, Column(np.char.encode(text, "utf-8").astype(f"S{width}"),
+                                              unit=table[name].unit, description=table[name].description))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
         hdu = fits.table_to_hdu(table)

@@ -12,6 +12,7 @@ the ``medium`` parameter.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -242,7 +243,9 @@ def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray]
         csv.field_size_limit(max(csv.field_size_limit(), 2 ** 31 - 1))
     elif lazy and suffix != ".fits.gz":
         kwargs["memmap"] = True
-    t = Table.read(path, format=fmt, **kwargs)
+    with warnings.catch_warnings():     # a label's unit FITS does not know (dex, as slamfw writes it): read as text
+        warnings.filterwarnings("ignore", message=".*did not parse as fits unit.*")
+        t = Table.read(path, format=fmt, **kwargs)
     cols = {name: t[name].data if kwargs.get("memmap") else np.asarray(t[name]) for name in t.colnames}
     _fill_empty_cells(t, cols, str(path))
     units = {name: str(t[name].unit) for name in t.colnames if t[name].unit is not None}
@@ -441,7 +444,7 @@ class TableReader(Reader):
         if medium not in ("", "air", "vacuum"):
             raise DataError(f"table: {self.path!r}: MEDIUM {medium!r} is neither 'air' nor 'vacuum'")
         ids_key = "id" if "id" in cols else ("ids" if "ids" in cols else None)
-        ids = (np.asarray(cols[ids_key]).astype(str) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)]))
+        ids = _text(cols[ids_key], ids_key, self.path) if ids_key else np.array([f"{path.stem}-{i}" for i in range(n)])
         if ids.shape != (n,):
             raise DataError(f"table: {self.path!r}: {ids.size} star ids in {ids_key!r} for {n} spectra")
         blank = np.char.str_len(np.char.strip(ids)) == 0    # FITS writes an empty cell of text as ""
@@ -490,6 +493,18 @@ class TableReader(Reader):
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
+
+def _text(values: np.ndarray, name: str, path: str) -> np.ndarray:
+    """The column ``name`` as str: FITS text (bytes) decoded as UTF-8, as slamfw writes star ids
+    beyond ASCII ('α Cen A'); a DataError naming the column for bytes that are not UTF-8."""
+    values = np.asarray(values)
+    if values.dtype.kind != "S":
+        return values.astype(str)
+    try:
+        return np.char.decode(values, "utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"table: {path!r}: column {name!r} holds text that is not UTF-8 ({err})") from None
+
 
 def _check_real(dtype: Any, what: str, path: str) -> None:
     """A :class:`DataError` naming ``what`` when its ``dtype`` holds no real numbers (a complex
