@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -45,6 +47,44 @@ def test_miles_errors(tmp_path):
         registry.create("reader", "miles", {"path": str(tmp_path / "nope")}).read()
     with pytest.raises(DataError, match="no MILES FITS files"):
         registry.create("reader", "miles", {"path": str(tmp_path)}).read()
+
+
+def test_miles_bad_parameters_and_headers_and_an_odd_first_file(miles_dir, tmp_path, caplog):
+    """A parameter that is not a number leaves that star out with a warning naming the line (it was
+    an internal error in MILES_params.db), '--' is missing there as in the text table, a byte that
+    is not UTF-8 does not stop the reading; a file without CDELT1 or with a text CRVAL1 is rejected
+    naming the keyword (numpy's TypeError before); a file on another grid is the odd one even when
+    it is read first (it rejected every other file)."""
+    from astropy.io import fits
+    files = sorted(miles_dir.glob("MILES_res2.50_star_m00*.fits"))[:6]
+    names = [miles_mod._FILE.search(f.name).group(1) for f in files]
+    for f in files[2:]:
+        (tmp_path / f.name).symlink_to(f)
+    with fits.open(files[0]) as hdul:
+        hdul[0].header["CRVAL1"] += 5.0                   # another grid, read first
+        hdul.writeto(tmp_path / files[0].name)
+    with fits.open(files[1]) as hdul:
+        del hdul[0].header["CDELT1"]
+        hdul.writeto(tmp_path / files[1].name)
+    lines = [f"{n[1:]} 5000 4.5 0.0" for n in names]
+    lines[2] = f"{names[2][1:]} 5000 -- 0.0"
+    lines[3] = f"{names[3][1:]} 5000 nan? 0.0"
+    (tmp_path / "MILES_params.db").write_bytes(("\n".join(lines) + "\n# caf\xe9\n").encode("latin-1"))
+    with caplog.at_level("WARNING"):
+        reader = registry.create("reader", "miles", {"path": str(tmp_path)})
+        ss = reader.read()
+    assert ss.ids.tolist() == [names[2], names[4], names[5]]
+    assert np.isnan(ss.labels[0, 1]) and ss.labels[1, 1] == 4.5
+    assert f"MILES_params.db, line 4: cannot parse the parameters of {names[3]}" in caplog.text
+    why = dict((Path(p).name, r) for p, r in reader.rejected_)
+    assert why[files[1].name].endswith("no CDELT1 (nor CD1_1) wavelength keyword in the header")
+    assert why[files[0].name].startswith("its wavelength grid differs from that of the 3 files that share one")
+    with fits.open(files[1]) as hdul:
+        hdul[0].header["CRVAL1"] = "3540.5"
+        hdul.writeto(tmp_path / files[1].name, overwrite=True)
+    reader.read()
+    assert "CRVAL1 is '3540.5', not a finite number" in dict((Path(p).name, r) for p, r in reader.rejected_)[
+        files[1].name]
 
 
 def test_table_reader_formats(tmp_path):

@@ -37,34 +37,58 @@ def _miles_id(token: str) -> str | None:
     return f"m{int(token):04d}" if token.isdigit() else None
 
 
+def _num(text: str) -> float:
+    """A parameter table's value; ``--`` or nothing: missing (NaN); a ValueError for other text."""
+    text = text.strip()
+    return np.nan if text in ("", "--") else float(text)
+
+
+def _lines(path: Path) -> list[str]:
+    """The lines of a parameter table (a byte that is not UTF-8, in a star's name or a comment,
+    read as U+FFFD: the values are ASCII), or a DataError naming it when it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as err:
+        raise DataError(f"miles: cannot read the parameter table {str(path)!r} ({err})") from None
+
+
+def _parsed(path: Path, number: int, sid: str, fields: list[str]) -> tuple[float, float, float] | None:
+    """(Teff, log g, [Fe/H]) of star ``sid`` on line ``number`` of ``path``, or None, with a
+    warning naming the line and the value, when one is not a number (the star is then left out)."""
+    try:
+        t, g, z = (_num(x) for x in fields)
+    except ValueError as err:
+        log.warning("miles: %s, line %d: cannot parse the parameters of %s (%s): the star is left out",
+                    path.name, number, sid, err)
+        return None
+    return t, g, z
+
+
 def read_params_db(path: Path) -> dict[str, tuple[float, float, float]]:
+    """``MILES_params.db``: ``ID Teff logg [Fe/H]`` per line; 99999 (Teff), 9999 (the others) or
+    ``--`` mark a missing value."""
     out = {}
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split()
         if len(parts) < 4 or (sid := _miles_id(parts[0])) is None:
             continue
-        t, g, z = (float(x) for x in parts[1:4])
-        out[sid] = (np.nan if t >= 99999 else t, np.nan if g >= 9999 else g, np.nan if z >= 9999 else z)
+        if (values := _parsed(path, number, sid, parts[1:4])) is not None:
+            t, g, z = values
+            out[sid] = (np.nan if t >= 99999 else t, np.nan if g >= 9999 else g, np.nan if z >= 9999 else z)
     return out
 
 
 def read_params_txt(path: Path) -> dict[str, tuple[float, float, float]]:
     """The original fixed-width MILES v9.1 table: MILES id in columns 22-27, Teff 50-58,
     log g 58-66, [Fe/H] 66-74; ``--`` marks a missing value."""
-    def num(text: str) -> float:
-        text = text.strip()
-        return np.nan if text in ("", "--") else float(text)
-
     out = {}
-    for line in path.read_text().splitlines()[3:]:
+    for number, line in enumerate(_lines(path)[3:], start=4):
         if len(line) < 70 or (sid := _miles_id(line[22:27])) is None:
             continue
-        try:
-            out[sid] = (num(line[50:58]), num(line[58:66]), num(line[66:74]))
-        except ValueError:
-            log.warning("miles: cannot parse the parameters of %s in %s", sid, path.name)
+        if (values := _parsed(path, number, sid, [line[50:58], line[58:66], line[66:74]])) is not None:
+            out[sid] = values
     return out
 
 
@@ -73,11 +97,15 @@ def _read_fits(path: str) -> tuple[np.ndarray, np.ndarray]:
         hdr, data = hdul[0].header, np.asarray(hdul[0].data, dtype=float)
     if data.ndim != 1:
         raise DataError(f"{path}: expected a 1-D spectrum in the primary HDU, got shape {data.shape}")
-    try:
-        crval, cdelt, crpix = hdr["CRVAL1"], hdr.get("CDELT1", hdr.get("CD1_1")), hdr.get("CRPIX1", 1.0)
-    except KeyError:
-        raise DataError(f"{path}: no CRVAL1/CDELT1 wavelength keywords in the header") from None
-    wave = crval + cdelt * (np.arange(data.size) + 1 - crpix)
+    step = "CDELT1" if "CDELT1" in hdr else "CD1_1"
+    for key, name in (("CRVAL1", "CRVAL1"), (step, "CDELT1 (nor CD1_1)")):
+        if key not in hdr:
+            raise DataError(f"{path}: no {name} wavelength keyword in the header")
+    values = {key: hdr.get(key, 1.0) for key in ("CRVAL1", step, "CRPIX1")}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise DataError(f"{path}: the wavelength keyword {key} is {value!r}, not a finite number")
+    wave = values["CRVAL1"] + values[step] * (np.arange(data.size) + 1 - values["CRPIX1"])
     return wave, data
 
 
@@ -91,6 +119,20 @@ def _try_read_fits(path: str) -> tuple[np.ndarray | None, np.ndarray | None, str
         return None, None, str(err)
     except (OSError, ValueError, EOFError, TypeError, IndexError, KeyError) as err:
         return None, None, f"not a readable FITS spectrum ({type(err).__name__}: {err})"
+
+
+def _common_grid(waves: list[np.ndarray]) -> tuple[np.ndarray | None, int]:
+    """The wavelength grid most of ``waves`` share (the first read of them; among equally common
+    grids, the one read first) and how many share it; (None, 0) for none. A file on another grid is
+    the odd one, even when it is read first."""
+    grids: list[list] = []                          # [grid, how many], in the order first read
+    for w in waves:
+        same = next((g for g in grids if g[0].size == w.size and np.allclose(g[0], w)), None)
+        if same is None:
+            grids.append([w, 1])
+        else:
+            same[1] += 1
+    return tuple(max(grids, key=lambda g: g[1])) if grids else (None, 0)
 
 
 class MilesReader(Reader):
@@ -128,12 +170,14 @@ class MilesReader(Reader):
             raise DataError(f"miles: no star in {self.path!r} passes the selection {self.where}")
         spectra = current_executor().map(_try_read_fits, [(str(files[i]),) for i in sel], desc="miles: reading",
                                          progress=False)
+        grid = _common_grid([w for w, _, reason in spectra if reason is None])
         self.rejected_ = []
         ok = []
         for k, (w, f, reason) in enumerate(spectra):
-            first = next((spectra[j] for j in ok), None)
-            if reason is None and first is not None and (w.size != first[0].size or not np.allclose(w, first[0])):
-                reason = f"its wavelength grid differs from {files[sel[ok[0]]].name}'s"
+            if reason is None and (w.size != grid[0].size or not np.allclose(w, grid[0])):
+                first = next(j for j, s in enumerate(spectra) if s[2] is None and s[0] is grid[0])
+                reason = (f"its wavelength grid differs from that of the {grid[1]} files that share one "
+                          f"(e.g. {files[sel[first]].name})")
             if reason is not None:
                 log.warning("miles: rejected %s: %s", files[sel[k]].name, reason)
                 self.rejected_.append((str(files[sel[k]]), reason))
