@@ -10,7 +10,7 @@ removed or changed incompatibly). slamfw's own plugins keep to it, and a test ch
   (``InputPath``, ``ParamRole``), the public standardised-emulator base
   ``StandardizedEmulator``, and ``FileReader``, the base of readers of
   many files (directories, globs, lists of files; rejected files; a label catalogue joined by id);
-- data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META``; wavelength media (``air_to_vacuum``,
+- data: ``SpectralSet``, ``LabelResult``, ``KNOWN_META`` and their ``META_UNITS``; wavelength media (``air_to_vacuum``,
   ``vacuum_to_air``);
 - inference: ``InferenceModel`` (what an inferer receives), ``TrainedEmulator``; the ``Prior``
   contract and its ``LeastSquaresForm``; the likelihood (``likelihood_weights``, ``chi2``,
@@ -43,7 +43,7 @@ from .components import (
 from .components.file_reader import FileReader
 from .data.media import air_to_vacuum, vacuum_to_air
 from .data.results import LabelResult
-from .data.spectra import KNOWN_META, SpectralSet
+from .data.spectra import KNOWN_META, META_UNITS, SpectralSet
 from .errors import (
     ConfigError, DataError, ModelFileError, NotFittedError, OutputError, PluginError, SlamfwError, name_some, repeated,
 )
@@ -80,7 +80,7 @@ __all__ = [
     "StandardizedEmulator",
     "Inferer", "Analyzer", "check_training_data", "FileReader",
     # data
-    "SpectralSet", "LabelResult", "KNOWN_META", "air_to_vacuum", "vacuum_to_air",
+    "SpectralSet", "LabelResult", "KNOWN_META", "META_UNITS", "air_to_vacuum", "vacuum_to_air",
     # inference
     "InferenceModel", "TrainedEmulator", "Prior", "LeastSquaresForm", "likelihood_weights", "library_chi2",
     "best_library_matches", "chi2", "reduced_chi2", "rmse", "spectrum_snr", "maximum_likelihood", "Solver",

@@ -460,6 +460,32 @@ def test_table_reader_empty_cells_are_missing_values(tmp_path, suffix):
         registry.create("reader", "table", {"path": str(tmp_path / f"nan{suffix}")}).read()
 
 
+def test_table_reader_converts_the_metadata_to_its_units(tmp_path, caplog):
+    """An rv column in m/s was read as km/s (1000 times too large), ra in radians as degrees; a
+    dimensionless rv (a redshift) is refused, and one without a unit whose values are all tiny is
+    warned about."""
+    import astropy.units as u
+    n, p = 3, 5
+    t = Table({"wave": np.tile(np.linspace(4000.0, 4040.0, p), (n, 1)), "flux": np.ones((n, p)),
+               "ivar": np.ones((n, p)),
+               "rv": [-25788.0, 413.0, 0.0] * (u.m / u.s), "ra": [0.5, 1.0, 2.0] * u.rad, "Teff": [5000.0] * n})
+    t.write(tmp_path / "units.ecsv")
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "units.ecsv")}).read()
+    np.testing.assert_allclose(ss.meta["rv"], [-25.788, 0.413, 0.0])
+    np.testing.assert_allclose(ss.meta["ra"], np.degrees([0.5, 1.0, 2.0]))
+    t["rv"] = [-8.6e-5, 1.4e-6, 0.0] * u.dimensionless_unscaled
+    t.write(tmp_path / "z.ecsv")
+    with pytest.raises(DataError, match=r"column 'rv' has the unit '', which is not convertible to km / s .*"
+                                        r"for a redshift z, write rv = c z in km/s"):
+        registry.create("reader", "table", {"path": str(tmp_path / "z.ecsv")}).read()
+    t["rv"] = np.array([-8.6e-5, 1.4e-6, 0.0])
+    t.write(tmp_path / "z_bare.ecsv")
+    with caplog.at_level("WARNING"):
+        ss = registry.create("reader", "table", {"path": str(tmp_path / "z_bare.ecsv")}).read()
+    assert "every rv is below 0.1 km/s in size (the largest 8.6e-05)" in caplog.text
+    np.testing.assert_array_equal(ss.meta["rv"], t["rv"])
+
+
 def test_mock_reader_deterministic_and_labelled():
     kw = {"n_stars": 20, "n_pixels": 300, "seed": 3, "snr": [10, 100]}
     a = registry.create("reader", "mock", kw).read()

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: Per-star metadata columns that slamfw understands (others are carried along untouched).
 KNOWN_META = ("snr", "rv", "ra", "dec")
+#: The unit of each of them that has one (astropy's spelling): ``rv`` in km/s, positions in degrees.
+META_UNITS = {"rv": "km / s", "ra": "deg", "dec": "deg"}
 
 
 def real_array(value: object, what: str, src: str = "") -> np.ndarray:

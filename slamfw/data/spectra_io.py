@@ -24,13 +24,12 @@ import numpy as np
 from .._version import __version__
 from ..errors import DataError
 from ..execution.store import atomic_path
-from .spectra import SpectralSet
+from .spectra import META_UNITS, SpectralSet
 
 log = logging.getLogger(__name__)
 
 #: Suffixes of the spectra table format, and the astropy format of each (npz: numpy).
 TABLE_FORMATS = {".fits": "fits", ".fits.gz": "fits", ".ecsv": "ascii.ecsv", ".npz": "npz"}
-_META_UNITS = {"rv": "km / s", "ra": "deg", "dec": "deg"}
 
 
 def table_suffix(path: str | Path) -> str:
@@ -75,8 +74,8 @@ def write_spectra_table(ss: SpectralSet, path: str | Path) -> Path:
             t[name].unit = u.Unit(unit, parse_strict="silent")
     for k, v in numeric_meta.items():
         t[k] = v
-        if k in _META_UNITS:
-            t[k].unit = u.Unit(_META_UNITS[k])
+        if k in META_UNITS:
+            t[k].unit = u.Unit(META_UNITS[k])
     t.meta.update({"MEDIUM": ss.medium, "SOURCE": str(ss.source)[:60], "LABELS": ",".join(label_names),
                    "SLAMFW": __version__})
     with atomic_path(path) as tmp:

@@ -20,7 +20,8 @@ import numpy as np
 from pydantic import Field
 
 from slamfw import (
-    KNOWN_META, ChunkSource, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl, name_some, repeated,
+    KNOWN_META, META_UNITS, ChunkSource, DataError, InputPath, Params, Reader, SpectralSet, chunks, hookimpl, name_some,
+    repeated,
 )
 
 from ._select import Where, where_mask
@@ -468,7 +469,8 @@ class TableReader(Reader):
                         "spectra's %s", self.path, k, shape, n, k)
         one_d = {k: np.asarray(v) for k, v in cols.items()
                  if k not in _RESERVED and not isinstance(v, _FileRows) and np.ndim(v) == 1 and np.shape(v)[0] == n}
-        meta = {k: _real_column(one_d[k], k, self.path) for k in KNOWN_META if k in one_d}
+        meta = {k: _in_unit(_real_column(one_d[k], k, self.path), k, units.get(k), self.path)
+                for k in KNOWN_META if k in one_d}
         if "rv" in meta and not np.all(np.isfinite(meta["rv"])):
             unknown = ~np.isfinite(meta["rv"])
             log.warning("table: %r: %d spectra have no finite rv (%s), so no shift to the rest frame: with "
@@ -493,6 +495,27 @@ class TableReader(Reader):
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
+
+def _in_unit(values: np.ndarray, name: str, unit: str | None, path: str) -> np.ndarray:
+    """The metadata column ``name`` (N,) in the unit the pipeline uses (``META_UNITS``; none: a number),
+    converted from the column's own ``unit`` when it has one (an rv in m/s was read as km/s,
+    1000 times too large); a DataError naming the column for a unit of another kind. Without a
+    unit, the values are taken to be in that unit already (an rv whose values are all below
+    0.1 km/s, not all 0, is warned about: a redshift z written as rv)."""
+    import astropy.units as u
+    if unit is None:
+        speeds = np.abs(values[np.isfinite(values)]) if name == "rv" else np.zeros(0)
+        if speeds.size and 0 < speeds.max() < 0.1:
+            log.warning("table: %r: every rv is below 0.1 km/s in size (the largest %.3g): if the column holds "
+                        "redshifts z, write rv = c z in km/s, or give the column a unit", path, speeds.max())
+        return values
+    try:
+        return (values * u.Unit(unit)).to_value(u.Unit(META_UNITS.get(name, "")))
+    except (ValueError, TypeError, u.UnitsError) as err:
+        raise DataError(f"table: {path!r}: column {name!r} has the unit {unit!r}, which is not convertible to "
+                        f"{META_UNITS.get(name, 'a number')} ({err})"
+                        f"{'; for a redshift z, write rv = c z in km/s' if name == 'rv' else ''}") from None
+
 
 def _text(values: np.ndarray, name: str, path: str) -> np.ndarray:
     """The column ``name`` as str: FITS text (bytes) decoded as UTF-8, as slamfw writes star ids
