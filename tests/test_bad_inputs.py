@@ -225,6 +225,25 @@ def test_placeholder_training_labels_are_warned_about(tmp_path, capsys):
     assert f"{ss.ids[3]} = -9999" in said[0] and "where.Teff" in said[0]
 
 
+def test_a_survey_no_star_of_which_can_be_prepared_says_why(model_file, tmp_path, capsys):
+    """Found by a bad-input hunt: spectra all of whose pixels are bad (ivar 0 here) ended in 'no
+    star of the data could be prepared and inferred', without the reason (an INFO line) and without
+    the list of rejected stars."""
+    from slamfw.data.spectra_io import write_spectra_table
+    ss = registry.create("reader", "mock", {"n_stars": 4, "n_pixels": 300, "wave_range": [4800.0, 5000.0],
+                                            "continuum": False, "snr": 150, "seed": 2}).read()
+    ss.ivar[:] = 0.0
+    write_spectra_table(ss, tmp_path / "dark.npz")
+    out = tmp_path / "cat.ecsv"
+    rc, err = _error(capsys, ["predict", str(model_file), "--reader", "table", "--data", str(tmp_path / "dark.npz"),
+                              "-o", str(out)])
+    assert rc == 2 and "internal error" not in err
+    assert ("no star of the data could be prepared: all 4 have more than preprocess.max_bad_pixels=50 bad pixels "
+            "on the model's grid (a bad pixel: ivar 0 or mask False in the data") in " ".join(err.split())
+    rejected = Table.read(tmp_path / "cat-rejected.csv", format="ascii.csv")
+    assert sorted(rejected["file"]) == sorted(f"star {i}" for i in ss.ids) and not out.exists()
+
+
 def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
     """Found by a bad-input hunt: each was a raw TypeError or NotADirectoryError from deep inside."""
     with pytest.raises(ModelFileError, match="a model file is given by its path, not NoneType None"):

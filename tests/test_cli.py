@@ -295,6 +295,19 @@ def test_error_constant_pixel(data, capsys):
     save_npz(d / "const.npz", ss, flux=flux)
     err = run_error(["run", str(write_config(d, "e6.toml")), "--set", f"data.train.table.path={d / 'const.npz'}"], capsys)
     assert "pixel 42" in err and f"{ss.wave[42]:.2f} A" in err and "constant across the training set" in err
+    assert "Mask it, or narrow the wavelength range." in " ".join(err.split())
+
+
+def test_error_constant_label_names_it(data, capsys):
+    """Found by a bad-input hunt: a constant label was 'label 2 is constant ... narrow the
+    wavelength range' (its index, and advice about pixels)."""
+    d, ss = data
+    save_npz(d / "const_feh.npz", ss, FeH=np.full(ss.n_stars, -0.5))
+    err = run_error(["run", str(write_config(d, "e6b.toml")), "--set",
+                     f"data.train.table.path={d / 'const_feh.npz'}"], capsys)
+    assert ("label 'FeH' is constant across the training set (value -0.5); it carries no information and cannot be "
+            "standardised. 1 such column(s). Leave the label out of `labels`, or train on stars over which it "
+            "varies.") in " ".join(err.split()), err
 
 
 def test_error_damaged_model(tmp_path, capsys, data):

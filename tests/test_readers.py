@@ -417,6 +417,19 @@ def test_table_reader_bad_values(tmp_path):
     np.savez(tmp_path / "noflux.npz", wave=wave, ivar=ivar)
     with pytest.raises(DataError, match="no 'flux'"):
         registry.create("reader", "table", {"path": str(tmp_path / "noflux.npz")}).read()
+    # a numeric column taken for a label because the file names none: the error says how to name them
+    np.savez(tmp_path / "plx.npz", wave=wave, flux=np.ones((2, 10)), ivar=np.ones((2, 10)), id=np.array(["x", "y"]),
+             Teff=np.array([5000.0, 6000.0]), plx=np.array([1.0, np.inf]))
+    with pytest.raises(DataError, match=r"column 'plx' is infinite for star 'y'; the file names no labels, so every "
+                                        r"numeric column \(Teff, plx\) was taken for one: name them"):
+        registry.create("reader", "table", {"path": str(tmp_path / "plx.npz")}).read()
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "plx.npz"), "labels": ["Teff"]}).read()
+    assert ss.label_names == ["Teff"]
+    # text saved as bytes in an npz file was read as its repr, "b'air'", and refused as no medium
+    np.savez(tmp_path / "bytes.npz", wave=wave, flux=np.ones((2, 10)), ivar=np.ones((2, 10)), medium=np.bytes_(b"air"),
+             wave_unit=np.array(b"nm"), Teff=np.array([5000.0, 6000.0]), label_names=np.array([b"Teff"]))
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "bytes.npz")}).read()
+    assert ss.medium == "air" and ss.label_names == ["Teff"] and ss.wave[0] == pytest.approx(40000.0)
 
 
 @pytest.mark.parametrize("suffix", [".ecsv", ".fits"])

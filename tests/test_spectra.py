@@ -139,3 +139,16 @@ def test_a_message_names_the_first_duplicate_ids_and_how_many_repeat():
     assert repeated(np.array([3, 1, 2])).size == 0
     assert name_some([]) == "" and name_some(["a", "b"], 2) == "a, b"
     assert name_some(range(4), 2) == "0, 1, ... (4 in all)"
+
+
+def test_wavelength_errors_name_the_star_and_pixel_in_plain_numbers():
+    """Found by a bad-input hunt: a per-star grid padded with NaN was 'the wavelength grid has
+    non-finite values' (no star, no pixel), and a decreasing one printed numpy's reprs
+    ('np.float64(5802.97) after np.float64(5806.16)')."""
+    wave = np.tile(np.linspace(4000.0, 4010.0, 6), (3, 1))
+    wave[1, 4:] = np.nan
+    with pytest.raises(DataError, match=r"the wavelength grid of star 'b' has 2 value\(s\) that are not finite, the "
+                                        r"first at pixel 4 \(nan\); a grid padded"):
+        make(p=6, wave=wave, ids=["a", "b", "c"])
+    with pytest.raises(DataError, match=r"must increase strictly \(pixel 2: 4002.0 after 4005.0\)$"):
+        make(n=1, p=3, wave=np.array([4000.0, 4005.0, 4002.0]))

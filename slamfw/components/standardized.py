@@ -47,7 +47,7 @@ class StandardizedEmulator(Emulator):
 
         With ``ivar`` (M, P), ``noise_var_`` (P,) is the training spectra's mean noise variance
         per pixel (over their good pixels), which :meth:`model_error_from_cv` removes."""
-        self.label_scaler_ = Standardizer(lambda j: f"label {j}").fit(labels)
+        self.label_scaler_ = Standardizer(lambda j: f"label {j}", remedy="Leave the label out.").fit(labels)
         self.flux_scaler_ = Standardizer(pixel_namer(None), min_count=min_count).fit(flux, good)
         if ivar is not None:
             use = good & (ivar > 0)

@@ -256,11 +256,14 @@ def write_catalog_parts(parts: Callable[[], Iterable[dict[str, np.ndarray]]], la
     ``snr`` and ``true_labels`` (when known) beside a :class:`LabelResult`'s arrays; an empty part
     (no star survived preparation) holds only ``ids``. ``on_part(part)`` is called once for every
     part, empty ones included, as it is written (to gather more from the parts without reading
-    them again). Returns the path, the number of stars and how many of them converged.
+    them again), and before the DataError when every part is empty. Returns the path, the number of
+    stars and how many of them converged.
     """
     path = check_catalog_path(path)
     n, width, common = _layout(parts)
     if n == 0:
+        for part in parts() if on_part is not None else ():
+            on_part(part)
         raise DataError("no star of the data could be prepared and inferred")
     converged = [0]
 

@@ -106,14 +106,18 @@ class SpectralSet:
             raise DataError(f"{self.ids.size} star ids{src} for {n} spectra")
         if n and len(set(self.ids.tolist())) != n:
             raise DataError(f"duplicate star ids{src}: {name_some(repeated(self.ids), 5)}")
-        if not np.all(np.isfinite(self.wave)):
-            raise DataError(f"the wavelength grid{src} has non-finite values")
         rows = np.atleast_2d(self.wave)
+        if not np.all(np.isfinite(rows)):
+            r, i = np.argwhere(~np.isfinite(rows))[0]
+            who = f" of star {str(self.ids[r])!r}" if self.wave.ndim == 2 else ""
+            raise DataError(f"the wavelength grid{who}{src} has {int((~np.isfinite(rows[r])).sum())} value(s) that "
+                            f"are not finite, the first at pixel {i} ({float(rows[r, i])}); a grid padded to a common "
+                            f"length needs increasing wavelengths there too, with ivar 0")
         if p > 1 and not np.all(np.diff(rows, axis=1) > 0):
             r, i = np.argwhere(np.diff(rows, axis=1) <= 0)[0]
             who = f" of star {str(self.ids[r])!r}" if self.wave.ndim == 2 else ""
             raise DataError(f"wavelengths{who}{src} must increase strictly (pixel {i + 1}: "
-                            f"{rows[r, i + 1]!r} after {rows[r, i]!r})")
+                            f"{float(rows[r, i + 1])!r} after {float(rows[r, i])!r})")
         self.mask = (np.ones((n, p), bool) if self.mask is None
                      else np.atleast_2d(np.asarray(self.mask, dtype=bool)))
         if self.mask.shape != (n, p):

@@ -23,11 +23,16 @@ class Standardizer:
         ``lambda j: f"pixel {j} ({wave[j]:.2f} A)"``.
     min_count : int
         Fewest good entries a column needs (default 2, the least that defines a variance).
+    remedy : str
+        What the error for a constant column advises, e.g. "Mask it, or narrow the wavelength
+        range." for pixels.
     """
 
-    def __init__(self, describe: Callable[[int], str] | None = None, min_count: int = 2):
+    def __init__(self, describe: Callable[[int], str] | None = None, min_count: int = 2,
+                 remedy: str = "Mask it, narrow the wavelength range, or drop the label."):
         self.describe = describe
         self.min_count = min_count
+        self.remedy = remedy
 
     def _name(self, j: int) -> str:
         return self.describe(j) if self.describe else f"column {j}"
@@ -52,7 +57,7 @@ class Standardizer:
             raise DataError(
                 f"{self._name(j)} is constant across the training set (value {mean[j]:.6g}); "
                 f"it carries no information and cannot be standardised. "
-                f"{const.size} such column(s). Mask it, narrow the wavelength range, or drop the label.")
+                f"{const.size} such column(s). {self.remedy}")
         self.mean_ = mean
         self.scale_ = scale
         return self

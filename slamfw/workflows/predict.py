@@ -22,7 +22,7 @@ import numpy as np
 from ..components.executor import Executor, using_executor
 from ..data.catalog import write_catalog_parts
 from ..data.files import rejected_path, write_rejected
-from ..errors import name_some
+from ..errors import DataError, name_some
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
@@ -71,15 +71,24 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         if part["ids"].size:
             counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
 
-    path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
-                                          model.label_units, path, on_part=tally)
-    warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
     max_bad = model.preprocess.get("max_bad_pixels")
-    if excluded:
-        log.warning("predict: %d star(s) could not be prepared (more than preprocess.max_bad_pixels=%s bad pixels "
-                    "on the model's grid) and are not in the catalogue; listed in %s: %s", len(excluded), max_bad,
-                    rejected_path(path).name, name_some(excluded, 5))
     why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
+    try:
+        path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
+                                              model.label_units, path, on_part=tally)
+    except DataError as err:
+        if not excluded or counts:
+            raise
+        write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded],
+                       force=forced(force))
+        raise DataError(f"no star of the data could be prepared: all {len(excluded)} have {why} (a bad pixel: "
+                        f"ivar 0 or mask False in the data, outside the star's wavelengths, or given no weight by "
+                        f"the normaliser, as where the continuum is not above 0); they are listed in "
+                        f"{rejected_path(path)}") from err
+    warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
+    if excluded:
+        log.warning("predict: %d star(s) could not be prepared (%s) and are not in the catalogue; listed in %s: %s",
+                    len(excluded), why, rejected_path(path).name, name_some(excluded, 5))
     write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
     remove_parts(model, inferer, checkpoints, keys, prior)
     wall = time.perf_counter() - t0

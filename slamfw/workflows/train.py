@@ -25,7 +25,7 @@ from ..data.files import REJECTED_FILE, write_rejected
 from ..data.spectra import SpectralSet
 from ..preprocess import prepare, rest_frame_rv
 from ..stats.likelihood import likelihood_weights, reduced_chi2
-from ..stats.standardize import Standardizer, pixel_namer
+from ..stats.standardize import Standardizer, label_namer, pixel_namer
 from .calibrate import RawSource, fit_error_model
 from .cleaning import clean_training_set
 from .execution import executing
@@ -56,8 +56,12 @@ def holdout_mask(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 
 def check_pixels(train: SpectralSet) -> None:
-    """Error naming the pixel (and wavelength) that is constant or unusable across the training set."""
-    Standardizer(pixel_namer(train.wave)).fit(train.flux, train.ivar > 0)
+    """Error naming the label, or the pixel (and wavelength), that is constant or unusable across
+    the training set."""
+    Standardizer(label_namer(train.label_names), remedy="Leave the label out of `labels`, or train on stars over "
+                 "which it varies.").fit(train.labels)
+    Standardizer(pixel_namer(train.wave), remedy="Mask it, or narrow the wavelength range.").fit(
+        train.flux, train.ivar > 0)
 
 
 def reading_params(sel: Selected) -> dict[str, Any]:

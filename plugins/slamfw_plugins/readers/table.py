@@ -214,6 +214,13 @@ def _npz_members_stored(path: Path) -> bool:
     return all(i is not None and _stored_large(i) for i in members)
 
 
+def _word(value: Any) -> str:
+    """An npz file's text (a 0-d array, or an element of one; str or bytes) as str: bytes were
+    read as their repr ("b'air'")."""
+    value = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+    return value.decode("utf-8", errors="replace") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
 def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(columns, units, file metadata) of a table file. ``lazy``: the large (N, P) arrays of an
     npz file (stored uncompressed) as :class:`_FileRows`, or the columns of a FITS file (not
@@ -223,14 +230,14 @@ def _load_columns(path: Path, lazy: bool = False) -> tuple[dict[str, np.ndarray]
         cols = _npz_members(path, lazy)
         meta = {key.upper(): cols.pop(key) for key in ("wave_unit", "medium", "label_names", "label_units")
                 if key in cols}
-        units = {"wave": str(meta.pop("WAVE_UNIT"))} if "WAVE_UNIT" in meta else {}
+        units = {"wave": _word(meta.pop("WAVE_UNIT"))} if "WAVE_UNIT" in meta else {}
         if "LABEL_NAMES" in meta and "LABEL_UNITS" in meta:
-            units.update({str(n): str(un) for n, un in zip(np.atleast_1d(meta["LABEL_NAMES"]),
-                                                           np.atleast_1d(meta.pop("LABEL_UNITS"))) if str(un)})
+            units.update({_word(n): _word(un) for n, un in zip(np.atleast_1d(meta["LABEL_NAMES"]),
+                                                               np.atleast_1d(meta.pop("LABEL_UNITS"))) if _word(un)})
         if "MEDIUM" in meta:
-            meta["MEDIUM"] = str(meta["MEDIUM"])
+            meta["MEDIUM"] = _word(meta["MEDIUM"])
         if "LABEL_NAMES" in meta:
-            meta["LABELS"] = ",".join(str(x) for x in np.atleast_1d(meta.pop("LABEL_NAMES")))
+            meta["LABELS"] = ",".join(_word(x) for x in np.atleast_1d(meta.pop("LABEL_NAMES")))
         return cols, units, meta
     from astropy.table import Table
     fmt = {".fits": "fits", ".fits.gz": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}.get(suffix)
@@ -488,6 +495,12 @@ class TableReader(Reader):
         else:
             names = [k for k, v in one_d.items() if k not in meta and v.dtype.kind in "biuf"]
         labels = np.column_stack([_real_column(one_d[k], k, self.path) for k in names]) if names else None
+        if declared is None and labels is not None and np.isinf(labels).any():
+            i, j = np.argwhere(np.isinf(labels))[0]
+            raise DataError(f"table: {self.path!r}: column {names[j]!r} is infinite for star {str(ids[i])!r}; the "
+                            f"file names no labels, so every numeric column ({', '.join(names)}) was taken for one: "
+                            f"name them with the reader's labels parameter (--reader-param 'labels=[\"Teff\", ...]') "
+                            f"or the file's LABELS")
         keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
         dup = repeated(ids[keep])                       # checked here: iter_chunks checks no more than a piece
         if dup.size:
