@@ -404,6 +404,21 @@ def test_lamost_header_with_unexpected_layout(lamost_dir, tmp_path):
     _assert_data_error(table, "ANDMASK")
 
 
+def test_a_file_whose_header_says_air_is_made_vacuum(lamost_dir, tmp_path):
+    """Found by a bad-input hunt: VACUUM = F was not read, and the spectrum was taken as vacuum
+    (every sample file says T)."""
+    from slamfw import air_to_vacuum
+    name = "spec-57798-HD084529N184902V01_sp03-150.fits"
+    assert _header(lamost_dir / name)["VACUUM"] is True
+    with fits.open(lamost_dir / name, memmap=False) as hdul:
+        hdul[0].header["VACUUM"] = False
+        hdul.writeto(tmp_path / "air.fits", output_verify="silentfix+ignore")
+    vacuum, air = read_lamost_file(lamost_dir / name), read_lamost_file(tmp_path / "air.fits")
+    assert air.medium == "vacuum" and np.all(air.wave > vacuum.wave)
+    np.testing.assert_allclose(air.wave, air_to_vacuum(vacuum.wave), rtol=1e-12)
+    np.testing.assert_array_equal(air.flux, vacuum.flux)
+
+
 def test_wavelength_row_checks(lamost_dir, tmp_path):
     """A wavelength row that decreases, is not log-linear, or disagrees with COEFF0/COEFF1 -> DataError."""
     name = "spec-57798-HD084529N184902V01_sp03-150.fits"

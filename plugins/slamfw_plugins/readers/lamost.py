@@ -54,7 +54,7 @@ from astropy.table import Table
 
 from pydantic import Field
 
-from slamfw import DataError, FileReader, SpectralSet, hookimpl, name_some, repeated
+from slamfw import DataError, FileReader, SpectralSet, air_to_vacuum, hookimpl, name_some, repeated
 
 SLAMFW_PLUGIN_API = (1, 11)
 
@@ -381,6 +381,9 @@ def _read_lamost_file(path: Path, bad_ormask: bool) -> SpectralSet:
         log.debug("%s: astropy: %s", path.name, w.message)
 
     wave = _wavelengths(arrays["WAVELENGTH"], hdr, str(path))
+    if hdr.get("VACUUM", True) is False:     # every LAMOST LRS file seen says T; one that says air is made vacuum
+        log.info("%s: VACUUM = F in the header: air wavelengths, converted to vacuum", path.name)
+        wave = air_to_vacuum(wave)
     flux, ivar = arrays["FLUX"], arrays["IVAR"]
     flagged = arrays["ANDMASK"] != 0  # NaN != 0 is True: a NaN mask value counts as bad
     if bad_ormask:
