@@ -169,3 +169,46 @@ def test_fallback_jacobian(label_scale):
     expect = emu.fd_step * (label_scale if label_scale is not None else np.maximum(np.abs(theta).max(0), 1.0))
     np.testing.assert_allclose(steps[0], [expect[0], 0.0])       # the first call steps label 0 only
     np.testing.assert_allclose(steps[2], [0.0, expect[1]])       # the third, label 1
+
+
+def test_every_shipped_components_numbers_refuse_nan_and_infinity():
+    """Found by a bad-input hunt: 36 float parameters took infinity (C = [inf] hung training, gtol =
+    inf reported the starting labels as fits, regularization = inf wrote a model of NaN). Wherever
+    plain pydantic reads a NaN or an infinity (alone, in a list or in a table) into a parameter of a
+    registered component, slamfw's ``Params`` refuse it, naming the key; a selection (``where``)
+    takes an infinite bound, as in ``Teff = [4000, inf]``, and refuses NaN."""
+    import math
+
+    from pydantic import ValidationError, create_model
+
+    from slamfw import ParamRole, registry
+
+    def not_finite(v):
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
+        return any(map(not_finite, items))
+    refused = selections = 0
+    for kind, comps in registry.all_components().items():
+        for name, reg in comps.items():
+            for field, info in reg.cls.Params.model_fields.items():
+                plain = create_model("Plain", x=(info.annotation, ...))
+                for bad in (math.nan, math.inf, -math.inf):
+                    for value in (bad, [1.0, bad], {"a": bad}, {"a": [1.0, bad]}):
+                        try:
+                            if not not_finite(plain(x=value).x):
+                                continue
+                        except ValidationError:
+                            continue             # not a value of this field's shape, or refused anyway
+                        try:
+                            reg.cls.Params.model_validate({field: value})
+                            errors = []
+                        except ValidationError as err:
+                            errors = [e["msg"] for e in err.errors() if e["loc"][:1] == (field,)]
+                        if ParamRole.SELECTION in info.metadata and not math.isnan(bad):
+                            selections += 1
+                            assert not errors, (kind, name, field, value, errors)
+                        else:
+                            refused += 1
+                            assert errors, (kind, name, field, value)   # this, or a bound (gt=0) before it
+    assert refused >= 100 and selections >= 4, (refused, selections)

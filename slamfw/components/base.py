@@ -15,6 +15,7 @@ name (see :class:`ParamRole`)::
 from __future__ import annotations
 
 import enum
+import math
 import types
 import typing
 from typing import Annotated, Any, Callable, ClassVar
@@ -59,10 +60,38 @@ def _wants_a_number(annotation: Any) -> bool:
     return bool(leaves & {int, float})
 
 
+def _not_finite(value: Any) -> float | None:
+    """The first number in ``value`` (a number, or lists and dicts of them) that is NaN or
+    infinite, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((bad for bad in map(_not_finite, items) if bad is not None), None)
+
+
 class NumbersNotBooleans(BaseModel):
     """A pydantic model whose numeric fields refuse ``true``/``false``: pydantic's lax mode reads
     ``n_starts = true`` as 1 and ``wave_step = true`` as 1.0, silently; here it is an error
-    naming the key, "expected a number, got true/false"."""
+    naming the key, "expected a number, got true/false". They refuse NaN and infinity too (an
+    infinite C hung training, an infinite gtol reported the starting labels as fits), except the
+    fields named in ``infinite_ok`` (infinity is then a value, such as no time limit) and
+    selections (:attr:`ParamRole.SELECTION`: ``where = {Teff = [4000, inf]}``), which still
+    refuse NaN."""
+
+    #: Fields whose numbers may be infinite (never NaN).
+    infinite_ok: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _wants_a_number(field.annotation) or (bad := _not_finite(value)) is None:
+            return value
+        if math.isnan(bad):
+            raise ValueError("expected finite numbers, got nan")
+        if info.field_name not in cls.infinite_ok and ParamRole.SELECTION not in field.metadata:
+            raise ValueError(f"expected finite numbers, got {bad}")
+        return value
 
     @field_validator("*", mode="before")
     @classmethod
