@@ -865,3 +865,36 @@ def test_the_model_is_not_kept_through_a_device_evaluator(small_model, noisy):
     on_numpy = batched_lm(emu, flux, w, starts, [None] * 4, mean, scale)
     through = batched_lm(emu, flux, w, starts, [None] * 4, mean, scale, evaluate=emu.on_device(np))
     assert "model" in on_numpy and "model" not in through
+
+
+def test_covariance_of_a_label_the_spectrum_does_not_constrain_is_infinite():
+    """(J^T J)^-1 where it exists; where a label leaves J^T J singular its variance is infinite
+    (pinv gave 0: an error of 0 on a label nothing constrains) and its covariances NaN, while a
+    constrained label keeps its own (here label 0, uncorrelated with the free one)."""
+    from slamfw.stats.maxlike import covariances
+    good = np.array([[4.0, 1.0], [1.0, 2.0]])
+    jtj = np.stack([good, np.diag([4.0, 0.0]), np.zeros((2, 2))])
+    cov, singular = covariances(jtj)
+    np.testing.assert_allclose(cov[0], np.linalg.inv(good))
+    assert singular.tolist() == [False, True, True]
+    assert cov[1, 0, 0] == 0.25 and cov[1, 1, 1] == np.inf and np.isnan(cov[1, 0, 1]) and np.isnan(cov[1, 1, 0])
+    assert np.all(np.diagonal(cov[2]) == np.inf)
+    np.testing.assert_array_equal(covariances(good[None])[0][0], np.linalg.inv(good))
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_flat_emulator_gives_infinite_errors_not_converged(small_train, small_slam, batched, caplog):
+    """Found by a bad-input hunt: krr with alpha = 1e300 (an emulator that predicts the mean
+    spectrum whatever the labels) gave every star its starting labels with error 0, converged and
+    unflagged. Now the errors are infinite and no star converged; training warns."""
+    from slamfw.workflows.train import warn_if_flat
+    assert not warn_if_flat(small_slam, "slam")
+    emu = registry.create("emulator", "krr", {"alpha": [1e300], "gamma": [0.1]}).fit(
+        small_train.labels, small_train.flux, small_train.ivar)
+    with caplog.at_level("WARNING"):
+        assert warn_if_flat(emu, "krr")
+    assert "predicts no pixel better than the mean spectrum" in caplog.text
+    model = TrainedEmulator(emu, small_train.labels, small_train.label_names)
+    flux = small_train.flux[:4]
+    res = registry.create("inferer", "lm", {"batched": batched}).infer(model, flux, np.full_like(flux, 1e4))
+    assert not res.converged.any() and np.all(np.isinf(res.errors)), res.errors

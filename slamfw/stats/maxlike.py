@@ -195,6 +195,36 @@ def _at_bound(theta: np.ndarray, form: LeastSquaresForm | None, rtol: float = 1e
                 or np.any(np.isfinite(form.hi) & (theta >= form.hi - tol)))
 
 
+def _free_covariance(jtj: np.ndarray) -> np.ndarray:
+    """The covariance (L, L) of a singular ``jtj`` (L, L): the labels it leaves free (a flat
+    emulator's, one no pixel depends on) have an infinite variance, and NaN covariances with the
+    others; the rest, the inverse on the constrained subspace. pinv would give them 0, an error 0."""
+    w, v = np.linalg.eigh(jtj)
+    free = w <= max(w.max(initial=0.0), 0.0) * w.size * np.finfo(float).eps
+    cov = (v[:, ~free] / w[~free]) @ v[:, ~free].T
+    loose = np.any(np.abs(v[:, free]) > 1e-8, axis=1)           # the labels a free direction moves
+    cov[loose, :] = np.nan
+    cov[:, loose] = np.nan
+    cov[loose, loose] = np.inf
+    return cov
+
+
+def covariances(jtj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(J^T J)^-1 of each of ``jtj`` (n, L, L), and (n,) whether it is singular: a label the
+    spectrum does not constrain, whose variance is infinite (:func:`_free_covariance`)."""
+    try:
+        return np.linalg.inv(jtj), np.zeros(jtj.shape[0], bool)
+    except np.linalg.LinAlgError:
+        pass
+    cov, singular = np.empty_like(jtj), np.zeros(jtj.shape[0], bool)
+    for i, m in enumerate(jtj):
+        try:
+            cov[i] = np.linalg.inv(m)
+        except np.linalg.LinAlgError:
+            cov[i], singular[i] = _free_covariance(m), True
+    return cov, singular
+
+
 def _unfitted(n: int, n_lab: int) -> dict[str, np.ndarray]:
     """The per-star arrays of n stars that no fit has reached (NaN labels, not converged)."""
     return {"labels": np.full((n, n_lab), np.nan), "cov": np.full((n, n_lab, n_lab), np.nan),
@@ -213,14 +243,10 @@ def _fit_block(flux: np.ndarray, weights: np.ndarray, starts: np.ndarray, forms:
             continue
         res, costs = fit["res"], fit["costs"]
         theta = mean + res.x * scale
-        jtj = res.jac.T @ res.jac
-        try:
-            cov_z = np.linalg.inv(jtj)
-        except np.linalg.LinAlgError:
-            cov_z = np.linalg.pinv(jtj)
+        cov_z, singular = covariances((res.jac.T @ res.jac)[None])
         out["labels"][i] = theta
-        out["cov"][i] = cov_z * np.outer(scale, scale)
-        out["converged"][i] = bool(res.status > 0 and np.all(np.isfinite(theta)))
+        out["cov"][i] = cov_z[0] * np.outer(scale, scale)
+        out["converged"][i] = bool(res.status > 0 and np.all(np.isfinite(theta)) and not singular[0])
         out["nfev"][i] = res.nfev
         agree = costs <= res.cost * (1 + 1e-6) + 1e-9
         out["start"][i] = int(np.argmax(agree))          # the first start that reached the kept cost
@@ -320,13 +346,9 @@ def _fitted_block(out: dict[str, np.ndarray], res: dict[str, Any], flux: np.ndar
     rows = np.arange(idx.size) * k + best
     theta = mean + res["z"][rows] * scale
     out["labels"][idx] = theta
-    jtj = res["jtj"][rows]
-    try:
-        cov_z = np.linalg.inv(jtj)
-    except np.linalg.LinAlgError:
-        cov_z = np.linalg.pinv(jtj)
+    cov_z, singular = covariances(res["jtj"][rows])
     out["cov"][idx] = cov_z * np.outer(scale, scale)[None]
-    out["converged"][idx] = res["converged"][rows] & np.all(np.isfinite(theta), axis=1)
+    out["converged"][idx] = res["converged"][rows] & np.all(np.isfinite(theta), axis=1) & ~singular
     out["nfev"][idx] = res["nfev"][rows]
     kept = cost[np.arange(idx.size), best]
     agree = cost <= kept[:, None] * (1 + 1e-6) + 1e-9
