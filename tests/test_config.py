@@ -324,3 +324,85 @@ def test_every_shipped_components_numbers_refuse_booleans():
                         numeric += 1
                         assert any("boolean" in m for m in errors), (kind, name, field, value, errors)
     assert numeric >= 60 and boolean >= 10, (numeric, boolean)
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("labels: [Teff]\npreprocess:\n  wave_min: 4100\nseed: 1\npreprocess:\n  max_bad_pixels: 10\n",
+     "preprocess", "lines 2 and 5"),
+    ("labels: [Teff]\nlabels: [logg]\n", "labels", "lines 1 and 2"),
+    ("labels: [Teff]\ndata:\n  train:\n    reader: mock\n    mock: {n_stars: 10, n_stars: 20}\n", "n_stars", "line 5"),
+    ("labels: [Teff]\nanalyzers:\n  - name: cv-scatter\n    cv-scatter:\n      snr_edges: [0, 50]\n"
+     "      snr_edges: [0, 100]\n", "snr_edges", "lines 5 and 6"),
+])
+def test_yaml_refuses_a_duplicated_key_at_any_level(tmp_path, text, key, lines):
+    """Found by a bad-input hunt: YAML kept only the last of two ``preprocess:`` blocks, silently
+    (TOML refuses it)."""
+    with pytest.raises(ConfigError, match=rf"c\.yaml'?: key '{key}' is given twice in the same mapping \({lines}\)"):
+        load_config(write(tmp_path, text, "c.yaml"))
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    text = ("labels: [Teff]\nx-base: &base {n_stars: 10, snr: 50}\n"
+            "data:\n  train:\n    reader: mock\n    mock:\n      <<: *base\n      n_stars: 20\n")
+    from slamfw.config import read_config_file
+    assert read_config_file(write(tmp_path, text, "c.yaml"))["data"]["train"]["mock"] == {"n_stars": 20, "snr": 50}
+
+
+@pytest.mark.parametrize("assignment, where", [("labels.0.x=1", "labels.0"), ("labels.1.x.y=1", "labels.1"),
+                                               ("analyzers.0.name.x=1", "analyzers.0.name")])
+def test_set_into_a_list_item_that_is_a_value_is_refused(assignment, where):
+    """Found by a bad-input hunt: ``--set labels.0.x=1`` was an internal error (TypeError: 'str'
+    object does not support item assignment)."""
+    raw = {"labels": ["Teff", "logg"], "analyzers": [{"name": "cv-scatter"}]}
+    with pytest.raises(ConfigError, match=rf"--set .*: {where} is a value, not a section"):
+        apply_override(raw, assignment)
+    raw = {"analyzers": [None]}                       # an empty item becomes a section
+    apply_override(raw, "analyzers.0.name=cv-scatter")
+    assert raw == {"analyzers": [{"name": "cv-scatter"}]}
+
+
+@pytest.mark.parametrize("edges, words", [("[100, 50, 0]", r"strictly increasing: edge 1 \(50\) is not above edge 0"),
+                                          ("[0, 50, 50]", "strictly increasing"),
+                                          ("[NaN, NaN]", "finite"), ("[0, Infinity]", "finite"),
+                                          ("[50]", "at least two edges"), ("[]", "at least two edges")])
+def test_cv_scatter_refuses_edges_that_make_no_bins(tmp_path, edges, words):
+    """Found by a bad-input hunt: decreasing or NaN edges were taken, and the per-S/N rows
+    disappeared from the report, silently."""
+    over = ["analyzers.0.name=cv-scatter", f"analyzers.0.cv-scatter.snr_edges={edges}"]
+    with pytest.raises(ConfigError, match=rf"analyzers\.0\.cv-scatter\.snr_edges: .*{words}"):
+        resolve_config(load_config(write(tmp_path, BASE), over))
+    over[1] = "analyzers.0.cv-scatter.snr_edges=[0, 50, 100]"
+    assert resolve_config(load_config(write(tmp_path, BASE), over))["analyzers"][0]["cv-scatter"]["snr_edges"] == \
+        [0.0, 50.0, 100.0]
+
+
+@pytest.mark.parametrize("snr", ["[Infinity]", "[10, NaN]", "[0]", "[-5]"])
+def test_snr_degrade_refuses_non_finite_or_non_positive_snr(tmp_path, snr):
+    """Found by a bad-input hunt: ``snr = [Infinity]`` failed late, inside matplotlib's log axis."""
+    over = ["analyzers.0.name=snr-degrade", f"analyzers.0.snr-degrade.snr={snr}"]
+    with pytest.raises(ConfigError, match=r"analyzers\.0\.snr-degrade\.snr\.\d: .*finite and > 0"):
+        resolve_config(load_config(write(tmp_path, BASE), over))
+
+
+def test_a_number_for_output_dir_is_its_text(tmp_path, monkeypatch):
+    """Found by a bad-input hunt: ``--set output.dir=2024`` was refused, "Input should be a valid
+    string"."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, BASE)
+    assert load_config(path, ["output.dir=2024"]).output.dir == "2024"
+    assert load_config(path, ["output.dir=1_000"]).output.dir == "1_000"        # as typed, not 1000
+    assert load_config(path, ["output.dir=2024.10"]).output.dir == "2024.10"    # not 2024.1
+    assert load_config(path, ["output.model_file=7"]).output.model_file == "7"
+    assert load_config(path, ["emulator.model=12"]).emulator.model == "12"
+    assert resolve_config(load_config(path, ["output.dir=2024"]))["output"]["dir"] == str(tmp_path / "2024")
+    assert load_config(write(tmp_path, BASE + "[output]\ndir = 2024\n", "int.toml")).output.dir == "2024"
+    with pytest.raises(ConfigError, match=r"output\.dir: expected a path, got the number 2024\.1: write it in quotes"):
+        load_config(write(tmp_path, BASE + "[output]\ndir = 2024.10\n", "float.toml"))
+    assert load_config(path, ["seed=5"]).seed == 5                                  # numbers stay numbers
+
+
+def test_an_empty_list_of_output_formats_is_refused(tmp_path):
+    """Found by a bad-input hunt: ``output.formats=[]`` ran the inference and wrote no catalogue."""
+    with pytest.raises(ConfigError, match=r"output\.formats: give at least one catalogue format"):
+        load_config(write(tmp_path, BASE), ["output.formats=[]"])
+    assert load_config(write(tmp_path, BASE), ['output.formats=["ecsv"]']).output.formats == ["ecsv"]

@@ -92,15 +92,34 @@ def test_gaussian_values_form_and_box():
 
 @pytest.mark.parametrize("params,match", [
     ({"mean": {"Teff": 5000.0}}, r"mean and sigma must name the same labels; only one of them names \['Teff'\]"),
-    ({"mean": {"Teff": 5000.0}, "sigma": {"Teff": 0.0}}, r"sigma\.Teff must be finite and > 0"),
-    ({"mean": {"Teff": 5000.0}, "sigma": {"Teff": -1.0}}, r"sigma\.Teff"),
-    ({"mean": {"Teff": float("nan")}, "sigma": {"Teff": 1.0}}, r"mean\.Teff must be finite"),
+    ({"mean": {"Teff": 5000.0}, "sigma": {"Teff": 0.0}}, r"GaussianPrior\.sigma\.Teff: must be finite and > 0"),
+    ({"mean": {"Teff": 5000.0}, "sigma": {"Teff": -1.0}}, r"GaussianPrior\.sigma\.Teff"),
+    ({"mean": {"Teff": float("nan")}, "sigma": {"Teff": 1.0}}, r"GaussianPrior\.mean\.Teff: must be finite"),
     ({"bounds": {"FeH": [0.5, -0.5]}}, r"bounds: FeH: lo"),
     ({"mu": {}}, r"mu: unknown key"),
 ])
 def test_gaussian_bad_parameters_name_the_key(params, match):
     with pytest.raises(ConfigError, match=match):
         GaussianPrior(**params)
+
+
+@pytest.mark.parametrize("override, match", [
+    ('prior.gaussian.sigma={"Teff": -1}', r"^prior\.gaussian\.sigma\.Teff: must be finite and > 0 \(got -1"),
+    ('prior.gaussian.sigma={"Teff": Infinity}', r"^prior\.gaussian\.sigma\.Teff: must be finite and > 0"),
+    ('prior.gaussian.mean={"Teff": NaN}', r"^prior\.gaussian\.mean\.Teff: must be finite \(got nan\)"),
+    ('prior.gaussian.mean={"logg": 4.4}', r"^prior\.gaussian\.sigma: mean and sigma must name the same labels; "
+                                          r"only one of them names \['Teff', 'logg'\]"),
+])
+def test_gaussian_config_errors_name_the_full_key(tmp_path, override, match):
+    """Found by a bad-input hunt: these said ``: sigma.Teff must be finite and > 0``, without the
+    section (the check ran on the whole model, whose errors have no key)."""
+    from slamfw.config import load_config, selected
+    path = tmp_path / "c.toml"
+    path.write_text('labels = ["Teff", "logg"]\n[prior]\nname = "gaussian"\n'
+                    '[prior.gaussian]\nmean = {Teff = 5000.0}\nsigma = {Teff = 100.0}\n')
+    assert selected(load_config(path), "prior").params["sigma"] == {"Teff": 100.0}
+    with pytest.raises(ConfigError, match=match):
+        selected(load_config(path, [override]), "prior")
 
 
 @pytest.mark.parametrize("params,match", [
@@ -177,7 +196,8 @@ def test_table_file_errors_name_the_file_and_column(tmp_path):
     path = _catalogue(tmp_path)
     with pytest.raises(DataError, match=r"file '.*nowhere\.ecsv' does not exist"):
         fitted(TablePrior(**table_params(str(tmp_path / "nowhere.ecsv"))))
-    with pytest.raises(ConfigError, match=r"columns\.Teff: '.*cat\.ecsv' has no column 'teff' \(its columns: source_id"):
+    with pytest.raises(ConfigError,
+                       match=r"columns\.Teff: '.*cat\.ecsv' has no column 'teff' \(its columns: source_id"):
         fitted(TablePrior(**table_params(path, columns={"Teff": ["teff", "e_teff"]})))
     with pytest.raises(ConfigError, match=r"id_column: '.*cat\.ecsv' has no column 'id'"):
         fitted(TablePrior(**{**table_params(path), "id_column": "id"}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,43 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives the same key twice (YAML itself would keep the last one silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, at any level, as TOML does.
+    Keys brought in by a merge (``<<: *base``) may be overridden: only the mapping's own keys count."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Every mapping passes here before its merge keys are replaced by the merged pairs (in place,
+        # once): check its own keys then.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._check_unique(node)
+        super().flatten_mapping(node)
+
+    def _check_unique(self, node: yaml.MappingNode) -> None:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:       # an unhashable key: the base class says so
+                continue
+            if first is not None:
+                lines = f"line {line}" if first == line else f"lines {first} and {line}"
+                raise DuplicateKeyError(f"key {key!r} is given twice in the same mapping ({lines}); YAML would "
+                                        "silently keep only the last one: remove or merge one of them")
+            seen[key] = line
 
 
 def expand_env(value: Any) -> Any:
@@ -59,9 +97,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         if p.suffix.lower() == ".toml":
             raw = tomllib.loads(text)
         elif p.suffix.lower() in (".yaml", ".yml"):
-            raw = yaml.safe_load(text) or {}
+            raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         else:
             raise ConfigError(f"config file {str(p)!r}: use a .toml, .yaml or .yml file")
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config file {str(p)!r}: {err}") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid {p.suffix[1:].upper()}: {err}") from None
     if not isinstance(raw, dict):
@@ -99,11 +139,37 @@ def _named_sections() -> dict[str, str]:
             for section, key in kind.sections if "." not in section}
 
 
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation allows (``Optional[X]``, ``X | None``, ``list[X]``: X)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+
+
+def _wants_text(parts: list[str]) -> bool:
+    """Whether the schema declares the dotted key ``parts`` a string (``output.dir``, ``emulator.model``),
+    so that a ``--set`` value that reads as a number is meant as its text."""
+    models: list[type[BaseModel]] = [ExperimentConfig]
+    annotation: Any = None
+    for part in parts:
+        if part.isdigit() and typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]     # labels.0, analyzers.0: the list's item
+            models = _models(annotation)
+            continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if not fields:
+            return False
+        annotation = fields[0].annotation
+        models = _models(annotation)
+    return annotation is str or set(typing.get_args(annotation)) == {str, type(None)}
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply ``dotted.key=value`` to ``raw`` in place (lists indexed by number: analyzers.0.name;
     the index one past the end adds an item). A component section that this creates through
     a component's table (``--set executor.local.workers=2`` on a config without ``[executor]``)
-    selects that component."""
+    selects that component. A value that reads as a number or boolean, given to a key the schema
+    declares a string (``output.dir=2024``), is kept as typed."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
     key, value = assignment.split("=", 1)
@@ -115,21 +181,27 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         raw[parts[0]] = {named[parts[0]]: parts[1]}
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
+        where, new = ".".join(parts[:i + 1]), [] if parts[i + 1].isdigit() else {}
         if isinstance(node, list):
-            node = _list_item(node, part, key, ".".join(parts[:i + 1]), [] if nxt.isdigit() else {})
-            continue
-        if part not in node or node[part] is None:
-            node[part] = [] if nxt.isdigit() else {}
-        node = node[part]
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is a value, not a section")
+            child = _list_item(node, part, key, where, new)
+            if child is None:
+                node[int(part)] = child = new
+        else:
+            child = node.get(part)
+            if child is None:
+                node[part] = child = new
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"--set {key}: {where} is a value, not a section")
+        node = child
+    parsed = parse_value(value)
+    if isinstance(parsed, (bool, int, float)) and _wants_text(parts):
+        parsed = value.strip()      # output.dir=2024: the folder "2024", as typed
     last = parts[-1]
     if isinstance(node, list):
         _list_item(node, last, key, key, None)
-        node[int(last)] = parse_value(value)
+        node[int(last)] = parsed
     else:
-        node[last] = parse_value(value)
+        node[last] = parsed
 
 
 def validate_config(raw: dict[str, Any], base_dir: str | os.PathLike | None = None,

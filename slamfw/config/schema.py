@@ -170,6 +170,24 @@ class OutputConfig(_Strict):
     chunk_size: int = Field(500, ge=1)
     model_file: str = "model.npz"
 
+    @field_validator("dir", "model_file", mode="before")
+    @classmethod
+    def _number_as_text(cls, v: Any) -> Any:
+        """``dir = 2024`` names the folder "2024"; a float would lose its text (2024.10 is 2024.1)."""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, float):
+            raise ValueError(f"expected a path, got the number {v!r}: write it in quotes")
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one catalogue format (fits, ecsv): an empty list would write no "
+                             "catalogue")
+        return v
+
 
 class CompareConfig(_Strict):
     """``slamfw compare``: emulators trained and tested side by side on the same data and split.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from slamfw import AnalysisContext, Analyzer, Params, Report, accuracy_by_snr, hookimpl
 
@@ -21,8 +21,25 @@ class CVScatterAnalyzer(Analyzer):
     """CV bias and scatter of every label, overall and per S/N bin."""
 
     class Params(Params):
-        snr_edges: list[float] | None = Field(None, description="S/N bin edges (default: distinct values or quintiles)")
+        snr_edges: list[float] | None = Field(None, description="S/N bin edges, finite and increasing (default: "
+                                                                "distinct values or quintiles)")
         converged_only: bool = True
+
+        @field_validator("snr_edges")
+        @classmethod
+        def _increasing(cls, v: list[float] | None) -> list[float] | None:
+            if v is None:
+                return v
+            if len(v) < 2:
+                raise ValueError(f"give at least two edges (one bin), got {v}")
+            bad = [f"{x}" for x in v if not np.isfinite(x)]
+            if bad:
+                raise ValueError(f"every edge must be finite (got {', '.join(bad)} in {v})")
+            for i in range(1, len(v)):
+                if not v[i] > v[i - 1]:
+                    raise ValueError(f"the edges must be strictly increasing: edge {i} ({v[i]:g}) is not above "
+                                     f"edge {i - 1} ({v[i - 1]:g})")
+            return v
 
     def analyze(self, ctx: AnalysisContext) -> Report:
         report = Report(title="CV scatter and bias (paper eq. 9-10)")

@@ -15,17 +15,19 @@ finite labels), ``bias`` (eq. 9), ``scatter`` (eq. 10 as a standard deviation),
 ``scatter_robust`` (1.4826 MAD), ``err`` the mean reported uncertainty (the calibrated one,
 ``result.errors_calibrated``, when there is one, else the formal one), ``err_formal`` the mean
 formal (covariance) error, and ``pull_rstd`` / ``pull_formal_rstd`` the robust width (1.4826 MAD)
-of the pulls (inferred - true) / err and / err_formal (1 for honest errors). ``snr_measured`` is the median S/N per pixel of the degraded
-spectra. Only stars with all true labels are degraded, at most ``max_stars`` of them (each S/N
-costs one inference of them all). The figure shows the scatters with the mean errors against S/N, one panel per label.
+of the pulls (inferred - true) / err and / err_formal (1 for honest errors). ``snr_measured`` is
+the median S/N per pixel of the degraded spectra. Only stars with all true labels are degraded, at
+most ``max_stars`` of them (each S/N costs one inference of them all). The figure shows the
+scatters with the mean errors against S/N, one panel per label.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from astropy.table import Table
-from pydantic import Field, PositiveFloat
+from pydantic import AfterValidator, Field
 
 from slamfw import (
     AnalysisContext,
@@ -43,6 +45,16 @@ from slamfw import (
 )
 
 SLAMFW_PLUGIN_API = (1, 1)
+
+
+def _finite_positive(value: float) -> float:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"every S/N must be finite and > 0 (got {value})")
+    return value
+
+
+#: A target S/N: finite and > 0 (an infinite one would add no noise, and break the figure's log axis).
+SNR = Annotated[float, AfterValidator(_finite_positive)]
 
 
 def degrade(flux: np.ndarray, ivar: np.ndarray, snr: float, rng: np.random.Generator
@@ -91,8 +103,8 @@ class SNRDegradeAnalyzer(Analyzer):
     """Label scatter, bias and errors of the test spectra degraded to lower S/N (Fig. 4, 7)."""
 
     class Params(Params):
-        snr: list[PositiveFloat] = Field([5.0, 10.0, 20.0, 40.0, 80.0, 120.0], min_length=1,
-                                         description="target S/N per pixel of the degraded spectra")
+        snr: list[SNR] = Field([5.0, 10.0, 20.0, 40.0, 80.0, 120.0], min_length=1,
+                               description="target S/N per pixel of the degraded spectra (finite, > 0)")
         converged_only: bool = Field(True, description="statistics over converged stars only")
         max_stars: int | None = Field(None, ge=1, description="degrade at most this many test stars (a random "
                                       "subset drawn from the seed; default: all with true labels)")

@@ -8,9 +8,10 @@ Gaussians on a box, so both have a :class:`~slamfw.LeastSquaresForm` and least-s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from slamfw import (
     ConfigError,
@@ -36,6 +37,19 @@ def _check_bounds(bounds: Bounds) -> Bounds:
         if not lo < hi:
             raise ValueError(f"{name}: lo ({lo:g}) must be below hi ({hi:g})")
     return bounds
+
+
+def _finite(value: float) -> float:
+    """``value``, or a ValueError (pydantic puts the key, ``mean.Teff``, in front of it)."""
+    if not np.isfinite(value):
+        raise ValueError(f"must be finite (got {value})")
+    return value
+
+
+def _finite_positive(value: float) -> float:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"must be finite and > 0 (got {value})")
+    return value
 
 
 def _check_names(what: str, keys: Sequence[str], label_names: Sequence[str]) -> None:
@@ -128,23 +142,23 @@ class GaussianPrior(_BoxGaussianPrior):
     """Independent Gaussians on the named labels (others free), optionally cut to a box."""
 
     class Params(Params):
-        mean: dict[str, float] = Field(default_factory=dict, description="label name -> mean")
-        sigma: dict[str, float] = Field(default_factory=dict, description="label name -> standard deviation (> 0)")
+        mean: dict[str, Annotated[float, AfterValidator(_finite)]] = Field(
+            default_factory=dict, description="label name -> mean")
+        sigma: dict[str, Annotated[float, AfterValidator(_finite_positive)]] = Field(
+            default_factory=dict, validate_default=True, description="label name -> standard deviation (> 0)")
         bounds: Bounds = Field(default_factory=dict, description=f"{BOUNDS_HELP}; other labels: open")
 
         bounds_ordered = field_validator("bounds")(_check_bounds)
 
-        @model_validator(mode="after")
-        def _same_labels(self) -> GaussianPrior.Params:
-            if set(self.mean) != set(self.sigma):
-                odd = sorted(set(self.mean) ^ set(self.sigma))
+        @field_validator("sigma")
+        @classmethod
+        def _same_labels(cls, sigma: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+            # Checked on sigma, after mean (when mean is valid), so that the message has a key.
+            mean = info.data.get("mean")
+            if mean is not None and set(mean) != set(sigma):
+                odd = sorted(set(mean) ^ set(sigma))
                 raise ValueError(f"mean and sigma must name the same labels; only one of them names {odd}")
-            for name in self.mean:
-                if not np.isfinite(self.mean[name]):
-                    raise ValueError(f"mean.{name} must be finite")
-                if not (np.isfinite(self.sigma[name]) and self.sigma[name] > 0):
-                    raise ValueError(f"sigma.{name} must be finite and > 0 (got {self.sigma[name]})")
-            return self
+            return sigma
 
     def fit(self, train_labels: np.ndarray, label_names: Sequence[str]) -> GaussianPrior:
         """Sets ``mean_``, ``sigma_`` (L,) (NaN, inf for labels without a Gaussian) and ``lo_``, ``hi_``
