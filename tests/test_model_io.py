@@ -150,3 +150,128 @@ def test_predict_modules_are_the_plugin_modules_of_the_models_components(model, 
     assert module("reader", "table") in with_table and module("reader", "mock") not in with_table
     model.components["inferer"] = {"name": "not-installed", "params": {}}
     assert predict_modules(component_names(model.save(tmp_path / "n.npz"))) == list(dict.fromkeys(want[:4]))
+
+
+# ---------------------------------------------------------------- damaged files found by a bad-input hunt
+# Each loaded, and then gave wrong labels or errors silently, or an internal error at inference.
+
+@pytest.fixture(scope="module")
+def emulator_files(small_slam, small_train, tmp_path_factory):
+    """A slam model with a local error model, and a cannon and a krr model, saved: {name: path}."""
+    from slamfw import registry
+    from slamfw.stats.error_model import ErrorModel
+    tmp = tmp_path_factory.mktemp("emulators")
+    names, k = ["Teff", "logg", "FeH"], 40
+    rng = np.random.default_rng(3)
+    error_model = ErrorModel(names, np.array([10.0, 50.0]), np.ones((2, 3)), np.zeros((2, 3)), np.ones((2, 3)),
+                             np.ones((2, 3)), np.ones((3, 3)), np.array([k // 2, k // 2]), folds=2, neighbours=5,
+                             cv_labels=small_train.labels[:k], cv_snr=rng.uniform(10, 50, k),
+                             cv_delta=rng.normal(size=(k, 3)), cv_formal=np.ones((k, 3)), inferer="lm")
+    emulators = {"slam": small_slam,
+                 "cannon": registry.create("emulator", "cannon", {"n_folds": 3}),
+                 "krr": registry.create("emulator", "krr", {"gamma": [0.1, 1.0], "alpha": [1e-3, 1e-1]})}
+    out = {}
+    for name, emu in emulators.items():
+        if name != "slam":
+            emu.fit(small_train.labels, small_train.flux, small_train.ivar)
+        model = SlamfwModel(emulator=emu, emulator_name=name, wave=small_train.wave, label_names=names,
+                            label_units=["K", "dex", "dex"], train_labels=small_train.labels,
+                            train_ids=small_train.ids,
+                            components={"reader": {"name": "mock", "params": {"n_stars": 120}},
+                                        "inferer": {"name": "lm", "params": {}}, "prior": None},
+                            error_model=error_model if name == "slam" else None)
+        out[name] = model.save(tmp / f"{name}.npz")
+        assert SlamfwModel.load(out[name]).emulator_name == name       # undamaged, each loads
+    return out
+
+
+def _set(key, index, value):
+    """A change of the array ``key`` at ``index`` to ``value``."""
+    def change(files):
+        files[key] = files[key].astype(float)
+        files[key][index] = value
+    return change
+
+
+def _meta_change(edit):
+    def change(files):
+        meta = json.loads(str(files["__metadata__"]))
+        edit(meta)
+        files["__metadata__"] = np.array(json.dumps(meta))
+    return change
+
+
+def _krr_as_slam(files):
+    _meta_change(lambda meta: meta["emulator"].update(name="slam"))(files)
+
+
+HUNT_DAMAGE = {
+    # 1. the catalogue's Teff column held log g values; "abc" was read as the labels a, b, c
+    "duplicate label names": ("cannon", _meta_change(lambda m: m.update(label_names=["Teff", "Teff", "FeH"])),
+                              "'label_names' in its metadata names Teff more than once"),
+    "label names a string": ("cannon", _meta_change(lambda m: m.update(label_names="abc")),
+                             "'label_names' in its metadata must be a list"),
+    # 2. the model error (CV MSE, scatter, gamma) was not checked
+    "cannon cv_mse NaN": ("cannon", _set("emulator/cv_mse", 5, np.nan),
+                          "cannon: cv_mse is not finite and not negative at pixel 5"),
+    "cannon cv_mse negative": ("cannon", _set("emulator/cv_mse", 7, -0.5),
+                               "cannon: cv_mse is not finite and not negative at pixel 7"),
+    "cannon scatter NaN": ("cannon", _set("emulator/scatter", 3, np.nan),
+                           "cannon: scatter is not finite and not negative at pixel 3"),
+    "krr cv_mse NaN": ("krr", _set("emulator/cv_mse", 5, np.nan),
+                       "krr: cv_mse is not finite and not negative at pixel 5"),
+    "krr cv_mse negative": ("krr", _set("emulator/cv_mse", 6, -1.0),
+                            "krr: cv_mse is not finite and not negative at pixel 6"),
+    "krr gamma NaN": ("krr", _set("emulator/gamma", 4, np.nan), "krr: gamma is not finite and positive at pixel 4"),
+    "krr gamma negative": ("krr", _set("emulator/gamma", 2, -0.1), "krr: gamma is not finite and positive at pixel 2"),
+    "slam cv_mse_grid NaN": ("slam", _set("emulator/cv_mse_grid", 5, np.nan),
+                             "slam: cv_mse_grid is not finite and not negative at the chosen (gamma, C) at pixel 5"),
+    "slam cv_mse_grid negative": ("slam", _set("emulator/cv_mse_grid", 8, -1.0),
+                                  "slam: cv_mse_grid is not finite and not negative at the chosen (gamma, C) at "
+                                  "pixel 8"),
+    # 3. the error model: an internal broadcast error at predict, or silently changed errors
+    "error model cv.delta truncated": ("slam", _meta_change(lambda m: m["error_model"]["cv"].update(
+        delta=m["error_model"]["cv"]["delta"][:3])),
+        "'error_model.cv.delta' is of shape (3, 3), expected shape (40, 3)"),
+    "error model factor negative": ("slam", _meta_change(lambda m: m["error_model"]["factor"][1].__setitem__(2, -1.0)),
+                                    "'error_model.factor' is -1.0 at S/N bin 1, label 'FeH'"),
+    "error model neighbours negative": ("slam", _meta_change(lambda m: m["error_model"].update(neighbours=-4)),
+                                        "'error_model.neighbours' must be a whole number of at least 0, got -4"),
+    # 4. components of the wrong JSON type: AttributeError, outside the loader's try block
+    "components a list": ("cannon", _meta_change(lambda m: m.update(components=[1])),
+                          "'components' in its metadata must be an object"),
+    "inferer a string": ("cannon", _meta_change(lambda m: m["components"].update(inferer="lm")),
+                         "'components.inferer' in its metadata must be an object"),
+    "reader a number": ("cannon", _meta_change(lambda m: m["components"].update(reader=5)),
+                        "'components.reader' in its metadata must be an object"),
+    # 6. then the survey was blamed
+    "infinite wavelength": ("cannon", _set("wave", -1, np.inf), "'wave' (the model's wavelength grid) is inf at pixel"),
+    # 7. "SlamEmulator.alpha: unknown key", naming no file
+    "krr parameters in a slam model": ("krr", _krr_as_slam, "parameters it records for its 'slam' emulator are "
+                                                            "refused"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HUNT_DAMAGE))
+def test_damaged_model_files_found_by_a_hunt_are_refused_naming_file_and_key(emulator_files, tmp_path, kind):
+    emulator, change, words = HUNT_DAMAGE[kind]
+    damaged = _rewrite(emulator_files[emulator], tmp_path / "damaged.npz", change)
+    with pytest.raises(ModelFileError) as err:
+        SlamfwModel.load(damaged)
+    assert words in str(err.value) and "damaged.npz" in str(err.value), str(err.value)
+
+
+def test_a_file_that_is_not_an_npz_archive_is_named_so_not_a_pickle(tmp_path):
+    """Found by a bad-input hunt: a text file given as a model got numpy's "This file contains
+    pickled (object) data ... allow_pickle=", the wrong diagnosis, inviting pickle."""
+    (tmp_path / "notmodel.npz").write_text("hello\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name, words in (("notmodel.npz", "is not a slamfw model file (not an npz archive)"),
+                        ("empty.npz", "is empty, not a slamfw model file")):
+        with pytest.raises(ModelFileError) as err:
+            SlamfwModel.load(tmp_path / name)
+        assert words in str(err.value) and name in str(err.value) and "pickle" not in str(err.value), str(err.value)
+    np.savez(tmp_path / "objects.npz", __metadata__=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ModelFileError, match="its array '__metadata__' holds pickled Python objects") as err:
+        SlamfwModel.load(tmp_path / "objects.npz")
+    assert "allow_pickle" not in str(err.value)

@@ -250,6 +250,7 @@ class CannonEmulator(StandardizedEmulator):
         if self.coef_.shape[1] != len(self.terms_):
             raise DataError(f"cannon: {self.coef_.shape[1]} coefficients per pixel do not match order "
                             f"{self.order} with {self.n_labels_} labels ({len(self.terms_)} terms)")
+        self._check_state()
         self.cv_scheme_ = f"{self.n_folds}-fold"
         scale = self.flux_scaler_.scale_
         if self.model_error == "cv":
@@ -259,6 +260,24 @@ class CannonEmulator(StandardizedEmulator):
         else:
             err = np.maximum(self.scatter_, self.model_error_from_cv(self.cv_mse_))
         self.model_error_ = np.maximum(err, _MIN_ERROR * scale)
+
+    def _check_state(self) -> None:
+        """A :class:`DataError` naming the array and its first bad pixel when a loaded state's per-pixel
+        arrays are not one number per pixel, or the scatter or CV MSE (the model error) are not finite
+        and not negative."""
+        p = self.coef_.shape[0]
+        for name in ("scatter_", "cv_mse_", "cv_md_", "mse_", "md_"):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != (p,) or arr.dtype.kind not in "fiu":
+                raise DataError(f"cannon: {name.rstrip('_')} ({arr.dtype} of shape {arr.shape}) needs one number "
+                                f"per pixel ({p})")
+        for name in ("scatter", "cv_mse"):
+            values = np.asarray(getattr(self, name + "_"), float)
+            ok = np.isfinite(values) & (values >= 0)
+            if not np.all(ok):
+                j = int(np.flatnonzero(~ok)[0])
+                raise DataError(f"cannon: {name} is not finite and not negative at pixel {j} ({int(np.sum(~ok))} "
+                                f"such): {float(values[j])!r}")
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, labels: np.ndarray) -> np.ndarray:

@@ -129,11 +129,39 @@ class KRREmulator(RBFPrediction, StandardizedEmulator):
         return self
 
     def rebuild(self) -> None:
+        self._check_state()
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = self.dual_coef_.shape[0]
         self.cv_scheme_ = "leave-one-out"
         self.model_error_ = self.model_error_from_cv(self.cv_mse_)
         self._rbf = RBFExpansion(self.X_train_, self.dual_coef_, np.zeros(self.n_pixels_), self.gamma_)
+
+    def _check_state(self) -> None:
+        """A :class:`DataError` naming the array and its first bad pixel (or training star) when a
+        loaded state is inconsistent: shapes, non-finite coefficients or labels, a gamma or alpha
+        not finite and positive, a CV MSE (the model error) not finite and not negative."""
+        X, dual = np.asarray(self.X_train_), np.asarray(self.dual_coef_)
+        if X.ndim != 2 or X.dtype.kind not in "fiu":
+            raise DataError(f"krr: X_train ({X.dtype} of shape {X.shape}) must be a (stars, labels) array of numbers")
+        if dual.ndim != 2 or dual.shape[1] != X.shape[0] or dual.dtype.kind not in "fiu":
+            raise DataError(f"krr: dual_coef ({dual.dtype} of shape {dual.shape}) needs one column per training "
+                            f"star ({X.shape[0]} in X_train)")
+        p = dual.shape[0]
+        for name in ("gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_"):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != (p,) or arr.dtype.kind not in "fiu":
+                raise DataError(f"krr: {name.rstrip('_')} ({arr.dtype} of shape {arr.shape}) needs one number per "
+                                f"pixel ({p})")
+        gamma, alpha, cv_mse = (np.asarray(a, float) for a in (self.gamma_, self.alpha_, self.cv_mse_))
+        for name, ok, rule, where in (
+                ("gamma", np.isfinite(gamma) & (gamma > 0), "finite and positive", "pixel"),
+                ("alpha", np.isfinite(alpha) & (alpha > 0), "finite and positive", "pixel"),
+                ("cv_mse", np.isfinite(cv_mse) & (cv_mse >= 0), "finite and not negative", "pixel"),
+                ("dual_coef", np.all(np.isfinite(dual), axis=1), "finite", "pixel"),
+                ("X_train", np.all(np.isfinite(X), axis=1), "finite", "training star")):
+            if not np.all(ok):
+                j = int(np.flatnonzero(~ok)[0])
+                raise DataError(f"krr: {name} is not {rule} at {where} {j} ({int(np.sum(~ok))} such)")
 
     STATE_ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")
     STATE_KIND = "krr-rbf"

@@ -392,12 +392,24 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
                 j = int(np.flatnonzero(~ok)[0])
                 raise DataError(f"slam: {name} is not {rule} at {where} {j} ({int(np.sum(~ok))} such)")
         n_c = len(self.C)
+        for name in ("cv_mse_grid_", "cv_md_grid_"):
+            if np.shape(getattr(self, name)) != (p, len(self.gamma), n_c):
+                raise DataError(f"slam: {name.rstrip('_')} {np.shape(getattr(self, name))} needs one value per pixel, "
+                                f"gamma and C of the grid ({p}, {len(self.gamma)}, {n_c})")
         grid_mse = self.cv_mse_grid_.reshape(p, -1)
         gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])
         ci = np.array([self.C.index(c) if c in self.C else 0 for c in self.C_])
         flat = gi * n_c + ci
         self.cv_mse_ = grid_mse[np.arange(p), flat]
         self.cv_md_ = self.cv_md_grid_.reshape(p, -1)[np.arange(p), flat]
+        # the CV MSE gives the model error: NaN in the grid is a point prune_grid skipped, never the chosen one
+        for what, ok in (("at the chosen (gamma, C)", np.isfinite(self.cv_mse_) & (self.cv_mse_ >= 0)),
+                         ("in the grid", np.all(np.isnan(grid_mse) | (np.isfinite(grid_mse) & (grid_mse >= 0)),
+                                                axis=1))):
+            if not np.all(ok):
+                j = int(np.flatnonzero(~ok)[0])
+                raise DataError(f"slam: cv_mse_grid is not finite and not negative {what} at pixel {j} "
+                                f"({int(np.sum(~ok))} such)")
         self.cv_scheme_ = f"{self.n_folds}-fold"
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = p
