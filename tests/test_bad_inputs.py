@@ -244,6 +244,23 @@ def test_a_survey_no_star_of_which_can_be_prepared_says_why(model_file, tmp_path
     assert sorted(rejected["file"]) == sorted(f"star {i}" for i in ss.ids) and not out.exists()
 
 
+@pytest.mark.parametrize("name, clash", [("chi2", "chi2"), ("Teff_err", "<label>_err"), ("logg_true", "<label>_true")])
+def test_a_label_named_as_a_catalogue_column_is_refused_before_training(tmp_path, capsys, name, clash):
+    """Found by a bad-input hunt: labels named Teff_err and chi2 trained, and the catalogue's
+    Teff_err and chi2 columns then held the labels' values, silently."""
+    from slamfw.data.spectra_io import write_spectra_table
+    ss = registry.create("reader", "mock", {"n_stars": 80, "n_pixels": 300, "wave_range": [4800.0, 5000.0],
+                                            "continuum": False, "snr": 150, "seed": 1}).read()
+    ss.label_names = ["Teff", "logg", name]
+    write_spectra_table(ss, tmp_path / "train.npz")
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out").replace(
+        'labels = ["Teff", "logg", "FeH"]', f'labels = ["Teff", "logg", "{name}"]'))
+    rc, err = _error(capsys, ["train", str(tmp_path / "exp.toml"), "--set", "data.train.reader=table", "--set",
+                              f"data.train.table.path={tmp_path / 'train.npz'}"])
+    assert rc == 2 and f"the label '{name}' has the name of a catalogue column ({clash})" in " ".join(err.split())
+    assert not (tmp_path / "out" / "model.npz").exists()
+
+
 def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
     """Found by a bad-input hunt: each was a raw TypeError or NotADirectoryError from deep inside."""
     with pytest.raises(ModelFileError, match="a model file is given by its path, not NoneType None"):

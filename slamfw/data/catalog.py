@@ -26,6 +26,23 @@ log = logging.getLogger(__name__)
 FLAG_COLUMNS = FLAGS
 #: Extra arrays the pipeline writes in fixed places (not again among the inferer's extras).
 _PLACED = set(FLAG_COLUMNS) | {"snr_spec", "at_bound", "grid_coverage"}
+#: The catalogue's own columns, and the endings of its per-label ones: no label may be named so.
+RESERVED_COLUMNS = frozenset({"id", "ra", "dec", "converged", "rmse", "chi2", "snr", "label_distance", *_PLACED})
+PER_LABEL_SUFFIXES = ("_err", "_err_formal", "_init", "_true")
+
+
+def check_label_names(names: Sequence[str], what: str = "labels") -> None:
+    """A ConfigError naming the label whose name is a column of the catalogue (``chi2``, ``snr``) or
+    ends as a label's own columns do (``Teff_err``): its values would replace that column's, or be
+    replaced by them, silently."""
+    for name in names:
+        if name in RESERVED_COLUMNS or name.endswith(PER_LABEL_SUFFIXES):
+            ending = next((s for s in PER_LABEL_SUFFIXES if name.endswith(s)), "")
+            clash = f"<label>{ending}" if ending else name
+            raise ConfigError(f"{what}: the label {name!r} has the name of a catalogue column ({clash}), whose values "
+                              f"it would overwrite or be overwritten by; rename the label column (reserved: "
+                              f"{', '.join(sorted(RESERVED_COLUMNS))}, and names ending in "
+                              f"{', '.join(PER_LABEL_SUFFIXES)})")
 
 
 def _unit(units: Sequence[str], j: int) -> str | None:

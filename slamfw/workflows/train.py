@@ -21,6 +21,7 @@ from ..config import ExperimentConfig, Selected, selected
 from ..errors import ConfigError, DataError, name_some
 from ..execution.store import ChunkStore
 from ..model import SlamfwModel
+from ..data.catalog import check_label_names
 from ..data.files import REJECTED_FILE, write_rejected
 from ..data.spectra import SpectralSet
 from ..preprocess import prepare, rest_frame_rv
@@ -135,6 +136,7 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
     with executing(cfg):
         reader = data_sel.build()
         raw = labelled_training_set(reader.read().select_labels(cfg.labels))
+        check_label_names(raw.label_names, "training set")
         write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train", force=forced())
         held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
         if held.any():
