@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import make_smoothing_spline
 
+from slamfw import ConfigError
 from slamfw_plugins.normalizers._smoothing import SmoothingSplines, smoothing_spline_values
 from slamfw_plugins.normalizers.spline import SplineNormalizer
 
@@ -107,10 +108,11 @@ def test_compiled_kernel_solves_the_same_systems(n, length):
 def test_too_stiff_a_penalty_is_refused_naming_smoothing_length(compiled, n, lam):
     """Refused whether the factorisation fails (1e24) or succeeds with pivots that are mostly
     rounding (1e14 on 1900 pixels: smallest pivot 4e-13 of its diagonal, where the continuum was
-    off by 0.1); on 700 pixels at 1e30 the compiled kernel used to return a continuum near 1e-13."""
+    off by 0.1); on 700 pixels at 1e30 the compiled kernel used to return a continuum near 1e-13.
+    A ConfigError (a bad-input hunt found the ValueError reported as an internal error by the CLI)."""
     x = (3900.0 + np.arange(float(n)))[None]
     y = 1 + 0.1 * np.sin(x / 50.0)
-    with pytest.raises(ValueError, match="row 0 is not positive definite.*smoothing_length"):
+    with pytest.raises(ConfigError, match="row 0 is not positive definite.*smoothing_length"):
         SmoothingSplines(x, compiled=compiled).values(y, np.ones((1, n)), np.array([lam]))
 
 
@@ -145,7 +147,7 @@ def test_compiled_kernel_gives_each_star_its_own_result(shared):
     for i in range(m):
         np.testing.assert_array_equal(splines.values(y[i:i + 1], w[i:i + 1], lam[i:i + 1], rows[i:i + 1]), block[i:i + 1])
     lam[m - 2] = -1e30                                  # no longer positive definite, after 9 that are
-    with pytest.raises(ValueError, match=f"row {m - 2} is not positive definite"):
+    with pytest.raises(ConfigError, match=f"row {m - 2} is not positive definite"):
         splines.values(y, w, lam, rows)
 
 

@@ -46,6 +46,8 @@ from typing import NoReturn
 
 import numpy as np
 
+from slamfw import ConfigError
+
 from .._jit import Kernel
 
 
@@ -311,9 +313,9 @@ class SmoothingSplines:
         return out
 
     def _too_stiff(self, row: int, lam: float) -> NoReturn:
-        raise ValueError(f"smoothing spline: the system of row {row} is not positive definite in double "
-                         f"precision (a Cholesky pivot below {PIVOT_FLOOR:g} of its diagonal): the penalty "
-                         f"{lam:.3g} is too stiff for its {self.n} points (use a shorter smoothing_length)")
+        raise ConfigError(f"smoothing spline: the system of row {row} is not positive definite in double "
+                          f"precision (a Cholesky pivot below {PIVOT_FLOOR:g} of its diagonal): the penalty "
+                          f"{lam:.3g} is too stiff for its {self.n} points (use a shorter smoothing_length)")
 
 
 def smoothing_spline_values(x: np.ndarray, y: np.ndarray, keep: np.ndarray, lam: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ class SplineNormalizer(Normalizer):
     """Smoothing-spline pseudo-continuum with k-sigma rejection in wavelength bins."""
 
     class Params(Params):
-        smoothing_length: float = Field(100.0, gt=0, description="softness of the spline (A)")
+        smoothing_length: float = Field(100.0, gt=0, le=1e6, description="softness of the spline (A)")
         k: float = Field(1.5, gt=0, description="rejection threshold in residual sigmas (paper: 1.5)")
         k_upper: float | None = Field(None, gt=0, description="threshold above the spline (default: k)")
         bin_width: float = Field(100.0, gt=0, description="wavelength bins for the residual sigma (A)")
