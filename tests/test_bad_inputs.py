@@ -261,6 +261,26 @@ def test_a_label_named_as_a_catalogue_column_is_refused_before_training(tmp_path
     assert not (tmp_path / "out" / "model.npz").exists()
 
 
+@pytest.mark.parametrize("sets, words", [
+    (["prior.name=uniform", 'prior.uniform.bounds={"Tef": [5000, 6000]}'], "uniform prior: bounds.Tef: no such label"),
+    (["prior.name=table", "prior.table.path=/nonexistent/prior.csv"], "prior.csv' does not exist"),
+    (["data.test.reader=mock", "data.test.mock.n_stars=5", "inferer=null"],
+     "data.test is set but no inferer is configured")])
+def test_config_mistakes_are_found_before_the_training(tmp_path, capsys, monkeypatch, sets, words):
+    """Found by a bad-input hunt: a prior naming no label, a table prior without its file, and a test
+    set without an inferer were found after the training (``slamfw train`` with calibration off
+    never checked the prior: every later predict failed), and the corrected run trained again."""
+    from slamfw.workflows import train as train_mod
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    fitted = []
+    monkeypatch.setattr(train_mod, "_train", lambda *a, **k: fitted.append(1) or pytest.fail("trained"))
+    args = [x for s in sets for x in ("--set", s)]
+    for command in (["run"], ["train"]) if "data.test" not in sets[0] else (["run"],):
+        rc, err = _error(capsys, [*command, str(tmp_path / "exp.toml"), *args])
+        assert rc == 2 and words in " ".join(err.split()), err
+    assert not fitted
+
+
 def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
     """Found by a bad-input hunt: each was a raw TypeError or NotADirectoryError from deep inside."""
     with pytest.raises(ModelFileError, match="a model file is given by its path, not NoneType None"):

@@ -105,7 +105,11 @@ def _test_reads_training_source(cfg: ExperimentConfig) -> bool:
 
 
 def check_test_split(cfg: ExperimentConfig, model_loaded: bool) -> None:
-    """Before any training: a test set read from the training data needs held-back stars."""
+    """Before any training: a test set needs an inferer, and one read from the training data needs
+    held-back stars."""
+    if selected(cfg, "data.test") is not None and selected(cfg, "inferer") is None:
+        raise ConfigError("inferer: data.test is set but no inferer is configured (add an [inferer] section, e.g. "
+                          "name = \"lm\")")
     if not _test_reads_training_source(cfg):
         return
     if model_loaded:

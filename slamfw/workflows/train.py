@@ -137,6 +137,8 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         reader = data_sel.build()
         raw = labelled_training_set(reader.read().select_labels(cfg.labels))
         check_label_names(raw.label_names, "training set")
+        if (prior_sel := selected(cfg, "prior")) is not None:     # its labels and files, before the training
+            prior_sel.build().fit(raw.labels, raw.label_names)
         write_rejected(reader, Path(cfg.output.dir) / REJECTED_FILE, "train", force=forced())
         held = holdout_mask(raw.ids, cfg.data.train.holdout, cfg.seed)
         if held.any():
