@@ -265,11 +265,13 @@ def test_a_label_named_as_a_catalogue_column_is_refused_before_training(tmp_path
     (["prior.name=uniform", 'prior.uniform.bounds={"Tef": [5000, 6000]}'], "uniform prior: bounds.Tef: no such label"),
     (["prior.name=table", "prior.table.path=/nonexistent/prior.csv"], "prior.csv' does not exist"),
     (["data.test.reader=mock", "data.test.mock.n_stars=5", "inferer=null"],
-     "data.test is set but no inferer is configured")])
+     "data.test is set but no inferer is configured"),
+    (["data.train.holdout=0.999"], "data.train.holdout = 0.999 holds back all 80 stars of the training set")])
 def test_config_mistakes_are_found_before_the_training(tmp_path, capsys, monkeypatch, sets, words):
     """Found by a bad-input hunt: a prior naming no label, a table prior without its file, and a test
     set without an inferer were found after the training (``slamfw train`` with calibration off
-    never checked the prior: every later predict failed), and the corrected run trained again."""
+    never checked the prior: every later predict failed), and the corrected run trained again; a
+    holdout that holds back every star said only "training set: no spectra to prepare"."""
     from slamfw.workflows import train as train_mod
     (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
     fitted = []

@@ -144,6 +144,9 @@ def prepare_training(cfg: ExperimentConfig) -> PreparedTraining:
         if held.any():
             log.info("training set: holding back %d of %d stars for testing (holdout=%g, seed=%d)",
                      int(held.sum()), raw.n_stars, cfg.data.train.holdout, cfg.seed)
+        if held.all():
+            raise ConfigError(f"data.train.holdout = {cfg.data.train.holdout:g} holds back all {raw.n_stars} stars of "
+                              f"the training set, leaving none to train on: lower it")
         raw_train = raw.subset(~held)
         raw_train = raw_train.subset(~unknown_rv_training_stars(raw_train, cfg))
         trainset = prepare(raw_train, cfg.preprocess, make_normalizer(cfg), what="training set")
