@@ -726,3 +726,14 @@ def test_a_pool_with_a_task_no_worker_will_run_does_not_hang_the_exit():
         "print('done', flush=True)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-2000:]
+
+
+def test_a_number_of_local_workers_beyond_the_machine_is_refused(monkeypatch):
+    """Found by a bad-input hunt: workers = 100000 hung while the processes started (leaking 208
+    semaphores). At most 8 per usable core."""
+    from slamfw import ConfigError, registry
+    from slamfw.execution import local
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    assert registry.create("executor", "local", {"workers": 16}).n_workers == 16
+    with pytest.raises(ConfigError, match=r"workers: 17 worker processes on 2 usable core\(s\): at most 16"):
+        registry.create("executor", "local", {"workers": 17})

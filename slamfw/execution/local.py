@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..components.base import Params
 from ..components.executor import Executor, Progress, available_cores, collected, results_in_order
@@ -379,12 +379,27 @@ def _submitted(future: Any) -> Any:
     return future
 
 
+#: The most worker processes per usable core the ``local`` executor starts.
+MAX_WORKERS_PER_CORE = 8
+
+
 class LocalExecutor(Executor):
     """Worker processes on this machine (loky); ``workers`` defaults to the usable cores."""
 
     class Params(Params):
-        workers: int | None = Field(None, ge=1, description="worker processes (default: the usable cores)")
+        workers: int | None = Field(None, ge=1, description="worker processes (default: the usable cores; at most "
+                                    f"{MAX_WORKERS_PER_CORE} per core)")
         idle_timeout: float = Field(60.0, gt=0, description="seconds an idle worker waits for work before exiting")
+
+        @field_validator("workers")
+        @classmethod
+        def _not_beyond_the_machine(cls, workers: int | None) -> int | None:
+            cores = available_cores()
+            if workers is not None and workers > MAX_WORKERS_PER_CORE * cores:
+                raise ValueError(f"{workers} worker processes on {cores} usable core(s): at most "
+                                 f"{MAX_WORKERS_PER_CORE * cores} ({MAX_WORKERS_PER_CORE} per core); each is a Python "
+                                 f"process of its own")
+            return workers
 
     workers_on_this_machine = True
 
