@@ -283,6 +283,23 @@ def test_config_mistakes_are_found_before_the_training(tmp_path, capsys, monkeyp
     assert not fitted
 
 
+def test_settings_a_loaded_model_does_not_use_are_named(model_file, tmp_path):
+    """Found by a bad-input hunt: with emulator.model set, a config's other emulator, grid and
+    normaliser were ignored without a word (the model's own are used). ``slamfw run`` now warns,
+    naming each setting that differs; none when the config is the one the model was trained with."""
+    from slamfw.config import load_config
+    from slamfw.workflows.reuse import ignored_for_a_loaded_model
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    model = SlamfwModel.load(model_file)
+    assert ignored_for_a_loaded_model(load_config(tmp_path / "exp.toml"), model) == []
+    cfg = load_config(tmp_path / "exp.toml", ["emulator.name=krr", "preprocess.wave_step=2.0",
+                                              "normalizer.name=spline"])
+    assert ignored_for_a_loaded_model(cfg, model) == [
+        "emulator.name: the model has 'cannon', the config asks for 'krr'",
+        "preprocess.wave_step: the model has 1.0, the config asks for 2.0",
+        "normalizer: the model has 'none', the config asks for 'spline'"]
+
+
 def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
     """Found by a bad-input hunt: each was a raw TypeError or NotADirectoryError from deep inside."""
     with pytest.raises(ModelFileError, match="a model file is given by its path, not NoneType None"):

@@ -133,6 +133,20 @@ def _reuse_differences(cfg: ExperimentConfig, model: SlamfwModel, prepared: Prep
     return out
 
 
+def ignored_for_a_loaded_model(cfg: ExperimentConfig, model: SlamfwModel) -> list[str]:
+    """The settings of ``cfg`` that a run loading ``model`` (``emulator.model``) does not use,
+    because the model's own are used: its emulator, pre-processing and normaliser (each as
+    ``key: the model has X, the config asks for Y``; empty when they agree)."""
+    out: list[str] = []
+    emu_sel = selected(cfg, "emulator")
+    if emu_sel is not None and emu_sel.name and emu_sel.name != model.emulator_name:
+        out.append(f"emulator.name: the model has {model.emulator_name!r}, the config asks for {emu_sel.name!r}")
+    _differences("preprocess", model.preprocess, cfg.preprocess.model_dump(), out)
+    _component_differences("normalizer", (model.components or {}).get("normalizer"),
+                           _component_record(selected(cfg, "normalizer")), out)
+    return out
+
+
 def reusable_model(cfg: ExperimentConfig, prepared: PreparedTraining, path: Path) -> SlamfwModel | None:
     """The model at ``path`` if it is the one this config would train on ``prepared``: the same
     training-set hash, labels, emulator and parameters, pre-processing, reader, normaliser,

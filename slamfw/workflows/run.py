@@ -33,7 +33,7 @@ from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
 from .outdir import OutputDir, forced, forcing, plan_outputs
-from .reuse import reusable_model, training_record
+from .reuse import ignored_for_a_loaded_model, reusable_model, training_record
 from .train import (
     PreparedTraining, TrainResult, prepare_training, remove_training_checkpoints, source_key, train,
 )
@@ -149,6 +149,11 @@ def _load_model(cfg: ExperimentConfig, path: str) -> SlamfwModel:
              len(model.label_names), model.wave.size)
     if list(model.label_names) != list(cfg.labels):
         raise ConfigError(f"labels: the config asks for {cfg.labels} but the model {path} has {model.label_names}")
+    ignored = ignored_for_a_loaded_model(cfg, model)
+    if ignored:
+        log.warning("emulator.model: the model's own emulator, pre-processing and normaliser are used, not the "
+                    "config's, which differ: %s", "; ".join(ignored[:6]) + (f"; and {len(ignored) - 6} more"
+                                                                            if len(ignored) > 6 else ""))
     return model
 
 
