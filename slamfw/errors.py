@@ -41,12 +41,14 @@ class NotFittedError(SlamfwError, AttributeError):
     """A component was used before ``fit``."""
 
 
-def name_some(items: Sequence[object], k: int = 10) -> str:
+def name_some(items: Sequence[object], k: int = 10, quoted: bool = False) -> str:
     """``items`` (a sequence or 1-d array: star ids, file names, pixels) as a message names them:
     the first ``k`` joined by ", ", then ", ... (N in all)" when there are more, so that an error
-    or a warning says which stars are concerned without listing a million of them."""
+    or a warning says which stars are concerned without listing a million of them. ``quoted``:
+    each in quotes, as Python writes a string ('0', 'HD 1'), where ids may look like numbers or
+    hold commas."""
     n = len(items)
-    shown = ", ".join(str(x) for x in items[:k])
+    shown = ", ".join(repr(str(x)) if quoted else str(x) for x in items[:k])
     return shown if n <= k else f"{shown}, ... ({n} in all)"
 
 

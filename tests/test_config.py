@@ -363,7 +363,7 @@ def test_set_into_a_list_item_that_is_a_value_is_refused(assignment, where):
 
 @pytest.mark.parametrize("edges, words", [("[100, 50, 0]", r"strictly increasing: edge 1 \(50\) is not above edge 0"),
                                           ("[0, 50, 50]", "strictly increasing"),
-                                          ("[NaN, NaN]", "finite"), ("[0, Infinity]", "finite"),
+                                          ("[NaN, NaN]", "finite"), ("[Infinity, 0]", "strictly increasing"),
                                           ("[50]", "at least two edges"), ("[]", "at least two edges")])
 def test_cv_scatter_refuses_edges_that_make_no_bins(tmp_path, edges, words):
     """Found by a bad-input hunt: decreasing or NaN edges were taken, and the per-S/N rows
@@ -371,9 +371,9 @@ def test_cv_scatter_refuses_edges_that_make_no_bins(tmp_path, edges, words):
     over = ["analyzers.0.name=cv-scatter", f"analyzers.0.cv-scatter.snr_edges={edges}"]
     with pytest.raises(ConfigError, match=rf"analyzers\.0\.cv-scatter\.snr_edges: .*{words}"):
         resolve_config(load_config(write(tmp_path, BASE), over))
-    over[1] = "analyzers.0.cv-scatter.snr_edges=[0, 50, 100]"
+    over[1] = "analyzers.0.cv-scatter.snr_edges=[0, 50, Infinity]"     # an open top bin
     assert resolve_config(load_config(write(tmp_path, BASE), over))["analyzers"][0]["cv-scatter"]["snr_edges"] == \
-        [0.0, 50.0, 100.0]
+        [0.0, 50.0, float("inf")]
 
 
 @pytest.mark.parametrize("snr", ["[Infinity]", "[10, NaN]", "[0]", "[-5]"])

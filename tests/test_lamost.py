@@ -328,7 +328,8 @@ def test_labels_sentinels_and_errors(tmp_path):
     assert t["Teff"][0] == 5000 and np.isnan(t["snrg"][1])
     for text, match in (("obsid,teff,logg\n1,5000,4.5\n", "FeH"), ("teff,logg,feh\n5000,4,0\n", "obsid"),
                         ("obsid,teff,logg,feh\n1,hot,4,0\n", "not a number"),
-                        ("obsid,teff,logg,feh\n1,5000,4,0\n2,5000,4,0\n1,5100,4,0\n2.0,5100,4,0\n", "duplicated obsid.s. 1, 2 in"),
+                        ("obsid,teff,logg,feh\n1,5000,4,0\n2,5000,4,0\n1,5100,4,0\n2.0,5100,4,0\n",
+                         "duplicated obsid.s. '1', '2' in"),
                         ("", "empty")):
         path.write_text(text)
         with pytest.raises(DataError, match=match) as err:

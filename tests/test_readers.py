@@ -349,7 +349,8 @@ def test_table_reader_streaming_refuses_what_read_refuses(tmp_path):
                               ("mask.npz", {"mask": np.ones((n + 3, p), bool)}, "mask has shape .603, 400."),
                               ("wave.npz", {"wave": np.ones((n, p - 1))}, "wave has shape .600, 399."),
                               ("ids.npz", {"id": np.array([f"s{i}" for i in range(n + 3)])}, "603 star ids"),
-                              ("dup.npz", {"id": np.array([f"s{i % 599}" for i in range(n)])}, "duplicate star ids s0$"),
+                              ("dup.npz", {"id": np.array([f"s{i % 599}" for i in range(n)])},
+                               "duplicate star ids 's0'$"),
                               # a radial velocity or S/N column of the wrong length was left out: unshifted spectra
                               ("rv.npz", {"rv": np.zeros(n - 2)}, "'rv' of shape .598,.; each must hold one value "
                                                                   "per spectrum, .600,."),
@@ -473,6 +474,27 @@ def test_table_reader_empty_cells_are_missing_values(tmp_path, suffix):
         registry.create("reader", "table", {"path": str(tmp_path / f"nan{suffix}")}).read()
 
 
+def test_table_reader_empty_flux_and_ivar_cells_beside_a_mask(tmp_path):
+    """Empty flux and ivar cells (ECSV) are bad pixels beside the file's own mask; a mask of the wrong
+    shape is still refused, naming it, when flux has an empty cell (it was replaced by the empty
+    cells, silently)."""
+    from astropy.table import MaskedColumn
+    n, p = 3, 6
+    flux_empty, ivar_empty, masked = (np.zeros((n, p), bool) for _ in range(3))
+    flux_empty[0, 1], ivar_empty[1, 4], masked[2, 2] = True, True, True
+    t = Table({"wave": np.tile(np.linspace(4000.0, 4050.0, p), (n, 1)),
+               "flux": MaskedColumn(np.full((n, p), 0.9), mask=flux_empty),
+               "ivar": MaskedColumn(np.ones((n, p)), mask=ivar_empty), "mask": ~masked, "Teff": [5000.0] * n})
+    t.write(tmp_path / "cells.ecsv")
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "cells.ecsv")}).read()
+    np.testing.assert_array_equal(~ss.mask, flux_empty | ivar_empty | masked)
+    assert (ss.ivar[flux_empty | ivar_empty] == 0).all() and (ss.flux[ss.mask] == 0.9).all()
+    t["mask"] = np.ones((n, p - 1), bool)
+    t.write(tmp_path / "short_mask.ecsv")
+    with pytest.raises(DataError, match=r"mask has shape \(3, 5\), flux \(3, 6\)"):
+        registry.create("reader", "table", {"path": str(tmp_path / "short_mask.ecsv")}).read()
+
+
 def test_table_reader_converts_the_metadata_to_its_units(tmp_path, caplog):
     """An rv column in m/s was read as km/s (1000 times too large), ra in radians as degrees; a
     dimensionless rv (a redshift) is refused, and one without a unit whose values are all tiny is
@@ -486,6 +508,16 @@ def test_table_reader_converts_the_metadata_to_its_units(tmp_path, caplog):
     ss = registry.create("reader", "table", {"path": str(tmp_path / "units.ecsv")}).read()
     np.testing.assert_allclose(ss.meta["rv"], [-25.788, 0.413, 0.0])
     np.testing.assert_allclose(ss.meta["ra"], np.degrees([0.5, 1.0, 2.0]))
+    t2 = t.copy()                                   # a FITS header's capitals, and an S/N with a unit of its own
+    t2["rv"] = u.Quantity([-25.0, 0.4, 0.0], u.km / u.s)
+    t2["snr"] = [10.0, 20.0, 30.0] * u.Unit("1 / pix")
+    t2.write(tmp_path / "caps.fits")
+    from astropy.io import fits
+    with fits.open(tmp_path / "caps.fits", mode="update") as hdul:
+        hdul[1].header[f"TUNIT{t2.colnames.index('rv') + 1}"] = "KM/S"
+    ss = registry.create("reader", "table", {"path": str(tmp_path / "caps.fits")}).read()
+    np.testing.assert_allclose(ss.meta["rv"], [-25.0, 0.4, 0.0])
+    np.testing.assert_array_equal(ss.meta["snr"], [10.0, 20.0, 30.0])
     t["rv"] = [-8.6e-5, 1.4e-6, 0.0] * u.dimensionless_unscaled
     t.write(tmp_path / "z.ecsv")
     with pytest.raises(DataError, match=r"column 'rv' has the unit '', which is not convertible to km / s .*"

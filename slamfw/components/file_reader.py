@@ -129,6 +129,7 @@ class FileReader(Reader):
         labels_columns: dict[str, str] = Field(
             default_factory=dict, description="label name -> catalogue column (empty: every numeric column)")
         labels_missing: list[float] = Field(default=[-9999.0], description="values that mean 'no label'")
+        infinite_ok = ("labels_missing",)       # a catalogue that writes inf for a missing label
 
     def read_file(self, path: Path) -> SpectralSet:
         """The spectra of one file, on its own grid (raise :class:`DataError` naming the file)."""

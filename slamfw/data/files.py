@@ -125,7 +125,7 @@ def read_labels_catalogue(path: str, id_column: str, columns: dict[str, str], mi
         out[label] = values
     dup = repeated(out["id"])
     if dup.size:
-        raise DataError(f"{what}: ids repeat in the label catalogue {path!r}: {name_some(dup, 5)}")
+        raise DataError(f"{what}: ids repeat in the label catalogue {path!r}: {name_some(dup, 5, quoted=True)}")
     return out
 
 

@@ -105,7 +105,7 @@ class SpectralSet:
         if self.ids.shape != (n,):
             raise DataError(f"{self.ids.size} star ids{src} for {n} spectra")
         if n and len(set(self.ids.tolist())) != n:
-            raise DataError(f"duplicate star ids{src}: {name_some(repeated(self.ids), 5)}")
+            raise DataError(f"duplicate star ids{src}: {name_some(repeated(self.ids), 5, quoted=True)}")
         rows = np.atleast_2d(self.wave)
         if not np.all(np.isfinite(rows)):
             r, i = np.argwhere(~np.isfinite(rows))[0]

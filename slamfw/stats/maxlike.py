@@ -6,8 +6,10 @@ lowest cost (chi^2 plus the prior's Gaussian terms) is kept: a fit that one star
 local minimum, another start escapes. A prior's Gaussian terms become extra residuals and its box
 becomes bounds (then the bounded ``trf`` method replaces ``lm``, which has none).
 
-Covariance: ``(J^T J)^-1`` of the kept solution's jacobian, in physical units. ``converged``:
-the kept solution's optimiser met a tolerance within ``max_nfev`` evaluations and is finite.
+Covariance: ``(J^T J)^-1`` of the kept solution's jacobian, in physical units; where ``J^T J``
+is singular (a label the spectrum does not constrain), that label's variance is infinite and its
+covariances NaN (:func:`covariances`). ``converged``: the kept solution's optimiser met a
+tolerance within ``max_nfev`` evaluations, is finite, and ``J^T J`` is not singular.
 """
 from __future__ import annotations
 

@@ -160,8 +160,7 @@ def _load_model(cfg: ExperimentConfig, path: str) -> SlamfwModel:
 def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: SpectralSet, trainset: SpectralSet | None,
                        out: Path) -> tuple[LabelResult, list[Report], list[Path], float]:
     inf_sel = selected(cfg, "inferer")
-    if inf_sel is None:
-        raise ConfigError("inferer: data.test is set but no inferer is configured")
+    assert inf_sel is not None, "check_test_split refuses a test set without an inferer, before any work"
     t0 = time.perf_counter()
     em = model.error_model
     if em is not None and em.inferer and em.inferer != inf_sel.name:

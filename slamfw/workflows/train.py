@@ -279,16 +279,17 @@ def _train(cfg: ExperimentConfig, emu_sel: Selected, prepared: PreparedTraining)
 def warn_if_flat(emulator: Emulator, name: str) -> bool:
     """Warn (and return True) when the emulator's cross-validated MSE (``cv_mse_``, (P,), in
     standardised flux: 1 is the training set's own scatter) is at least 0.9 at every pixel: it
-    predicts no pixel much better than the mean spectrum, so labels inferred with it are unconstrained
-    (infinite errors, not converged), as with too strong a regularisation."""
+    predicts no pixel much better than the mean spectrum, so labels inferred with it are barely
+    constrained by the spectra (large errors; infinite, and not converged, where the emulator does
+    not depend on them at all), as with too strong a regularisation."""
     cv_mse = getattr(emulator, "cv_mse_", None)
     cv_mse = np.asarray(cv_mse if cv_mse is not None else np.nan, float)
     if not cv_mse.ndim or not np.isfinite(cv_mse).any() or np.nanmin(cv_mse) < 0.9:
         return False
     log.warning("%s: the cross-validated MSE is at least %.2f at every pixel (1 is the scatter of the training "
                 "spectra about their mean): the emulator predicts no pixel better than the mean spectrum, and "
-                "labels inferred with it are unconstrained; check its parameters (a regularisation too strong, "
-                "an epsilon wider than the flux's scatter)", name, float(np.nanmin(cv_mse)))
+                "the spectra barely constrain labels inferred with it; check its parameters (a regularisation "
+                "too strong, an epsilon wider than the flux's scatter)", name, float(np.nanmin(cv_mse)))
     return True
 
 

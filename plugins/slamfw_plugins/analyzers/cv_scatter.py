@@ -21,9 +21,11 @@ class CVScatterAnalyzer(Analyzer):
     """CV bias and scatter of every label, overall and per S/N bin."""
 
     class Params(Params):
-        snr_edges: list[float] | None = Field(None, description="S/N bin edges, finite and increasing (default: "
-                                                                "distinct values or quintiles)")
+        snr_edges: list[float] | None = Field(None, description="S/N bin edges, increasing; the last may be inf "
+                                                                "(default: distinct values or quintiles)")
         converged_only: bool = True
+
+        infinite_ok = ("snr_edges",)            # an open top bin: [0, 20, 50, inf]
 
         @field_validator("snr_edges")
         @classmethod
@@ -32,9 +34,6 @@ class CVScatterAnalyzer(Analyzer):
                 return v
             if len(v) < 2:
                 raise ValueError(f"give at least two edges (one bin), got {v}")
-            bad = [f"{x}" for x in v if not np.isfinite(x)]
-            if bad:
-                raise ValueError(f"every edge must be finite (got {', '.join(bad)} in {v})")
             for i in range(1, len(v)):
                 if not v[i] > v[i - 1]:
                     raise ValueError(f"the edges must be strictly increasing: edge {i} ({v[i]:g}) is not above "

@@ -88,6 +88,7 @@ class ErrorModelAnalyzer(Analyzer):
     class Params(Params):
         snr_edges: list[float] | None = Field(None, description="S/N bin edges of the pulls table "
                                                                 "(default: distinct values or quintiles)")
+        infinite_ok = ("snr_edges",)            # an open top bin: [0, 20, 50, inf]
         figure: bool = True
 
     def analyze(self, ctx: AnalysisContext) -> Report:

@@ -86,6 +86,7 @@ class FiguresAnalyzer(Analyzer):
     class Params(Params):
         corner_stars: int = Field(3, ge=0, description="stars with a corner plot (when the result has samples)")
         snr_edges: list[float] | None = Field(None, description="S/N bin edges (default: distinct values or quintiles)")
+        infinite_ok = ("snr_edges",)            # an open top bin: [0, 20, 50, inf]
 
     def analyze(self, ctx: AnalysisContext) -> Report:
         report = Report(title="Figures of the inferred labels (paper Fig. 3, 4, 5, 7, 8)")

@@ -61,6 +61,7 @@ class LabelDistanceAnalyzer(Analyzer):
                                                  "reference value (default: the true labels)")
         threshold: float = Field(2.5, gt=0, description="D below this counts as consistent (paper: 2.5)")
         snr_edges: list[float] | None = Field(None, description="S/N bin edges (default: distinct values or quintiles)")
+        infinite_ok = ("snr_edges",)            # an open top bin: [0, 20, 50, inf]
         converged_only: bool = True
 
     def analyze(self, ctx: AnalysisContext) -> Report:

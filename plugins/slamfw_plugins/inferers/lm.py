@@ -29,8 +29,9 @@ highest likelihood, so a star that one start leaves in a local minimum is fitted
 match, each next one is the best match at least ``start_separation`` (default 1) standardised
 units from those already chosen, so that a spectrum two regions fit about equally well (a warm
 star on either side of the Balmer maximum) is started in both (``start_separation = 0``: simply
-the k best). Covariance: ``(J^T J)^-1`` at the solution, in physical units. ``converged``:
-the kept solution met a tolerance within ``max_nfev`` evaluations and is finite.
+the k best). Covariance: ``(J^T J)^-1`` at the solution, in physical units (infinite variances
+for a label the spectrum does not constrain, ``J^T J`` singular). ``converged``: the kept
+solution met a tolerance within ``max_nfev`` evaluations, is finite, and constrains every label.
 
 A prior (``[prior]``) with a Gaussian and box form becomes extra residuals and bounds (the batched
 solver projects each trial point into the box; one by one, the bounded ``trf`` method is used); a prior without such a form is refused. ``method = "trf"`` with

@@ -33,6 +33,7 @@ class SplineNormalizer(Normalizer):
         smoothing_length: float = Field(100.0, gt=0, le=1e6, description="softness of the spline (A)")
         k: float = Field(1.5, gt=0, description="rejection threshold in residual sigmas (paper: 1.5)")
         k_upper: float | None = Field(None, gt=0, description="threshold above the spline (default: k)")
+        infinite_ok = ("k_upper",)              # inf: no rejection above the spline
         bin_width: float = Field(100.0, gt=0, description="wavelength bins for the residual sigma (A)")
         n_iter: int = Field(3, ge=0, description="rejection-refit iterations")
         min_pixels: int = Field(20, ge=5, description="fewest kept pixels to fit a continuum")

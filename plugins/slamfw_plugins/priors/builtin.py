@@ -107,6 +107,7 @@ class UniformPrior(_BoxGaussianPrior):
 
     class Params(Params):
         bounds: Bounds = Field(default_factory=dict, description=f"{BOUNDS_HELP}; other labels: the training range")
+        infinite_ok = ("bounds",)               # a side left open: Teff = [4000, inf]
         margin: float = Field(0.0, ge=0, description="widen the training-range boxes by this fraction of their "
                                                       "width on each side")
 
@@ -147,6 +148,7 @@ class GaussianPrior(_BoxGaussianPrior):
         sigma: dict[str, Annotated[float, AfterValidator(_finite_positive)]] = Field(
             default_factory=dict, validate_default=True, description="label name -> standard deviation (> 0)")
         bounds: Bounds = Field(default_factory=dict, description=f"{BOUNDS_HELP}; other labels: open")
+        infinite_ok = ("bounds",)               # a side left open: Teff = [4000, inf]
 
         bounds_ordered = field_validator("bounds")(_check_bounds)
 

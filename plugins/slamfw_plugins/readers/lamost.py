@@ -463,7 +463,7 @@ def read_lamost_labels(path: str | os.PathLike) -> Table:
 
     ids = [_normalise_id(r[header.index("obsid")]) for r in body]
     if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: duplicated obsid(s) {name_some(repeated(ids), 5)} in the label table")
+        raise DataError(f"{path}: duplicated obsid(s) {name_some(repeated(ids), 5, quoted=True)} in the label table")
     table = Table()
     table["id"] = np.array(ids, dtype=str)
     for out_name, col in picked.items():

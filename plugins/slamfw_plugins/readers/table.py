@@ -283,11 +283,12 @@ def _fill_empty_cells(t: Any, cols: dict[str, np.ndarray], path: str) -> None:
             values = values.astype(float)
             values[where] = 0.0 if name == "ivar" else np.nan
         cols[name] = values
+    # a flux or ivar cell without a value: a bad pixel (an ivar 0 is one already); arrays of other
+    # shapes are left as they are, for the reader's check of shapes to name
+    shape = np.shape(cols.get("flux"))
     bad = [empty[k] for k in ("flux", "ivar") if k in empty]
-    if bad and "mask" in cols and np.shape(cols["mask"]) == np.shape(cols["flux"]) == np.shape(bad[0]):
-        cols["mask"] = np.asarray(cols["mask"], bool) & ~np.logical_or.reduce(bad)
-    elif bad and np.shape(cols["flux"]) == np.shape(bad[0]):
-        cols["mask"] = ~np.logical_or.reduce(bad)
+    if bad and all(b.shape == shape for b in bad) and np.shape(cols.get("mask", bad[0])) == shape:
+        cols["mask"] = np.asarray(cols.get("mask", True), bool) & ~np.logical_or.reduce(bad)
 
 
 #: Spellings of Angstrom in survey files that astropy reads as something else, or not at all.
@@ -504,18 +505,20 @@ class TableReader(Reader):
         keep = where_mask(labels, names, self.where, "table") if (self.where and labels is not None) else np.ones(n, bool)
         dup = repeated(ids[keep])                       # checked here: iter_chunks checks no more than a piece
         if dup.size:
-            raise DataError(f"table: {self.path!r}: duplicate star ids {name_some(dup, 5)}")
+            raise DataError(f"table: {self.path!r}: duplicate star ids {name_some(dup, 5, quoted=True)}")
         return cols, {"n": n, "wave": wave, "wave_unit": wave_unit, "ids": ids, "names": names, "labels": labels,
                       "units": [units.get(k, "") for k in names], "meta": meta, "medium": medium,
                       "keep": np.flatnonzero(keep), "lazy": lazy}
 
 def _in_unit(values: np.ndarray, name: str, unit: str | None, path: str) -> np.ndarray:
-    """The metadata column ``name`` (N,) in the unit the pipeline uses (``META_UNITS``; none: a number),
+    """The metadata column ``name`` (N,) in the unit the pipeline uses (``META_UNITS``; ``snr``: as it is),
     converted from the column's own ``unit`` when it has one (an rv in m/s was read as km/s,
     1000 times too large); a DataError naming the column for a unit of another kind. Without a
     unit, the values are taken to be in that unit already (an rv whose values are all below
     0.1 km/s, not all 0, is warned about: a redshift z written as rv)."""
     import astropy.units as u
+    if name not in META_UNITS:                     # snr: a number, whatever its column says
+        return values
     if unit is None:
         speeds = np.abs(values[np.isfinite(values)]) if name == "rv" else np.zeros(0)
         if speeds.size and 0 < speeds.max() < 0.1:
@@ -523,10 +526,14 @@ def _in_unit(values: np.ndarray, name: str, unit: str | None, path: str) -> np.n
                         "redshifts z, write rv = c z in km/s, or give the column a unit", path, speeds.max())
         return values
     try:
-        return (values * u.Unit(unit)).to_value(u.Unit(META_UNITS.get(name, "")))
+        try:
+            given = u.Unit(unit)
+        except ValueError:                         # FITS headers in capitals: KM/S, DEG
+            given = u.Unit(unit.lower())
+        return (values * given).to_value(u.Unit(META_UNITS[name]))
     except (ValueError, TypeError, u.UnitsError) as err:
         raise DataError(f"table: {path!r}: column {name!r} has the unit {unit!r}, which is not convertible to "
-                        f"{META_UNITS.get(name, 'a number')} ({err})"
+                        f"{META_UNITS[name]} ({err})"
                         f"{'; for a redshift z, write rv = c z in km/s' if name == 'rv' else ''}") from None
 
 
