@@ -229,6 +229,9 @@ HUNT_DAMAGE = {
     "slam cv_mse_grid negative": ("slam", _set("emulator/cv_mse_grid", 8, -1.0),
                                   "slam: cv_mse_grid is not finite and not negative at the chosen (gamma, C) at "
                                   "pixel 8"),
+    # its CV MSE was read at the grid's first point, silently (a fresh-eyes review)
+    "slam gamma off the grid": ("slam", _set("emulator/gamma", 3, 0.123),
+                                "slam: gamma at pixel 3 (0.123) is not a point of the grid"),
     # 3. the error model: an internal broadcast error at predict, or silently changed errors
     "error model cv.delta truncated": ("slam", _meta_change(lambda m: m["error_model"]["cv"].update(
         delta=m["error_model"]["cv"]["delta"][:3])),

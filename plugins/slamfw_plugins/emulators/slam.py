@@ -397,8 +397,14 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
                 raise DataError(f"slam: {name.rstrip('_')} {np.shape(getattr(self, name))} needs one value per pixel, "
                                 f"gamma and C of the grid ({p}, {len(self.gamma)}, {n_c})")
         grid_mse = self.cv_mse_grid_.reshape(p, -1)
-        gi = np.array([self.gamma.index(g) if g in self.gamma else 0 for g in self.gamma_])
-        ci = np.array([self.C.index(c) if c in self.C else 0 for c in self.C_])
+        for name, chosen, grid in (("gamma", self.gamma_, self.gamma), ("C", self.C_, self.C)):
+            off = ~np.isin(chosen, grid)           # its CV MSE (the model error) would be another point's
+            if off.any():
+                j = int(np.flatnonzero(off)[0])
+                raise DataError(f"slam: {name} at pixel {j} ({float(chosen[j])!r}) is not a point of the grid "
+                                f"{grid} ({int(off.sum())} such pixel(s))")
+        gi = np.array([self.gamma.index(g) for g in self.gamma_])
+        ci = np.array([self.C.index(c) for c in self.C_])
         flat = gi * n_c + ci
         self.cv_mse_ = grid_mse[np.arange(p), flat]
         self.cv_md_ = self.cv_md_grid_.reshape(p, -1)[np.arange(p), flat]
