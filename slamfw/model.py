@@ -160,7 +160,8 @@ class SlamfwModel:
             raise ModelFileError(f"{str(path)!r}: metadata is JSON but not an object (a {type(meta).__name__})")
         if meta.get("format") != FORMAT_NAME:
             raise ModelFileError(f"{str(path)!r} is not a slamfw model (format {meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
             raise ModelFileError(
                 f"{str(path)!r} has model format version {meta.get('format_version')!r}, written by slamfw "
                 f"{meta.get('slamfw_version')}; this slamfw ({__version__}) reads version {FORMAT_VERSION}. "
@@ -412,7 +413,12 @@ def _chi2_reference(value: Any) -> dict[str, float] | None:
         return None
     if not isinstance(value, dict) or "p99" not in value:
         raise ValueError(f"train_chi2 must be a mapping with 'p99', got {value!r}")
-    return {str(k): float(v) for k, v in value.items()}
+    out = {str(k): float(v) for k, v in value.items()}
+    bad = {k: v for k, v in out.items() if not (np.isfinite(v) and (v > 0 if k == "p99" else v >= 0))}
+    if bad:     # flag_chi2_train compares with p99: NaN never flagged a star, a negative one flagged all
+        raise ValueError(f"train_chi2 (the training stars' reduced chi^2, whose p99 flag_chi2_train compares with) "
+                         f"must be finite and not negative, p99 positive; got {bad}")
+    return out
 
 
 def component_names(path: str | os.PathLike) -> list[tuple[str, str]]:

@@ -232,6 +232,14 @@ HUNT_DAMAGE = {
     # its CV MSE was read at the grid's first point, silently (a fresh-eyes review)
     "slam gamma off the grid": ("slam", _set("emulator/gamma", 3, 0.123),
                                 "slam: gamma at pixel 3 (0.123) is not a point of the grid"),
+    # flag_chi2_train compares with p99: NaN never flagged a star, a negative one flagged every star
+    "train_chi2 NaN": ("cannon", _meta_change(lambda m: m.update(train_chi2={"p99": float("nan"), "median": 1.0})),
+                       "train_chi2 (the training stars' reduced chi^2, whose p99"),
+    "train_chi2 negative": ("cannon", _meta_change(lambda m: m.update(train_chi2={"p99": -1.0, "median": 1.0})),
+                            "must be finite and not negative, p99 positive; got {'p99': -1.0}"),
+    # a format version 1.0 or true passed for 1
+    "format version true": ("cannon", _meta_change(lambda m: m.update(format_version=True)),
+                            "has model format version True"),
     # 3. the error model: an internal broadcast error at predict, or silently changed errors
     "error model cv.delta truncated": ("slam", _meta_change(lambda m: m["error_model"]["cv"].update(
         delta=m["error_model"]["cv"]["delta"][:3])),
