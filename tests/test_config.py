@@ -406,3 +406,11 @@ def test_an_empty_list_of_output_formats_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"output\.formats: give at least one catalogue format"):
         load_config(write(tmp_path, BASE), ["output.formats=[]"])
     assert load_config(write(tmp_path, BASE), ['output.formats=["ecsv"]']).output.formats == ["ecsv"]
+
+
+@pytest.mark.parametrize("key", ["output.dir", "output.model_file"])
+def test_an_empty_output_path_is_refused(tmp_path, key):
+    """Found by a bad-input hunt: ``--set output.dir=`` wrote the run into the working directory."""
+    with pytest.raises(ConfigError, match=rf"{key}: .*expected a path, got an empty one"):
+        load_config(write(tmp_path, BASE), [f"{key}="])
+    assert load_config(write(tmp_path, BASE), ["output.dir=."]).output.dir == "."

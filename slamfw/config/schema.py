@@ -180,6 +180,13 @@ class OutputConfig(_Strict):
             raise ValueError(f"expected a path, got the number {v!r}: write it in quotes")
         return v
 
+    @field_validator("dir", "model_file")
+    @classmethod
+    def _some_path(cls, v: str) -> str:
+        if not v.strip():       # "" wrote into the working directory
+            raise ValueError("expected a path, got an empty one (for the working directory, write \".\")")
+        return v
+
     @field_validator("formats")
     @classmethod
     def _some_format(cls, v: list[str]) -> list[str]:
