@@ -233,6 +233,15 @@ def test_rv_from_radial_velocity_and_medium_from_meta():
     assert spectral_set_from_spectra(sp, medium="vacuum").medium == "vacuum"
 
 
+@pytest.mark.parametrize("ctype, medium", [("AWAV", "air"), ("WAVE-LOG", "vacuum"), ("LINEAR", "")])
+def test_medium_from_the_fits_header_ctype(ctype, medium):
+    """Found by a bad-input hunt: CTYPE1 = 'AWAV' (air, FITS WCS paper III) was ignored."""
+    header = fits.Header({"CTYPE1": ctype})
+    sp = Spectrum(flux=np.ones(3) * u.Jy, spectral_axis=[5000.0, 5001.0, 5002.0] * u.AA, meta={"header": header})
+    assert spectral_set_from_spectra(sp).medium == medium
+    assert spectral_set_from_spectra(sp, medium="vacuum").medium == "vacuum"       # the parameter wins
+
+
 def test_missing_specutils_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "specutils", None)
     with pytest.raises(ImportError, match="pip install specutils"):

@@ -38,7 +38,8 @@ imported only inside these functions: slamfw does not need it otherwise (``pip i
       under its own name; ``header`` is not.
     - **Labels**: ``meta["labels"]`` (a dict name -> value) and ``meta["label_units"]``, as
       :func:`spectral_set_to_spectra` writes them; a star without a label gets NaN.
-    - **Medium**: ``medium``; when ``""``, ``meta["medium"]`` if every spectrum says the same.
+    - **Medium**: ``medium``; when ``""``, what every spectrum says alike: its ``meta["medium"]``,
+      else its FITS header's ``CTYPE1`` (``AWAV``: air, ``WAVE``: vacuum).
 
 :func:`spectral_set_to_spectra` (``SpectralSet.to_spectra``)
     One ``Spectrum`` per star on its own grid row (padding pixels of a per-star grid are kept,
@@ -97,6 +98,20 @@ def spectrum_list_class() -> type:
 
 
 # ------------------------------------------------------------------------------ from spectra
+#: FITS WCS spectral axis types (``CTYPE1``, first four characters): wavelengths in air or vacuum.
+_CTYPE_MEDIA = {"AWAV": "air", "WAVE": "vacuum"}
+
+
+def _medium_said(meta: Mapping) -> str:
+    """The medium a spectrum's ``meta["medium"]`` says, else its FITS header's ``CTYPE1`` (``AWAV``:
+    air, ``WAVE``: vacuum, per the FITS WCS paper III), else ""."""
+    said = str(meta.get("medium", "") or "").strip().lower()
+    if said:
+        return said
+    ctype = _header_get(meta.get("header"), "CTYPE1")
+    return _CTYPE_MEDIA.get(str(ctype).strip().upper()[:4], "") if isinstance(ctype, str) else ""
+
+
 def _header_get(header: Any, key: str) -> Any:
     """``header[key]`` or None, for FITS headers with unparsable cards too."""
     if header is None or not hasattr(header, "get"):
@@ -369,7 +384,7 @@ def spectral_set_from_spectra(spectra: Any, ids: Sequence[str] | None = None, me
         log.warning("%s: %d spectrum/spectra without a (usable) uncertainty: ivar 1 at every pixel", where,
                     sum(p["no_uncertainty"] for p in parts))
     if not medium:
-        said = {str(p["meta"].get("medium", "") or "").strip().lower() for p in parts}
+        said = {_medium_said(p["meta"]) for p in parts}
         medium = said.pop() if len(said) == 1 and next(iter(said)) in MEDIA else ""
     sets, k = [], 0
     for part in parts:
