@@ -119,6 +119,51 @@ def test_the_callers_check_rejects_a_piece(tmp_path, caplog):
         assert store.load("k", check) is None and not store.path("k").exists()
 
 
+def test_pieces_in_use_by_another_process_are_left_to_it(tmp_path):
+    """Found by a bad-input hunt: two ``predict`` runs of the same model and data into one folder
+    share their parts, and the first to finish deleted them, so the other failed and kept none of
+    its work. While another live process marks the folder in use, discard leaves the pieces; a
+    marker left by a process that is gone is removed, and the pieces with it."""
+    import os
+    import subprocess
+    import sys
+
+    from slamfw.execution.store import _marker_name
+    store = ChunkStore(tmp_path / "parts", "part")
+    store.save("a", {"x": np.arange(3)})
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (store.folder / _marker_name(other.pid)).touch()
+        with store.in_use():
+            store.discard(["a"])
+        assert store.path("a").is_file()                      # left to the other run
+        assert not (store.folder / _marker_name(os.getpid())).exists()
+    finally:
+        other.kill()
+        other.wait()
+    with store.in_use():                                      # the other run is gone, without removing its marker
+        store.discard(["a"])
+    assert not store.folder.exists()                          # its marker removed, the pieces and folder too
+
+
+def test_a_parts_name_says_the_medium_of_the_spectra_and_of_the_model():
+    """Found by a bad-input hunt: a predict resumed with the other medium reused parts computed with
+    the first (Teff off by up to 1021 K on 400 of 3000 stars, silently)."""
+    from slamfw import SpectralSet
+    from slamfw.workflows.infer import chunk_key
+    spectra = [SpectralSet(wave=np.linspace(5000.0, 5010.0, 4), flux=np.ones((2, 4)), ivar=np.ones((2, 4)),
+                           ids=["a", "b"], medium=medium) for medium in ("air", "vacuum", "")]
+    assert len({chunk_key(ss) for ss in spectra}) == 3
+    from types import SimpleNamespace
+
+    from slamfw.workflows.infer import model_key
+    lm = registry.create("inferer", "lm", {})
+    emulator = registry.create("emulator", "cannon", {})
+    models = [SimpleNamespace(train_hash="h", medium=medium, error_model=None, emulator_name="cannon",
+                              emulator=emulator, preprocess={}, components={}) for medium in ("air", "vacuum", "")]
+    assert len({model_key(m, lm) for m in models}) == 3
+
+
 def test_check_arrays():
     arrays = {"x": np.zeros((4, 2)), "n": np.arange(4), "s": np.array(["a"])}
     assert check_arrays(arrays, {"x": ("f", (4, 2)), "n": ("iu", (None,)), "s": ("U", None)}) is None

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -89,6 +90,14 @@ def check_arrays(arrays: Mapping[str, np.ndarray], spec: Mapping[str, tuple[str,
     return None
 
 
+#: The start of the name of the file that marks a folder of pieces in use by a process (:meth:`ChunkStore.in_use`).
+_IN_USE = ".in-use-"
+
+
+def _marker_name(pid: int) -> str:
+    return f"{_IN_USE}{socket.gethostname()}-{pid}"
+
+
 class ChunkStore:
     """Finished pieces of one job, one ``<prefix>_<index>.npz`` each, in ``folder``.
 
@@ -152,11 +161,51 @@ class ChunkStore:
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
         return save_npz(self.path(key), {**arrays, DIGEST_KEY: np.asarray(_digest(arrays))})
 
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """While the block runs, this process uses the pieces in the folder (a marker file says so):
+        :meth:`discard` in another process then leaves them. Two ``predict`` runs of the same
+        model and data into one folder share their pieces, and the first to finish deleted the
+        other's."""
+        marker = self.folder / _marker_name(os.getpid())
+        marker.touch()
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
+            self._remove_empty_folders()
+
+    def _used_by_others(self) -> bool:
+        """Whether another process marks the folder in use (:meth:`in_use`); a marker of a process
+        of this machine that is gone is removed. One of another machine counts as in use."""
+        host, mine = socket.gethostname(), _marker_name(os.getpid())
+        for marker in self.folder.glob(f"{_IN_USE}*"):
+            if marker.name == mine:
+                continue
+            where, _, pid = marker.name[len(_IN_USE):].rpartition("-")
+            if where == host and pid.isdigit():
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:      # left by a killed run
+                    marker.unlink(missing_ok=True)
+                    continue
+                except PermissionError:
+                    pass
+            return True
+        return False
+
     def discard(self, keys: list[int | str]) -> None:
         """Delete the pieces ``keys`` (and the folder, then its parent, once they are empty): another
-        job's pieces in the same folder are left alone."""
+        job's pieces in the same folder are left alone, and so are these while another process
+        uses the folder (:meth:`in_use`: the last to finish deletes them)."""
+        if self._used_by_others():
+            log.info("the finished pieces in %s are in use by another run, which will remove them", self.folder)
+            return
         for key in keys:
             self.path(key).unlink(missing_ok=True)
+        self._remove_empty_folders()
+
+    def _remove_empty_folders(self) -> None:
         for folder in (self.folder, self.folder.parent):
             try:
                 folder.rmdir()

@@ -88,11 +88,12 @@ def prepare_for_model(raw: SpectralSet, model: SlamfwModel, what: str = "test se
 
 
 def model_key(model: SlamfwModel, inferer: Inferer, prior: Prior | None = None) -> str:
-    """What the labels of a spectrum depend on: the model (training-set hash, emulator, parameters,
-    preparation, error model), the inferer and the prior with their parameters. No execution
-    setting."""
+    """What the labels of a spectrum depend on: the model (training-set hash, medium, emulator,
+    parameters, preparation, error model), the inferer and the prior with their parameters. No
+    execution setting."""
     h = hashlib.sha256()
     h.update(model.train_hash.encode())
+    h.update(f"medium={model.medium}".encode())      # the grid's medium: spectra are converted to it
     em = None if model.error_model is None else model.error_model.to_dict()
     h.update(json.dumps([model.emulator_name, model.emulator.get_params(), model.preprocess,
                          model.components.get("normalizer"), type(inferer).__name__, inferer.get_params(),
@@ -143,9 +144,10 @@ def label_spectra(model: SlamfwModel, inferer: Inferer, prior: Prior | None, flu
 
 
 def chunk_key(data: SpectralSet) -> str:
-    """A chunk's name in the checkpoints: everything about its stars (ids, spectra, labels and
-    per-star metadata such as S/N and radial velocity), raw or prepared."""
+    """A chunk's name in the checkpoints: everything about its stars (ids, spectra, labels,
+    per-star metadata such as S/N and radial velocity, and the wavelengths' medium), raw or prepared."""
     h = hashlib.sha256(data.fingerprint().encode())
+    h.update(f"medium={data.medium}".encode())       # air spectra are shifted to a vacuum model's grid
     for key in sorted(data.meta):
         h.update(key.encode())
         h.update(np.ascontiguousarray(np.asarray(data.meta[key]).astype(str)).data)
@@ -525,7 +527,7 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
     whether they are done; otherwise this process reads each chunk, checks it, and sends it to a
     worker. The names of the parts are the same either way, except for a chunk in which the
     reader leaves out stars another chunk gave (:meth:`~slamfw.Reader.chunk_read`)."""
-    store = ChunkStore(Path(checkpoint_dir).absolute() / model_key(model, inferer, prior), "part")
+    store = parts_store(model, inferer, Path(checkpoint_dir).absolute(), prior)
     keys: list[str] = []
     reused: list[str] = []
     left_out: dict[int, set[str]] = {}     # stars of a part that the reader leaves out (read twice, say)
@@ -577,7 +579,7 @@ def predict_stream(model: SlamfwModel, reader: Reader, inferer: Inferer, checkpo
 def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str],
                prior: Prior | None = None) -> Iterator[dict[str, np.ndarray]]:
     """The catalogue parts that :func:`predict_stream` saved, one at a time, in order."""
-    store = ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
+    store = parts_store(model, inferer, checkpoint_dir, prior)
     for key in keys:
         part = store.load(key, lambda a: part_problem(a, model))
         if part is None:
@@ -586,10 +588,17 @@ def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
         yield part
 
 
+def parts_store(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
+                prior: Prior | None = None) -> ChunkStore:
+    """The folder of the catalogue parts of ``model`` with ``inferer`` and ``prior``."""
+    return ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part")
+
+
 def remove_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path, keys: list[str],
                  prior: Prior | None = None) -> None:
-    """Delete this run's catalogue parts (another run's, in the same folder, stay)."""
-    ChunkStore(Path(checkpoint_dir) / model_key(model, inferer, prior), "part").discard(keys)
+    """Delete this run's catalogue parts (another run's, in the same folder, stay; these too while
+    another process uses them: :meth:`ChunkStore.in_use`)."""
+    parts_store(model, inferer, checkpoint_dir, prior).discard(keys)
 
 
 def predict(model: SlamfwModel, data_path: str | None, reader_name: str | None = None,

@@ -27,7 +27,8 @@ from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import (
-    check_chunk_size, iter_parts, model_inferer, model_prior, predict_stream, read_with_model_reader, remove_parts,
+    check_chunk_size, iter_parts, model_inferer, model_prior, parts_store, predict_stream, read_with_model_reader,
+    remove_parts,
 )
 from .outdir import check_catalog_output, forced
 
@@ -61,36 +62,39 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
     source = read_with_model_reader(model, data_path, reader, reader_params)
     inferer, prior = model_inferer(model, inferer_params), model_prior(model)
     checkpoints = path.parent / ".checkpoints"
-    t0 = time.perf_counter()
-    with (using_executor(executor) if executor is not None else executing(None)):
-        keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
-    counts, excluded = [], []
+    # two runs of the same model and data into one folder share their catalogue parts: the first to
+    # finish leaves them to the other (ChunkStore.in_use)
+    with parts_store(model, inferer, checkpoints, prior).in_use():
+        t0 = time.perf_counter()
+        with (using_executor(executor) if executor is not None else executing(None)):
+            keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
+        counts, excluded = [], []
 
-    def tally(part: dict[str, np.ndarray]) -> None:
-        excluded.extend(str(i) for i in part.get("excluded", []))
-        if part["ids"].size:
-            counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
+        def tally(part: dict[str, np.ndarray]) -> None:
+            excluded.extend(str(i) for i in part.get("excluded", []))
+            if part["ids"].size:
+                counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
 
-    max_bad = model.preprocess.get("max_bad_pixels")
-    why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
-    try:
-        path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
-                                              model.label_units, path, on_part=tally)
-    except DataError as err:
-        if not excluded or counts:
-            raise
-        write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded],
-                       force=forced(force))
-        raise DataError(f"no star of the data could be prepared: all {len(excluded)} have {why} (a bad pixel: "
-                        f"ivar 0 or mask False in the data, outside the star's wavelengths, or given no weight by "
-                        f"the normaliser, as where the continuum is not above 0); they are listed in "
-                        f"{rejected_path(path)}") from err
-    warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
-    if excluded:
-        log.warning("predict: %d star(s) could not be prepared (%s) and are not in the catalogue; listed in %s: %s",
-                    len(excluded), why, rejected_path(path).name, name_some(excluded, 5))
-    write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
-    remove_parts(model, inferer, checkpoints, keys, prior)
-    wall = time.perf_counter() - t0
-    log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
-    return PredictResult(path, n, n_conv, wall)
+        max_bad = model.preprocess.get("max_bad_pixels")
+        why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
+        try:
+            path, n, n_conv = write_catalog_parts(lambda: iter_parts(model, inferer, checkpoints, keys, prior),
+                                                  model.label_units, path, on_part=tally)
+        except DataError as err:
+            if not excluded or counts:
+                raise
+            write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded],
+                           force=forced(force))
+            raise DataError(f"no star of the data could be prepared: all {len(excluded)} have {why} (a bad pixel: "
+                            f"ivar 0 or mask False in the data, outside the star's wavelengths, or given no weight by "
+                            f"the normaliser, as where the continuum is not above 0); they are listed in "
+                            f"{rejected_path(path)}") from err
+        warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
+        if excluded:
+            log.warning("predict: %d star(s) could not be prepared (%s) and are not in the catalogue; listed in %s: %s",
+                        len(excluded), why, rejected_path(path).name, name_some(excluded, 5))
+        write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
+        remove_parts(model, inferer, checkpoints, keys, prior)
+        wall = time.perf_counter() - t0
+        log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
+        return PredictResult(path, n, n_conv, wall)
