@@ -73,7 +73,8 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         def tally(part: dict[str, np.ndarray]) -> None:
             excluded.extend(str(i) for i in part.get("excluded", []))
             if part["ids"].size:
-                counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items() if k.startswith("extra/")}))
+                counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items()
+                                                if k.startswith("extra/")}))
 
         max_bad = model.preprocess.get("max_bad_pixels")
         why = f"more than preprocess.max_bad_pixels={max_bad} bad pixels on the model's grid"
@@ -89,11 +90,13 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
                             f"ivar 0 or mask False in the data, outside the star's wavelengths, or given no weight by "
                             f"the normaliser, as where the continuum is not above 0); they are listed in "
                             f"{rejected_path(path)}") from err
-        warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log, str(data_path or "the survey"))
+        warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log,
+                                str(data_path or "the survey"))
         if excluded:
             log.warning("predict: %d star(s) could not be prepared (%s) and are not in the catalogue; listed in %s: %s",
                         len(excluded), why, rejected_path(path).name, name_some(excluded, 5))
-        write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded], force=forced(force))
+        write_rejected(source, rejected_path(path), "survey", [(f"star {i}", why) for i in excluded],
+                       force=forced(force))
         remove_parts(model, inferer, checkpoints, keys, prior)
         wall = time.perf_counter() - t0
         log.info("predict: %d spectra in %.1f s (%.1f spectra/s)", n, wall, n / wall if wall else 0)
