@@ -162,7 +162,7 @@ def test_label_result_round_trip_keeps_extras(ref, noisy, tmp_path):
     np.savez(tmp_path / "r.npz", **res.to_arrays())
     with np.load(tmp_path / "r.npz", allow_pickle=False) as z:
         back = LabelResult.from_arrays({k: z[k] for k in z.files})
-    assert set(back.extra) == {"p16", "p84", "mode", "acceptance", "tau", "chain_short", "n_starts_agree"}
+    assert set(back.extra) == {"p16", "p84", "mode", "acceptance", "tau", "chain_short", "n_starts_agree", "at_bound"}
     for key, value in res.extra.items():
         np.testing.assert_array_equal(back.extra[key], value)
     assert back.extra_units == {"p16": "label", "p84": "label", "mode": "label"}
@@ -200,3 +200,17 @@ def test_bad_settings_are_config_errors(ref, noisy):
         EmceeInferer(n_walkers=4).infer(ref, flux, ivar)
     with pytest.raises(ConfigError, match="ids"):
         EmceeInferer(**FAST).infer(ref, flux, ivar, prior=PerStarPrior([5000.0, 3.0, 0.0], [np.inf] * 3))
+
+
+def test_a_chain_whose_tau_is_not_finite_is_short_and_the_mode_on_a_box_side_flags_the_star(ref, noisy):
+    """Found by a bad-input hunt: a 2-step chain (tau NaN) was reported converged, with the errors
+    of the starting ball; and flag_bound never fired with emcee, though the mode lay on the box."""
+    truth, flux, ivar = noisy
+    res = EmceeInferer(n_walkers=8, n_steps=2, burn=0, keep_samples=0).infer(ref, flux[:2], ivar[:2])
+    assert not np.isfinite(res.extra["tau"]).all() and res.extra["chain_short"].all() and not res.converged.any()
+    lo = truth[0, 0] + 300.0                                          # a box whose low side cuts star 0 off
+    box = LeastSquaresForm(np.full(3, np.nan), np.full(3, np.inf), np.array([lo, -np.inf, -np.inf]),
+                           np.full(3, np.inf))
+    boxed = type("Box", (Prior,), {"least_squares_form": lambda self, star=None: box})()
+    res = EmceeInferer(**FAST).infer(ref, flux[:1], ivar[:1], prior=boxed)
+    assert res.extra["mode"][0, 0] == pytest.approx(lo, rel=1e-6) and res.extra["at_bound"][0]   # flag_bound's

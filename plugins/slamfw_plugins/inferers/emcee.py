@@ -20,8 +20,9 @@ Per star: ``labels`` = posterior median, ``cov`` = sample covariance, ``samples`
 ``keep_samples`` of the post-burn-in, thinned samples (evenly spaced), and ``extra``: ``p16``,
 ``p84`` (label units), ``mode`` (the least-squares starting point, label units), ``acceptance``,
 ``tau`` (integrated autocorrelation time per label, in steps), ``chain_short`` (the post-burn-in
-chain is shorter than ``min_tau_multiple`` times the largest ``tau``: its tau and tails are
-unreliable) and ``n_starts_agree`` (from the least-squares start). ``converged`` = the start
+chain is shorter than ``min_tau_multiple`` times the largest ``tau``, or a ``tau`` is not finite: its
+tau and tails are unreliable), ``n_starts_agree`` and ``at_bound`` (from the least-squares start:
+``flag_bound``). ``converged`` = the start
 converged, the summaries are finite, and the chain is not short. ``rmse`` and ``chi2`` are those
 of the median labels; ``init`` is the best-matching training star; ``nfev`` counts spectra
 emulated (least squares plus ``n_walkers * (n_steps + 1)``).
@@ -196,7 +197,9 @@ class EmceeInferer(Inferer):
         converged = start.converged & np.isfinite(labels).all(1) & ~cat["chain_short"] & cat.pop("ok")
         extra = {"p16": cat.pop("p16"), "p84": cat.pop("p84"), "mode": start.labels,
                  "acceptance": cat.pop("acceptance"), "tau": cat.pop("tau"), "chain_short": cat.pop("chain_short"),
-                 "n_starts_agree": start.extra["n_starts_agree"]}
+                 "n_starts_agree": start.extra["n_starts_agree"],
+                 # flag_bound: the mode (the least-squares start, with the prior's box) on a side of the box
+                 "at_bound": start.extra.get("at_bound", np.zeros(start.n, bool))}
         samples = cat.pop("samples")
         return LabelResult(
             labels=labels, cov=cat.pop("cov"), converged=converged, rmse=cat.pop("rmse"), chi2=cat.pop("chi2"),
@@ -398,7 +401,10 @@ def _summaries(sampler: "emcee.EnsembleSampler", s: _Settings, n_keep: int) -> d
     finite = bool(np.all(np.isfinite(p50)) and np.all(np.isfinite(cov)))
     return {"labels": p50, "cov": cov, "p16": p16, "p84": p84,
             "acceptance": np.float64(np.mean(sampler.acceptance_fraction)), "tau": tau,
-            "chain_short": np.bool_(s.n_steps - s.burn < s.min_tau_multiple * np.max(tau)), "ok": np.bool_(finite),
+            # a tau that is not finite (a chain of 2 steps, a walker that never moved) measures nothing: short
+            "chain_short": np.bool_(not np.all(np.isfinite(tau))
+                                    or s.n_steps - s.burn < s.min_tau_multiple * np.max(tau)),
+            "ok": np.bool_(finite),
             "nfev": np.int64(s.n_walkers * (s.n_steps + 1)), "samples": flat[keep]}
 
 
