@@ -134,9 +134,11 @@ def normalise_and_resample(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, w
     doppler = 1.0 + rv / C_KMS
     waves = np.broadcast_to(wave, flux.shape) / doppler[:, None]
     if keep.ndim == 2:     # a grid per star: each star normalised on its own window of pixels, as alone
+        none = (np.zeros((1, grid.size)), np.zeros((1, grid.size)))
+        # a star with (almost) no pixel near the grid has only bad pixels there: left out as such
         out = [_normalise_and_resample(waves[i:i + 1, keep[i]], flux[i:i + 1, keep[i]], ivar[i:i + 1, keep[i]],
                                        grid, normalizer, wave[i, keep[i]], doppler[i:i + 1])
-               for i in range(flux.shape[0])]
+               if np.count_nonzero(keep[i]) >= 2 else none for i in range(flux.shape[0])]
         return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
     cols = np.flatnonzero(keep)
     if cols.size and cols[-1] - cols[0] + 1 == cols.size:    # one run of pixels (wave increases): views, no copies

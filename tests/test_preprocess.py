@@ -86,6 +86,21 @@ def test_no_overlap_is_a_clear_error():
         prepare(ss, PreprocessConfig(wave_min=3900, wave_max=5800, wave_step=1.0), NONE, what="test set")
 
 
+@pytest.mark.parametrize("normalizer", ["none", "spline"])
+def test_a_star_of_its_own_grid_wholly_off_the_model_grid_is_left_out(normalizer, caplog):
+    """Found by a bad-input hunt: one spectrum (of a set with a grid per star) whose wavelengths lie
+    wholly outside the grid stopped train, run and predict with numpy's broadcast error. It now
+    has only bad pixels on the grid, and is left out as such."""
+    wave = np.tile(np.linspace(4000.0, 4100.0, 101), (3, 1))
+    wave[1] += 2500.0
+    flux = 1.0 - 0.2 * np.exp(-0.5 * ((wave - 4050.0) / 2.0) ** 2)
+    ss = SpectralSet(wave=wave, flux=flux, ivar=np.full((3, 101), 1e4), ids=["a", "far", "c"])
+    cfg = PreprocessConfig(wave_min=4010.0, wave_max=4090.0, wave_step=1.0, max_bad_pixels=10)
+    with caplog.at_level(logging.INFO):
+        out = prepare(ss, cfg, registry.create("normalizer", normalizer, {}))
+    assert out.ids.tolist() == ["a", "c"] and "far (81)" in caplog.text
+
+
 def test_all_stars_bad_is_an_error():
     wave = np.linspace(4000, 4100, 101)
     ss = SpectralSet(wave=wave, flux=np.ones((2, 101)), ivar=np.zeros((2, 101)), ids=["a", "b"])
