@@ -66,7 +66,7 @@ class _FileRows:
         if rows.dtype.kind not in "iu" or rows.ndim > 1:
             raise IndexError(f"rows of a table file: an int, a slice or int row numbers, not {rows.dtype} "
                              f"{rows.shape}")
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0] or np.any(np.diff(rows) <= 0)):
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0] or np.any(np.diff(rows.reshape(-1)) <= 0)):
             raise IndexError(f"rows of a table file: row numbers must increase within [0, {self.shape[0]})")
         if rows.ndim == 0:
             return self._read(int(rows), int(rows) + 1)[0]
