@@ -289,3 +289,13 @@ def test_figures(tmp_path, run):
     renamed = context(run, tmp_path / "x", label_names=["a", "b", "FeH"])
     assert "teff_logg.png" not in registry.create("analyzer", "figures").analyze(renamed).figures
     assert not registry.create("analyzer", "figures").analyze(context(run, None)).figures
+
+
+def test_the_precision_figure_of_no_converged_star_is_drawn(tmp_path):
+    """Found by a bad-input hunt: snr-degrade with no converged degraded star failed inside
+    matplotlib ("Data cannot be log-scaled"), after the whole training and inference."""
+    from slamfw.reporting.figures import precision_figure, save_figure
+    nan = np.full((2, 2), np.nan)
+    fig = precision_figure(np.array([10.0, 40.0]), {"scatter": nan, "err_formal": nan, "bias": nan},
+                           ["Teff", "logg"], ["K", "dex"])
+    assert (tmp_path / save_figure(fig, tmp_path, "empty")).is_file()

@@ -116,9 +116,11 @@ def precision_figure(snr: np.ndarray, stats: dict[str, np.ndarray], names: Seque
     fig, axes = new_figure(2, len(names), panel_size=(4.2, 2.6), sharex="col", gridspec_kw={"height_ratios": [1.6, 1]})
     for j, (name, unit) in enumerate(zip(names, units)):
         top, bottom = axes[0, j], axes[1, j]
+        shown = False
         for key, (style, color, text) in PRECISION_CURVES.items():
             if key in stats:
                 y = np.asarray(stats[key], float)[:, j]
+                shown |= bool(np.any(np.isfinite(y) & (y > 0)))
                 top.plot(snr, np.where(y > 0, y, np.nan), style, color=color, label=text,
                          mfc=None if key == "scatter" else "none")
         if trend and "scatter" in stats and np.isfinite(stats["scatter"][-1, j]):
@@ -127,7 +129,10 @@ def precision_figure(snr: np.ndarray, stats: dict[str, np.ndarray], names: Seque
         if "bias" in stats:
             bottom.plot(snr, stats["bias"][:, j], "d-", color="C1", label="bias")
         bottom.axhline(0.0, color="0.5", lw=0.6)
-        log_axis(top, "y")
+        if shown:
+            log_axis(top, "y")
+        else:       # no star at any S/N (none converged): matplotlib cannot log-scale an empty panel
+            top.text(0.5, 0.5, "no value to show", transform=top.transAxes, ha="center", va="center")
         log_axis(bottom, "x", ticks=snr)
         top.set_title(name)
         top.set_ylabel(axis_label(name, unit, "scatter, error"))
