@@ -201,6 +201,10 @@ def _compare(cfg: ExperimentConfig, names: list[str], subs: dict[str, Experiment
     bins: list[str] = []
     with executing(cfg):
         prepared = prepare_training(cfg)   # read and prepared once, for every emulator
+        folds = cfg.compare.cv_folds if cfg.compare else 5
+        if folds > prepared.train.n_stars:   # before any training (sklearn's error came after all of it)
+            raise ConfigError(f"compare.cv_folds = {folds} is more than the {prepared.train.n_stars} training "
+                              f"stars: each fold needs at least one")
         for i, name in enumerate(names):
             log.info("compare: emulator %d/%d: %s", i + 1, len(names), name)
             run = run_experiment(subs[name], prepared, first.test if first else None)
