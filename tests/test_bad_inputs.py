@@ -317,7 +317,8 @@ def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
 
 def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, capsys):
     """Found by a bad-input hunt: writing into a full file system ended in 'internal error ... this
-    is a bug'. A full disk (or quota) is now an error with exit status 2; other OS errors stay bugs."""
+    is a bug'. A full disk (or quota) is now an error with exit status 2; other OS errors stay bugs.
+    A worker killed from outside (loky's TerminatedWorkerError) is said to be so, not called a bug."""
     import errno
 
     import slamfw.workflows.predict as predict_mod
@@ -337,6 +338,16 @@ def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, ca
     monkeypatch.setattr(predict_mod, "write_catalog_parts", broken)
     assert main([*args, "--force"]) == 1
     assert "internal error: OSError" in capsys.readouterr().err
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    def killed(*a, **k):      # what loky raises when the out-of-memory killer takes a worker (a bad-input hunt)
+        raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated.")
+    monkeypatch.setattr(predict_mod, "write_catalog_parts", killed)
+    assert main([*args, "--force"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "slamfw: error: a worker process stopped or was lost (TerminatedWorkerError" in err
+    assert "out-of-memory killer" in err and "internal error" not in err
 
 
 def test_an_output_where_no_folder_can_be_made_is_an_error_not_a_bug(model_file, tmp_path, capsys):

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The errors of a full file system (no space, or the quota): the user's to fix, not a bug.
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+#: What the executors' libraries raise when a worker process is killed from outside (the
+#: out-of-memory killer) or a dask worker is lost with the task's data: not a bug of slamfw.
+_WORKER_LOST = frozenset({"TerminatedWorkerError", "BrokenProcessPool", "FutureCancelledError"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"slamfw: error: {err.strerror or 'no space left'}{where} ({errno.errorcode.get(err.errno)}): "
                   "free some space or write elsewhere; finished pieces are kept and reused on rerun", file=sys.stderr)
             return 2
+        if type(err).__name__ in _WORKER_LOST:                  # killed from outside: not a bug of slamfw
+            if args.verbose:
+                traceback.print_exc()
+            print(f"slamfw: error: a worker process stopped or was lost ({type(err).__name__}: {str(err)[:300]}). "
+                  "The system's out-of-memory killer is the usual cause: try fewer workers (--workers) or a smaller "
+                  "--chunk-size. Finished pieces are kept and reused on rerun.", file=sys.stderr)
+            return 1
         if args.verbose:
             traceback.print_exc()
         print(f"slamfw: internal error: {type(err).__name__}: {err}\n"
