@@ -737,3 +737,14 @@ def test_a_number_of_local_workers_beyond_the_machine_is_refused(monkeypatch):
     assert registry.create("executor", "local", {"workers": 16}).n_workers == 16
     with pytest.raises(ConfigError, match=r"workers: 17 worker processes on 2 usable core\(s\): at most 16"):
         registry.create("executor", "local", {"workers": 17})
+
+
+def test_dask_settings_mistakes_are_config_errors():
+    """Found by a bad-input hunt: a memory limit dask cannot read, and an address with no port, were
+    internal errors from dask (the first when a worker started)."""
+    from slamfw import ConfigError, registry
+    with pytest.raises(ConfigError, match=r"memory_limit: 'lots' is not a size"):
+        registry.create("executor", "dask", {"memory_limit": "lots"})
+    assert registry.create("executor", "dask", {"memory_limit": "2 GiB"}).memory_limit == "2 GiB"
+    with pytest.raises(ConfigError, match=r"executor.dask.address: cannot connect to the scheduler at 'nonsense'"):
+        registry.create("executor", "dask", {"address": "nonsense"}).start()

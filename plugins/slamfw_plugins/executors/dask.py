@@ -25,7 +25,7 @@ import os
 import pickle
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from slamfw import (
     ConfigError, Executor, Params, Progress, available_cores, call_limited, collected, hookimpl, results_in_order,
@@ -102,6 +102,22 @@ class DaskExecutor(Executor):
                                    "by the same paths (a shared file system), so that each reads its own chunks of a "
                                    "survey (a LocalCluster's always do)")
 
+        @field_validator("memory_limit")
+        @classmethod
+        def _a_size(cls, value: str) -> str:
+            """"auto", or a size dask reads ("4GB", "2 GiB", a number of bytes): checked here, not by a
+            worker's start (dask's ValueError was an internal error)."""
+            if value.strip().lower() != "auto":
+                try:
+                    from dask.utils import parse_bytes
+                except ImportError:         # dask is not installed: start() says so
+                    return value
+                try:
+                    parse_bytes(value)
+                except (ValueError, TypeError):
+                    raise ValueError(f"{value!r} is not a size: write \"auto\" or e.g. \"4GB\"") from None
+            return value
+
     def start(self) -> "DaskExecutor":
         if getattr(self, "client_", None) is not None:
             return self
@@ -111,7 +127,11 @@ class DaskExecutor(Executor):
                               "own workers are used: leave workers unset")
         if self.address:
             self.cluster_ = None
-            self.client_ = distributed.Client(self.address)
+            try:
+                self.client_ = distributed.Client(self.address)
+            except (OSError, ValueError, TypeError) as err:      # no scheduler there (after dask's timeout), a bad form
+                raise ConfigError(f"executor.dask.address: cannot connect to the scheduler at {self.address!r} "
+                                  f"({type(err).__name__}: {err})") from None
         else:
             import dask
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers' environment (to hand
