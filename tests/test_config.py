@@ -414,3 +414,11 @@ def test_an_empty_output_path_is_refused(tmp_path, key):
     with pytest.raises(ConfigError, match=rf"{key}: .*expected a path, got an empty one"):
         load_config(write(tmp_path, BASE), [f"{key}="])
     assert load_config(write(tmp_path, BASE), ["output.dir=."]).output.dir == "."
+
+
+def test_a_calibration_snr_given_twice_is_refused(tmp_path):
+    """Found by a bad-input hunt: calibration.snr = [20, 20] fitted an error model whose calibrated
+    errors were as understated as the formal ones (pull widths 3.4)."""
+    with pytest.raises(ConfigError, match=r"calibration.snr: .*S/N 20 given more than once"):
+        load_config(write(tmp_path, BASE), ["calibration.snr=[20.0, 20.0, 80.0]"])
+    assert load_config(write(tmp_path, BASE), ["calibration.snr=[80.0, 20.0]"]).calibration.snr == [20.0, 80.0]

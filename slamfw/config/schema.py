@@ -99,6 +99,10 @@ class CalibrationConfig(_Strict):
         for i, x in enumerate(v):
             if not x > 0:
                 raise ValueError(f"snr[{i}] = {x}: every S/N must be > 0")
+        twice = sorted({x for x in v if v.count(x) > 1})
+        if twice:       # the error model interpolates between its bins: [20, 20] made no grid
+            raise ValueError(f"S/N {', '.join(f'{x:g}' for x in twice)} given more than once: each S/N is one bin "
+                             f"of the error model")
         return sorted(v)
 
 
