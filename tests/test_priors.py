@@ -192,6 +192,18 @@ def test_table_missing_star_flat_or_error(tmp_path):
         strict.least_squares_form("104")
 
 
+def test_stars_a_table_prior_does_not_know_are_counted_and_warned_about(tmp_path, caplog):
+    """Found by a bad-input hunt: a table prior whose ids matched no star (mock00 against mock0)
+    was dropped without a word: the labels were those of no prior."""
+    from slamfw.workflows.infer import stars_without_prior, warn_stars_without_prior
+    flat = fitted(TablePrior(**table_params(_catalogue(tmp_path))))
+    assert stars_without_prior(flat, np.array(["101", "999", "998"])) == 2
+    assert stars_without_prior(None, np.array(["999"])) == 0
+    with caplog.at_level("WARNING"):
+        warn_stars_without_prior(flat, 2, 3, "survey.fits")
+    assert "survey.fits: 2 of the 3 stars have no prior of their own in the per-star prior (TablePrior" in caplog.text
+
+
 def test_table_file_errors_name_the_file_and_column(tmp_path):
     path = _catalogue(tmp_path)
     with pytest.raises(DataError, match=r"file '.*nowhere\.ecsv' does not exist"):

@@ -588,6 +588,27 @@ def iter_parts(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
         yield part
 
 
+def stars_without_prior(prior: Prior | None, ids: np.ndarray) -> int:
+    """How many of the stars ``ids`` a per-star prior gives no prior of their own (its form for
+    them has no Gaussian and an open box: a ``table`` prior whose table lacks them); 0 for a prior
+    that is not per star."""
+    if prior is None or not prior.per_star:
+        return 0
+    flat = 0
+    for star in ids:
+        form = prior.least_squares_form(str(star))
+        flat += form is not None and not np.isfinite(form.sigma).any() and not np.isfinite(form.lo).any() \
+            and not np.isfinite(form.hi).any()
+    return int(flat)
+
+
+def warn_stars_without_prior(prior: Prior | None, n_flat: int, n: int, what: str) -> None:
+    """Warn when a per-star prior gives ``n_flat`` of the ``n`` stars of ``what`` no prior."""
+    if n_flat:
+        log.warning("%s: %d of the %d stars have no prior of their own in the per-star prior (%s: their ids are not "
+                    "in it; check its id column), and were fitted without one", what, n_flat, n, type(prior).__name__)
+
+
 def parts_store(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,
                 prior: Prior | None = None) -> ChunkStore:
     """The folder of the catalogue parts of ``model`` with ``inferer`` and ``prior``."""

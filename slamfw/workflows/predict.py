@@ -28,7 +28,7 @@ from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
 from .infer import (
     check_chunk_size, iter_parts, model_inferer, model_prior, parts_store, predict_stream, read_with_model_reader,
-    remove_parts,
+    remove_parts, stars_without_prior, warn_stars_without_prior,
 )
 from .outdir import check_catalog_output, forced
 
@@ -68,10 +68,12 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
         t0 = time.perf_counter()
         with (using_executor(executor) if executor is not None else executing(None)):
             keys = predict_stream(model, source, inferer, checkpoints, chunk_size, prior)
-        counts, excluded = [], []
+        counts, excluded, without_prior = [], [], [0, 0]
 
         def tally(part: dict[str, np.ndarray]) -> None:
             excluded.extend(str(i) for i in part.get("excluded", []))
+            without_prior[0] += stars_without_prior(prior, part["ids"])
+            without_prior[1] += part["ids"].size
             if part["ids"].size:
                 counts.append(flagged_fraction({k[len("extra/"):]: v for k, v in part.items()
                                                 if k.startswith("extra/")}))
@@ -92,6 +94,7 @@ def predict_catalog(model: SlamfwModel, output: str | Path, data_path: str | Non
                             f"{rejected_path(path)}") from err
         warn_if_unlike_training(sum(c[0] for c in counts), sum(c[1] for c in counts), log,
                                 str(data_path or "the survey"))
+        warn_stars_without_prior(prior, without_prior[0], without_prior[1], str(data_path or "the survey"))
         if excluded:
             log.warning("predict: %d star(s) could not be prepared (%s) and are not in the catalogue; listed in %s: %s",
                         len(excluded), why, rejected_path(path).name, name_some(excluded, 5))

@@ -31,7 +31,9 @@ from ..execution.store import atomic_path
 from ..model import SlamfwModel
 from ..stats.quality import flagged_fraction, warn_if_unlike_training
 from .execution import executing
-from .infer import fit_prior, infer_chunked, label_spectra, prepare_for_model
+from .infer import (
+    fit_prior, infer_chunked, label_spectra, prepare_for_model, stars_without_prior, warn_stars_without_prior,
+)
 from .outdir import OutputDir, forced, forcing, plan_outputs
 from .reuse import ignored_for_a_loaded_model, reusable_model, training_record
 from .train import (
@@ -169,6 +171,7 @@ def _infer_and_analyse(cfg: ExperimentConfig, model: SlamfwModel, test: Spectral
     prior_sel = selected(cfg, "prior")
     prior = fit_prior(None if prior_sel is None else prior_sel.build(), model)
     inferer = inf_sel.build()
+    warn_stars_without_prior(prior, stars_without_prior(prior, test.ids), test.n_stars, "the test set")
     result = infer_chunked(model, inferer, test, cfg.output.chunk_size, out / ".checkpoints", prior)
     dt = time.perf_counter() - t0
     log.info("inferred %d spectra in %.1f s (%.1f ms per spectrum)", test.n_stars, dt, 1e3 * dt / test.n_stars)
