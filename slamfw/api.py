@@ -50,8 +50,25 @@ __all__ = ["config", "run", "train", "train_to_folder", "compare", "load_model",
 ConfigLike = str | os.PathLike | dict | ExperimentConfig
 
 
+def _strings(value: Any, what: str) -> list[str]:
+    """``value`` as a list of strings (one string: a list of it), or a ConfigError naming ``what``
+    (a string was iterated character by character: "['n'] listed more than once")."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{what}: expected a list of strings, got {_kind(value)}")
+    return list(items)
+
+
+def _expect(value: Any, kinds: tuple[type, ...], what: str, error: type[Exception] = ConfigError) -> None:
+    """An ``error`` naming ``what`` when ``value`` (not None) is none of ``kinds``."""
+    if value is not None and not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise error(f"{what}: expected {names}, got {_kind(value)}")
+
+
 def config(source: ConfigLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """An experiment config from a file, a dict or a config, with ``--set``-style ``overrides``."""
+    overrides = _strings(overrides, "overrides (\"key=value\", as --set takes)")
     if isinstance(source, ExperimentConfig):
         if not overrides:
             return source
@@ -93,7 +110,8 @@ def compare(source: ConfigLike, emulators: Sequence[str] | None = None, override
             force: bool | None = None) -> CompareResult:
     """``slamfw compare``: every emulator on the same data; writes compare.json/md and figures into
     ``output.dir`` and each emulator's run into ``output.dir/<emulator>``. ``force`` as for :func:`run`."""
-    return compare_emulators(config(source, overrides), list(emulators) if emulators else None, force=force)
+    names = _strings(emulators, "emulators (names, such as \"slam\")") if emulators else None
+    return compare_emulators(config(source, overrides), names, force=force)
 
 
 def load_model(path: str | os.PathLike) -> SlamfwModel:
@@ -123,6 +141,8 @@ def predict(model: SlamfwModel | str | os.PathLike, data: SpectralSet | str | os
         model = load_model(model)
     if not (data is None or isinstance(data, (SpectralSet, str, os.PathLike))):
         raise DataError(f"data is a SpectralSet, a path or None, not {_kind(data)}")
+    _check_predict_args(reader, reader_params, executor)
+    _expect(inferer, (Inferer,), "inferer (an inferer, e.g. slamfw.registry.create(\"inferer\", \"lm\", {...}))")
     if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
         raise ConfigError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder")
     with _executor(executor):
@@ -147,11 +167,24 @@ def predict_catalog(model: SlamfwModel | str | os.PathLike, output: str | os.Pat
     .ecsv), chunk by chunk, resumable; memory does not grow with the number of spectra. The
     output path is checked before the model is loaded; ``force`` as for :func:`run`;
     ``inferer_params`` change the model's inferer's parameters (``--inferer-param``)."""
+    _expect(output, (str, os.PathLike), "output (the catalogue's path)")
+    if isinstance(data, SpectralSet):
+        raise DataError("predict_catalog streams a survey read from files (data: a path, or None); for spectra in "
+                        "memory, use slamfw.api.predict and slamfw.api.catalog")
+    _expect(data, (str, os.PathLike), "data (the survey's path)", DataError)
+    _check_predict_args(reader, reader_params, executor)
+    _expect(inferer_params, (dict,), "inferer_params (parameter -> value, as --inferer-param)")
     check_catalog_output(output, force)
     if not isinstance(model, SlamfwModel):
         model = load_model(model)
     return _predict_catalog(model, output, None if data is None else str(Path(data)), reader, reader_params,
                             chunk_size, executor, force=force, inferer_params=inferer_params)
+
+
+def _check_predict_args(reader: Any, reader_params: Any, executor: Any) -> None:
+    _expect(reader, (str,), "reader (a reader's name)")
+    _expect(reader_params, (dict,), "reader_params (parameter -> value, as --reader-param)")
+    _expect(executor, (Executor,), "executor (an executor, e.g. slamfw.LocalExecutor(workers=2))")
 
 
 def _executor(executor: Executor | None):
@@ -161,5 +194,12 @@ def _executor(executor: Executor | None):
 
 def catalog(data: SpectralSet, result: LabelResult, model: SlamfwModel) -> Table:
     """The label catalogue (astropy Table) of ``data`` with the inferred ``result``."""
+    for value, kind, what in ((data, SpectralSet, "data"), (result, LabelResult, "result"),
+                              (model, SlamfwModel, "model")):
+        if not isinstance(value, kind):
+            raise DataError(f"catalog(data, result, model): {what}: expected {kind.__name__}, got {_kind(value)}")
+    if result.n != data.n_stars:
+        raise DataError(f"catalog: result holds {result.n} stars, data {data.n_stars}: give the spectra that "
+                        f"api.predict returned with it")
     return make_catalog(data.ids, result, model.label_units, snr=data.meta_column("snr"), true_labels=data.labels,
                         ra=data.meta.get("ra"), dec=data.meta.get("dec"))

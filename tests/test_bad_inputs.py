@@ -15,7 +15,7 @@ import pytest
 from astropy.table import Table
 
 import slamfw.workflows.compare as compare_mod
-from slamfw import DataError, ModelFileError, api, registry
+from slamfw import DataError, ModelFileError, SerialExecutor, api, registry
 from slamfw.cli import main
 from slamfw.errors import ConfigError
 from slamfw.model import SlamfwModel
@@ -313,6 +313,29 @@ def test_the_api_names_arguments_of_the_wrong_kind(model_file, tmp_path):
         api.predict(model_file, reader="mock", reader_params={"n_stars": 5}, checkpoint_dir=tmp_path / "afile")
     with pytest.raises(DataError, match="is a folder; the table reader reads one file"):
         api.predict(model_file, tmp_path, reader="table")
+    # a second hunt: TypeErrors from pathlib, difflib or a context manager, or a string read letter by letter
+    model = SlamfwModel.load(model_file)
+    for call, error, words in (
+            (lambda: api.predict(model, reader=3), ConfigError, "reader (a reader's name): expected str, got int 3"),
+            (lambda: api.predict(model, reader="mock", reader_params="n_stars=3"), ConfigError,
+             "reader_params (parameter -> value, as --reader-param): expected dict, got str"),
+            (lambda: api.predict(model, reader="mock", inferer="lm"), ConfigError, "inferer (an inferer"),
+            (lambda: api.predict(model, reader="mock", executor="serial"), ConfigError, "executor (an executor"),
+            (lambda: api.predict_catalog(model, 5), ConfigError, "output (the catalogue's path): expected str"),
+            (lambda: api.predict_catalog(model, tmp_path / "c.ecsv", inferer_params=["n_starts=1"]), ConfigError,
+             "inferer_params (parameter -> value, as --inferer-param): expected dict, got list"),
+            (lambda: api.config(tmp_path / "x.toml", [3]), ConfigError, "overrides (\"key=value\", as --set takes): "
+             "expected a list of strings, got list [3]"),
+            (lambda: api.catalog(None, None, model), DataError, "catalog(data, result, model): data: expected "
+             "SpectralSet, got NoneType None")):
+        with pytest.raises(error, match=re.escape(words)):
+            call()
+    with pytest.raises(DataError, match="predict_catalog streams a survey read from files"):
+        api.predict_catalog(model, tmp_path / "c.ecsv", registry.create("reader", "mock", {"n_stars": 3}).read())
+    data, result = api.predict(model, reader="mock", reader_params={"n_stars": 3}, executor=SerialExecutor())
+    with pytest.raises(DataError, match="catalog: result holds 3 stars, data 2"):
+        api.catalog(data.subset(np.arange(2)), result, model)
+    assert len(api.catalog(data, result, model)) == 3
 
 
 def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, capsys):
