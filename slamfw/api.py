@@ -53,10 +53,15 @@ ConfigLike = str | os.PathLike | dict | ExperimentConfig
 def _strings(value: Any, what: str) -> list[str]:
     """``value`` as a list of strings (one string: a list of it), or a ConfigError naming ``what``
     (a string was iterated character by character: "['n'] listed more than once")."""
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
         raise ConfigError(f"{what}: expected a list of strings, got {_kind(value)}")
-    return list(items)
+    return items
 
 
 def _expect(value: Any, kinds: tuple[type, ...], what: str, error: type[Exception] = ConfigError) -> None:

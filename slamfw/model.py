@@ -414,8 +414,10 @@ def _chi2_reference(value: Any) -> dict[str, float] | None:
     if not isinstance(value, dict) or "p99" not in value:
         raise ValueError(f"train_chi2 must be a mapping with 'p99', got {value!r}")
     out = {str(k): float(v) for k, v in value.items()}
+    if all(np.isnan(v) for v in out.values()):   # no training star had a finite chi^2: no reference (as written)
+        return None
     bad = {k: v for k, v in out.items() if not (np.isfinite(v) and (v > 0 if k == "p99" else v >= 0))}
-    if bad:     # flag_chi2_train compares with p99: NaN never flagged a star, a negative one flagged all
+    if bad:     # flag_chi2_train compares with p99: a NaN p99 never flagged a star, a negative one flagged all
         raise ValueError(f"train_chi2 (the training stars' reduced chi^2, whose p99 flag_chi2_train compares with) "
                          f"must be finite and not negative, p99 positive; got {bad}")
     return out

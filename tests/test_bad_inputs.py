@@ -364,13 +364,19 @@ def test_a_full_disk_is_an_error_not_a_bug(model_file, tmp_path, monkeypatch, ca
 
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    def killed(*a, **k):      # what loky raises when the out-of-memory killer takes a worker (a bad-input hunt)
-        raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated.")
-    monkeypatch.setattr(predict_mod, "write_catalog_parts", killed)
-    assert main([*args, "--force"]) == 1
-    err = " ".join(capsys.readouterr().err.split())
-    assert "slamfw: error: a worker process stopped or was lost (TerminatedWorkerError" in err
-    assert "out-of-memory killer" in err and "internal error" not in err
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+    # what loky raises when the out-of-memory killer takes a worker, and dask when it gives a task up (a hunt)
+    for lost in (TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated."),
+                 KilledWorker("run_pickled-1", SimpleNamespace(address="tcp://127.0.0.1:4000"), 3)):
+        def killed(*a, **k):
+            raise lost
+        monkeypatch.setattr(predict_mod, "write_catalog_parts", killed)
+        assert main([*args, "--force"]) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"slamfw: error: a worker process stopped or was lost ({type(lost).__name__}" in err
+        assert "out-of-memory killer" in err and "internal error" not in err
 
 
 def test_an_output_where_no_folder_can_be_made_is_an_error_not_a_bug(model_file, tmp_path, capsys):

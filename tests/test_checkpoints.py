@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slamfw import registry
+from slamfw import SerialExecutor, registry
 from slamfw.cli import main
 from slamfw.execution.store import DIGEST_KEY, ChunkStore, check_arrays
 
 from .conftest import REPO, interrupted_at_call
+from .test_unlike_training import CONFIG as UNLIKE_CONFIG
 
 DEMO = REPO / "examples" / "demo" / "experiment.toml"
 
@@ -119,31 +120,68 @@ def test_the_callers_check_rejects_a_piece(tmp_path, caplog):
         assert store.load("k", check) is None and not store.path("k").exists()
 
 
-def test_pieces_in_use_by_another_process_are_left_to_it(tmp_path):
-    """Found by a bad-input hunt: two ``predict`` runs of the same model and data into one folder
-    share their parts, and the first to finish deleted them, so the other failed and kept none of
-    its work. While another live process marks the folder in use, discard leaves the pieces; a
-    marker left by a process that is gone is removed, and the pieces with it."""
+def test_pieces_in_use_by_another_process_are_left_to_it(tmp_path, caplog):
+    """Found by a bad-input hunt: two ``predict`` runs of the same model into one folder share
+    their parts, and the first to finish deleted them, so the other failed and kept none of its
+    work. While another live process marks the folder in use, discard leaves the pieces and notes
+    them; the last user deletes its own and the noted ones. A marker of this machine whose process
+    is gone is removed; one of another machine is named in a warning, and counts as in use."""
+    import json
     import os
+    import socket
     import subprocess
     import sys
 
+    from slamfw.execution.liveness import process_start
     from slamfw.execution.store import _marker_name
     store = ChunkStore(tmp_path / "parts", "part")
-    store.save("a", {"x": np.arange(3)})
+    for key in ("a", "b", "c"):
+        store.save(key, {"x": np.arange(3)})
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    marker = store.folder / _marker_name(other.pid)
     try:
-        (store.folder / _marker_name(other.pid)).touch()
+        marker.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid,
+                                      "proc_start": process_start(other.pid)}))
         with store.in_use():
             store.discard(["a"])
-        assert store.path("a").is_file()                      # left to the other run
+        assert store.path("a").is_file()                      # left to the other run, and noted
         assert not (store.folder / _marker_name(os.getpid())).exists()
     finally:
         other.kill()
         other.wait()
     with store.in_use():                                      # the other run is gone, without removing its marker
-        store.discard(["a"])
-    assert not store.folder.exists()                          # its marker removed, the pieces and folder too
+        store.discard(["b"])
+    assert not marker.exists() and not store.path("a").exists() and not store.path("b").exists()
+    assert store.path("c").is_file()                          # another job's piece: kept
+    far = store.folder / ".in-use-elsewhere-12"
+    far.write_text(json.dumps({"host": "elsewhere", "pid": 12, "proc_start": None}))
+    with caplog.at_level("WARNING"):
+        store.discard(["c"])
+    assert store.path("c").is_file() and "marked in use by process 12 of elsewhere" in caplog.text
+    far.unlink()
+    store.discard([])                                         # the noted piece goes with the next discard
+    assert not store.folder.exists()
+
+
+def test_predict_marks_its_parts_in_use(tmp_path, monkeypatch):
+    """predict holds its parts' folder in use from the first part to their removal."""
+    from contextlib import contextmanager
+
+    from slamfw import api
+    used = []
+    original = ChunkStore.in_use
+
+    @contextmanager
+    def recorded(self):
+        with original(self):
+            used.append(self.folder)
+            yield
+    monkeypatch.setattr(ChunkStore, "in_use", recorded)
+    (tmp_path / "exp.toml").write_text(UNLIKE_CONFIG.format(out=tmp_path / "out"))
+    model = api.train_to_folder(tmp_path / "exp.toml")
+    api.predict_catalog(model, tmp_path / "cat.ecsv", reader="mock", reader_params={"n_stars": 4},
+                        executor=SerialExecutor())
+    assert len(used) == 1 and used[0].parent == tmp_path / ".checkpoints" and not used[0].exists()
 
 
 def test_a_parts_name_says_the_medium_of_the_spectra_and_of_the_model():

@@ -157,7 +157,8 @@ def test_compare_errors(data, capsys):
         compare_emulators(load_config(cfg, ["emulator.cannon.order=7"]), ["slam", "cannon"])
     # found by a bad-input hunt: sklearn's error about n_splits, after every emulator was trained
     with pytest.raises(ConfigError, match=r"compare.cv_folds = 1000 is more than the \d+ training stars"):
-        compare_emulators(load_config(cfg, ["compare.cv_folds=1000"]), ["slam", "cannon"])
+        compare_emulators(load_config(cfg, ["compare.cv_folds=1000", 'compare.refit_cv=["cannon"]']),
+                          ["slam", "cannon"])
     assert not (d / "cmp-err" / "slam").exists()   # nothing trained before every emulator's table was checked
     assert main(["compare", str(cfg), "--emulators", "cannon", "--set", "emulator.model=x.npz"]) == 2
     assert "emulator.model" in capsys.readouterr().err

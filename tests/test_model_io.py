@@ -272,6 +272,13 @@ def test_damaged_model_files_found_by_a_hunt_are_refused_naming_file_and_key(emu
     assert words in str(err.value) and "damaged.npz" in str(err.value), str(err.value)
 
 
+def test_a_train_chi2_of_nan_as_training_writes_it_is_no_reference(emulator_files, tmp_path):
+    """Training writes median and p99 NaN when no training star has a finite chi^2; such a model
+    loads, with no reference for flag_chi2_train (a fresh-eyes review: the check refused it)."""
+    nan = _meta_change(lambda m: m.update(train_chi2={"median": float("nan"), "p99": float("nan")}))
+    assert SlamfwModel.load(_rewrite(emulator_files["cannon"], tmp_path / "nan.npz", nan)).train_chi2 is None
+
+
 def test_a_file_that_is_not_an_npz_archive_is_named_so_not_a_pickle(tmp_path):
     """Found by a bad-input hunt: a text file given as a model got numpy's "This file contains
     pickled (object) data ... allow_pickle=", the wrong diagnosis, inviting pickle."""

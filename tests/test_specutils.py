@@ -233,13 +233,27 @@ def test_rv_from_radial_velocity_and_medium_from_meta():
     assert spectral_set_from_spectra(sp, medium="vacuum").medium == "vacuum"
 
 
-@pytest.mark.parametrize("ctype, medium", [("AWAV", "air"), ("WAVE-LOG", "vacuum"), ("LINEAR", "")])
+@pytest.mark.parametrize("ctype, medium", [("AWAV", "air"), ("WAVE-LOG", "vacuum"), ("LINEAR", ""),
+                                           ("WAVELENGTH", "")])
 def test_medium_from_the_fits_header_ctype(ctype, medium):
     """Found by a bad-input hunt: CTYPE1 = 'AWAV' (air, FITS WCS paper III) was ignored."""
     header = fits.Header({"CTYPE1": ctype})
     sp = Spectrum(flux=np.ones(3) * u.Jy, spectral_axis=[5000.0, 5001.0, 5002.0] * u.AA, meta={"header": header})
     assert spectral_set_from_spectra(sp).medium == medium
     assert spectral_set_from_spectra(sp, medium="vacuum").medium == "vacuum"       # the parameter wins
+
+
+def test_the_reader_says_when_files_name_a_medium_its_parameter_does_not(tmp_path, caplog):
+    """The reader's ``medium`` is the survey's (one for every file: files that differ would not
+    stack); when it is empty and a file's CTYPE1 says AWAV, a warning says how to use it."""
+    header = fits.Header({"CTYPE1": "AWAV", "CRVAL1": 5000.0, "CDELT1": 1.0, "CRPIX1": 1.0, "CUNIT1": "Angstrom"})
+    for name in ("a", "b"):
+        fits.PrimaryHDU(np.ones(50, np.float32), header=header).writeto(tmp_path / f"{name}.fits")
+    with caplog.at_level("WARNING"):
+        ss = SpecutilsReader(path=str(tmp_path), format="wcs1d-fits", ids="file").read()
+    assert ss.medium == "" and caplog.text.count("says its wavelengths are in air") == 1
+    assert "set medium = 'air'" in caplog.text
+    assert SpecutilsReader(path=str(tmp_path), format="wcs1d-fits", ids="file", medium="air").read().medium == "air"
 
 
 def test_missing_specutils_says_how_to_install(monkeypatch):

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 #: What the executors' libraries raise when a worker process is killed from outside (the
 #: out-of-memory killer) or a dask worker is lost with the task's data: not a bug of slamfw.
-_WORKER_LOST = frozenset({"TerminatedWorkerError", "BrokenProcessPool", "FutureCancelledError"})
+_WORKER_LOST = frozenset({"TerminatedWorkerError", "BrokenProcessPool", "FutureCancelledError", "KilledWorker"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,7 +109,10 @@ def _medium_said(meta: Mapping) -> str:
     if said:
         return said
     ctype = _header_get(meta.get("header"), "CTYPE1")
-    return _CTYPE_MEDIA.get(str(ctype).strip().upper()[:4], "") if isinstance(ctype, str) else ""
+    if not isinstance(ctype, str):
+        return ""
+    ctype = ctype.strip().upper()             # AWAV, WAVE, or with an algorithm code: WAVE-LOG
+    return _CTYPE_MEDIA.get(ctype[:4], "") if len(ctype) == 4 or ctype[4:5] == "-" else ""
 
 
 def _header_get(header: Any, key: str) -> Any:

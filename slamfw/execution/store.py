@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 
 from ..errors import OutputError
+from .liveness import pid_alive, process_start
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def check_arrays(arrays: Mapping[str, np.ndarray], spec: Mapping[str, tuple[str,
 
 #: The start of the name of the file that marks a folder of pieces in use by a process (:meth:`ChunkStore.in_use`).
 _IN_USE = ".in-use-"
+#: The file of the pieces a finished run left to the folder's other users to delete.
+_PENDING = ".pending-removal"
 
 
 def _marker_name(pid: int) -> str:
@@ -164,11 +167,16 @@ class ChunkStore:
     @contextmanager
     def in_use(self) -> Iterator[None]:
         """While the block runs, this process uses the pieces in the folder (a marker file says so):
-        :meth:`discard` in another process then leaves them. Two ``predict`` runs of the same
-        model and data into one folder share their pieces, and the first to finish deleted the
-        other's."""
+        :meth:`discard` in another process then leaves its pieces for the last user to remove. Two
+        ``predict`` runs of the same model into one folder may share pieces; the first to finish
+        deleted them under the other."""
         marker = self.folder / _marker_name(os.getpid())
-        marker.touch()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                          "proc_start": process_start(os.getpid())}))
+        except OSError as err:
+            raise OutputError(f"cannot mark the folder {str(self.folder)!r} in use: {err.strerror or err}") from None
         try:
             yield
         finally:
@@ -176,33 +184,44 @@ class ChunkStore:
             self._remove_empty_folders()
 
     def _used_by_others(self) -> bool:
-        """Whether another process marks the folder in use (:meth:`in_use`); a marker of a process
-        of this machine that is gone is removed. One of another machine counts as in use."""
+        """Whether another live process marks the folder in use (:meth:`in_use`). A marker of this
+        machine whose process is gone (a killed run) is removed; one of another machine counts as
+        in use, and is named, so that a user can remove it once that run is over."""
         host, mine = socket.gethostname(), _marker_name(os.getpid())
         for marker in self.folder.glob(f"{_IN_USE}*"):
             if marker.name == mine:
                 continue
-            where, _, pid = marker.name[len(_IN_USE):].rpartition("-")
-            if where == host and pid.isdigit():
-                try:
-                    os.kill(int(pid), 0)
-                except ProcessLookupError:      # left by a killed run
-                    marker.unlink(missing_ok=True)
-                    continue
-                except PermissionError:
-                    pass
+            try:
+                holder = json.loads(marker.read_text())
+                pid, where = int(holder["pid"]), str(holder["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue                        # being written, or not ours
+            if where == host and not pid_alive(pid, holder.get("proc_start")):
+                marker.unlink(missing_ok=True)  # left by a killed run
+                continue
+            if where != host:
+                log.warning("the finished pieces in %s are marked in use by process %d of %s (%s): they are left "
+                            "to it; remove that file if that run is over", self.folder, pid, where, marker.name)
             return True
         return False
 
     def discard(self, keys: list[int | str]) -> None:
         """Delete the pieces ``keys`` (and the folder, then its parent, once they are empty): another
-        job's pieces in the same folder are left alone, and so are these while another process
-        uses the folder (:meth:`in_use`: the last to finish deletes them)."""
+        job's pieces in the same folder are left alone. While another process uses the folder
+        (:meth:`in_use`), the keys are noted instead, and the last user deletes them with its own."""
+        pending = self.folder / _PENDING
         if self._used_by_others():
-            log.info("the finished pieces in %s are in use by another run, which will remove them", self.folder)
+            log.info("the finished pieces in %s are in use by another run: it will remove them", self.folder)
+            with open(pending, "a") as fh:
+                fh.write("".join(f"{json.dumps(key)}\n" for key in keys))
             return
-        for key in keys:
+        try:
+            noted = [json.loads(line) for line in pending.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            noted = []
+        for key in [*keys, *noted]:
             self.path(key).unlink(missing_ok=True)
+        pending.unlink(missing_ok=True)
         self._remove_empty_folders()
 
     def _remove_empty_folders(self) -> None:

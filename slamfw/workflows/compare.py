@@ -132,6 +132,13 @@ def _label_stats(run: RunResult, label_names: list[str]) -> tuple[dict[str, dict
     return stats, [name for name, _ in snr_bins(snr, None)]
 
 
+def _check_cv_folds(folds: int, n_stars: int) -> None:
+    """A ConfigError when ``compare.cv_folds`` leaves a fold without a star."""
+    if folds > n_stars:
+        raise ConfigError(f"compare.cv_folds = {folds} is more than the {n_stars} training stars: each fold needs "
+                          f"at least one")
+
+
 def _flux_cv(name: str, run: RunResult, cfg: ExperimentConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """The emulator's per-pixel CV MSE and MD (P,) and how they were measured: its own, or
     refitted here on ``compare.cv_folds`` folds (no ``cv_mse_``, or named in ``compare.refit_cv``)."""
@@ -142,6 +149,7 @@ def _flux_cv(name: str, run: RunResult, cfg: ExperimentConfig) -> tuple[np.ndarr
         return np.asarray(emu.cv_mse_, float), np.asarray(emu.cv_md_, float), str(getattr(emu, "cv_scheme_", "own"))
     log.info("compare: cross-validating %s by refitting (%d folds)", name, cv_folds)
     assert run.train is not None
+    _check_cv_folds(cv_folds, run.train.n_stars)
     cv_mse, cv_md = cross_validate_flux(emu, run.train.labels, run.train.flux, run.train.ivar, cv_folds, cfg.seed)
     return cv_mse, cv_md, f"{cv_folds}-fold (refit by compare)"
 
@@ -201,10 +209,8 @@ def _compare(cfg: ExperimentConfig, names: list[str], subs: dict[str, Experiment
     bins: list[str] = []
     with executing(cfg):
         prepared = prepare_training(cfg)   # read and prepared once, for every emulator
-        folds = cfg.compare.cv_folds if cfg.compare else 5
-        if folds > prepared.train.n_stars:   # before any training (sklearn's error came after all of it)
-            raise ConfigError(f"compare.cv_folds = {folds} is more than the {prepared.train.n_stars} training "
-                              f"stars: each fold needs at least one")
+        if cfg.compare and cfg.compare.refit_cv:   # before any training (sklearn's error came after all of it)
+            _check_cv_folds(cfg.compare.cv_folds, prepared.train.n_stars)
         for i, name in enumerate(names):
             log.info("compare: emulator %d/%d: %s", i + 1, len(names), name)
             run = run_experiment(subs[name], prepared, first.test if first else None)

@@ -606,7 +606,8 @@ def warn_stars_without_prior(prior: Prior | None, n_flat: int, n: int, what: str
     """Warn when a per-star prior gives ``n_flat`` of the ``n`` stars of ``what`` no prior."""
     if n_flat:
         log.warning("%s: %d of the %d stars have no prior of their own in the per-star prior (%s: their ids are not "
-                    "in it; check its id column), and were fitted without one", what, n_flat, n, type(prior).__name__)
+                    "in it, or without usable values; check its id column), and were fitted without one", what,
+                    n_flat, n, type(prior).__name__)
 
 
 def parts_store(model: SlamfwModel, inferer: Inferer, checkpoint_dir: str | Path,

@@ -38,6 +38,7 @@ from typing import Any, Iterator
 from .._version import __version__
 from ..data.files import REJECTED_FILE
 from ..errors import OutputError, SlamfwError  # noqa: F401  (OutputError: also importable from here)
+from ..execution.liveness import pid_alive, process_start
 from ..execution.store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -301,33 +302,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _proc_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (Linux: /proc), to tell a reused pid from the holder."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        return text.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int, started: str | None) -> bool:
-    if os.name == "nt":   # os.kill would end the process there: assume it is alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    except (OSError, OverflowError, ValueError):
-        return False
-    if started is not None:
-        now = _proc_start(pid)
-        if now is not None and now != started:
-            return False  # the pid was reused by another process
-    return True
-
-
 #: Tokens of the locks this process holds.
 _HELD: set[str] = set()
 
@@ -384,7 +358,7 @@ def _is_stale(holder: dict[str, Any]) -> bool:
         return False
     if pid == os.getpid():
         return holder.get("token") not in _HELD   # ours by pid only: a restarted container's reused pid
-    return not _pid_alive(pid, holder.get("proc_start"))
+    return not pid_alive(pid, holder.get("proc_start"))
 
 
 def acquire_lock(folder: Path, command: str) -> dict[str, Any]:
@@ -392,7 +366,7 @@ def acquire_lock(folder: Path, command: str) -> dict[str, Any]:
     another live run holds it. A lock whose process is gone (same host) is taken over, with a warning."""
     path = folder / LOCK_FILE
     info = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "argv": list(sys.argv),
-            "started": _now(), "slamfw_version": __version__, "proc_start": _proc_start(os.getpid()),
+            "started": _now(), "slamfw_version": __version__, "proc_start": process_start(os.getpid()),
             "token": uuid.uuid4().hex}
     text = json.dumps(info, indent=1)
     for _ in range(5):

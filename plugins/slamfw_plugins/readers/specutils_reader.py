@@ -15,12 +15,11 @@ Parameters (besides :class:`~slamfw.FileReader`'s ``path`` and ``labels*``):
 - ``multi``: read with ``SpectrumList.read`` (files of several spectra: each becomes a star).
   Formats that specutils registers only for ``SpectrumList`` (GALAH, DESI, 6dFGS-combined, ...)
   are always read that way.
-- ``medium``: ``"air"``, ``"vacuum"`` or ``""``. specutils does not say which, so the files'
-  medium is this parameter's; with ``""``, what each file says (its ``meta["medium"]``, as
-  slamfw writes it, or its FITS header's ``CTYPE1``: ``AWAV`` air, ``WAVE`` vacuum), else unknown
-  (never converted). It overrides :attr:`FileReader.medium` (a class attribute elsewhere) for
-  this reader's instances, with the same meaning and the same name as the ``table`` reader's
-  parameter.
+- ``medium``: ``"air"``, ``"vacuum"`` or ``""`` (unknown, never converted): specutils does not
+  say, so the files' medium is this parameter's (one for the whole survey; a warning says so
+  when the files' meta or FITS ``CTYPE1`` name one and the parameter is empty). It overrides
+  :attr:`FileReader.medium` (a class attribute elsewhere) for this reader's instances, with the
+  same meaning and the same name as the ``table`` reader's parameter.
 - ``ids``: ``"meta"`` (default) takes each star's id from the spectrum's meta or FITS header
   (``id``, ``OBJID``, ``OBSID``, ``APOGEE_ID``, ``OBJ``, ``OBJECT``), falling back on the file name;
   ``"file"`` always uses the file name (``<stem>``, or ``<stem>-<k>`` for a file of several
@@ -135,8 +134,14 @@ class SpecutilsReader(FileReader):
             n = sum(1 if getattr(s.flux, "ndim", 1) == 1 else s.flux.shape[0] for s in items)
             stem = source_stem(path.name)
             ids = [stem] if n == 1 else [f"{stem}-{k}" for k in range(n)]
-        # the parameter wins; without it, what the file says (its meta's medium, or CTYPE1 AWAV / WAVE)
-        return SpectralSet.from_spectra(items, ids=ids, medium=self.medium, source=path.name)
+        ss = SpectralSet.from_spectra(items, ids=ids, medium=self.medium, source=path.name)
+        if not self.medium and ss.medium and not getattr(self, "_medium_said", False):
+            self._medium_said = True     # once per reader: a survey's files say the same
+            log.warning("specutils: %s says its wavelengths are in %s (its meta or CTYPE1), but the reader's medium "
+                        "parameter is empty, so they are taken as unknown and never converted: set medium = %r to "
+                        "use it", path.name, ss.medium, ss.medium)
+        ss.medium = self.medium                          # the parameter wins over a spectrum's meta
+        return ss
 
 
 @hookimpl
