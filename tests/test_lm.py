@@ -898,3 +898,11 @@ def test_a_flat_emulator_gives_infinite_errors_not_converged(small_train, small_
     flux = small_train.flux[:4]
     res = registry.create("inferer", "lm", {"batched": batched}).infer(model, flux, np.full_like(flux, 1e4))
     assert not res.converged.any() and np.all(np.isinf(res.errors)), res.errors
+
+
+def test_bound_margin_without_trf_is_refused():
+    """Found by a bad-input hunt: ``bound_margin = 0.1`` with the default method was accepted and
+    did nothing (the catalogue equalled one without it)."""
+    with pytest.raises(ConfigError, match="lm: bound_margin bounds the labels with method = 'trf'"):
+        registry.create("inferer", "lm", {"bound_margin": 0.1})
+    assert registry.create("inferer", "lm", {"bound_margin": 0.1, "method": "trf"}).bound_margin == 0.1

@@ -141,6 +141,9 @@ class LMInferer(Inferer):
         if self.last_step != LAST_STEP and (self.steps != "minpack" or not self.batched):
             raise ConfigError(f"lm: last_step is the batched minpack steps' rule (batched = true, steps = "
                               f"'minpack'); here batched = {self.batched} and steps = {self.steps!r}")
+        if self.bound_margin and self.method != "trf":     # was ignored: the catalogue was the same without it
+            raise ConfigError(f"lm: bound_margin bounds the labels with method = 'trf' (bounded least squares); "
+                              f"here method = {self.method!r}: set method = 'trf', or use a uniform prior with margin")
         if self.steps != "minpack" and not self.batched:
             raise ConfigError(f"lm: steps {self.steps!r} is the batched solver's (batched = true); with batched = "
                               f"false each star takes scipy's lmder steps, which steps = 'minpack' follows")
