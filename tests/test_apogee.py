@@ -301,6 +301,16 @@ def test_apvisit_without_the_header_cards_reads_the_hdu11_table(apogee_dir, tmp_
     np.testing.assert_array_equal(ss.flux, with_cards.flux)
 
 
+def test_an_apvisit_wavelength_that_is_not_finite_is_named(apogee_dir, tmp_path):
+    """Found by a bad-input hunt: one NaN wavelength was 'not an APOGEE wavelength array (values
+    1.514e+04-1.695e+04 ...)', values inside the range it asked for."""
+    path = _copy(apogee_dir, tmp_path, VISIT_A)
+    with fits.open(path, mode="update") as hl:
+        hl[4].data[1, 7] = np.nan
+    with pytest.raises(DataError, match=r"HDU 4 \(wavelength\) is nan at pixel \d+ of \d+ .* 1 such\)"):
+        read_apvisit(path)
+
+
 # ------------------------------------------------------------------------------ aspcapStar
 def test_aspcapstar_spectrum_and_labels(apogee_dir):
     path = apogee_dir / ASPCAP_GIANT

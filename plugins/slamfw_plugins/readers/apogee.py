@@ -407,7 +407,11 @@ def _apvisit(hl: fits.HDUList, path: str, bad_bits: int) -> SpectralSet:
     if not np.issubdtype(bitmask.dtype, np.integer):
         raise DataError(f"{path}: HDU 3 should be the integer pixel bitmask, got {bitmask.dtype}")
     wave = np.asarray(wave, dtype=float).ravel()
-    if not np.all(np.isfinite(wave)) or wave.min() < H_BAND[0] or wave.max() > H_BAND[1]:
+    if not np.all(np.isfinite(wave)):      # named as such: the range of the others looked right
+        j = int(np.flatnonzero(~np.isfinite(wave))[0])
+        raise DataError(f"{path}: HDU 4 (wavelength) is {wave[j]} at pixel {j} of {wave.size} (chips end to end; "
+                        f"{int(np.sum(~np.isfinite(wave)))} such)")
+    if wave.min() < H_BAND[0] or wave.max() > H_BAND[1]:
         raise DataError(f"{path}: HDU 4 is not an APOGEE wavelength array (values {np.nanmin(wave):.4g}-"
                         f"{np.nanmax(wave):.4g}, expected Angstrom within {H_BAND})")
     order = np.argsort(wave, kind="stable")  # chips run red->blue, each in decreasing wavelength
