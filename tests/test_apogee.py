@@ -475,6 +475,10 @@ def test_apstar_layout_checks(apogee_dir, tmp_path):
         hl[1].header["CDELT1"] = 6e-4
     with pytest.raises(DataError, match="not an APOGEE grid"):
         read_apstar(path)
+    with fits.open(path, mode="update") as hl:   # a bad-input hunt: 8575 pixels 3e-6 A wide were read
+        hl[1].header["CDELT1"] = 1e-14
+    with pytest.raises(DataError, match="not an APOGEE grid .*in steps of 1e-6 to 1e-4"):
+        read_apstar(path)
     with fits.open(path, mode="update") as hl:
         hl[1].header["CDELT1"] = 6e-6
         hl[2].data = hl[2].data[:, :100]

@@ -313,9 +313,11 @@ def _log_grid(hl: fits.HDUList, path: str, n_pix: int) -> np.ndarray:
         raise DataError(f"{path}: the header says NWAVE = {nwave} but the spectra have {n_pix} pixels")
     crpix = _num(hdr, "CRPIX1", 1.0)
     wave = 10.0 ** (crval + cdelt * (np.arange(n_pix) + 1.0 - crpix))
-    if not (cdelt > 0 and H_BAND[0] <= wave[0] and wave[-1] <= H_BAND[1]):
+    # APOGEE's step is 6e-6 in log10: a step far from it (1e-14 made 8575 pixels 3e-6 A wide) is a damaged card
+    if not (1e-6 <= cdelt <= 1e-4 and H_BAND[0] <= wave[0] and wave[-1] <= H_BAND[1]):
         raise DataError(f"{path}: CRVAL1 = {crval}, CDELT1 = {cdelt} give {wave[0]:.1f}-{wave[-1]:.1f} A, "
-                        f"not an APOGEE grid (expected log10 wavelengths within {H_BAND} A)")
+                        f"not an APOGEE grid (expected log10 wavelengths within {H_BAND} A, in steps of 1e-6 to "
+                        f"1e-4)")
     return wave
 
 
