@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ._version import __version__
 from .components.base import format_validation_error
 from .components.emulator import Emulator
-from .errors import ConfigError, DataError, ModelFileError, SlamfwError
+from .errors import ConfigError, DataError, ModelFileError, SlamfwError, name_some, repeated
 from .execution.store import atomic_path
 from .stats.error_model import ErrorModel
 
@@ -288,9 +288,8 @@ def _check_metadata(meta: dict[str, Any], path: str) -> None:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
         raise ModelFileError(f"{path!r} is damaged: 'label_names' in its metadata must be a list of label names "
                              f"(non-empty strings), got {names!r}")
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise ModelFileError(f"{path!r} is damaged: 'label_names' in its metadata names {', '.join(twice)} more "
+    if (twice := repeated(names)).size:
+        raise ModelFileError(f"{path!r} is damaged: 'label_names' in its metadata names {name_some(twice)} more "
                              f"than once ({names}); each label column must have its own name")
     units = meta.get("label_units")
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units) or len(units) not in (0, len(names)):

@@ -133,6 +133,12 @@ def _reuse_differences(cfg: ExperimentConfig, model: SlamfwModel, prepared: Prep
     return out
 
 
+def differences_text(differences: list[str], k: int = 6) -> str:
+    """The first ``k`` of ``differences`` (``key: the model has X, the config asks for Y``) for a
+    log line, joined by "; ", then "; and N more"."""
+    return "; ".join(differences[:k]) + (f"; and {len(differences) - k} more" if len(differences) > k else "")
+
+
 def ignored_for_a_loaded_model(cfg: ExperimentConfig, model: SlamfwModel) -> list[str]:
     """The settings of ``cfg`` that a run loading ``model`` (``emulator.model``) does not use,
     because the model's own are used: its emulator, pre-processing and normaliser (each as
@@ -161,8 +167,8 @@ def reusable_model(cfg: ExperimentConfig, prepared: PreparedTraining, path: Path
         return None
     why = _reuse_differences(cfg, model, prepared)
     if why:
-        shown = "; ".join(why[:6]) + (f"; and {len(why) - 6} more" if len(why) > 6 else "")
-        log.info("training a new model: the model file %s differs from what this config trains: %s", path, shown)
+        log.info("training a new model: the model file %s differs from what this config trains: %s", path,
+                 differences_text(why))
         return None
     log.info("reusing the model %s (trained %s): the same prepared training set (hash %s), emulator %s with the "
              "same parameters, pre-processing, normaliser, inferer, prior and calibration settings; not training "

@@ -35,7 +35,7 @@ from .infer import (
     fit_prior, infer_chunked, label_spectra, prepare_for_model, stars_without_prior, warn_stars_without_prior,
 )
 from .outdir import OutputDir, forced, forcing, plan_outputs
-from .reuse import ignored_for_a_loaded_model, reusable_model, training_record
+from .reuse import differences_text, ignored_for_a_loaded_model, reusable_model, training_record
 from .train import (
     PreparedTraining, TrainResult, prepare_training, remove_training_checkpoints, source_key, train,
 )
@@ -154,8 +154,7 @@ def _load_model(cfg: ExperimentConfig, path: str) -> SlamfwModel:
     ignored = ignored_for_a_loaded_model(cfg, model)
     if ignored:
         log.warning("emulator.model: the model's own emulator, pre-processing and normaliser are used, not the "
-                    "config's, which differ: %s", "; ".join(ignored[:6]) + (f"; and {len(ignored) - 6} more"
-                                                                            if len(ignored) > 6 else ""))
+                    "config's, which differ: %s", differences_text(ignored))
     return model
 
 
