@@ -160,12 +160,16 @@ def _fits_knows(unit: str) -> bool:
 
 def _utf8_width(text: np.ndarray) -> int:
     """The widest of ``text`` (str array) in UTF-8 bytes, as FITS stores it (at least 1)."""
-    return int(np.char.str_len(np.char.encode(text, "utf-8")).max(initial=1)) if text.size else 1
+    return max(1, np.char.encode(text, "utf-8").dtype.itemsize)
 
 
-def _beyond_ascii(text: np.ndarray) -> bool:
-    """Whether ``text`` (str array) holds a character beyond ASCII (one of more than one byte)."""
-    return bool(np.any(np.char.str_len(np.char.encode(text, "utf-8")) != np.char.str_len(text)))
+def _utf8_beyond_ascii(text: np.ndarray) -> np.ndarray | None:
+    """``text`` (str array) as UTF-8 bytes, as wide as its ``U<k>`` type when they fit, if it
+    holds a character beyond ASCII (one of more than one byte); else None."""
+    utf8 = np.char.encode(text, "utf-8")
+    if np.all(np.char.str_len(utf8) == np.char.str_len(text)):
+        return None
+    return utf8.astype(f"S{max(text.dtype.itemsize // 4, utf8.dtype.itemsize)}")
 
 
 def table_hdu(table: Table) -> fits.BinTableHDU:
@@ -177,17 +181,14 @@ def table_hdu(table: Table) -> fits.BinTableHDU:
     parts of one catalogue share one width)."""
     units = {name: table[name].unit for name in table.colnames}
     foreign = [name for name, unit in units.items() if unit is not None and not _fits_knows(unit.to_string())]
-    beyond_ascii = [name for name in table.colnames if table[name].dtype.kind == "U" and table[name].ndim == 1
-                    and _beyond_ascii(np.asarray(table[name]))]
-    if foreign or beyond_ascii:       # left to the loop below, instead of astropy's failed conversion
+    utf8 = {name: text for name in table.colnames if table[name].dtype.kind == "U" and table[name].ndim == 1
+            and (text := _utf8_beyond_ascii(np.asarray(table[name]))) is not None}
+    if foreign or utf8:               # left to the loop below, instead of astropy's failed conversion
         table = table.copy(copy_data=False)
         for name in foreign:
             table[name].unit = None
-        for name in beyond_ascii:
-            text = np.asarray(table[name])
-            width = max(text.dtype.itemsize // 4, _utf8_width(text))
-            table.replace_column(name, Column(np.char.encode(text, "utf-8").astype(f"S{width}"),
-                                              unit=table[name].unit, description=table[name].description))
+        for name, text in utf8.items():
+            table.replace_column(name, Column(text, unit=table[name].unit, description=table[name].description))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not be saved in native FITS format.*")
         hdu = fits.table_to_hdu(table)
