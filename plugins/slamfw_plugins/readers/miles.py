@@ -170,14 +170,14 @@ class MilesReader(Reader):
             raise DataError(f"miles: no star in {self.path!r} passes the selection {self.where}")
         spectra = current_executor().map(_try_read_fits, [(str(files[i]),) for i in sel], desc="miles: reading",
                                          progress=False)
-        grid = _common_grid([w for w, _, reason in spectra if reason is None])
+        grid, sharing = _common_grid([w for w, _, reason in spectra if reason is None])
+        example = next((files[sel[j]].name for j, s in enumerate(spectra) if s[0] is grid), None)
         self.rejected_ = []
         ok = []
         for k, (w, f, reason) in enumerate(spectra):
-            if reason is None and (w.size != grid[0].size or not np.allclose(w, grid[0])):
-                first = next(j for j, s in enumerate(spectra) if s[2] is None and s[0] is grid[0])
-                reason = (f"its wavelength grid differs from that of the {grid[1]} files that share one "
-                          f"(e.g. {files[sel[first]].name})")
+            if reason is None and (w.size != grid.size or not np.allclose(w, grid)):
+                reason = (f"its wavelength grid differs from that of the {sharing} files that share one "
+                          f"(e.g. {example})")
             if reason is not None:
                 log.warning("miles: rejected %s: %s", files[sel[k]].name, reason)
                 self.rejected_.append((str(files[sel[k]]), reason))
