@@ -40,6 +40,8 @@ from pydantic import Field
 
 from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl, residual_stats
 
+from ._state import require
+
 SLAMFW_PLUGIN_API = (1, 0)
 
 log = logging.getLogger(__name__)
@@ -273,11 +275,8 @@ class CannonEmulator(StandardizedEmulator):
                                 f"per pixel ({p})")
         for name in ("scatter", "cv_mse"):
             values = np.asarray(getattr(self, name + "_"), float)
-            ok = np.isfinite(values) & (values >= 0)
-            if not np.all(ok):
-                j = int(np.flatnonzero(~ok)[0])
-                raise DataError(f"cannon: {name} is not finite and not negative at pixel {j} ({int(np.sum(~ok))} "
-                                f"such): {float(values[j])!r}")
+            require(np.isfinite(values) & (values >= 0), f"cannon: {name} is not finite and not negative",
+                    values=values)
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, labels: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from pydantic import Field, PositiveFloat
 from slamfw import DataError, Params, StandardizedEmulator, check_training_data, hookimpl
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+from ._state import require
 
 SLAMFW_PLUGIN_API = (1, 8)
 
@@ -159,9 +160,7 @@ class KRREmulator(RBFPrediction, StandardizedEmulator):
                 ("cv_mse", np.isfinite(cv_mse) & (cv_mse >= 0), "finite and not negative", "pixel"),
                 ("dual_coef", np.all(np.isfinite(dual), axis=1), "finite", "pixel"),
                 ("X_train", np.all(np.isfinite(X), axis=1), "finite", "training star")):
-            if not np.all(ok):
-                j = int(np.flatnonzero(~ok)[0])
-                raise DataError(f"krr: {name} is not {rule} at {where} {j} ({int(np.sum(~ok))} such)")
+            require(ok, f"krr: {name} is not {rule}", where)
 
     STATE_ARRAYS = ("X_train_", "dual_coef_", "gamma_", "alpha_", "cv_mse_", "cv_md_", "mse_", "md_")
     STATE_KIND = "krr-rbf"

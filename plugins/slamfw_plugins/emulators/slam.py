@@ -44,6 +44,7 @@ from slamfw import (
 )
 
 from ._rbf import RBFExpansion, RBFPrediction, sq_dist
+from ._state import require
 
 if TYPE_CHECKING:                                  # scikit-learn is imported for training only
     from sklearn.svm import SVR
@@ -388,9 +389,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
                 ("intercept", np.isfinite(self.intercept_), "finite", "pixel"),
                 ("dual_coef", np.all(np.isfinite(self.dual_coef_), axis=1), "finite", "pixel"),
                 ("X_train", np.all(np.isfinite(self.X_train_), axis=1), "finite", "training star")):
-            if not np.all(ok):
-                j = int(np.flatnonzero(~ok)[0])
-                raise DataError(f"slam: {name} is not {rule} at {where} {j} ({int(np.sum(~ok))} such)")
+            require(ok, f"slam: {name} is not {rule}", where)
         n_c = len(self.C)
         for name in ("cv_mse_grid_", "cv_md_grid_"):
             if np.shape(getattr(self, name)) != (p, len(self.gamma), n_c):
@@ -412,10 +411,7 @@ class SlamEmulator(RBFPrediction, StandardizedEmulator):
         for what, ok in (("at the chosen (gamma, C)", np.isfinite(self.cv_mse_) & (self.cv_mse_ >= 0)),
                          ("in the grid", np.all(np.isnan(grid_mse) | (np.isfinite(grid_mse) & (grid_mse >= 0)),
                                                 axis=1))):
-            if not np.all(ok):
-                j = int(np.flatnonzero(~ok)[0])
-                raise DataError(f"slam: cv_mse_grid is not finite and not negative {what} at pixel {j} "
-                                f"({int(np.sum(~ok))} such)")
+            require(ok, f"slam: cv_mse_grid is not finite and not negative {what}")
         self.cv_scheme_ = f"{self.n_folds}-fold"
         self.n_labels_ = self.X_train_.shape[1]
         self.n_pixels_ = p
